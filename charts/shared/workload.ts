@@ -1,0 +1,85 @@
+import { Construct } from 'constructs';
+import { k8s } from 'cdk8s-plus-28';
+import type { KilnResource } from '../types.js';
+import { standardLabels } from './labels.js';
+
+export interface ServicePort {
+  name: string;
+  port: number;
+  targetPort?: number;
+}
+
+/**
+ * The headless Service that gives each member its DNS name
+ * (`<pod>.<name>.<ns>.svc`). Members of a replicated store must find each
+ * other before they are ready, hence publishNotReadyAddresses where asked.
+ */
+export class HeadlessService extends Construct {
+  constructor(scope: Construct, id: string, props: {
+    resource: KilnResource; app: string; selector: Record<string, string>; ports: ServicePort[]; publishNotReadyAddresses: boolean;
+  }) {
+    super(scope, id);
+    new k8s.KubeService(this, 'Resource', {
+      metadata: { name: props.resource.metadata.name, labels: standardLabels(props.app, 'headless-service', props.resource) },
+      spec: {
+        clusterIp: 'None',
+        publishNotReadyAddresses: props.publishNotReadyAddresses,
+        selector: props.selector,
+        ports: props.ports.map((p) => ({ name: p.name, port: p.port, targetPort: k8s.IntOrString.fromNumber(p.targetPort ?? p.port), protocol: 'TCP' })),
+      },
+    });
+  }
+}
+
+export type ClientServiceType = 'ClusterIP' | 'LoadBalancer' | 'NodePort' | 'None';
+
+/** The client Service `<name>-client`; type None renders nothing. */
+export class ClientService extends Construct {
+  constructor(scope: Construct, id: string, props: {
+    resource: KilnResource; app: string; selector: Record<string, string>; ports: ServicePort[];
+    type?: ClientServiceType; annotations?: Record<string, string>;
+  }) {
+    super(scope, id);
+    const type = props.type ?? 'ClusterIP';
+    if (type === 'None') return;
+    new k8s.KubeService(this, 'Resource', {
+      metadata: {
+        name: `${props.resource.metadata.name}-client`,
+        labels: standardLabels(props.app, 'client-service', props.resource),
+        annotations: props.annotations && Object.keys(props.annotations).length > 0 ? props.annotations : undefined,
+      },
+      spec: {
+        type,
+        selector: props.selector,
+        ports: props.ports.map((p) => ({ name: p.name, port: p.port, targetPort: k8s.IntOrString.fromNumber(p.targetPort ?? p.port), protocol: 'TCP' })),
+      },
+    });
+  }
+}
+
+/** At most one member down at a time through voluntary disruptions (drains, upgrades). */
+export class MemberDisruptionBudget extends Construct {
+  constructor(scope: Construct, id: string, props: { resource: KilnResource; app: string; selector: Record<string, string> }) {
+    super(scope, id);
+    new k8s.KubePodDisruptionBudget(this, 'Resource', {
+      metadata: { name: props.resource.metadata.name, labels: standardLabels(props.app, 'disruption-budget', props.resource) },
+      spec: { maxUnavailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: props.selector } },
+    });
+  }
+}
+
+/** A volumeClaimTemplate; `dataSource` pre-fills new claims (only claims that do not exist yet). */
+export function claimTemplate(props: {
+  name: string; size: string; storageClassName?: string; labels: Record<string, string>;
+  dataSource?: { apiGroup: string; kind: string; name: string };
+}): k8s.KubePersistentVolumeClaimProps {
+  return {
+    metadata: { name: props.name, labels: props.labels },
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      storageClassName: props.storageClassName,
+      resources: { requests: { storage: k8s.Quantity.fromString(props.size) } },
+      dataSource: props.dataSource,
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import type { Command } from 'commander';
+import { synth, type SynthReport } from '../lib/synth.js';
+
+export function printProblems(report: SynthReport, stream: NodeJS.WritableStream = process.stderr): void {
+  for (const p of report.problems) {
+    const who = p.resource ? ` ${p.resource}` : '';
+    for (const e of p.errors) stream.write(`${p.file} [document ${p.index}]${who}: ${e.path ? `${e.path}: ` : ''}${e.message}\n`);
+  }
+}
+
+export function registerSynth(program: Command): void {
+  program
+    .command('synth')
+    .description('Render kiln resources from YAML files or directories into one YAML file per resource, offline.')
+    .argument('[inputs...]', 'files or directories of YAML documents (kiln resources, plus the ConfigMaps and Namespaces a ConfigMapSync reads)', ['examples'])
+    .option('-o, --output <dir>', 'output directory', 'dist')
+    .option('--continue-on-error', 'render the valid resources even when some are invalid (still exits 1)', false)
+    .option('--clean', 'empty the output directory first', false)
+    .option('-j, --jobs <n>', 'worker threads (default: one per core for large inputs)', (v) => Number.parseInt(v, 10))
+    .option('-q, --quiet', 'print nothing but errors', false)
+    .action(async (inputs: string[], opts: { output: string; continueOnError: boolean; clean: boolean; jobs?: number; quiet: boolean }) => {
+      const started = performance.now();
+      let lastProgress = 0;
+      const report = await synth({
+        inputs,
+        outDir: opts.output,
+        continueOnError: opts.continueOnError,
+        clean: opts.clean,
+        jobs: opts.jobs,
+        onProgress: (done, total) => {
+          const now = performance.now();
+          if (total >= 1000 && !opts.quiet && (now - lastProgress > 500 || done === total)) {
+            lastProgress = now;
+            process.stderr.write(`rendered ${done}/${total}\n`);
+          }
+        },
+      });
+      printProblems(report);
+      const seconds = ((performance.now() - started) / 1000).toFixed(2);
+      if (!opts.quiet) {
+        process.stderr.write(`${report.written.length} resources rendered into ${opts.output} in ${seconds}s; ${report.problems.length} invalid\n`);
+        if (report.problems.length > 0 && !opts.continueOnError) process.stderr.write('nothing written: fix the errors above, or pass --continue-on-error to render the valid resources\n');
+      }
+      process.exitCode = report.problems.length > 0 ? 1 : 0;
+    });
+}

@@ -1,0 +1,476 @@
+/** The API of group kiln.dev/v1alpha1: one entry per kind. */
+import {
+  bool,
+  DNS_LABEL,
+  enumOf,
+  immutable,
+  int,
+  list,
+  namespaceName,
+  obj,
+  objectName,
+  quantity,
+  str,
+  stringMap,
+  type CelRule,
+  type Schema,
+} from './builders.js';
+import {
+  env,
+  envFrom,
+  image,
+  imagePullPolicy,
+  replicaStatus,
+  replicas,
+  resources,
+  scheduling,
+  serviceAnnotations,
+  serviceType,
+  status,
+  storage,
+} from './common.js';
+
+export interface PrinterColumn {
+  name: string;
+  type: 'string' | 'integer' | 'date' | 'boolean' | 'number';
+  jsonPath: string;
+  description?: string;
+  priority?: number;
+}
+
+export interface KindDef {
+  kind: string;
+  plural: string;
+  shortNames: string[];
+  description: string;
+  spec: Schema;
+  status: Schema;
+  /** Rules on the whole object (they may read metadata.name). */
+  rules?: CelRule[];
+  columns: PrinterColumn[];
+  /** Path of the replica count, when the kind has a scale subresource. */
+  scale?: { specReplicasPath: string };
+}
+
+const readyColumns: PrinterColumn[] = [
+  { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+  { name: 'Status', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].message', priority: 1 },
+];
+const ageColumn: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+
+/**
+ * Names that become a StatefulSet name: pods get a controller-revision-hash
+ * label `<name>-<hash>` that must fit in 63 characters, and Services need a
+ * DNS label that starts with a letter.
+ */
+const statefulName = (): CelRule[] => [
+  {
+    rule: "self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+    message: 'metadata.name must be a DNS label of at most 52 characters starting with a letter (it names a StatefulSet and its Services)',
+    fieldPath: '.metadata.name',
+  },
+];
+
+const DIRECTORY_PORTS = 'ldap 1389, ldaps 1636, admin 4444, replication 8989, http 8080';
+
+export const directoryService: KindDef = {
+  kind: 'DirectoryService',
+  plural: 'directoryservices',
+  shortNames: ['ds'],
+  description: `An LDAP directory service: a StatefulSet of directory servers (ports ${DIRECTORY_PORTS}) with a volume each, a headless Service, an optional client Service and a PodDisruptionBudget. Volumes outlive the resource.`,
+  spec: obj(
+    'Desired state of the directory.',
+    {
+      replicas: replicas('Number of directory servers. Default 1.', 1),
+      image: image('ds'),
+      imagePullPolicy: imagePullPolicy(),
+      resources: resources('requests cpu 500m, memory 2Gi and limit memory 2Gi'),
+      env: env(),
+      envFrom: envFrom(),
+      storage: storage('10Gi', {
+        volumeSnapshotClassName: objectName('VolumeSnapshotClass used for backups of these volumes.'),
+      }),
+      secrets: obj('Secrets the user brings; each is mounted read-only when named.', {
+        masterKeypair: objectName('Secret with the master key pair that encrypts the data (mounted at /var/run/secrets/keys/master).'),
+        sslKeypair: objectName('Secret with the TLS key pair for ldaps and admin (mounted at /var/run/secrets/keys/ssl).'),
+        truststore: objectName('Secret with the CA certificates to trust (mounted at /var/run/secrets/keys/truststore); the agent also uses it to verify ldaps.'),
+      }),
+      passwords: {
+        type: 'object',
+        description:
+          'Passwords the kiln agent keeps current inside the directory, keyed by the DN of the account, e.g. uid=am-config,ou=admins,ou=am-config. The entry for uid=admin is the bind identity the agent uses.',
+        maxProperties: 64,
+        additionalProperties: obj(
+          'Where the password for this DN lives.',
+          {
+            secretName: objectName('Secret holding the password, in the resource\'s namespace.'),
+            key: str('Key within the Secret. Default password.', { minLength: 1, default: 'password' }),
+            create: bool('Generate a random password into the Secret when the key is missing. Default false.', false),
+          },
+          { required: ['secretName'] },
+        ),
+      },
+      scheduling: scheduling('directory'),
+      service: obj('The client Service.', {
+        type: serviceType('the directory'),
+        annotations: serviceAnnotations(),
+      }, { default: {} }),
+      init: obj(
+        'How a member with an empty volume is initialised. Members that already hold data are never re-initialised.',
+        {
+          ldifConfigMap: objectName('ConfigMap of LDIF files imported into an empty volume.'),
+          fromBackup: objectName('VolumeSnapshot (e.g. the one a DirectoryRestore leaves) from which new volumes are created.'),
+        },
+        {
+          'x-kubernetes-validations': [
+            { rule: '!(has(self.ldifConfigMap) && has(self.fromBackup))', message: 'init takes ldifConfigMap or fromBackup, not both' },
+          ],
+        },
+      ),
+    },
+    { required: ['image'] },
+  ),
+  status: status({
+    ...replicaStatus(),
+    passwords: obj('Password synchronisation (agent).', {
+      synced: int('Entries whose password matches their Secret.'),
+      total: int('Entries in spec.passwords.'),
+    }),
+  }),
+  rules: statefulName(),
+  columns: [
+    { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
+    { name: 'Ready-Replicas', type: 'integer', jsonPath: '.status.readyReplicas' },
+    ...readyColumns,
+    { name: 'Image', type: 'string', jsonPath: '.spec.image', priority: 1 },
+    ageColumn,
+  ],
+  scale: { specReplicasPath: '.spec.replicas' },
+};
+
+const jobStatus = (): Record<string, Schema> => ({
+  startTime: { type: 'string', format: 'date-time', description: 'When the Job started.' },
+  completionTime: { type: 'string', format: 'date-time', description: 'When the Job finished.' },
+  result: enumOf('Outcome: Pending, Running, Succeeded or Failed.', ['Pending', 'Running', 'Succeeded', 'Failed']),
+});
+
+export const directoryBackup: KindDef = {
+  kind: 'DirectoryBackup',
+  plural: 'directorybackups',
+  shortNames: ['dsbackup'],
+  description:
+    'A backup of one directory member\'s volume: a VolumeSnapshot of its claim, a claim cloned from that snapshot, and a Job that exports the clone into a backup volume named after this resource.',
+  spec: obj(
+    'What to back up and where.',
+    {
+      directoryService: objectName('Name of the DirectoryService (same namespace).'),
+      ordinal: int('Which member\'s volume (data-<directoryService>-<ordinal>). Default 0.', { minimum: 0, default: 0 }),
+      image: image('ds'),
+      imagePullPolicy: imagePullPolicy(),
+      volumeSnapshotClassName: objectName('VolumeSnapshotClass for the snapshot. Default: the cluster default.'),
+      storage: storage('10Gi'),
+      resources: resources('requests cpu 250m, memory 512Mi and limit memory 1Gi'),
+    },
+    { required: ['directoryService', 'image'], 'x-kubernetes-validations': [immutable('spec of a backup')] },
+  ),
+  status: status(jobStatus()),
+  rules: statefulName(),
+  columns: [
+    { name: 'Directory', type: 'string', jsonPath: '.spec.directoryService' },
+    { name: 'Result', type: 'string', jsonPath: '.status.result' },
+    ...readyColumns,
+    ageColumn,
+  ],
+};
+
+export const directoryRestore: KindDef = {
+  kind: 'DirectoryRestore',
+  plural: 'directoryrestores',
+  shortNames: ['dsrestore'],
+  description:
+    'A restore of a DirectoryBackup into a new volume named after this resource, then a VolumeSnapshot of that volume (same name) that a DirectoryService can start from with spec.init.fromBackup.',
+  spec: obj(
+    'What to restore and where.',
+    {
+      backup: objectName('Name of the DirectoryBackup whose backup volume is restored (same namespace).'),
+      image: image('ds'),
+      imagePullPolicy: imagePullPolicy(),
+      volumeSnapshotClassName: objectName('VolumeSnapshotClass for the final snapshot.'),
+      storage: storage('10Gi'),
+      resources: resources('requests cpu 250m, memory 512Mi and limit memory 1Gi'),
+    },
+    { required: ['backup', 'image'], 'x-kubernetes-validations': [immutable('spec of a restore')] },
+  ),
+  status: status(jobStatus()),
+  rules: statefulName(),
+  columns: [
+    { name: 'Backup', type: 'string', jsonPath: '.spec.backup' },
+    { name: 'Result', type: 'string', jsonPath: '.status.result' },
+    ...readyColumns,
+    ageColumn,
+  ],
+};
+
+export const POSTGRES_VERSIONS = [14, 15, 16, 17];
+
+export const postgresInstance: KindDef = {
+  kind: 'PostgresInstance',
+  plural: 'postgresinstances',
+  shortNames: ['pgi'],
+  description:
+    'A PostgreSQL server: a StatefulSet with a volume, a headless and a client Service, and a ConfigMap of postgresql.conf parameters. kiln runs one primary; replicas is 0 (stopped) or 1.',
+  spec: obj(
+    'Desired state of the instance.',
+    {
+      version: int(`PostgreSQL major version (${POSTGRES_VERSIONS.join(', ')}); selects the official image. Default 16 when image is not set.`, {
+        enum: POSTGRES_VERSIONS,
+      }),
+      image: image('postgres'),
+      imagePullPolicy: imagePullPolicy(),
+      replicas: replicas('1 to run the server, 0 to stop it (the volume stays). Streaming replicas are not supported yet. Default 1.', 1, 1),
+      storage: storage('10Gi'),
+      resources: resources('requests cpu 250m, memory 512Mi and limit memory 1Gi'),
+      parameters: stringMap(
+        'postgresql.conf settings, e.g. max_connections: "200". listen_addresses, port, data_directory, hba_file and ident_file are kiln\'s.',
+        { maxProperties: 256 },
+      ),
+      service: obj('The client Service.', {
+        type: serviceType('the server'),
+        port: int('Port of the client Service. Default 5432.', { minimum: 1, maximum: 65535, default: 5432 }),
+        annotations: serviceAnnotations(),
+      }, { default: {} }),
+      superuserSecret: obj(
+        'Secret with the superuser password. When omitted, the kiln agent generates <name>-superuser in the cluster.',
+        {
+          name: objectName('Secret name (same namespace).'),
+          key: str('Key holding the password. Default password.', { minLength: 1, default: 'password' }),
+        },
+        { required: ['name'] },
+      ),
+      scheduling: scheduling('postgres'),
+    },
+    {
+      'x-kubernetes-validations': [
+        { rule: '!(has(self.version) && has(self.image))', message: 'set version or image, not both' },
+        { rule: '!has(oldSelf.version) || !has(self.version) || self.version >= oldSelf.version', message: 'version cannot go down (a data directory cannot be downgraded)' },
+      ],
+    },
+  ),
+  status: status({ ...replicaStatus(), superuserSecret: objectName('Secret holding the superuser password.') }),
+  rules: statefulName(),
+  columns: [
+    { name: 'Version', type: 'integer', jsonPath: '.spec.version' },
+    { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
+    ...readyColumns,
+    ageColumn,
+  ],
+  scale: { specReplicasPath: '.spec.replicas' },
+};
+
+const PG_IDENTIFIER = '^[a-z_][a-z0-9_]{0,62}$';
+
+export const postgresDatabase: KindDef = {
+  kind: 'PostgresDatabase',
+  plural: 'postgresdatabases',
+  shortNames: ['pgdb'],
+  description:
+    'A database inside a PostgresInstance, with an owner role and a connection Secret <name>-connection (username, password, host, port, dbname, uri). The kiln agent does the work; nothing is rendered.',
+  spec: obj(
+    'The database.',
+    {
+      instance: objectName('Name of the PostgresInstance (same namespace). Immutable.'),
+      name: str('Database name: lower-case letters, digits and _, at most 63 characters. Immutable.', {
+        minLength: 1,
+        maxLength: 63,
+        pattern: PG_IDENTIFIER,
+      }),
+      owner: str('Owner role, created with LOGIN and a generated password. Default: the database name.', {
+        minLength: 1,
+        maxLength: 63,
+        pattern: PG_IDENTIFIER,
+      }),
+      extensions: list('Extensions to create in the database (CREATE EXTENSION IF NOT EXISTS).', str('Extension name.', { maxLength: 63, pattern: PG_IDENTIFIER }), {
+        maxItems: 32,
+        'x-kubernetes-list-type': 'set',
+      }),
+      reclaimPolicy: enumOf('Retain keeps the database and role when the resource is deleted; Delete drops them. Default Retain.', ['Retain', 'Delete'], 'Retain'),
+      dropWithForce: bool('With reclaimPolicy Delete, use DROP DATABASE ... WITH (FORCE), ending open sessions. Default false.', false),
+      recreateIfDropped: bool('Re-create the database when it disappears. Default true.', true),
+    },
+    {
+      required: ['instance', 'name'],
+      'x-kubernetes-validations': [
+        { rule: 'self.instance == oldSelf.instance', message: 'instance is immutable' },
+        { rule: 'self.name == oldSelf.name', message: 'name is immutable' },
+        { rule: "!(self.name in ['postgres', 'template0', 'template1'])", message: 'name may not be a system database', fieldPath: '.name' },
+        { rule: "!has(self.owner) || !self.owner.startsWith('pg_')", message: 'owner may not start with pg_ (reserved for system roles)', fieldPath: '.owner' },
+      ],
+    },
+  ),
+  status: status({
+    applied: bool('Whether the database is in the desired state.'),
+    message: str('Last outcome of the agent, without secrets.', { maxLength: 32768 }),
+    secretName: objectName('Connection Secret.'),
+  }),
+  columns: [
+    { name: 'Instance', type: 'string', jsonPath: '.spec.instance' },
+    { name: 'Database', type: 'string', jsonPath: '.spec.name' },
+    ...readyColumns,
+    ageColumn,
+  ],
+};
+
+export const cacheCluster: KindDef = {
+  kind: 'CacheCluster',
+  plural: 'cacheclusters',
+  shortNames: ['cache'],
+  description:
+    'An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed.',
+  spec: obj(
+    'Desired state of the cache.',
+    {
+      size: replicas('Number of members. Default 3.', 3),
+      catalogServers: int('How many of the first members are catalog servers. At most size. Default 3.', { minimum: 1, default: 3 }),
+      capacity: quantity('Memory each member gives to grid data, e.g. 4Gi. Default 1Gi.', '1Gi'),
+      image: image('cache'),
+      imagePullPolicy: imagePullPolicy(),
+      resources: resources('requests cpu 500m and memory 1.5x capacity, limit memory 1.5x capacity'),
+      env: env(),
+      entrypointConfigMap: objectName('ConfigMap with the member entrypoint script (key entrypoint.sh), mounted at /opt/kiln/entrypoint with mode 0744.'),
+      storage: storage('5Gi'),
+      scheduling: scheduling('cache'),
+      clusterDomain: str('Cluster DNS domain used in member addresses. Default cluster.local.', { default: 'cluster.local', maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$' }),
+    },
+    {
+      required: ['image'],
+      'x-kubernetes-validations': [
+        { rule: 'self.catalogServers <= self.size || self.size == 0', message: 'catalogServers must not exceed size', fieldPath: '.catalogServers' },
+      ],
+    },
+  ),
+  status: status({ ...replicaStatus(), catalogServers: list('DNS names of the catalog servers.', str('DNS name.'), { 'x-kubernetes-list-type': 'atomic' }) }),
+  rules: statefulName(),
+  columns: [
+    { name: 'Members', type: 'integer', jsonPath: '.spec.size' },
+    { name: 'Ready-Members', type: 'integer', jsonPath: '.status.readyReplicas' },
+    { name: 'Catalogs', type: 'integer', jsonPath: '.spec.catalogServers', priority: 1 },
+    ...readyColumns,
+    ageColumn,
+  ],
+  scale: { specReplicasPath: '.spec.size' },
+};
+
+export const dataGrid: KindDef = {
+  kind: 'DataGrid',
+  plural: 'datagrids',
+  shortNames: ['grid'],
+  description:
+    'A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache>, which the members load.',
+  spec: obj(
+    'The grid configuration.',
+    {
+      cache: objectName('Name of the CacheCluster (same namespace). Immutable.'),
+      gridType: enumOf('simple (key/value), session (HTTP session store) or dynamic (maps created on demand). Default simple.', ['simple', 'session', 'dynamic'], 'simple'),
+      partitions: int('Number of partitions; a prime number spreads keys best. Default 13.', { minimum: 1, maximum: 10007, default: 13 }),
+      syncReplicas: int('Synchronous replicas of each partition. Default 0.', { minimum: 0, maximum: 9, default: 0 }),
+      asyncReplicas: int('Asynchronous replicas of each partition. Default 1.', { minimum: 0, maximum: 9, default: 1 }),
+      capacity: quantity('Memory the grid may use across the cluster, e.g. 2Gi.'),
+      timeToLiveSeconds: int('Entries expire this many seconds after their last update; 0 keeps them. Default 0.', { minimum: 0, default: 0 }),
+      lockTimeoutSeconds: int('How long a transaction waits for a lock. Default 15.', { minimum: 1, default: 15 }),
+      transactionTimeoutSeconds: int('How long a transaction may run. Default 30.', { minimum: 1, default: 30 }),
+    },
+    {
+      required: ['cache'],
+      'x-kubernetes-validations': [
+        { rule: 'self.cache == oldSelf.cache', message: 'cache is immutable' },
+        { rule: 'self.syncReplicas + self.asyncReplicas <= 9', message: 'syncReplicas + asyncReplicas must be at most 9' },
+      ],
+    },
+  ),
+  status: status(),
+  columns: [
+    { name: 'Cache', type: 'string', jsonPath: '.spec.cache' },
+    { name: 'Type', type: 'string', jsonPath: '.spec.gridType' },
+    { name: 'Partitions', type: 'integer', jsonPath: '.spec.partitions', priority: 1 },
+    ...readyColumns,
+    ageColumn,
+  ],
+};
+
+export const configMapSync: KindDef = {
+  kind: 'ConfigMapSync',
+  plural: 'configmapsyncs',
+  shortNames: ['cms'],
+  description:
+    'Copies of one ConfigMap in tenant namespaces. Every read and write is made with the rights of spec.serviceAccountName, so a tenant reaches only where its account may write. Copies carry ownership labels, are pruned when a namespace stops being a target, and a ConfigMap kiln does not own is never overwritten.',
+  spec: obj(
+    'What to copy where.',
+    {
+      source: obj(
+        'The ConfigMap to copy.',
+        {
+          name: objectName('Name of the source ConfigMap.'),
+          namespace: namespaceName('Namespace of the source. Default: this resource\'s namespace.'),
+        },
+        { required: ['name'] },
+      ),
+      targets: obj(
+        'Namespaces that receive a copy: the listed ones plus those matching the selector.',
+        {
+          namespaces: list('Target namespaces by name.', namespaceName('A namespace.'), { maxItems: 256, 'x-kubernetes-list-type': 'set' }),
+          namespaceSelector: obj('Label selector over namespaces.', {
+            matchLabels: stringMap('Labels a namespace must carry.', { maxProperties: 32 }),
+            matchExpressions: list(
+              'Set-based requirements.',
+              obj('A requirement.', {
+                key: str('Label key.', { maxLength: 316 }),
+                operator: enumOf('In, NotIn, Exists or DoesNotExist.', ['In', 'NotIn', 'Exists', 'DoesNotExist']),
+                values: list('Values for In and NotIn.', str('A value.', { maxLength: 63 }), { maxItems: 64, 'x-kubernetes-list-type': 'atomic' }),
+              }, { required: ['key', 'operator'] }),
+              { maxItems: 16, 'x-kubernetes-list-type': 'atomic' },
+            ),
+          }),
+        },
+        {
+          'x-kubernetes-validations': [
+            {
+              rule: '(has(self.namespaces) && self.namespaces.size() > 0) || has(self.namespaceSelector)',
+              message: 'targets needs namespaces or a namespaceSelector',
+            },
+          ],
+        },
+      ),
+      serviceAccountName: str('ServiceAccount in this resource\'s namespace whose rights every read and write uses.', {
+        minLength: 1,
+        maxLength: 253,
+        pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+      }),
+    },
+    { required: ['source', 'targets', 'serviceAccountName'] },
+  ),
+  status: status({
+    synced: list('Namespaces holding a current copy.', namespaceName('A namespace.'), { 'x-kubernetes-list-type': 'atomic' }),
+    failed: list('Targets that could not be written, with the reason.', obj('A failed target.', {
+      namespace: namespaceName('The namespace.'),
+      reason: str('Why (e.g. the RBAC denial).', { maxLength: 4096 }),
+    }), { 'x-kubernetes-list-type': 'atomic' }),
+  }),
+  columns: [
+    { name: 'Source', type: 'string', jsonPath: '.spec.source.name' },
+    ...readyColumns,
+    ageColumn,
+  ],
+};
+
+export const KINDS: KindDef[] = [
+  directoryService,
+  directoryBackup,
+  directoryRestore,
+  postgresInstance,
+  postgresDatabase,
+  cacheCluster,
+  dataGrid,
+  configMapSync,
+];
+
+export { DNS_LABEL };
