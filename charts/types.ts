@@ -9,7 +9,7 @@ export interface ObjectMeta {
   [key: string]: unknown;
 }
 
-export interface KilnResource<Spec = Record<string, unknown>> {
+export interface KilnResource<Spec = object> {
   apiVersion: string;
   kind: string;
   metadata: ObjectMeta;

@@ -18,7 +18,12 @@ export function registerSynth(program: Command): void {
     .option('--clean', 'empty the output directory first', false)
     .option('-j, --jobs <n>', 'worker threads (default: one per core for large inputs)', (v) => Number.parseInt(v, 10))
     .option('-q, --quiet', 'print nothing but errors', false)
-    .action(async (inputs: string[], opts: { output: string; continueOnError: boolean; clean: boolean; jobs?: number; quiet: boolean }) => {
+    .option('--output-from-env', 'take the output directory from CDK8S_OUTDIR and the inputs from KILN_INPUT (as `cdk8s synth` runs its app)', false)
+    .action(async (inputs: string[], opts: { output: string; continueOnError: boolean; clean: boolean; jobs?: number; quiet: boolean; outputFromEnv: boolean }) => {
+      if (opts.outputFromEnv) {
+        opts.output = process.env['CDK8S_OUTDIR'] ?? opts.output;
+        if (process.env['KILN_INPUT']) inputs = process.env['KILN_INPUT'].split(':');
+      }
       const started = performance.now();
       let lastProgress = 0;
       const report = await synth({

@@ -336,7 +336,7 @@ export function toJson_CacheClusterSpecStorage(obj: CacheClusterSpecStorage | un
  */
 export interface CacheClusterSpecScheduling {
   /**
-   * Tolerate nodes tainted cache:NoSchedule (key=cache, effect NoSchedule), so the members can use nodes set aside for them. Default true.
+   * Tolerate nodes tainted key=cache:NoSchedule (taint key "key", value "cache", effect NoSchedule), so the members can use nodes set aside for them. Default true.
    *
    * @schema CacheClusterSpecScheduling#tolerateDedicatedNodes
    */
@@ -2217,7 +2217,7 @@ export function toJson_DirectoryServiceSpecPasswords(obj: DirectoryServiceSpecPa
  */
 export interface DirectoryServiceSpecScheduling {
   /**
-   * Tolerate nodes tainted directory:NoSchedule (key=directory, effect NoSchedule), so the members can use nodes set aside for them. Default true.
+   * Tolerate nodes tainted key=directory:NoSchedule (taint key "key", value "directory", effect NoSchedule), so the members can use nodes set aside for them. Default true.
    *
    * @schema DirectoryServiceSpecScheduling#tolerateDedicatedNodes
    */
@@ -3277,7 +3277,7 @@ export function toJson_PostgresInstanceSpecSuperuserSecret(obj: PostgresInstance
  */
 export interface PostgresInstanceSpecScheduling {
   /**
-   * Tolerate nodes tainted postgres:NoSchedule (key=postgres, effect NoSchedule), so the members can use nodes set aside for them. Default true.
+   * Tolerate nodes tainted key=postgres:NoSchedule (taint key "key", value "postgres", effect NoSchedule), so the members can use nodes set aside for them. Default true.
    *
    * @schema PostgresInstanceSpecScheduling#tolerateDedicatedNodes
    */

@@ -32,6 +32,8 @@ export function matchesSelector(labels: Record<string, string> = {}, selector: L
 export function contextFromObjects(resource: KilnResource, objects: PlainObject[]): RenderContext {
   if (resource.kind !== 'ConfigMapSync') return {};
   const cms = resource as unknown as ConfigMapSyncResource;
+  // Called before validation in synth: an invalid resource simply gets no context.
+  if (typeof cms.spec?.source?.name !== 'string' || typeof cms.spec.targets !== 'object') return {};
   const src = sourceOf(cms);
   const source = objects.find(
     (o) => o.kind === 'ConfigMap' && o.metadata?.name === src.name && (o.metadata.namespace ?? 'default') === src.namespace,

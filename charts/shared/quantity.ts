@@ -25,7 +25,9 @@ export function containerResources(
 
 /** Parses a quantity into bytes (or units); used where charts derive one size from another. */
 export function quantityToNumber(q: string): number {
-  const m = /^([+-]?[0-9.]+)([a-zA-Z]*)$/.exec(q.trim());
+  const exp = /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))[eE]([+-]?[0-9]+)$/.exec(q.trim());
+  if (exp) return Number(exp[1]) * 10 ** Number(exp[2]);
+  const m = /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([a-zA-Z]*)$/.exec(q.trim());
   if (!m) throw new Error(`not a quantity: ${q}`);
   const factors: Record<string, number> = {
     '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,

@@ -1,0 +1,118 @@
+import { readInputs } from '../../lib/inputs.js';
+import { isKilnResource } from '../../charts/registry.js';
+import type { KilnResource } from '../../charts/types.js';
+import type { PlainObject } from '../../lib/context.js';
+
+export const examplesDir = new URL('../../examples/', import.meta.url).pathname;
+
+export function exampleDocuments() {
+  return readInputs([examplesDir]);
+}
+
+export function exampleResources(): { file: string; resource: KilnResource }[] {
+  return exampleDocuments()
+    .filter((d) => isKilnResource(d.value))
+    .map((d) => ({ file: d.file, resource: d.value as KilnResource }));
+}
+
+export function examplePlainObjects(): PlainObject[] {
+  return exampleDocuments().filter((d) => !isKilnResource(d.value)).map((d) => d.value as PlainObject);
+}
+
+/** Invalid resources, each with the field the error must name. Shared with the admission tests. */
+export const INVALID: { name: string; field: string; doc: Record<string, unknown> }[] = [
+  {
+    name: 'negative replicas',
+    field: 'spec.replicas',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'bad-replicas', namespace: 'default' }, spec: { replicas: -1, image: 'ds:7' } },
+  },
+  {
+    name: 'storage size that is not a quantity',
+    field: 'spec.storage.size',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'bad-size', namespace: 'default' }, spec: { storage: { size: 'ten gigs' } } },
+  },
+  {
+    name: 'more catalog servers than members',
+    field: 'spec.catalogServers',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'bad-catalogs', namespace: 'default' }, spec: { size: 2, catalogServers: 3, image: 'cache:1' } },
+  },
+  {
+    name: 'ConfigMapSync without a source',
+    field: 'spec.source',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'bad-sync', namespace: 'default' }, spec: { targets: { namespaces: ['a'] }, serviceAccountName: 'sync' } },
+  },
+  {
+    name: 'ConfigMapSync with no targets',
+    field: 'spec.targets',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'bad-targets', namespace: 'default' }, spec: { source: { name: 'x' }, targets: {}, serviceAccountName: 'sync' } },
+  },
+  {
+    name: 'unknown field',
+    field: 'spec.replica',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'bad-field', namespace: 'default' }, spec: { replica: 3, image: 'ds:7' } },
+  },
+  {
+    name: 'missing image',
+    field: 'spec.image',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'bad-image', namespace: 'default' }, spec: {} },
+  },
+  {
+    name: 'unsupported anti-affinity',
+    field: 'spec.scheduling.antiAffinity',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'bad-affinity', namespace: 'default' }, spec: { image: 'ds:7', scheduling: { antiAffinity: 'sometimes' } } },
+  },
+  {
+    name: 'both version and image',
+    field: 'spec',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'bad-version', namespace: 'default' }, spec: { version: 16, image: 'postgres:16' } },
+  },
+  {
+    name: 'two Postgres replicas',
+    field: 'spec.replicas',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'bad-pg-replicas', namespace: 'default' }, spec: { replicas: 2 } },
+  },
+  {
+    name: 'database name with SQL in it',
+    field: 'spec.name',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresDatabase', metadata: { name: 'bad-db', namespace: 'default' }, spec: { instance: 'pg', name: 'a"; DROP DATABASE postgres; --' } },
+  },
+  {
+    name: 'system database',
+    field: 'spec.name',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresDatabase', metadata: { name: 'bad-sysdb', namespace: 'default' }, spec: { instance: 'pg', name: 'template1' } },
+  },
+  {
+    name: 'name too long for a StatefulSet',
+    field: 'metadata.name',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'c'.repeat(53), namespace: 'default' }, spec: { image: 'cache:1' } },
+  },
+  {
+    name: 'both LDIF and backup initialisation',
+    field: 'spec.init',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'bad-init', namespace: 'default' }, spec: { image: 'ds:7', init: { ldifConfigMap: 'a', fromBackup: 'b' } } },
+  },
+];
+
+/** Invalid only by kiln's own checks (the API server accepts them; the controller reports them as Stalled). */
+export const INVALID_BY_KILN: { name: string; field: string; doc: Record<string, unknown> }[] = [
+  {
+    name: 'password key that is not a DN',
+    field: 'spec.passwords[not a dn]',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'bad-dn', namespace: 'default' }, spec: { image: 'ds:7', passwords: { 'not a dn': { secretName: 's' } } } },
+  },
+  {
+    name: 'partitions not prime',
+    field: 'spec.partitions',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'bad-grid', namespace: 'default' }, spec: { cache: 'c', partitions: 12 } },
+  },
+  {
+    name: 'parameter kiln owns',
+    field: 'spec.parameters.port',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'bad-param', namespace: 'default' }, spec: { parameters: { port: '6543' } } },
+  },
+  {
+    name: 'env kiln sets',
+    field: 'spec.env[0].name',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'bad-env', namespace: 'default' }, spec: { image: 'c:1', env: [{ name: 'CATALOG_SERVERS', value: 'x' }] } },
+  },
+];
