@@ -1,12 +1,16 @@
 #!/usr/bin/env node
-// Runs the compiled CLI (npm run build) when present, else the TypeScript sources through tsx.
+// From a checkout, run the TypeScript sources through tsx; in a production
+// install (no dev dependencies) run the compiled build/ (npm run build).
 import { existsSync } from 'node:fs';
 
-const compiled = new URL('../build/cli/kiln.js', import.meta.url);
-if (existsSync(compiled)) {
-  await import(compiled.href);
+const source = new URL('../cli/kiln.ts', import.meta.url);
+let tsx;
+if (existsSync(source) && !process.env.KILN_USE_BUILD) {
+  tsx = await import('tsx/esm/api').catch(() => undefined);
+}
+if (tsx) {
+  tsx.register();
+  await import(source.href);
 } else {
-  const { register } = await import('tsx/esm/api');
-  register();
-  await import(new URL('../cli/kiln.ts', import.meta.url).href);
+  await import(new URL('../build/cli/kiln.js', import.meta.url).href);
 }

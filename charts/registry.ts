@@ -13,18 +13,17 @@ import type { KilnResource, RenderContext } from './types.js';
 
 export const KILN_API_VERSION = 'kiln.dev/v1alpha1';
 
-type ChartFactory = (scope: Construct, resource: KilnResource, context: RenderContext) => Chart;
+type ChartFactory = (scope: Construct, id: string, resource: KilnResource, context: RenderContext) => Chart;
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 const CHARTS: Record<string, ChartFactory> = {
-  DirectoryService: (s, r) => new DirectoryServiceChart(s, 'directoryservice', r as DirectoryServiceResource),
-  DirectoryBackup: (s, r) => new DirectoryBackupChart(s, 'directorybackup', r as DirectoryBackupResource),
-  DirectoryRestore: (s, r) => new DirectoryRestoreChart(s, 'directoryrestore', r as DirectoryRestoreResource),
-  PostgresInstance: (s, r) => new PostgresInstanceChart(s, 'postgresinstance', r as PostgresInstanceResource),
-  PostgresDatabase: (s, r) => new PostgresDatabaseChart(s, 'postgresdatabase', r as unknown as PostgresDatabaseResource),
-  CacheCluster: (s, r) => new CacheClusterChart(s, 'cachecluster', r as CacheClusterResource),
-  DataGrid: (s, r) => new DataGridChart(s, 'datagrid', r as unknown as DataGridResource),
-  ConfigMapSync: (s, r, c) => new ConfigMapSyncChart(s, 'configmapsync', r as unknown as ConfigMapSyncResource, c),
+  DirectoryService: (s, id, r) => new DirectoryServiceChart(s, id, r as DirectoryServiceResource),
+  DirectoryBackup: (s, id, r) => new DirectoryBackupChart(s, id, r as DirectoryBackupResource),
+  DirectoryRestore: (s, id, r) => new DirectoryRestoreChart(s, id, r as DirectoryRestoreResource),
+  PostgresInstance: (s, id, r) => new PostgresInstanceChart(s, id, r as PostgresInstanceResource),
+  PostgresDatabase: (s, id, r) => new PostgresDatabaseChart(s, id, r as unknown as PostgresDatabaseResource),
+  CacheCluster: (s, id, r) => new CacheClusterChart(s, id, r as CacheClusterResource),
+  DataGrid: (s, id, r) => new DataGridChart(s, id, r as unknown as DataGridResource),
+  ConfigMapSync: (s, id, r, c) => new ConfigMapSyncChart(s, id, r as unknown as ConfigMapSyncResource, c),
 };
 
 export const KIND_NAMES = Object.keys(CHARTS);

@@ -57,7 +57,7 @@ export function render(resource: KilnResource, context: RenderContext = {}): K8s
   let objects: K8sObject[];
   try {
     const app = new App();
-    objects = factory(app, normalized, context).toJson() as K8sObject[];
+    objects = factory(app, resource.kind.toLowerCase(), normalized, context).toJson() as K8sObject[];
   } catch (err) {
     if (err instanceof RenderError) throw err;
     throw new RenderError(who, err instanceof Error ? err.message : String(err));

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { celEnv, celFunc, CelScalar, isCelError, parse, plan } from '@bufbuild/cel';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
-import { parse as parseYaml } from 'yaml';
 import { QUANTITY_PATTERN, type CelRule, type Schema } from '../crds/schema/builders.js';
 import { crdDirectory } from '../lib/paths.js';
+import { fromYaml } from '../lib/yaml.js';
 import type { FieldError } from './errors.js';
 
 interface LoadedKind {
@@ -69,7 +69,7 @@ function kinds(): Map<string, LoadedKind> {
   loaded = new Map();
   const dir = crdDirectory();
   for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
-    const crd = parseYaml(readFileSync(join(dir, file), 'utf8')) as {
+    const crd = fromYaml(readFileSync(join(dir, file), 'utf8')) as {
       spec: { group: string; names: { kind: string }; versions: { name: string; schema: { openAPIV3Schema: Schema } }[] };
     };
     for (const version of crd.spec.versions) {
@@ -131,13 +131,14 @@ function toCel(value: unknown, schema: Schema | undefined): unknown {
   return value;
 }
 
+/** Walks the CEL-typed copy of the resource, evaluating each node's rules on it. */
 function celErrors(value: unknown, schema: Schema, segments: string[], out: FieldError[]): void {
   if (value === undefined || value === null) return;
   for (const rule of schema['x-kubernetes-validations'] ?? []) {
     // Transition rules compare with the stored object; on create there is none,
     // and the API server skips them too.
     if (/\boldSelf\b/.test(rule.rule)) continue;
-    const verdict = evaluate(rule, value, schema);
+    const verdict = evaluate(rule, value);
     if (verdict !== true) {
       const path = rule.fieldPath ? fieldPath([...segments, ...rule.fieldPath.replace(/^\./, '').split('.')]) : fieldPath(segments);
       out.push({ path, message: verdict === false ? `Invalid value: ${rule.message ?? `failed rule: ${rule.rule}`}` : verdict });
@@ -154,8 +155,8 @@ function celErrors(value: unknown, schema: Schema, segments: string[], out: Fiel
   }
 }
 
-function evaluate(rule: CelRule, value: unknown, schema: Schema): boolean | string {
-  const result = program(rule.rule)({ self: toCel(value, schema) });
+function evaluate(rule: CelRule, value: unknown): boolean | string {
+  const result = program(rule.rule)({ self: value });
   if (isCelError(result)) return `Internal error: rule ${rule.rule} could not be evaluated: ${result.message}`;
   return result === true;
 }
@@ -175,7 +176,7 @@ export function admit(resource: Record<string, unknown>): { errors: FieldError[]
   // Like the API server, CEL rules are skipped only after a "blocking" error
   // (a wrong type or an unsupported value) that would make them meaningless.
   const blocking = schemaErrors.some((e) => e.keyword === 'type' || e.keyword === 'enum' || e.keyword === 'format');
-  if (!blocking) celErrors(resource, entry.schema, [], errors);
+  if (!blocking) celErrors(toCel(resource, entry.schema), entry.schema, [], errors);
   return { errors, blocking };
 }
 

@@ -1,0 +1,21 @@
+/**
+ * The comparison side of bench/render.ts: a conventional cdk8s app. One App
+ * holds a chart per resource and `app.synth()` writes them, run by
+ * `cdk8s synth --app`. Same charts, no validation (it does less than kiln).
+ */
+import { App } from 'cdk8s';
+import { chartFactory, isKilnResource } from '../charts/registry.js';
+import type { KilnResource } from '../charts/types.js';
+import { contextFromObjects, type PlainObject } from '../lib/context.js';
+import { readInputs } from '../lib/inputs.js';
+
+const docs = readInputs(process.argv.slice(2)).map((d) => d.value);
+const plain = docs.filter((d) => !isKilnResource(d)) as PlainObject[];
+const app = new App();
+for (const d of docs) {
+  if (!isKilnResource(d)) continue;
+  const r = d as KilnResource;
+  const id = `${r.kind.toLowerCase()}-${r.metadata.namespace ?? 'default'}-${r.metadata.name}`;
+  chartFactory(r.apiVersion, r.kind)(app, id, r, contextFromObjects(r, plain));
+}
+app.synth();

@@ -1,0 +1,90 @@
+/**
+ * Offline render benchmark: N mixed kiln resources to YAML through `kiln synth`
+ * (whole process, compiled build, as shipped), against `cdk8s synth` of the
+ * same resources the way cdk8s apps are usually written: one App holding every
+ * chart. Prints a table and writes bench/results/render.json.
+ *
+ *   npm run bench:render [-- --counts 1000,10000 --cdk8s-timeout 300]
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { writeMixedInputs as writeInputs } from './inputs.js';
+
+const root = new URL('..', import.meta.url).pathname;
+const args = process.argv.slice(2);
+const flag = (name: string, dflt: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : dflt;
+};
+const counts = flag('counts', '1000,10000').split(',').map(Number);
+const cdk8sTimeoutS = Number(flag('cdk8s-timeout', '300'));
+
+interface Run { seconds: number | null; files: number; peakRssMiB: number | null; note?: string }
+
+/** Runs a command under /usr/bin/time for wall time and peak memory. */
+function timed(cmd: string[], timeoutS: number, outDir: string): Run {
+  rmSync(outDir, { recursive: true, force: true });
+  const started = performance.now();
+  const r = spawnSync('/usr/bin/time', ['-f', '%M', ...cmd], { cwd: root, encoding: 'utf8', timeout: timeoutS * 1000, killSignal: 'SIGKILL', maxBuffer: 64 * 2 ** 20 });
+  const seconds = (performance.now() - started) / 1000;
+  if (r.error || r.signal) return { seconds: null, files: 0, peakRssMiB: null, note: `stopped after ${timeoutS}s` };
+  if (r.status !== 0) throw new Error(`${cmd.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
+  const rssKiB = Number(r.stderr.trim().split('\n').pop());
+  const files = readdirSync(outDir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).length;
+  return { seconds, files, peakRssMiB: Number.isFinite(rssKiB) ? Math.round(rssKiB / 1024) : null };
+}
+
+const node = process.execPath;
+const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: root, encoding: 'utf8' });
+if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
+
+const work = mkdtempSync(join(tmpdir(), 'kiln-bench-render-'));
+const rows: { count: number; tool: string; run: Run }[] = [];
+try {
+  for (const n of counts) {
+    const input = join(work, `in-${n}`);
+    writeInputs(input, n);
+    const kilnRun = timed([node, 'build/cli/kiln.js', 'synth', input, '-o', join(work, `kiln-${n}`), '--quiet'], 600, join(work, `kiln-${n}`));
+    rows.push({ count: n, tool: 'kiln synth', run: kilnRun });
+    const cdkOut = join(work, `cdk8s-${n}`);
+    const cdkRun = timed(
+      [node, 'node_modules/.bin/cdk8s', 'synth', '--no-check-upgrade', '--app', `${node} build/bench/cdk8s-one-app.js ${input}`, '--output', cdkOut],
+      cdk8sTimeoutS,
+      cdkOut,
+    );
+    rows.push({ count: n, tool: 'cdk8s synth (one App)', run: cdkRun });
+    console.error(`done ${n}`);
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+const kilnAt = (n: number) => rows.find((r) => r.count === n && r.tool === 'kiln synth')!.run;
+const cdkAt = (n: number) => rows.find((r) => r.count === n && r.tool !== 'kiln synth')!.run;
+const table = rows.map((r) => ({
+  resources: r.count,
+  tool: r.tool,
+  seconds: r.run.seconds === null ? null : Number(r.run.seconds.toFixed(2)),
+  resourcesPerSecond: r.run.seconds === null ? null : Math.round(r.count / r.run.seconds),
+  files: r.run.files,
+  peakRssMiB: r.run.peakRssMiB,
+  speedupVsCdk8s: r.tool === 'kiln synth' && cdkAt(r.count).seconds ? Number((cdkAt(r.count).seconds! / r.run.seconds!).toFixed(1)) : null,
+  note: r.run.note ?? '',
+}));
+const [small, large] = [Math.min(...counts), Math.max(...counts)];
+const linearity = kilnAt(small).seconds && kilnAt(large).seconds ? Number((kilnAt(large).seconds! / large / (kilnAt(small).seconds! / small)).toFixed(2)) : null;
+const result = {
+  benchmark: 'render',
+  date: new Date().toISOString(),
+  machine: { cores: availableParallelism(), cpu: cpus()[0]?.model, node: process.version },
+  targets: { tenThousandSeconds: 3, speedupVsCdk8s: 8 },
+  rows: table,
+  perResourceCostRatioLargeToSmall: linearity,
+};
+console.table(table);
+console.log(`per-resource cost at ${large} / at ${small}: ${linearity} (1.0 = linear)`);
+mkdirSync(join(root, 'bench/results'), { recursive: true });
+writeFileSync(join(root, 'bench/results/render.json'), `${JSON.stringify(result, null, 2)}\n`);
+console.log('wrote bench/results/render.json');
