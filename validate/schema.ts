@@ -140,7 +140,7 @@ function celErrors(value: unknown, schema: Schema, segments: string[], out: Fiel
     if (/\boldSelf\b/.test(rule.rule)) continue;
     const verdict = evaluate(rule, value);
     if (verdict !== true) {
-      const path = rule.fieldPath ? fieldPath([...segments, ...rule.fieldPath.replace(/^\./, '').split('.')]) : fieldPath(segments);
+      const path = rule.fieldPath ? fieldPath([...segments, ...rule.fieldPath.replace(/^\./, '').split('.')]) : fieldPath([...segments, ...soleField(rule.rule)]);
       out.push({ path, message: verdict === false ? `Invalid value: ${rule.message ?? `failed rule: ${rule.rule}`}` : verdict });
     }
   }
@@ -153,6 +153,15 @@ function celErrors(value: unknown, schema: Schema, segments: string[], out: Fiel
       if (sub) celErrors(v, sub, [...segments, k], out);
     }
   }
+}
+
+/**
+ * A rule that reads a single field of self (e.g. self.metadata.name, where the
+ * API server forbids a fieldPath) is reported at that field.
+ */
+function soleField(rule: string): string[] {
+  const refs = new Set([...rule.matchAll(/\bself((?:\.[A-Za-z_][A-Za-z0-9_]*)+?)(?=\.(?:size|matches|startsWith|endsWith)\(|[\s)=<>!]|$)/g)].map((m) => m[1]!));
+  return refs.size === 1 ? [...refs][0]!.slice(1).split('.') : [];
 }
 
 function evaluate(rule: CelRule, value: unknown): boolean | string {

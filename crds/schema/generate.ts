@@ -18,7 +18,8 @@ function rootSchema(def: KindDef): Schema {
     properties: {
       apiVersion: { type: 'string', description: 'APIVersion of this representation, kiln.dev/v1alpha1.' },
       kind: { type: 'string', description: `Kind of this representation, ${def.kind}.` },
-      metadata: { type: 'object', description: 'Standard object metadata.' },
+      // The API server allows nothing but the type here (it owns metadata's schema).
+      metadata: { type: 'object' },
       spec: def.spec,
       status: def.status,
     },

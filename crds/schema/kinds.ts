@@ -67,7 +67,6 @@ const statefulName = (): CelRule[] => [
   {
     rule: "self.metadata.name.size() <= 52 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
     message: 'metadata.name must be a DNS label of at most 52 characters starting with a letter (it names a StatefulSet and its Services)',
-    fieldPath: '.metadata.name',
   },
 ];
 

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# README command 2 (and .ci/run): install everything the tests need on a fresh
+# Debian machine, then run every test. Safe to re-run: installed packages,
+# node_modules and the control-plane binaries (cached outside the work tree,
+# in ${KILN_CACHE:-~/.cache/kiln}) are reused.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+need_apt=()
+for pkg in git openssl time ca-certificates util-linux; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+if ((${#need_apt[@]})); then
+  echo "test-all: installing Debian packages: ${need_apt[*]}"
+  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+command -v go >/dev/null || { echo "test-all: Go is required to build the control plane (https://go.dev/dl); none on PATH" >&2; exit 1; }
+
+echo "test-all: npm ci"
+npm ci --no-audit --no-fund --loglevel=error
+
+echo "test-all: control-plane binaries"
+start=$(date +%s)
+bash scripts/build-control-plane.sh >/dev/null
+echo "test-all: control plane ready in $(( $(date +%s) - start ))s"
+
+echo "test-all: typecheck"
+npm run -s typecheck
+
+echo "test-all: tests"
+npm run -s test:report
