@@ -11,6 +11,9 @@ const root = new URL('..', import.meta.url).pathname;
 const crdDir = join(root, 'crds');
 const files = readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).sort();
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-import-'));
+// `cdk8s import` records what it imported in cdk8s.yaml; kiln's list is the crds/ files, kept as is.
+const config = join(root, 'cdk8s.yaml');
+const savedConfig = readFileSync(config, 'utf8');
 const bundle = join(tmp, 'kiln.dev.yaml');
 writeFileSync(bundle, files.map((f) => readFileSync(join(crdDir, f), 'utf8')).join('\n---\n'));
 try {
@@ -20,5 +23,6 @@ try {
     { stdio: 'inherit', cwd: root },
   );
 } finally {
+  writeFileSync(config, savedConfig);
   rmSync(tmp, { recursive: true, force: true });
 }
