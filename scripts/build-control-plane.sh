@@ -149,7 +149,6 @@ total_start=$(date +%s)
 built=0
 for name in "${ORDER[@]}"; do
   if [[ ${KILN_CP_REBUILD:-0} != 1 ]] && check_bin "$name"; then
-    log "$name: up to date"
     continue
   fi
   if [[ $name == etcd ]]; then ldflags=$(etcd_ldflags); else ldflags=$(kube_ldflags); fi
@@ -169,11 +168,13 @@ done
 
 if ((built > 0)); then
   log "built $built binaries in $(($(date +%s) - total_start))s"
+  for name in "${ORDER[@]}"; do
+    case $name in
+      kubectl) log "$name: $("$BIN/$name" version --client 2>/dev/null | head -1)" ;;
+      *) log "$name: $("$BIN/$name" --version 2>/dev/null | head -1)" ;;
+    esac
+  done
+else
+  log "up to date: Kubernetes $KUBE_VERSION, etcd $ETCD_VERSION ($(($(date +%s) - total_start))s)"
 fi
-for name in "${ORDER[@]}"; do
-  case $name in
-    kubectl) log "$name: $("$BIN/$name" version --client 2>/dev/null | head -1)" ;;
-    *) log "$name: $("$BIN/$name" --version 2>/dev/null | head -1)" ;;
-  esac
-done
 echo "$BIN"

@@ -80,3 +80,11 @@ describe('crds/', () => {
     expect(missing).toEqual([]);
   });
 });
+
+describe('README.md', () => {
+  it('carries the current API reference (run npm run docs after changing the schema)', async () => {
+    const { apiReference, replaceBetweenMarkers } = await import('../../crds/schema/docs.js');
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(replaceBetweenMarkers(readme, apiReference())).toBe(readme);
+  });
+});
