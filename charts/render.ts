@@ -6,6 +6,7 @@
  */
 import { App } from 'cdk8s';
 import { chartFactory } from './registry.js';
+import { chartObjects } from './serialize.js';
 import type { K8sObject, KilnResource, RenderContext } from './types.js';
 
 /** Install order: what others reference comes first. Unknown kinds sort last, by name. */
@@ -57,7 +58,7 @@ export function render(resource: KilnResource, context: RenderContext = {}): K8s
   let objects: K8sObject[];
   try {
     const app = new App();
-    objects = factory(app, resource.kind.toLowerCase(), normalized, context).toJson() as K8sObject[];
+    objects = chartObjects(factory(app, resource.kind.toLowerCase(), normalized, context));
   } catch (err) {
     if (err instanceof RenderError) throw err;
     throw new RenderError(who, err instanceof Error ? err.message : String(err));

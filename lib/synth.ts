@@ -5,15 +5,15 @@
  * how many.
  */
 import { availableParallelism } from 'node:os';
-import { mkdirSync, rmSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { KILN_API_VERSION } from '../charts/registry.js';
 import type { KilnResource, RenderContext } from '../charts/types.js';
 import { contextFromObjects, type PlainObject } from './context.js';
 import { readInputs, type InputDocument } from './inputs.js';
-import { renderDocument, type Outcome } from './render-document.js';
+import { renderDocument } from './render-document.js';
+import type { FieldError } from '../validate/index.js';
 
 export interface SynthOptions {
   inputs: string[];
@@ -48,8 +48,11 @@ export interface WorkItem {
 
 const PER_WORKER_MINIMUM = 1500;
 
-export function outputPath(outDir: string, r: KilnResource): string {
-  return join(outDir, r.metadata.namespace ?? 'default', r.kind.toLowerCase(), `${r.metadata.name}.k8s.yaml`);
+function sizeOf(path: string): number {
+  const st = statSync(path, { throwIfNoEntry: false });
+  if (!st) return 0;
+  if (st.isFile()) return st.size;
+  return readdirSync(path, { withFileTypes: true }).reduce((n, d) => n + (d.isDirectory() || d.isFile() ? sizeOf(join(path, d.name)) : 0), 0);
 }
 
 function describe(value: unknown): string | undefined {
@@ -57,44 +60,118 @@ function describe(value: unknown): string | undefined {
   return v?.kind && v.metadata?.name ? `${v.kind} ${v.metadata.namespace ?? 'default'}/${v.metadata.name}` : undefined;
 }
 
-async function renderAll(items: WorkItem[], jobs: number, onProgress?: (done: number, total: number) => void): Promise<Outcome[]> {
-  if (jobs <= 1) {
-    return items.map((item, i) => {
-      if (onProgress && i % 500 === 0) onProgress(i, items.length);
-      return renderDocument(item.doc, item.context);
-    });
+/** Messages from lib/render-worker.ts. */
+export interface WorkerReply {
+  progress?: number;
+  /** Per item: its path relative to the output directory, or why it was not rendered. */
+  summary?: ({ path: string } | { errors: FieldError[] })[];
+}
+
+/**
+ * Writes rendered files under a staging directory, from the thread that
+ * rendered them (each worker writes its own share). Writes are synchronous on
+ * purpose: measured here, firing them concurrently while rendering made the
+ * whole run twice as slow, the file system's work competing for the same cores.
+ */
+export class StagedWriter {
+  private readonly dirs = new Set<string>();
+  constructor(private readonly root: string) {}
+
+  write(relative: string, yaml: string): string {
+    const path = join(this.root, relative);
+    const dir = dirname(path);
+    if (!this.dirs.has(dir)) {
+      mkdirSync(dir, { recursive: true });
+      this.dirs.add(dir);
+    }
+    writeFileSync(path, yaml);
+    return relative;
   }
-  const size = Math.ceil(items.length / jobs);
-  const chunks = Array.from({ length: jobs }, (_, j) => items.slice(j * size, (j + 1) * size));
+}
+
+/** Moves the staged files into the output directory (one rename when it is new). */
+function publish(stagingDir: string, outDir: string, relatives: string[], clean: boolean): void {
+  if (clean) rmSync(outDir, { recursive: true, force: true });
+  if (!existsSync(outDir)) {
+    mkdirSync(dirname(resolve(outDir)), { recursive: true });
+    renameSync(stagingDir, outDir);
+    return;
+  }
+  const made = new Set<string>();
+  for (const rel of relatives) {
+    const dir = dirname(join(outDir, rel));
+    if (!made.has(dir)) {
+      mkdirSync(dir, { recursive: true });
+      made.add(dir);
+    }
+    renameSync(join(stagingDir, rel), join(outDir, rel));
+  }
+}
+
+type Summary = NonNullable<WorkerReply['summary']>;
+
+/** Worker threads that load kiln while the caller is still reading its inputs. */
+function startWorkers(jobs: number): Worker[] {
   const fromSource = import.meta.url.endsWith('.ts');
   const workerUrl = new URL(`./render-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
   // Running from TypeScript sources, the worker needs tsx's loader too.
-  const spawn = (chunk: WorkItem[]) =>
+  return Array.from({ length: jobs }, () =>
     fromSource
-      ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); })`, { eval: true, workerData: chunk })
-      : new Worker(workerUrl, { workerData: chunk });
+      ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); })`, { eval: true })
+      : new Worker(workerUrl),
+  );
+}
+
+async function renderInWorkers(workers: Worker[], items: WorkItem[], stagingDir: string, onProgress?: (done: number, total: number) => void): Promise<Summary> {
+  const size = Math.ceil(items.length / workers.length);
   let done = 0;
-  const results = await Promise.all(
-    chunks.map(
-      (chunk) =>
-        new Promise<Outcome[]>((resolve, reject) => {
-          const worker = spawn(chunk);
-          worker.on('message', (msg: { progress?: number; outcomes?: Outcome[] }) => {
+  const parts = await Promise.all(
+    workers.map(
+      (worker, j) =>
+        new Promise<Summary>((resolvePart, reject) => {
+          worker.on('error', reject);
+          worker.on('exit', (code) => reject(new Error(`render worker exited with ${code}`)));
+          worker.on('message', (msg: WorkerReply) => {
             if (msg.progress !== undefined) {
               done += msg.progress;
               onProgress?.(done, items.length);
             }
-            if (msg.outcomes) resolve(msg.outcomes);
+            if (msg.summary) resolvePart(msg.summary);
           });
-          worker.on('error', reject);
-          worker.on('exit', (code) => code !== 0 && reject(new Error(`render worker exited with ${code}`)));
+          worker.postMessage({ items: items.slice(j * size, (j + 1) * size), stagingDir });
         }),
     ),
   );
-  return results.flat();
+  await Promise.all(workers.map((w) => w.terminate()));
+  return parts.flat();
+}
+
+async function renderHere(items: WorkItem[], stagingDir: string, onProgress?: (done: number, total: number) => void): Promise<Summary> {
+  const writer = new StagedWriter(stagingDir);
+  const summary = items.map((item, i) => {
+    if (onProgress && i % 500 === 0) onProgress(i, items.length);
+    const o = renderDocument(item.doc, item.context);
+    return 'errors' in o ? { errors: o.errors } : { path: writer.write(o.path(''), o.yaml) };
+  });
+  return summary;
 }
 
 export async function synth(options: SynthOptions): Promise<SynthReport> {
+  // Worker count is decided from the input size, but loading kiln in a worker
+  // takes as long as reading thousands of documents: start them speculatively
+  // when the input looks large, and let them go if it was not.
+  const inputBytes = options.inputs.reduce((n, p) => n + sizeOf(p), 0);
+  const speculative = options.jobs ?? (inputBytes > PER_WORKER_MINIMUM * 600 ? availableParallelism() : 1);
+  const early = speculative > 1 ? startWorkers(speculative) : [];
+  try {
+    return await synthWith(early, options);
+  } catch (err) {
+    await Promise.all(early.map((w) => w.terminate()));
+    throw err;
+  }
+}
+
+async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthReport> {
   const docs = readInputs(options.inputs);
   const problems: Problem[] = [];
   const plain: PlainObject[] = [];
@@ -125,29 +202,34 @@ export async function synth(options: SynthOptions): Promise<SynthReport> {
       ? contextFromObjects(d.value as KilnResource, plain)
       : {},
   }));
-  const wanted = options.jobs ?? Math.min(availableParallelism(), Math.floor(items.length / PER_WORKER_MINIMUM));
-  const outcomes = await renderAll(items, Math.max(1, wanted), options.onProgress);
+  const wanted = Math.max(1, options.jobs ?? Math.min(availableParallelism(), Math.floor(items.length / PER_WORKER_MINIMUM)));
+  const workers = early.slice(0, wanted > 1 ? wanted : 0);
+  await Promise.all(early.slice(workers.length).map((w) => w.terminate()));
 
-  const ready: { path: string; yaml: string }[] = [];
-  outcomes.forEach((o, i) => {
-    const d = unique[i]!;
-    if ('errors' in o) problems.push({ file: d.file, index: d.index, resource: describe(d.value), errors: o.errors });
-    else ready.push({ path: outputPath(options.outDir, o.resource), yaml: o.yaml });
-  });
-  problems.sort((a, b) => a.file.localeCompare(b.file) || a.index - b.index);
+  mkdirSync(dirname(resolve(options.outDir)), { recursive: true });
+  const stagingDir = mkdtempSync(join(dirname(resolve(options.outDir)), `.${basename(options.outDir)}.staging-`));
+  let summary: Summary;
+  try {
+    summary = workers.length > 1 ? await renderInWorkers(workers, items, stagingDir, options.onProgress) : await renderHere(items, stagingDir, options.onProgress);
+  } catch (err) {
+    rmSync(stagingDir, { recursive: true, force: true });
+    throw err;
+  }
 
   const written: string[] = [];
+  summary.forEach((o, i) => {
+    const d = unique[i]!;
+    if ('errors' in o) problems.push({ file: d.file, index: d.index, resource: describe(d.value), errors: o.errors });
+    else written.push(o.path);
+  });
   if (problems.length === 0 || options.continueOnError) {
-    if (options.clean) rmSync(options.outDir, { recursive: true, force: true });
-    const dirs = new Set(ready.map((r) => dirname(r.path)));
-    for (const dir of dirs) mkdirSync(dir, { recursive: true });
-    // Writes go out in parallel batches: the file system, not the CPU, sets the pace here.
-    for (let i = 0; i < ready.length; i += 64) {
-      const batch = ready.slice(i, i + 64);
-      await Promise.all(batch.map((r) => writeFile(r.path, r.yaml)));
-      written.push(...batch.map((r) => r.path));
-    }
+    publish(stagingDir, options.outDir, written, Boolean(options.clean));
+  } else {
+    written.length = 0;
   }
+  rmSync(stagingDir, { recursive: true, force: true });
+  problems.sort((a, b) => a.file.localeCompare(b.file) || a.index - b.index);
   options.onProgress?.(items.length, items.length);
+  for (let i = 0; i < written.length; i++) written[i] = join(options.outDir, written[i]!);
   return { written, problems, other: plain.length };
 }

@@ -16,7 +16,19 @@ const PLAIN = /^[A-Za-z_/][A-Za-z0-9_/.\-=,@+: ]*$/;
 /** YAML 1.1 readers (go-yaml, PyYAML) take these as booleans or null. */
 const RESERVED = /^(y|n|yes|no|on|off|true|false|null|~)$/i;
 
+// Keys and many values (labels, kinds, images) repeat across objects: remember their spelling.
+const spelled = new Map<string, string>();
+
 function scalarString(s: string): string {
+  let out = spelled.get(s);
+  if (out === undefined) {
+    out = spell(s);
+    if (spelled.size < 50_000) spelled.set(s, out);
+  }
+  return out;
+}
+
+function spell(s: string): string {
   if (s.length > 0 && PLAIN.test(s) && !RESERVED.test(s) && !s.endsWith(':') && !s.endsWith(' ') && !s.includes(': ') && !s.includes(' #')) return s;
   return JSON.stringify(s);
 }

@@ -58,7 +58,7 @@ copy_snapshot_crds() {
   # database still verifies the download.
   tmp=$(mktemp -d)
   dir=$(cd "$tmp" && GOFLAGS=-mod=mod GO111MODULE=on go mod download -json \
-    "$SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    "$SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p') || dir=
   rmdir "$tmp"
   if [[ -z $dir || ! -d "$dir/config/crd" ]]; then
     log "WARNING: could not locate config/crd in $SNAPSHOTTER_MODULE@$SNAPSHOTTER_VERSION; skipping snapshot CRDs"

@@ -31,7 +31,8 @@ export function validate(input: unknown): Validation {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     return { ok: false, errors: [{ path: '', message: 'not an object' }] };
   }
-  const copy = structuredClone(input) as Record<string, unknown>;
+  // Parsed YAML is JSON data; a JSON round trip copies it faster than structuredClone.
+  const copy = JSON.parse(JSON.stringify(input)) as Record<string, unknown>;
   const errors = metadataErrors(copy);
   const admission = admit(copy);
   errors.push(...admission.errors);

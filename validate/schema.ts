@@ -8,6 +8,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { celEnv, celFunc, CelScalar, isCelError, parse, plan } from '@bufbuild/cel';
+import { RE2JS } from '@bufbuild/re2';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
 import { QUANTITY_PATTERN, type CelRule, type Schema } from '../crds/schema/builders.js';
@@ -21,8 +22,23 @@ interface LoadedKind {
 }
 
 const quantityRe = new RegExp(QUANTITY_PATTERN);
+// CEL's matches() compiles its pattern on every call; the patterns in kiln's
+// rules are constants, so compile each once (same RE2 engine).
+const compiled = new Map<string, { test(text: string): boolean }>();
+const re2 = {
+  compile(pattern: string) {
+    let m = compiled.get(pattern);
+    if (!m) {
+      const p = RE2JS.compile(pattern);
+      m = { test: (text: string) => p.test(text) };
+      compiled.set(pattern, m);
+    }
+    return m;
+  },
+};
 const env = celEnv({
   funcs: [celFunc('isQuantity', [CelScalar.STRING], CelScalar.BOOL, (s: string) => quantityRe.test(s))],
+  re2,
 });
 type Program = (ctx: { self: unknown }) => unknown;
 const programs = new Map<string, Program>();

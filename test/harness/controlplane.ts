@@ -499,7 +499,12 @@ async function stopServer(s: Server, graceMs = 10_000) {
   } catch {
     /* already gone */
   }
-  const done = await Promise.race([s.exited.then(() => true), sleep(graceMs).then(() => false)]);
+  let timer: NodeJS.Timeout | undefined;
+  const done = await Promise.race([
+    s.exited.then(() => true),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
+  ]);
+  clearTimeout(timer);
   if (!done) {
     try {
       process.kill(-s.child.pid, 'SIGKILL');

@@ -91,3 +91,29 @@ describe('every schema-valid resource renders', () => {
     });
   }
 });
+
+describe('the fast serializer equals cdk8s for generated resources', () => {
+  for (const [kind, spec] of Object.entries(SPECS)) {
+    it(kind, async () => {
+      const { App } = await import('cdk8s');
+      const { chartFactory } = await import('../../charts/registry.js');
+      const { chartObjects } = await import('../../charts/serialize.js');
+      const { compareObjects } = await import('../../charts/render.js');
+      let compared = 0;
+      fc.assert(
+        fc.property(meta, spec, (metadata, s) => {
+          const v = validate({ apiVersion: 'kiln.dev/v1alpha1', kind, metadata, spec: s });
+          if (!v.ok) return;
+          compared++;
+          const ctx = { configMapSync: { source: { data: { a: 'b' } }, selectedNamespaces: [] } };
+          const make = () => chartFactory(v.resource.apiVersion, kind)(new App(), 'c', v.resource, ctx);
+          const a = chartObjects(make()).sort(compareObjects);
+          const b = (make().toJson() as typeof a).sort(compareObjects);
+          expect(JSON.stringify(a)).toBe(JSON.stringify(b));
+        }),
+        { numRuns: 40 },
+      );
+      expect(compared).toBeGreaterThan(20);
+    });
+  }
+});
