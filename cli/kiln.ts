@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { projectRoot } from '../lib/paths.js';
+import { registerController } from './controller-command.js';
 import { registerSynth } from './synth-command.js';
 
 const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
@@ -12,5 +13,6 @@ const program = new Command('kiln')
   .version(pkg.version, '-v, --version');
 program.command('version').description('print the version').action(() => console.log(pkg.version));
 registerSynth(program);
+registerController(program, pkg.version);
 
 await program.parseAsync(process.argv);

@@ -75,7 +75,8 @@ const DIRECTORY_PORTS = 'ldap 1389, ldaps 1636, admin 4444, replication 8989, ht
 export const directoryService: KindDef = {
   kind: 'DirectoryService',
   plural: 'directoryservices',
-  shortNames: ['ds'],
+  // `ds` is the design's name, but kubectl gives DaemonSets' `ds` priority: `dirsvc` always works.
+  shortNames: ['dirsvc', 'ds'],
   description: `An LDAP directory service: a StatefulSet of directory servers (ports ${DIRECTORY_PORTS}) with a volume each, a headless Service, an optional client Service and a PodDisruptionBudget. Volumes outlive the resource.`,
   spec: obj(
     'Desired state of the directory.',

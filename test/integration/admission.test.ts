@@ -47,7 +47,7 @@ describe('kiln CRDs', () => {
     expect(out).toContain('Spread members over nodes');
   });
   it('answer to their short names and the kiln category', async () => {
-    await cp.kubectlOk(['get', 'ds,pgi,pgdb,cache,grid,cms,dsbackup,dsrestore', '-A']);
+    await cp.kubectlOk(['get', 'dirsvc,pgi,pgdb,cache,grid,cms,dsbackup,dsrestore', '-A']);
     await cp.kubectlOk(['get', 'kiln', '-A']);
   });
 });

@@ -1,0 +1,214 @@
+/**
+ * List + watch for one kind (in all namespaces or one), with the behaviour
+ * client-node's informer lacks (its watches are known to stop silently):
+ * - a watch resumes from the last resourceVersion seen (bookmarks included);
+ * - 410 Gone (expired resourceVersion) relists;
+ * - any other failure restarts with exponential backoff (capped);
+ * - a watchdog restarts a watch that has been silent for too long;
+ * - a periodic resync hands every cached object to the handler again.
+ * The cache is a map from namespace/name to the last object seen.
+ */
+import { isGone, type KubeClient, type WatchEvent } from './client.js';
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
+    managedFields?: { manager?: string; operation?: string; subresource?: string }[];
+    deletionTimestamp?: string;
+    finalizers?: string[];
+  };
+  [key: string]: unknown;
+}
+
+export type InformerEvent = 'added' | 'updated' | 'deleted' | 'resync';
+
+export interface InformerOptions {
+  apiVersion: string;
+  kind: string;
+  /** Watch one namespace; all when absent. */
+  namespace?: string;
+  labelSelector?: string;
+  resyncSeconds?: number;
+  watchdogSeconds?: number;
+  maxBackoffSeconds?: number;
+  log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export const objectKey = (o: { metadata: { namespace?: string; name: string } }) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+export class Informer {
+  private readonly cache = new Map<string, KubeObject>();
+  private readonly handlers: ((event: InformerEvent, obj: KubeObject, old?: KubeObject) => void)[] = [];
+  private resourceVersion = '';
+  private abort: AbortController | undefined;
+  private stopped = false;
+  private synced = false;
+  private lastActivity = Date.now();
+  private timers: NodeJS.Timeout[] = [];
+  private failures = 0;
+  /** How many times the informer listed (1 + relists); for tests and metrics. */
+  lists = 0;
+
+  constructor(private readonly client: KubeClient, readonly opts: InformerOptions) {}
+
+  on(handler: (event: InformerEvent, obj: KubeObject, old?: KubeObject) => void): void {
+    this.handlers.push(handler);
+  }
+
+  get(namespace: string | undefined, name: string): KubeObject | undefined {
+    return this.cache.get(`${namespace ?? ''}/${name}`);
+  }
+
+  list(): KubeObject[] {
+    return [...this.cache.values()];
+  }
+
+  hasSynced(): boolean {
+    return this.synced;
+  }
+
+  /** Starts; resolves after the first list has filled the cache. */
+  async start(): Promise<void> {
+    await this.relist();
+    void this.loop();
+    const resync = this.opts.resyncSeconds ?? 300;
+    if (resync > 0) this.timers.push(setInterval(() => this.resync(), resync * 1000));
+    const watchdog = (this.opts.watchdogSeconds ?? 120) * 1000;
+    // A watch that has said nothing (not even a bookmark) for this long is presumed dead.
+    this.timers.push(setInterval(() => {
+      if (Date.now() - this.lastActivity > watchdog && this.abort) {
+        this.opts.log?.('warn', 'watch silent, restarting', { kind: this.opts.kind });
+        this.abort.abort();
+      }
+    }, Math.min(watchdog, 10_000)));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.abort?.abort();
+    for (const t of this.timers) clearInterval(t);
+  }
+
+  private emit(event: InformerEvent, obj: KubeObject, old?: KubeObject): void {
+    for (const h of this.handlers) {
+      try {
+        h(event, obj, old);
+      } catch (err) {
+        this.opts.log?.('error', 'informer handler failed', { kind: this.opts.kind, error: String(err) });
+      }
+    }
+  }
+
+  private resync(): void {
+    for (const obj of this.cache.values()) this.emit('resync', obj);
+  }
+
+  private async relist(): Promise<void> {
+    const items: KubeObject[] = [];
+    let cont: string | undefined;
+    let rv = '';
+    do {
+      const page = await this.client.list<KubeObject>(
+        { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
+        { labelSelector: this.opts.labelSelector, limit: 500, continue: cont },
+      );
+      for (const item of page.items) items.push({ ...item, apiVersion: this.opts.apiVersion, kind: this.opts.kind });
+      cont = page.metadata.continue || undefined;
+      rv = page.metadata.resourceVersion;
+    } while (cont);
+    this.lists++;
+    const seen = new Set<string>();
+    for (const obj of items) {
+      const key = objectKey(obj);
+      seen.add(key);
+      const old = this.cache.get(key);
+      this.cache.set(key, obj);
+      if (!old) this.emit('added', obj);
+      else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('updated', obj, old);
+    }
+    for (const [key, old] of this.cache) {
+      if (!seen.has(key)) {
+        this.cache.delete(key);
+        this.emit('deleted', old);
+      }
+    }
+    this.resourceVersion = rv;
+    this.synced = true;
+    this.lastActivity = Date.now();
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      this.abort = new AbortController();
+      try {
+        await this.client.watch(
+          { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
+          { labelSelector: this.opts.labelSelector, resourceVersion: this.resourceVersion, timeoutSeconds: 300 },
+          (e) => this.onEvent(e),
+          this.abort.signal,
+        );
+        this.failures = 0;
+      } catch (err) {
+        if (this.stopped) return;
+        if (isGone(err) || (err as { gone?: boolean }).gone) {
+          this.opts.log?.('info', 'resourceVersion expired, relisting', { kind: this.opts.kind });
+          await this.relistWithBackoff();
+          continue;
+        }
+        if ((err as Error).name === 'AbortError') continue; // watchdog
+        this.failures++;
+        const delay = Math.min((this.opts.maxBackoffSeconds ?? 30) * 1000, 500 * 2 ** Math.min(this.failures, 10)) * (0.8 + Math.random() * 0.4);
+        this.opts.log?.('warn', 'watch failed, retrying', { kind: this.opts.kind, error: String(err), retryInMs: Math.round(delay) });
+        await new Promise((r) => setTimeout(r, delay));
+        // After a failure the stream may have missed events: relist to be sure.
+        await this.relistWithBackoff();
+      }
+    }
+  }
+
+  private async relistWithBackoff(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.relist();
+        return;
+      } catch (err) {
+        const delay = Math.min((this.opts.maxBackoffSeconds ?? 30) * 1000, 500 * 2 ** Math.min(attempt, 10));
+        this.opts.log?.('warn', 'list failed, retrying', { kind: this.opts.kind, error: String(err), retryInMs: delay });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  private onEvent(e: WatchEvent): void {
+    this.lastActivity = Date.now();
+    const obj = e.object as unknown as KubeObject;
+    if (e.type === 'ERROR') {
+      const status = e.object as { code?: number; message?: string };
+      const err = new Error(`watch error ${status.code}: ${status.message}`) as Error & { gone?: boolean };
+      if (status.code === 410) err.gone = true;
+      this.abort?.abort();
+      throw err;
+    }
+    if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
+    if (e.type === 'BOOKMARK') return;
+    const full = { ...obj, apiVersion: this.opts.apiVersion, kind: this.opts.kind };
+    const key = objectKey(full);
+    const old = this.cache.get(key);
+    if (e.type === 'DELETED') {
+      this.cache.delete(key);
+      this.emit('deleted', full);
+    } else {
+      this.cache.set(key, full);
+      this.emit(old ? 'updated' : 'added', full, old);
+    }
+  }
+}

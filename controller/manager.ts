@@ -1,0 +1,176 @@
+/**
+ * The manager (controller-runtime's split): it owns the client, the informers
+ * for kiln's kinds and for the objects kiln renders, the work queue and the
+ * reconciler, and runs the workers only while this replica leads.
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient } from './client.js';
+import { ServiceAccountTokens } from './configmapsync.js';
+import { EventRecorder } from './events.js';
+import { Informer, type KubeObject } from './informer.js';
+import { LeaderElector } from './leader.js';
+import { WorkQueue } from './queue.js';
+import { Reconciler } from './reconciler.js';
+import { CHILD_KINDS, KILN_KINDS } from './resources.js';
+import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../charts/shared/labels.js';
+
+export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+export interface ManagerOptions {
+  kc: KubeConfig;
+  /** Namespaces to watch; all when empty. */
+  namespaces: string[];
+  concurrency: number;
+  qps: number;
+  burst: number;
+  resyncSeconds: number;
+  leaderElection?: { namespace: string; name: string; leaseDurationSeconds: number; renewDeadlineSeconds: number; retryPeriodSeconds: number };
+  version: string;
+  log: Log;
+}
+
+/** The agent carries PostgresDatabase out; the apply-mode controller has nothing to render for it. */
+const RECONCILED_KINDS = KILN_KINDS.filter((k) => k.kind !== 'PostgresDatabase');
+const MANAGED_BY_KILN = 'app.kubernetes.io/managed-by=kiln';
+
+export class Manager {
+  readonly client: KubeClient;
+  readonly queue: WorkQueue;
+  readonly resources = new Map<string, Informer>();
+  readonly children = new Map<string, Informer>();
+  private readonly informers: Informer[] = [];
+  private readonly reconciler: Reconciler;
+  private elector: LeaderElector | undefined;
+  private leading = false;
+  readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
+  /** Reconciles finished, for metrics and tests. */
+  reconciles = 0;
+
+  constructor(private readonly opts: ManagerOptions) {
+    this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst });
+    const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
+    for (const k of RECONCILED_KINDS) {
+      for (const ns of namespaces) {
+        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, log: opts.log });
+        inf.on((event, obj) => this.onResource(event, obj));
+        this.informers.push(inf);
+        this.shared(this.resources, k.kind, inf);
+      }
+    }
+    for (const k of CHILD_KINDS) {
+      // ConfigMapSync copies live in tenant namespaces: watch ConfigMaps everywhere kiln writes them.
+      for (const ns of k.kind === 'ConfigMap' && opts.namespaces.length > 0 ? [undefined] : namespaces) {
+        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log });
+        inf.on((event, obj) => this.onChild(event, obj));
+        this.informers.push(inf);
+        this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);
+      }
+    }
+    const events = new EventRecorder(this.client, 'kiln-controller', this.identity, opts.log);
+    this.reconciler = new Reconciler({
+      client: this.client,
+      resources: this.resources,
+      children: this.children,
+      events,
+      configMapSync: { kc: opts.kc, fieldManager: 'kiln', tokens: new ServiceAccountTokens(opts.kc), log: opts.log },
+      version: opts.version,
+      log: opts.log,
+    });
+    this.queue = new WorkQueue(async (key) => {
+      const started = performance.now();
+      const r = await this.reconciler.reconcile(key);
+      this.reconciles++;
+      if (r.applied || r.pruned || r.statusWritten) {
+        opts.log('info', 'reconciled', { key, applied: r.applied, pruned: r.pruned, statusWritten: r.statusWritten, ms: Math.round(performance.now() - started) });
+      }
+      return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
+    }, { concurrency: opts.concurrency });
+    this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'reconcile failed', { key, error: err instanceof Error ? err.message : String(err), retryInMs });
+  }
+
+  /** One informer per namespace: a lookup by kind goes to the right one. */
+  private shared(map: Map<string, Informer>, key: string, inf: Informer): void {
+    const existing = map.get(key);
+    if (!existing) {
+      map.set(key, inf);
+      return;
+    }
+    const group = existing instanceof MultiInformer ? existing : new MultiInformer([existing]);
+    group.add(inf);
+    map.set(key, group as unknown as Informer);
+  }
+
+  private onResource(_event: string, obj: KubeObject): void {
+    this.queue.add(`${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`);
+  }
+
+  private onChild(_event: string, obj: KubeObject): void {
+    const owner = (obj.metadata.ownerReferences ?? []).find((o) => o.controller && o.apiVersion.startsWith('kiln.dev/'));
+    if (owner) {
+      this.queue.add(`${owner.kind}/${obj.metadata.namespace}/${owner.name}`);
+      return;
+    }
+    const labels = obj.metadata.labels ?? {};
+    if (labels[OWNER_KIND_LABEL] && labels[OWNER_NAME_LABEL] && labels[OWNER_NAMESPACE_LABEL]) {
+      this.queue.add(`${labels[OWNER_KIND_LABEL]}/${labels[OWNER_NAMESPACE_LABEL]}/${labels[OWNER_NAME_LABEL]}`);
+    }
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  hasSynced(): boolean {
+    return this.informers.every((i) => i.hasSynced());
+  }
+
+  /** Fills the caches, then (once leading) starts the workers. Resolves when workers run. */
+  async start(): Promise<void> {
+    await Promise.all(this.informers.map((i) => i.start()));
+    this.opts.log('info', 'caches synced', { informers: this.informers.length });
+    if (this.opts.leaderElection) {
+      this.elector = new LeaderElector({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection });
+      this.elector.onStoppedLeading(() => {
+        this.opts.log('error', 'lost leadership; stopping so a new leader starts clean');
+        this.leading = false;
+        this.queue.stop();
+        process.exitCode = 1;
+        void this.stop().then(() => process.exit(1));
+      });
+      this.opts.log('info', 'waiting for leadership', { lease: `${this.opts.leaderElection.namespace}/${this.opts.leaderElection.name}`, identity: this.identity });
+      await this.elector.run();
+    }
+    this.leading = true;
+    this.opts.log('info', 'leading; starting workers', { concurrency: this.opts.concurrency });
+    this.queue.start();
+  }
+
+  async stop(): Promise<void> {
+    this.queue.stop();
+    for (const i of this.informers) i.stop();
+    await this.elector?.stop();
+  }
+}
+
+/** Several per-namespace informers of one kind behind the Informer lookup interface. */
+class MultiInformer {
+  constructor(private readonly parts: Informer[]) {}
+  add(i: Informer): void {
+    this.parts.push(i);
+  }
+  get(namespace: string | undefined, name: string): KubeObject | undefined {
+    for (const p of this.parts) {
+      const o = p.get(namespace, name);
+      if (o) return o;
+    }
+    return undefined;
+  }
+  list(): KubeObject[] {
+    return this.parts.flatMap((p) => p.list());
+  }
+  hasSynced(): boolean {
+    return this.parts.every((p) => p.hasSynced());
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The apply-mode reconciler: one key (Kind/namespace/name) in, a result out.
+ * validate -> render -> server-side apply what changed -> prune members no
+ * longer rendered -> status. Reads come from the informers' caches; the API
+ * sees a write only when something has to change.
+ */
+import { render } from '../charts/render.js';
+import type { K8sObject, KilnResource } from '../charts/types.js';
+import { APPLY_AFTER_ANNOTATION } from '../charts/directory-restore.js';
+import { KILN_API_VERSION } from '../charts/registry.js';
+import { validate, formatErrors } from '../validate/index.js';
+import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, decorate, digest, drift, FIELD_MANAGER, PART_OF, prunable } from './applyset.js';
+import { isPermanent, type KubeClient } from './client.js';
+import { reconcileConfigMapSync, type ConfigMapSyncDeps } from './configmapsync.js';
+import type { EventRecorder } from './events.js';
+import type { Informer, KubeObject } from './informer.js';
+import { groupKind } from './resources.js';
+import { readyConditions, statusUpToDate, withTransitionTimes, type Condition, type Status } from './status.js';
+
+export interface ReconcilerDeps {
+  client: KubeClient;
+  /** Informers for kiln's kinds, by Kind. */
+  resources: Map<string, Informer>;
+  /** Informers for the kinds kiln renders, by `apiVersion/Kind`. */
+  children: Map<string, Informer>;
+  events: EventRecorder;
+  configMapSync: ConfigMapSyncDeps;
+  version: string;
+  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+  applied: number;
+  pruned: number;
+  statusWritten: boolean;
+}
+
+const WORKLOAD_KINDS = new Set(['DirectoryService', 'PostgresInstance', 'CacheCluster']);
+const JOB_KINDS = new Set(['DirectoryBackup', 'DirectoryRestore']);
+
+export function parseKey(key: string): { kind: string; namespace: string; name: string } {
+  const [kind, namespace, name] = key.split('/');
+  return { kind: kind!, namespace: namespace!, name: name! };
+}
+
+export class Reconciler {
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  private child(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
+    return this.deps.children.get(`${apiVersion}/${kind}`)?.get(namespace, name);
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const { kind, namespace, name } = parseKey(key);
+    const live = this.deps.resources.get(kind)?.get(namespace, name) as (KubeObject & KilnResource) | undefined;
+    const result: ReconcileResult = { applied: 0, pruned: 0, statusWritten: false };
+    if (!live) return result; // deleted: its children go by garbage collection
+    if (kind === 'ConfigMapSync') return this.reconcileConfigMapSync(live, result);
+    if (live.metadata.deletionTimestamp) return result;
+    const generation = live.metadata.generation;
+
+    const v = validate({ apiVersion: live.apiVersion, kind: live.kind, metadata: live.metadata, spec: live.spec });
+    if (!v.ok) {
+      // Nothing is applied or pruned for an invalid resource; what exists stays.
+      await this.writeStatus(live, { conditions: readyConditions({ kind: 'stalled', reason: 'InvalidSpec', message: formatErrors(v.errors) }, generation) }, result);
+      // Events mark transitions: one when the resource becomes stalled, none on every resync.
+      if (result.statusWritten) this.deps.events.warning(live, 'InvalidSpec', formatErrors(v.errors));
+      return result;
+    }
+
+    let rendered: K8sObject[];
+    try {
+      rendered = render(v.resource);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await this.writeStatus(live, { conditions: readyConditions({ kind: 'stalled', reason: 'RenderFailed', message }, generation) }, result);
+      if (result.statusWritten) this.deps.events.warning(live, 'RenderFailed', message);
+      return result;
+    }
+
+    const id = applySetId(live);
+    await this.ensureParentMetadata(live, id, rendered);
+    const desired = rendered.map((o) => decorate(o, live, id));
+
+    // Apply what changed. A VolumeSnapshot that must wait for a Job waits.
+    const waiting: string[] = [];
+    const failures: string[] = [];
+    for (const obj of desired) {
+      const after = obj.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
+      if (after && !this.dependencyMet(after, obj.metadata.namespace)) {
+        waiting.push(`${obj.kind}/${obj.metadata.name} waits for ${after}`);
+        continue;
+      }
+      const current = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+      const why = drift(current, obj);
+      if (why === undefined) continue;
+      this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why });
+      try {
+        await this.deps.client.apply(obj, FIELD_MANAGER);
+        result.applied++;
+      } catch (err) {
+        if (!isPermanent(err)) throw err; // transient: the queue retries with backoff
+        failures.push(`${obj.kind}/${obj.metadata.name}: ${(err as Error).message}`);
+      }
+    }
+    if (failures.length > 0) {
+      const message = `apply failed: ${failures.join('; ')}`;
+      await this.writeStatus(live, { conditions: readyConditions({ kind: 'stalled', reason: 'ApplyFailed', message }, generation) }, result);
+      if (result.statusWritten || result.applied > 0) this.deps.events.warning(live, 'ApplyFailed', message);
+      return result;
+    }
+    if (result.applied > 0) this.deps.events.normal(live, 'Applied', `applied ${result.applied} of ${desired.length} objects`);
+
+    // Prune members no longer rendered (never after a failure: we returned above).
+    const wanted = new Set(desired.map((o) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace}/${o.metadata.name}`));
+    const prunedNames: string[] = [];
+    for (const [gvk, informer] of this.deps.children) {
+      for (const member of informer.list()) {
+        if (member.metadata.labels?.[PART_OF] !== id) continue;
+        if (wanted.has(`${gvk}/${member.metadata.namespace}/${member.metadata.name}`)) continue;
+        if (waiting.some((w) => w.startsWith(`${member.kind}/${member.metadata.name} `))) continue;
+        if (!prunable(member, live.metadata.uid)) continue;
+        try {
+          await this.deps.client.delete({ apiVersion: member.apiVersion!, kind: member.kind!, namespace: member.metadata.namespace, name: member.metadata.name }, member.metadata.uid);
+          result.pruned++;
+          prunedNames.push(`${member.kind}/${member.metadata.name}`);
+        } catch (err) {
+          if ((err as { status?: number }).status !== 404 && (err as { status?: number }).status !== 409) throw err;
+        }
+      }
+    }
+    if (prunedNames.length > 0) this.deps.events.normal(live, 'Pruned', `pruned ${prunedNames.join(', ')}`);
+
+    const status: Status = {
+      conditions: readyConditions(
+        waiting.length > 0
+          ? { kind: 'reconciling', reason: 'Waiting', message: waiting.join('; ') }
+          : { kind: 'ready', reason: 'Applied', message: `${desired.length} objects applied and in sync` },
+        generation,
+      ),
+      inventory: desired.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name })),
+      revision: `sha256:${digest(desired)}`,
+      ...this.workloadStatus(live, desired, generation),
+      ...this.jobStatus(live),
+    };
+    await this.writeStatus(live, status, result);
+    return { ...result, requeueAfterMs: waiting.length > 0 ? 5_000 : undefined };
+  }
+
+  private dependencyMet(after: string, namespace: string | undefined): boolean {
+    // `batch/v1/Job/<name>:Complete`
+    const m = /^(.+)\/([^/]+)\/([^/:]+):(\w+)$/.exec(after);
+    if (!m) return true;
+    const obj = this.child(m[1]!, m[2]!, namespace, m[3]!) as (KubeObject & { status?: { conditions?: { type: string; status: string }[] } }) | undefined;
+    return !!obj?.status?.conditions?.some((c) => c.type === m[4] && c.status === 'True');
+  }
+
+  /** Members the StatefulSet reports, for the scale subresource and `kubectl get`. */
+  private workloadStatus(live: KilnResource, desired: K8sObject[], generation: number | undefined): Record<string, unknown> {
+    if (!WORKLOAD_KINDS.has(live.kind)) return {};
+    const sts = desired.find((o) => o.kind === 'StatefulSet');
+    if (!sts) return {};
+    const current = this.child('apps/v1', 'StatefulSet', sts.metadata.namespace, sts.metadata.name) as (KubeObject & { status?: { replicas?: number; readyReplicas?: number } }) | undefined;
+    const want = (sts as { spec?: { replicas?: number } }).spec?.replicas ?? 0;
+    const ready = current?.status?.readyReplicas ?? 0;
+    const selector = (sts as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};
+    const available: Condition = {
+      type: 'Available', status: ready >= want ? 'True' : 'False', reason: ready >= want ? 'MembersReady' : 'MembersNotReady',
+      message: `${ready}/${want} members ready`, observedGeneration: generation,
+    };
+    return {
+      replicas: current?.status?.replicas ?? 0,
+      readyReplicas: ready,
+      selector: Object.keys(selector).sort().map((k) => `${k}=${selector[k]}`).join(','),
+      extraConditions: [available],
+    };
+  }
+
+  private jobStatus(live: KilnResource): Record<string, unknown> {
+    if (!JOB_KINDS.has(live.kind)) return {};
+    const jobName = live.kind === 'DirectoryBackup' ? `${live.metadata.name}-backup` : `${live.metadata.name}-restore`;
+    const job = this.child('batch/v1', 'Job', live.metadata.namespace, jobName) as (KubeObject & { status?: { startTime?: string; completionTime?: string; succeeded?: number; failed?: number; conditions?: { type: string; status: string }[] } }) | undefined;
+    const s = job?.status;
+    const failed = s?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True');
+    const result = s?.succeeded ? 'Succeeded' : failed ? 'Failed' : s?.startTime ? 'Running' : 'Pending';
+    return { result, ...(s?.startTime ? { startTime: s.startTime } : {}), ...(s?.completionTime ? { completionTime: s.completionTime } : {}) };
+  }
+
+  /** The parent carries the ApplySet id and the group-kinds it may contain; written only when they change. */
+  private async ensureParentMetadata(live: KubeObject & KilnResource, id: string, rendered: K8sObject[]): Promise<void> {
+    const kinds = [...new Set(rendered.map((o) => groupKind(o.apiVersion, o.kind)))].sort().join(',');
+    const tooling = `kiln/${this.deps.version}`;
+    const labels = live.metadata.labels ?? {};
+    const annotations = live.metadata.annotations ?? {};
+    const known = (annotations[APPLYSET_GROUP_KINDS] ?? '').split(',').filter(Boolean);
+    // Keep kinds recorded before, so members of a kind no longer rendered can still be found and pruned.
+    const merged = [...new Set([...known, ...kinds.split(',').filter(Boolean)])].sort().join(',');
+    if (labels[APPLYSET_ID] === id && annotations[APPLYSET_TOOLING] === tooling && annotations[APPLYSET_GROUP_KINDS] === merged) return;
+    await this.deps.client.mergePatch(
+      { apiVersion: KILN_API_VERSION, kind: live.kind, namespace: live.metadata.namespace, name: live.metadata.name },
+      { metadata: { labels: { [APPLYSET_ID]: id }, annotations: { [APPLYSET_TOOLING]: tooling, [APPLYSET_GROUP_KINDS]: merged } } },
+    );
+  }
+
+  private async writeStatus(live: KubeObject & KilnResource, next: Status & { extraConditions?: Condition[] }, result: ReconcileResult): Promise<void> {
+    const { extraConditions, ...rest } = next;
+    const liveStatus = (live as { status?: Status }).status;
+    const status: Status = {
+      ...rest,
+      observedGeneration: live.metadata.generation,
+      conditions: withTransitionTimes([...(rest.conditions ?? []), ...(extraConditions ?? [])], liveStatus?.conditions),
+    };
+    if (statusUpToDate(liveStatus, status)) return;
+    await this.deps.client.apply(
+      { apiVersion: KILN_API_VERSION, kind: live.kind, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never,
+      FIELD_MANAGER,
+      'status',
+    );
+    result.statusWritten = true;
+  }
+
+  private async reconcileConfigMapSync(live: KubeObject & KilnResource, result: ReconcileResult): Promise<ReconcileResult> {
+    const outcome = await reconcileConfigMapSync(live, this.deps.configMapSync);
+    if (live.metadata.deletionTimestamp) return result;
+    const generation = live.metadata.generation;
+    const failed = outcome.failed.length > 0 ? `; not synced: ${outcome.failed.map((f) => `${f.namespace} (${f.reason})`).join(', ')}` : '';
+    const conditions = outcome.stalled
+      ? readyConditions({ kind: 'stalled', reason: outcome.stalled.reason, message: outcome.stalled.message + failed }, generation)
+      : outcome.failed.length > 0
+        ? readyConditions({ kind: 'stalled', reason: 'TargetsDenied', message: `synced to ${outcome.synced.length} namespaces${failed}` }, generation)
+        : readyConditions({ kind: 'ready', reason: 'Synced', message: `synced to ${outcome.synced.length} namespaces` }, generation);
+    if (outcome.pruned.length > 0) this.deps.events.normal(live, 'Pruned', `removed copies from ${outcome.pruned.join(', ')}`);
+    await this.writeStatus(live, { conditions, synced: outcome.synced, failed: outcome.failed }, result);
+    if (outcome.stalled && result.statusWritten) this.deps.events.warning(live, outcome.stalled.reason, outcome.stalled.message);
+    return result;
+  }
+}

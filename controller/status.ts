@@ -1,0 +1,72 @@
+/**
+ * kstatus conditions and the status patch helper: status is computed from
+ * scratch on every reconcile and written only when it differs from what the
+ * resource already says (a condition's lastTransitionTime moves only when its
+ * status does).
+ */
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime?: string;
+}
+
+export type Status = Record<string, unknown> & { observedGeneration?: number; conditions?: Condition[] };
+
+export const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+
+export function readyConditions(
+  outcome: { kind: 'ready'; reason: string; message: string } | { kind: 'stalled'; reason: string; message: string } | { kind: 'reconciling'; reason: string; message: string },
+  generation: number | undefined,
+): Condition[] {
+  const c = (type: string, status: boolean, reason: string, message: string): Condition => ({
+    type, status: status ? 'True' : 'False', reason, message, observedGeneration: generation,
+  });
+  switch (outcome.kind) {
+    case 'ready':
+      return [c('Ready', true, outcome.reason, outcome.message), c('Reconciling', false, outcome.reason, ''), c('Stalled', false, outcome.reason, '')];
+    case 'stalled':
+      return [c('Ready', false, outcome.reason, outcome.message), c('Reconciling', false, outcome.reason, ''), c('Stalled', true, outcome.reason, outcome.message)];
+    case 'reconciling':
+      return [c('Ready', false, outcome.reason, outcome.message), c('Reconciling', true, outcome.reason, outcome.message), c('Stalled', false, outcome.reason, '')];
+  }
+}
+
+/** Carries lastTransitionTime over from the live conditions when the status did not flip. */
+export function withTransitionTimes(next: Condition[], live: Condition[] | undefined): Condition[] {
+  return next.map((c) => {
+    const old = live?.find((l) => l.type === c.type);
+    return { ...c, lastTransitionTime: old && old.status === c.status && old.lastTransitionTime ? old.lastTransitionTime : now() };
+  });
+}
+
+function sameCondition(a: Condition, b: Condition | undefined): boolean {
+  return !!b && a.status === b.status && a.reason === b.reason && a.message === b.message && a.observedGeneration === b.observedGeneration;
+}
+
+/** Does `live` already say everything `next` says? (Fields other managers own are ignored.) */
+export function statusUpToDate(live: Status | undefined, next: Status): boolean {
+  if (!live) return false;
+  for (const [k, v] of Object.entries(next)) {
+    if (k === 'conditions') {
+      const liveConds = live.conditions ?? [];
+      if (!(v as Condition[]).every((c) => sameCondition(c, liveConds.find((l) => l.type === c.type)))) return false;
+    } else if (!sameJson(live[k], v)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Deep equality of JSON values, whatever the key order. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((x, i) => sameJson(x, (b as unknown[])[i]));
+  const ka = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
+  const kb = Object.keys(b).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
+  return ka.length === kb.length && ka.every((k) => sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
