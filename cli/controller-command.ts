@@ -55,6 +55,8 @@ export function registerController(program: Command, version: string): void {
           : undefined,
         version,
         log,
+        // A replica that lost its lease exits; its Deployment restarts it as a standby.
+        onLostLeadership: () => void manager.stop({ release: false }).finally(() => process.exit(1)),
       });
       if (opts.healthPort > 0) {
         createServer((req, res) => {

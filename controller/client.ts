@@ -96,6 +96,11 @@ export class KubeClient {
   /** Requests sent, by verb. */
   readonly counts: Record<Verb, number> = { GET: 0, LIST: 0, WATCH: 0, POST: 0, PUT: 0, PATCH: 0, DELETE: 0 };
   private readonly limiter: RateLimiter;
+  /**
+   * client-node builds a new undici Agent (so a new TLS connection) for every
+   * request; kiln keeps the first one, so requests share keep-alive connections.
+   */
+  private dispatcher: unknown;
   onRequest?: (verb: Verb, path: string, status: number) => void;
 
   constructor(readonly kc: KubeConfig, opts: { qps?: number; burst?: number } = {}) {
@@ -114,20 +119,21 @@ export class KubeClient {
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const ctx = new RequestContext(url.toString(), method as HttpMethod);
     await this.kc.applySecurityAuthentication(ctx);
-    return { url, ctx };
+    this.dispatcher ??= ctx.getDispatcher();
+    return { url, ctx, dispatcher: this.dispatcher as never };
   }
 
   async request<T = Record<string, unknown>>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, opts: RequestOptions = {}): Promise<T> {
     await this.limiter.take();
     const verb: Verb = method === 'GET' ? (isListPath(path) ? 'LIST' : 'GET') : method;
-    const { url, ctx } = await this.prepare(method, path, opts.query);
+    const { url, ctx, dispatcher } = await this.prepare(method, path, opts.query);
     const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };
     if (opts.body !== undefined) headers['Content-Type'] = opts.contentType ?? 'application/json';
     const response = await fetch(url, {
       method,
       headers,
       body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-      dispatcher: ctx.getDispatcher() as never,
+      dispatcher,
       signal: opts.signal ?? AbortSignal.timeout(60_000),
     });
     this.counts[verb]++;
@@ -189,9 +195,9 @@ export class KubeClient {
    */
   async watch(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'], onEvent: (e: WatchEvent) => void, signal: AbortSignal): Promise<void> {
     await this.limiter.take();
-    const { url, ctx } = await this.prepare('GET', pathFor({ ...ref, name: undefined }), { ...query, watch: true, allowWatchBookmarks: true });
+    const { url, ctx, dispatcher } = await this.prepare('GET', pathFor({ ...ref, name: undefined }), { ...query, watch: true, allowWatchBookmarks: true });
     this.counts.WATCH++;
-    const response = await fetch(url, { method: 'GET', headers: { ...ctx.getHeaders(), Accept: 'application/json' }, dispatcher: ctx.getDispatcher() as never, signal });
+    const response = await fetch(url, { method: 'GET', headers: { ...ctx.getHeaders(), Accept: 'application/json' }, dispatcher, signal });
     if (!response.ok || !response.body) {
       const text = await response.text();
       throw new ApiError(response.status, response.statusText, `WATCH ${url.pathname}: ${response.status} ${text.slice(0, 500)}`, 'GET', url.pathname);

@@ -29,6 +29,8 @@ export interface ManagerOptions {
   leaderElection?: { namespace: string; name: string; leaseDurationSeconds: number; renewDeadlineSeconds: number; retryPeriodSeconds: number };
   version: string;
   log: Log;
+  /** What to do when leadership is lost; the command exits so a fresh start re-campaigns. Default: log only. */
+  onLostLeadership?: () => void;
 }
 
 /** The agent carries PostgresDatabase out; the apply-mode controller has nothing to render for it. */
@@ -133,11 +135,10 @@ export class Manager {
     if (this.opts.leaderElection) {
       this.elector = new LeaderElector({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection });
       this.elector.onStoppedLeading(() => {
-        this.opts.log('error', 'lost leadership; stopping so a new leader starts clean');
+        this.opts.log('error', 'lost leadership: stopping the workers');
         this.leading = false;
         this.queue.stop();
-        process.exitCode = 1;
-        void this.stop().then(() => process.exit(1));
+        this.opts.onLostLeadership?.();
       });
       this.opts.log('info', 'waiting for leadership', { lease: `${this.opts.leaderElection.namespace}/${this.opts.leaderElection.name}`, identity: this.identity });
       await this.elector.run();
@@ -147,10 +148,11 @@ export class Manager {
     this.queue.start();
   }
 
-  async stop(): Promise<void> {
+  /** Stops everything; `release: false` leaves the Lease to expire, as a crashed replica would. */
+  async stop(opts: { release?: boolean } = {}): Promise<void> {
     this.queue.stop();
     for (const i of this.informers) i.stop();
-    await this.elector?.stop();
+    await this.elector?.stop({ release: opts.release ?? true });
   }
 }
 
