@@ -1,0 +1,89 @@
+import { describe, expect, it } from 'vitest';
+import { RateLimiter } from '../../controller/client.js';
+import { WorkQueue } from '../../controller/queue.js';
+
+const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
+
+describe('WorkQueue', () => {
+  it('de-duplicates waiting keys and never runs one key twice at once', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const runs: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const q = new WorkQueue(async (key) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      runs.push(key);
+      if (runs.length === 1) await gate;
+      inFlight--;
+    }, { concurrency: 1 });
+    q.start();
+    q.add('a');
+    await tick();
+    q.add('a'); // while running: runs once more afterwards
+    q.add('a');
+    q.add('b');
+    q.add('b');
+    release();
+    await q.idle();
+    await tick();
+    await q.idle();
+    // b waited (added twice, ran once); a was re-added while running, so it ran once more, after b.
+    expect(runs).toEqual(['a', 'b', 'a']);
+    expect(maxInFlight).toBe(1);
+  });
+
+  it('bounds concurrency', async () => {
+    let inFlight = 0;
+    let max = 0;
+    const q = new WorkQueue(async () => {
+      inFlight++;
+      max = Math.max(max, inFlight);
+      await tick(10);
+      inFlight--;
+    }, { concurrency: 3 });
+    q.start();
+    for (let i = 0; i < 20; i++) q.add(`k${i}`);
+    await q.idle();
+    expect(max).toBe(3);
+  });
+
+  it('retries failures with per-key exponential backoff, capped', async () => {
+    const at: number[] = [];
+    const q = new WorkQueue(async () => {
+      at.push(performance.now());
+      if (at.length < 5) throw new Error('transient');
+    }, { concurrency: 1, baseDelayMs: 20, maxDelayMs: 60 });
+    const delays: number[] = [];
+    q.onError = (_k, _e, ms) => delays.push(ms);
+    q.start();
+    q.add('x');
+    while (at.length < 5) await tick(10);
+    expect(delays).toEqual([20, 40, 60, 60]);
+    for (let i = 1; i < at.length; i++) expect(at[i]! - at[i - 1]!).toBeGreaterThanOrEqual(delays[i - 1]! - 2);
+    q.stop();
+  });
+
+  it('requeues after the delay a reconcile asks for', async () => {
+    let n = 0;
+    const q = new WorkQueue(async () => (++n === 1 ? { requeueAfterMs: 30 } : undefined), { concurrency: 1 });
+    q.start();
+    q.add('x');
+    await tick(80);
+    expect(n).toBe(2);
+    q.stop();
+  });
+});
+
+describe('RateLimiter', () => {
+  it('lets a burst through, then paces at qps', async () => {
+    const rl = new RateLimiter(50, 5);
+    const started = performance.now();
+    for (let i = 0; i < 15; i++) await rl.take();
+    const elapsed = performance.now() - started;
+    // 5 at once, then 10 more at 50/s = 200 ms.
+    expect(elapsed).toBeGreaterThanOrEqual(180);
+    expect(elapsed).toBeLessThan(600);
+  });
+});
