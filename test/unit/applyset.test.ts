@@ -1,0 +1,77 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { applySetId, contains, decorate, DESIRED_DIGEST, drift, PART_OF, prunable } from '../../controller/applyset.js';
+import type { KubeObject } from '../../controller/informer.js';
+import { statusUpToDate, withTransitionTimes } from '../../controller/status.js';
+
+const parent = { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g', namespace: 'ns', uid: 'u-1' }, spec: {} };
+
+describe('ApplySet', () => {
+  it('ids follow KEP-3659: base64url(sha256(name.namespace.Kind.group)), prefixed and versioned', () => {
+    // sha256("g.ns.DataGrid.kiln.dev"), base64url without padding
+    expect(applySetId(parent)).toMatch(/^applyset-[A-Za-z0-9_-]{43}-v1$/);
+    expect(applySetId(parent)).not.toBe(applySetId({ ...parent, metadata: { ...parent.metadata, namespace: 'other' } }));
+  });
+
+  it('decorates children with membership, a controller ownerReference and a digest of the rest', () => {
+    const d = decorate({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'ns' } }, parent, 'id-1');
+    expect(d.metadata.labels).toEqual({ [PART_OF]: 'id-1' });
+    expect(d.metadata['ownerReferences']).toEqual([{ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', name: 'g', uid: 'u-1', controller: true, blockOwnerDeletion: true }]);
+    expect(d.metadata.annotations![DESIRED_DIGEST]).toMatch(/^[0-9a-f]{32}$/);
+    const other = decorate({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'elsewhere' } }, parent, 'id-1');
+    expect(other.metadata['ownerReferences']).toBeUndefined(); // ownerReferences cannot cross namespaces
+  });
+
+  it('compares live with desired the way the API server returns objects', () => {
+    expect(contains({ a: 1, b: 2 }, { a: 1 })).toBe(true);
+    expect(contains({ a: 1 }, { a: 2 })).toBe(false);
+    expect(contains({ cpu: '1', memory: '1536Mi' }, { cpu: 1, memory: '1.5Gi' })).toBe(true); // canonical quantities
+    expect(contains({}, { publishNotReadyAddresses: false, volumes: [], emptyDir: {} })).toBe(true); // omitempty
+    expect(contains({ l: [1, 2, 3] }, { l: [1, 2] })).toBe(true);
+    expect(contains({ l: [1] }, { l: [1, 2] })).toBe(false);
+  });
+
+  it('says why an object drifted', () => {
+    const desired = decorate({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'ns' }, data: { k: 'v' } }, parent, 'id');
+    const live = JSON.parse(JSON.stringify(desired)) as KubeObject;
+    expect(drift(live, desired)).toBeUndefined();
+    (live as { data: Record<string, string> }).data.k = 'changed by hand';
+    expect(drift(live, desired)).toBe('.data.k: "changed by hand" != "v"');
+    expect(drift(undefined, desired)).toBe('absent');
+  });
+
+  it('prunes only what kiln applied, never claims, never what another controller owns', () => {
+    const member = (extra: Partial<KubeObject['metadata']>, kind = 'Service'): KubeObject => ({ kind, metadata: { name: 'x', managedFields: [{ manager: 'kiln', operation: 'Apply' }], ...extra } });
+    expect(prunable(member({}), 'u-1')).toBe(true);
+    expect(prunable(member({ ownerReferences: [{ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', name: 'g', uid: 'u-1', controller: true }] }), 'u-1')).toBe(true);
+    expect(prunable(member({ managedFields: [{ manager: 'kubectl-client-side-apply', operation: 'Update' }] }), 'u-1')).toBe(false);
+    expect(prunable(member({}, 'PersistentVolumeClaim'), 'u-1')).toBe(false);
+    expect(prunable(member({ ownerReferences: [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 's', uid: 'u-2', controller: true }] }), 'u-1')).toBe(false);
+  });
+});
+
+describe('status', () => {
+  it('keeps lastTransitionTime unless the status flips, and is up to date whatever the key order', () => {
+    const live = [{ type: 'Ready', status: 'True' as const, reason: 'Applied', message: 'm', observedGeneration: 1, lastTransitionTime: '2020-01-01T00:00:00Z' }];
+    const same = withTransitionTimes([{ type: 'Ready', status: 'True', reason: 'Applied', message: 'm', observedGeneration: 1 }], live);
+    expect(same[0]!.lastTransitionTime).toBe('2020-01-01T00:00:00Z');
+    const flipped = withTransitionTimes([{ type: 'Ready', status: 'False', reason: 'X', message: 'm', observedGeneration: 1 }], live);
+    expect(flipped[0]!.lastTransitionTime).not.toBe('2020-01-01T00:00:00Z');
+    expect(statusUpToDate({ conditions: live, inventory: [{ name: 'a', kind: 'K' }] }, { conditions: same, inventory: [{ kind: 'K', name: 'a' }] })).toBe(true);
+    expect(statusUpToDate({ conditions: live }, { conditions: flipped })).toBe(false);
+  });
+});
+
+describe('kiln controller', () => {
+  it('exits with a clear error when no cluster configuration is found (never localhost:8080)', () => {
+    const home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
+    const env = { ...process.env, HOME: home, KUBECONFIG: '' };
+    delete env['KUBERNETES_SERVICE_HOST'];
+    const r = spawnSync(process.execPath, [new URL('../../bin/kiln.js', import.meta.url).pathname, 'controller', '--health-port', '0'], { env, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('no cluster configuration found');
+  });
+});
