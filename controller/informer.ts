@@ -8,7 +8,7 @@
  * - a periodic resync hands every cached object to the handler again.
  * The cache is a map from namespace/name to the last object seen.
  */
-import { isGone, type KubeClient, type WatchEvent } from './client.js';
+import { isGone, isPermanent, type KubeClient, type WatchEvent } from './client.js';
 
 export interface KubeObject {
   apiVersion?: string;
@@ -76,9 +76,15 @@ export class Informer {
     return this.synced;
   }
 
-  /** Starts; resolves after the first list has filled the cache. */
+  /**
+   * Starts; resolves after the first list has filled the cache. A first list
+   * that fails transiently (429 while the server's cache (re)initialises, 5xx,
+   * connection refused) is retried with backoff; one that retrying will not fix
+   * (RBAC, a kind the server does not serve) rejects.
+   */
   async start(): Promise<void> {
-    await this.relist();
+    await this.relistWithBackoff(isPermanent);
+    if (this.stopped) return; // stopped while still listing: start no loop or timers
     void this.loop();
     const resync = this.opts.resyncSeconds ?? 300;
     if (resync > 0) this.timers.push(setInterval(() => this.resync(), resync * 1000));
@@ -175,12 +181,13 @@ export class Informer {
     }
   }
 
-  private async relistWithBackoff(): Promise<void> {
+  private async relistWithBackoff(fatal?: (err: unknown) => boolean): Promise<void> {
     for (let attempt = 0; !this.stopped; attempt++) {
       try {
         await this.relist();
         return;
       } catch (err) {
+        if (fatal?.(err)) throw err;
         const delay = Math.min((this.opts.maxBackoffSeconds ?? 30) * 1000, 500 * 2 ** Math.min(attempt, 10));
         this.opts.log?.('warn', 'list failed, retrying', { kind: this.opts.kind, error: String(err), retryInMs: delay });
         await new Promise((r) => setTimeout(r, delay));

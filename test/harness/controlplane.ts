@@ -108,6 +108,15 @@ export interface ControlPlane extends ControlPlaneClient {
   pids: Record<string, number>;
   /** ms from startControlPlane() to ready */
   startupMs: number;
+  /**
+   * Stop kube-apiserver (SIGTERM, wait for it to exit), stay down `downMs`
+   * (default 2000), start it again with the same arguments and port, and wait
+   * for /readyz. etcd and the controller manager keep running. Note: while
+   * clients hold watches open, kube-apiserver does not exit on SIGTERM (it waits
+   * for them, up to its 60 s shutdown timeout), so it is SIGKILLed after
+   * stop()'s 10 s grace and those clients see their connections reset.
+   */
+  restartApiServer(opts?: { downMs?: number }): Promise<void>;
   /** Kill every server; removes `dir` unless it was given or KILN_KEEP_CONTROLPLANE=1. */
   stop(): Promise<void>;
 }
@@ -653,37 +662,35 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
 
     await waitReady(etcd, async () => (await probe(`${etcdUrl}/health`)) === 200, timeout, 'healthy');
 
-    const apiserver = await startServer(
-      'kube-apiserver',
-      path.join(binDir, 'kube-apiserver'),
-      [
-        '--etcd-servers', etcdUrl,
-        '--secure-port', String(apiPort),
-        '--bind-address', '127.0.0.1',
-        '--advertise-address', '127.0.0.1',
-        '--cert-dir', certDir,
-        '--service-cluster-ip-range', '10.0.0.0/24',
-        '--allow-privileged=true',
-        '--authorization-mode', 'RBAC',
-        '--disable-admission-plugins', 'ServiceAccount',
-        '--service-account-issuer', `${server}/`,
-        '--service-account-key-file', saPub,
-        '--service-account-signing-key-file', saKey,
-        '--token-auth-file', tokenFile,
-        '--client-ca-file', path.join(dir, 'client-ca.crt'),
-        // no kubelets/endpoints here: skip the loopback "kubernetes" endpoint reconciler noise
-        '--endpoint-reconciler-type', 'none',
-        '--profiling=false',
-        ...(opts.apiserverArgs ?? []),
-      ],
-      dir,
-      ownerPid,
-    );
+    const apiserverArgs = [
+      '--etcd-servers', etcdUrl,
+      '--secure-port', String(apiPort),
+      '--bind-address', '127.0.0.1',
+      '--advertise-address', '127.0.0.1',
+      '--cert-dir', certDir,
+      '--service-cluster-ip-range', '10.0.0.0/24',
+      '--allow-privileged=true',
+      '--authorization-mode', 'RBAC',
+      '--disable-admission-plugins', 'ServiceAccount',
+      '--service-account-issuer', `${server}/`,
+      '--service-account-key-file', saPub,
+      '--service-account-signing-key-file', saKey,
+      '--token-auth-file', tokenFile,
+      '--client-ca-file', path.join(dir, 'client-ca.crt'),
+      // no kubelets/endpoints here: skip the loopback "kubernetes" endpoint reconciler noise
+      '--endpoint-reconciler-type', 'none',
+      '--profiling=false',
+      ...(opts.apiserverArgs ?? []),
+    ];
+    const startApiServer = () => startServer('kube-apiserver', path.join(binDir, 'kube-apiserver'), apiserverArgs, dir, ownerPid);
+    const apiserver = await startApiServer();
     servers.push(apiserver);
 
     const caFile = path.join(certDir, 'apiserver.crt');
     const auth = { Authorization: `Bearer ${adminToken}` };
-    await waitReady(apiserver, async () => (await probe(`${server}/readyz`, auth)) === 200, timeout, 'ready');
+    const apiserverReady = (s: Server) =>
+      waitReady(s, async () => (await probe(`${server}/readyz`, auth)) === 200, timeout, 'ready');
+    await apiserverReady(apiserver);
 
     const kubeconfig = path.join(dir, 'admin.kubeconfig');
     await writeFile(
@@ -738,6 +745,16 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
       ...client,
       pids,
       startupMs: Date.now() - t0,
+      async restartApiServer({ downMs = 2000 }: { downMs?: number } = {}) {
+        const i = servers.findIndex((s) => s.name === 'kube-apiserver');
+        await stopServer(servers[i]!);
+        await sleep(downMs);
+        // Same args and port; the serving cert in certDir is reused, so caFile stays valid.
+        const restarted = await startApiServer();
+        servers[i] = restarted; // stop() kills the new process
+        pids['kube-apiserver'] = restarted.child.pid ?? -1;
+        await apiserverReady(restarted);
+      },
       stop() {
         stopped ??= (async () => {
           await stopAll();

@@ -19,6 +19,7 @@ import {
   type ConfigMapSyncOutcome,
 } from '../../controller/configmapsync.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { waitFor as waitUntil } from '../harness/wait.js';
 
 let cp: ControlPlaneClient;
 const suffix = () => randomBytes(3).toString('hex');
@@ -78,15 +79,7 @@ afterAll(async () => {
   for (const ns of createdNamespaces) await cp.kubectl(['delete', 'namespace', ns, '--wait=false']);
 });
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs);
 
 async function namespace(prefix: string, labels: Record<string, string> = {}): Promise<string> {
   const ns = `${prefix}-${suffix()}`;

@@ -13,6 +13,7 @@ import { Manager } from '../../controller/manager.js';
 import { validate } from '../../validate/index.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { exampleResources } from '../unit/fixtures.js';
+import { waitFor as waitUntil } from '../harness/wait.js';
 
 let cp: ControlPlaneClient;
 let manager: Manager;
@@ -32,15 +33,7 @@ async function getJson<T = any>(args: string[]): Promise<T | undefined> { // esl
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${logs.slice(-20).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
 
 async function readyAt(kind: string, name: string, generation?: number) {
   return waitFor(`${kind}/${name} Ready`, async () => {

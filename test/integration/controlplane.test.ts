@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { waitFor as waitUntil } from '../harness/wait.js';
 
 let cp: ControlPlaneClient;
 
@@ -15,15 +16,7 @@ beforeAll(() => {
 
 const suffix = () => randomBytes(3).toString('hex');
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000) => waitUntil(what, fn, timeoutMs);
 
 async function createNamespace(prefix: string): Promise<string> {
   const ns = `${prefix}-${suffix()}`;

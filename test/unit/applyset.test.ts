@@ -38,7 +38,7 @@ describe('ApplySet', () => {
     const desired = decorate({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c', namespace: 'ns' }, data: { k: 'v' } }, parent, 'id');
     const live = JSON.parse(JSON.stringify(desired)) as KubeObject;
     expect(drift(live, desired)).toBeUndefined();
-    (live as { data: Record<string, string> }).data.k = 'changed by hand';
+    (live as unknown as { data: Record<string, string> }).data.k = 'changed by hand';
     expect(drift(live, desired)).toBe('.data.k: "changed by hand" != "v"');
     expect(drift(undefined, desired)).toBe('absent');
   });
@@ -68,7 +68,7 @@ describe('status', () => {
 describe('kiln controller', () => {
   it('exits with a clear error when no cluster configuration is found (never localhost:8080)', () => {
     const home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
-    const env = { ...process.env, HOME: home, KUBECONFIG: '' };
+    const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, KUBECONFIG: '' };
     delete env['KUBERNETES_SERVICE_HOST'];
     const r = spawnSync(process.execPath, [new URL('../../bin/kiln.js', import.meta.url).pathname, 'controller', '--health-port', '0'], { env, encoding: 'utf8', timeout: 30_000 });
     expect(r.status).toBe(2);

@@ -97,6 +97,24 @@ describe('Informer', () => {
     inf.stop();
   });
 
+  it('retries a first list that fails transiently (429 while the API server warms up), but not a permanent failure', async () => {
+    const c = new ScriptedClient();
+    let calls = 0;
+    const realList = c.list.bind(c);
+    c.list = async () => {
+      if (++calls === 1) throw new ApiError(429, 'TooManyRequests', 'storage is (re)initializing', 'GET', '/');
+      return realList();
+    };
+    const inf = informer(c);
+    await inf.start();
+    expect(calls).toBe(2);
+    inf.stop();
+
+    const denied = new ScriptedClient();
+    denied.list = async () => { throw new ApiError(403, 'Forbidden', 'no', 'GET', '/'); };
+    await expect(informer(denied).start()).rejects.toThrow(/no/);
+  });
+
   it('resync hands every cached object to the handlers again', async () => {
     const c = new ScriptedClient();
     c.listResult = [cm('a', '1'), cm('b', '2')];
