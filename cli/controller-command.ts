@@ -1,8 +1,6 @@
 import { createServer } from 'node:http';
 import type { Command } from 'commander';
-import { loadKubeConfig, NoClusterConfigError } from '../controller/kubeconfig.js';
-import { Manager } from '../controller/manager.js';
-import { newLogger, type LogLevel } from '../lib/log.js';
+import type { LogLevel } from '../lib/log.js';
 
 const int = (v: string) => Number.parseInt(v, 10);
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
@@ -28,6 +26,10 @@ export function registerController(program: Command, version: string): void {
     .option('--health-port <port>', 'port of /healthz and /readyz (0: off)', int, 8081)
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .action(async (opts) => {
+      // Loaded here, not at the top: `kiln --help` and `kiln synth` need none of it.
+      const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
+      const { Manager } = await import('../controller/manager.js');
+      const { newLogger } = await import('../lib/log.js');
       const log = newLogger(opts.logLevel as LogLevel, 'kiln-controller');
       if (opts.mode !== 'apply') {
         log('error', `--mode ${opts.mode} is not available yet: only apply mode is implemented`);

@@ -43,6 +43,26 @@ export interface InformerOptions {
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
+/**
+ * What the cache keeps of an object (client-go's SetTransform): managedFields
+ * shrink to who manages it and how (their field sets are most of an object's
+ * size and kiln reads only the names), and kubectl's last-applied annotation goes.
+ */
+export function slim<T extends KubeObject>(obj: T): T {
+  const m = obj.metadata;
+  if (!m?.managedFields && !m?.annotations?.['kubectl.kubernetes.io/last-applied-configuration']) return obj;
+  const annotations = m.annotations ? { ...m.annotations } : undefined;
+  if (annotations) delete annotations['kubectl.kubernetes.io/last-applied-configuration'];
+  return {
+    ...obj,
+    metadata: {
+      ...m,
+      annotations,
+      managedFields: m.managedFields?.map((f) => ({ manager: f.manager, operation: f.operation, subresource: f.subresource })),
+    },
+  };
+}
+
 export const objectKey = (o: { metadata: { namespace?: string; name: string } }) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 export class Informer {
@@ -127,7 +147,7 @@ export class Informer {
         { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
         { labelSelector: this.opts.labelSelector, limit: 500, continue: cont },
       );
-      for (const item of page.items) items.push({ ...item, apiVersion: this.opts.apiVersion, kind: this.opts.kind });
+      for (const item of page.items) items.push(slim({ ...item, apiVersion: this.opts.apiVersion, kind: this.opts.kind }));
       cont = page.metadata.continue || undefined;
       rv = page.metadata.resourceVersion;
     } while (cont);
@@ -207,7 +227,7 @@ export class Informer {
     }
     if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
     if (e.type === 'BOOKMARK') return;
-    const full = { ...obj, apiVersion: this.opts.apiVersion, kind: this.opts.kind };
+    const full = slim({ ...obj, apiVersion: this.opts.apiVersion, kind: this.opts.kind });
     const key = objectKey(full);
     const old = this.cache.get(key);
     if (e.type === 'DELETED') {
