@@ -668,7 +668,7 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
       '--bind-address', '127.0.0.1',
       '--advertise-address', '127.0.0.1',
       '--cert-dir', certDir,
-      '--service-cluster-ip-range', '10.0.0.0/24',
+      '--service-cluster-ip-range', '10.96.0.0/16',
       '--allow-privileged=true',
       '--authorization-mode', 'RBAC',
       '--disable-admission-plugins', 'ServiceAccount',
