@@ -83,27 +83,30 @@ export class Reconciler {
     await this.ensureParentMetadata(live, id, rendered);
     const desired = rendered.map((o) => decorate(o, live, id));
 
-    // Apply what changed. A VolumeSnapshot that must wait for a Job waits.
+    // Apply what changed, all at once: one resource's objects do not depend on
+    // each other's creation. A VolumeSnapshot that must wait for a Job waits.
     const waiting: string[] = [];
     const failures: string[] = [];
+    const toApply: K8sObject[] = [];
     for (const obj of desired) {
       const after = obj.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
       if (after && !this.dependencyMet(after, obj.metadata.namespace)) {
         waiting.push(`${obj.kind}/${obj.metadata.name} waits for ${after}`);
         continue;
       }
-      const current = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-      const why = drift(current, obj);
+      const why = drift(this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name), obj);
       if (why === undefined) continue;
       this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why });
-      try {
-        await this.deps.client.apply(obj, FIELD_MANAGER);
-        result.applied++;
-      } catch (err) {
-        if (!isPermanent(err)) throw err; // transient: the queue retries with backoff
-        failures.push(`${obj.kind}/${obj.metadata.name}: ${(err as Error).message}`);
-      }
+      toApply.push(obj);
     }
+    const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply(obj, FIELD_MANAGER)));
+    let transient: unknown;
+    outcomes.forEach((o, i) => {
+      if (o.status === 'fulfilled') result.applied++;
+      else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
+      else transient ??= o.reason;
+    });
+    if (transient) throw transient; // the queue retries with backoff
     if (failures.length > 0) {
       const message = `apply failed: ${failures.join('; ')}`;
       await this.writeStatus(live, { conditions: readyConditions({ kind: 'stalled', reason: 'ApplyFailed', message }, generation) }, result);
