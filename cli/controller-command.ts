@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import type { Command } from 'commander';
 import type { LogLevel } from '../lib/log.js';
+import type { GitSinkOptions } from '../controller/git-sink.js';
 
 const int = (v: string) => Number.parseInt(v, 10);
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
@@ -25,15 +26,35 @@ export function registerController(program: Command, version: string): void {
     .option('--retry-period <seconds>', 'how often to try to acquire or renew', int, 2)
     .option('--health-port <port>', 'port of /healthz and /readyz (0: off)', int, 8081)
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line')
+    .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
+    .option('--review-branch <branch>', 'git mode: push to this branch instead, started from --branch, for review')
+    .option('--base-path <path>', 'git mode: the directory kiln owns in the repository', 'clusters')
+    .option('--cluster <name>', 'git mode: this cluster\'s directory under the base path', 'default')
+    .option('--work-dir <dir>', 'git mode: the local clone (default: one under the temporary directory per repository and branch)')
+    .option('--git-token-file <file>', 'git mode: file holding the token for an https repository (a mounted Secret); $KILN_GIT_USERNAME and $KILN_GIT_AUTH_SCHEME (Basic|Bearer) apply')
+    .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>" (committer: kiln <noreply@kiln.dev>)')
+    .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', int, 2000)
+    .option('--max-wait <ms>', 'git mode: longest wait after the first change of a batch', int, 30_000)
     .action(async (opts) => {
       // Loaded here, not at the top: `kiln --help` and `kiln synth` need none of it.
       const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
       const { Manager } = await import('../controller/manager.js');
       const { newLogger } = await import('../lib/log.js');
       const log = newLogger(opts.logLevel as LogLevel, 'kiln-controller');
-      if (opts.mode !== 'apply') {
-        log('error', `--mode ${opts.mode} is not available yet: only apply mode is implemented`);
+      if (opts.mode !== 'apply' && opts.mode !== 'git') {
+        process.stderr.write(`kiln controller: --mode must be apply or git (got ${JSON.stringify(opts.mode)})\n`);
         process.exit(2);
+      }
+      let git: GitSinkOptions | undefined;
+      if (opts.mode === 'git') {
+        try {
+          git = await gitOptions(opts);
+        } catch (err) {
+          // Messages name options and files, never a token.
+          process.stderr.write(`kiln controller: ${(err as Error).message}\n`);
+          process.exit(2);
+        }
       }
       let kc;
       try {
@@ -45,21 +66,31 @@ export function registerController(program: Command, version: string): void {
         }
         throw err;
       }
-      const manager = new Manager({
-        kc,
-        namespaces: opts.namespace,
-        concurrency: opts.concurrency,
-        qps: opts.qps,
-        burst: opts.burst,
-        resyncSeconds: opts.resync,
-        leaderElection: opts.leaderElect
-          ? { namespace: opts.leaderElectionNamespace, name: opts.leaderElectionId, leaseDurationSeconds: opts.leaseDuration, renewDeadlineSeconds: opts.renewDeadline, retryPeriodSeconds: opts.retryPeriod }
-          : undefined,
-        version,
-        log,
-        // A replica that lost its lease exits; its Deployment restarts it as a standby.
-        onLostLeadership: () => void manager.stop({ release: false }).finally(() => process.exit(1)),
-      });
+      let manager: InstanceType<typeof Manager>;
+      try {
+        manager = new Manager({
+          kc,
+          namespaces: opts.namespace,
+          concurrency: opts.concurrency,
+          qps: opts.qps,
+          burst: opts.burst,
+          resyncSeconds: opts.resync,
+          leaderElection: opts.leaderElect
+            ? { namespace: opts.leaderElectionNamespace, name: opts.leaderElectionId, leaseDurationSeconds: opts.leaseDuration, renewDeadlineSeconds: opts.renewDeadline, retryPeriodSeconds: opts.retryPeriod }
+            : undefined,
+          version,
+          log,
+          sink: opts.mode,
+          git,
+          // A replica that lost its lease exits; its Deployment restarts it as a standby.
+          onLostLeadership: () => void manager.stop({ release: false }).finally(() => process.exit(1)),
+        });
+      } catch (err) {
+        if (opts.mode !== 'git') throw err;
+        // The repository options the writer refuses (branch name, a token with a non-https URL): no credential in these.
+        process.stderr.write(`kiln controller: ${(err as Error).message}\n`);
+        process.exit(2);
+      }
       if (opts.healthPort > 0) {
         createServer((req, res) => {
           const ok = req.url === '/healthz' || (req.url === '/readyz' && manager.hasSynced());
@@ -73,7 +104,66 @@ export function registerController(program: Command, version: string): void {
       };
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
       process.once('SIGINT', () => void shutdown('SIGINT'));
-      log('info', 'starting', { mode: 'apply', server: kc.getCurrentCluster()?.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version });
-      await manager.start();
+      log('info', 'starting', { mode: opts.mode, server: kc.getCurrentCluster()?.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, ...manager.git?.describe() });
+      if (!manager.git) {
+        await manager.start();
+        return;
+      }
+      try {
+        await manager.start();
+      } catch (err) {
+        // A clone that cannot be made (URL, credentials) ends here; the writer's messages hold no credential.
+        log('error', 'could not start', { error: manager.git.scrub(err) });
+        await manager.stop().catch(() => undefined);
+        process.exit(1);
+      }
     });
+}
+
+interface GitFlags {
+  repo?: string;
+  branch?: string;
+  reviewBranch?: string;
+  basePath: string;
+  cluster: string;
+  workDir?: string;
+  gitTokenFile?: string;
+  author?: string;
+  debounce: number;
+  maxWait: number;
+}
+
+/** Git mode's options from the flags and the environment; throws a message fit for the user. */
+export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = process.env): Promise<GitSinkOptions> {
+  const { authFromFile, parseIdentity } = await import('../controller/git-sink.js');
+  const { authFromEnv } = await import('../gitops/repo.js');
+  const { checkLayoutOptions } = await import('../gitops/layout.js');
+  if (!flags.repo) throw new Error('--mode git needs --repo <url>');
+  if (!flags.branch) throw new Error('--mode git needs --branch <branch>');
+  if (!Number.isInteger(flags.debounce) || flags.debounce < 0) throw new Error('--debounce must be a number of milliseconds');
+  if (!Number.isInteger(flags.maxWait) || flags.maxWait < 0) throw new Error('--max-wait must be a number of milliseconds');
+  const layout = checkLayoutOptions({ basePath: flags.basePath, cluster: flags.cluster });
+  let auth;
+  if (flags.gitTokenFile) {
+    try {
+      auth = authFromFile(flags.gitTokenFile, env);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new Error(code ? `cannot read --git-token-file ${flags.gitTokenFile} (${code})` : (err as Error).message);
+    }
+  } else {
+    auth = authFromEnv(env);
+  }
+  return {
+    repo: flags.repo,
+    branch: flags.branch,
+    reviewBranch: flags.reviewBranch,
+    basePath: layout.basePath,
+    cluster: layout.cluster,
+    workDir: flags.workDir,
+    author: flags.author ? parseIdentity(flags.author) : undefined,
+    auth,
+    debounceMs: flags.debounce,
+    maxWaitMs: flags.maxWait,
+  };
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { projectRoot } from '../lib/paths.js';
 import { registerController } from './controller-command.js';
+import { registerGitops } from './gitops-command.js';
 import { registerSynth } from './synth-command.js';
 
 const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
@@ -14,5 +15,6 @@ const program = new Command('kiln')
 program.command('version').description('print the version').action(() => console.log(pkg.version));
 registerSynth(program);
 registerController(program, pkg.version);
+registerGitops(program);
 
 await program.parseAsync(process.argv);

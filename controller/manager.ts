@@ -2,6 +2,10 @@
  * The manager (controller-runtime's split): it owns the client, the informers
  * for kiln's kinds and for the objects kiln renders, the work queue and the
  * reconciler, and runs the workers only while this replica leads.
+ *
+ * Two sinks: apply mode (default) applies into the cluster; git mode commits
+ * to a repository (controller/git-sink.ts, controller/git-reconciler.ts) and
+ * watches no rendered objects, since it applies none.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -12,7 +16,9 @@ import { EventRecorder } from './events.js';
 import { Informer, type KubeObject } from './informer.js';
 import { LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
-import { Reconciler } from './reconciler.js';
+import { Reconciler, type ReconcileResult } from './reconciler.js';
+import { GitReconciler } from './git-reconciler.js';
+import { GitSink, type GitSinkOptions } from './git-sink.js';
 import { CHILD_KINDS, KILN_KINDS } from './resources.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../charts/shared/labels.js';
 
@@ -31,6 +37,9 @@ export interface ManagerOptions {
   log: Log;
   /** What to do when leadership is lost; the command exits so a fresh start re-campaigns. Default: log only. */
   onLostLeadership?: () => void;
+  /** apply (default): server-side apply into the cluster; git: commit to a repository (`git` says where). */
+  sink?: 'apply' | 'git';
+  git?: GitSinkOptions;
 }
 
 /** The agent carries PostgresDatabase out; the apply-mode controller has nothing to render for it. */
@@ -43,7 +52,9 @@ export class Manager {
   readonly resources = new Map<string, Informer>();
   readonly children = new Map<string, Informer>();
   private readonly informers: Informer[] = [];
-  private readonly reconciler: Reconciler;
+  private readonly reconciler: { reconcile(key: string): Promise<ReconcileResult> };
+  /** Git mode's writer and batcher. */
+  readonly git: GitSink | undefined;
   private elector: LeaderElector | undefined;
   private leading = false;
   readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
@@ -61,7 +72,9 @@ export class Manager {
         this.shared(this.resources, k.kind, inf);
       }
     }
-    for (const k of CHILD_KINDS) {
+    if (opts.sink === 'git' && !opts.git) throw new Error('git mode needs the repository options (git)');
+    // Git mode applies nothing, so it watches none of the objects kiln renders.
+    for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       // ConfigMapSync copies live in tenant namespaces: watch ConfigMaps everywhere kiln writes them.
       for (const ns of k.kind === 'ConfigMap' && opts.namespaces.length > 0 ? [undefined] : namespaces) {
         const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log });
@@ -71,7 +84,17 @@ export class Manager {
       }
     }
     const events = new EventRecorder(this.client, 'kiln-controller', this.identity, opts.log);
-    this.reconciler = new Reconciler({
+    this.git = opts.sink === 'git' ? new GitSink(opts.git!, opts.log) : undefined;
+    this.reconciler = this.git ? new GitReconciler({
+      client: this.client,
+      resources: this.resources,
+      sink: this.git,
+      events,
+      requeue: (key, afterMs) => (afterMs ? this.queue.addAfter(key, afterMs) : this.queue.add(key)),
+      log: opts.log,
+      render: opts.git!.render,
+      failureBackoffMs: opts.git!.failureBackoffMs,
+    }) : new Reconciler({
       client: this.client,
       resources: this.resources,
       children: this.children,
@@ -138,12 +161,18 @@ export class Manager {
         this.opts.log('error', 'lost leadership: stopping the workers');
         this.leading = false;
         this.queue.stop();
+        this.git?.abandon();
         this.opts.onLostLeadership?.();
       });
       this.opts.log('info', 'waiting for leadership', { lease: `${this.opts.leaderElection.namespace}/${this.opts.leaderElection.name}`, identity: this.identity });
       await this.elector.run();
     }
     this.leading = true;
+    if (this.git) {
+      const present = [...this.resources.values()].flatMap((i) => i.list()).map((o) => ({ kind: o.kind!, namespace: o.metadata.namespace!, name: o.metadata.name }));
+      await this.git.start(present, this.opts.namespaces);
+      this.opts.log('info', 'git mode: clone synced', this.git.describe());
+    }
     this.opts.log('info', 'leading; starting workers', { concurrency: this.opts.concurrency });
     this.queue.start();
   }
@@ -152,6 +181,9 @@ export class Manager {
   async stop(opts: { release?: boolean } = {}): Promise<void> {
     this.queue.stop();
     for (const i of this.informers) i.stop();
+    // Pending changes are pushed while this replica still leads; a replica that lost the lease leaves them.
+    if (opts.release ?? true) await this.git?.close().catch((err: unknown) => this.opts.log('error', 'git mode: final flush failed', { error: this.git!.scrub(err) }));
+    else this.git?.abandon();
     await this.elector?.stop({ release: opts.release ?? true });
   }
 }
