@@ -197,19 +197,32 @@ export class KubeClient {
     await this.limiter.take();
     const { url, ctx, dispatcher } = await this.prepare('GET', pathFor({ ...ref, name: undefined }), { ...query, watch: true, allowWatchBookmarks: true });
     this.counts.WATCH++;
-    const response = await fetch(url, { method: 'GET', headers: { ...ctx.getHeaders(), Accept: 'application/json' }, dispatcher, signal });
-    if (!response.ok || !response.body) {
-      const text = await response.text();
-      throw new ApiError(response.status, response.statusText, `WATCH ${url.pathname}: ${response.status} ${text.slice(0, 500)}`, 'GET', url.pathname);
-    }
-    const lines = createInterface({ input: Readable.fromWeb(response.body as never), crlfDelay: Infinity });
+    // Our own controller, so the stream can be torn down however the loop ends.
+    const stop = new AbortController();
+    const forward = () => stop.abort();
+    signal.addEventListener('abort', forward, { once: true });
     try {
-      for await (const line of lines) {
-        if (!line.trim()) continue;
-        onEvent(JSON.parse(line) as WatchEvent);
+      const response = await fetch(url, { method: 'GET', headers: { ...ctx.getHeaders(), Accept: 'application/json' }, dispatcher, signal: stop.signal });
+      if (!response.ok || !response.body) {
+        const text = await response.text();
+        throw new ApiError(response.status, response.statusText, `WATCH ${url.pathname}: ${response.status} ${text.slice(0, 500)}`, 'GET', url.pathname);
+      }
+      const body = Readable.fromWeb(response.body as never);
+      // Errors reach us through the line iterator; once we stop reading, the
+      // abort below makes the stream emit one more, which nobody needs.
+      body.on('error', () => {});
+      const lines = createInterface({ input: body, crlfDelay: Infinity });
+      try {
+        for await (const line of lines) {
+          if (!line.trim()) continue;
+          onEvent(JSON.parse(line) as WatchEvent);
+        }
+      } finally {
+        lines.close();
       }
     } finally {
-      lines.close();
+      signal.removeEventListener('abort', forward);
+      stop.abort();
     }
   }
 }

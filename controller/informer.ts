@@ -222,8 +222,7 @@ export class Informer {
       const status = e.object as { code?: number; message?: string };
       const err = new Error(`watch error ${status.code}: ${status.message}`) as Error & { gone?: boolean };
       if (status.code === 410) err.gone = true;
-      this.abort?.abort();
-      throw err;
+      throw err; // ends the watch; client.watch tears the stream down
     }
     if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
     if (e.type === 'BOOKMARK') return;
