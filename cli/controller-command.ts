@@ -28,7 +28,9 @@ export function registerController(program: Command, version: string): void {
     .option('--log-level <level>', 'debug, info, warn or error', 'info')
     .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line')
     .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
-    .option('--review-branch <branch>', 'git mode: push to this branch instead, started from --branch, for review')
+    .option('--review', 'git mode: push to a review branch (<branch>-next unless --review-branch) and open or update a pull request into --branch', false)
+    .option('--review-branch <branch>', 'git mode: the review branch (implies --review), started from --branch')
+    .option('--pull-request-api <url>', 'git mode, review: GitHub-compatible REST API (default https://api.github.com, for github.com repositories only; Gitea: https://<host>/api/v1); "none" pushes the review branch without a pull request')
     .option('--base-path <path>', 'git mode: the directory kiln owns in the repository', 'clusters')
     .option('--cluster <name>', 'git mode: this cluster\'s directory under the base path', 'default')
     .option('--work-dir <dir>', 'git mode: the local clone (default: one under the temporary directory per repository and branch)')
@@ -123,7 +125,9 @@ export function registerController(program: Command, version: string): void {
 interface GitFlags {
   repo?: string;
   branch?: string;
+  review?: boolean;
   reviewBranch?: string;
+  pullRequestApi?: string;
   basePath: string;
   cluster: string;
   workDir?: string;
@@ -154,10 +158,19 @@ export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = proce
   } else {
     auth = authFromEnv(env);
   }
+  const reviewBranch = flags.reviewBranch ?? (flags.review ? `${flags.branch}-next` : undefined);
+  let pullRequests;
+  if (reviewBranch && flags.pullRequestApi !== 'none') {
+    // The pull request is opened with the same token that pushes.
+    if (!auth?.token) throw new Error('--review opens a pull request and needs a token (--git-token-file or $KILN_GIT_TOKEN); --pull-request-api none pushes the branch only');
+    const { GitHubPullRequests } = await import('../gitops/pull-request.js');
+    pullRequests = new GitHubPullRequests({ token: auth.token, scheme: auth.scheme === 'Bearer' ? 'Bearer' : 'token', apiUrl: flags.pullRequestApi, repositoryUrl: flags.repo });
+  }
   return {
     repo: flags.repo,
     branch: flags.branch,
-    reviewBranch: flags.reviewBranch,
+    reviewBranch,
+    pullRequests,
     basePath: layout.basePath,
     cluster: layout.cluster,
     workDir: flags.workDir,

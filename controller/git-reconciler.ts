@@ -133,6 +133,7 @@ export class GitReconciler {
           conditions: readyConditions({ kind: 'ready', reason: 'Committed', message: `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit!.slice(0, 12)}` }, generation),
           commit: outcome.commit,
           revision,
+          ...(this.deps.sink.pullRequestUrl ? { pullRequest: this.deps.sink.pullRequestUrl } : {}),
         }, result);
         if (result.statusWritten && outcome.changed && !outcome.announced) {
           outcome.announced = true;

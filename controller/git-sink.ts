@@ -22,6 +22,7 @@ import { GitBatcher, type FlushReport, type ResourceResult } from '../gitops/bat
 import { checkLayoutOptions, type LayoutOptions, type RenderedResource, type ResourceRef } from '../gitops/layout.js';
 import { authFromEnv, displayUrl, GitRepoWriter, type GitAuth, type GitIdentity } from '../gitops/repo.js';
 import type { Log } from '../lib/log.js';
+import type { PullRequestProvider } from '../gitops/pull-request.js';
 
 export interface GitSinkOptions {
   /** Repository URL (https, ssh, file:// or a local path). Credentials in an https URL are taken out of it. */
@@ -54,6 +55,8 @@ export interface GitSinkOptions {
   render?: (resource: KilnResource) => K8sObject[];
   /** Called after every flush that had work (metrics, tests). */
   onFlush?: (report: FlushReport) => void;
+  /** Review mode: opens or updates the pull request from the review branch into `branch` after each push. */
+  pullRequests?: PullRequestProvider;
 }
 
 /** `Name <email>` -> identity. */
@@ -84,6 +87,8 @@ export class GitSink {
   readonly pushBranch: string;
   private batcher: GitBatcher | undefined;
   private closed = false;
+  /** Review mode: the pull request carrying kiln's pushed changes, once opened. */
+  pullRequestUrl: string | undefined;
 
   constructor(readonly options: GitSinkOptions, private readonly log: Log) {
     this.layout = checkLayoutOptions({ basePath: options.basePath ?? 'clusters', cluster: options.cluster ?? 'default' });
@@ -127,6 +132,7 @@ export class GitSink {
       debounceMs: this.options.debounceMs,
       maxWaitMs: this.options.maxWaitMs,
       onFlush: this.options.onFlush,
+      afterPush: this.options.pullRequests && this.options.reviewBranch ? (report) => this.ensurePullRequest(report) : undefined,
       log: this.log,
     });
     const watched = new Set(namespaces);
@@ -178,6 +184,19 @@ export class GitSink {
   /** Stops taking changes without flushing (leadership lost: another replica writes now). */
   abandon(): void {
     this.closed = true;
+  }
+
+  private async ensurePullRequest(report: FlushReport): Promise<void> {
+    const provider = this.options.pullRequests!;
+    const title = `kiln: rendered manifests for ${this.layout.basePath}/${this.layout.cluster}`;
+    const body = [
+      `kiln pushes the rendered manifests of cluster \`${this.layout.cluster}\` to \`${this.pushBranch}\`; merging this pull request hands them to \`${this.options.branch}\`.`,
+      '',
+      `Last batch: ${report.subject ?? 'no change'} (${report.sha ?? 'unknown commit'}).`,
+    ].join('\n');
+    const pr = await provider.ensurePullRequest({ head: this.pushBranch, base: this.options.branch, title, body });
+    if (pr.url !== this.pullRequestUrl) this.log('info', pr.created ? 'opened pull request' : 'pull request open', { url: pr.url, number: pr.number });
+    this.pullRequestUrl = pr.url;
   }
 
   /** A message safe to log or write into a status: no credential. */

@@ -52,6 +52,12 @@ export interface BatcherOptions {
   maxWaitMs?: number;
   /** Called after every flush that had work (for status, metrics). */
   onFlush?: (report: FlushReport) => void;
+  /**
+   * Runs after a successful push and before the batch's callers hear of it,
+   * e.g. to open or update a pull request whose URL their status should carry.
+   * A failure is logged and recorded in the report; the batch stays committed.
+   */
+  afterPush?: (report: FlushReport) => Promise<void>;
   log?: Log;
   now?: () => Date;
 }
@@ -85,6 +91,8 @@ export interface FlushReport {
   results: ResourceResult[];
   push?: { attempts: number; rebased: number; rewritten: number };
   error?: string;
+  /** afterPush failed (the commit is pushed regardless). */
+  afterPushError?: string;
 }
 
 interface Entry {
@@ -355,6 +363,14 @@ export class GitBatcher {
         report.push = { attempts: pushed.attempts, rebased: pushed.rebased, rewritten: pushed.rewritten };
       }
       this.unpublished.clear();
+      if (report.push && this.options.afterPush) {
+        try {
+          await this.options.afterPush(report);
+        } catch (err) {
+          report.afterPushError = this.writer.scrub(err instanceof Error ? err.message : String(err));
+          this.log('warn', 'after-push step failed', { error: report.afterPushError });
+        }
+      }
     } catch (err) {
       failure = err instanceof GitWriterError ? err.message : this.writer.scrub(err instanceof Error ? err.message : String(err));
       report.error = failure;
