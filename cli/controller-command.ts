@@ -35,7 +35,8 @@ export function registerController(program: Command, version: string): void {
     .option('--cluster <name>', 'git mode: this cluster\'s directory under the base path', 'default')
     .option('--work-dir <dir>', 'git mode: the local clone (default: one under the temporary directory per repository and branch)')
     .option('--git-token-file <file>', 'git mode: file holding the token for an https repository (a mounted Secret); $KILN_GIT_USERNAME and $KILN_GIT_AUTH_SCHEME (Basic|Bearer) apply')
-    .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>" (committer: kiln <noreply@kiln.dev>)')
+    .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>" (default: the committer)')
+    .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>" (default: kiln <noreply@kiln.dev>)')
     .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', int, 2000)
     .option('--max-wait <ms>', 'git mode: longest wait after the first change of a batch', int, 30_000)
     .action(async (opts) => {
@@ -133,6 +134,7 @@ interface GitFlags {
   workDir?: string;
   gitTokenFile?: string;
   author?: string;
+  committer?: string;
   debounce: number;
   maxWait: number;
 }
@@ -175,6 +177,7 @@ export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = proce
     cluster: layout.cluster,
     workDir: flags.workDir,
     author: flags.author ? parseIdentity(flags.author) : undefined,
+    committer: flags.committer ? parseIdentity(flags.committer) : undefined,
     auth,
     debounceMs: flags.debounce,
     maxWaitMs: flags.maxWait,

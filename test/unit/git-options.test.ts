@@ -18,8 +18,10 @@ describe('git-mode flags', () => {
     await expect(gitOptions({ ...base, review: true }, {})).rejects.toThrow(/needs a token/);
     await expect(gitOptions({ ...base, repo: 'https://gitea.example.com/platform/deploy.git', review: true }, { KILN_GIT_TOKEN: 't' })).rejects.toThrow();
   });
-  it('without review, pushes to the branch itself', async () => {
-    const o = await gitOptions(base, {});
+  it('without review, pushes to the branch itself; author and committer are configurable', async () => {
+    const o = await gitOptions({ ...base, author: 'Platform Team <platform@example.com>', committer: 'kiln bot <bot@example.com>' }, {});
+    expect(o.author).toEqual({ name: 'Platform Team', email: 'platform@example.com' });
+    expect(o.committer).toEqual({ name: 'kiln bot', email: 'bot@example.com' });
     expect(o.reviewBranch).toBeUndefined();
     expect(o.pullRequests).toBeUndefined();
   });
