@@ -21,6 +21,7 @@ const lines = [
   '',
   `Per-resource cost at the largest count divided by that at the smallest: ${r.perResourceCostRatioLargeToSmall} (1.0 is linear; below 1 the fixed start-up cost is being spread).`,
   ...applyTable(),
+  ...gitTable(),
   END,
 ];
 
@@ -47,3 +48,21 @@ const a = readme.indexOf(START);
 const b = readme.indexOf(END);
 writeFileSync(readmeUrl, readme.slice(0, a) + lines.join('\n') + readme.slice(b + END.length));
 console.log('README.md: benchmark table updated');
+
+/** bench/results/git.json, when it exists. */
+function gitTable(): string[] {
+  const f = new URL('bench/results/git.json', root);
+  if (!existsSync(f)) return [];
+  const g = JSON.parse(readFileSync(f, 'utf8')) as {
+    date: string; settings: { resources: number; debounceMs: number; qps: number };
+    rows: { phase: string; commits: number; pushAfterLastChangeS: number | null; readyAfterLastChangeS: number | null; statusWrites: number; apiWrites: number }[];
+  };
+  return [
+    '',
+    `Git mode (\`npm run bench:git\`), ${g.date.slice(0, 10)}: ${g.settings.resources} mixed resources into a bare repository on disk, debounce ${g.settings.debounceMs} ms, controller --qps ${g.settings.qps}. Targets: at most 5 commits for 1,000 changed resources, pushed within 10 s of the last change; 0 commits on resync.`,
+    '',
+    '| phase | commits | pushed after the last change (s) | all Ready after the last change (s) | API writes |',
+    '|---|---:|---:|---:|---:|',
+    ...g.rows.map((x) => `| ${x.phase} | ${x.commits} | ${x.pushAfterLastChangeS ?? '-'} | ${x.readyAfterLastChangeS ?? '-'} | ${x.apiWrites} |`),
+  ];
+}
