@@ -227,7 +227,12 @@ export class GitRepoWriter {
   private fail(err: unknown, what: string, reason: GitFailure = 'failed'): GitWriterError {
     if (err instanceof GitWriterError) return err;
     const msg = err instanceof Error ? err.message : String(err);
-    return new GitWriterError(`${what}: ${this.scrub(msg).trim()}`, reason);
+    // A refused token makes git fall back to asking for a user name, which it
+    // may not do here: say what actually happened.
+    const hint = /could not read Username|Authentication failed|HTTP 401|HTTP 403|The requested URL returned error: 40[13]/i.test(msg)
+      ? ' (authentication failed: check the token, --git-token-file or $KILN_GIT_TOKEN)'
+      : '';
+    return new GitWriterError(`${what}: ${this.scrub(msg).trim()}${hint}`, reason);
   }
 
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -428,6 +428,7 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     // git gets a 401, has no credential helper to ask and may not prompt.
     expect(e.message).toMatch(new RegExp(`^fetch main from ${server.url}/${name}: `));
     expect(e.message).toMatch(/Authentication failed|could not read Username|terminal prompts disabled|401/i);
+    expect(e.message).toContain('authentication failed: check the token');
     console.log(`[gitops-http] wrong token -> ${e.message}`);
     const requests = server.log.slice(firstRequest);
     expect(requests.length).toBeGreaterThan(0);
