@@ -38,13 +38,11 @@ import type { K8sObject } from '../charts/types.js';
 import { toYamlStream } from '../lib/yaml.js';
 import { defaultCrdPaths, DEFAULT_CONTROLLERS, ensureBinaries, startControlPlane, type ControlPlane } from '../test/harness/controlplane.js';
 import { formatErrors, validate } from '../validate/index.js';
+import { flags } from './args.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const args = process.argv.slice(2);
-const flag = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
+const flag = flags(args).get;
 const count = Number(flag('count', '1000'));
 const qps = Number(flag('qps', '200'));
 const concurrency = Number(flag('concurrency', '4'));

@@ -11,13 +11,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeMixedInputs as writeInputs } from './inputs.js';
+import { flags } from './args.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const args = process.argv.slice(2);
-const flag = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
+const flag = flags(args).get;
 const counts = flag('counts', '1000,10000').split(',').map(Number);
 const cdk8sTimeoutS = Number(flag('cdk8s-timeout', '300'));
 

@@ -40,7 +40,7 @@ import type { EventRecorder } from './events.js';
 import type { GitSink } from './git-sink.js';
 import type { Informer, KubeObject } from './informer.js';
 import { parseKey, type ReconcileResult } from './reconciler.js';
-import { readyConditions, statusUpToDate, withTransitionTimes, type Condition, type Status } from './status.js';
+import { applyStatus, readyConditions, type Condition, type Status } from './status.js';
 
 export interface GitReconcilerDeps {
   client: KubeClient;
@@ -243,18 +243,6 @@ export class GitReconciler {
   }
 
   private async writeStatus(live: Live, next: Status & { conditions: Condition[] }, result: ReconcileResult): Promise<void> {
-    const liveStatus = live.status;
-    const status: Status = {
-      ...next,
-      observedGeneration: live.metadata.generation,
-      conditions: withTransitionTimes(next.conditions, liveStatus?.conditions),
-    };
-    if (statusUpToDate(liveStatus, status)) return;
-    await this.deps.client.apply(
-      { apiVersion: KILN_API_VERSION, kind: live.kind, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never,
-      FIELD_MANAGER,
-      'status',
-    );
-    result.statusWritten = true;
+    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, next)) result.statusWritten = true;
   }
 }

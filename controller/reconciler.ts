@@ -15,7 +15,7 @@ import { reconcileConfigMapSync, type ConfigMapSyncDeps } from './configmapsync.
 import type { EventRecorder } from './events.js';
 import type { Informer, KubeObject } from './informer.js';
 import { groupKind } from './resources.js';
-import { readyConditions, statusUpToDate, withTransitionTimes, type Condition, type Status } from './status.js';
+import { applyStatus, readyConditions, type Condition, type Status } from './status.js';
 
 export interface ReconcilerDeps {
   client: KubeClient;
@@ -208,19 +208,8 @@ export class Reconciler {
 
   private async writeStatus(live: KubeObject & KilnResource, next: Status & { extraConditions?: Condition[] }, result: ReconcileResult): Promise<void> {
     const { extraConditions, ...rest } = next;
-    const liveStatus = (live as { status?: Status }).status;
-    const status: Status = {
-      ...rest,
-      observedGeneration: live.metadata.generation,
-      conditions: withTransitionTimes([...(rest.conditions ?? []), ...(extraConditions ?? [])], liveStatus?.conditions),
-    };
-    if (statusUpToDate(liveStatus, status)) return;
-    await this.deps.client.apply(
-      { apiVersion: KILN_API_VERSION, kind: live.kind, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never,
-      FIELD_MANAGER,
-      'status',
-    );
-    result.statusWritten = true;
+    const status = { ...rest, conditions: [...(rest.conditions ?? []), ...(extraConditions ?? [])] };
+    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, status)) result.statusWritten = true;
   }
 
   private async reconcileConfigMapSync(live: KubeObject & KilnResource, result: ReconcileResult): Promise<ReconcileResult> {

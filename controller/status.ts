@@ -15,6 +15,8 @@ export interface Condition {
 
 export type Status = Record<string, unknown> & { observedGeneration?: number; conditions?: Condition[] };
 
+import type { KubeClient } from './client.js';
+
 export const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 export function readyConditions(
@@ -69,4 +71,30 @@ export function sameJson(a: unknown, b: unknown): boolean {
   const ka = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
   const kb = Object.keys(b).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
   return ka.length === kb.length && ka.every((k) => sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+/**
+ * The status patch helper (Flux's, in small): `next` gets observedGeneration
+ * and lastTransitionTimes carried over, and is server-side applied to the
+ * status subresource only when the resource does not already say it.
+ * Returns whether it wrote.
+ */
+export async function applyStatus(
+  client: KubeClient,
+  fieldManager: string,
+  live: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; generation?: number }; status?: Status },
+  next: Status,
+): Promise<boolean> {
+  const status: Status = {
+    ...next,
+    observedGeneration: live.metadata.generation,
+    conditions: withTransitionTimes(next.conditions ?? [], live.status?.conditions),
+  };
+  if (statusUpToDate(live.status, status)) return false;
+  await client.apply(
+    { apiVersion: live.apiVersion, kind: live.kind, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never,
+    fieldManager,
+    'status',
+  );
+  return true;
 }
