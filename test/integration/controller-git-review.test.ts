@@ -18,6 +18,7 @@ import { Manager } from '../../controller/manager.js';
 import { GitHubPullRequests } from '../../gitops/pull-request.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor } from '../harness/wait.js';
+import { testToken } from '../harness/secrets.js';
 
 let cp: ControlPlaneClient;
 let manager: Manager;
@@ -25,7 +26,7 @@ let api: Server;
 const ns = `kiln-review-${randomBytes(3).toString('hex')}`;
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-review-'));
 const bare = join(tmp, 'deploy.git');
-const TOKEN = 'review-token-not-for-logs';
+const TOKEN = testToken('review');
 const logs: string[] = [];
 const requests: { method: string; url: string; auth?: string; body?: Record<string, unknown> }[] = [];
 const pulls: { number: number; html_url: string; title: string; body: string; state: string; head: { ref: string; label: string; repo: { full_name: string } }; base: { ref: string } }[] = [];

@@ -30,11 +30,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GitBatcher } from '../../gitops/batcher.js';
 import { layoutTree, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { authFromEnv, GitRepoWriter, GitWriterError, type GitRepoWriterOptions } from '../../gitops/repo.js';
+import { testToken } from '../harness/secrets.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-gitops-http-'));
 const LAYOUT: LayoutOptions = { basePath: 'clusters', cluster: 'dev' };
 const AUTHOR = { name: 'kiln bot', email: 'kiln-bot@example.com' };
-const TOKEN = 'ghp_HTTPsecret0123456789abcdefTOKENzz';
+const TOKEN = testToken('http');
 const BASIC = (user: string, token = TOKEN): string => Buffer.from(`${user}:${token}`).toString('base64');
 
 // ---------------------------------------------------------------- plain git helpers (as in gitops-repo.test.ts)
@@ -415,7 +416,7 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
 
   it('a wrong token fails with a clear error that holds neither token', async () => {
     const { name } = servedRepo();
-    const wrong = 'ghp_WRONGwrong0123456789abcdefWRONGzz';
+    const wrong = testToken('wrong');
     const forms = [...secrets, ...secretForms(wrong, ['x-access-token'])];
     const { lines, log } = capture();
     const dir = workDir();
@@ -446,7 +447,7 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     await writer.commit('kiln: late', AUTHOR);
     const seed = mainSha(bare);
     const firstRequest = server.log.length;
-    server.token = 'ghp_ROTATEDrotated0123456789abcdefROT';
+    server.token = testToken('rotated');
     try {
       const err = await writer.push().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(GitWriterError);

@@ -17,8 +17,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GitHubPullRequests, MAX_BODY_CHARS, parseRepositoryUrl, PullRequestError, type GitHubPullRequestsOptions } from '../../gitops/pull-request.js';
+import { testToken } from '../harness/secrets.js';
 
-const TOKEN = 'ghp_PRsecret0123456789abcdefTOKENxyz';
+const TOKEN = testToken('pr');
 const OWNER = 'octo-org';
 const REPO = 'deploy';
 const REPO_ID = 1296269;
@@ -368,15 +369,16 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
 
   it('a wrong token: PullRequestError with the status and the server\'s message, never the token (even when the server echoes it)', async () => {
     const f = await forge({ flavor: 'github' });
-    const err = await new GitHubPullRequests({ token: 'ghp_wrongwrongwrong0123456789', apiUrl: f.apiUrl, owner: OWNER, repo: REPO }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
+    const wrong = testToken('wrong');
+    const err = await new GitHubPullRequests({ token: wrong, apiUrl: f.apiUrl, owner: OWNER, repo: REPO }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PullRequestError);
     expect(err).toMatchObject({ status: 401, method: 'GET', path: `/repos/${OWNER}/${REPO}/pulls` });
     expect((err as Error).message).toMatch(/^GET \/repos\/octo-org\/deploy\/pulls failed: HTTP 401: Bad credentials$/);
-    expect((err as Error).message).not.toContain('ghp_wrong');
+    expect((err as Error).message).not.toContain(wrong);
 
     const echo = await forge({ flavor: 'github', echoAuthorization: true });
     // The right token, refused by a server that echoes the header (here: a provider with a token the server does not know).
-    const other = 'ghp_ECHOEDechoed0123456789abcdefECHO';
+    const other = testToken('echoed');
     const err2 = await new GitHubPullRequests({ token: other, apiUrl: echo.apiUrl, owner: OWNER, repo: REPO }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
     expect(err2).toMatchObject({ status: 401 });
     expect((err2 as Error).message).toContain('Bad credentials');

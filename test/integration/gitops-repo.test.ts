@@ -20,6 +20,7 @@ import { parseYamlStream } from '../../lib/yaml.js';
 import { GitBatcher, type FlushReport } from '../../gitops/batcher.js';
 import { layoutTree, refKey, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { GitRepoWriter, GitWriterError } from '../../gitops/repo.js';
+import { testToken } from '../harness/secrets.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-gitops-'));
@@ -465,7 +466,7 @@ describe('git mode: the repository writer', () => {
   });
 
   it('sends the token only as an http.extraHeader: never in errors, logs, the clone\'s config', async () => {
-    const token = 'ghp_SECRETsecret0123456789abcdefTOKEN';
+    const token = testToken('repo');
     const seen: (string | undefined)[] = [];
     const server: Server = createServer((req, res) => {
       seen.push(req.headers.authorization);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { bootstrapObjects, bootstrapYaml } from '../../cli/gitops-command.js';
 import { parseYamlStream } from '../../lib/yaml.js';
+import { testToken } from '../harness/secrets.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 
@@ -70,8 +71,9 @@ describe('kiln gitops bootstrap', () => {
   });
 
   it('never prints a credential written into the URL, and refuses what cannot be a path or a name', () => {
-    const text = bootstrapYaml({ repo: 'https://bot:ghp_SECRET0123456789@git.example.com/org/deploy.git' });
-    expect(text).not.toContain('ghp_SECRET0123456789');
+    const secret = testToken('url');
+    const text = bootstrapYaml({ repo: `https://bot:${secret}@git.example.com/org/deploy.git` });
+    expect(text).not.toContain(secret);
     expect(text).not.toContain('bot:');
     expect(byKind(docs(text), 'GitRepository').spec['url']).toBe('https://git.example.com/org/deploy.git');
     expect(() => bootstrapObjects({ repo: 'https://h/r.git', basePath: '../escape' })).toThrow(/base path/);
