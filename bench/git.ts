@@ -29,7 +29,7 @@
  * as shipped: 2 s quiet time, at most 30 s). kube-controller-manager is not
  * started: git mode creates nothing in the cluster that a controller acts on.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,6 +45,7 @@ import { toYamlStream } from '../lib/yaml.js';
 import { defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlane } from '../test/harness/controlplane.js';
 import { formatErrors, validate } from '../validate/index.js';
 import { flags } from './args.js';
+import { initBareRepo, plainGit, plainGitEnv as gitEnv } from '../test/harness/git.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const args = process.argv.slice(2);
@@ -127,22 +128,13 @@ function checkInputs(): { objectsPerVariant: number } {
 // ---------------------------------------------------------------------------
 // plain git on the bare repository
 
-const gitEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GIT_')));
-const git = (cwd: string, ...gitArgs: string[]): string =>
-  execFileSync('git', ['-c', 'user.name=seed', '-c', 'user.email=seed@example.com', ...gitArgs], { cwd, env: gitEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 256 * 2 ** 20 });
+const git = (cwd: string, ...gitArgs: string[]): string => plainGit(cwd, gitArgs, undefined, 256 * 2 ** 20);
 
 interface Push { at: number; sha: string; ref: string }
 
 /** A post-receive hook appends `<epoch ns> <new sha> <ref>` for every ref update. */
 function seedBareRepo(bare: string, scratch: string, pushLog: string): void {
-  git(scratch, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
-  const work = join(scratch, 'seed');
-  git(scratch, 'clone', '--quiet', bare, work);
-  writeFileSync(join(work, 'README.md'), '# deploy\n');
-  git(work, 'add', 'README.md');
-  git(work, 'commit', '--quiet', '-m', 'seed');
-  git(work, 'push', '--quiet', 'origin', 'HEAD:refs/heads/main');
-  rmSync(work, { recursive: true, force: true });
+  initBareRepo(bare, scratch);
   const hook = join(bare, 'hooks', 'post-receive');
   writeFileSync(hook, `#!/bin/sh\nwhile read old new ref; do echo "$(date +%s%N) $new $ref" >> '${pushLog}'; done\n`);
   chmodSync(hook, 0o755);

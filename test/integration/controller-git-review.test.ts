@@ -5,11 +5,10 @@
  * GitHub's REST API does (github.com is not reachable here); the Git side is a
  * real bare repository.
  */
-import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -19,6 +18,7 @@ import { GitHubPullRequests } from '../../gitops/pull-request.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor } from '../harness/wait.js';
 import { testToken } from '../harness/secrets.js';
+import { initBareRepo, plainGit } from '../harness/git.js';
 
 let cp: ControlPlaneClient;
 let manager: Manager;
@@ -31,9 +31,7 @@ const logs: string[] = [];
 const requests: { method: string; url: string; auth?: string; body?: Record<string, unknown> }[] = [];
 const pulls: { number: number; html_url: string; title: string; body: string; state: string; head: { ref: string; label: string; repo: { full_name: string } }; base: { ref: string } }[] = [];
 
-const gitEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GIT_')));
-const git = (cwd: string, ...args: string[]) =>
-  execFileSync('git', ['-c', 'user.name=seed', '-c', 'user.email=seed@example.com', ...args], { cwd, env: gitEnv, encoding: 'utf8' });
+const git = (cwd: string, ...args: string[]) => plainGit(cwd, args);
 
 /** GET/POST /repos/o/r/pulls and PATCH /repos/o/r/pulls/:n, answered as GitHub documents them. */
 function startApi(): Promise<string> {
@@ -77,13 +75,7 @@ async function statusOf(name: string) {
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
   await cp.kubectlOk(['create', 'namespace', ns]);
-  git(tmp, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
-  const work = join(tmp, 'seed');
-  git(tmp, 'clone', '--quiet', bare, work);
-  writeFileSync(join(work, 'README.md'), '# deploy\n');
-  git(work, 'add', 'README.md');
-  git(work, 'commit', '--quiet', '-m', 'seed');
-  git(work, 'push', '--quiet', 'origin', 'HEAD:refs/heads/main');
+  initBareRepo(bare, tmp);
   const apiUrl = await startApi();
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);

@@ -4,7 +4,7 @@
  * commits what it renders; status says which commit holds it. Then the
  * committed tree is applied (server-side dry run) the way Flux would apply it.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -24,6 +24,7 @@ import { validate } from '../../validate/index.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
 import { exampleResources } from '../unit/fixtures.js';
+import { initBareRepo, plainGit, plainGitEnv as gitEnv } from '../harness/git.js';
 
 let cp: ControlPlaneClient;
 let manager: Manager;
@@ -40,9 +41,7 @@ const LEAKED = 'correct-horse-battery-staple';
 
 // ---------------------------------------------------------------- plain git
 
-const gitEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GIT_')));
-const git = (cwd: string, ...args: string[]): string =>
-  execFileSync('git', ['-c', 'user.name=seed', '-c', 'user.email=seed@example.com', ...args], { cwd, env: gitEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const git = (cwd: string, ...args: string[]): string => plainGit(cwd, args);
 
 const root = new URL('../../', import.meta.url).pathname;
 const bare = join(tmp, 'deploy.git');
@@ -55,13 +54,7 @@ const show = (path: string, ref = 'main'): string => git(bare, 'show', `${ref}:$
 const nsDir = `clusters/${CLUSTER}/${ns}`;
 
 function seed(bareRepo = bare): void {
-  git(tmp, 'init', '--quiet', '--bare', '--initial-branch=main', bareRepo);
-  const work = join(tmp, `seed-${randomBytes(3).toString('hex')}`);
-  git(tmp, 'clone', '--quiet', bareRepo, work);
-  writeFileSync(join(work, 'README.md'), '# deploy\n');
-  git(work, 'add', 'README.md');
-  git(work, 'commit', '--quiet', '-m', 'seed');
-  git(work, 'push', '--quiet', 'origin', 'HEAD:refs/heads/main');
+  initBareRepo(bareRepo, tmp);
 }
 
 // ---------------------------------------------------------------- resources

@@ -31,6 +31,7 @@ import { GitBatcher } from '../../gitops/batcher.js';
 import { layoutTree, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { authFromEnv, GitRepoWriter, GitWriterError, type GitRepoWriterOptions } from '../../gitops/repo.js';
 import { testToken } from '../harness/secrets.js';
+import { initBareRepo, plainGit, plainGitEnv as gitEnv } from '../harness/git.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-gitops-http-'));
 const LAYOUT: LayoutOptions = { basePath: 'clusters', cluster: 'dev' };
@@ -40,11 +41,8 @@ const BASIC = (user: string, token = TOKEN): string => Buffer.from(`${user}:${to
 
 // ---------------------------------------------------------------- plain git helpers (as in gitops-repo.test.ts)
 
-const gitEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GIT_')));
-
-function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', ['-c', 'user.name=other writer', '-c', 'user.email=other@example.com', ...args], { cwd, env: gitEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
+const OTHER = { name: 'other writer', email: 'other@example.com' };
+const git = (cwd: string, ...args: string[]): string => plainGit(cwd, args, OTHER);
 
 /**
  * The same, asynchronously: anything talking to the test's HTTP server must not block the event loop
@@ -74,16 +72,8 @@ let repos = 0;
 function servedRepo(seed = true): { name: string; bare: string } {
   const name = `deploy-${++repos}.git`;
   const bare = join(reposDir, name);
-  git(tmp, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
+  initBareRepo(bare, tmp, { seed, identity: OTHER });
   git(bare, 'config', 'http.receivepack', 'true');
-  if (seed) {
-    const work = join(tmp, `seed-${repos}`);
-    git(tmp, 'clone', '--quiet', bare, work);
-    writeFileSync(join(work, 'README.md'), '# deploy\n');
-    git(work, 'add', 'README.md');
-    git(work, 'commit', '--quiet', '-m', 'seed');
-    git(work, 'push', '--quiet', 'origin', 'HEAD:refs/heads/main');
-  }
   return { name, bare };
 }
 

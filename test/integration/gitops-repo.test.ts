@@ -5,7 +5,7 @@
  * `kiln synth --git` run as a process. No cluster is involved (the
  * integration project's global setup starts one anyway; it is not used here).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,6 +21,7 @@ import { GitBatcher, type FlushReport } from '../../gitops/batcher.js';
 import { layoutTree, refKey, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { GitRepoWriter, GitWriterError } from '../../gitops/repo.js';
 import { testToken } from '../harness/secrets.js';
+import { initBareRepo, plainGit } from '../harness/git.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-gitops-'));
@@ -31,26 +32,15 @@ const AUTHOR = { name: 'kiln bot', email: 'kiln-bot@example.com' };
 
 // ---------------------------------------------------------------- plain git helpers
 
-const gitEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GIT_')));
-
-function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', ['-c', 'user.name=other writer', '-c', 'user.email=other@example.com', ...args], { cwd, env: gitEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
+const OTHER = { name: 'other writer', email: 'other@example.com' };
+const git = (cwd: string, ...args: string[]): string => plainGit(cwd, args, OTHER);
 
 let repos = 0;
 /** A bare repository with one seed commit (README.md), and its path. */
 function seededRemote(seed = true): string {
   const n = ++repos;
   const bare = join(tmp, `remote-${n}.git`);
-  git(tmp, 'init', '--quiet', '--bare', '--initial-branch=main', bare);
-  if (seed) {
-    const work = join(tmp, `seed-${n}`);
-    git(tmp, 'clone', '--quiet', bare, work);
-    writeFileSync(join(work, 'README.md'), '# deploy\n');
-    git(work, 'add', 'README.md');
-    git(work, 'commit', '--quiet', '-m', 'seed');
-    git(work, 'push', '--quiet', 'origin', 'HEAD:refs/heads/main');
-  }
+  initBareRepo(bare, tmp, { seed, identity: OTHER });
   return bare;
 }
 
