@@ -1,6 +1,6 @@
 /** Plain git for tests and benchmarks: bare repositories to push to, and the commands to inspect them. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** The environment without the caller's GIT_* variables, so a test sees only what it sets. */
@@ -30,4 +30,19 @@ export function initBareRepo(bare: string, scratch: string, opts: { seed?: boole
   git(work, 'commit', '--quiet', '-m', 'seed');
   git(work, 'push', '--quiet', 'origin', 'HEAD:refs/heads/main');
   rmSync(work, { recursive: true, force: true });
+}
+
+/**
+ * What a second writer does to a clone in the push-race tests: edit a file of
+ * its own, or (`conflict`) the manifest kiln just changed, then commit.
+ */
+export function otherWriterCommit(clone: string, round: number, conflict: boolean, git: (cwd: string, ...args: string[]) => string): void {
+  if (conflict) {
+    writeFileSync(join(clone, 'clusters/dev/bulk/configmapsync/racer/manifest.yaml'), `# hand edit ${round}\n`);
+  } else {
+    mkdirSync(join(clone, 'apps'), { recursive: true });
+    writeFileSync(join(clone, 'apps', `app-${round}.yaml`), `round: ${round}\n`);
+  }
+  git(clone, 'add', '-A');
+  git(clone, 'commit', '--quiet', '-m', `other: round ${round}`);
 }

@@ -20,7 +20,7 @@
  * anyway; it is not used here).
  */
 import childProcess, { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { syncBuiltinESMExports } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -31,7 +31,7 @@ import { GitBatcher } from '../../gitops/batcher.js';
 import { layoutTree, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { authFromEnv, GitRepoWriter, GitWriterError, type GitRepoWriterOptions } from '../../gitops/repo.js';
 import { testToken } from '../harness/secrets.js';
-import { initBareRepo, plainGit, plainGitEnv as gitEnv } from '../harness/git.js';
+import { initBareRepo, otherWriterCommit, plainGit, plainGitEnv as gitEnv } from '../harness/git.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-gitops-http-'));
 const LAYOUT: LayoutOptions = { basePath: 'clusters', cluster: 'dev' };
@@ -477,15 +477,8 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
       await writer.writeTree(lastFiles);
       expect(await writer.commit(`kiln: round ${i}`, AUTHOR)).toBeDefined();
       await gitOk(other, ['pull', '--quiet', '--rebase', 'origin', 'main'], TOKEN);
-      if (i === 3) {
-        // Inside kiln's base path, on the file kiln just changed: the rebase conflicts and kiln re-writes its tree.
-        writeFileSync(join(other, 'clusters/dev/bulk/configmapsync/racer/manifest.yaml'), `# hand edit ${i}\n`);
-      } else {
-        mkdirSync(join(other, 'apps'), { recursive: true });
-        writeFileSync(join(other, 'apps', `app-${i}.yaml`), `round: ${i}\n`);
-      }
-      git(other, 'add', '-A');
-      git(other, 'commit', '--quiet', '-m', `other: round ${i}`);
+      // Round 3 edits, inside kiln's base path, the file kiln just changed: the rebase conflicts and kiln re-writes its tree.
+      otherWriterCommit(other, i, i === 3, git);
       await gitOk(other, ['push', '--quiet', 'origin', 'HEAD:main'], TOKEN);
 
       const result = await writer.push();

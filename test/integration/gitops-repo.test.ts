@@ -21,7 +21,7 @@ import { GitBatcher, type FlushReport } from '../../gitops/batcher.js';
 import { layoutTree, refKey, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { GitRepoWriter, GitWriterError } from '../../gitops/repo.js';
 import { testToken } from '../harness/secrets.js';
-import { initBareRepo, plainGit } from '../harness/git.js';
+import { initBareRepo, otherWriterCommit, plainGit } from '../harness/git.js';
 
 const root = new URL('../../', import.meta.url).pathname;
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-gitops-'));
@@ -379,15 +379,8 @@ describe('git mode: the repository writer', () => {
 
       // The other writer, up to date with the remote, pushes first.
       git(other, 'pull', '--quiet', '--rebase', 'origin', 'main');
-      if (i % 10 === 5) {
-        // Inside kiln's base path, on the very file kiln just changed: the rebase conflicts.
-        writeFileSync(join(other, 'clusters/dev/bulk/configmapsync/racer/manifest.yaml'), `# hand edit ${i}\n`);
-      } else {
-        mkdirSync(join(other, 'apps'), { recursive: true });
-        writeFileSync(join(other, 'apps', `app-${i}.yaml`), `round: ${i}\n`);
-      }
-      git(other, 'add', '-A');
-      git(other, 'commit', '--quiet', '-m', `other: round ${i}`);
+      // Every tenth round edits, inside kiln's base path, the very file kiln just changed: the rebase conflicts.
+      otherWriterCommit(other, i, i % 10 === 5, git);
       git(other, 'push', '--quiet', 'origin', 'HEAD:main');
 
       const result = await writer.push();
