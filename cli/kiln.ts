@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { projectRoot } from '../lib/paths.js';
+import { registerAgent } from './agent-command.js';
 import { registerController } from './controller-command.js';
 import { registerGitops } from './gitops-command.js';
 import { registerSynth } from './synth-command.js';
@@ -15,6 +16,7 @@ const program = new Command('kiln')
 program.command('version').description('print the version').action(() => console.log(pkg.version));
 registerSynth(program);
 registerController(program, pkg.version);
+registerAgent(program, pkg.version);
 registerGitops(program);
 
 await program.parseAsync(process.argv);

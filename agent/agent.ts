@@ -1,0 +1,186 @@
+/**
+ * The runtime agent's manager: informers for DirectoryService,
+ * PostgresInstance, PostgresDatabase and Secrets, one work queue keyed by
+ * Kind/namespace/name, and the three reconcilers. A Secret change wakes the
+ * resources that reference it at once; otherwise each resource is checked
+ * again on its interval (passwords: 5 min, databases: 10 s by default).
+ */
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient } from '../controller/client.js';
+import { EventRecorder } from '../controller/events.js';
+import { Informer, type KubeObject } from '../controller/informer.js';
+import { LeaderElector } from '../controller/leader.js';
+import { WorkQueue } from '../controller/queue.js';
+import type { Log } from '../lib/log.js';
+import { Endpoints, type AgentContext, type Caches, type WatchedKind } from './context.js';
+import { DatabaseReconciler, ServerPools, connectionSecretName, type PostgresDatabase } from './database-reconciler.js';
+import { reconcileDirectory } from './directory-reconciler.js';
+import { reconcileInstance, superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';
+import { redact } from './redact.js';
+
+export interface AgentOptions {
+  kc: KubeConfig;
+  /** Namespaces to watch; all when empty. */
+  namespaces: string[];
+  concurrency: number;
+  qps: number;
+  burst: number;
+  passwordIntervalSeconds: number;
+  databaseCheckSeconds: number;
+  /** `Kind/namespace/name` -> address, for servers outside the cluster's DNS. */
+  endpoints?: Record<string, string>;
+  leaderElection?: { namespace: string; name: string; leaseDurationSeconds: number; renewDeadlineSeconds: number; retryPeriodSeconds: number };
+  log: Log;
+  onLostLeadership?: () => void;
+  /** Outcome counter for metrics. */
+  onTask?: (kind: string, task: string, outcome: 'success' | 'error') => void;
+}
+
+const KINDS: { kind: WatchedKind; apiVersion: string }[] = [
+  { kind: 'DirectoryService', apiVersion: 'kiln.dev/v1alpha1' },
+  { kind: 'PostgresInstance', apiVersion: 'kiln.dev/v1alpha1' },
+  { kind: 'PostgresDatabase', apiVersion: 'kiln.dev/v1alpha1' },
+  { kind: 'Secret', apiVersion: 'v1' },
+];
+
+type DirectoryRefs = KubeObject & { spec: { passwords?: Record<string, { secretName: string }>; secrets?: { truststore?: string } } };
+
+export class Agent {
+  readonly client: KubeClient;
+  readonly queue: WorkQueue;
+  private readonly informers = new Map<WatchedKind, Informer[]>();
+  private readonly databases: DatabaseReconciler;
+  private readonly ctx: AgentContext;
+  private elector: LeaderElector | undefined;
+  private leading = false;
+  readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
+  /** Reconciles finished, for tests and metrics. */
+  reconciles = 0;
+
+  constructor(private readonly opts: AgentOptions) {
+    this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst });
+    const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
+    for (const k of KINDS) {
+      const list = namespaces.map((ns) => new Informer(this.client, { ...k, namespace: ns, resyncSeconds: 0, log: opts.log }));
+      for (const inf of list) inf.on((event, obj, old) => this.onEvent(k.kind, event, obj, old));
+      this.informers.set(k.kind, list);
+    }
+    const caches: Caches = {
+      get: (kind, ns, name) => {
+        for (const inf of this.informers.get(kind)!) {
+          const o = inf.get(ns, name);
+          if (o) return o;
+        }
+        return undefined;
+      },
+      list: (kind, ns) => this.informers.get(kind)!.flatMap((i) => i.list()).filter((o) => ns === undefined || o.metadata.namespace === ns),
+    };
+    this.ctx = {
+      client: this.client,
+      caches,
+      events: new EventRecorder(this.client, 'kiln-agent', this.identity, opts.log),
+      endpoints: new Endpoints(opts.endpoints),
+      log: opts.log,
+      passwordIntervalMs: opts.passwordIntervalSeconds * 1000,
+      databaseCheckMs: opts.databaseCheckSeconds * 1000,
+      task: (kind, task, outcome) => opts.onTask?.(kind, task, outcome),
+    };
+    const pools = new ServerPools((instance, err) => opts.log('warn', 'postgres connection dropped', { instance, error: redact(err.message) }));
+    this.databases = new DatabaseReconciler(this.ctx, pools);
+    this.queue = new WorkQueue(async (key) => {
+      const [kind, ns, name] = key.split('/') as [WatchedKind, string, string];
+      const r = kind === 'DirectoryService' ? await reconcileDirectory(this.ctx, ns, name)
+        : kind === 'PostgresInstance' ? await reconcileInstance(this.ctx, ns, name)
+        : await this.databases.reconcile(ns, name);
+      this.reconciles++;
+      return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
+    }, { concurrency: opts.concurrency, maxDelayMs: 30_000 });
+    // Messages were scrubbed where they were made; this is the last line of defence.
+    this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'agent task failed', { key, error: redact(err instanceof Error ? err.message : String(err)), retryInMs });
+  }
+
+  private enqueue(kind: WatchedKind, o: KubeObject): void {
+    this.queue.add(`${kind}/${o.metadata.namespace}/${o.metadata.name}`);
+  }
+
+  private onEvent(kind: WatchedKind, event: string, obj: KubeObject, old?: KubeObject): void {
+    const ns = obj.metadata.namespace!;
+    switch (kind) {
+      case 'Secret':
+        return this.onSecret(ns, obj.metadata.name);
+      case 'PostgresInstance':
+        this.enqueue(kind, obj);
+        for (const db of this.ctx.caches.list('PostgresDatabase', ns)) if ((db as PostgresDatabase).spec.instance === obj.metadata.name) this.enqueue('PostgresDatabase', db);
+        return;
+      case 'PostgresDatabase': {
+        // The agent's own status writes come back as updates: only spec and lifecycle changes matter.
+        if (event === 'updated' && old && old.metadata.generation === obj.metadata.generation
+          && old.metadata.deletionTimestamp === obj.metadata.deletionTimestamp
+          && (old.metadata.finalizers ?? []).join() === (obj.metadata.finalizers ?? []).join()) return;
+        this.enqueue(kind, obj);
+        // A deleted or changed claim may free a name another resource waits for.
+        if (event === 'deleted' || obj.metadata.deletionTimestamp) {
+          for (const db of this.ctx.caches.list('PostgresDatabase', ns)) if ((db as PostgresDatabase).spec.instance === (obj as PostgresDatabase).spec.instance) this.enqueue(kind, db);
+        }
+        return;
+      }
+      case 'DirectoryService':
+        if (event === 'updated' && old && old.metadata.generation === obj.metadata.generation) return;
+        return this.enqueue(kind, obj);
+    }
+  }
+
+  /** A Secret changed: wake every resource that reads it. */
+  private onSecret(ns: string, name: string): void {
+    for (const ds of this.ctx.caches.list('DirectoryService', ns) as DirectoryRefs[]) {
+      const refs = Object.values(ds.spec.passwords ?? {}).map((p) => p.secretName);
+      if (refs.includes(name) || ds.spec.secrets?.truststore === name) this.enqueue('DirectoryService', ds);
+    }
+    for (const pi of this.ctx.caches.list('PostgresInstance', ns) as PostgresInstance[]) {
+      if (superuserSecretRef(pi).name !== name) continue;
+      this.enqueue('PostgresInstance', pi);
+      for (const db of this.ctx.caches.list('PostgresDatabase', ns)) if ((db as PostgresDatabase).spec.instance === pi.metadata.name) this.enqueue('PostgresDatabase', db);
+    }
+    for (const db of this.ctx.caches.list('PostgresDatabase', ns)) if (connectionSecretName(db) === name) this.enqueue('PostgresDatabase', db);
+  }
+
+  isLeader(): boolean {
+    return this.leading;
+  }
+
+  hasSynced(): boolean {
+    return [...this.informers.values()].flat().every((i) => i.hasSynced());
+  }
+
+  /** Fills the caches, then (once leading) starts the workers. */
+  async start(): Promise<void> {
+    await Promise.all([...this.informers.values()].flat().map((i) => i.start()));
+    this.opts.log('info', 'caches synced', { informers: [...this.informers.values()].flat().length });
+    if (this.opts.leaderElection) {
+      this.elector = new LeaderElector({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection });
+      this.elector.onStoppedLeading(() => {
+        this.opts.log('error', 'lost leadership: stopping the workers');
+        this.leading = false;
+        this.queue.stop();
+        this.opts.onLostLeadership?.();
+      });
+      this.opts.log('info', 'waiting for leadership', { lease: `${this.opts.leaderElection.namespace}/${this.opts.leaderElection.name}`, identity: this.identity });
+      await this.elector.run();
+    }
+    this.leading = true;
+    for (const kind of ['PostgresInstance', 'PostgresDatabase', 'DirectoryService'] as const) {
+      for (const o of this.ctx.caches.list(kind)) this.enqueue(kind, o);
+    }
+    this.opts.log('info', 'leading; starting workers', { concurrency: this.opts.concurrency });
+    this.queue.start();
+  }
+
+  async stop(opts: { release?: boolean } = {}): Promise<void> {
+    this.queue.stop();
+    for (const i of [...this.informers.values()].flat()) i.stop();
+    await this.databases.pools.close();
+    await this.elector?.stop({ release: opts.release ?? true });
+  }
+}

@@ -1,0 +1,66 @@
+/** What every agent reconciler gets: the client, the caches, events, endpoints and intervals. */
+import type { KubeClient } from '../controller/client.js';
+import type { EventRecorder } from '../controller/events.js';
+import type { KubeObject } from '../controller/informer.js';
+import type { Log } from '../lib/log.js';
+
+export interface Caches {
+  get(kind: WatchedKind, namespace: string, name: string): KubeObject | undefined;
+  list(kind: WatchedKind, namespace?: string): KubeObject[];
+}
+
+export type WatchedKind = 'DirectoryService' | 'PostgresInstance' | 'PostgresDatabase' | 'Secret';
+
+export interface AgentContext {
+  client: KubeClient;
+  caches: Caches;
+  events: EventRecorder;
+  endpoints: Endpoints;
+  log: Log;
+  /** Re-check of directory passwords when nothing changed. */
+  passwordIntervalMs: number;
+  /** Re-check that each database still exists. */
+  databaseCheckMs: number;
+  /** Records an outcome for metrics. */
+  task(kind: string, task: string, outcome: 'success' | 'error'): void;
+}
+
+export interface ReconcileOutcome {
+  requeueAfterMs?: number;
+}
+
+/**
+ * Where the agent reaches a server. In the cluster: the DNS names kiln's
+ * charts give the Services. Outside it (tests, a laptop, a port-forward):
+ * overrides keyed by `Kind/namespace/name`.
+ */
+export class Endpoints {
+  constructor(private readonly overrides: Record<string, string> = {}) {}
+
+  /** ldaps to member 0 through the headless Service. */
+  directory(namespace: string, name: string): string {
+    return this.overrides[`DirectoryService/${namespace}/${name}`] ?? `ldaps://${name}-0.${name}.${namespace}.svc:1636`;
+  }
+
+  /** The host and port the agent connects to. */
+  postgres(namespace: string, name: string, servicePort: number): { host: string; port: number } {
+    const o = this.overrides[`PostgresInstance/${namespace}/${name}`];
+    if (o) {
+      const i = o.lastIndexOf(':');
+      return i > 0 ? { host: o.slice(0, i), port: Number(o.slice(i + 1)) } : { host: o, port: 5432 };
+    }
+    return postgresServiceAddress(namespace, name, servicePort);
+  }
+}
+
+/** The address applications in the cluster use: the instance's client Service. */
+export function postgresServiceAddress(namespace: string, name: string, port: number): { host: string; port: number } {
+  return { host: `${name}-client.${namespace}.svc`, port };
+}
+
+/** `--endpoint Kind/namespace/name=address`, parsed. */
+export function parseEndpoint(spec: string): [string, string] {
+  const m = /^(DirectoryService|PostgresInstance)\/([a-z0-9-]+)\/([a-z0-9.-]+)=(.+)$/.exec(spec);
+  if (!m) throw new Error(`--endpoint ${JSON.stringify(spec)}: expected DirectoryService/<namespace>/<name>=ldap[s]://host:port or PostgresInstance/<namespace>/<name>=host:port`);
+  return [`${m[1]}/${m[2]}/${m[3]}`, m[4]!];
+}

@@ -1,0 +1,92 @@
+import type { Command } from 'commander';
+import type { LogLevel } from '../lib/log.js';
+
+const int = (v: string) => Number.parseInt(v, 10);
+const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
+const repeat = (v: string, prev: string[]) => [...prev, v];
+
+export function registerAgent(program: Command, version: string): void {
+  program
+    .command('agent')
+    .description('Run the kiln runtime agent: keep directory passwords equal to their Secrets (LDAP) and Postgres databases, roles and connection Secrets in place (pg).')
+    .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
+    .option('--context <name>', 'kubeconfig context')
+    .option('-n, --namespace <ns>', 'watch only this namespace (repeatable, or comma-separated); default all', collect, [])
+    .option('--concurrency <n>', 'resources worked on at once', int, 4)
+    .option('--qps <n>', 'average API requests per second (0: no limit)', int, 20)
+    .option('--burst <n>', 'API request burst', int, 30)
+    .option('--password-interval <seconds>', 'check directory passwords again this often when nothing changed (a Secret change is acted on at once)', int, 300)
+    .option('--database-check-interval <seconds>', 'check that each database still exists this often (re-created when recreateIfDropped)', int, 10)
+    .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, [])
+    .option('--no-leader-elect', 'run without a Lease (only one replica may run then)')
+    .option('--leader-election-namespace <ns>', 'namespace of the Lease', process.env['POD_NAMESPACE'] ?? 'kiln-system')
+    .option('--leader-election-id <name>', 'name of the Lease', 'kiln-agent')
+    .option('--lease-duration <seconds>', 'how long a lease is valid without renewal', int, 15)
+    .option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops', int, 10)
+    .option('--retry-period <seconds>', 'how often to try to acquire or renew', int, 2)
+    .option('--metrics-port <port>', 'port of /metrics (0: off)', int, 8080)
+    .option('--health-port <port>', 'port of /healthz and /readyz (0: off; the metrics port: one server for both)', int, 8081)
+    .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .action(async (opts) => {
+      const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
+      const { Agent } = await import('../agent/agent.js');
+      const { parseEndpoint } = await import('../agent/context.js');
+      const { newLogger } = await import('../lib/log.js');
+      const { recordAgentTask } = await import('../lib/metrics.js');
+      const { startHttpServers } = await import('../lib/http-server.js');
+      const log = newLogger(opts.logLevel as LogLevel, 'kiln-agent');
+      const fail = (message: string): never => {
+        process.stderr.write(`kiln agent: ${message}\n`);
+        process.exit(2);
+      };
+      let endpoints: Record<string, string> = {};
+      try {
+        endpoints = Object.fromEntries((opts.endpoint as string[]).map(parseEndpoint));
+      } catch (err) {
+        fail((err as Error).message);
+      }
+      for (const flag of ['passwordInterval', 'databaseCheckInterval', 'concurrency'] as const) {
+        if (!Number.isInteger(opts[flag]) || opts[flag] < 1) fail(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a positive whole number`);
+      }
+      let kc;
+      try {
+        kc = loadKubeConfig({ kubeconfig: opts.kubeconfig, context: opts.context });
+      } catch (err) {
+        if (err instanceof NoClusterConfigError) fail(err.message);
+        throw err;
+      }
+      const agent = new Agent({
+        kc,
+        namespaces: opts.namespace,
+        concurrency: opts.concurrency,
+        qps: opts.qps,
+        burst: opts.burst,
+        passwordIntervalSeconds: opts.passwordInterval,
+        databaseCheckSeconds: opts.databaseCheckInterval,
+        endpoints,
+        leaderElection: opts.leaderElect
+          ? { namespace: opts.leaderElectionNamespace, name: opts.leaderElectionId, leaseDurationSeconds: opts.leaseDuration, renewDeadlineSeconds: opts.renewDeadline, retryPeriodSeconds: opts.retryPeriod }
+          : undefined,
+        log,
+        onTask: recordAgentTask,
+        onLostLeadership: () => void agent.stop({ release: false }).finally(() => process.exit(1)),
+      });
+      const servers = await startHttpServers({
+        metricsPort: opts.metricsPort,
+        healthPort: opts.healthPort,
+        ready: () => agent.hasSynced(),
+        info: { version, component: 'agent' },
+        log,
+      }).catch((err: Error) => fail(`cannot listen: ${err.message}`));
+      const shutdown = async (signal: string) => {
+        log('info', 'shutting down', { signal });
+        await agent.stop();
+        await Promise.all(servers.map((s) => s.close()));
+        process.exit(0);
+      };
+      process.once('SIGTERM', () => void shutdown('SIGTERM'));
+      process.once('SIGINT', () => void shutdown('SIGINT'));
+      log('info', 'starting', { namespaces: opts.namespace.length ? opts.namespace : 'all', version, endpoints: Object.keys(endpoints) });
+      await agent.start();
+    });
+}
