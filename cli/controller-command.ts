@@ -1,9 +1,13 @@
-import { createServer } from 'node:http';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { LogLevel } from '../lib/log.js';
 import type { GitSinkOptions } from '../controller/git-sink.js';
 
 const int = (v: string) => Number.parseInt(v, 10);
+
+/** --log-level, the same on every long-running command: pino levels, JSON lines on stderr. */
+export function logLevelOption(): Option {
+  return new Option('--log-level <level>', 'least severe level logged; logs are JSON lines on stderr').choices(['debug', 'info', 'warn', 'error']).default('info');
+}
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 
 export function registerController(program: Command, version: string): void {
@@ -24,8 +28,10 @@ export function registerController(program: Command, version: string): void {
     .option('--lease-duration <seconds>', 'how long a lease is valid without renewal', int, 15)
     .option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops', int, 10)
     .option('--retry-period <seconds>', 'how often to try to acquire or renew', int, 2)
-    .option('--health-port <port>', 'port of /healthz and /readyz (0: off)', int, 8081)
-    .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .option('--metrics-port <port>', 'port of /metrics, Prometheus text format (0: off; the same as --health-port: one server for both)', int, 8080)
+    .option('--health-port <port>', 'port of /healthz (alive) and /readyz (caches filled) (0: off)', int, 8081)
+    .option('--bind-address <address>', 'address the metrics and probe servers listen on (default: all interfaces)')
+    .addOption(logLevelOption())
     .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line')
     .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
     .option('--review', 'git mode: push to a review branch (<branch>-next unless --review-branch) and open or update a pull request into --branch', false)
@@ -94,11 +100,24 @@ export function registerController(program: Command, version: string): void {
         process.stderr.write(`kiln controller: ${(err as Error).message}\n`);
         process.exit(2);
       }
-      if (opts.healthPort > 0) {
-        createServer((req, res) => {
-          const ok = req.url === '/healthz' || (req.url === '/readyz' && manager.hasSynced());
-          res.writeHead(ok ? 200 : req.url === '/readyz' ? 503 : 404, { 'Content-Type': 'text/plain' }).end(ok ? 'ok\n' : 'not ready\n');
-        }).listen(opts.healthPort);
+      // Metrics: every API response, every run of the work queue (a reconcile of the key's kind), the Lease.
+      const { recordApiRequest, setLeaderCheck } = await import('../lib/metrics.js');
+      const { startHttpServers } = await import('../lib/http-server.js');
+      manager.client.onRequest = (verb, _path, status) => recordApiRequest(verb, status);
+      manager.queue.instrument('controller');
+      setLeaderCheck(() => manager.isLeader());
+      try {
+        await startHttpServers({
+          metricsPort: opts.metricsPort,
+          healthPort: opts.healthPort,
+          host: opts.bindAddress,
+          ready: () => manager.hasSynced(),
+          info: { version, component: 'controller' },
+          log,
+        });
+      } catch (err) {
+        process.stderr.write(`kiln controller: cannot serve metrics or probes: ${(err as Error).message}\n`);
+        process.exit(2);
       }
       const shutdown = async (signal: string) => {
         log('info', 'shutting down', { signal });

@@ -4,6 +4,8 @@
  * on is never handed to a second worker, and if it is added meanwhile it runs
  * again afterwards; failures come back after a per-key exponential backoff.
  */
+import { recordQueueAdd, recordQueueRetry, recordReconcile, setQueueDepth } from '../lib/metrics.js';
+
 export interface QueueOptions {
   concurrency: number;
   baseDelayMs?: number;
@@ -23,8 +25,25 @@ export class WorkQueue {
   private stopped = true;
   private idleWaiters: (() => void)[] = [];
   onError?: (key: string, err: unknown, retryInMs: number) => void;
+  /** Set by instrument(): the queue's name in metrics and how a key maps to a kind. */
+  private metrics?: { name: string; kindOf: (key: string) => string };
 
   constructor(private readonly work: Worker, private readonly opts: QueueOptions) {}
+
+  /**
+   * Records this queue in lib/metrics.ts: kiln_workqueue_depth/adds/retries
+   * under `name`, and every run of the worker as a reconcile of `kindOf(key)`
+   * (default: the key's first `/`-separated part, the kind of `Kind/namespace/name`).
+   */
+  instrument(name: string, kindOf: (key: string) => string = (key) => key.slice(0, Math.max(0, key.indexOf('/')))): this {
+    this.metrics = { name, kindOf };
+    setQueueDepth(name, this.depth());
+    return this;
+  }
+
+  private observeDepth(): void {
+    if (this.metrics) setQueueDepth(this.metrics.name, this.depth());
+  }
 
   add(key: string): void {
     if (this.active.has(key)) {
@@ -39,6 +58,7 @@ export class WorkQueue {
     }
     this.queued.add(key);
     this.waiting.push(key);
+    if (this.metrics) recordQueueAdd(this.metrics.name);
     this.pump();
   }
 
@@ -81,6 +101,7 @@ export class WorkQueue {
       this.running++;
       void this.run(key);
     }
+    this.observeDepth();
     if (this.waiting.length === 0 && this.running === 0) {
       for (const r of this.idleWaiters.splice(0)) r();
     }
@@ -94,11 +115,17 @@ export class WorkQueue {
   }
 
   private async run(key: string): Promise<void> {
+    const started = performance.now();
     try {
       const result = await this.work(key);
+      if (this.metrics) recordReconcile(this.metrics.kindOf(key), (performance.now() - started) / 1000, 'success');
       this.failures.delete(key);
       if (result?.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
     } catch (err) {
+      if (this.metrics) {
+        recordReconcile(this.metrics.kindOf(key), (performance.now() - started) / 1000, 'error');
+        recordQueueRetry(this.metrics.name);
+      }
       const delay = this.backoff(key);
       this.onError?.(key, err, delay);
       this.addAfter(key, delay);

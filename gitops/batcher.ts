@@ -19,6 +19,7 @@
  * is written (its previous directory, if any, stays as it was).
  */
 import type { Log } from '../lib/log.js';
+import { recordGitCommit, recordGitPush } from '../lib/metrics.js';
 import {
   checkLayoutOptions,
   clusterDir,
@@ -339,6 +340,7 @@ export class GitBatcher {
 
     const report: FlushReport = { changed: changed.map((d) => d.ref), results: [] };
     let failure: string | undefined;
+    let pushing = false;
     try {
       if (this.needsSync) {
         await this.writer.sync();
@@ -355,10 +357,14 @@ export class GitBatcher {
         await this.writer.writeTree(files, this.layout.basePath);
         report.subject = subject;
         report.commit = await this.writer.commit(`${subject}\n\n${body}`, this.author);
+        recordGitCommit();
       }
       report.sha = await this.writer.head();
       if (this.writer.hasUnpushed()) {
+        pushing = true;
         const pushed = await this.writer.push();
+        pushing = false;
+        recordGitPush('success');
         report.sha = pushed.sha;
         report.push = { attempts: pushed.attempts, rebased: pushed.rebased, rewritten: pushed.rewritten };
       }
@@ -372,6 +378,7 @@ export class GitBatcher {
         }
       }
     } catch (err) {
+      if (pushing) recordGitPush('error');
       failure = err instanceof GitWriterError ? err.message : this.writer.scrub(err instanceof Error ? err.message : String(err));
       report.error = failure;
       // Start again from the remote next time, and name these changes in that commit.

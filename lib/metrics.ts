@@ -80,7 +80,7 @@ const gitCommits = new Counter({
 });
 const gitPushes = new Counter({
   name: 'kiln_git_pushes_total',
-  help: 'Pushes by the git-mode writer, by outcome (a rejected push that is rebased and retried counts once per attempt).',
+  help: 'Pushes by the git-mode writer, by outcome (a push rejected, rebased and retried counts once, with its final outcome).',
   labelNames: ['outcome'] as const,
   registers: [registry],
 });
@@ -90,10 +90,14 @@ const agentTasks = new Counter({
   labelNames: ['kind', 'task', 'outcome'] as const,
   registers: [registry],
 });
+let leaderCheck: (() => boolean) | undefined;
 const leader = new Gauge({
   name: 'kiln_leader',
   help: '1 while this replica holds its leader-election Lease, else 0.',
   registers: [registry],
+  collect() {
+    if (leaderCheck) this.set(leaderCheck() ? 1 : 0);
+  },
 });
 const buildInfo = new Gauge({
   name: 'kiln_build_info',
@@ -147,6 +151,11 @@ export function recordAgentTask(kind: string, task: string, outcome: Outcome): v
 /** Whether this replica holds its Lease. */
 export function setLeader(isLeader: boolean): void {
   leader.set(isLeader ? 1 : 0);
+}
+
+/** Or: asked at every scrape whether this replica holds its Lease. */
+export function setLeaderCheck(check: () => boolean): void {
+  leaderCheck = check;
 }
 
 let defaultsOn = false;

@@ -105,3 +105,38 @@ describe('metrics and probes', () => {
     await expect(startHttpServer({ port: s.port, host: '127.0.0.1' })).rejects.toThrow(/EADDRINUSE/);
   });
 });
+
+describe('an instrumented WorkQueue', () => {
+  it('records depth, adds, retries and each run as a reconcile of the key\'s kind', async () => {
+    const { WorkQueue } = await import('../../controller/queue.js');
+    const { metricsText } = await import('../../lib/metrics.js');
+    let fail = true;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const q = new WorkQueue(async (key) => {
+      if (key.startsWith('DataGrid/')) await gate;
+      if (key.startsWith('CacheCluster/') && fail) {
+        fail = false;
+        throw new Error('boom');
+      }
+    }, { concurrency: 1, baseDelayMs: 1 }).instrument('test');
+    q.add('DataGrid/ns/a');
+    q.add('CacheCluster/ns/b');
+    q.add('CacheCluster/ns/b'); // already waiting: not added again
+    expect(await metricsText()).toContain('kiln_workqueue_depth{name="test"} 2');
+    q.start();
+    expect(await metricsText()).toContain('kiln_workqueue_depth{name="test"} 2'); // one running, one waiting
+    release();
+    await q.idle();
+    await new Promise((r) => setTimeout(r, 30));
+    await q.idle();
+    const text = await metricsText();
+    expect(text).toContain('kiln_workqueue_depth{name="test"} 0');
+    expect(text).toContain('kiln_workqueue_adds_total{name="test"} 3'); // a, b, and b after its backoff
+    expect(text).toContain('kiln_workqueue_retries_total{name="test"} 1');
+    expect(text).toContain('kiln_reconcile_total{kind="DataGrid",outcome="success"} 1');
+    expect(text).toContain('kiln_reconcile_total{kind="CacheCluster",outcome="error"} 1');
+    expect(text).toContain('kiln_reconcile_total{kind="CacheCluster",outcome="success"} 1');
+    q.stop();
+  });
+});
