@@ -3,18 +3,28 @@
 # Debian machine, then run every test. Safe to re-run: installed packages,
 # node_modules and the control-plane binaries (cached outside the work tree,
 # in ${KILN_CACHE:-~/.cache/kiln}) are reused.
+# Debian packages: git, openssl, time, ca-certificates, util-linux (setpriv),
+# and the servers the runtime-agent tests start privately in temp dirs
+# (test/harness/slapd.ts, postgres.ts): slapd + ldap-utils and postgresql-15.
+# The install never prompts: debconf is non-interactive (slapd's postinst asks
+# for a domain and admin password otherwise), dpkg keeps existing config files,
+# and apt reads no stdin.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 need_apt=()
-for pkg in git openssl time ca-certificates util-linux; do
+for pkg in git openssl time ca-certificates util-linux slapd ldap-utils postgresql-15; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
   echo "test-all: installing Debian packages: ${need_apt[*]}"
   SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # `env` so the variables survive sudo, which resets the environment.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true \
+    apt-get install -y -qq \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${need_apt[@]}" </dev/null >/dev/null
 fi
 command -v go >/dev/null || { echo "test-all: Go is required to build the control plane (https://go.dev/dl); none on PATH" >&2; exit 1; }
 
