@@ -7,7 +7,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { ClusterConfigInput } from '../controller/kubeconfig.js';
 import { KubeClient } from '../controller/client.js';
 import { EventRecorder } from '../controller/events.js';
 import { Informer, type KubeObject } from '../controller/informer.js';
@@ -21,7 +21,7 @@ import { reconcileInstance, superuserSecretRef, type PostgresInstance } from './
 import { redact } from './redact.js';
 
 export interface AgentOptions {
-  kc: KubeConfig;
+  kc: ClusterConfigInput;
   /** Namespaces to watch; all when empty. */
   namespaces: string[];
   concurrency: number;

@@ -126,7 +126,7 @@ export function registerController(program: Command, version: string): void {
       };
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
       process.once('SIGINT', () => void shutdown('SIGINT'));
-      log('info', 'starting', { mode: opts.mode, server: kc.getCurrentCluster()?.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, ...manager.git?.describe() });
+      log('info', 'starting', { mode: opts.mode, server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, ...manager.git?.describe() });
       if (!manager.git) {
         await manager.start();
         return;

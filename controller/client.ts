@@ -1,15 +1,15 @@
 /**
- * A small Kubernetes REST client over the credentials of a client-node
- * KubeConfig. Every request kiln's controller makes passes here, so the
- * client-side rate limit (QPS and burst, like client-go's) and the per-verb
- * request counts (what "no write when nothing changed" is measured by) live in
- * one place. Subresources (status), server-side apply and watches are plain
- * requests: no generated API class per group.
+ * A small Kubernetes REST client over kiln's own cluster configuration
+ * (controller/kubeconfig.ts). Every request kiln's controller makes passes
+ * here, so the client-side rate limit (QPS and burst, like client-go's) and
+ * the per-verb request counts (what "no write when nothing changed" is
+ * measured by) live in one place. Subresources (status), server-side apply and
+ * watches are plain requests: no generated API class per group. One undici
+ * Agent per client keeps its TLS connections alive between requests.
  */
 import { createInterface } from 'node:readline';
-import { Readable } from 'node:stream';
-import { HttpMethod, RequestContext, type KubeConfig } from '@kubernetes/client-node';
-import { fetch } from 'undici';
+import { Agent } from 'undici';
+import { Credentials, toClusterConfig, type ClusterConfig, type ClusterConfigInput } from './kubeconfig.js';
 import { pathFor, type ObjectRef } from './resources.js';
 
 export class ApiError extends Error {
@@ -19,6 +19,8 @@ export class ApiError extends Error {
     message: string,
     readonly method: string,
     readonly path: string,
+    /** The server's own message (metav1.Status.message), when it sent one. */
+    readonly detail?: string,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -93,63 +95,85 @@ export type Verb = 'GET' | 'LIST' | 'WATCH' | 'POST' | 'PUT' | 'PATCH' | 'DELETE
 
 export class KubeClient {
   readonly server: string;
+  /** The cluster configuration this client authenticates with (credentials included: never log it). */
+  readonly config: ClusterConfig;
   /** Requests sent, by verb. */
   readonly counts: Record<Verb, number> = { GET: 0, LIST: 0, WATCH: 0, POST: 0, PUT: 0, PATCH: 0, DELETE: 0 };
   private readonly limiter: RateLimiter;
-  /**
-   * client-node builds a new undici Agent (so a new TLS connection) for every
-   * request; kiln keeps the first one, so requests share keep-alive connections.
-   */
-  private dispatcher: unknown;
+  private readonly credentials: Credentials;
+  private readonly agent: Agent;
   onRequest?: (verb: Verb, path: string, status: number) => void;
 
-  constructor(readonly kc: KubeConfig, opts: { qps?: number; burst?: number } = {}) {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error('the kubeconfig has no current cluster');
-    this.server = cluster.server.replace(/\/$/, '');
+  constructor(config: ClusterConfigInput, opts: { qps?: number; burst?: number } = {}) {
+    this.config = toClusterConfig(config);
+    this.server = this.config.server.replace(/\/$/, '');
     this.limiter = new RateLimiter(opts.qps ?? 20, opts.burst ?? 30);
+    this.credentials = new Credentials(this.config);
+    const c = this.config;
+    this.agent = new Agent({
+      keepAliveTimeout: 30_000,
+      connect: {
+        ...(c.ca ? { ca: c.ca } : {}),
+        ...(c.cert && c.key ? { cert: c.cert, key: c.key } : {}),
+        rejectUnauthorized: !c.insecureSkipTLSVerify,
+        ...(c.tlsServerName ? { servername: c.tlsServerName } : {}),
+      },
+    });
+  }
+
+  /** Closes the client's connections (watches included). */
+  async close(): Promise<void> {
+    await this.agent.close().catch(() => undefined);
   }
 
   writes(): number {
     return this.counts.POST + this.counts.PUT + this.counts.PATCH + this.counts.DELETE;
   }
 
-  private async prepare(method: string, path: string, query: RequestOptions['query']) {
-    const url = new URL(this.server + path);
-    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const ctx = new RequestContext(url.toString(), method as HttpMethod);
-    await this.kc.applySecurityAuthentication(ctx);
-    this.dispatcher ??= ctx.getDispatcher();
-    return { url, ctx, dispatcher: this.dispatcher as never };
+  private url(path: string, query: RequestOptions['query']): string {
+    let qs = '';
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined) qs += `${qs ? '&' : '?'}${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`;
+    return this.server + path + qs;
+  }
+
+  private headers(contentType?: string): Record<string, string> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    const auth = this.credentials.authorization();
+    if (auth) headers['authorization'] = auth;
+    if (contentType) headers['content-type'] = contentType;
+    return headers;
   }
 
   async request<T = Record<string, unknown>>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, opts: RequestOptions = {}): Promise<T> {
     await this.limiter.take();
     const verb: Verb = method === 'GET' ? (isListPath(path) ? 'LIST' : 'GET') : method;
-    const { url, ctx, dispatcher } = await this.prepare(method, path, opts.query);
-    const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };
-    if (opts.body !== undefined) headers['Content-Type'] = opts.contentType ?? 'application/json';
-    const response = await fetch(url, {
+    const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+    const response = await this.agent.request({
+      origin: this.server,
+      path: this.url(path, opts.query).slice(this.server.length),
       method,
-      headers,
-      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-      dispatcher,
+      headers: this.headers(body === undefined ? undefined : (opts.contentType ?? 'application/json')),
+      body,
       signal: opts.signal ?? AbortSignal.timeout(60_000),
     });
     this.counts[verb]++;
-    const text = await response.text();
-    this.onRequest?.(verb, path, response.status);
-    if (!response.ok) {
-      let reason = response.statusText;
+    const text = await response.body.text();
+    const status = response.statusCode;
+    this.onRequest?.(verb, path, status);
+    if (status === 401) this.credentials.refresh();
+    if (status < 200 || status >= 300) {
+      let reason = String(status);
       let message = text.slice(0, 2000);
+      let detail: string | undefined;
       try {
-        const status = JSON.parse(text) as { reason?: string; message?: string };
-        reason = status.reason ?? reason;
-        message = status.message ?? message;
+        const st = JSON.parse(text) as { reason?: string; message?: string };
+        reason = st.reason ?? reason;
+        detail = st.message;
+        message = st.message ?? message;
       } catch {
         // not a Status object
       }
-      throw new ApiError(response.status, reason, `${method} ${path}: ${response.status} ${message}`, method, path);
+      throw new ApiError(status, reason, `${method} ${path}: ${status} ${message}`, method, path, detail);
     }
     return (text ? JSON.parse(text) : {}) as T;
   }
@@ -195,19 +219,28 @@ export class KubeClient {
    */
   async watch(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'], onEvent: (e: WatchEvent) => void, signal: AbortSignal): Promise<void> {
     await this.limiter.take();
-    const { url, ctx, dispatcher } = await this.prepare('GET', pathFor({ ...ref, name: undefined }), { ...query, watch: true, allowWatchBookmarks: true });
+    const path = pathFor({ ...ref, name: undefined });
     this.counts.WATCH++;
     // Our own controller, so the stream can be torn down however the loop ends.
     const stop = new AbortController();
     const forward = () => stop.abort();
+    if (signal.aborted) stop.abort();
     signal.addEventListener('abort', forward, { once: true });
     try {
-      const response = await fetch(url, { method: 'GET', headers: { ...ctx.getHeaders(), Accept: 'application/json' }, dispatcher, signal: stop.signal });
-      if (!response.ok || !response.body) {
-        const text = await response.text();
-        throw new ApiError(response.status, response.statusText, `WATCH ${url.pathname}: ${response.status} ${text.slice(0, 500)}`, 'GET', url.pathname);
+      const response = await this.agent.request({
+        origin: this.server,
+        path: this.url(path, { ...query, watch: true, allowWatchBookmarks: true }).slice(this.server.length),
+        method: 'GET',
+        headers: this.headers(),
+        signal: stop.signal,
+      });
+      this.onRequest?.('WATCH', path, response.statusCode);
+      if (response.statusCode !== 200) {
+        const text = await response.body.text();
+        if (response.statusCode === 401) this.credentials.refresh();
+        throw new ApiError(response.statusCode, String(response.statusCode), `WATCH ${path}: ${response.statusCode} ${text.slice(0, 500)}`, 'GET', path);
       }
-      const body = Readable.fromWeb(response.body as never);
+      const body = response.body;
       // Errors reach us through the line iterator; once we stop reading, the
       // abort below makes the stream emit one more, which nobody needs.
       body.on('error', () => {});

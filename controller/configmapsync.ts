@@ -17,14 +17,9 @@
  * same-named ConfigMap kiln does not own is never touched. Tokens are never
  * logged or returned: every message that leaves this module is scrubbed.
  */
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  setHeaderOptions,
-  type V1ConfigMap,
-  type V1Namespace,
-} from '@kubernetes/client-node';
+import { ApiError, KubeClient } from './client.js';
+import type { ClusterConfig, ClusterConfigInput } from './kubeconfig.js';
+import { pathFor } from './resources.js';
 import { sourceOf, targetNamespaces, type ConfigMapSyncResource } from '../charts/config-map-sync.js';
 import { render } from '../charts/render.js';
 import { ownerLabels } from '../charts/shared/labels.js';
@@ -33,6 +28,19 @@ import { matchesSelector, type LabelSelector } from '../lib/context.js';
 import { formatErrors, validate } from '../validate/index.js';
 
 export const CONFIGMAPSYNC_FINALIZER = 'kiln.dev/configmap-copies';
+
+interface V1ConfigMap {
+  metadata?: { name?: string; namespace?: string; uid?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  data?: Record<string, string>;
+  binaryData?: Record<string, string>;
+}
+
+interface V1Namespace {
+  metadata?: { name?: string; labels?: Record<string, string> };
+  status?: { phase?: string };
+}
+
+const CONFIG_MAP = { apiVersion: 'v1', kind: 'ConfigMap' };
 
 const GROUP = 'kiln.dev';
 const VERSION = 'v1alpha1';
@@ -45,8 +53,8 @@ const MIN_TOKEN_SECONDS = 600;
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface ConfigMapSyncDeps {
-  /** The controller's own identity: used ONLY to request tokens and to patch the ConfigMapSync itself. */
-  kc: KubeConfig;
+  /** The controller's own identity (its cluster configuration or a client): used ONLY to request tokens and to patch the ConfigMapSync itself. */
+  kc: ClusterConfigInput | KubeClient;
   /** 'kiln' */
   fieldManager: string;
   /** Shared token cache (one per deps.kc is created if absent). */
@@ -84,8 +92,12 @@ export function scrub(text: string, tokens?: ServiceAccountTokens): string {
   return out;
 }
 
-/** Status code and the API's own message (metav1.Status.message) from a client-node error. */
+/** Status code and the API's own message (metav1.Status.message) from a client error. */
 function apiError(err: unknown): ApiErrorInfo {
+  if (err instanceof ApiError) {
+    const message = err.detail || (err.status === 401 ? 'Unauthorized' : `HTTP ${err.status}`);
+    return { code: err.status, message, reason: err.reason };
+  }
   const e = err as { code?: unknown; body?: unknown; message?: unknown };
   const code = typeof e?.code === 'number' ? e.code : undefined;
   let status: { message?: unknown; reason?: unknown } | undefined;
@@ -116,7 +128,8 @@ interface CachedToken {
   token: string;
   refreshAt: number;
   expiresAt: number;
-  kc?: KubeConfig;
+  config?: ClusterConfig;
+  client?: KubeClient;
 }
 
 export interface ServiceAccountTokensOptions {
@@ -134,12 +147,12 @@ export interface ServiceAccountTokensOptions {
 export class ServiceAccountTokens {
   private readonly cache = new Map<string, CachedToken>();
   private readonly pending = new Map<string, Promise<CachedToken>>();
-  private readonly core: CoreV1Api;
+  private readonly controller: KubeClient;
   private readonly expirationSeconds: number;
   private readonly now: () => number;
 
-  constructor(private readonly kc: KubeConfig, options: ServiceAccountTokensOptions = {}) {
-    this.core = kc.makeApiClient(CoreV1Api);
+  constructor(kc: ClusterConfigInput | KubeClient, options: ServiceAccountTokensOptions = {}) {
+    this.controller = kc instanceof KubeClient ? kc : new KubeClient(kc, { qps: 0 });
     this.expirationSeconds = Math.max(MIN_TOKEN_SECONDS, Math.floor(options.expirationSeconds ?? MIN_TOKEN_SECONDS));
     this.now = options.now ?? Date.now;
   }
@@ -171,19 +184,15 @@ export class ServiceAccountTokens {
 
   private async request(namespace: string, serviceAccount: string): Promise<CachedToken> {
     const issuedAt = this.now();
-    const res = await this.core.createNamespacedServiceAccountToken({
-      name: serviceAccount,
-      namespace,
-      body: {
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenRequest',
-        spec: { expirationSeconds: this.expirationSeconds, audiences: [] },
-      },
-    });
+    const res = await this.controller.request<{ status?: { token?: string; expirationTimestamp?: string } }>(
+      'POST',
+      pathFor({ apiVersion: 'v1', kind: 'ServiceAccount', namespace, name: serviceAccount }, 'token'),
+      { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: this.expirationSeconds, audiences: [] } } },
+    );
     const token = res.status?.token;
     if (!token) throw new Error(`TokenRequest for ServiceAccount ${namespace}/${serviceAccount} returned no token`);
     const exp = res.status?.expirationTimestamp;
-    const expMs = exp instanceof Date ? exp.getTime() : exp ? Date.parse(String(exp)) : NaN;
+    const expMs = exp ? Date.parse(String(exp)) : NaN;
     const expiresAt = Number.isFinite(expMs) ? expMs : issuedAt + this.expirationSeconds * 1000;
     const lifetime = Math.max(0, expiresAt - issuedAt);
     return { token, expiresAt, refreshAt: issuedAt + lifetime * 0.8 };
@@ -195,14 +204,26 @@ export class ServiceAccountTokens {
   }
 
   /**
-   * A KubeConfig with the controller's server and CA and the ServiceAccount's
-   * bearer token (no client certificate, no impersonation). The same object is
-   * returned while the token is current, so its connection pool is reused.
+   * The controller's server and CA with the ServiceAccount's bearer token (no
+   * client certificate, no impersonation).
    */
-  async kubeConfigFor(namespace: string, serviceAccount: string): Promise<KubeConfig> {
+  async kubeConfigFor(namespace: string, serviceAccount: string): Promise<ClusterConfig> {
     const e = await this.entry(namespace, serviceAccount);
-    if (!e.kc) e.kc = tokenKubeConfig(this.kc, `system:serviceaccount:${namespace}:${serviceAccount}`, e.token);
-    return e.kc;
+    e.config ??= tokenConfig(this.controller.config, e.token);
+    return e.config;
+  }
+
+  /** A client with the ServiceAccount's token; the same one while the token is current, so its connections are reused. */
+  async clientFor(namespace: string, serviceAccount: string): Promise<KubeClient> {
+    const e = await this.entry(namespace, serviceAccount);
+    e.config ??= tokenConfig(this.controller.config, e.token);
+    e.client ??= new KubeClient(e.config, { qps: 0 });
+    return e.client;
+  }
+
+  /** The controller identity's client (TokenRequests and the ConfigMapSync's own finalizer). */
+  controllerClient(): KubeClient {
+    return this.controller;
   }
 
   /** Forget the token (e.g. after a 401: the ServiceAccount was recreated or the token revoked). */
@@ -218,26 +239,11 @@ export class ServiceAccountTokens {
   }
 }
 
-function tokenKubeConfig(base: KubeConfig, userName: string, token: string): KubeConfig {
-  const cluster = base.getCurrentCluster();
-  if (!cluster) throw new Error('the controller kubeconfig has no current cluster');
-  const kc = new KubeConfig();
-  kc.loadFromClusterAndUser(
-    {
-      name: cluster.name,
-      server: cluster.server,
-      caData: cluster.caData,
-      caFile: cluster.caFile,
-      skipTLSVerify: cluster.skipTLSVerify,
-      tlsServerName: cluster.tlsServerName,
-      proxyUrl: cluster.proxyUrl,
-    },
-    { name: userName, token },
-  );
-  return kc;
+function tokenConfig(base: ClusterConfig, token: string): ClusterConfig {
+  return { server: base.server, ca: base.ca, insecureSkipTLSVerify: base.insecureSkipTLSVerify, tlsServerName: base.tlsServerName, token };
 }
 
-const sharedTokens = new WeakMap<KubeConfig, ServiceAccountTokens>();
+const sharedTokens = new WeakMap<object, ServiceAccountTokens>();
 function tokensFor(deps: ConfigMapSyncDeps): ServiceAccountTokens {
   if (deps.tokens) return deps.tokens;
   let t = sharedTokens.get(deps.kc);
@@ -311,7 +317,7 @@ interface Ctx extends ControllerCtx {
   owner: Record<string, string>;
   ownerSelector: string;
   tokens: ServiceAccountTokens;
-  core: CoreV1Api; // the ServiceAccount token's identity
+  core: KubeClient; // the ServiceAccount token's identity
   sawUnauthorized: boolean;
 }
 
@@ -328,7 +334,7 @@ function note(ctx: Ctx, err: unknown): string {
 
 /** Owned ConfigMaps in `ns` (label selector), or the error. */
 async function listOwned(ctx: Ctx, ns: string): Promise<V1ConfigMap[]> {
-  const list = await ctx.core.listNamespacedConfigMap({ namespace: ns, labelSelector: ctx.ownerSelector });
+  const list = await ctx.core.list<V1ConfigMap>({ ...CONFIG_MAP, namespace: ns }, { labelSelector: ctx.ownerSelector });
   return list.items.filter((cm) => ownedBy(cm, ctx.owner));
 }
 
@@ -337,9 +343,7 @@ async function deleteCopy(ctx: Ctx, cm: V1ConfigMap): Promise<boolean> {
   const name = cm.metadata!.name!;
   const ns = cm.metadata!.namespace!;
   try {
-    await ctx.core.deleteNamespacedConfigMap({
-      name,
-      namespace: ns,
+    await ctx.core.request('DELETE', pathFor({ ...CONFIG_MAP, namespace: ns, name }), {
       body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { uid: cm.metadata!.uid! } },
     });
     ctx.log('info', 'deleted ConfigMap copy', { resource: who(ctx.resource), namespace: ns, name });
@@ -363,7 +367,7 @@ async function removeCopies(ctx: Ctx, ns: string, copies?: V1ConfigMap[]): Promi
 /** Owned copies in every namespace, when the token may list ConfigMaps cluster-wide; undefined otherwise. */
 async function listOwnedEverywhere(ctx: Ctx): Promise<Map<string, V1ConfigMap[]> | undefined> {
   try {
-    const list = await ctx.core.listConfigMapForAllNamespaces({ labelSelector: ctx.ownerSelector });
+    const list = await ctx.core.list<V1ConfigMap>(CONFIG_MAP, { labelSelector: ctx.ownerSelector });
     const byNs = new Map<string, V1ConfigMap[]>();
     for (const cm of list.items) {
       if (!ownedBy(cm, ctx.owner) || !cm.metadata?.namespace) continue;
@@ -376,8 +380,17 @@ async function listOwnedEverywhere(ctx: Ctx): Promise<Map<string, V1ConfigMap[]>
   }
 }
 
+/** A JSON patch of the ConfigMapSync itself, with the controller's identity. */
+async function jsonPatchSelf(ctx: ControllerCtx, body: unknown[]): Promise<void> {
+  const controller = ctx.deps.kc instanceof KubeClient ? ctx.deps.kc : tokensFor(ctx.deps).controllerClient();
+  await controller.request(
+    'PATCH',
+    `/apis/${GROUP}/${VERSION}/namespaces/${encodeURIComponent(ctx.namespace)}/${PLURAL}/${encodeURIComponent(ctx.resource.metadata.name)}`,
+    { body, contentType: 'application/json-patch+json' },
+  );
+}
+
 async function addFinalizer(ctx: ControllerCtx): Promise<void> {
-  const api = ctx.deps.kc.makeApiClient(CustomObjectsApi);
   const existing = ctx.resource.metadata['finalizers'] as string[] | undefined;
   const body = existing && existing.length > 0
     ? [
@@ -389,25 +402,19 @@ async function addFinalizer(ctx: ControllerCtx): Promise<void> {
         { op: 'test', path: '/metadata/finalizers', value: null },
         { op: 'add', path: '/metadata/finalizers', value: [CONFIGMAPSYNC_FINALIZER] },
       ];
-  await api.patchNamespacedCustomObject({
-    group: GROUP, version: VERSION, namespace: ctx.namespace, plural: PLURAL, name: ctx.resource.metadata.name, body,
-  });
+  await jsonPatchSelf(ctx, body);
   ctx.log('info', 'added finalizer', { resource: who(ctx.resource), finalizer: CONFIGMAPSYNC_FINALIZER });
 }
 
 async function removeFinalizer(ctx: ControllerCtx): Promise<void> {
-  const api = ctx.deps.kc.makeApiClient(CustomObjectsApi);
   const existing = (ctx.resource.metadata['finalizers'] as string[] | undefined) ?? [];
   const i = existing.indexOf(CONFIGMAPSYNC_FINALIZER);
   if (i < 0) return;
   try {
-    await api.patchNamespacedCustomObject({
-      group: GROUP, version: VERSION, namespace: ctx.namespace, plural: PLURAL, name: ctx.resource.metadata.name,
-      body: [
-        { op: 'test', path: `/metadata/finalizers/${i}`, value: CONFIGMAPSYNC_FINALIZER },
-        { op: 'remove', path: `/metadata/finalizers/${i}` },
-      ],
-    });
+    await jsonPatchSelf(ctx, [
+      { op: 'test', path: `/metadata/finalizers/${i}`, value: CONFIGMAPSYNC_FINALIZER },
+      { op: 'remove', path: `/metadata/finalizers/${i}` },
+    ]);
   } catch (err) {
     if (isCode(err, 404)) return; // already gone
     throw err;
@@ -441,7 +448,7 @@ async function finalize(ctx: Ctx): Promise<ConfigMapSyncOutcome> {
     const listed = ctx.cms.spec?.targets?.namespaces;
     for (const n of [...recorded.all, ...(Array.isArray(listed) ? listed : [])]) if (typeof n === 'string') candidates.add(n);
     try {
-      const nsList = await ctx.core.listNamespace();
+      const nsList = await ctx.core.list<V1Namespace>({ apiVersion: 'v1', kind: 'Namespace' });
       for (const n of nsList.items) if (n.metadata?.name) candidates.add(n.metadata.name);
     } catch (err) {
       if (!isCode(err, 403)) ctx.log('warn', 'cannot list namespaces for cleanup', { resource: who(ctx.resource), error: note(ctx, err) });
@@ -500,7 +507,7 @@ async function syncTarget(ctx: Ctx, desired: K8sObject): Promise<TargetResult> {
     live = owned?.find((cm) => cm.metadata?.name === name);
     if (!live) {
       try {
-        live = await ctx.core.readNamespacedConfigMap({ name, namespace: ns });
+        live = await ctx.core.get<V1ConfigMap>({ ...CONFIG_MAP, namespace: ns, name });
       } catch (err) {
         if (!isCode(err, 404)) throw err;
       }
@@ -533,10 +540,7 @@ async function syncTarget(ctx: Ctx, desired: K8sObject): Promise<TargetResult> {
       ...(data ? { data } : {}),
       ...(binaryData ? { binaryData } : {}),
     };
-    const applied = await ctx.core.patchNamespacedConfigMap(
-      { name, namespace: ns, body, fieldManager: ctx.deps.fieldManager, force: true },
-      setHeaderOptions('Content-Type', 'application/apply-patch+yaml'),
-    );
+    const applied = await ctx.core.apply<V1ConfigMap>(body as never, ctx.deps.fieldManager);
     // Keys another field manager added to the copy survive an apply: drop them, so the copy equals the source.
     const extraData = extraKeys(applied.data, data);
     const extraBinary = extraKeys(applied.binaryData, binaryData);
@@ -546,10 +550,9 @@ async function syncTarget(ctx: Ctx, desired: K8sObject): Promise<TargetResult> {
         ...extraData.map((k) => ({ op: 'remove', path: `/data/${k.replace(/~/g, '~0').replace(/\//g, '~1')}` })),
         ...extraBinary.map((k) => ({ op: 'remove', path: `/binaryData/${k.replace(/~/g, '~0').replace(/\//g, '~1')}` })),
       ];
-      await ctx.core.patchNamespacedConfigMap(
-        { name, namespace: ns, body: ops, fieldManager: ctx.deps.fieldManager },
-        setHeaderOptions('Content-Type', 'application/json-patch+json'),
-      );
+      await ctx.core.request('PATCH', pathFor({ ...CONFIG_MAP, namespace: ns, name }), {
+        body: ops, contentType: 'application/json-patch+json', query: { fieldManager: ctx.deps.fieldManager },
+      });
     }
     ctx.log('info', live ? 'updated ConfigMap copy' : 'created ConfigMap copy', { resource: who(ctx.resource), namespace: ns, name });
     return { ns, kind: 'synced', wrote: true };
@@ -605,9 +608,9 @@ export async function reconcileConfigMapSync(resource: KilnResource, deps: Confi
     await addFinalizer(base);
   }
 
-  let kc: KubeConfig;
+  let core: KubeClient;
   try {
-    kc = await tokens.kubeConfigFor(namespace, serviceAccount);
+    core = await tokens.clientFor(namespace, serviceAccount);
   } catch (err) {
     const info = apiError(err);
     const msg = `TokenRequest for ServiceAccount ${namespace}/${serviceAccount}: ${scrub(info.message, tokens)}`;
@@ -621,7 +624,7 @@ export async function reconcileConfigMapSync(resource: KilnResource, deps: Confi
     }
     return untouched({ reason: 'TokenRequestFailed', message: msg });
   }
-  const ctx: Ctx = { ...base, core: kc.makeApiClient(CoreV1Api) };
+  const ctx: Ctx = { ...base, core };
   try {
     if (deleting) return await finalize(ctx);
     return await sync(ctx, recorded);
@@ -635,7 +638,7 @@ async function sync(ctx: Ctx, recorded: { synced: string[]; all: string[] }): Pr
   const source = sourceOf(cms);
   let src: V1ConfigMap;
   try {
-    src = await ctx.core.readNamespacedConfigMap({ name: source.name, namespace: source.namespace });
+    src = await ctx.core.get<V1ConfigMap>({ ...CONFIG_MAP, namespace: source.namespace, name: source.name });
   } catch (err) {
     const msg = `ConfigMap ${source.namespace}/${source.name}: ${note(ctx, err)}`;
     log('warn', 'cannot read the source ConfigMap', { resource: who(resource), error: msg });
@@ -648,7 +651,7 @@ async function sync(ctx: Ctx, recorded: { synced: string[]; all: string[] }): Pr
   const selector = cms.spec.targets.namespaceSelector as LabelSelector | undefined;
   if (selector) {
     try {
-      const list = await ctx.core.listNamespace();
+      const list = await ctx.core.list<V1Namespace>({ apiVersion: 'v1', kind: 'Namespace' });
       selected = list.items
         .filter((n: V1Namespace) => n.status?.phase !== 'Terminating' && matchesSelector(n.metadata?.labels, selector))
         .map((n) => n.metadata!.name!);

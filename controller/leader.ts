@@ -22,24 +22,41 @@
  *
  * acquireTime/renewTime are metav1.MicroTime: the API server parses them with
  * exactly six fractional digits, so a JavaScript Date (serialized with three)
- * is rejected with a 400. client-node's V1MicroTime (a Date whose
- * toISOString() pads to microseconds) serializes correctly; values read back
- * from the server are left as strings by client-node's deserializer (it has no
- * entry for V1MicroTime) and are passed through unchanged.
+ * is rejected with a 400; kiln writes them padded to microseconds. Values read
+ * back from the server are strings and are passed through unchanged.
+ *
+ * Requests go through a KubeClient of its own (no client-side rate limit, so
+ * renewals never queue behind the controller's work).
  */
-import {
-  ApiException,
-  CoordinationV1Api,
-  Observable,
-  V1MicroTime,
-  type ConfigurationOptions,
-  type KubeConfig,
-  type V1Lease,
-  type V1LeaseSpec,
-} from '@kubernetes/client-node';
+import { ApiError, KubeClient } from './client.js';
+import type { ClusterConfigInput } from './kubeconfig.js';
+
+interface V1LeaseSpec {
+  holderIdentity?: string;
+  leaseDurationSeconds?: number;
+  acquireTime?: string;
+  renewTime?: string;
+  leaseTransitions?: number;
+  [key: string]: unknown;
+}
+
+interface V1Lease {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; managedFields?: unknown[]; [key: string]: unknown };
+  spec?: V1LeaseSpec;
+}
+
+const LEASE = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease' };
+
+/** metav1.MicroTime: RFC 3339 with exactly six fractional digits. */
+function microNow(): string {
+  return new Date().toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+}
 
 export interface LeaderElectionOptions {
-  kc: KubeConfig;
+  /** The cluster (what loadKubeConfig returns), or a client to share. */
+  kc: ClusterConfigInput | KubeClient;
   /** where the Lease lives */
   namespace: string;
   /** Lease name, e.g. 'kiln-controller' */
@@ -80,7 +97,7 @@ type Attempt =
 const CAMPAIGN_JITTER = 0.2;
 
 export class LeaderElector {
-  private readonly api: CoordinationV1Api;
+  private readonly api: KubeClient;
   private readonly namespace: string;
   private readonly name: string;
   private readonly identity: string;
@@ -125,7 +142,7 @@ export class LeaderElector {
       throw new Error(`LeaderElector: renewDeadlineSeconds must be greater than ${1 + CAMPAIGN_JITTER} * retryPeriodSeconds`);
     }
     if (!Number.isInteger(leaseDuration)) throw new Error('LeaderElector: leaseDurationSeconds must be an integer');
-    this.api = opts.kc.makeApiClient(CoordinationV1Api);
+    this.api = opts.kc instanceof KubeClient ? opts.kc : new KubeClient(opts.kc, { qps: 0 });
     this.namespace = opts.namespace;
     this.name = opts.name;
     this.identity = opts.identity;
@@ -272,10 +289,10 @@ export class LeaderElector {
   private async tryAcquireOrRenew(): Promise<Attempt> {
     // Monotonic first: the leader's renew deadline then counts from no later than its renewTime.
     const nowMono = performance.now();
-    const now = new V1MicroTime();
+    const now = microNow();
     let current: V1Lease;
     try {
-      current = await this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, this.requestOptions());
+      current = await this.read();
     } catch (err) {
       if (statusOf(err) !== 404) throw err;
       const created = await this.write('create', {
@@ -335,10 +352,11 @@ export class LeaderElector {
   /** Create or replace (conditional on the body's resourceVersion); undefined on 409. */
   private async write(kind: 'create' | 'replace', body: V1Lease): Promise<V1Lease | undefined> {
     try {
+      const ref = { ...LEASE, namespace: this.namespace };
       if (kind === 'create') {
-        return await this.api.createNamespacedLease({ namespace: this.namespace, body }, this.requestOptions());
+        return await this.api.request<V1Lease>('POST', pathForLease(ref), { body: { ...LEASE, ...body }, signal: this.timeout() });
       }
-      return await this.api.replaceNamespacedLease({ name: this.name, namespace: this.namespace, body }, this.requestOptions());
+      return await this.api.request<V1Lease>('PUT', pathForLease({ ...ref, name: this.name }), { body: { ...LEASE, ...body }, signal: this.timeout() });
     } catch (err) {
       if (statusOf(err) === 409) return undefined;
       throw err;
@@ -366,13 +384,13 @@ export class LeaderElector {
   private async release(): Promise<void> {
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const current = await this.api.readNamespacedLease({ name: this.name, namespace: this.namespace }, this.requestOptions());
+        const current = await this.read();
         const spec: V1LeaseSpec = current.spec ?? {};
         if (spec.holderIdentity !== this.identity) {
           this.holding = false;
           return;
         }
-        const now = new V1MicroTime();
+        const now = microNow();
         const { managedFields: _managedFields, ...metadata } = current.metadata ?? {};
         const { holderIdentity: _holder, ...rest } = spec;
         const released = await this.write('replace', {
@@ -469,20 +487,12 @@ export class LeaderElector {
   }
 
   /** Per-request timeout, so a hung connection cannot stall the loop past the renew deadline. */
-  private requestOptions(): ConfigurationOptions {
-    const timeoutMs = this.requestTimeoutMs;
-    return {
-      middleware: [
-        {
-          pre: (ctx) => {
-            ctx.setSignal(AbortSignal.timeout(timeoutMs));
-            return new Observable(Promise.resolve(ctx));
-          },
-          post: (rsp) => new Observable(Promise.resolve(rsp)),
-        },
-      ],
-      middlewareMergeStrategy: 'append',
-    };
+  private timeout(): AbortSignal {
+    return AbortSignal.timeout(this.requestTimeoutMs);
+  }
+
+  private read(): Promise<V1Lease> {
+    return this.api.request<V1Lease>('GET', pathForLease({ ...LEASE, namespace: this.namespace, name: this.name }), { signal: this.timeout() });
   }
 
   private fields(extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -490,22 +500,17 @@ export class LeaderElector {
   }
 }
 
+function pathForLease(ref: { namespace: string; name?: string }): string {
+  return `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(ref.namespace)}/leases${ref.name ? `/${encodeURIComponent(ref.name)}` : ''}`;
+}
+
 function statusOf(err: unknown): number | undefined {
-  return err instanceof ApiException ? err.code : undefined;
+  return err instanceof ApiError ? err.status : undefined;
 }
 
 /** A short description of an error: for API errors the status and the server's message, not the whole response. */
 function describe(err: unknown): string {
-  if (err instanceof ApiException) {
-    let message: string | undefined;
-    try {
-      const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
-      message = typeof body?.message === 'string' ? body.message : undefined;
-    } catch {
-      // not JSON
-    }
-    return `HTTP ${err.code}${message ? `: ${message}` : ''}`;
-  }
+  if (err instanceof ApiError) return `HTTP ${err.status}: ${err.message.replace(/^\S+ \S+: \d+ /, '')}`;
   if (err instanceof Error) {
     const text = err.name === 'Error' ? err.message : `${err.name}: ${err.message}`;
     // fetch failures carry the reason (ECONNREFUSED, certificate errors...) in `cause`.
@@ -514,15 +519,9 @@ function describe(err: unknown): string {
   return String(err);
 }
 
-/**
- * A MicroTime to send back: values read from the server are strings (client-node does not
- * deserialize V1MicroTime) and go back unchanged; a plain Date would serialize with
- * milliseconds, which the API server rejects.
- */
-function microTime(t: V1MicroTime | string | Date): V1MicroTime {
-  if (typeof t === 'string') return t as unknown as V1MicroTime;
-  if (t instanceof V1MicroTime) return t;
-  return new V1MicroTime(t.getTime());
+/** A MicroTime to send back: values read from the server are strings and go back unchanged. */
+function microTime(t: string | Date): string {
+  return typeof t === 'string' ? t : t.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
 }
 
 function timeKey(t: unknown): string | null {

@@ -9,7 +9,7 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { ClusterConfigInput } from './kubeconfig.js';
 import { KubeClient } from './client.js';
 import { ServiceAccountTokens } from './configmapsync.js';
 import { EventRecorder } from './events.js';
@@ -25,7 +25,8 @@ import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../ch
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface ManagerOptions {
-  kc: KubeConfig;
+  /** The cluster (what loadKubeConfig returns). */
+  kc: ClusterConfigInput;
   /** Namespaces to watch; all when empty. */
   namespaces: string[];
   concurrency: number;

@@ -8,7 +8,6 @@
  * outcome or a log line.
  */
 import { randomBytes } from 'node:crypto';
-import { AuthenticationV1Api, KubeConfig, type RequestContext } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { KilnResource } from '../../charts/types.js';
 import {
@@ -18,6 +17,8 @@ import {
   type ConfigMapSyncDeps,
   type ConfigMapSyncOutcome,
 } from '../../controller/configmapsync.js';
+import { KubeClient } from '../../controller/client.js';
+import { loadKubeConfig } from '../../controller/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
 
@@ -29,43 +30,37 @@ interface Call { identity: string; method: string; url: string }
 const calls: Call[] = [];
 const logLines: string[] = [];
 
-/** Records every request a KubeConfig authenticates (one per API call). */
-function instrument(kc: KubeConfig, identity: string): KubeConfig {
-  const original = kc.applySecurityAuthentication.bind(kc);
-  kc.applySecurityAuthentication = async (ctx: RequestContext) => {
-    calls.push({ identity, method: String(ctx.getHttpMethod()), url: ctx.getUrl() });
-    return original(ctx);
-  };
-  return kc;
+/** Records every request a client sends (one per API call). */
+function instrument(client: KubeClient, identity: string): KubeClient {
+  client.onRequest = (verb, path) => calls.push({ identity, method: verb === 'LIST' || verb === 'WATCH' ? 'GET' : verb, url: client.server + path });
+  return client;
 }
 
 /** The shared token cache, with every token client it hands out instrumented. */
 class CountingTokens extends ServiceAccountTokens {
-  private readonly seen = new WeakSet<KubeConfig>();
+  private readonly seen = new WeakSet<KubeClient>();
   /** Every token handed out, to prove none of them leaks. */
   readonly issued = new Set<string>();
-  override async kubeConfigFor(namespace: string, serviceAccount: string): Promise<KubeConfig> {
-    const kc = await super.kubeConfigFor(namespace, serviceAccount);
-    if (!this.seen.has(kc)) {
-      this.seen.add(kc);
-      const token = kc.getCurrentUser()?.token;
+  override async clientFor(namespace: string, serviceAccount: string): Promise<KubeClient> {
+    const client = await super.clientFor(namespace, serviceAccount);
+    if (!this.seen.has(client)) {
+      this.seen.add(client);
+      const token = client.config.token;
       if (token) this.issued.add(token);
-      instrument(kc, `sa:${namespace}/${serviceAccount}`);
+      instrument(client, `sa:${namespace}/${serviceAccount}`);
     }
-    return kc;
+    return client;
   }
 }
 
-let adminKc: KubeConfig;
+let adminKc: KubeClient;
 let deps: ConfigMapSyncDeps;
 let tokens: CountingTokens;
 const outcomes: ConfigMapSyncOutcome[] = [];
 
 beforeAll(() => {
   cp = connectControlPlane(inject('controlPlane'));
-  adminKc = new KubeConfig();
-  adminKc.loadFromFile(cp.kubeconfig);
-  instrument(adminKc, 'controller');
+  adminKc = instrument(new KubeClient(loadKubeConfig({ kubeconfig: cp.kubeconfig }), { qps: 0 }), 'controller');
   tokens = new CountingTokens(adminKc);
   deps = {
     kc: adminKc,
@@ -221,12 +216,11 @@ describe('ConfigMapSync with tenant-bounded rights', { timeout: 120_000 }, () =>
     ]);
     const viaToken = calls.filter((x) => x.identity === `sa:${src}/tenant`);
     expect(viaToken.some((x) => x.method === 'PATCH' && x.url.includes(`/namespaces/${a}/configmaps/app-settings`))).toBe(true);
-    // The token KubeConfig carries a bearer token and no client certificate.
+    // The token configuration carries a bearer token and no client certificate.
     const kc = await tokens.kubeConfigFor(src, sa.name);
-    const user = kc.getCurrentUser();
-    expect(user?.token).toBeTruthy();
-    expect(user?.certData ?? user?.certFile).toBeUndefined();
-    expect(kc.getCurrentCluster()?.server).toBe(adminKc.getCurrentCluster()?.server);
+    expect(kc.token).toBeTruthy();
+    expect(kc.cert ?? kc.key ?? kc.tokenFile).toBeUndefined();
+    expect(kc.server).toBe(adminKc.server);
   });
 
   it('a resync with nothing changed sends no write (resourceVersions unchanged)', async () => {
@@ -450,9 +444,7 @@ describe('ServiceAccountTokens', () => {
   it('requests 600 s tokens and reuses one until 80% of its lifetime', async () => {
     const ns = await namespace('cmstok');
     await serviceAccount(ns, 'tenant');
-    const kc = new KubeConfig();
-    kc.loadFromFile(cp.kubeconfig);
-    instrument(kc, 'token-cache-test');
+    const kc = instrument(new KubeClient(loadKubeConfig({ kubeconfig: cp.kubeconfig }), { qps: 0 }), 'token-cache-test');
     let now = Date.now();
     const cache = new ServiceAccountTokens(kc, { now: () => now });
     const requests = () => calls.filter((x) => x.identity === 'token-cache-test' && x.method === 'POST').length;
@@ -478,10 +470,11 @@ describe('ServiceAccountTokens', () => {
 
     // The client it builds authenticates as the ServiceAccount, with the controller's server and CA.
     const tokenKc = await cache.kubeConfigFor(ns, 'tenant');
-    const cluster = tokenKc.getCurrentCluster();
-    expect(cluster?.server).toBe(kc.getCurrentCluster()?.server);
-    expect(cluster?.caData).toBe(kc.getCurrentCluster()?.caData);
-    const who = await tokenKc.makeApiClient(AuthenticationV1Api).createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
+    expect(tokenKc.server).toBe(kc.server);
+    expect(tokenKc.ca).toBe(kc.config.ca);
+    const who = await (await cache.clientFor(ns, 'tenant')).request<{ status?: { userInfo?: { username?: string } } }>(
+      'POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } },
+    );
     expect(who.status?.userInfo?.username).toBe(`system:serviceaccount:${ns}:tenant`);
   });
 });
