@@ -48,6 +48,10 @@ const qps = Number(flag('qps', '200'));
 const concurrency = Number(flag('concurrency', '4'));
 const timeoutS = Number(flag('timeout', '900'));
 const withStatefulSetController = args.includes('--statefulset-controller');
+/** Development: no kubectl baseline (and no results file). */
+const skipBaseline = args.includes('--skip-baseline');
+/** Development: extra node flags for the controller process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
+const controllerNodeArgs = flag('controller-node-args', '').split(' ').filter(Boolean);
 if (!(count > 0) || !(qps >= 0) || !(concurrency > 0)) throw new Error('--count and --concurrency must be positive, --qps >= 0');
 
 const CONTROLLER_USER = 'kiln-controller';
@@ -113,6 +117,24 @@ function timed(cmd: string, cmdArgs: string[], timeoutMs: number): Promise<Timed
   });
 }
 
+/** CPU seconds (user + system) used so far by each control-plane server. */
+function serverCpu(pids: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(pids)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out[name] = (Number(fields[11]) + Number(fields[12])) / clockTicks;
+    } catch {
+      // not running
+    }
+  }
+  return out;
+}
+
+const cpuSince = (a: Record<string, number>, b: Record<string, number>) =>
+  Object.fromEntries(Object.keys(b).map((k) => [k, Number((b[k]! - (a[k] ?? 0)).toFixed(2))]));
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -150,6 +172,7 @@ class Controller {
   constructor(readonly kubeconfig: string, readonly namespace: string, readonly healthPort: number, readonly logFile: string) {
     const fd = openSync(logFile, 'a');
     this.child = spawn(node, [
+      ...controllerNodeArgs,
       join(root, 'build/cli/kiln.js'), 'controller',
       '--kubeconfig', kubeconfig, '--namespace', namespace, '--no-leader-elect',
       '--qps', String(qps), '--burst', String(qps), '--concurrency', String(concurrency),
@@ -548,7 +571,9 @@ try {
   writeFileSync(baselineFile, toYamlStream(objects));
   const perResource = objects.length / count;
   log(`kubectl apply --server-side of ${objects.length} objects`);
-  const baseline = await timed(kubectl, ['--kubeconfig', kubectlId.kubeconfig, 'apply', '--server-side', '--field-manager=bench', '-n', nsA, '-f', baselineFile], timeoutS * 1000);
+  const cpuBeforeBaseline = serverCpu(cp.pids);
+  const baseline = skipBaseline ? { seconds: 0, peakRssMiB: null, cpuSeconds: null, stdout: '' } : await timed(kubectl, ['--kubeconfig', kubectlId.kubeconfig, 'apply', '--server-side', '--field-manager=bench', '-n', nsA, '-f', baselineFile], timeoutS * 1000);
+  const baselineServerCpu = cpuSince(cpuBeforeBaseline, serverCpu(cp.pids));
   await sleep(300);
   audit.poll();
   const baselineRequests = summarize(audit.select(KUBECTL_USER));
@@ -564,9 +589,11 @@ try {
   writeFileSync(resourcesFile, toYamlStream(Array.from({ length: count }, (_, i) => directoryService(i, nsB))));
   log(`create ${count} DirectoryServices, wait until all are Ready`);
   const createStarted = Date.now();
+  const cpuBeforeConverge = serverCpu(cp.pids);
   const create = await timed(kubectl, ['--kubeconfig', admin, 'apply', '--server-side', '--field-manager=bench', '-f', resourcesFile], timeoutS * 1000);
   const allReadyAt = await waitAllReady(cp, ctrl, audit, nsB, count, deadline());
   const convergeSeconds = (allReadyAt - createStarted) / 1000;
+  const convergeServerCpu = cpuSince(cpuBeforeConverge, serverCpu(cp.pids));
   audit.poll();
   const convergeProc = ctrl.proc();
   const convergeRequests = summarize(audit.select(CONTROLLER_USER, ctrl.startedAt, allReadyAt));
@@ -665,6 +692,7 @@ try {
       renderSecondsInProcess: round(renderSeconds),
       createResources: { seconds: round(create.seconds), peakRssMiB: create.peakRssMiB },
       controllerReadyzAfterSeconds: round(readyAfterS),
+      serverCpuSeconds: { kubectl: baselineServerCpu, converge: convergeServerCpu },
       restartReadyzAfterSeconds: round(resyncReadyAfterS),
       resyncWritesZero: resyncRequests.writes === 0,
       perResource: perResourceTimes,
@@ -679,6 +707,7 @@ try {
   console.log(`requests per resource: kubectl ${round(baselineRequests.total / count)}, kiln converge ${round(convergeRequests.total / count)} (writes ${round(convergeRequests.writes / count)})`);
   console.log(`resync after restart: ${resyncRequests.writes} writes ${resyncRequests.writes === 0 ? '(ok)' : '(FAIL: must be 0)'}; Ready after restart ${stillReady}/${count}`);
   const lat = (s: ReturnType<typeof summarize>) => (s.serverLatencyMs ? `p50 ${s.serverLatencyMs.p50} / p90 ${s.serverLatencyMs.p90} ms` : '-');
+  console.log(`control-plane CPU seconds: kubectl phase ${JSON.stringify(baselineServerCpu)}, converge ${JSON.stringify(convergeServerCpu)}`);
   console.log(`API server time per request: kubectl ${lat(baselineRequests)}, kiln converge ${lat(convergeRequests)}`);
   const pr = perResourceTimes;
   if (pr.createToFirstControllerWriteMs && pr.firstWriteToStatusWriteMs) {
@@ -686,9 +715,11 @@ try {
   }
   console.log(`controller: readyz after ${round(readyAfterS)} s (restart ${round(resyncReadyAfterS)} s), peak open sockets ${firstRunSockets} (restart ${ctrl.peakSockets}), RSS at end ${settleProc.rssMiB} MiB`);
   if (problems1.count + problems2.count > 0) console.log(`controller warnings/errors: ${JSON.stringify({ ...problems1.byMessage, ...problems2.byMessage })}`);
-  mkdirSync(join(root, 'bench/results'), { recursive: true });
-  writeFileSync(join(root, 'bench/results/apply.json'), `${JSON.stringify(result, null, 2)}\n`);
-  console.log('wrote bench/results/apply.json');
+  if (!skipBaseline) {
+    mkdirSync(join(root, 'bench/results'), { recursive: true });
+    writeFileSync(join(root, 'bench/results/apply.json'), `${JSON.stringify(result, null, 2)}\n`);
+    console.log('wrote bench/results/apply.json');
+  }
   if (resyncRequests.writes > 0 || stillReady !== count) process.exitCode = 1;
   failed = false;
 } finally {
