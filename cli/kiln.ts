@@ -6,6 +6,7 @@ import { projectRoot } from '../lib/paths.js';
 import { registerAgent } from './agent-command.js';
 import { registerController } from './controller-command.js';
 import { registerGitops } from './gitops-command.js';
+import { registerInstall } from './install-command.js';
 import { registerSynth } from './synth-command.js';
 
 const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
@@ -18,5 +19,6 @@ registerSynth(program);
 registerController(program, pkg.version);
 registerAgent(program, pkg.version);
 registerGitops(program);
+registerInstall(program, pkg.version);
 
 await program.parseAsync(process.argv);

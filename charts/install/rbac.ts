@@ -1,0 +1,156 @@
+/**
+ * What each kiln component may do in the cluster, one rule per behaviour, so
+ * that a test can drop any single rule and show what breaks
+ * (test/integration/rbac.test.ts holds the table rule id -> behaviour).
+ *
+ * Derived from the code, not guessed:
+ * - the controller watches kiln's kinds (controller/manager.ts: informers =
+ *   list + watch; no GET: reconcilers read the caches), server-side applies
+ *   status (PATCH .../status), merge-patches the ApplySet labels and
+ *   annotations onto each resource (controller/reconciler.ts) and the
+ *   ConfigMapSync finalizer (controller/configmapsync.ts);
+ * - apply mode also watches the kinds it renders (controller/resources.ts
+ *   CHILD_KINDS, label selector managed-by=kiln), applies them (PATCH, server-
+ *   side apply also creates), prunes them with DELETE (never a
+ *   PersistentVolumeClaim), requests ServiceAccount tokens for ConfigMapSync
+ *   (whose copies are written with the tenant's token, not these rules);
+ * - both record Events (POST only) and hold a Lease in their own namespace
+ *   (controller/leader.ts: read, create, replace);
+ * - git mode applies nothing: no rule on any rendered kind;
+ * - the agent (agent/) watches DirectoryService, PostgresInstance,
+ *   PostgresDatabase and Secrets, applies Secrets it generates and connection
+ *   Secrets, writes its conditions into status, and adds and removes
+ *   PostgresDatabase finalizers.
+ *
+ * No wildcard verb, resource or group anywhere; Secrets only for the agent.
+ */
+import { KINDS } from '../../crds/schema/kinds.js';
+
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
+
+export interface NamedRule {
+  /** Stable id: tests refer to rules by it. */
+  id: string;
+  /** What the component does with it. */
+  why: string;
+  rule: PolicyRule;
+}
+
+export type Component = 'controller-apply' | 'controller-git' | 'agent';
+
+const GROUP = 'kiln.dev';
+/** PostgresDatabase is the agent's: the controller neither watches nor renders it. */
+const CONTROLLER_KINDS = KINDS.filter((k) => k.kind !== 'PostgresDatabase').map((k) => k.plural).sort();
+const AGENT_KINDS = ['directoryservices', 'postgresdatabases', 'postgresinstances'];
+
+const kilnRead = (kinds: string[]): NamedRule => ({
+  id: 'kiln-watch',
+  why: 'list and watch the kiln resources it serves (its informers)',
+  rule: { apiGroups: [GROUP], resources: kinds, verbs: ['list', 'watch'] },
+});
+const kilnStatus = (kinds: string[]): NamedRule => ({
+  id: 'kiln-status',
+  why: 'write status (conditions, inventory, commit) by server-side apply of the status subresource',
+  rule: { apiGroups: [GROUP], resources: kinds.map((k) => `${k}/status`), verbs: ['patch'] },
+});
+const eventsCreate: NamedRule = {
+  id: 'events',
+  why: 'record Events on the resources it serves',
+  rule: { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+};
+
+/** Cluster-wide rules of the apply-mode controller. */
+export const CONTROLLER_APPLY_RULES: NamedRule[] = [
+  kilnRead(CONTROLLER_KINDS),
+  {
+    id: 'kiln-patch',
+    why: 'label each resource as its ApplySet parent and add or remove the ConfigMapSync finalizer (merge and JSON patches)',
+    rule: { apiGroups: [GROUP], resources: CONTROLLER_KINDS, verbs: ['patch'] },
+  },
+  kilnStatus(CONTROLLER_KINDS),
+  {
+    id: 'core-children',
+    why: 'watch, server-side apply and prune the ConfigMaps and Services it renders',
+    rule: { apiGroups: [''], resources: ['configmaps', 'services'], verbs: ['delete', 'list', 'patch', 'watch'] },
+  },
+  {
+    id: 'claims',
+    why: 'watch and server-side apply a DirectoryRestore\'s PersistentVolumeClaim; claims are never pruned, so no delete',
+    rule: { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['list', 'patch', 'watch'] },
+  },
+  {
+    id: 'statefulsets',
+    why: 'watch, server-side apply and prune StatefulSets (their status feeds status.readyReplicas)',
+    rule: { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['delete', 'list', 'patch', 'watch'] },
+  },
+  {
+    id: 'jobs',
+    why: 'watch, server-side apply and prune the Jobs of DirectoryBackup and DirectoryRestore',
+    rule: { apiGroups: ['batch'], resources: ['jobs'], verbs: ['delete', 'list', 'patch', 'watch'] },
+  },
+  {
+    id: 'poddisruptionbudgets',
+    why: 'watch, server-side apply and prune PodDisruptionBudgets',
+    rule: { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['delete', 'list', 'patch', 'watch'] },
+  },
+  {
+    id: 'volumesnapshots',
+    why: 'watch, server-side apply and prune the VolumeSnapshots of DirectoryBackup and DirectoryRestore',
+    rule: { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['delete', 'list', 'patch', 'watch'] },
+  },
+  eventsCreate,
+  {
+    id: 'serviceaccount-tokens',
+    why: 'request a token for a ConfigMapSync\'s spec.serviceAccountName (TokenRequest); the copies are written with that token\'s rights',
+    rule: { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] },
+  },
+];
+
+/** Cluster-wide rules of the git-mode controller: it reads resources and writes status; Git gets the rest. */
+export const CONTROLLER_GIT_RULES: NamedRule[] = [kilnRead(CONTROLLER_KINDS), kilnStatus(CONTROLLER_KINDS), eventsCreate];
+
+/** Cluster-wide rules of the runtime agent. */
+export const AGENT_RULES: NamedRule[] = [
+  kilnRead(AGENT_KINDS),
+  kilnStatus(AGENT_KINDS),
+  {
+    id: 'database-finalizers',
+    why: 'add and remove the PostgresDatabase finalizer (reclaimPolicy Delete)',
+    rule: { apiGroups: [GROUP], resources: ['postgresdatabases'], verbs: ['patch', 'update'] },
+  },
+  {
+    id: 'secrets',
+    why: 'read the Secrets resources name (passwords, superuser, truststore), generate missing ones and write connection Secrets',
+    rule: { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'get', 'list', 'patch', 'watch'] },
+  },
+  {
+    id: 'events',
+    why: 'record Events on the resources it serves',
+    rule: { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
+  },
+];
+
+/** Rules in the component's own namespace: its leader-election Lease (create cannot be limited to a name). */
+export function leaseRules(leaseName: string): NamedRule[] {
+  return [
+    {
+      id: 'lease-create',
+      why: 'create the leader-election Lease the first time',
+      rule: { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+    },
+    {
+      id: 'lease',
+      why: `read and renew the leader-election Lease ${leaseName}`,
+      rule: { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName], verbs: ['get', 'update'] },
+    },
+  ];
+}
+
+export function clusterRules(component: Component): NamedRule[] {
+  return component === 'controller-apply' ? CONTROLLER_APPLY_RULES : component === 'controller-git' ? CONTROLLER_GIT_RULES : AGENT_RULES;
+}

@@ -1,0 +1,84 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Option, type Command } from 'commander';
+
+const int = (v: string) => Number.parseInt(v, 10);
+
+export function registerInstall(program: Command, version: string): void {
+  program
+    .command('install')
+    .description('Print the manifests that install kiln (CRDs, namespace, ServiceAccounts, least-privilege RBAC, controller and agent Deployments), rendered by kiln\'s own cdk8s constructs. Apply them with `kubectl apply --server-side -f`. No Secret is rendered: git mode mounts one you create.')
+    .addOption(new Option('--mode <mode>', 'the controller\'s mode: apply (server-side apply into the cluster) or git (commit to a repository)').choices(['apply', 'git']).default('apply'))
+    .option('--namespace <ns>', 'namespace kiln runs in (its Deployments, ServiceAccounts and Leases)', 'kiln-system')
+    .option('--name <name>', 'name of the installation: the components are <name>-controller and <name>-agent', 'kiln')
+    .option('--image <image>', 'container image of the controller and the agent (default: kiln:<version>)')
+    .addOption(new Option('--image-pull-policy <policy>', 'when the kubelet pulls the image').choices(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'))
+    .option('--replicas <n>', 'controller replicas (one leads, the others stand by)', int, 1)
+    .option('--agent-replicas <n>', 'agent replicas (one leads, the others stand by)', int, 1)
+    .option('--no-agent', 'leave out the runtime agent (its Deployment, ServiceAccount and RBAC)')
+    .addOption(new Option('--crds <what>', 'include the CRDs, skip them (upgrade or uninstall kiln but keep every kiln resource), or only them').choices(['include', 'skip', 'only']).default('include'))
+    .addOption(new Option('--log-level <level>', 'the --log-level of the controller and the agent').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .option('--repo <url>', 'git mode: repository URL the controller commits to')
+    .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
+    .option('--base-path <path>', 'git mode: the directory kiln owns in the repository', 'clusters')
+    .option('--cluster <name>', 'git mode: this cluster\'s directory under the base path', 'default')
+    .option('--git-token-secret <name>', 'git mode: Secret in --namespace whose key "token" is mounted as the --git-token-file (create it yourself; "" for a repository that needs no token)', 'kiln-git')
+    .addOption(new Option('--git-auth-scheme <scheme>', 'git mode: how the token is sent ($KILN_GIT_AUTH_SCHEME)').choices(['Basic', 'Bearer']))
+    .option('--git-username <name>', 'git mode: user name sent with the token for Basic ($KILN_GIT_USERNAME)')
+    .option('--review', 'git mode: push to <branch>-next and open a pull request', false)
+    .option('--review-branch <branch>', 'git mode: the review branch (implies --review)')
+    .option('--pull-request-api <url>', 'git mode, review: GitHub-compatible REST API, or "none"')
+    .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>"')
+    .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>"')
+    .option('-o, --output <file>', 'write to this file instead of standard output')
+    .action(async (opts) => {
+      const { installObjects } = await import('../charts/install/install.js');
+      const { toYamlStream } = await import('../lib/yaml.js');
+      const fail = (message: string): never => {
+        process.stderr.write(`kiln install: ${message}\n`);
+        process.exit(2);
+      };
+      if (opts.mode === 'git' && opts.crds !== 'only' && (!opts.repo || !opts.branch)) fail('--mode git needs --repo <url> and --branch <branch>');
+      for (const flag of ['replicas', 'agentReplicas'] as const) {
+        if (!Number.isInteger(opts[flag]) || opts[flag] < 0) fail(`--${flag === 'replicas' ? 'replicas' : 'agent-replicas'} must be a whole number`);
+      }
+      if (opts.repo && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(opts.repo)) fail('--repo must not carry a credential; put the token in the Secret named by --git-token-secret');
+      const objects = installObjects({
+        mode: opts.mode,
+        version,
+        namespace: opts.namespace,
+        name: opts.name,
+        image: opts.image,
+        imagePullPolicy: opts.imagePullPolicy,
+        replicas: opts.replicas,
+        agent: opts.agent,
+        agentReplicas: opts.agentReplicas,
+        crds: opts.crds,
+        logLevel: opts.logLevel,
+        git: opts.mode === 'git'
+          ? {
+              repo: opts.repo,
+              branch: opts.branch,
+              basePath: opts.basePath,
+              cluster: opts.cluster,
+              tokenSecret: opts.gitTokenSecret || undefined,
+              authScheme: opts.gitAuthScheme,
+              username: opts.gitUsername,
+              review: opts.review,
+              reviewBranch: opts.reviewBranch,
+              pullRequestApi: opts.pullRequestApi,
+              author: opts.author,
+              committer: opts.committer,
+            }
+          : undefined,
+      });
+      const text = toYamlStream(objects);
+      if (opts.output) {
+        mkdirSync(dirname(opts.output), { recursive: true });
+        writeFileSync(opts.output, text);
+        process.stderr.write(`kiln install: wrote ${objects.length} objects to ${opts.output}\n`);
+      } else {
+        process.stdout.write(text);
+      }
+    });
+}

@@ -1,0 +1,137 @@
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { installObjects, type InstallOptions } from '../../charts/install/install.js';
+import { AGENT_RULES, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES } from '../../charts/install/rbac.js';
+import type { K8sObject } from '../../charts/types.js';
+import { fromYaml, parseYamlStream } from '../../lib/yaml.js';
+
+const root = join(import.meta.dirname, '..', '..');
+const git = { repo: 'https://git.example.com/platform/deploy.git', branch: 'main', tokenSecret: 'kiln-git' };
+const apply = (o: Partial<InstallOptions> = {}) => installObjects({ mode: 'apply', version: '1.2.3', ...o });
+const find = (objs: K8sObject[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+const helpOf = (command: string) => execFileSync(process.execPath, [join(root, 'bin/kiln.js'), command, '--help'], { encoding: 'utf8' });
+
+describe('install manifests', () => {
+  it('hold the CRDs exactly as crds/ has them, then the namespace, identities, RBAC and Deployments, in apply order', () => {
+    const objs = apply();
+    const crdFiles = readdirSync(join(root, 'crds')).filter((f) => f.endsWith('.yaml')).sort();
+    const crds = objs.filter((o) => o.kind === 'CustomResourceDefinition');
+    expect(crds.map((c) => c.metadata.name).sort()).toEqual(crdFiles.map((f) => (fromYaml(readFileSync(join(root, 'crds', f), 'utf8')) as K8sObject).metadata.name).sort());
+    for (const f of crdFiles) {
+      const want = fromYaml(readFileSync(join(root, 'crds', f), 'utf8')) as K8sObject;
+      expect(find(objs, 'CustomResourceDefinition', want.metadata.name)).toEqual(want);
+    }
+    expect(objs.map((o) => `${o.kind}/${o.metadata.name}`).filter((k) => !k.startsWith('CustomResourceDefinition/'))).toEqual([
+      'Namespace/kiln-system',
+      'ServiceAccount/kiln-agent', 'ServiceAccount/kiln-controller',
+      'ClusterRole/kiln-agent', 'ClusterRole/kiln-controller',
+      'ClusterRoleBinding/kiln-agent', 'ClusterRoleBinding/kiln-controller',
+      'Role/kiln-agent-leader-election', 'Role/kiln-controller-leader-election',
+      'RoleBinding/kiln-agent-leader-election', 'RoleBinding/kiln-controller-leader-election',
+      'Service/kiln-agent-metrics', 'Service/kiln-controller-metrics',
+      'Deployment/kiln-agent', 'Deployment/kiln-controller',
+    ]);
+    expect(objs.filter((o) => o.kind === 'Secret')).toEqual([]);
+  });
+
+  it('are deterministic', () => {
+    expect(JSON.stringify(apply())).toBe(JSON.stringify(apply()));
+    expect(JSON.stringify(installObjects({ mode: 'git', version: '1', git }))).toBe(JSON.stringify(installObjects({ mode: 'git', version: '1', git })));
+  });
+
+  it('RBAC: no wildcard, Secrets for the agent only, the git-mode controller touches no rendered kind', () => {
+    for (const rules of [CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, AGENT_RULES]) {
+      for (const { rule } of rules) {
+        for (const v of [...rule.apiGroups, ...rule.resources, ...rule.verbs]) expect(v).not.toContain('*');
+        expect(rule.verbs.length).toBeGreaterThan(0);
+      }
+      expect(new Set(rules.map((r) => r.id)).size).toBe(rules.length);
+    }
+    const secretsIn = (rules: typeof AGENT_RULES) => rules.some((r) => r.rule.resources.includes('secrets'));
+    expect(secretsIn(CONTROLLER_APPLY_RULES)).toBe(false);
+    expect(secretsIn(CONTROLLER_GIT_RULES)).toBe(false);
+    expect(secretsIn(AGENT_RULES)).toBe(true);
+    expect(CONTROLLER_GIT_RULES.flatMap((r) => r.rule.apiGroups)).toEqual(['kiln.dev', 'kiln.dev', '']);
+    // Claims are never pruned.
+    expect(CONTROLLER_APPLY_RULES.find((r) => r.rule.resources.includes('persistentvolumeclaims'))!.rule.verbs).not.toContain('delete');
+    const objs = installObjects({ mode: 'git', version: '1', git });
+    expect(find(objs, 'ClusterRole', 'kiln-controller').rules).toEqual(CONTROLLER_GIT_RULES.map((r) => r.rule));
+    const lease = find(objs, 'Role', 'kiln-controller-leader-election');
+    expect(lease.metadata.namespace).toBe('kiln-system');
+    expect(lease.rules).toEqual([
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['kiln-controller'], verbs: ['get', 'update'] },
+    ]);
+  });
+
+  it('omitRules drops a rule or one verb of it', () => {
+    const objs = apply({ omitRules: ['controller-apply:jobs', 'controller-apply:core-children:delete', 'agent:secrets'] });
+    const rules = find(objs, 'ClusterRole', 'kiln-controller').rules as { resources: string[]; verbs: string[] }[];
+    expect(rules.some((r) => r.resources.includes('jobs'))).toBe(false);
+    expect(rules.find((r) => r.resources.includes('services'))!.verbs).toEqual(['list', 'patch', 'watch']);
+    expect((find(objs, 'ClusterRole', 'kiln-agent').rules as { resources: string[] }[]).some((r) => r.resources.includes('secrets'))).toBe(false);
+  });
+
+  it('Deployments: non-root, read-only root filesystem, no privilege escalation, no capabilities, /tmp, probes, resources', () => {
+    for (const objs of [apply(), installObjects({ mode: 'git', version: '1', git })]) {
+      for (const name of ['kiln-controller', 'kiln-agent']) {
+        const d = find(objs, 'Deployment', name);
+        const pod = d.spec.template.spec;
+        const c = pod.containers[0];
+        expect(pod.serviceAccountName).toBe(name);
+        expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+        expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, privileged: false, capabilities: { drop: ['ALL'] } });
+        expect(c.volumeMounts).toContainEqual({ name: 'tmp', mountPath: '/tmp' });
+        expect(pod.volumes).toContainEqual({ name: 'tmp', emptyDir: { sizeLimit: '1Gi' } });
+        expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'health', scheme: 'HTTP' });
+        expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'health', scheme: 'HTTP' });
+        expect(c.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }, { name: 'health', containerPort: 8081, protocol: 'TCP' }]);
+        expect(c.resources.requests.cpu).toBeDefined();
+        expect(c.resources.requests.memory).toBeDefined();
+        expect(c.resources.limits.memory).toBeDefined();
+        expect(c.args).toEqual(expect.arrayContaining(['--leader-election-namespace', 'kiln-system', '--metrics-port', '8080', '--health-port', '8081', '--log-level', 'info']));
+      }
+    }
+    expect(find(apply({ image: 'registry.example.com/kiln:1.2.3' }), 'Deployment', 'kiln-controller').spec.template.spec.containers[0].image).toBe('registry.example.com/kiln:1.2.3');
+    expect(find(apply(), 'Deployment', 'kiln-controller').spec.template.spec.containers[0].image).toBe('kiln:1.2.3');
+  });
+
+  it('git mode: repository settings as flags, the token as a file from a Secret the operator creates', () => {
+    const objs = installObjects({ mode: 'git', version: '1', git: { ...git, basePath: 'clusters', cluster: 'prod-eu', review: true, authScheme: 'Bearer' } });
+    const pod = find(objs, 'Deployment', 'kiln-controller').spec.template.spec;
+    const c = pod.containers[0];
+    expect(c.args).toEqual(expect.arrayContaining(['controller', '--mode', 'git', '--repo', git.repo, '--branch', 'main', '--cluster', 'prod-eu', '--git-token-file', '/var/run/secrets/kiln/git/token', '--review']));
+    expect(pod.volumes).toContainEqual({ name: 'git-token', secret: { secretName: 'kiln-git', defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] } });
+    expect(c.volumeMounts).toContainEqual({ name: 'git-token', mountPath: '/var/run/secrets/kiln/git', readOnly: true });
+    expect(c.env).toContainEqual({ name: 'KILN_GIT_AUTH_SCHEME', value: 'Bearer' });
+    expect(JSON.stringify(objs.filter((o) => o.kind !== 'CustomResourceDefinition'))).not.toMatch(/password|ghp_|glpat-/i);
+    expect(() => installObjects({ mode: 'git', version: '1' })).toThrow(/repository URL and branch/);
+  });
+
+  it('every flag a Deployment passes is a flag of its command', () => {
+    const objs = installObjects({ mode: 'git', version: '1', git: { ...git, review: true, pullRequestApi: 'none', author: 'a <a@x>', committer: 'c <c@x>', debounceMs: 1, maxWaitMs: 2 } });
+    for (const [name, command] of [['kiln-controller', 'controller'], ['kiln-agent', 'agent']] as const) {
+      const help = helpOf(command);
+      for (const arg of find(objs, 'Deployment', name).spec.template.spec.containers[0].args as string[]) {
+        if (arg.startsWith('--')) expect(help, `${command} ${arg}`).toContain(arg);
+      }
+    }
+    for (const arg of find(apply(), 'Deployment', 'kiln-controller').spec.template.spec.containers[0].args as string[]) {
+      if (arg.startsWith('--')) expect(helpOf('controller')).toContain(arg);
+    }
+  });
+
+  it('kiln install prints them; --crds skip|only, --no-agent, --name', () => {
+    const run = (...args: string[]) => parseYamlStream(execFileSync(process.execPath, [join(root, 'bin/kiln.js'), 'install', ...args], { encoding: 'utf8' })).map((d) => d.value as K8sObject);
+    const all = run();
+    expect(all.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(apply({ version: JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version }).map((o) => `${o.kind}/${o.metadata.name}`));
+    expect(run('--crds', 'only').every((o) => o.kind === 'CustomResourceDefinition')).toBe(true);
+    expect(run('--crds', 'skip', '--no-agent').map((o) => o.kind)).not.toContain('CustomResourceDefinition');
+    expect(run('--crds', 'skip', '--no-agent').map((o) => o.metadata.name)).not.toContain('kiln-agent');
+    const named = run('--crds', 'skip', '--name', 'k2', '--namespace', 'other');
+    expect(find(named, 'Deployment', 'k2-controller').metadata.namespace).toBe('other');
+    expect(find(named, 'Deployment', 'k2-controller').spec.template.spec.containers[0].args).toEqual(expect.arrayContaining(['--leader-election-id', 'k2-controller', '--leader-election-namespace', 'other']));
+  });
+});
