@@ -96,6 +96,7 @@ export class DatabaseReconciler {
 
   async reconcile(namespace: string, name: string): Promise<ReconcileOutcome> {
     const { ctx } = this;
+    const started = performance.now();
     const db = ctx.caches.get('PostgresDatabase', namespace, name) as PostgresDatabase | undefined;
     if (!db) return {};
     const secrets: string[] = [];
@@ -154,7 +155,8 @@ export class DatabaseReconciler {
       if (roleChange !== 'unchanged' || dbChange !== 'unchanged') ctx.log('info', 'database reconciled', { resource: `${namespace}/${name}`, database: db.spec.name, role: roleChange, db: dbChange });
       ctx.task('PostgresDatabase', 'database', 'success');
       await writeStatus(ctx, db, { kind: 'ready', reason: 'DatabaseReady', message: `database ${db.spec.name} on instance ${db.spec.instance} is ready, owned by ${role}`, applied: true });
-      return { requeueAfterMs: ctx.databaseCheckMs };
+      // The next check is one interval after this one began, not after it ended.
+      return { requeueAfterMs: Math.max(0, ctx.databaseCheckMs - (performance.now() - started)) };
     } catch (err) {
       if (err instanceof WaitFor) {
         await writeStatus(ctx, db, { kind: 'reconciling', reason: err.reason, message: err.message, applied: false });

@@ -72,6 +72,8 @@ export class PostgresServer {
     });
     // An idle connection dropped by a restarting server must not take the agent down.
     this.pool.on('error', (err) => this.onError(err));
+    // A checked-out client can be told FATAL (server shutdown) between queries; without a listener that is an uncaught error.
+    this.pool.on('connect', (client) => client.on('error', (err) => this.onError(err)));
   }
 
   async close(): Promise<void> {
@@ -168,7 +170,9 @@ export class PostgresServer {
     databaseName(database);
     extensions.forEach((e) => extensionName(e));
     if (extensions.length === 0) return [];
-    const c = new pg.Client({ ...this.clientConfig(), database });
+    // Objects of CREATE EXTENSION go to the first schema on the search_path: public here, not pg_catalog
+    // (pg_catalog is still searched first, implicitly).
+    const c = new pg.Client({ ...this.clientConfig(), database, options: '-c search_path=public' });
     c.on('error', (err) => this.onError(err));
     await c.connect();
     try {
