@@ -6,10 +6,10 @@
  * password.
  */
 import { randomBytes } from 'node:crypto';
-import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
 import { isNotFound } from '../../controller/client.js';
+import { loadKubeConfig } from '../../controller/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { startSlapd, type SlapdServer } from '../harness/slapd.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
@@ -70,8 +70,7 @@ beforeAll(async () => {
       },
     }),
   });
-  const kc = new KubeConfig();
-  kc.loadFromFile(cp.kubeconfig);
+  const kc = loadKubeConfig({ kubeconfig: cp.kubeconfig });
   agent = new Agent({
     kc, namespaces: [ns], concurrency: 4, qps: 0, burst: 0, passwordIntervalSeconds: 300, databaseCheckSeconds: 10,
     endpoints: { [`DirectoryService/${ns}/ds`]: ldap.ldapsUrl },

@@ -5,13 +5,13 @@
  * names, a server restart, and no password in any log.
  */
 import { randomBytes } from 'node:crypto';
-import { KubeConfig } from '@kubernetes/client-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
 import { InvalidNameError } from '../../agent/names.js';
 import { PostgresServer } from '../../agent/postgres.js';
 import { isNotFound } from '../../controller/client.js';
+import { loadKubeConfig } from '../../controller/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { startPostgres, type PostgresServer as TestPostgres } from '../harness/postgres.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
@@ -52,8 +52,7 @@ beforeAll(async () => {
   await cp.kubectlOk(['create', 'namespace', ns]);
   await cp.kubectlOk(['-n', ns, 'create', 'secret', 'generic', 'pg-superuser', `--from-literal=password=${server.password}`]);
   await apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'pg', namespace: ns }, spec: { superuserSecret: { name: 'pg-superuser' } } });
-  const kc = new KubeConfig();
-  kc.loadFromFile(cp.kubeconfig);
+  const kc = loadKubeConfig({ kubeconfig: cp.kubeconfig });
   agent = new Agent({
     kc, namespaces: [ns], concurrency: 4, qps: 0, burst: 0,
     passwordIntervalSeconds: 300, databaseCheckSeconds: 10,
