@@ -22,6 +22,7 @@ const lines = [
   `Per-resource cost at the largest count divided by that at the smallest: ${r.perResourceCostRatioLargeToSmall} (1.0 is linear; below 1 the fixed start-up cost is being spread).`,
   ...applyTable(),
   ...gitTable(),
+  ...agentTable(),
   END,
 ];
 
@@ -64,5 +65,23 @@ function gitTable(): string[] {
     '| phase | commits | pushed after the last change (s) | all Ready after the last change (s) | API writes |',
     '|---|---:|---:|---:|---:|',
     ...g.rows.map((x) => `| ${x.phase} | ${x.commits} | ${x.pushAfterLastChangeS ?? '-'} | ${x.readyAfterLastChangeS ?? '-'} | ${x.apiWrites} |`),
+  ];
+}
+
+/** bench/results/agent.json, when it exists. */
+function agentTable(): string[] {
+  const f = new URL('bench/results/agent.json', root);
+  if (!existsSync(f)) return [];
+  const g = JSON.parse(readFileSync(f, 'utf8')) as {
+    date: string; machine: { loadavg: number[] }; settings: { databases: number; concurrency: number; qps: number; burst: number; postgres: string; ldap: string };
+    rows: { case: string; seconds: number | null; p50Ms: number | null; p95Ms: number | null; maxMs: number | null; note: string }[];
+  };
+  return [
+    '',
+    `Runtime agent (\`npm run bench:agent\`), ${g.date.slice(0, 10)}: PostgreSQL ${g.settings.postgres}, ${g.settings.ldap}; agent --concurrency ${g.settings.concurrency} --qps ${g.settings.qps} --burst ${g.settings.burst} (its defaults); load average ${g.machine.loadavg.join(' ')} when it finished. Targets: a database ready within 2 s of its resource, a password rotated within 2 s of its Secret changing.`,
+    '',
+    '| case | total (s) | p50 (ms) | p95 (ms) | max (ms) | note |',
+    '|---|---:|---:|---:|---:|---|',
+    ...g.rows.map((x) => `| ${x.case} | ${x.seconds ?? '-'} | ${x.p50Ms ?? '-'} | ${x.p95Ms ?? '-'} | ${x.maxMs ?? '-'} | ${x.note} |`),
   ];
 }
