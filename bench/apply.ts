@@ -48,8 +48,13 @@ const qps = Number(flag('qps', '200'));
 const concurrency = Number(flag('concurrency', '4'));
 const timeoutS = Number(flag('timeout', '900'));
 const withStatefulSetController = args.includes('--statefulset-controller');
-/** Development: no kubectl baseline (and no results file). */
-const skipBaseline = args.includes('--skip-baseline');
+/**
+ * --scale-run: no kubectl baseline (at 10,000 it alone takes several minutes);
+ * the kiln rows go into apply.json under scale.<count>, next to the main run.
+ * --skip-baseline (development): no baseline and no results file.
+ */
+const scaleRun = args.includes('--scale-run');
+const skipBaseline = scaleRun || args.includes('--skip-baseline');
 /** Development: extra node flags for the controller process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
 const controllerNodeArgs = flag('controller-node-args', '').split(' ').filter(Boolean);
 if (!(count > 0) || !(qps >= 0) || !(concurrency > 0)) throw new Error('--count and --concurrency must be positive, --qps >= 0');
@@ -715,9 +720,23 @@ try {
   }
   console.log(`controller: readyz after ${round(readyAfterS)} s (restart ${round(resyncReadyAfterS)} s), peak open sockets ${firstRunSockets} (restart ${ctrl.peakSockets}), RSS at end ${settleProc.rssMiB} MiB`);
   if (problems1.count + problems2.count > 0) console.log(`controller warnings/errors: ${JSON.stringify({ ...problems1.byMessage, ...problems2.byMessage })}`);
-  if (!skipBaseline) {
+  const resultsFile = join(root, 'bench/results/apply.json');
+  const previous = existsSync(resultsFile) ? (JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, unknown>) : undefined;
+  if (scaleRun) {
+    const scaled = {
+      date: result.date,
+      machine: result.machine,
+      settings: { ...result.settings, note: `${result.settings.note} Scale run: no kubectl baseline.` },
+      rows: rows.slice(1),
+      details: { ...result.details, perResource: undefined, requests: undefined },
+    };
+    const merged = { ...(previous ?? result), scale: { ...((previous?.['scale'] as object | undefined) ?? {}), [count]: scaled } };
     mkdirSync(join(root, 'bench/results'), { recursive: true });
-    writeFileSync(join(root, 'bench/results/apply.json'), `${JSON.stringify(result, null, 2)}\n`);
+    writeFileSync(resultsFile, `${JSON.stringify(merged, null, 2)}\n`);
+    console.log(`wrote bench/results/apply.json (scale.${count})`);
+  } else if (!skipBaseline) {
+    mkdirSync(join(root, 'bench/results'), { recursive: true });
+    writeFileSync(resultsFile, `${JSON.stringify({ ...result, ...(previous?.['scale'] ? { scale: previous['scale'] } : {}) }, null, 2)}\n`);
     console.log('wrote bench/results/apply.json');
   }
   if (resyncRequests.writes > 0 || stillReady !== count) process.exitCode = 1;

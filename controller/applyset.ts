@@ -94,13 +94,152 @@ export function firstDifference(live: unknown, desired: unknown, path = ''): str
 
 export const contains = (live: unknown, desired: unknown): boolean => firstDifference(live, desired) === undefined;
 
-/** Why applying `desired` would change something (for the log), or undefined when it would not. */
+/**
+ * Why applying `desired` would change something (for the log), or undefined when it would not.
+ * On a projected child (projectChild) the comparison is with the fields kiln's
+ * field manager still owns, so a field another manager took over counts as drift;
+ * once a child's resourceVersion has been found in sync (markInSync) it is not compared again.
+ */
 export function drift(live: KubeObject | undefined, desired: K8sObject): string | undefined {
   if (!live) return 'absent';
   if (live.metadata.deletionTimestamp) return 'being deleted';
-  if (live.metadata.annotations?.[DESIRED_DIGEST] !== desired.metadata.annotations?.[DESIRED_DIGEST]) return 'rendered content changed';
-  const { status: _s, ...want } = desired as K8sObject & { status?: unknown };
-  return firstDifference(live, want);
+  const want = desired.metadata.annotations?.[DESIRED_DIGEST];
+  if (live.metadata.annotations?.[DESIRED_DIGEST] !== want) return 'rendered content changed';
+  const projected = live as ProjectedChild;
+  if (projected[IN_SYNC] !== undefined && projected[IN_SYNC] === want) return undefined;
+  const { status: _s, ...rest } = desired as K8sObject & { status?: unknown };
+  if (!(KILN_FIELDS in projected)) return firstDifference(live, rest);
+  const owned = projected[KILN_FIELDS];
+  if (owned === undefined) return 'kiln owns no field of it';
+  // Identity (apiVersion, kind, name, namespace) is in no field set.
+  const { apiVersion: _a, kind: _k, metadata: { name: _n, namespace: _ns, ...metadata }, ...spec } = rest;
+  return firstDifference(owned, { ...spec, metadata });
+}
+
+/** Records that `live` (this resourceVersion) holds what `desired` says: its owned fields are dropped from the cache. */
+export function markInSync(live: KubeObject, desired: K8sObject): void {
+  const projected = live as ProjectedChild;
+  if (!(KILN_FIELDS in projected)) return;
+  projected[IN_SYNC] = desired.metadata.annotations?.[DESIRED_DIGEST];
+  projected[KILN_FIELDS] = undefined;
+}
+
+// ---------------------------------------------------------------------------
+// What the cache keeps of a child (the informer's transform)
+
+/**
+ * resourceVersions that kiln's own applies produced, by object: an object at
+ * such a version holds what kiln applied, so it needs no comparison (and keeps
+ * no owned fields in the cache). Bounded: entries whose watch event never
+ * comes (the object was deleted meanwhile) are dropped wholesale.
+ */
+const ownWrites = new Map<string, string>();
+const OWN_WRITES_MAX = 50_000;
+const childKey = (o: { apiVersion?: string; kind?: string; metadata: { namespace?: string; name: string } }) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+/** Called with what the API server answered to kiln's apply of `desired`; `cached` is the cache's current copy, if any. */
+export function recordOwnWrite(written: KubeObject, desired: K8sObject, cached: KubeObject | undefined): void {
+  const rv = written.metadata?.resourceVersion;
+  if (!rv) return;
+  if (cached && cached.metadata.resourceVersion === rv) {
+    markInSync(cached, desired);
+    return;
+  }
+  if (ownWrites.size >= OWN_WRITES_MAX) ownWrites.clear();
+  ownWrites.set(childKey({ ...desired, metadata: { ...desired.metadata, namespace: desired.metadata.namespace ?? written.metadata.namespace } }), rv);
+}
+
+const KILN_FIELDS = 'kiln.dev/owned-fields';
+const IN_SYNC = 'kiln.dev/in-sync-with';
+
+type ProjectedChild = KubeObject & { [KILN_FIELDS]?: unknown; [IN_SYNC]?: string };
+
+/** Labels a child keeps in the cache: membership and the owner labels the manager maps events with. */
+const KEPT_LABELS = [PART_OF, 'kiln.dev/owner-kind', 'kiln.dev/owner-name', 'kiln.dev/owner-namespace', 'app.kubernetes.io/managed-by'];
+
+interface FieldsV1 { [key: string]: FieldsV1 }
+
+/** The part of `live` that the field set `fields` (managedFields' fieldsV1) names. */
+export function pickFields(live: unknown, fields: FieldsV1): unknown {
+  const keys = Object.keys(fields).filter((k) => k !== '.');
+  if (keys.length === 0 || live === null || typeof live !== 'object') return live;
+  if (Array.isArray(live)) {
+    const picked: [number, unknown][] = [];
+    for (const k of keys) {
+      const body = k.slice(2);
+      let index = -1;
+      if (k.startsWith('k:')) {
+        const key = JSON.parse(body) as Record<string, unknown>;
+        index = live.findIndex((item) => item !== null && typeof item === 'object' && Object.entries(key).every(([kk, kv]) => String((item as Record<string, unknown>)[kk]) === String(kv)));
+      } else if (k.startsWith('v:')) {
+        const value = JSON.stringify(JSON.parse(body));
+        index = live.findIndex((item) => JSON.stringify(item) === value);
+      } else if (k.startsWith('i:')) {
+        index = Number(body);
+      }
+      if (index >= 0 && index < live.length) picked.push([index, pickFields(live[index], fields[k]!)]);
+    }
+    return picked.sort((a, b) => a[0] - b[0]).map(([, v]) => v);
+  }
+  const out: Record<string, unknown> = {};
+  for (const k of keys) {
+    if (!k.startsWith('f:')) continue;
+    const name = k.slice(2);
+    const v = (live as Record<string, unknown>)[name];
+    if (v !== undefined) out[name] = pickFields(v, fields[k]!);
+  }
+  return out;
+}
+
+/**
+ * What the cache keeps of an object kiln renders: identity, membership, the
+ * controller reference, who manages it, the digest kiln applied, the status
+ * fields the reconciler reads, and (until a reconcile has found this
+ * resourceVersion in sync) the fields kiln's field manager owns. Everything
+ * else (defaults, other managers' fields, the rest of the status) is dropped:
+ * with 10,000 resources the full objects would not fit the memory target.
+ */
+export function projectChild<T extends KubeObject>(obj: T): T {
+  const m = obj.metadata;
+  const managed = (m.managedFields ?? []) as { manager?: string; operation?: string; subresource?: string; fieldsV1?: FieldsV1 }[];
+  const kilnEntry = managed.find((f) => f.manager === FIELD_MANAGER && f.operation === 'Apply' && !f.subresource);
+  const labels: Record<string, string> = {};
+  for (const k of KEPT_LABELS) if (m.labels?.[k] !== undefined) labels[k] = m.labels[k]!;
+  const digestValue = m.annotations?.[DESIRED_DIGEST];
+  const controller = m.ownerReferences?.find((o) => o.controller);
+  const status = obj['status'] as Record<string, unknown> | undefined;
+  const out: ProjectedChild = {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      uid: m.uid,
+      resourceVersion: m.resourceVersion,
+      labels,
+      ...(digestValue !== undefined ? { annotations: { [DESIRED_DIGEST]: digestValue } } : {}),
+      ...(controller ? { ownerReferences: [{ apiVersion: controller.apiVersion, kind: controller.kind, name: controller.name, uid: controller.uid, controller: true }] } : {}),
+      managedFields: managed.map((f) => ({ manager: f.manager, operation: f.operation, subresource: f.subresource })),
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+    [KILN_FIELDS]: undefined,
+  };
+  const key = childKey(obj);
+  if (ownWrites.get(key) === m.resourceVersion && digestValue !== undefined) {
+    // What kiln's own apply produced: in sync with the digest it carries.
+    ownWrites.delete(key);
+    out[IN_SYNC] = digestValue;
+  } else {
+    out[KILN_FIELDS] = kilnEntry?.fieldsV1 ? pickFields(obj, kilnEntry.fieldsV1) : undefined;
+  }
+  if (status) {
+    const conditions = Array.isArray(status['conditions']) ? (status['conditions'] as { type: string; status: string }[]).map((c) => ({ type: c.type, status: c.status })) : undefined;
+    const kept: Record<string, unknown> = {};
+    for (const k of ['replicas', 'readyReplicas', 'startTime', 'completionTime', 'succeeded', 'failed']) if (status[k] !== undefined) kept[k] = status[k];
+    if (conditions) kept['conditions'] = conditions;
+    out['status'] = kept;
+  }
+  return out as T;
 }
 
 export const upToDate = (live: KubeObject | undefined, desired: K8sObject): boolean => drift(live, desired) === undefined;

@@ -41,6 +41,10 @@ export interface InformerOptions {
   watchdogSeconds?: number;
   maxBackoffSeconds?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** What the cache keeps of each object (client-go's SetTransform); default `slim`. */
+  transform?: (obj: KubeObject) => KubeObject;
+  /** A label whose values are indexed, for `withLabel`. */
+  indexLabel?: string;
 }
 
 /**
@@ -67,6 +71,8 @@ export const objectKey = (o: { metadata: { namespace?: string; name: string } })
 
 export class Informer {
   private readonly cache = new Map<string, KubeObject>();
+  /** indexLabel value -> keys of the objects carrying it */
+  private readonly index = new Map<string, Set<string>>();
   private readonly handlers: ((event: InformerEvent, obj: KubeObject, old?: KubeObject) => void)[] = [];
   private resourceVersion = '';
   private abort: AbortController | undefined;
@@ -90,6 +96,39 @@ export class Informer {
 
   list(): KubeObject[] {
     return [...this.cache.values()];
+  }
+
+  /** Objects whose label `label` has this value (from the index when it is `indexLabel`). */
+  withLabel(label: string, value: string): KubeObject[] {
+    if (label !== this.opts.indexLabel) return this.list().filter((o) => o.metadata.labels?.[label] === value);
+    return [...(this.index.get(value) ?? [])].map((k) => this.cache.get(k)!).filter(Boolean);
+  }
+
+  private put(key: string, obj: KubeObject, old: KubeObject | undefined): void {
+    this.cache.set(key, obj);
+    const label = this.opts.indexLabel;
+    if (!label) return;
+    const before = old?.metadata.labels?.[label];
+    const after = obj.metadata.labels?.[label];
+    if (before === after) return;
+    if (before !== undefined) this.unindex(before, key);
+    if (after !== undefined) {
+      let keys = this.index.get(after);
+      if (!keys) this.index.set(after, (keys = new Set()));
+      keys.add(key);
+    }
+  }
+
+  private remove(key: string, old: KubeObject): void {
+    this.cache.delete(key);
+    const value = this.opts.indexLabel ? old.metadata.labels?.[this.opts.indexLabel] : undefined;
+    if (value !== undefined) this.unindex(value, key);
+  }
+
+  private unindex(value: string, key: string): void {
+    const keys = this.index.get(value);
+    keys?.delete(key);
+    if (keys?.size === 0) this.index.delete(value);
   }
 
   hasSynced(): boolean {
@@ -147,7 +186,9 @@ export class Informer {
         { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
         { labelSelector: this.opts.labelSelector, limit: 500, continue: cont },
       );
-      for (const item of page.items) items.push(slim({ ...item, apiVersion: this.opts.apiVersion, kind: this.opts.kind }));
+      const transform = this.opts.transform ?? slim;
+      for (const item of page.items) items.push(transform({ ...item, apiVersion: this.opts.apiVersion, kind: this.opts.kind }));
+      page.items.length = 0; // the full objects can go while the next page loads
       cont = page.metadata.continue || undefined;
       rv = page.metadata.resourceVersion;
     } while (cont);
@@ -157,13 +198,13 @@ export class Informer {
       const key = objectKey(obj);
       seen.add(key);
       const old = this.cache.get(key);
-      this.cache.set(key, obj);
+      this.put(key, obj, old);
       if (!old) this.emit('added', obj);
       else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('updated', obj, old);
     }
     for (const [key, old] of this.cache) {
       if (!seen.has(key)) {
-        this.cache.delete(key);
+        this.remove(key, old);
         this.emit('deleted', old);
       }
     }
@@ -226,14 +267,14 @@ export class Informer {
     }
     if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
     if (e.type === 'BOOKMARK') return;
-    const full = slim({ ...obj, apiVersion: this.opts.apiVersion, kind: this.opts.kind });
+    const full = (this.opts.transform ?? slim)({ ...obj, apiVersion: this.opts.apiVersion, kind: this.opts.kind });
     const key = objectKey(full);
     const old = this.cache.get(key);
     if (e.type === 'DELETED') {
-      this.cache.delete(key);
+      if (old) this.remove(key, old);
       this.emit('deleted', full);
     } else {
-      this.cache.set(key, full);
+      this.put(key, full, old);
       this.emit(old ? 'updated' : 'added', full, old);
     }
   }

@@ -20,6 +20,7 @@ import { Reconciler, type ReconcileResult } from './reconciler.js';
 import { GitReconciler } from './git-reconciler.js';
 import { GitSink, type GitSinkOptions } from './git-sink.js';
 import { CHILD_KINDS, KILN_KINDS } from './resources.js';
+import { PART_OF, projectChild } from './applyset.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../charts/shared/labels.js';
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -68,7 +69,7 @@ export class Manager {
     for (const k of RECONCILED_KINDS) {
       for (const ns of namespaces) {
         const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, log: opts.log });
-        inf.on((event, obj) => this.onResource(event, obj));
+        inf.on((event, obj, old) => this.onResource(event, obj, old));
         this.informers.push(inf);
         this.shared(this.resources, k.kind, inf);
       }
@@ -78,7 +79,7 @@ export class Manager {
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       // ConfigMapSync copies live in tenant namespaces: watch ConfigMaps everywhere kiln writes them.
       for (const ns of k.kind === 'ConfigMap' && opts.namespaces.length > 0 ? [undefined] : namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log });
+        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log, transform: projectChild, indexLabel: PART_OF });
         inf.on((event, obj) => this.onChild(event, obj));
         this.informers.push(inf);
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);
@@ -128,7 +129,10 @@ export class Manager {
     map.set(key, group as unknown as Informer);
   }
 
-  private onResource(_event: string, obj: KubeObject): void {
+  private onResource(event: string, obj: KubeObject, old?: KubeObject): void {
+    // Apply mode: an update that changed neither spec (generation) nor metadata kiln reads is a
+    // status write (most often kiln's own): nothing to render (controller-runtime's GenerationChangedPredicate).
+    if (event === 'updated' && old && this.opts.sink !== 'git' && obj.kind !== 'ConfigMapSync' && sameInputs(old, obj)) return;
     this.queue.add(`${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`);
   }
 
@@ -189,6 +193,20 @@ export class Manager {
   }
 }
 
+const sameMap = (a: Record<string, string> | undefined, b: Record<string, string> | undefined) => {
+  const ka = Object.keys(a ?? {});
+  return ka.length === Object.keys(b ?? {}).length && ka.every((k) => a![k] === b?.[k]);
+};
+
+/** Do two versions of a kiln resource give the reconciler the same inputs (status aside)? */
+function sameInputs(a: KubeObject, b: KubeObject): boolean {
+  const ma = a.metadata;
+  const mb = b.metadata;
+  return ma.uid === mb.uid && ma.generation === mb.generation && ma.deletionTimestamp === mb.deletionTimestamp &&
+    sameMap(ma.labels, mb.labels) && sameMap(ma.annotations, mb.annotations) &&
+    (ma.finalizers ?? []).join(',') === (mb.finalizers ?? []).join(',');
+}
+
 /** Several per-namespace informers of one kind behind the Informer lookup interface. */
 class MultiInformer {
   constructor(private readonly parts: Informer[]) {}
@@ -204,6 +222,9 @@ class MultiInformer {
   }
   list(): KubeObject[] {
     return this.parts.flatMap((p) => p.list());
+  }
+  withLabel(label: string, value: string): KubeObject[] {
+    return this.parts.flatMap((p) => p.withLabel(label, value));
   }
   hasSynced(): boolean {
     return this.parts.every((p) => p.hasSynced());

@@ -9,7 +9,7 @@ import type { K8sObject, KilnResource } from '../charts/types.js';
 import { APPLY_AFTER_ANNOTATION } from '../charts/directory-restore.js';
 import { KILN_API_VERSION } from '../charts/registry.js';
 import { validate, formatErrors } from '../validate/index.js';
-import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, decorate, digest, drift, FIELD_MANAGER, PART_OF, prunable } from './applyset.js';
+import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, decorate, digest, drift, FIELD_MANAGER, markInSync, PART_OF, prunable, recordOwnWrite } from './applyset.js';
 import { isPermanent, type KubeClient } from './client.js';
 import { reconcileConfigMapSync, type ConfigMapSyncDeps } from './configmapsync.js';
 import type { EventRecorder } from './events.js';
@@ -45,7 +45,28 @@ export function parseKey(key: string): { kind: string; namespace: string; name: 
 }
 
 export class Reconciler {
+  /**
+   * key -> what the last complete reconcile saw and left: the resource's
+   * resourceVersion and its members' resourceVersions. A reconcile whose inputs
+   * are all unchanged would render, compare and write exactly as before (that
+   * is, nothing), so it stops there. Nothing else is kept per resource.
+   */
+  private readonly done = new Map<string, string[]>();
+
   constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** The inputs of a reconcile: the resource's version and its members (key@resourceVersion). */
+  private fingerprint(resourceVersion: string | undefined, id: string, override?: Map<string, string>): string {
+    const members: string[] = [];
+    for (const [gvk, informer] of this.deps.children) {
+      for (const m of informer.withLabel(PART_OF, id)) {
+        const k = `${gvk}/${m.metadata.namespace}/${m.metadata.name}`;
+        members.push(`${k}@${override?.get(k) ?? m.metadata.resourceVersion}`);
+      }
+    }
+    for (const [k, rv] of override ?? []) if (!members.some((m) => m.startsWith(`${k}@`))) members.push(`${k}@${rv}`);
+    return digest([resourceVersion, members.sort()]);
+  }
 
   private child(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
     return this.deps.children.get(`${apiVersion}/${kind}`)?.get(namespace, name);
@@ -57,8 +78,17 @@ export class Reconciler {
     const result: ReconcileResult = { applied: 0, pruned: 0, statusWritten: false };
     if (!live) return result; // deleted: its children go by garbage collection
     if (kind === 'ConfigMapSync') return this.reconcileConfigMapSync(live, result);
-    if (live.metadata.deletionTimestamp) return result;
+    if (live.metadata.deletionTimestamp) {
+      this.done.delete(key);
+      return result;
+    }
     const generation = live.metadata.generation;
+    const id = applySetId(live);
+    const memo = this.done.get(key);
+    if (memo !== undefined) {
+      if (memo.includes(this.fingerprint(live.metadata.resourceVersion, id))) return result;
+      this.done.delete(key);
+    }
 
     const v = validate({ apiVersion: live.apiVersion, kind: live.kind, metadata: live.metadata, spec: live.spec });
     if (!v.ok) {
@@ -79,8 +109,8 @@ export class Reconciler {
       return result;
     }
 
-    const id = applySetId(live);
-    await this.ensureParentMetadata(live, id, rendered);
+    const patchedVersion = await this.ensureParentMetadata(live, id, rendered);
+    let parentVersion = patchedVersion ?? live.metadata.resourceVersion;
     const desired = rendered.map((o) => decorate(o, live, id));
 
     // Apply what changed, all at once: one resource's objects do not depend on
@@ -94,15 +124,25 @@ export class Reconciler {
         waiting.push(`${obj.kind}/${obj.metadata.name} waits for ${after}`);
         continue;
       }
-      const why = drift(this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name), obj);
-      if (why === undefined) continue;
+      const current = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+      const why = drift(current, obj);
+      if (why === undefined) {
+        markInSync(current!, obj);
+        continue;
+      }
       this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why });
       toApply.push(obj);
     }
-    const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply(obj, FIELD_MANAGER)));
+    const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply<KubeObject>(obj, FIELD_MANAGER)));
     let transient: unknown;
+    const written = new Map<string, string>();
     outcomes.forEach((o, i) => {
-      if (o.status === 'fulfilled') result.applied++;
+      if (o.status === 'fulfilled') {
+        result.applied++;
+        const obj = toApply[i]!;
+        recordOwnWrite(o.value, obj, this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name));
+        if (o.value.metadata?.resourceVersion) written.set(`${obj.apiVersion}/${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`, o.value.metadata.resourceVersion);
+      }
       else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
       else transient ??= o.reason;
     });
@@ -119,8 +159,7 @@ export class Reconciler {
     const wanted = new Set(desired.map((o) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace}/${o.metadata.name}`));
     const prunedNames: string[] = [];
     for (const [gvk, informer] of this.deps.children) {
-      for (const member of informer.list()) {
-        if (member.metadata.labels?.[PART_OF] !== id) continue;
+      for (const member of informer.withLabel(PART_OF, id)) {
         if (wanted.has(`${gvk}/${member.metadata.namespace}/${member.metadata.name}`)) continue;
         if (waiting.some((w) => w.startsWith(`${member.kind}/${member.metadata.name} `))) continue;
         if (!prunable(member, live.metadata.uid)) continue;
@@ -147,7 +186,13 @@ export class Reconciler {
       ...this.workloadStatus(live, desired, generation),
       ...this.jobStatus(live),
     };
-    await this.writeStatus(live, status, result);
+    await this.writeStatus(live, status, result, (rv) => (parentVersion = rv));
+    if (waiting.length === 0 && prunedNames.length === 0) {
+      // Members as the API server left them after this reconcile's applies (the watch may lag).
+      // The resource's own version after the metadata patch counts too: its watch event may come before the status write's.
+      const versions = [...new Set([parentVersion, patchedVersion].filter((v): v is string => v !== undefined))];
+      this.done.set(key, versions.map((rv) => this.fingerprint(rv, id, written)));
+    }
     return { ...result, requeueAfterMs: waiting.length > 0 ? 5_000 : undefined };
   }
 
@@ -191,7 +236,8 @@ export class Reconciler {
   }
 
   /** The parent carries the ApplySet id and the group-kinds it may contain; written only when they change. */
-  private async ensureParentMetadata(live: KubeObject & KilnResource, id: string, rendered: K8sObject[]): Promise<void> {
+  /** Returns the resource's new resourceVersion when it wrote. */
+  private async ensureParentMetadata(live: KubeObject & KilnResource, id: string, rendered: K8sObject[]): Promise<string | undefined> {
     const kinds = [...new Set(rendered.map((o) => groupKind(o.apiVersion, o.kind)))].sort().join(',');
     const tooling = `kiln/${this.deps.version}`;
     const labels = live.metadata.labels ?? {};
@@ -199,17 +245,21 @@ export class Reconciler {
     const known = (annotations[APPLYSET_GROUP_KINDS] ?? '').split(',').filter(Boolean);
     // Keep kinds recorded before, so members of a kind no longer rendered can still be found and pruned.
     const merged = [...new Set([...known, ...kinds.split(',').filter(Boolean)])].sort().join(',');
-    if (labels[APPLYSET_ID] === id && annotations[APPLYSET_TOOLING] === tooling && annotations[APPLYSET_GROUP_KINDS] === merged) return;
-    await this.deps.client.mergePatch(
+    if (labels[APPLYSET_ID] === id && annotations[APPLYSET_TOOLING] === tooling && annotations[APPLYSET_GROUP_KINDS] === merged) return undefined;
+    const patched = await this.deps.client.mergePatch<KubeObject>(
       { apiVersion: KILN_API_VERSION, kind: live.kind, namespace: live.metadata.namespace, name: live.metadata.name },
       { metadata: { labels: { [APPLYSET_ID]: id }, annotations: { [APPLYSET_TOOLING]: tooling, [APPLYSET_GROUP_KINDS]: merged } } },
     );
+    return patched.metadata?.resourceVersion;
   }
 
-  private async writeStatus(live: KubeObject & KilnResource, next: Status & { extraConditions?: Condition[] }, result: ReconcileResult): Promise<void> {
+  private async writeStatus(live: KubeObject & KilnResource, next: Status & { extraConditions?: Condition[] }, result: ReconcileResult, onVersion?: (rv: string) => void): Promise<void> {
     const { extraConditions, ...rest } = next;
     const status = { ...rest, conditions: [...(rest.conditions ?? []), ...(extraConditions ?? [])] };
-    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, status)) result.statusWritten = true;
+    const onResponse = (w: { metadata?: { resourceVersion?: string } }) => {
+      if (w.metadata?.resourceVersion) onVersion?.(w.metadata.resourceVersion);
+    };
+    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, status, { onResponse })) result.statusWritten = true;
   }
 
   private async reconcileConfigMapSync(live: KubeObject & KilnResource, result: ReconcileResult): Promise<ReconcileResult> {

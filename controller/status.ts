@@ -84,6 +84,7 @@ export async function applyStatus(
   fieldManager: string,
   live: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; generation?: number }; status?: Status },
   next: Status,
+  opts: { onResponse?: (written: { metadata?: { resourceVersion?: string } }) => void } = {},
 ): Promise<boolean> {
   const status: Status = {
     ...next,
@@ -91,10 +92,11 @@ export async function applyStatus(
     conditions: withTransitionTimes(next.conditions ?? [], live.status?.conditions),
   };
   if (statusUpToDate(live.status, status)) return false;
-  await client.apply(
+  const written = await client.apply<{ metadata?: { resourceVersion?: string } }>(
     { apiVersion: live.apiVersion, kind: live.kind, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never,
     fieldManager,
     'status',
   );
+  opts.onResponse?.(written);
   return true;
 }
