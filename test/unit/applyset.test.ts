@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applySetId, contains, decorate, DESIRED_DIGEST, drift, PART_OF, prunable } from '../../controller/applyset.js';
+import { applySetId, contains, decorate, DESIRED_DIGEST, drift, markInSync, PART_OF, pickFields, projectChild, prunable } from '../../controller/applyset.js';
 import type { KubeObject } from '../../controller/informer.js';
 import { statusUpToDate, withTransitionTimes } from '../../controller/status.js';
 
@@ -73,5 +73,49 @@ describe('kiln controller', () => {
     const r = spawnSync(process.execPath, [new URL('../../bin/kiln.js', import.meta.url).pathname, 'controller', '--health-port', '0'], { env, encoding: 'utf8', timeout: 30_000 });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('no cluster configuration found');
+  });
+});
+
+describe('child projection', () => {
+  const desired = decorate({
+    apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 's', namespace: 'ns', labels: { app: 'x' } },
+    spec: { replicas: 3, template: { spec: { containers: [{ name: 'c', image: 'i:1', resources: { requests: { memory: '1.5Gi' } } }] } } },
+  } as never, parent, 'id');
+  const fieldsV1 = {
+    'f:metadata': { 'f:labels': { 'f:app': {}, [`f:${PART_OF}`]: {} }, 'f:annotations': { [`f:${DESIRED_DIGEST}`]: {} }, 'f:ownerReferences': { 'k:{"uid":"u-1"}': {} } },
+    'f:spec': { 'f:replicas': {}, 'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"c"}': { '.': {}, 'f:name': {}, 'f:image': {}, 'f:resources': { 'f:requests': { 'f:memory': {} } } } } } } },
+  };
+  const liveObject = (replicasOwner = 'kiln', replicas = 3) => {
+    const d = JSON.parse(JSON.stringify(desired)) as KubeObject & { spec: Record<string, unknown> };
+    d.metadata = { ...d.metadata, uid: 'c-1', resourceVersion: '7', labels: { ...d.metadata.labels, extra: 'dropped' } };
+    d.spec = { ...d.spec, replicas, revisionHistoryLimit: 10, template: { spec: { containers: [{ name: 'c', image: 'i:1', imagePullPolicy: 'IfNotPresent', resources: { requests: { memory: '1536Mi' } } }] } } };
+    const kilnFields = replicasOwner === 'kiln' ? fieldsV1 : { ...fieldsV1, 'f:spec': { ...fieldsV1['f:spec'], 'f:replicas': undefined } };
+    d.metadata.managedFields = [
+      { manager: 'kiln', operation: 'Apply', fieldsV1: JSON.parse(JSON.stringify(kilnFields)) } as never,
+      ...(replicasOwner === 'kiln' ? [] : [{ manager: replicasOwner, operation: 'Update', fieldsV1: { 'f:spec': { 'f:replicas': {} } } } as never]),
+    ];
+    (d as Record<string, unknown>)['status'] = { replicas: 3, readyReplicas: 2, currentRevision: 'r' };
+    return d;
+  };
+
+  it('keeps identity, membership, the digest, the status the reconciler reads, and the fields kiln owns', () => {
+    const p = projectChild(liveObject());
+    expect(p.metadata.labels).toEqual({ [PART_OF]: 'id' });
+    expect(p.metadata.managedFields).toEqual([{ manager: 'kiln', operation: 'Apply', subresource: undefined }]);
+    expect(p['status']).toEqual({ replicas: 3, readyReplicas: 2 });
+    expect(drift(p, desired)).toBeUndefined();
+    markInSync(p, desired);
+    expect(drift(p, desired)).toBeUndefined();
+    expect(JSON.stringify(p)).not.toContain('i:1'); // owned fields dropped once found in sync
+  });
+
+  it('a field another manager took over is drift', () => {
+    expect(drift(projectChild(liveObject('kubectl-edit', 5)), desired)).toMatch(/replicas/);
+  });
+
+  it('picks list items by key, value and index', () => {
+    expect(pickFields([{ name: 'a', x: 1, y: 2 }, { name: 'b', x: 3 }], { 'k:{"name":"b"}': { 'f:x': {} } })).toEqual([{ x: 3 }]);
+    expect(pickFields(['p', 'q'], { 'v:"q"': {} })).toEqual(['q']);
+    expect(pickFields(['p', 'q'], { 'i:0': {} })).toEqual(['p']);
   });
 });
