@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
+import { Manager } from '../../controller/manager.js';
 import { isNotFound } from '../../controller/client.js';
 import { loadKubeConfig } from '../../controller/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
@@ -17,6 +18,7 @@ import { waitFor as waitUntil } from '../harness/wait.js';
 let cp: ControlPlaneClient;
 let ldap: SlapdServer;
 let agent: Agent;
+let manager: Manager;
 const ns = `kiln-agent-ds-${randomBytes(3).toString('hex')}`;
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
@@ -77,9 +79,13 @@ beforeAll(async () => {
     log,
   });
   await agent.start();
+  // The apply-mode controller on the same resource: its conditions and the agent's must live side by side.
+  manager = new Manager({ kc, namespaces: [ns], concurrency: 2, qps: 0, burst: 0, resyncSeconds: 0, version: 'test', log });
+  await manager.start();
 }, 120_000);
 
 afterAll(async () => {
+  await manager?.stop();
   await agent?.stop();
   await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
   await ldap?.destroy();
@@ -91,6 +97,18 @@ describe('agent: directory passwords', () => {
     expect(o.status.passwords).toEqual({ synced: 3, total: 3 });
     expect(await ldap.canBind(AM, amPassword)).toBe(true);
     expect(await ldap.canBind(AM, 'the-old-wrong-one')).toBe(false);
+  });
+
+  it('the agent\'s condition and the controller\'s live side by side, each under its own field manager', async () => {
+    const o = await passwordsSynced((c, d) => c?.status === 'True' && d.status.conditions.some((x: Any) => x.type === 'Ready' && x.status === 'True'), 'PasswordsSynced and Ready');
+    expect(o.status.conditions.map((c: Any) => c.type).sort()).toEqual(['Available', 'PasswordsSynced', 'Ready', 'Reconciling', 'Stalled']);
+    expect(o.status.observedGeneration).toBe(o.metadata.generation);
+    const managers = (o.metadata.managedFields as Any[]).filter((f) => f.subresource === 'status').map((f) => f.manager).sort();
+    expect(managers).toEqual(['kiln', 'kiln-agent']);
+    // Another round of both writes nothing over the other's fields.
+    await new Promise((r) => setTimeout(r, 1000));
+    const again = await get('DirectoryService', 'ds');
+    expect(again.status.conditions.map((c: Any) => c.type).sort()).toEqual(['Available', 'PasswordsSynced', 'Ready', 'Reconciling', 'Stalled']);
   });
 
   it('generates the value of a create: true entry into its Secret and sets it in the directory', async () => {
