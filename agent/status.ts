@@ -19,8 +19,18 @@ export function condition(type: string, ok: boolean, reason: string, message: st
  * live status already says it. `observedGeneration` is included only for
  * kinds whose whole status the agent owns.
  */
+/**
+ * uid -> what the agent last wrote, and the resourceVersion it wrote over. An
+ * informer cache still holding that resourceVersion has not seen the write
+ * yet: the written status stands in for it, so a second reconcile right after
+ * the first does not write the same status again.
+ */
+const lastWrite = new Map<string, { over: string; status: Status }>();
+
 export async function applyAgentStatus(client: KubeClient, live: KubeObject, next: Status, opts: { ownsObservedGeneration?: boolean } = {}): Promise<boolean> {
-  const liveStatus = live.status as Status | undefined;
+  const uid = live.metadata.uid ?? '';
+  const mine = lastWrite.get(uid);
+  const liveStatus = mine && mine.over === live.metadata.resourceVersion ? mine.status : (live.status as Status | undefined);
   const status: Status = {
     ...next,
     ...(opts.ownsObservedGeneration ? { observedGeneration: live.metadata.generation } : {}),
@@ -28,5 +38,7 @@ export async function applyAgentStatus(client: KubeClient, live: KubeObject, nex
   };
   if (statusUpToDate(liveStatus, status)) return false;
   await client.apply({ apiVersion: live.apiVersion!, kind: live.kind!, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never, FIELD_MANAGER, 'status');
+  if (lastWrite.size > 50_000) lastWrite.clear();
+  lastWrite.set(uid, { over: live.metadata.resourceVersion ?? '', status: { ...liveStatus, ...status } });
   return true;
 }

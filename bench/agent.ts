@@ -19,7 +19,7 @@
  *
  *   npm run bench:agent [-- --count 100 --rotations 20 --concurrency 4 --qps 20 --burst 30]
  */
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { Client as LdapClient } from 'ldapts';
 import pg from 'pg';
@@ -40,6 +40,8 @@ const qps = Number(flag('qps', '20'));
 const burst = Number(flag('burst', '30'));
 /** Resources per second in the steady-arrival case. */
 const rate = Number(flag('rate', '5'));
+/** Development: the agent's log lines go to this file. */
+const logFile = flag('log', '');
 const NS = 'bench-agent';
 const SUFFIX = 'dc=kiln,dc=test';
 const ACCOUNT = `uid=svc,ou=admins,${SUFFIX}`;
@@ -159,7 +161,7 @@ try {
   agent = new Agent({
     kc, namespaces: [NS], concurrency, qps, burst, passwordIntervalSeconds: 300, databaseCheckSeconds: 10,
     endpoints: { [`PostgresInstance/${NS}/pg`]: `${server.host}:${server.port}`, [`DirectoryService/${NS}/ds`]: ldap.url },
-    log: () => {},
+    log: logFile ? (level, msg, fields) => appendFileSync(logFile, `${level} ${msg} ${JSON.stringify(fields ?? {})}\n`) : () => {},
   });
   await agent.start();
   await sleep(1000);
