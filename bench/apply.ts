@@ -744,6 +744,6 @@ try {
 } finally {
   await ctrl?.stop().catch(() => {});
   await cp?.stop().catch(() => {});
-  if (failed) log(`failed; logs kept in ${work}`);
+  if (failed || args.includes('--keep-work')) log(`${failed ? 'failed; ' : ''}logs kept in ${work}`);
   else rmSync(work, { recursive: true, force: true });
 }

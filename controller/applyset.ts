@@ -109,8 +109,9 @@ export function drift(live: KubeObject | undefined, desired: K8sObject): string 
   if (projected[IN_SYNC] !== undefined && projected[IN_SYNC] === want) return undefined;
   const { status: _s, ...rest } = desired as K8sObject & { status?: unknown };
   if (!(KILN_FIELDS in projected)) return firstDifference(live, rest);
-  const owned = projected[KILN_FIELDS];
-  if (owned === undefined) return 'kiln owns no field of it';
+  const ownedText = projected[KILN_FIELDS];
+  if (ownedText === undefined) return 'kiln owns no field of it';
+  const owned: unknown = typeof ownedText === 'string' ? JSON.parse(ownedText) : ownedText;
   // Identity (apiVersion, kind, name, namespace) is in no field set.
   const { apiVersion: _a, kind: _k, metadata: { name: _n, namespace: _ns, ...metadata }, ...spec } = rest;
   return firstDifference(owned, { ...spec, metadata });
@@ -155,7 +156,7 @@ const IN_SYNC = 'kiln.dev/in-sync-with';
 type ProjectedChild = KubeObject & { [KILN_FIELDS]?: unknown; [IN_SYNC]?: string };
 
 /** Labels a child keeps in the cache: membership and the owner labels the manager maps events with. */
-const KEPT_LABELS = [PART_OF, 'kiln.dev/owner-kind', 'kiln.dev/owner-name', 'kiln.dev/owner-namespace', 'app.kubernetes.io/managed-by'];
+const KEPT_LABELS = [PART_OF, 'kiln.dev/owner-kind', 'kiln.dev/owner-name', 'kiln.dev/owner-namespace'];
 
 interface FieldsV1 { [key: string]: FieldsV1 }
 
@@ -219,7 +220,8 @@ export function projectChild<T extends KubeObject>(obj: T): T {
       labels,
       ...(digestValue !== undefined ? { annotations: { [DESIRED_DIGEST]: digestValue } } : {}),
       ...(controller ? { ownerReferences: [{ apiVersion: controller.apiVersion, kind: controller.kind, name: controller.name, uid: controller.uid, controller: true }] } : {}),
-      managedFields: managed.map((f) => ({ manager: f.manager, operation: f.operation, subresource: f.subresource })),
+      // prunable() asks only whether kiln applied it.
+      managedFields: kilnEntry ? [{ manager: FIELD_MANAGER, operation: 'Apply' }] : [],
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
     [KILN_FIELDS]: undefined,
@@ -230,7 +232,8 @@ export function projectChild<T extends KubeObject>(obj: T): T {
     ownWrites.delete(key);
     out[IN_SYNC] = digestValue;
   } else {
-    out[KILN_FIELDS] = kilnEntry?.fieldsV1 ? pickFields(obj, kilnEntry.fieldsV1) : undefined;
+    // As JSON text: a third of the memory, and read once (then dropped by markInSync).
+    out[KILN_FIELDS] = kilnEntry?.fieldsV1 ? JSON.stringify(pickFields(obj, kilnEntry.fieldsV1)) : undefined;
   }
   if (status) {
     const conditions = Array.isArray(status['conditions']) ? (status['conditions'] as { type: string; status: string }[]).map((c) => ({ type: c.type, status: c.status })) : undefined;

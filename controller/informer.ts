@@ -45,6 +45,11 @@ export interface InformerOptions {
   transform?: (obj: KubeObject) => KubeObject;
   /** A label whose values are indexed, for `withLabel`. */
   indexLabel?: string;
+  /**
+   * Keep each object as its JSON text (a third or less of the memory of the
+   * parsed object); get() and list() parse a fresh copy.
+   */
+  compact?: boolean;
 }
 
 /**
@@ -67,10 +72,12 @@ export function slim<T extends KubeObject>(obj: T): T {
   };
 }
 
+const decode = (v: KubeObject | string): KubeObject => (typeof v === 'string' ? (JSON.parse(v) as KubeObject) : v);
+
 export const objectKey = (o: { metadata: { namespace?: string; name: string } }) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 export class Informer {
-  private readonly cache = new Map<string, KubeObject>();
+  private readonly cache = new Map<string, KubeObject | string>();
   /** indexLabel value -> keys of the objects carrying it */
   private readonly index = new Map<string, Set<string>>();
   private readonly handlers: ((event: InformerEvent, obj: KubeObject, old?: KubeObject) => void)[] = [];
@@ -91,21 +98,26 @@ export class Informer {
   }
 
   get(namespace: string | undefined, name: string): KubeObject | undefined {
-    return this.cache.get(`${namespace ?? ''}/${name}`);
+    return this.at(`${namespace ?? ''}/${name}`);
   }
 
   list(): KubeObject[] {
-    return [...this.cache.values()];
+    return [...this.cache.values()].map(decode);
+  }
+
+  private at(key: string): KubeObject | undefined {
+    const v = this.cache.get(key);
+    return v === undefined ? undefined : decode(v);
   }
 
   /** Objects whose label `label` has this value (from the index when it is `indexLabel`). */
   withLabel(label: string, value: string): KubeObject[] {
     if (label !== this.opts.indexLabel) return this.list().filter((o) => o.metadata.labels?.[label] === value);
-    return [...(this.index.get(value) ?? [])].map((k) => this.cache.get(k)!).filter(Boolean);
+    return [...(this.index.get(value) ?? [])].map((k) => this.at(k)).filter((o): o is KubeObject => o !== undefined);
   }
 
   private put(key: string, obj: KubeObject, old: KubeObject | undefined): void {
-    this.cache.set(key, obj);
+    this.cache.set(key, this.opts.compact ? JSON.stringify(obj) : obj);
     const label = this.opts.indexLabel;
     if (!label) return;
     const before = old?.metadata.labels?.[label];
@@ -174,7 +186,7 @@ export class Informer {
   }
 
   private resync(): void {
-    for (const obj of this.cache.values()) this.emit('resync', obj);
+    for (const obj of this.cache.values()) this.emit('resync', decode(obj));
   }
 
   private async relist(): Promise<void> {
@@ -197,13 +209,14 @@ export class Informer {
     for (const obj of items) {
       const key = objectKey(obj);
       seen.add(key);
-      const old = this.cache.get(key);
+      const old = this.at(key);
       this.put(key, obj, old);
       if (!old) this.emit('added', obj);
       else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('updated', obj, old);
     }
-    for (const [key, old] of this.cache) {
+    for (const [key, cached] of this.cache) {
       if (!seen.has(key)) {
+        const old = decode(cached);
         this.remove(key, old);
         this.emit('deleted', old);
       }
@@ -269,7 +282,7 @@ export class Informer {
     if (e.type === 'BOOKMARK') return;
     const full = (this.opts.transform ?? slim)({ ...obj, apiVersion: this.opts.apiVersion, kind: this.opts.kind });
     const key = objectKey(full);
-    const old = this.cache.get(key);
+    const old = this.at(key);
     if (e.type === 'DELETED') {
       if (old) this.remove(key, old);
       this.emit('deleted', full);

@@ -13,7 +13,7 @@ import type { ClusterConfigInput } from './kubeconfig.js';
 import { KubeClient } from './client.js';
 import { ServiceAccountTokens } from './configmapsync.js';
 import { EventRecorder } from './events.js';
-import { Informer, type KubeObject } from './informer.js';
+import { Informer, slim, type KubeObject } from './informer.js';
 import { LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
 import { Reconciler, type ReconcileResult } from './reconciler.js';
@@ -68,7 +68,7 @@ export class Manager {
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of RECONCILED_KINDS) {
       for (const ns of namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, log: opts.log });
+        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, log: opts.log, compact: true, transform: slimResource });
         inf.on((event, obj, old) => this.onResource(event, obj, old));
         this.informers.push(inf);
         this.shared(this.resources, k.kind, inf);
@@ -205,6 +205,13 @@ function sameInputs(a: KubeObject, b: KubeObject): boolean {
   return ma.uid === mb.uid && ma.generation === mb.generation && ma.deletionTimestamp === mb.deletionTimestamp &&
     sameMap(ma.labels, mb.labels) && sameMap(ma.annotations, mb.annotations) &&
     (ma.finalizers ?? []).join(',') === (mb.finalizers ?? []).join(',');
+}
+
+/** What the cache keeps of a kiln resource: all but its managedFields (who wrote what; kiln reads none of it). */
+function slimResource(obj: KubeObject): KubeObject {
+  const s = slim(obj);
+  const { managedFields: _m, ...metadata } = s.metadata;
+  return { ...s, metadata };
 }
 
 /** Several per-namespace informers of one kind behind the Informer lookup interface. */

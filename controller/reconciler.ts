@@ -109,8 +109,10 @@ export class Reconciler {
       return result;
     }
 
-    const patchedVersion = await this.ensureParentMetadata(live, id, rendered);
-    let parentVersion = patchedVersion ?? live.metadata.resourceVersion;
+    // The parent's ApplySet metadata goes out with the members' applies, not a round trip before
+    // them: kiln finds its members by label, and a failed patch fails (and retries) the reconcile.
+    const parentPatch = this.ensureParentMetadata(live, id, rendered);
+    parentPatch.catch(() => undefined);
     const desired = rendered.map((o) => decorate(o, live, id));
 
     // Apply what changed, all at once: one resource's objects do not depend on
@@ -146,6 +148,8 @@ export class Reconciler {
       else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
       else transient ??= o.reason;
     });
+    const patchedVersion = await parentPatch;
+    let parentVersion = patchedVersion ?? live.metadata.resourceVersion;
     if (transient) throw transient; // the queue retries with backoff
     if (failures.length > 0) {
       const message = `apply failed: ${failures.join('; ')}`;

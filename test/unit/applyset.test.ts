@@ -101,7 +101,7 @@ describe('child projection', () => {
   it('keeps identity, membership, the digest, the status the reconciler reads, and the fields kiln owns', () => {
     const p = projectChild(liveObject());
     expect(p.metadata.labels).toEqual({ [PART_OF]: 'id' });
-    expect(p.metadata.managedFields).toEqual([{ manager: 'kiln', operation: 'Apply', subresource: undefined }]);
+    expect(p.metadata.managedFields).toEqual([{ manager: 'kiln', operation: 'Apply' }]);
     expect(p['status']).toEqual({ replicas: 3, readyReplicas: 2 });
     expect(drift(p, desired)).toBeUndefined();
     markInSync(p, desired);
