@@ -10,8 +10,9 @@
  *   annotations onto each resource (controller/reconciler.ts) and the
  *   ConfigMapSync finalizer (controller/configmapsync.ts);
  * - apply mode also watches the kinds it renders (controller/resources.ts
- *   CHILD_KINDS, label selector managed-by=kiln), applies them (PATCH, server-
- *   side apply also creates), prunes them with DELETE (never a
+ *   CHILD_KINDS, label selector managed-by=kiln), applies them (a server-side
+ *   apply PATCH, which the API server authorizes as `create` when the object
+ *   does not exist yet and as `patch` when it does), prunes them with DELETE (never a
  *   PersistentVolumeClaim), requests ServiceAccount tokens for ConfigMapSync
  *   (whose copies are written with the tenant's token, not these rules);
  * - both record Events (POST only) and hold a Lease in their own namespace
@@ -75,33 +76,33 @@ export const CONTROLLER_APPLY_RULES: NamedRule[] = [
   kilnStatus(CONTROLLER_KINDS),
   {
     id: 'core-children',
-    why: 'watch, server-side apply and prune the ConfigMaps and Services it renders',
-    rule: { apiGroups: [''], resources: ['configmaps', 'services'], verbs: ['delete', 'list', 'patch', 'watch'] },
+    why: 'watch, server-side apply (create, then patch) and prune the ConfigMaps and Services it renders',
+    rule: { apiGroups: [''], resources: ['configmaps', 'services'], verbs: ['create', 'delete', 'list', 'patch', 'watch'] },
   },
   {
     id: 'claims',
-    why: 'watch and server-side apply a DirectoryRestore\'s PersistentVolumeClaim; claims are never pruned, so no delete',
-    rule: { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['list', 'patch', 'watch'] },
+    why: 'watch and server-side apply the claims of DirectoryBackup and DirectoryRestore; claims are never pruned, so no delete',
+    rule: { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['create', 'list', 'patch', 'watch'] },
   },
   {
     id: 'statefulsets',
     why: 'watch, server-side apply and prune StatefulSets (their status feeds status.readyReplicas)',
-    rule: { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['delete', 'list', 'patch', 'watch'] },
+    rule: { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['create', 'delete', 'list', 'patch', 'watch'] },
   },
   {
     id: 'jobs',
     why: 'watch, server-side apply and prune the Jobs of DirectoryBackup and DirectoryRestore',
-    rule: { apiGroups: ['batch'], resources: ['jobs'], verbs: ['delete', 'list', 'patch', 'watch'] },
+    rule: { apiGroups: ['batch'], resources: ['jobs'], verbs: ['create', 'delete', 'list', 'patch', 'watch'] },
   },
   {
     id: 'poddisruptionbudgets',
     why: 'watch, server-side apply and prune PodDisruptionBudgets',
-    rule: { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['delete', 'list', 'patch', 'watch'] },
+    rule: { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['create', 'delete', 'list', 'patch', 'watch'] },
   },
   {
     id: 'volumesnapshots',
     why: 'watch, server-side apply and prune the VolumeSnapshots of DirectoryBackup and DirectoryRestore',
-    rule: { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['delete', 'list', 'patch', 'watch'] },
+    rule: { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['create', 'delete', 'list', 'patch', 'watch'] },
   },
   eventsCreate,
   {

@@ -1,0 +1,300 @@
+/**
+ * The install manifests' RBAC is sufficient and minimal.
+ *
+ * Sufficient: `kiln controller` runs as a child process with a token for the
+ * ServiceAccount the manifests create (never admin) and converges the examples.
+ * Minimal: for every row of RULES, the ClusterRole (or the leader-election
+ * Role) is applied again without one rule, or one verb of it, and a fresh
+ * controller shows the behaviour that breaks, in its own logs or in the
+ * resources' status; then the rule is put back.
+ *
+ * The agent's half follows the same pattern: its rows (a Row[] like
+ * CONTROLLER_RULE_ROWS), setRules(omit, 'agent', `${name}-agent`), a
+ * kubeconfig from serviceAccountKubeconfig(cp, installNs, `${name}-agent`),
+ * and shows(row, ctx) with the agent's process in ctx.controller.
+ */
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { installObjects, type InstallOptions } from '../../charts/install/install.js';
+import { clusterRules, CONTROLLER_APPLY_RULES, leaseRules, type Component, type NamedRule } from '../../charts/install/rbac.js';
+import type { K8sObject, KilnResource } from '../../charts/types.js';
+import { applySetId } from '../../controller/applyset.js';
+import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { waitFor } from '../harness/wait.js';
+import { exampleResources } from '../unit/fixtures.js';
+import { applyObjects, freePort, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
+
+let cp: ControlPlaneClient;
+const id = suffix();
+const installNs = `kiln-rbac-${id}`;
+const name = `kr-${id}`;
+const work = `kiln-rbac-work-${id}`;
+const tenant = `kiln-rbac-tenant-${id}`;
+const controllerSa = `${name}-controller`;
+const base: InstallOptions = { mode: 'apply', version: 'test', namespace: installNs, name, crds: 'skip' };
+let installed: K8sObject[] = [];
+let kubeconfig = '';
+const running: KilnProcess[] = [];
+
+const KINDS = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid', 'DirectoryBackup', 'DirectoryRestore'];
+const examples = exampleResources()
+  .map((e) => e.resource)
+  .filter((r) => KINDS.includes(r.kind))
+  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: work } }) as KilnResource);
+const sync = (n: string): KilnResource => ({
+  apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: n, namespace: work },
+  spec: { source: { name: 'ca-bundle' }, targets: { namespaces: [tenant] }, serviceAccountName: 'tenant-sync' },
+});
+const plural: Record<string, string> = {
+  DirectoryService: 'directoryservices', PostgresInstance: 'postgresinstances', CacheCluster: 'cacheclusters', DataGrid: 'datagrids',
+  DirectoryBackup: 'directorybackups', DirectoryRestore: 'directoryrestores', ConfigMapSync: 'configmapsyncs',
+};
+
+async function getJson(args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const r = await cp.kubectl(['get', ...args, '-o', 'json']);
+  return r.code === 0 ? JSON.parse(r.stdout) : undefined;
+}
+
+/** Every kiln resource's conditions in the work namespace, for failure messages. */
+async function conditions(): Promise<string> {
+  return (await cp.kubectl(['get', 'kiln', '-n', work, '-o', 'jsonpath={range .items[*]}{.kind}/{.metadata.name}: {.status.conditions}{"\\n"}{end}'])).stdout;
+}
+
+async function condition(kind: string, n: string, type: string): Promise<{ status: string; reason: string; message: string } | undefined> {
+  const o = await getJson(['-n', work, `${plural[kind]}.kiln.dev`, n]);
+  const c = o?.status?.conditions?.find((x: { type: string }) => x.type === type);
+  return c && o.status.observedGeneration === o.metadata.generation ? c : undefined;
+}
+
+const create = (r: KilnResource) => cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(r) });
+/** A fresh copy of the example of `kind`, named `n`. */
+function example(kind: string, n: string): KilnResource {
+  const e = examples.find((r) => r.kind === kind)!;
+  return { ...e, metadata: { name: n, namespace: work } };
+}
+
+async function startController(): Promise<KilnProcess> {
+  const port = await freePort();
+  const p = startKiln(['controller', '--mode', 'apply', '--kubeconfig', kubeconfig, '-n', work, '--leader-election-namespace', installNs,
+    '--leader-election-id', controllerSa, '--metrics-port', String(port), '--health-port', String(port), '--resync', '0', '--log-level', 'info']);
+  running.push(p);
+  return p;
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all(running.splice(0).map((p) => p.stop()));
+}
+
+/** `kubectl auth can-i` for the first resource and verb a rule (or one verb of it) grants. */
+async function canI(sa: string, rule: NamedRule, verb: string, namespace: string): Promise<boolean> {
+  const r = rule.rule;
+  const [resource, sub] = r.resources[0]!.split('/');
+  const group = r.apiGroups[0] ? `.${r.apiGroups[0]}` : '';
+  const target = r.resourceNames ? `${resource}${group}/${r.resourceNames[0]}` : `${resource}${group}`;
+  const out = await cp.kubectl(['auth', 'can-i', verb, target, ...(sub ? ['--subresource', sub] : []), '-n', namespace, '--as', `system:serviceaccount:${installNs}:${sa}`]);
+  return out.stdout.trim() === 'yes';
+}
+
+/** Applies the ClusterRole and the leader-election Role without `omit` and waits until the API server enforces it. */
+async function setRules(omit: string[], component: Component = 'controller-apply', sa = controllerSa): Promise<void> {
+  const objs = installObjects({ ...base, omitRules: omit.map((o) => `${component}:${o}`) }).filter((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && o.metadata.name.startsWith(sa));
+  expect((await applyObjects(cp, objs)).code).toBe(0);
+  const rules = [...clusterRules(component), ...leaseRules(sa)];
+  for (const o of omit.length ? omit : rules.map((r) => r.id)) {
+    const [ruleId, verb] = o.split(':');
+    for (const rule of rules.filter((r) => r.id === ruleId)) {
+      const ns = rule.id.startsWith('lease') ? installNs : work;
+      const want = !omit.length;
+      await waitFor(`${o} ${want ? 'granted' : 'revoked'}`, async () => (await canI(sa, rule, verb ?? rule.rule.verbs[0]!, ns)) === want, 10_000);
+    }
+  }
+}
+
+interface Ctx {
+  n: string;
+  controller?: KilnProcess;
+}
+
+interface Row {
+  /** Rule id, or `rule-id:verb`, as in charts/install/rbac.ts. */
+  omit: string;
+  /** What breaks without it. */
+  breaks: string;
+  /** Before the controller starts: create or change the resource that needs the rule. */
+  act?: (c: Ctx) => Promise<unknown>;
+  /** A line the controller logs when the API server refuses it: `msg` of its JSON log line, and text in the line. */
+  log?: { msg?: string; text: RegExp | ((c: Ctx) => RegExp) };
+  /** Or the resource's Stalled condition saying so. */
+  stalled?: { kind: string; name?: string; message: RegExp };
+  /** Whatever else shows it. */
+  check?: (c: Ctx) => Promise<void>;
+}
+
+/** The API server's words for a refusal of `verb` on `resource`. */
+const refused = (verb: string, resource: string) => new RegExp(`cannot ${verb} resource \\\\*"${resource}\\\\*"`);
+const exits = async (c: Ctx) => expect(await c.controller!.exited).not.toBe(0);
+const neverLeads = async (c: Ctx) => expect(c.controller!.lines.some((l) => l.includes('leading; starting workers'))).toBe(false);
+const patchSpec = (kind: string, n: string, spec: unknown) => cp.kubectlOk(['patch', '-n', work, kind, n, '--type=merge', '-p', JSON.stringify({ spec })]);
+
+/** One row per rule, and per verb where the verbs do different things. */
+const CONTROLLER_RULE_ROWS: Row[] = [
+  { omit: 'kiln-watch:list', breaks: 'the controller cannot fill its caches and exits', log: { text: refused('list', 'directoryservices') }, check: exits },
+  { omit: 'kiln-watch:watch', breaks: 'the controller lists but cannot watch: changes are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', 'directoryservices') } },
+  {
+    omit: 'kiln-patch', breaks: 'a new resource cannot be marked as its ApplySet parent: the reconcile fails and is retried',
+    act: (c) => create(example('DataGrid', c.n)), log: { msg: 'reconcile failed', text: refused('patch', 'datagrids') },
+  },
+  {
+    omit: 'kiln-status', breaks: 'status cannot be written: the resource never becomes Ready',
+    act: (c) => create(example('DataGrid', c.n)), log: { msg: 'reconcile failed', text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
+    check: async (c) => expect(await condition('DataGrid', c.n, 'Ready')).toBeUndefined(),
+  },
+  { omit: 'core-children:list', breaks: 'the controller cannot watch ConfigMaps and Services and exits', log: { text: refused('list', '(configmaps|services)') }, check: exits },
+  {
+    omit: 'core-children:create', breaks: 'a new DataGrid\'s ConfigMap cannot be created (a server-side apply of a new object is a create)',
+    act: (c) => create(example('DataGrid', c.n)), stalled: { kind: 'DataGrid', message: refused('create', 'configmaps') },
+  },
+  {
+    omit: 'core-children:patch', breaks: 'a changed DataGrid\'s ConfigMap cannot be updated',
+    act: () => patchSpec('datagrid', 'sessions', { partitions: 37 }), stalled: { kind: 'DataGrid', name: 'sessions', message: refused('patch', 'configmaps') },
+  },
+  {
+    omit: 'core-children:delete', breaks: 'a Service no longer rendered cannot be pruned',
+    act: () => patchSpec('directoryservice', 'ds-idrepo', { service: { type: 'None' } }),
+    log: { msg: 'reconcile failed', text: refused('delete', 'services') },
+    check: async () => expect(await getJson(['-n', work, 'service', 'ds-idrepo-client'])).toBeDefined(),
+  },
+  { omit: 'claims:list', breaks: 'the controller cannot watch PersistentVolumeClaims and exits', log: { text: refused('list', 'persistentvolumeclaims') }, check: exits },
+  { omit: 'claims:create', breaks: 'a DirectoryBackup\'s claims cannot be created', act: (c) => create(example('DirectoryBackup', c.n)), stalled: { kind: 'DirectoryBackup', message: refused('create', 'persistentvolumeclaims') } },
+  { omit: 'statefulsets:list', breaks: 'the controller cannot watch StatefulSets and exits', log: { text: refused('list', 'statefulsets') }, check: exits },
+  { omit: 'statefulsets:create', breaks: 'a CacheCluster\'s StatefulSet cannot be created', act: (c) => create(example('CacheCluster', c.n)), stalled: { kind: 'CacheCluster', message: refused('create', 'statefulsets') } },
+  {
+    omit: 'statefulsets:patch', breaks: 'a scaled CacheCluster\'s StatefulSet cannot be updated',
+    act: () => patchSpec('cachecluster', 'session-cache', { size: 6 }), stalled: { kind: 'CacheCluster', name: 'session-cache', message: refused('patch', 'statefulsets') },
+  },
+  { omit: 'jobs:create', breaks: 'a DirectoryBackup\'s Job cannot be created', act: (c) => create(example('DirectoryBackup', c.n)), stalled: { kind: 'DirectoryBackup', message: refused('create', 'jobs') } },
+  { omit: 'jobs:watch', breaks: 'Job changes (a restore\'s completion) are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', 'jobs') } },
+  { omit: 'poddisruptionbudgets:list', breaks: 'the controller cannot watch PodDisruptionBudgets and exits', log: { text: refused('list', 'poddisruptionbudgets') }, check: exits },
+  { omit: 'poddisruptionbudgets:create', breaks: 'a DirectoryService\'s PodDisruptionBudget cannot be created', act: (c) => create(example('DirectoryService', c.n)), stalled: { kind: 'DirectoryService', message: refused('create', 'poddisruptionbudgets') } },
+  { omit: 'volumesnapshots:list', breaks: 'the controller cannot watch VolumeSnapshots and exits', log: { text: refused('list', 'volumesnapshots') }, check: exits },
+  { omit: 'volumesnapshots:create', breaks: 'a DirectoryBackup\'s VolumeSnapshot cannot be created', act: (c) => create(example('DirectoryBackup', c.n)), stalled: { kind: 'DirectoryBackup', message: refused('create', 'volumesnapshots') } },
+  { omit: 'events', breaks: 'no Event is recorded (reconciles go on)', act: (c) => create(example('DataGrid', c.n)), log: { msg: 'could not record event', text: refused('create', 'events') } },
+  {
+    omit: 'serviceaccount-tokens', breaks: 'a ConfigMapSync cannot act as its ServiceAccount: Stalled, nothing copied',
+    act: (c) => create(sync(c.n)), log: { msg: 'cannot obtain a ServiceAccount token', text: /403/ },
+    stalled: { kind: 'ConfigMapSync', message: /TokenRequest|token/i },
+  },
+  {
+    omit: 'lease-create', breaks: 'without its Lease the controller cannot create one, never leads and reconciles nothing',
+    act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, controllerSa, '--ignore-not-found']),
+    log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads,
+  },
+  {
+    omit: 'lease', breaks: 'the controller cannot read or renew its Lease, never leads and reconciles nothing',
+    log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads,
+  },
+];
+
+/** Waits until the row's failure shows, in the logs or in the resource's status. */
+async function shows(row: Row, c: Ctx): Promise<void> {
+  const p = c.controller!;
+  await waitFor(`${row.omit}: ${row.log ? 'a log line' : 'a Stalled condition'}`, async () => {
+    if (row.log) {
+      const text = typeof row.log.text === 'function' ? row.log.text(c) : row.log.text;
+      const hit = p.lines.some((l) => {
+        if (!text.test(l)) return false;
+        if (!row.log!.msg) return true;
+        try {
+          return (JSON.parse(l) as { msg?: string }).msg === row.log!.msg;
+        } catch {
+          return false;
+        }
+      });
+      if (!hit) return false;
+    }
+    if (row.stalled) {
+      const st = await condition(row.stalled.kind, row.stalled.name ?? c.n, 'Stalled');
+      if (st?.status !== 'True' || !row.stalled.message.test(st.message)) return false;
+    }
+    return true;
+  }, 30_000, () => p.lines.slice(-10).join('\n'));
+}
+
+beforeAll(async () => {
+  cp = connectControlPlane(inject('controlPlane'));
+  installed = installObjects(base);
+  const r = await applyObjects(cp, installed);
+  if (r.code !== 0) throw new Error(r.stderr);
+  for (const ns of [work, tenant]) await cp.kubectlOk(['create', 'namespace', ns]);
+  // ConfigMapSync's tenant: its own ServiceAccount reads the source and writes copies (not the controller).
+  const tenantRbac = [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tenant-sync', namespace: work } },
+    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ca-bundle', namespace: work }, data: { 'ca.crt': 'not a real certificate' } },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'read-source', namespace: work }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }] },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'read-source', namespace: work }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'read-source' }, subjects: [{ kind: 'ServiceAccount', name: 'tenant-sync', namespace: work }] },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'write-copies', namespace: tenant }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'patch', 'delete'] }] },
+    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'write-copies', namespace: tenant }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'write-copies' }, subjects: [{ kind: 'ServiceAccount', name: 'tenant-sync', namespace: work }] },
+  ];
+  const t = await applyObjects(cp, tenantRbac);
+  if (t.code !== 0) throw new Error(t.stderr);
+  kubeconfig = await serviceAccountKubeconfig(cp, installNs, controllerSa);
+}, 120_000);
+
+afterAll(async () => {
+  await stopAll();
+  await uninstall(cp, installed);
+  for (const ns of [work, tenant]) await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
+});
+
+describe('the controller with exactly the generated RBAC', () => {
+  it('it is not an administrator', async () => {
+    const as = ['--as', `system:serviceaccount:${installNs}:${controllerSa}`];
+    expect((await cp.kubectl(['auth', 'can-i', 'get', 'secrets', '-n', work, ...as])).stdout.trim()).toBe('no');
+    expect((await cp.kubectl(['auth', 'can-i', 'create', 'namespaces', ...as])).stdout.trim()).toBe('no');
+    // The kubeconfig carries the ServiceAccount's token, not the admin's.
+    expect((await cp.kubectl(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'], { kubeconfig })).stdout).toBe(`system:serviceaccount:${installNs}:${controllerSa}`);
+  });
+
+  it('converges every example (and a ConfigMapSync) with its ServiceAccount token', async () => {
+    const c = await startController();
+    for (const r of examples) await create(r);
+    await create(sync('ca-bundle'));
+    const logs = () => c.lines.slice(-20).join('\n');
+    for (const r of examples) {
+      if (r.kind === 'DirectoryRestore') continue; // waits for its Job, which nothing runs here
+      await waitFor(`${r.kind}/${r.metadata.name} Ready`, async () => (await condition(r.kind, r.metadata.name, 'Ready'))?.status === 'True', 60_000, logs)
+        .catch(async (err: Error) => { throw new Error(`${err.message}\n${await conditions()}`); });
+    }
+    await waitFor('the restore\'s claim and Job', async () => (await getJson(['-n', work, 'pvc', 'idrepo-restore-restore'])) && (await getJson(['-n', work, 'job', 'idrepo-restore-restore'])), 30_000, logs);
+    await waitFor('ConfigMapSync Ready', async () => (await condition('ConfigMapSync', 'ca-bundle', 'Ready'))?.status === 'True', 30_000, logs);
+    expect(await getJson(['-n', tenant, 'configmap', 'ca-bundle'])).toBeDefined();
+    const ds = await getJson(['-n', work, 'directoryservice', 'ds-idrepo']);
+    expect(ds.metadata.labels['applyset.kubernetes.io/id']).toBe(applySetId(ds));
+    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    const events = await cp.kubectlOk(['get', 'events', '-n', work, '--field-selector', 'reason=Applied', '-o', 'name']);
+    expect(events.trim()).not.toBe('');
+    await stopAll();
+  }, 180_000);
+
+  it('every rule of the controller\'s ClusterRole and Role has a row below', () => {
+    const covered = new Set(CONTROLLER_RULE_ROWS.map((r) => r.omit.split(':')[0]));
+    expect([...CONTROLLER_APPLY_RULES, ...leaseRules(controllerSa)].map((r) => r.id).filter((ruleId) => !covered.has(ruleId))).toEqual([]);
+  });
+
+  describe('without one rule, this breaks', () => {
+    CONTROLLER_RULE_ROWS.forEach((row, i) => {
+      it(`${row.omit}: ${row.breaks}`, async () => {
+        const ctx: Ctx = { n: `row-${i}` };
+        await setRules([row.omit]);
+        try {
+          await row.act?.(ctx);
+          ctx.controller = await startController();
+          await shows(row, ctx);
+          await row.check?.(ctx);
+        } finally {
+          await stopAll();
+          await setRules([]);
+        }
+      }, 120_000);
+    });
+  });
+});
