@@ -181,7 +181,8 @@ class Controller {
       join(root, 'build/cli/kiln.js'), 'controller',
       '--kubeconfig', kubeconfig, '--namespace', namespace, '--no-leader-elect',
       '--qps', String(qps), '--burst', String(qps), '--concurrency', String(concurrency),
-      '--health-port', String(healthPort), '--resync', '0', '--log-level', 'warn',
+      // /metrics on the probe port: no fixed port another process may hold.
+      '--health-port', String(healthPort), '--metrics-port', String(healthPort), '--resync', '0', '--log-level', 'warn',
     ], { cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: '' } });
     closeSync(fd);
     controllers.add(this.child);
