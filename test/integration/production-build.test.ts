@@ -1,0 +1,149 @@
+/**
+ * What the container image runs, without a container engine: the Dockerfile's
+ * runtime stage is read and carried out in a temporary directory (its COPY
+ * lines, its `npm ci --omit=dev`, its ENV), from JavaScript compiled with
+ * tsconfig.build.json as the build stage does. Then, with no TypeScript
+ * toolchain reachable and the application directory read-only (as the image's
+ * root filesystem is), `kiln version`, `kiln controller --help`, `kiln agent
+ * --help` work and `kiln controller --mode apply` converges an example
+ * against the real control plane with the install manifests' ServiceAccount.
+ */
+import { execFile } from 'node:child_process';
+import { chmodSync, cpSync, existsSync, globSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { installObjects } from '../../charts/install/install.js';
+import type { K8sObject, KilnResource } from '../../charts/types.js';
+import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { waitFor } from '../harness/wait.js';
+import { exampleResources } from '../unit/fixtures.js';
+import { applyObjects, freePort, httpGet, ROOT, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
+
+const run = promisify(execFile);
+const work = mkdtempSync(join(tmpdir(), 'kiln-image-'));
+const buildDir = join(work, 'build-stage');
+const app = join(work, 'app');
+/** Stands in for the image's /tmp (an emptyDir): the only writable place. */
+const writable = join(work, 'tmp');
+let env: NodeJS.ProcessEnv = {};
+let cp: ControlPlaneClient;
+let installed: K8sObject[] = [];
+const id = suffix();
+const ns = `kiln-image-${id}`;
+const installNs = `kiln-image-system-${id}`;
+const running: KilnProcess[] = [];
+
+/** The runtime stage: everything after the last FROM. */
+function runtimeStage(): string[] {
+  const lines = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const from = lines.map((l, i) => (/^FROM /i.test(l) ? i : -1)).filter((i) => i >= 0);
+  return lines.slice(from[from.length - 1]! + 1);
+}
+
+const kiln = (args: string[]) => run(process.execPath, [join(app, 'bin', 'kiln.js'), ...args], { cwd: app, env, timeout: 60_000 });
+
+beforeAll(async () => {
+  cp = connectControlPlane(inject('controlPlane'));
+  // Build stage: the compiler from this checkout, the image's tsconfig.
+  await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', buildDir], { cwd: ROOT, timeout: 300_000 });
+  mkdirSync(app, { recursive: true });
+  mkdirSync(writable, { recursive: true });
+  env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, HOME: writable, TMPDIR: writable };
+  for (const line of runtimeStage()) {
+    const [op, ...rest] = line.split(/\s+/);
+    if (/^COPY$/i.test(op!)) {
+      const fromBuild = rest[0] === '--from=build';
+      const args = fromBuild ? rest.slice(1) : rest;
+      const dest = args.pop()!;
+      for (const src of args) {
+        const sources = fromBuild ? [join(buildDir, src.replace(/^\/src\/build\/?/, ''))] : globSync(src, { cwd: ROOT }).map((s) => join(ROOT, s));
+        expect(sources.length, `COPY ${src}`).toBeGreaterThan(0);
+        for (const s of sources) {
+          const target = dest.endsWith('/') ? join(app, dest, src.includes('*') || !fromBuild ? s.split('/').pop()! : '') : join(app, dest);
+          mkdirSync(dirname(target), { recursive: true });
+          cpSync(s, target, { recursive: true });
+        }
+      }
+    } else if (/^ENV$/i.test(op!)) {
+      for (const kv of rest) {
+        const [k, v] = kv.split('=');
+        // /tmp in the image is this test's writable directory.
+        env[k!] = v === '/tmp' ? writable : v;
+      }
+    } else if (/^RUN$/i.test(op!)) {
+      const npmCi = line.match(/npm ci [^&]*/);
+      if (npmCi) {
+        const args = npmCi[0].trim().split(/\s+/).slice(1);
+        // The registry is reached through this machine's npm configuration (proxy, cache).
+        await run('npm', [...args, '--prefer-offline'], { cwd: app, env: { ...process.env, NODE_ENV: 'production' }, timeout: 300_000 });
+      }
+    }
+  }
+  chmodSync(app, 0o555);
+  for (const d of ['bin', 'build', 'crds']) await run('chmod', ['-R', 'a-w', join(app, d)]);
+}, 600_000);
+
+afterAll(async () => {
+  await Promise.all(running.splice(0).map((p) => p.stop()));
+  if (installed.length) await uninstall(cp, installed);
+  await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
+  await run('chmod', ['-R', 'u+w', work]).catch(() => undefined);
+  rmSync(work, { recursive: true, force: true });
+});
+
+describe('the production build (what the image runs)', () => {
+  it('holds compiled JavaScript and production dependencies only', () => {
+    expect(existsSync(join(app, 'build', 'cli', 'kiln.js'))).toBe(true);
+    expect(existsSync(join(app, 'cli'))).toBe(false);
+    expect(globSync('**/*.ts', { cwd: join(app, 'build') }).filter((f) => !f.endsWith('.d.ts'))).toEqual([]);
+    for (const dev of ['typescript', 'tsx', 'vitest', 'cdk8s-cli', 'esbuild', 'node']) expect(existsSync(join(app, 'node_modules', dev)), dev).toBe(false);
+    for (const dep of Object.keys(JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).dependencies)) expect(existsSync(join(app, 'node_modules', dep)), dep).toBe(true);
+    expect(existsSync(join(app, 'build', 'bench'))).toBe(false);
+    expect(existsSync(join(app, 'build', 'test'))).toBe(false);
+  });
+
+  it('kiln version, --help, controller --help, agent --help, install --help', async () => {
+    const version = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version as string;
+    expect((await kiln(['version'])).stdout.trim()).toBe(version);
+    expect((await kiln(['--version'])).stdout.trim()).toBe(version);
+    const help = (await kiln(['--help'])).stdout;
+    for (const c of ['synth', 'controller', 'agent', 'gitops', 'install', 'version']) expect(help).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
+    const controller = (await kiln(['controller', '--help'])).stdout;
+    for (const f of ['--mode', '--kubeconfig', '--metrics-port', '--health-port', '--log-level', '--leader-election-namespace', '--repo', '--git-token-file']) expect(controller).toContain(f);
+    const agent = (await kiln(['agent', '--help'])).stdout;
+    for (const f of ['--kubeconfig', '--metrics-port', '--health-port', '--log-level', '--leader-election-namespace']) expect(agent).toContain(f);
+    expect((await kiln(['install', '--help'])).stdout).toContain('--mode');
+  });
+
+  it('kiln controller --mode apply, with the install manifests\' ServiceAccount, converges an example and answers its probes and /metrics', async () => {
+    installed = installObjects({ mode: 'apply', version: 'test', namespace: installNs, name: `kp-${id}`, crds: 'skip', agent: false });
+    expect((await applyObjects(cp, installed)).code).toBe(0);
+    await cp.kubectlOk(['create', 'namespace', ns]);
+    const kubeconfig = await serviceAccountKubeconfig(cp, installNs, `kp-${id}-controller`);
+    const [metricsPort, healthPort] = [await freePort(), await freePort()];
+    const p = startKiln(['controller', '--mode', 'apply', '--kubeconfig', kubeconfig, '-n', ns, '--leader-election-namespace', installNs,
+      '--leader-election-id', `kp-${id}-controller`, '--metrics-port', String(metricsPort), '--health-port', String(healthPort)], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env });
+    running.push(p);
+    await p.waitForLine(/"msg":"leading; starting workers"/, 60_000);
+    const example = exampleResources().map((e) => e.resource).find((r) => r.kind === 'DirectoryService')!;
+    const ds: KilnResource = { ...example, metadata: { name: example.metadata.name, namespace: ns } };
+    await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(ds) });
+    await waitFor('DirectoryService Ready', async () => {
+      const r = await cp.kubectl(['get', '-n', ns, 'directoryservice', ds.metadata.name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
+      return r.stdout === 'True';
+    }, 60_000, () => p.lines.slice(-10).join('\n'));
+    expect((await cp.kubectl(['get', '-n', ns, 'statefulset', ds.metadata.name])).code).toBe(0);
+    expect((await httpGet(healthPort, '/healthz')).status).toBe(200);
+    expect((await httpGet(healthPort, '/readyz')).status).toBe(200);
+    const metrics = (await httpGet(metricsPort, '/metrics')).body;
+    expect(metrics).toMatch(/^kiln_reconcile_total\{kind="DirectoryService",outcome="success"\} [1-9]/m);
+    expect(metrics).toContain(`kiln_build_info{version="${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version}",component="controller"} 1`);
+    // JSON logs, nothing on stdout, no TypeScript loader anywhere.
+    expect(p.lines.filter((l) => l.startsWith('{')).length).toBeGreaterThan(0);
+    expect(p.lines.join('\n')).not.toMatch(/tsx|\.ts:\d/);
+    expect(await p.stop()).toBe(0);
+    expect(p.lines.some((l) => l.includes('"msg":"shutting down"'))).toBe(true);
+  }, 180_000);
+});
