@@ -7,6 +7,7 @@
  * object must still hold every field kiln sets.
  */
 import { createHash } from 'node:crypto';
+import { deflateRawSync, inflateRawSync, constants as zlib } from 'node:zlib';
 import type { K8sObject, KilnResource } from '../charts/types.js';
 import { quantityToNumber } from '../charts/shared/quantity.js';
 import { GROUP } from '../crds/schema/generate.js';
@@ -111,7 +112,7 @@ export function drift(live: KubeObject | undefined, desired: K8sObject): string 
   if (!(KILN_FIELDS in projected)) return firstDifference(live, rest);
   const ownedText = projected[KILN_FIELDS];
   if (ownedText === undefined) return 'kiln owns no field of it';
-  const owned: unknown = typeof ownedText === 'string' ? JSON.parse(ownedText) : ownedText;
+  const owned: unknown = typeof ownedText === 'string' ? JSON.parse(unpack(ownedText)) : ownedText;
   // Identity (apiVersion, kind, name, namespace) is in no field set.
   const { apiVersion: _a, kind: _k, metadata: { name: _n, namespace: _ns, ...metadata }, ...spec } = rest;
   return firstDifference(owned, { ...spec, metadata });
@@ -159,6 +160,18 @@ type ProjectedChild = KubeObject & { [KILN_FIELDS]?: unknown; [IN_SYNC]?: string
 const KEPT_LABELS = [PART_OF, 'kiln.dev/owner-kind', 'kiln.dev/owner-name', 'kiln.dev/owner-namespace'];
 
 interface FieldsV1 { [key: string]: FieldsV1 }
+
+/** JSON text -> raw deflate, kept as a one-byte string ('z' prefix); short texts stay as they are ('j'). */
+function pack(text: string): string {
+  if (text.length < 256) return `j${text}`;
+  return `z${deflateRawSync(text, { level: 1, strategy: zlib.Z_DEFAULT_STRATEGY }).toString('latin1')}`;
+}
+
+function unpack(packed: string): string {
+  if (packed.startsWith('j')) return packed.slice(1);
+  if (packed.startsWith('z')) return inflateRawSync(Buffer.from(packed.slice(1), 'latin1')).toString('utf8');
+  return packed;
+}
 
 /** The part of `live` that the field set `fields` (managedFields' fieldsV1) names. */
 export function pickFields(live: unknown, fields: FieldsV1): unknown {
@@ -232,8 +245,9 @@ export function projectChild<T extends KubeObject>(obj: T): T {
     ownWrites.delete(key);
     out[IN_SYNC] = digestValue;
   } else {
-    // As JSON text: a third of the memory, and read once (then dropped by markInSync).
-    out[KILN_FIELDS] = kilnEntry?.fieldsV1 ? JSON.stringify(pickFields(obj, kilnEntry.fieldsV1)) : undefined;
+    // As compressed JSON text: a tenth of the memory of the objects (a restart lists every child
+    // before any is compared), read once and then dropped by markInSync.
+    out[KILN_FIELDS] = kilnEntry?.fieldsV1 ? pack(JSON.stringify(pickFields(obj, kilnEntry.fieldsV1))) : undefined;
   }
   if (status) {
     const conditions = Array.isArray(status['conditions']) ? (status['conditions'] as { type: string; status: string }[]).map((c) => ({ type: c.type, status: c.status })) : undefined;

@@ -193,8 +193,10 @@ export class Reconciler {
     await this.writeStatus(live, status, result, (rv) => (parentVersion = rv));
     if (waiting.length === 0 && prunedNames.length === 0) {
       // Members as the API server left them after this reconcile's applies (the watch may lag).
-      // The resource's own version after the metadata patch counts too: its watch event may come before the status write's.
-      const versions = [...new Set([parentVersion, patchedVersion].filter((v): v is string => v !== undefined))];
+      // The resource's versions before this reconcile's writes and after its metadata patch count
+      // too: the watch events of the resource and of its members come on different streams, so a
+      // member's event may arrive while the cache still holds an older version of the resource.
+      const versions = [...new Set([parentVersion, patchedVersion, live.metadata.resourceVersion].filter((v): v is string => v !== undefined))];
       this.done.set(key, versions.map((rv) => this.fingerprint(rv, id, written)));
     }
     return { ...result, requeueAfterMs: waiting.length > 0 ? 5_000 : undefined };
