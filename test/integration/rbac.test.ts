@@ -13,12 +13,16 @@
  * kubeconfig from serviceAccountKubeconfig(cp, installNs, `${name}-agent`),
  * and shows(row, ctx) with the agent's process in ctx.controller.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { installObjects, type InstallOptions } from '../../charts/install/install.js';
-import { clusterRules, CONTROLLER_APPLY_RULES, leaseRules, type Component, type NamedRule } from '../../charts/install/rbac.js';
+import { clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, leaseRules, type Component, type NamedRule } from '../../charts/install/rbac.js';
 import type { K8sObject, KilnResource } from '../../charts/types.js';
 import { applySetId } from '../../controller/applyset.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { initBareRepo, plainGit } from '../harness/git.js';
 import { waitFor } from '../harness/wait.js';
 import { exampleResources } from '../unit/fixtures.js';
 import { applyObjects, freePort, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
@@ -31,8 +35,16 @@ const work = `kiln-rbac-work-${id}`;
 const tenant = `kiln-rbac-tenant-${id}`;
 const controllerSa = `${name}-controller`;
 const base: InstallOptions = { mode: 'apply', version: 'test', namespace: installNs, name, crds: 'skip' };
+// Git mode: its own installation (same namespace), resources, and a bare repository on disk.
+const gitName = `krg-${id}`;
+const gitSa = `${gitName}-controller`;
+const gitWork = `kiln-rbac-git-${id}`;
+const scratch = mkdtempSync(join(tmpdir(), 'kiln-rbac-'));
+const bare = join(scratch, 'deploy.git');
+const gitBase: InstallOptions = { mode: 'git', version: 'test', namespace: installNs, name: gitName, crds: 'skip', agent: false, git: { repo: bare, branch: 'main', cluster: 'rbac', debounceMs: 200 } };
 let installed: K8sObject[] = [];
 let kubeconfig = '';
+let gitKubeconfig = '';
 const running: KilnProcess[] = [];
 
 const KINDS = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid', 'DirectoryBackup', 'DirectoryRestore'];
@@ -59,8 +71,8 @@ async function conditions(): Promise<string> {
   return (await cp.kubectl(['get', 'kiln', '-n', work, '-o', 'jsonpath={range .items[*]}{.kind}/{.metadata.name}: {.status.conditions}{"\\n"}{end}'])).stdout;
 }
 
-async function condition(kind: string, n: string, type: string): Promise<{ status: string; reason: string; message: string } | undefined> {
-  const o = await getJson(['-n', work, `${plural[kind]}.kiln.dev`, n]);
+async function condition(kind: string, n: string, type: string, ns = work): Promise<{ status: string; reason: string; message: string } | undefined> {
+  const o = await getJson(['-n', ns, `${plural[kind]}.kiln.dev`, n]);
   const c = o?.status?.conditions?.find((x: { type: string }) => x.type === type);
   return c && o.status.observedGeneration === o.metadata.generation ? c : undefined;
 }
@@ -72,10 +84,13 @@ function example(kind: string, n: string): KilnResource {
   return { ...e, metadata: { name: n, namespace: work } };
 }
 
-async function startController(): Promise<KilnProcess> {
+/** `kiln` with the args of the installation's controller Deployment, plus its credentials, namespace and free ports. */
+async function startController(install: InstallOptions = base): Promise<KilnProcess> {
   const port = await freePort();
-  const p = startKiln(['controller', '--mode', 'apply', '--kubeconfig', kubeconfig, '-n', work, '--leader-election-namespace', installNs,
-    '--leader-election-id', controllerSa, '--metrics-port', String(port), '--health-port', String(port), '--resync', '0', '--log-level', 'info']);
+  const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-controller')) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
+  const git = install.mode === 'git';
+  const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', git ? gitKubeconfig : kubeconfig, '-n', git ? gitWork : work,
+    '--metrics-port', String(port), '--health-port', String(port), '--resync', '0', ...(git ? ['--work-dir', join(scratch, `clone-${running.length}-${Date.now()}`)] : [])]);
   running.push(p);
   return p;
 }
@@ -95,14 +110,14 @@ async function canI(sa: string, rule: NamedRule, verb: string, namespace: string
 }
 
 /** Applies the ClusterRole and the leader-election Role without `omit` and waits until the API server enforces it. */
-async function setRules(omit: string[], component: Component = 'controller-apply', sa = controllerSa): Promise<void> {
-  const objs = installObjects({ ...base, omitRules: omit.map((o) => `${component}:${o}`) }).filter((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && o.metadata.name.startsWith(sa));
+async function setRules(omit: string[], component: Component = 'controller-apply', sa = controllerSa, install: InstallOptions = base): Promise<void> {
+  const objs = installObjects({ ...install, omitRules: omit.map((o) => `${component}:${o}`) }).filter((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && o.metadata.name.startsWith(sa));
   expect((await applyObjects(cp, objs)).code).toBe(0);
   const rules = [...clusterRules(component), ...leaseRules(sa)];
   for (const o of omit.length ? omit : rules.map((r) => r.id)) {
     const [ruleId, verb] = o.split(':');
     for (const rule of rules.filter((r) => r.id === ruleId)) {
-      const ns = rule.id.startsWith('lease') ? installNs : work;
+      const ns = rule.id.startsWith('lease') ? installNs : install.mode === 'git' ? gitWork : work;
       const want = !omit.length;
       await waitFor(`${o} ${want ? 'granted' : 'revoked'}`, async () => (await canI(sa, rule, verb ?? rule.rule.verbs[0]!, ns)) === want, 10_000);
     }
@@ -111,6 +126,8 @@ async function setRules(omit: string[], component: Component = 'controller-apply
 
 interface Ctx {
   n: string;
+  /** The namespace the controller serves. */
+  ns: string;
   controller?: KilnProcess;
 }
 
@@ -131,13 +148,15 @@ interface Row {
 
 /** The API server's words for a refusal of `verb` on `resource`. */
 const refused = (verb: string, resource: string) => new RegExp(`cannot ${verb} resource \\\\*"${resource}\\\\*"`);
+/** Whichever of kiln's kinds the informers list first. */
+const KILN_PLURALS = `(${Object.values(plural).join('|')})`;
 const exits = async (c: Ctx) => expect(await c.controller!.exited).not.toBe(0);
 const neverLeads = async (c: Ctx) => expect(c.controller!.lines.some((l) => l.includes('leading; starting workers'))).toBe(false);
 const patchSpec = (kind: string, n: string, spec: unknown) => cp.kubectlOk(['patch', '-n', work, kind, n, '--type=merge', '-p', JSON.stringify({ spec })]);
 
 /** One row per rule, and per verb where the verbs do different things. */
 const CONTROLLER_RULE_ROWS: Row[] = [
-  { omit: 'kiln-watch:list', breaks: 'the controller cannot fill its caches and exits', log: { text: refused('list', 'directoryservices') }, check: exits },
+  { omit: 'kiln-watch:list', breaks: 'the controller cannot fill its caches and exits', log: { text: refused('list', KILN_PLURALS) }, check: exits },
   { omit: 'kiln-watch:watch', breaks: 'the controller lists but cannot watch: changes are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', 'directoryservices') } },
   {
     omit: 'kiln-patch', breaks: 'a new resource cannot be marked as its ApplySet parent: the reconcile fails and is retried',
@@ -212,7 +231,7 @@ async function shows(row: Row, c: Ctx): Promise<void> {
       if (!hit) return false;
     }
     if (row.stalled) {
-      const st = await condition(row.stalled.kind, row.stalled.name ?? c.n, 'Stalled');
+      const st = await condition(row.stalled.kind, row.stalled.name ?? c.n, 'Stalled', c.ns);
       if (st?.status !== 'True' || !row.stalled.message.test(st.message)) return false;
     }
     return true;
@@ -221,10 +240,11 @@ async function shows(row: Row, c: Ctx): Promise<void> {
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
-  installed = installObjects(base);
+  installed = [...installObjects(base), ...installObjects(gitBase)];
   const r = await applyObjects(cp, installed);
   if (r.code !== 0) throw new Error(r.stderr);
-  for (const ns of [work, tenant]) await cp.kubectlOk(['create', 'namespace', ns]);
+  for (const ns of [work, tenant, gitWork]) await cp.kubectlOk(['create', 'namespace', ns]);
+  initBareRepo(bare, scratch);
   // ConfigMapSync's tenant: its own ServiceAccount reads the source and writes copies (not the controller).
   const tenantRbac = [
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tenant-sync', namespace: work } },
@@ -237,12 +257,14 @@ beforeAll(async () => {
   const t = await applyObjects(cp, tenantRbac);
   if (t.code !== 0) throw new Error(t.stderr);
   kubeconfig = await serviceAccountKubeconfig(cp, installNs, controllerSa);
+  gitKubeconfig = await serviceAccountKubeconfig(cp, installNs, gitSa);
 }, 120_000);
 
 afterAll(async () => {
   await stopAll();
   await uninstall(cp, installed);
-  for (const ns of [work, tenant]) await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
+  for (const ns of [work, tenant, gitWork]) await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
+  rmSync(scratch, { recursive: true, force: true });
 });
 
 describe('the controller with exactly the generated RBAC', () => {
@@ -283,7 +305,7 @@ describe('the controller with exactly the generated RBAC', () => {
   describe('without one rule, this breaks', () => {
     CONTROLLER_RULE_ROWS.forEach((row, i) => {
       it(`${row.omit}: ${row.breaks}`, async () => {
-        const ctx: Ctx = { n: `row-${i}` };
+        const ctx: Ctx = { n: `row-${i}`, ns: work };
         await setRules([row.omit]);
         try {
           await row.act?.(ctx);
@@ -293,6 +315,67 @@ describe('the controller with exactly the generated RBAC', () => {
         } finally {
           await stopAll();
           await setRules([]);
+        }
+      }, 120_000);
+    });
+  });
+});
+
+const gitGrid = (n: string): KilnResource => ({ ...example('DataGrid', n), metadata: { name: n, namespace: gitWork } });
+
+/** Git mode reads resources, writes status and Events; Git gets the rest. */
+const GIT_RULE_ROWS: Row[] = [
+  { omit: 'kiln-watch:list', breaks: 'the controller cannot fill its caches and exits', log: { text: refused('list', KILN_PLURALS) }, check: exits },
+  { omit: 'kiln-watch:watch', breaks: 'the controller lists but cannot watch: changes are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', 'datagrids') } },
+  {
+    omit: 'kiln-status', breaks: 'a committed resource cannot say so: it never becomes Ready',
+    act: (c) => create(gitGrid(c.n)), log: { text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
+    check: async (c) => expect(await condition('DataGrid', c.n, 'Ready', gitWork)).toBeUndefined(),
+  },
+  { omit: 'events', breaks: 'no Event is recorded (commits go on)', act: (c) => create(gitGrid(c.n)), log: { msg: 'could not record event', text: refused('create', 'events') } },
+  {
+    omit: 'lease-create', breaks: 'without its Lease the controller cannot create one, never leads and commits nothing',
+    act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, gitSa, '--ignore-not-found']),
+    log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads,
+  },
+  { omit: 'lease', breaks: 'the controller cannot read or renew its Lease and never leads', log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads },
+];
+
+describe('the git-mode controller with exactly the generated RBAC', () => {
+  it('commits and reports the examples with its ServiceAccount token, and may not touch what it renders', async () => {
+    const as = ['--as', `system:serviceaccount:${installNs}:${gitSa}`];
+    for (const verb of ['create', 'patch']) expect((await cp.kubectl(['auth', 'can-i', verb, 'statefulsets.apps', '-n', gitWork, ...as])).stdout.trim()).toBe('no');
+    const c = await startController(gitBase);
+    const resources = examples.filter((r) => r.kind === 'CacheCluster' || r.kind === 'DataGrid' || r.kind === 'DirectoryService').map((r) => ({ ...r, metadata: { ...r.metadata, namespace: gitWork } }));
+    for (const r of resources) await create(r);
+    for (const r of resources) {
+      await waitFor(`${r.kind}/${r.metadata.name} Ready`, async () => (await condition(r.kind, r.metadata.name, 'Ready', gitWork))?.status === 'True', 60_000, () => c.lines.slice(-10).join('\n'));
+    }
+    expect(Number(plainGit(scratch, ['--git-dir', bare, 'rev-list', '--count', 'main']).trim())).toBeGreaterThan(1);
+    expect(plainGit(scratch, ['--git-dir', bare, 'ls-tree', '-r', '--name-only', 'main'])).toContain(`clusters/rbac/${gitWork}/`);
+    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect((await cp.kubectl(['get', 'statefulsets', '-n', gitWork, '-o', 'name'])).stdout.trim()).toBe('');
+    await stopAll();
+  }, 180_000);
+
+  it('every rule of its ClusterRole and Role has a row below', () => {
+    const covered = new Set(GIT_RULE_ROWS.map((r) => r.omit.split(':')[0]));
+    expect([...CONTROLLER_GIT_RULES, ...leaseRules(gitSa)].map((r) => r.id).filter((ruleId) => !covered.has(ruleId))).toEqual([]);
+  });
+
+  describe('without one rule, this breaks', () => {
+    GIT_RULE_ROWS.forEach((row, i) => {
+      it(`${row.omit}: ${row.breaks}`, async () => {
+        const ctx: Ctx = { n: `git-row-${i}`, ns: gitWork };
+        await setRules([row.omit], 'controller-git', gitSa, gitBase);
+        try {
+          await row.act?.(ctx);
+          ctx.controller = await startController(gitBase);
+          await shows(row, ctx);
+          await row.check?.(ctx);
+        } finally {
+          await stopAll();
+          await setRules([], 'controller-git', gitSa, gitBase);
         }
       }, 120_000);
     });
