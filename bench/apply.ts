@@ -546,6 +546,8 @@ const nsA = 'bench-kubectl';
 const nsB = 'bench-kiln';
 const kcmControllers = withStatefulSetController ? DEFAULT_CONTROLLERS : DEFAULT_CONTROLLERS.filter((c) => c !== 'statefulset-controller');
 const deadline = () => Date.now() + timeoutS * 1000;
+/** Until /readyz: every informer has listed (at 10,000 resources, 50,000 objects). */
+const readyTimeoutMs = Math.max(60_000, count * 30);
 
 let cp: ControlPlane | undefined;
 let ctrl: Controller | undefined;
@@ -590,7 +592,7 @@ try {
   const logFile1 = join(work, 'controller-1.log');
   log(`kiln controller (qps ${qps}, burst ${qps}, concurrency ${concurrency})`);
   ctrl = new Controller(controllerId.kubeconfig, nsB, healthPort, logFile1);
-  await ctrl.waitReady(60_000);
+  await ctrl.waitReady(readyTimeoutMs);
   const readyAfterS = (Date.now() - ctrl.startedAt) / 1000;
   const resourcesFile = join(work, 'directoryservices.yaml');
   writeFileSync(resourcesFile, toYamlStream(Array.from({ length: count }, (_, i) => directoryService(i, nsB))));
@@ -617,7 +619,7 @@ try {
   log('restart the controller');
   ctrl = new Controller(controllerId.kubeconfig, nsB, healthPort, logFile2);
   const restartedAt = ctrl.startedAt;
-  await ctrl.waitReady(60_000);
+  await ctrl.waitReady(readyTimeoutMs);
   const resyncReadyAfterS = (Date.now() - restartedAt) / 1000;
   const resyncDoneAt = await waitIdle(ctrl, audit, deadline());
   const resyncRequests = summarize(audit.select(CONTROLLER_USER, restartedAt, Infinity));
@@ -691,6 +693,7 @@ try {
       burst: qps,
       concurrency,
       controllerDefaultQps: 20,
+      controllerNodeArgs,
       kubeControllerManager: kcmControllers,
       note: 'seconds: kubectl = the apply command; converge = from the create of the N resources until all are Ready for their generation (polled every 500 ms, every 5 s above 2,000 resources); after Ready = until no request for 5 s and no CPU for 3 s; resync = from process start until idle. Requests are counted from the API server audit log by user (the controller and the baseline kubectl have identities of their own); converge includes the controller startup LIST/WATCH; repeatedWrites = writes to an object already written with the same verb and endpoint in that phase.',
     },
