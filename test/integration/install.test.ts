@@ -114,4 +114,24 @@ describe('install manifests', () => {
     const list = await cp.kubectlOk(['auth', 'can-i', '--list', '-n', 'default', '--as', `system:serviceaccount:${namespace}:${controller}`]);
     expect(list).not.toMatch(/^\*\.\*|\[\*\]/m);
   });
+
+  it('uninstalling without the CRDs removes kiln and keeps every resource; `kubectl delete kiln --all` removes resources of every kind', async () => {
+    const tenant = `kiln-install-res-${id}`;
+    await cp.kubectlOk(['create', 'namespace', tenant]);
+    const grid = { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g', namespace: tenant }, spec: { cache: 'c' } };
+    const cache = { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'c', namespace: tenant }, spec: { image: 'registry.example.com/cache:1' } };
+    await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [grid, cache] }) });
+    const withoutCrds = installObjects({ mode: 'apply', version: 'test', namespace, name, image: 'registry.example.com/kiln:test', crds: 'skip' });
+    const r = await cp.kubectl(['delete', '-f', '-', '--wait=false'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: withoutCrds }) });
+    expect(r.stderr).toBe('');
+    expect((await cp.kubectl(['get', 'clusterrole', `${name}-controller`])).code).not.toBe(0);
+    expect((await cp.kubectl(['get', 'clusterrolebinding', `${name}-agent`])).code).not.toBe(0);
+    expect((await cp.kubectl(['get', 'crd', 'datagrids.kiln.dev'])).code).toBe(0);
+    expect((await cp.kubectl(['get', '-n', tenant, 'datagrid', 'g'])).code).toBe(0);
+    const deleted = await cp.kubectlOk(['delete', 'kiln', '--all', '-n', tenant]);
+    expect(deleted).toMatch(/datagrid.kiln.dev "g" deleted/);
+    expect(deleted).toMatch(/cachecluster.kiln.dev "c" deleted/);
+    expect((await cp.kubectlOk(['get', 'kiln', '-n', tenant, '-o', 'name'])).trim()).toBe('');
+    await cp.kubectl(['delete', 'namespace', tenant, '--wait=false']);
+  });
 });
