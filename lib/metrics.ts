@@ -20,6 +20,11 @@
  * | kiln_build_info | gauge | version, component |
  *
  * plus prom-client's default process and Node.js metrics (process_*, nodejs_*).
+ *
+ * A reconcile's outcome is `error` when it threw and is retried with backoff
+ * (an API error, a conflict, a timeout); one that ended with the resource
+ * Stalled (invalid spec, an apply the API server refused) did its job and is a
+ * `success`: its status says what is wrong.
  * Labels never carry a resource's name, a namespace or anything secret, so the
  * number of series stays small whatever the number of resources.
  */
