@@ -7,7 +7,7 @@
  * object must still hold every field kiln sets.
  */
 import { createHash } from 'node:crypto';
-import { deflateRawSync, inflateRawSync, constants as zlib } from 'node:zlib';
+import { pack, unpack } from './pack.js';
 import type { K8sObject, KilnResource } from '../charts/types.js';
 import { quantityToNumber } from '../charts/shared/quantity.js';
 import { GROUP } from '../crds/schema/generate.js';
@@ -161,17 +161,10 @@ const KEPT_LABELS = [PART_OF, 'kiln.dev/owner-kind', 'kiln.dev/owner-name', 'kil
 
 interface FieldsV1 { [key: string]: FieldsV1 }
 
-/** JSON text -> raw deflate, kept as a one-byte string ('z' prefix); short texts stay as they are ('j'). */
-function pack(text: string): string {
-  if (text.length < 256) return `j${text}`;
-  return `z${deflateRawSync(text, { level: 1, strategy: zlib.Z_DEFAULT_STRATEGY }).toString('latin1')}`;
-}
+/** Shared by every cached child: read only. */
+const KILN_APPLIED = Object.freeze([Object.freeze({ manager: FIELD_MANAGER, operation: 'Apply' })]) as unknown as { manager: string; operation: string }[];
+const NONE = Object.freeze([]) as unknown as { manager: string; operation: string }[];
 
-function unpack(packed: string): string {
-  if (packed.startsWith('j')) return packed.slice(1);
-  if (packed.startsWith('z')) return inflateRawSync(Buffer.from(packed.slice(1), 'latin1')).toString('utf8');
-  return packed;
-}
 
 /** The part of `live` that the field set `fields` (managedFields' fieldsV1) names. */
 export function pickFields(live: unknown, fields: FieldsV1): unknown {
@@ -234,7 +227,7 @@ export function projectChild<T extends KubeObject>(obj: T): T {
       ...(digestValue !== undefined ? { annotations: { [DESIRED_DIGEST]: digestValue } } : {}),
       ...(controller ? { ownerReferences: [{ apiVersion: controller.apiVersion, kind: controller.kind, name: controller.name, uid: controller.uid, controller: true }] } : {}),
       // prunable() asks only whether kiln applied it.
-      managedFields: kilnEntry ? [{ manager: FIELD_MANAGER, operation: 'Apply' }] : [],
+      managedFields: kilnEntry ? KILN_APPLIED : NONE,
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
     [KILN_FIELDS]: undefined,

@@ -41,6 +41,28 @@ function informer(client: ScriptedClient, extra: Partial<ConstructorParameters<t
 }
 
 describe('Informer', () => {
+  it('compact: keeps deflated text, hands out fresh copies; indexes a label; old versions reach the handlers', async () => {
+    const c = new ScriptedClient();
+    const big = (name: string, rv: string, set: string): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, labels: { set } }, data: { text: 'x'.repeat(2000) } });
+    c.listResult = [big('a', '5', 's1'), big('b', '6', 's1')];
+    c.script.push(async (emit) => {
+      emit({ type: 'MODIFIED', object: big('b', '12', 's2') as never });
+    });
+    const inf = informer(c, { compact: true, indexLabel: 'set' });
+    const olds: string[] = [];
+    inf.on((e, o, old) => { if (e === 'updated') olds.push(`${old?.metadata.resourceVersion}->${o.metadata.resourceVersion}`); });
+    await inf.start();
+    await until(() => olds.length === 1);
+    expect(olds).toEqual(['6->12']);
+    const a1 = inf.get('ns', 'a')!;
+    a1.metadata.name = 'changed';
+    expect(inf.get('ns', 'a')!.metadata.name).toBe('a');
+    expect((inf.get('ns', 'a') as unknown as { data: { text: string } }).data.text).toHaveLength(2000);
+    expect(inf.withLabel('set', 's1').map((o) => o.metadata.name)).toEqual(['a']);
+    expect(inf.withLabel('set', 's2').map((o) => o.metadata.name)).toEqual(['b']);
+    inf.stop();
+  });
+
   it('lists, then watches from the list resourceVersion and applies events to its cache', async () => {
     const c = new ScriptedClient();
     c.listResult = [cm('a', '5')];
