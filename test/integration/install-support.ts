@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,10 +31,17 @@ export async function uninstall(cp: ControlPlaneClient, objects: K8sObject[]): P
   for (const o of objects) if (o.kind === 'Namespace') await cp.kubectl(['delete', 'namespace', o.metadata.name, '--ignore-not-found', '--wait=false']);
 }
 
-/** A kubeconfig file that authenticates as the ServiceAccount with a fresh bound token; the token is never printed. */
+const tokenDirs: string[] = [];
+
+/**
+ * A kubeconfig file (mode 0600, in a fresh temporary directory) that
+ * authenticates as the ServiceAccount with a bound token; the token is never
+ * printed. removeKubeconfigs() deletes them.
+ */
 export async function serviceAccountKubeconfig(cp: ControlPlaneClient, namespace: string, name: string): Promise<string> {
   const token = (await cp.kubectlOk(['create', 'token', name, '-n', namespace, '--duration', '2h'])).trim();
   const dir = mkdtempSync(join(tmpdir(), 'kiln-sa-'));
+  tokenDirs.push(dir);
   const file = join(dir, 'kubeconfig');
   writeFileSync(file, toYaml({
     apiVersion: 'v1',
@@ -45,6 +52,11 @@ export async function serviceAccountKubeconfig(cp: ControlPlaneClient, namespace
     'current-context': 'test',
   }), { mode: 0o600 });
   return file;
+}
+
+/** Deletes every kubeconfig serviceAccountKubeconfig() wrote in this process. */
+export function removeKubeconfigs(): void {
+  for (const d of tokenDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
 export async function freePort(): Promise<number> {

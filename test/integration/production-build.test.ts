@@ -19,7 +19,7 @@ import type { K8sObject, KilnResource } from '../../charts/types.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor } from '../harness/wait.js';
 import { exampleResources } from '../unit/fixtures.js';
-import { applyObjects, freePort, httpGet, ROOT, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
+import { applyObjects, freePort, httpGet, ROOT, removeKubeconfigs, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
 
 const run = promisify(execFile);
 const work = mkdtempSync(join(tmpdir(), 'kiln-image-'));
@@ -87,6 +87,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(running.splice(0).map((p) => p.stop()));
+  removeKubeconfigs();
   if (installed.length) await uninstall(cp, installed);
   await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
   await run('chmod', ['-R', 'u+w', work]).catch(() => undefined);

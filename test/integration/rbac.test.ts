@@ -25,7 +25,7 @@ import { connectControlPlane, type ControlPlaneClient } from '../harness/connect
 import { initBareRepo, plainGit } from '../harness/git.js';
 import { waitFor } from '../harness/wait.js';
 import { exampleResources } from '../unit/fixtures.js';
-import { applyObjects, freePort, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
+import { applyObjects, freePort, removeKubeconfigs, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
 
 let cp: ControlPlaneClient;
 const id = suffix();
@@ -262,6 +262,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAll();
+  removeKubeconfigs();
   await uninstall(cp, installed);
   for (const ns of [work, tenant, gitWork]) await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
   rmSync(scratch, { recursive: true, force: true });
