@@ -158,8 +158,8 @@ export function setLeader(isLeader: boolean): void {
   leader.set(isLeader ? 1 : 0);
 }
 
-/** Or: asked at every scrape whether this replica holds its Lease. */
-export function setLeaderCheck(check: () => boolean): void {
+/** Or: asked at every scrape whether this replica holds its Lease (none: back to setLeader). */
+export function setLeaderCheck(check?: () => boolean): void {
   leaderCheck = check;
 }
 

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startHttpServer, startHttpServers, type HttpServer } from '../../lib/http-server.js';
 import {
   recordAgentTask, recordApiRequest, recordGitCommit, recordGitPush, recordQueueAdd, recordQueueRetry,
-  recordReconcile, resetMetrics, setLeader, setQueueDepth,
+  recordReconcile, resetMetrics, setLeader, setLeaderCheck, setQueueDepth, metricsText,
 } from '../../lib/metrics.js';
 
 const servers: HttpServer[] = [];
@@ -103,6 +103,17 @@ describe('metrics and probes', () => {
     const s = await startHttpServer({ port: 0, host: '127.0.0.1' });
     servers.push(s);
     await expect(startHttpServer({ port: s.port, host: '127.0.0.1' })).rejects.toThrow(/EADDRINUSE/);
+  });
+});
+
+describe('kiln_leader', () => {
+  it('asks its check at every scrape', async () => {
+    let leading = false;
+    setLeaderCheck(() => leading);
+    expect(await metricsText()).toMatch(/^kiln_leader 0$/m);
+    leading = true;
+    expect(await metricsText()).toMatch(/^kiln_leader 1$/m);
+    setLeaderCheck();
   });
 });
 
