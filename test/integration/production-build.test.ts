@@ -6,7 +6,8 @@
  * toolchain reachable and the application directory read-only (as the image's
  * root filesystem is), `kiln version`, `kiln controller --help`, `kiln agent
  * --help` work and `kiln controller --mode apply` converges an example
- * against the real control plane with the install manifests' ServiceAccount.
+ * against the real control plane with the install manifests' ServiceAccount;
+ * `kiln agent` with its own ServiceAccount fills its caches and leads.
  */
 import { execFile } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, globSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -119,7 +120,7 @@ describe('the production build (what the image runs)', () => {
   });
 
   it('kiln controller --mode apply, with the install manifests\' ServiceAccount, converges an example and answers its probes and /metrics', async () => {
-    installed = installObjects({ mode: 'apply', version: 'test', namespace: installNs, name: `kp-${id}`, crds: 'skip', agent: false });
+    installed = installObjects({ mode: 'apply', version: 'test', namespace: installNs, name: `kp-${id}`, crds: 'skip' });
     expect((await applyObjects(cp, installed)).code).toBe(0);
     await cp.kubectlOk(['create', 'namespace', ns]);
     const kubeconfig = await serviceAccountKubeconfig(cp, installNs, `kp-${id}-controller`);
@@ -147,4 +148,19 @@ describe('the production build (what the image runs)', () => {
     expect(await p.stop()).toBe(0);
     expect(p.lines.some((l) => l.includes('"msg":"shutting down"'))).toBe(true);
   }, 180_000);
+
+  it('kiln agent, with the install manifests\' ServiceAccount, fills its caches, leads and answers its probes and /metrics', async () => {
+    expect(installed.length).toBeGreaterThan(0); // installed by the previous test
+    const kubeconfig = await serviceAccountKubeconfig(cp, installNs, `kp-${id}-agent`);
+    const [metricsPort, healthPort] = [await freePort(), await freePort()];
+    const p = startKiln(['agent', '--kubeconfig', kubeconfig, '-n', ns, '--leader-election-namespace', installNs, '--leader-election-id', `kp-${id}-agent`,
+      '--metrics-port', String(metricsPort), '--health-port', String(healthPort)], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env });
+    running.push(p);
+    await p.waitForLine(/"msg":"leading; starting workers"/, 60_000);
+    expect((await httpGet(healthPort, '/readyz')).status).toBe(200);
+    expect((await httpGet(healthPort, '/healthz')).status).toBe(200);
+    expect((await httpGet(metricsPort, '/metrics')).body).toContain('kiln_build_info{version=');
+    expect(p.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect(await p.stop()).toBe(0);
+  }, 120_000);
 });
