@@ -121,19 +121,15 @@ export const AGENT_RULES: NamedRule[] = [
   kilnStatus(AGENT_KINDS),
   {
     id: 'database-finalizers',
-    why: 'add and remove the PostgresDatabase finalizer (reclaimPolicy Delete)',
-    rule: { apiGroups: [GROUP], resources: ['postgresdatabases'], verbs: ['patch', 'update'] },
+    why: 'add and remove the PostgresDatabase finalizer (reclaimPolicy Delete) by server-side apply',
+    rule: { apiGroups: [GROUP], resources: ['postgresdatabases'], verbs: ['patch'] },
   },
   {
     id: 'secrets',
     why: 'read the Secrets resources name (passwords, superuser, truststore), generate missing ones and write connection Secrets',
     rule: { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'get', 'list', 'patch', 'watch'] },
   },
-  {
-    id: 'events',
-    why: 'record Events on the resources it serves',
-    rule: { apiGroups: [''], resources: ['events'], verbs: ['create', 'patch'] },
-  },
+  eventsCreate,
 ];
 
 /** Rules in the component's own namespace: its leader-election Lease (create cannot be limited to a name). */

@@ -100,7 +100,8 @@ describe('install manifests', () => {
     expect(await can(controller, 'list', 'postgresdatabases.kiln.dev', '-n', 'default')).toBe('no');
     expect(await can(agent, 'create', 'secrets', '-n', 'default')).toBe('yes');
     expect(await can(agent, 'delete', 'secrets', '-n', 'default')).toBe('no');
-    expect(await can(agent, 'update', 'postgresdatabases.kiln.dev', '-n', 'default')).toBe('yes');
+    expect(await can(agent, 'patch', 'postgresdatabases.kiln.dev', '-n', 'default')).toBe('yes');
+    expect(await can(agent, 'update', 'postgresdatabases.kiln.dev', '-n', 'default')).toBe('no');
     expect(await can(agent, 'patch', 'postgresdatabases.kiln.dev', '--subresource', 'status', '-n', 'default')).toBe('yes');
     expect(await can(agent, 'patch', 'cacheclusters.kiln.dev', '--subresource', 'status', '-n', 'default')).toBe('no');
     expect(await can(agent, 'patch', 'statefulsets.apps', '-n', 'default')).toBe('no');

@@ -8,21 +8,22 @@
  * controller shows the behaviour that breaks, in its own logs or in the
  * resources' status; then the rule is put back.
  *
- * The agent's half follows the same pattern: its rows (a Row[] like
- * CONTROLLER_RULE_ROWS), setRules(omit, 'agent', `${name}-agent`), a
- * kubeconfig from serviceAccountKubeconfig(cp, installNs, `${name}-agent`),
- * and shows(row, ctx) with the agent's process in ctx.controller.
+ * The agent's half follows the same pattern (AGENT_RULE_ROWS): `kiln agent`
+ * with its ServiceAccount's token keeps real PostgreSQL and slapd servers
+ * (test/harness) in step, and each of its rules is shown necessary.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { installObjects, type InstallOptions } from '../../charts/install/install.js';
-import { clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, leaseRules, type Component, type NamedRule } from '../../charts/install/rbac.js';
+import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, leaseRules, type Component, type NamedRule } from '../../charts/install/rbac.js';
 import type { K8sObject, KilnResource } from '../../charts/types.js';
 import { applySetId } from '../../controller/applyset.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
+import { startPostgres, type PostgresServer } from '../harness/postgres.js';
+import { startSlapd, type SlapdServer } from '../harness/slapd.js';
 import { waitFor } from '../harness/wait.js';
 import { exampleResources } from '../unit/fixtures.js';
 import { applyObjects, freePort, removeKubeconfigs, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
@@ -60,6 +61,8 @@ const plural: Record<string, string> = {
   DirectoryService: 'directoryservices', PostgresInstance: 'postgresinstances', CacheCluster: 'cacheclusters', DataGrid: 'datagrids',
   DirectoryBackup: 'directorybackups', DirectoryRestore: 'directoryrestores', ConfigMapSync: 'configmapsyncs',
 };
+/** The agent's own kind (the controller's informers never list it). */
+const AGENT_ONLY_PLURAL: Record<string, string> = { PostgresDatabase: 'postgresdatabases' };
 
 async function getJson(args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
@@ -72,9 +75,10 @@ async function conditions(): Promise<string> {
 }
 
 async function condition(kind: string, n: string, type: string, ns = work): Promise<{ status: string; reason: string; message: string } | undefined> {
-  const o = await getJson(['-n', ns, `${plural[kind]}.kiln.dev`, n]);
-  const c = o?.status?.conditions?.find((x: { type: string }) => x.type === type);
-  return c && o.status.observedGeneration === o.metadata.generation ? c : undefined;
+  const o = await getJson(['-n', ns, `${plural[kind] ?? AGENT_ONLY_PLURAL[kind]}.kiln.dev`, n]);
+  const c = o?.status?.conditions?.find((x: { type: string; observedGeneration?: number }) => x.type === type);
+  // The agent's conditions carry their own observedGeneration (status.observedGeneration is the controller's).
+  return c && (c.observedGeneration ?? o.status.observedGeneration) === o.metadata.generation ? c : undefined;
 }
 
 const create = (r: KilnResource) => cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(r) });
@@ -377,6 +381,126 @@ describe('the git-mode controller with exactly the generated RBAC', () => {
         } finally {
           await stopAll();
           await setRules([], 'controller-git', gitSa, gitBase);
+        }
+      }, 120_000);
+    });
+  });
+});
+
+const agentSa = `${name}-agent`;
+const agentWork = `kiln-rbac-agent-${id}`;
+let agentKubeconfig = '';
+let pgServer: PostgresServer | undefined;
+let ldap: SlapdServer | undefined;
+const SUFFIX = 'dc=kiln,dc=test';
+const applyIn = (obj: Record<string, unknown>) => cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(obj) });
+const kiln = (kind: string, n: string, spec: unknown) => ({ apiVersion: 'kiln.dev/v1alpha1', kind, metadata: { name: n, namespace: agentWork }, spec });
+/** A PostgresInstance naming no superuser Secret: the agent generates one (Secret get, create; Event; status). */
+const freshInstance = (c: Ctx) => applyIn(kiln('PostgresInstance', c.n, {}));
+
+/** `kiln agent` with the args of the installation's agent Deployment, its ServiceAccount's token, and the local servers. */
+async function startAgent(): Promise<KilnProcess> {
+  const port = await freePort();
+  const deployment = installObjects(base).find((o) => o.kind === 'Deployment' && o.metadata.name === agentSa) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
+  const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', agentKubeconfig, '-n', agentWork,
+    '--metrics-port', String(port), '--health-port', String(port),
+    '--endpoint', `PostgresInstance/${agentWork}/pg=${pgServer!.host}:${pgServer!.port}`, '--endpoint', `DirectoryService/${agentWork}/ds=${ldap!.url}`]);
+  running.push(p);
+  return p;
+}
+
+const AGENT_PLURALS = '(directoryservices|postgresinstances|postgresdatabases)';
+const AGENT_RULE_ROWS: Row[] = [
+  { omit: 'kiln-watch:list', breaks: 'the agent cannot fill its caches and exits', log: { text: refused('list', AGENT_PLURALS) }, check: exits },
+  { omit: 'kiln-watch:watch', breaks: 'the agent lists but cannot watch: changes are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', AGENT_PLURALS) } },
+  {
+    omit: 'kiln-status', breaks: 'the agent cannot write its conditions: an instance never says its superuser Secret is ready',
+    act: freshInstance, log: { msg: 'agent task failed', text: refused('patch', 'postgresinstances/status') },
+    check: async (c) => expect(await condition('PostgresInstance', c.n, 'SuperuserSecretReady', agentWork)).toBeUndefined(),
+  },
+  {
+    omit: 'database-finalizers', breaks: 'a database with reclaimPolicy Delete cannot get its finalizer, so nothing is created for it',
+    act: (c) => applyIn(kiln('PostgresDatabase', c.n, { instance: 'pg', name: c.n.replace(/-/g, '_'), reclaimPolicy: 'Delete' })),
+    log: { msg: 'agent task failed', text: refused('patch', 'postgresdatabases') },
+  },
+  { omit: 'secrets:list', breaks: 'the agent cannot watch Secrets and exits', log: { text: refused('list', 'secrets') }, check: exits },
+  { omit: 'secrets:watch', breaks: 'a changed Secret (a password to rotate) is not seen', log: { msg: 'watch failed, retrying', text: refused('watch', 'secrets') } },
+  { omit: 'secrets:get', breaks: 'the agent cannot check for a superuser Secret before generating one', act: freshInstance, log: { msg: 'agent task failed', text: refused('get', 'secrets') } },
+  { omit: 'secrets:create', breaks: 'a missing superuser Secret cannot be generated', act: freshInstance, log: { msg: 'agent task failed', text: refused('create', 'secrets') } },
+  {
+    omit: 'secrets:patch', breaks: 'a create: true password cannot be added to an existing Secret (nor a connection Secret applied)',
+    act: async (c) => {
+      await cp.kubectlOk(['-n', agentWork, 'create', 'secret', 'generic', `${c.n}-gen`, '--from-literal=other=x']);
+      await applyIn(kiln('DirectoryService', c.n, { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [`uid=gen,ou=people,${SUFFIX}`]: { secretName: `${c.n}-gen`, create: true } } }));
+    },
+    log: { msg: 'agent task failed', text: refused('patch', 'secrets') },
+  },
+  { omit: 'events', breaks: 'no Event is recorded (the work goes on)', act: freshInstance, log: { msg: 'could not record event', text: refused('create', 'events') } },
+  {
+    omit: 'lease-create', breaks: 'without its Lease the agent cannot create one, never leads and does nothing',
+    act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, agentSa, '--ignore-not-found']),
+    log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads,
+  },
+  { omit: 'lease', breaks: 'the agent cannot read or renew its Lease and never leads', log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads },
+];
+
+describe('the runtime agent with exactly the generated RBAC', () => {
+  beforeAll(async () => {
+    [pgServer, ldap] = await Promise.all([startPostgres(), startSlapd({ accounts: [{ dn: `uid=svc,ou=admins,${SUFFIX}`, password: 'wrong-one' }] })]);
+    await cp.kubectlOk(['create', 'namespace', agentWork]);
+    await cp.kubectlOk(['-n', agentWork, 'create', 'secret', 'generic', 'pg-superuser', `--from-literal=password=${pgServer.password}`]);
+    await cp.kubectlOk(['-n', agentWork, 'create', 'secret', 'generic', 'ds-admin', `--from-literal=password=${ldap.adminPassword}`]);
+    await cp.kubectlOk(['-n', agentWork, 'create', 'secret', 'generic', 'svc-password', '--from-literal=password=the-right-one']);
+    await applyIn(kiln('PostgresInstance', 'pg', { superuserSecret: { name: 'pg-superuser' } }));
+    agentKubeconfig = await serviceAccountKubeconfig(cp, installNs, agentSa);
+  }, 120_000);
+
+  afterAll(async () => {
+    await stopAll();
+    await cp?.kubectl(['delete', 'namespace', agentWork, '--wait=false']);
+    await Promise.all([pgServer?.destroy(), ldap?.destroy()]);
+  });
+
+  it('keeps a database, a generated superuser Secret and directory passwords in step with its ServiceAccount token', async () => {
+    const as = ['--as', `system:serviceaccount:${installNs}:${agentSa}`];
+    for (const [verb, what] of [['delete', 'secrets'], ['patch', 'statefulsets.apps'], ['update', 'postgresdatabases.kiln.dev']]) {
+      expect((await cp.kubectl(['auth', 'can-i', verb!, what!, '-n', agentWork, ...as])).stdout.trim()).toBe('no');
+    }
+    await applyIn(kiln('PostgresInstance', 'fresh', {}));
+    await applyIn(kiln('PostgresDatabase', 'orders', { instance: 'pg', name: 'orders', reclaimPolicy: 'Delete' }));
+    await applyIn(kiln('DirectoryService', 'ds', { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [`uid=svc,ou=admins,${SUFFIX}`]: { secretName: 'svc-password' } } }));
+    const a = await startAgent();
+    const ready = async (kind: string, n: string, type: string) => waitFor(`${kind}/${n} ${type}`, async () => (await condition(kind, n, type, agentWork))?.status === 'True', 60_000, () => a.lines.slice(-10).join('\n'));
+    await ready('PostgresDatabase', 'orders', 'DatabaseReady');
+    await ready('PostgresInstance', 'fresh', 'SuperuserSecretReady');
+    await ready('DirectoryService', 'ds', 'PasswordsSynced');
+    expect(await ldap!.canBind(`uid=svc,ou=admins,${SUFFIX}`, 'the-right-one')).toBe(true);
+    expect((await pgServer!.sql("SELECT count(*) FROM pg_database WHERE datname = 'orders'")).trim()).toBe('1');
+    // Deleting runs the finalizer with the same rights: the database goes.
+    await cp.kubectlOk(['-n', agentWork, 'delete', 'postgresdatabase', 'orders', '--timeout=60s']);
+    expect((await pgServer!.sql("SELECT count(*) FROM pg_database WHERE datname = 'orders'")).trim()).toBe('0');
+    expect(a.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    await stopAll();
+  }, 180_000);
+
+  it('every rule of its ClusterRole and Role has a row below', () => {
+    const covered = new Set(AGENT_RULE_ROWS.map((r) => r.omit.split(':')[0]));
+    expect([...AGENT_RULES, ...leaseRules(agentSa)].map((r) => r.id).filter((ruleId) => !covered.has(ruleId))).toEqual([]);
+  });
+
+  describe('without one rule, this breaks', () => {
+    AGENT_RULE_ROWS.forEach((row, i) => {
+      it(`${row.omit}: ${row.breaks}`, async () => {
+        const ctx: Ctx = { n: `agent-row-${i}`, ns: agentWork };
+        await setRules([row.omit], 'agent', agentSa);
+        try {
+          await row.act?.(ctx);
+          ctx.controller = await startAgent();
+          await shows(row, ctx);
+          await row.check?.(ctx);
+        } finally {
+          await stopAll();
+          await setRules([], 'agent', agentSa);
         }
       }, 120_000);
     });
