@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { LogLevel } from '../lib/log.js';
+import { logLevelOption } from './controller-command.js';
 
 const int = (v: string) => Number.parseInt(v, 10);
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
@@ -26,13 +27,13 @@ export function registerAgent(program: Command, version: string): void {
     .option('--retry-period <seconds>', 'how often to try to acquire or renew', int, 2)
     .option('--metrics-port <port>', 'port of /metrics (0: off)', int, 8080)
     .option('--health-port <port>', 'port of /healthz and /readyz (0: off; the metrics port: one server for both)', int, 8081)
-    .option('--log-level <level>', 'debug, info, warn or error', 'info')
+    .addOption(logLevelOption())
     .action(async (opts) => {
       const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
       const { Agent } = await import('../agent/agent.js');
       const { parseEndpoint } = await import('../agent/context.js');
       const { newLogger } = await import('../lib/log.js');
-      const { recordAgentTask } = await import('../lib/metrics.js');
+      const { recordAgentTask, recordApiRequest, setLeaderCheck } = await import('../lib/metrics.js');
       const { startHttpServers } = await import('../lib/http-server.js');
       const log = newLogger(opts.logLevel as LogLevel, 'kiln-agent');
       const fail = (message: string): never => {
@@ -71,6 +72,9 @@ export function registerAgent(program: Command, version: string): void {
         onTask: recordAgentTask,
         onLostLeadership: () => void agent.stop({ release: false }).finally(() => process.exit(1)),
       });
+      agent.queue.instrument('agent');
+      agent.client.onRequest = (verb, _path, status) => recordApiRequest(verb, status);
+      setLeaderCheck(() => agent.isLeader());
       const servers = await startHttpServers({
         metricsPort: opts.metricsPort,
         healthPort: opts.healthPort,
