@@ -230,6 +230,9 @@ export class Informer {
   private async loop(): Promise<void> {
     while (!this.stopped) {
       this.abort = new AbortController();
+      // A new watch starts its own silence clock; otherwise, once one watch has been presumed
+      // dead, every following one would be restarted at the watchdog's next tick.
+      this.lastActivity = Date.now();
       try {
         await this.client.watch(
           { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
