@@ -55,17 +55,20 @@ export class Reconciler {
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
-  /** The inputs of a reconcile: the resource's version and its members (key@resourceVersion). */
-  private fingerprint(resourceVersion: string | undefined, id: string, override?: Map<string, string>): string {
-    const members: string[] = [];
+  /** The members' resourceVersions in the cache now, by `apiVersion/Kind/namespace/name`. */
+  private memberVersions(id: string): Map<string, string | undefined> {
+    const members = new Map<string, string | undefined>();
     for (const [gvk, informer] of this.deps.children) {
-      for (const m of informer.withLabel(PART_OF, id)) {
-        const k = `${gvk}/${m.metadata.namespace}/${m.metadata.name}`;
-        members.push(`${k}@${override?.get(k) ?? m.metadata.resourceVersion}`);
-      }
+      for (const m of informer.withLabel(PART_OF, id)) members.set(`${gvk}/${m.metadata.namespace}/${m.metadata.name}`, m.metadata.resourceVersion);
     }
-    for (const [k, rv] of override ?? []) if (!members.some((m) => m.startsWith(`${k}@`))) members.push(`${k}@${rv}`);
-    return digest([resourceVersion, members.sort()]);
+    return members;
+  }
+
+  /** The inputs of a reconcile: the resource's version and its members (key@resourceVersion). */
+  private fingerprint(resourceVersion: string | undefined, members: Map<string, string | undefined>, override?: Map<string, string>): string {
+    const all = new Map(members);
+    for (const [k, rv] of override ?? []) all.set(k, rv);
+    return digest([resourceVersion, [...all].map(([k, rv]) => `${k}@${rv}`).sort()]);
   }
 
   private child(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
@@ -84,9 +87,12 @@ export class Reconciler {
     }
     const generation = live.metadata.generation;
     const id = applySetId(live);
+    // The members as this reconcile sees them: what it leaves is recorded against these versions,
+    // so a member that changes while it runs makes the next run do the work again.
+    const members = this.memberVersions(id);
     const memo = this.done.get(key);
     if (memo !== undefined) {
-      if (memo.includes(this.fingerprint(live.metadata.resourceVersion, id))) return result;
+      if (memo.includes(this.fingerprint(live.metadata.resourceVersion, members))) return result;
       this.done.delete(key);
     }
 
@@ -197,7 +203,7 @@ export class Reconciler {
       // too: the watch events of the resource and of its members come on different streams, so a
       // member's event may arrive while the cache still holds an older version of the resource.
       const versions = [...new Set([parentVersion, patchedVersion, live.metadata.resourceVersion].filter((v): v is string => v !== undefined))];
-      this.done.set(key, versions.map((rv) => this.fingerprint(rv, id, written)));
+      this.done.set(key, versions.map((rv) => this.fingerprint(rv, members, written)));
     }
     return { ...result, requeueAfterMs: waiting.length > 0 ? 5_000 : undefined };
   }
