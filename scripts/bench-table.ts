@@ -31,16 +31,19 @@ function applyTable(): string[] {
   const f = new URL('bench/results/apply.json', root);
   if (!existsSync(f)) return [];
   const a = JSON.parse(readFileSync(f, 'utf8')) as {
-    date: string; settings: { resources: number; qps: number; concurrency: number };
+    date: string; settings: { resources: number; qps: number; concurrency: number; controllerNodeArgs?: string[] };
     rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[];
+    scale?: Record<string, { date: string; rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[] }>;
   };
+  const nodeArgs = a.settings.controllerNodeArgs?.length ? ` and node ${a.settings.controllerNodeArgs.join(' ')} (without these V8 flags the same run peaks near 325 MiB)` : '';
+  const scaleRows = Object.entries(a.scale ?? {}).flatMap(([n, sc]) => sc.rows.filter((x) => x.phase.startsWith('kiln')).map((x) => ({ ...x, phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline)` })));
   return [
     '',
-    `Apply mode (\`npm run bench:apply\`), ${a.date.slice(0, 10)}: ${a.settings.resources} DirectoryServices (4 objects each) against the local control plane; controller with --qps ${a.settings.qps} --concurrency ${a.settings.concurrency}. Targets: converge at least as fast as kubectl, 0 writes on resync, at most 200 MB at 10,000 resources.`,
+    `Apply mode (\`npm run bench:apply\`), ${a.date.slice(0, 10)}: ${a.settings.resources} DirectoryServices (4 objects each) against the local control plane; controller with --qps ${a.settings.qps} --concurrency ${a.settings.concurrency}${nodeArgs}. Targets: converge at least as fast as kubectl, 0 writes on resync, at most 200 MB at 10,000 resources.`,
     '',
     '| phase | seconds | API requests | writes | peak RSS (MiB) |',
     '|---|---:|---:|---:|---:|',
-    ...a.rows.map((x) => `| ${x.phase} | ${x.seconds ?? '-'} | ${x.requests} | ${x.writes} | ${x.peakRssMiB ?? '-'} |`),
+    ...[...a.rows, ...scaleRows].map((x) => `| ${x.phase} | ${x.seconds ?? '-'} | ${x.requests} | ${x.writes} | ${x.peakRssMiB ?? '-'} |`),
   ];
 }
 const readmeUrl = new URL('README.md', root);
