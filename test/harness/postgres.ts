@@ -19,6 +19,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from './ports.js';
+import { run as runCommand } from './run.js';
 
 export interface PostgresServer {
   /** '127.0.0.1' */
@@ -56,7 +57,6 @@ const SUPERUSER = 'postgres';
 // ---------------------------------------------------------------------------
 // helpers
 
-interface RunResult { stdout: string; stderr: string; code: number }
 
 /** Environment for the PostgreSQL tools: none of the caller's PG* variables. */
 const pgEnv: NodeJS.ProcessEnv = {
@@ -64,27 +64,7 @@ const pgEnv: NodeJS.ProcessEnv = {
   LC_ALL: 'C',
 };
 
-function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: pgEnv, cwd: opts.cwd });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => {
-      stderr += `\n[postgres harness] ${cmd} timed out`;
-      child.kill('SIGKILL');
-    }, opts.timeoutMs ?? 60_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ stdout, stderr, code: code ?? (signal ? 128 : 1) });
-    });
-  });
-}
+const run = (cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: number } = {}) => runCommand(cmd, args, { ...opts, env: pgEnv });
 
 const isRoot = () => process.getuid?.() === 0;
 
