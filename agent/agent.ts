@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import type { ClusterConfigInput } from '../controller/kubeconfig.js';
 import { KubeClient } from '../controller/client.js';
 import { EventRecorder } from '../controller/events.js';
-import { Informer, type KubeObject } from '../controller/informer.js';
-import { LeaderElector } from '../controller/leader.js';
+import { Informer, MultiInformer, type KubeObject } from '../controller/informer.js';
+import { campaign, type LeaderElector } from '../controller/leader.js';
 import { WorkQueue } from '../controller/queue.js';
 import type { Log } from '../lib/log.js';
 import { Endpoints, type AgentContext, type Caches, type WatchedKind } from './context.js';
@@ -50,7 +50,8 @@ type DirectoryRefs = KubeObject & { spec: { passwords?: Record<string, { secretN
 export class Agent {
   readonly client: KubeClient;
   readonly queue: WorkQueue;
-  private readonly informers = new Map<WatchedKind, Informer[]>();
+  private readonly informers = new Map<WatchedKind, MultiInformer>();
+  private readonly all: Informer[] = [];
   private readonly databases: DatabaseReconciler;
   private readonly ctx: AgentContext;
   private elector: LeaderElector | undefined;
@@ -65,17 +66,12 @@ export class Agent {
     for (const k of KINDS) {
       const list = namespaces.map((ns) => new Informer(this.client, { ...k, namespace: ns, resyncSeconds: 0, log: opts.log }));
       for (const inf of list) inf.on((event, obj, old) => this.onEvent(k.kind, event, obj, old));
-      this.informers.set(k.kind, list);
+      this.informers.set(k.kind, new MultiInformer(list));
+      this.all.push(...list);
     }
     const caches: Caches = {
-      get: (kind, ns, name) => {
-        for (const inf of this.informers.get(kind)!) {
-          const o = inf.get(ns, name);
-          if (o) return o;
-        }
-        return undefined;
-      },
-      list: (kind, ns) => this.informers.get(kind)!.flatMap((i) => i.list()).filter((o) => ns === undefined || o.metadata.namespace === ns),
+      get: (kind, ns, name) => this.informers.get(kind)!.get(ns, name),
+      list: (kind, ns) => this.informers.get(kind)!.list().filter((o) => ns === undefined || o.metadata.namespace === ns),
     };
     this.ctx = {
       client: this.client,
@@ -151,23 +147,21 @@ export class Agent {
   }
 
   hasSynced(): boolean {
-    return [...this.informers.values()].flat().every((i) => i.hasSynced());
+    return this.all.every((i) => i.hasSynced());
   }
 
   /** Fills the caches, then (once leading) starts the workers. */
   async start(): Promise<void> {
-    await Promise.all([...this.informers.values()].flat().map((i) => i.start()));
-    this.opts.log('info', 'caches synced', { informers: [...this.informers.values()].flat().length });
+    await Promise.all(this.all.map((i) => i.start()));
+    this.opts.log('info', 'caches synced', { informers: this.all.length });
     if (this.opts.leaderElection) {
-      this.elector = new LeaderElector({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection });
-      this.elector.onStoppedLeading(() => {
-        this.opts.log('error', 'lost leadership: stopping the workers');
+      const { elector, leading } = campaign({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection }, () => {
         this.leading = false;
         this.queue.stop();
         this.opts.onLostLeadership?.();
       });
-      this.opts.log('info', 'waiting for leadership', { lease: `${this.opts.leaderElection.namespace}/${this.opts.leaderElection.name}`, identity: this.identity });
-      await this.elector.run();
+      this.elector = elector;
+      await leading;
     }
     this.leading = true;
     for (const kind of ['PostgresInstance', 'PostgresDatabase', 'DirectoryService'] as const) {
@@ -179,7 +173,7 @@ export class Agent {
 
   async stop(opts: { release?: boolean } = {}): Promise<void> {
     this.queue.stop();
-    for (const i of [...this.informers.values()].flat()) i.stop();
+    for (const i of this.all) i.stop();
     await this.databases.pools.close();
     await this.elector?.stop({ release: opts.release ?? true });
   }

@@ -296,3 +296,27 @@ export class Informer {
     }
   }
 }
+
+/** Several per-namespace informers of one kind behind the Informer lookup interface. */
+export class MultiInformer {
+  constructor(private readonly parts: Informer[]) {}
+  add(i: Informer): void {
+    this.parts.push(i);
+  }
+  get(namespace: string | undefined, name: string): KubeObject | undefined {
+    for (const p of this.parts) {
+      const o = p.get(namespace, name);
+      if (o) return o;
+    }
+    return undefined;
+  }
+  list(): KubeObject[] {
+    return this.parts.flatMap((p) => p.list());
+  }
+  withLabel(label: string, value: string): KubeObject[] {
+    return this.parts.flatMap((p) => p.withLabel(label, value));
+  }
+  hasSynced(): boolean {
+    return this.parts.every((p) => p.hasSynced());
+  }
+}

@@ -529,3 +529,18 @@ function timeKey(t: unknown): string | null {
   if (t instanceof Date) return t.toISOString();
   return String(t);
 }
+
+/**
+ * Starts campaigning for the Lease: `leading` resolves once this replica
+ * leads; `onLost` runs if it later stops leading. The elector is returned at
+ * once, so the caller can stop a campaign that has not won yet.
+ */
+export function campaign(opts: LeaderElectionOptions, onLost: () => void): { elector: LeaderElector; leading: Promise<void> } {
+  const elector = new LeaderElector(opts);
+  elector.onStoppedLeading(() => {
+    opts.log?.('error', 'lost leadership: stopping the workers');
+    onLost();
+  });
+  opts.log?.('info', 'waiting for leadership', { lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });
+  return { elector, leading: elector.run() };
+}

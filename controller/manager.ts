@@ -13,8 +13,8 @@ import type { ClusterConfigInput } from './kubeconfig.js';
 import { KubeClient } from './client.js';
 import { ServiceAccountTokens } from './configmapsync.js';
 import { EventRecorder } from './events.js';
-import { Informer, slim, type KubeObject } from './informer.js';
-import { LeaderElector } from './leader.js';
+import { Informer, MultiInformer, slim, type KubeObject } from './informer.js';
+import { campaign, type LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
 import { Reconciler, type ReconcileResult } from './reconciler.js';
 import { GitReconciler } from './git-reconciler.js';
@@ -161,16 +161,14 @@ export class Manager {
     await Promise.all(this.informers.map((i) => i.start()));
     this.opts.log('info', 'caches synced', { informers: this.informers.length });
     if (this.opts.leaderElection) {
-      this.elector = new LeaderElector({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection });
-      this.elector.onStoppedLeading(() => {
-        this.opts.log('error', 'lost leadership: stopping the workers');
+      const { elector, leading } = campaign({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection }, () => {
         this.leading = false;
         this.queue.stop();
         this.git?.abandon();
         this.opts.onLostLeadership?.();
       });
-      this.opts.log('info', 'waiting for leadership', { lease: `${this.opts.leaderElection.namespace}/${this.opts.leaderElection.name}`, identity: this.identity });
-      await this.elector.run();
+      this.elector = elector;
+      await leading;
     }
     this.leading = true;
     if (this.git) {
@@ -212,28 +210,4 @@ function slimResource(obj: KubeObject): KubeObject {
   const s = slim(obj);
   const { managedFields: _m, ...metadata } = s.metadata;
   return { ...s, metadata };
-}
-
-/** Several per-namespace informers of one kind behind the Informer lookup interface. */
-class MultiInformer {
-  constructor(private readonly parts: Informer[]) {}
-  add(i: Informer): void {
-    this.parts.push(i);
-  }
-  get(namespace: string | undefined, name: string): KubeObject | undefined {
-    for (const p of this.parts) {
-      const o = p.get(namespace, name);
-      if (o) return o;
-    }
-    return undefined;
-  }
-  list(): KubeObject[] {
-    return this.parts.flatMap((p) => p.list());
-  }
-  withLabel(label: string, value: string): KubeObject[] {
-    return this.parts.flatMap((p) => p.withLabel(label, value));
-  }
-  hasSynced(): boolean {
-    return this.parts.every((p) => p.hasSynced());
-  }
 }
