@@ -3,7 +3,9 @@
  * PostgresInstance, PostgresDatabase and Secrets, one work queue keyed by
  * Kind/namespace/name, and the three reconcilers. A Secret change wakes the
  * resources that reference it at once; otherwise each resource is checked
- * again on its interval (passwords: 5 min, databases: 10 s by default).
+ * again on its interval (5 min by default), and every instance's catalog is
+ * read twice per --database-check-interval (10 s) so a dropped database is
+ * back within that interval.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -59,6 +61,10 @@ export class Agent {
   readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
   /** Reconciles finished, for tests and metrics. */
   reconciles = 0;
+  /** Dropped-database checks finished (one catalog query per instance each). */
+  dropChecks = 0;
+  private dropTimer: NodeJS.Timeout | undefined;
+  private dropCheckRunning = false;
 
   constructor(private readonly opts: AgentOptions) {
     this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst });
@@ -81,6 +87,7 @@ export class Agent {
       log: opts.log,
       passwordIntervalMs: opts.passwordIntervalSeconds * 1000,
       databaseCheckMs: opts.databaseCheckSeconds * 1000,
+      fullCheckMs: opts.passwordIntervalSeconds * 1000,
       task: (kind, task, outcome) => opts.onTask?.(kind, task, outcome),
     };
     const pools = new ServerPools((instance, err) => opts.log('warn', 'postgres connection dropped', { instance, error: redact(err.message) }));
@@ -157,6 +164,7 @@ export class Agent {
     if (this.opts.leaderElection) {
       const { elector, leading } = campaign({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection }, () => {
         this.leading = false;
+        this.stopDropChecks();
         this.queue.stop();
         this.opts.onLostLeadership?.();
       });
@@ -169,9 +177,31 @@ export class Agent {
     }
     this.opts.log('info', 'leading; starting workers', { concurrency: this.opts.concurrency });
     this.queue.start();
+    this.dropTimer = setInterval(() => void this.checkDropped(), Math.max(250, this.ctx.databaseCheckMs / 2));
+    this.dropTimer.unref();
+  }
+
+  /** Wakes the resources whose database is gone; a check still running is not started twice. */
+  private async checkDropped(): Promise<void> {
+    if (this.dropCheckRunning || !this.leading) return;
+    this.dropCheckRunning = true;
+    try {
+      for (const db of await this.databases.droppedDatabases()) this.enqueue('PostgresDatabase', db);
+      this.dropChecks++;
+    } catch (err) {
+      this.opts.log('warn', 'dropped-database check failed', { error: redact(err instanceof Error ? err.message : String(err)) });
+    } finally {
+      this.dropCheckRunning = false;
+    }
+  }
+
+  private stopDropChecks(): void {
+    clearInterval(this.dropTimer);
+    this.dropTimer = undefined;
   }
 
   async stop(opts: { release?: boolean } = {}): Promise<void> {
+    this.stopDropChecks();
     this.queue.stop();
     for (const i of this.all) i.stop();
     await this.databases.pools.close();

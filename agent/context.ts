@@ -20,7 +20,10 @@ export interface AgentContext {
   /** Re-check of directory passwords when nothing changed. */
   passwordIntervalMs: number;
   /** Re-check that each database still exists. */
+  /** --database-check-interval: the longest a dropped database stays missing (each instance's catalog is read twice per interval). */
   databaseCheckMs: number;
+  /** How often a ready database is checked in full (role, password, owner, connection Secret). */
+  fullCheckMs: number;
   /** Records an outcome for metrics. */
   task(kind: string, task: string, outcome: 'success' | 'error'): void;
 }

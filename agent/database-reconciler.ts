@@ -1,7 +1,8 @@
 /**
  * PostgresDatabase: the owner role, the database, its extensions and the
- * connection Secret `<name>-connection`; a periodic check re-creates a
- * dropped database (recreateIfDropped); with reclaimPolicy Delete a finalizer
+ * connection Secret `<name>-connection`; a periodic look at each instance's
+ * catalog wakes a resource whose database was dropped (re-created when
+ * recreateIfDropped, Stalled otherwise); with reclaimPolicy Delete a finalizer
  * drops what kiln created when the resource goes. The agent owns this kind's
  * whole status: Ready / Reconciling / Stalled, DatabaseReady, applied,
  * message, observedGeneration, secretName.
@@ -91,6 +92,8 @@ export class DatabaseReconciler {
   private readonly extensionsDone = new Map<string, number>();
   /** uid -> the password last written to the connection Secret. */
   private readonly written = new Map<string, string>();
+  /** Instances the last dropped-database check could not reach. */
+  private readonly unreachable = new Set<string>();
 
   constructor(private readonly ctx: AgentContext, readonly pools: ServerPools) {}
 
@@ -155,8 +158,9 @@ export class DatabaseReconciler {
       if (roleChange !== 'unchanged' || dbChange !== 'unchanged') ctx.log('info', 'database reconciled', { resource: `${namespace}/${name}`, database: db.spec.name, role: roleChange, db: dbChange });
       ctx.task('PostgresDatabase', 'database', 'success');
       await writeStatus(ctx, db, { kind: 'ready', reason: 'DatabaseReady', message: `database ${db.spec.name} on instance ${db.spec.instance} is ready, owned by ${role}`, applied: true });
-      // The next check is one interval after this one began, not after it ended.
-      return { requeueAfterMs: Math.max(0, ctx.databaseCheckMs - (performance.now() - started)) };
+      // Drops are caught by droppedDatabases() between full checks; the full check (role password,
+      // owner, Secret) comes round on the slower interval, one interval after this one began.
+      return { requeueAfterMs: Math.max(0, ctx.fullCheckMs - (performance.now() - started)) };
     } catch (err) {
       if (err instanceof WaitFor) {
         await writeStatus(ctx, db, { kind: 'reconciling', reason: err.reason, message: err.message, applied: false });
@@ -167,6 +171,37 @@ export class DatabaseReconciler {
       await writeStatus(ctx, db, { kind: 'reconciling', reason: 'PostgresError', message: `instance ${db.spec.instance}: ${message}`, applied: false });
       throw new RetryLater(message);
     }
+  }
+
+  /**
+   * Resources whose database was ready and is now missing from its instance:
+   * one `SELECT datname FROM pg_database` per instance, however many
+   * databases it holds. An instance that cannot be reached is skipped (its
+   * resources' own reconciles report that).
+   */
+  async droppedDatabases(): Promise<PostgresDatabase[]> {
+    const byInstance = new Map<string, PostgresDatabase[]>();
+    for (const db of this.ctx.caches.list('PostgresDatabase') as PostgresDatabase[]) {
+      if (db.metadata.deletionTimestamp || !this.wasReady(db)) continue;
+      const key = `${db.metadata.namespace}/${db.spec.instance}`;
+      byInstance.set(key, [...(byInstance.get(key) ?? []), db]);
+    }
+    const dropped: PostgresDatabase[] = [];
+    await Promise.all([...byInstance.entries()].map(async ([instance, dbs]) => {
+      const secrets: string[] = [];
+      try {
+        const names = await this.server(dbs[0]!, secrets).databaseNames();
+        dropped.push(...dbs.filter((db) => !names.has(db.spec.name)));
+        this.unreachable.delete(instance);
+      } catch (err) {
+        // Said once per outage, not every few seconds.
+        if (!(err instanceof WaitFor) && !this.unreachable.has(instance)) {
+          this.unreachable.add(instance);
+          this.ctx.log('warn', 'dropped-database check cannot reach the instance', { instance, error: errorMessage(err, secrets) });
+        }
+      }
+    }));
+    return dropped;
   }
 
   private wasReady(db: PostgresDatabase): boolean {

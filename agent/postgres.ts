@@ -90,6 +90,12 @@ export class PostgresServer {
     return row ? { exists: true, owner: row.owner, marker: parseMarker(row.comment) } : { exists: false };
   }
 
+  /** Every database name on the server: one catalog query, for the dropped-database check. */
+  async databaseNames(): Promise<Set<string>> {
+    const r = await this.pool.query<{ datname: string }>('SELECT datname FROM pg_database');
+    return new Set(r.rows.map((row) => row.datname));
+  }
+
   async role(name: string, password?: string): Promise<RoleState> {
     roleName(name);
     const r = await this.pool.query<{ login: boolean; verifier: string | null; comment: string | null }>(
