@@ -33,6 +33,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { NODE_ENV, NODE_FLAGS } from '../charts/install/node-runtime.js';
 import { render } from '../charts/render.js';
 import type { K8sObject } from '../charts/types.js';
 import { toYamlStream } from '../lib/yaml.js';
@@ -55,8 +56,8 @@ const withStatefulSetController = args.includes('--statefulset-controller');
  */
 const scaleRun = args.includes('--scale-run');
 const skipBaseline = scaleRun || args.includes('--skip-baseline');
-/** Development: extra node flags for the controller process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof". */
-const controllerNodeArgs = flag('controller-node-args', '').split(' ').filter(Boolean);
+/** node flags of the controller process: by default those of the install's Deployment (charts/install/node-runtime.ts). */
+const controllerNodeArgs = flag('controller-node-args', NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
 if (!(count > 0) || !(qps >= 0) || !(concurrency > 0)) throw new Error('--count and --concurrency must be positive, --qps >= 0');
 
 const CONTROLLER_USER = 'kiln-controller';
@@ -183,7 +184,7 @@ class Controller {
       '--qps', String(qps), '--burst', String(qps), '--concurrency', String(concurrency),
       // /metrics on the probe port: no fixed port another process may hold.
       '--health-port', String(healthPort), '--metrics-port', String(healthPort), '--resync', '0', '--log-level', 'warn',
-    ], { cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, KUBECONFIG: '' } });
+    ], { cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, ...NODE_ENV, KUBECONFIG: '' } });
     closeSync(fd);
     controllers.add(this.child);
     this.exit = new Promise((resolve) => this.child.once('exit', () => resolve()));
@@ -694,6 +695,7 @@ try {
       concurrency,
       controllerDefaultQps: 20,
       controllerNodeArgs,
+      controllerEnv: NODE_ENV,
       kubeControllerManager: kcmControllers,
       note: 'seconds: kubectl = the apply command; converge = from the create of the N resources until all are Ready for their generation (polled every 500 ms, every 5 s above 2,000 resources); after Ready = until no request for 5 s and no CPU for 3 s; resync = from process start until idle. Requests are counted from the API server audit log by user (the controller and the baseline kubectl have identities of their own); converge includes the controller startup LIST/WATCH; repeatedWrites = writes to an object already written with the same verb and endpoint in that phase.',
     },

@@ -156,6 +156,15 @@ const IN_SYNC = 'kiln.dev/in-sync-with';
 
 type ProjectedChild = KubeObject & { [KILN_FIELDS]?: unknown; [IN_SYNC]?: string };
 
+/** One copy of each of the few owner apiVersions and kinds, not one per cached child (JSON.parse makes a new string each time). */
+const interned = new Map<string, string>();
+function intern(s: string): string {
+  const have = interned.get(s);
+  if (have !== undefined) return have;
+  if (interned.size < 1000) interned.set(s, s);
+  return s;
+}
+
 /** Labels a child keeps in the cache: membership and the owner labels the manager maps events with. */
 const KEPT_LABELS = [PART_OF, 'kiln.dev/owner-kind', 'kiln.dev/owner-name', 'kiln.dev/owner-namespace'];
 
@@ -211,7 +220,7 @@ export function projectChild<T extends KubeObject>(obj: T): T {
   const managed = (m.managedFields ?? []) as { manager?: string; operation?: string; subresource?: string; fieldsV1?: FieldsV1 }[];
   const kilnEntry = managed.find((f) => f.manager === FIELD_MANAGER && f.operation === 'Apply' && !f.subresource);
   const labels: Record<string, string> = {};
-  for (const k of KEPT_LABELS) if (m.labels?.[k] !== undefined) labels[k] = m.labels[k]!;
+  for (const k of KEPT_LABELS) if (m.labels?.[k] !== undefined) labels[k] = k === 'kiln.dev/owner-name' || k === PART_OF ? m.labels[k]! : intern(m.labels[k]!);
   const digestValue = m.annotations?.[DESIRED_DIGEST];
   const controller = m.ownerReferences?.find((o) => o.controller);
   const status = obj['status'] as Record<string, unknown> | undefined;
@@ -225,7 +234,7 @@ export function projectChild<T extends KubeObject>(obj: T): T {
       resourceVersion: m.resourceVersion,
       labels,
       ...(digestValue !== undefined ? { annotations: { [DESIRED_DIGEST]: digestValue } } : {}),
-      ...(controller ? { ownerReferences: [{ apiVersion: controller.apiVersion, kind: controller.kind, name: controller.name, uid: controller.uid, controller: true }] } : {}),
+      ...(controller ? { ownerReferences: [{ apiVersion: intern(controller.apiVersion), kind: intern(controller.kind), name: controller.name, uid: controller.uid, controller: true }] } : {}),
       // prunable() asks only whether kiln applied it.
       managedFields: kilnEntry ? KILN_APPLIED : NONE,
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),

@@ -31,11 +31,12 @@ function applyTable(): string[] {
   const f = new URL('bench/results/apply.json', root);
   if (!existsSync(f)) return [];
   const a = JSON.parse(readFileSync(f, 'utf8')) as {
-    date: string; settings: { resources: number; qps: number; concurrency: number; controllerNodeArgs?: string[] };
+    date: string; settings: { resources: number; qps: number; concurrency: number; controllerNodeArgs?: string[]; controllerEnv?: Record<string, string> };
     rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[];
     scale?: Record<string, { date: string; rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[] }>;
   };
-  const nodeArgs = a.settings.controllerNodeArgs?.length ? ` and node ${a.settings.controllerNodeArgs.join(' ')} (without these V8 flags the same run peaks near 325 MiB)` : '';
+  const env = Object.entries(a.settings.controllerEnv ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
+  const nodeArgs = a.settings.controllerNodeArgs?.length ? `, started as the install's Deployment starts it: ${env ? `${env} ` : ''}node ${a.settings.controllerNodeArgs.join(' ')} (without the V8 flags the same run peaks near 325 MiB)` : '';
   const scaleRows = Object.entries(a.scale ?? {}).flatMap(([n, sc]) => sc.rows.filter((x) => x.phase.startsWith('kiln')).map((x) => ({ ...x, phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline)` })));
   return [
     '',

@@ -9,6 +9,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { KILN_ENTRYPOINT, NODE_ENV, NODE_FLAGS } from './node-runtime.js';
 import { ApiObject, App, Chart } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
@@ -191,9 +192,11 @@ export class KilnComponent extends Construct {
               name: p.component,
               image: p.image,
               imagePullPolicy: p.imagePullPolicy,
+              command: ['node', ...NODE_FLAGS, KILN_ENTRYPOINT],
               args: p.args,
               env: [
                 { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                ...Object.entries(NODE_ENV).map(([name, value]) => ({ name, value })),
                 // git writes its configuration and credentials helpers under HOME: the writable /tmp.
                 { name: 'HOME', value: '/tmp' },
                 ...(p.env ?? []),
