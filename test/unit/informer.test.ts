@@ -7,6 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { ApiError, type KubeClient, type WatchEvent } from '../../controller/client.js';
 import { Informer, type KubeObject } from '../../controller/informer.js';
+import { pack, unpack } from '../../controller/pack.js';
 
 const cm = (name: string, rv: string): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv } });
 
@@ -147,5 +148,27 @@ describe('Informer', () => {
     await until(() => seen.length >= 2);
     expect(seen.slice(0, 2).sort()).toEqual(['a', 'b']);
     inf.stop();
+  });
+});
+
+describe('pack (compact cache text)', () => {
+  const resource = (i: number) => JSON.stringify({
+    apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService',
+    metadata: { name: `ds-${i}`, namespace: 'identity', uid: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`, resourceVersion: String(1000 + i), generation: 1 },
+    spec: { replicas: 3, image: 'registry.example.com/forgerock/ds:7.5.1', resources: { requests: { cpu: '1', memory: '3Gi' }, limits: { memory: '3Gi' } }, storage: { size: '100Gi', storageClassName: 'fast' } },
+    status: { observedGeneration: 1, conditions: ['Ready', 'Reconciling', 'Stalled'].map((type) => ({ type, status: type === 'Ready' ? 'True' : 'False', reason: 'Applied', message: '4 objects applied and in sync', lastTransitionTime: '2026-11-24T05:00:00Z', observedGeneration: 1 })) },
+  });
+
+  it('round-trips short and long texts, unicode included', () => {
+    for (const text of ['{}', '"é ü 漢字"', resource(1), `${resource(2)}${'x'.repeat(5000)}`, JSON.stringify({ s: 'ünïcödé '.repeat(200) })]) {
+      expect(unpack(pack(text))).toBe(text);
+    }
+  });
+
+  it('keeps a cached resource in a small fraction of its JSON (the preset dictionary)', () => {
+    const text = resource(7);
+    const packed = pack(text);
+    expect(packed.startsWith('y')).toBe(true);
+    expect(packed.length).toBeLessThan(text.length / 4);
   });
 });
