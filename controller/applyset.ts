@@ -220,16 +220,18 @@ export function projectChild<T extends KubeObject>(obj: T): T {
   const managed = (m.managedFields ?? []) as { manager?: string; operation?: string; subresource?: string; fieldsV1?: FieldsV1 }[];
   const kilnEntry = managed.find((f) => f.manager === FIELD_MANAGER && f.operation === 'Apply' && !f.subresource);
   const labels: Record<string, string> = {};
-  for (const k of KEPT_LABELS) if (m.labels?.[k] !== undefined) labels[k] = k === 'kiln.dev/owner-name' || k === PART_OF ? m.labels[k]! : intern(m.labels[k]!);
   const digestValue = m.annotations?.[DESIRED_DIGEST];
   const controller = m.ownerReferences?.find((o) => o.controller);
+  // The owner labels only matter where no controller reference names the owner (ConfigMapSync copies).
+  const kept = controller?.apiVersion.startsWith(`${GROUP}/`) ? [PART_OF] : KEPT_LABELS;
+  for (const k of kept) if (m.labels?.[k] !== undefined) labels[k] = k === 'kiln.dev/owner-name' || k === PART_OF ? m.labels[k]! : intern(m.labels[k]!);
   const status = obj['status'] as Record<string, unknown> | undefined;
   const out: ProjectedChild = {
     apiVersion: obj.apiVersion,
     kind: obj.kind,
     metadata: {
       name: m.name,
-      namespace: m.namespace,
+      namespace: m.namespace === undefined ? undefined : intern(m.namespace),
       uid: m.uid,
       resourceVersion: m.resourceVersion,
       labels,

@@ -51,6 +51,11 @@ export interface InformerOptions {
    * the parsed object); get() and list() inflate and parse a fresh copy.
    */
   compact?: boolean;
+  /**
+   * Items per LIST page (default 500, as client-go). A page is parsed whole:
+   * smaller pages keep the peak of a (re)list lower, at more requests.
+   */
+  pageSize?: number;
 }
 
 /**
@@ -197,7 +202,7 @@ export class Informer {
     do {
       const page = await this.client.list<KubeObject>(
         { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
-        { labelSelector: this.opts.labelSelector, limit: 500, continue: cont },
+        { labelSelector: this.opts.labelSelector, limit: this.opts.pageSize ?? 500, continue: cont },
       );
       const transform = this.opts.transform ?? slim;
       for (const item of page.items) items.push(transform({ ...item, apiVersion: this.opts.apiVersion, kind: this.opts.kind }));

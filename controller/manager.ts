@@ -48,6 +48,13 @@ export interface ManagerOptions {
 const RECONCILED_KINDS = KILN_KINDS.filter((k) => k.kind !== 'PostgresDatabase');
 const MANAGED_BY_KILN = 'app.kubernetes.io/managed-by=kiln';
 
+/**
+ * Children are listed 100 to a page: a restart lists every child before the first
+ * reconcile, and each page is parsed whole (a 500-item page of StatefulSets is
+ * megabytes of parsed objects at once).
+ */
+const LIST_PAGE_SIZE = 100;
+
 export class Manager {
   readonly client: KubeClient;
   readonly queue: WorkQueue;
@@ -79,7 +86,7 @@ export class Manager {
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       // ConfigMapSync copies live in tenant namespaces: watch ConfigMaps everywhere kiln writes them.
       for (const ns of k.kind === 'ConfigMap' && opts.namespaces.length > 0 ? [undefined] : namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log, transform: projectChild, indexLabel: PART_OF });
+        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log, transform: projectChild, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
         inf.on((event, obj) => this.onChild(event, obj));
         this.informers.push(inf);
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);
