@@ -82,8 +82,8 @@ export interface KilnProcess {
 }
 
 /** Runs `node <bin> args...` (bin/kiln.js by default); env replaces nothing unless given. */
-export function startKiln(args: string[], opts: { bin?: string; cwd?: string; env?: NodeJS.ProcessEnv } = {}): KilnProcess {
-  const child = spawn(process.execPath, [opts.bin ?? join(ROOT, 'bin', 'kiln.js'), ...args], {
+export function startKiln(args: string[], opts: { bin?: string; cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[] } = {}): KilnProcess {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), opts.bin ?? join(ROOT, 'bin', 'kiln.js'), ...args], {
     cwd: opts.cwd ?? ROOT,
     env: opts.env ?? { ...process.env, KUBECONFIG: '' },
     stdio: ['ignore', 'pipe', 'pipe'],

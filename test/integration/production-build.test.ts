@@ -125,8 +125,10 @@ describe('the production build (what the image runs)', () => {
     await cp.kubectlOk(['create', 'namespace', ns]);
     const kubeconfig = await serviceAccountKubeconfig(cp, installNs, `kp-${id}-controller`);
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
+    // Started as its Deployment starts it: the container's node flags and environment.
+    const runtime = containerRuntime(installed, `kp-${id}-controller`);
     const p = startKiln(['controller', '--mode', 'apply', '--kubeconfig', kubeconfig, '-n', ns, '--leader-election-namespace', installNs,
-      '--leader-election-id', `kp-${id}-controller`, '--metrics-port', String(metricsPort), '--health-port', String(healthPort)], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env });
+      '--leader-election-id', `kp-${id}-controller`, '--metrics-port', String(metricsPort), '--health-port', String(healthPort)], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs });
     running.push(p);
     await p.waitForLine(/"msg":"leading; starting workers"/, 60_000);
     const example = exampleResources().map((e) => e.resource).find((r) => r.kind === 'DirectoryService')!;
@@ -153,8 +155,9 @@ describe('the production build (what the image runs)', () => {
     expect(installed.length).toBeGreaterThan(0); // installed by the previous test
     const kubeconfig = await serviceAccountKubeconfig(cp, installNs, `kp-${id}-agent`);
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
+    const runtime = containerRuntime(installed, `kp-${id}-agent`);
     const p = startKiln(['agent', '--kubeconfig', kubeconfig, '-n', ns, '--leader-election-namespace', installNs, '--leader-election-id', `kp-${id}-agent`,
-      '--metrics-port', String(metricsPort), '--health-port', String(healthPort)], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env });
+      '--metrics-port', String(metricsPort), '--health-port', String(healthPort)], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs });
     running.push(p);
     await p.waitForLine(/"msg":"leading; starting workers"/, 60_000);
     expect((await httpGet(healthPort, '/readyz')).status).toBe(200);
@@ -164,3 +167,17 @@ describe('the production build (what the image runs)', () => {
     expect(await p.stop()).toBe(0);
   }, 120_000);
 });
+
+/**
+ * The node flags and plain environment values of a Deployment's container,
+ * checked to start the image's entrypoint script with the image's node.
+ */
+function containerRuntime(objects: { kind: string; metadata: { name: string } }[], deployment: string): { nodeArgs: string[]; env: Record<string, string> } {
+  const d = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === deployment) as unknown as { spec: { template: { spec: { containers: { command?: string[]; env?: { name: string; value?: string }[] }[] } } } } | undefined;
+  const container = d?.spec.template.spec.containers[0];
+  const command = container?.command ?? [];
+  expect(command[0], `${deployment} command`).toBe('node');
+  expect(command.at(-1), `${deployment} entrypoint`).toBe('/app/bin/kiln.js');
+  const env = Object.fromEntries((container?.env ?? []).filter((e) => e.value !== undefined && e.name !== 'HOME').map((e) => [e.name, e.value!]));
+  return { nodeArgs: command.slice(1, -1), env };
+}
