@@ -217,6 +217,36 @@ const CONTROLLER_RULE_ROWS: Row[] = [
   },
 ];
 
+/**
+ * A component's rule table: a test that every rule of its ClusterRole and
+ * Role has a row, then one test per row that applies the rules without that
+ * one, starts the component and waits until the row's failure shows.
+ */
+function ruleTable(t: { covers: string; rows: Row[]; rules: { id: string }[]; rowName: string; ns: string; setRules: (omit: string[]) => Promise<void>; start: () => Promise<KilnProcess> }): void {
+  it(t.covers, () => {
+    const covered = new Set(t.rows.map((r) => r.omit.split(':')[0]));
+    expect(t.rules.map((r) => r.id).filter((ruleId) => !covered.has(ruleId))).toEqual([]);
+  });
+
+  describe('without one rule, this breaks', () => {
+    t.rows.forEach((row, i) => {
+      it(`${row.omit}: ${row.breaks}`, async () => {
+        const ctx: Ctx = { n: `${t.rowName}-${i}`, ns: t.ns };
+        await t.setRules([row.omit]);
+        try {
+          await row.act?.(ctx);
+          ctx.controller = await t.start();
+          await shows(row, ctx);
+          await row.check?.(ctx);
+        } finally {
+          await stopAll();
+          await t.setRules([]);
+        }
+      }, 120_000);
+    });
+  });
+}
+
 /** Waits until the row's failure shows, in the logs or in the resource's status. */
 async function shows(row: Row, c: Ctx): Promise<void> {
   const p = c.controller!;
@@ -302,27 +332,10 @@ describe('the controller with exactly the generated RBAC', () => {
     await stopAll();
   }, 180_000);
 
-  it('every rule of the controller\'s ClusterRole and Role has a row below', () => {
-    const covered = new Set(CONTROLLER_RULE_ROWS.map((r) => r.omit.split(':')[0]));
-    expect([...CONTROLLER_APPLY_RULES, ...leaseRules(controllerSa)].map((r) => r.id).filter((ruleId) => !covered.has(ruleId))).toEqual([]);
-  });
-
-  describe('without one rule, this breaks', () => {
-    CONTROLLER_RULE_ROWS.forEach((row, i) => {
-      it(`${row.omit}: ${row.breaks}`, async () => {
-        const ctx: Ctx = { n: `row-${i}`, ns: work };
-        await setRules([row.omit]);
-        try {
-          await row.act?.(ctx);
-          ctx.controller = await startController();
-          await shows(row, ctx);
-          await row.check?.(ctx);
-        } finally {
-          await stopAll();
-          await setRules([]);
-        }
-      }, 120_000);
-    });
+  ruleTable({
+    covers: 'every rule of the controller\'s ClusterRole and Role has a row below',
+    rows: CONTROLLER_RULE_ROWS, rules: [...CONTROLLER_APPLY_RULES, ...leaseRules(controllerSa)], rowName: 'row', ns: work,
+    setRules: (omit) => setRules(omit), start: () => startController(),
   });
 });
 
@@ -363,27 +376,10 @@ describe('the git-mode controller with exactly the generated RBAC', () => {
     await stopAll();
   }, 180_000);
 
-  it('every rule of its ClusterRole and Role has a row below', () => {
-    const covered = new Set(GIT_RULE_ROWS.map((r) => r.omit.split(':')[0]));
-    expect([...CONTROLLER_GIT_RULES, ...leaseRules(gitSa)].map((r) => r.id).filter((ruleId) => !covered.has(ruleId))).toEqual([]);
-  });
-
-  describe('without one rule, this breaks', () => {
-    GIT_RULE_ROWS.forEach((row, i) => {
-      it(`${row.omit}: ${row.breaks}`, async () => {
-        const ctx: Ctx = { n: `git-row-${i}`, ns: gitWork };
-        await setRules([row.omit], 'controller-git', gitSa, gitBase);
-        try {
-          await row.act?.(ctx);
-          ctx.controller = await startController(gitBase);
-          await shows(row, ctx);
-          await row.check?.(ctx);
-        } finally {
-          await stopAll();
-          await setRules([], 'controller-git', gitSa, gitBase);
-        }
-      }, 120_000);
-    });
+  ruleTable({
+    covers: 'every rule of its ClusterRole and Role has a row below',
+    rows: GIT_RULE_ROWS, rules: [...CONTROLLER_GIT_RULES, ...leaseRules(gitSa)], rowName: 'git-row', ns: gitWork,
+    setRules: (omit) => setRules(omit, 'controller-git', gitSa, gitBase), start: () => startController(gitBase),
   });
 });
 
@@ -483,26 +479,9 @@ describe('the runtime agent with exactly the generated RBAC', () => {
     await stopAll();
   }, 180_000);
 
-  it('every rule of its ClusterRole and Role has a row below', () => {
-    const covered = new Set(AGENT_RULE_ROWS.map((r) => r.omit.split(':')[0]));
-    expect([...AGENT_RULES, ...leaseRules(agentSa)].map((r) => r.id).filter((ruleId) => !covered.has(ruleId))).toEqual([]);
-  });
-
-  describe('without one rule, this breaks', () => {
-    AGENT_RULE_ROWS.forEach((row, i) => {
-      it(`${row.omit}: ${row.breaks}`, async () => {
-        const ctx: Ctx = { n: `agent-row-${i}`, ns: agentWork };
-        await setRules([row.omit], 'agent', agentSa);
-        try {
-          await row.act?.(ctx);
-          ctx.controller = await startAgent();
-          await shows(row, ctx);
-          await row.check?.(ctx);
-        } finally {
-          await stopAll();
-          await setRules([], 'agent', agentSa);
-        }
-      }, 120_000);
-    });
+  ruleTable({
+    covers: 'every rule of its ClusterRole and Role has a row below',
+    rows: AGENT_RULE_ROWS, rules: [...AGENT_RULES, ...leaseRules(agentSa)], rowName: 'agent-row', ns: agentWork,
+    setRules: (omit) => setRules(omit, 'agent', agentSa), start: () => startAgent(),
   });
 });
