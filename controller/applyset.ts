@@ -156,7 +156,7 @@ const IN_SYNC = 'kiln.dev/in-sync-with';
 
 type ProjectedChild = KubeObject & { [KILN_FIELDS]?: unknown; [IN_SYNC]?: string };
 
-/** One copy of each of the few owner apiVersions and kinds, not one per cached child (JSON.parse makes a new string each time). */
+/** One copy of each of the few namespaces, owner apiVersions and kinds, not one per cached child (JSON.parse makes a new string each time). */
 const interned = new Map<string, string>();
 function intern(s: string): string {
   const have = interned.get(s);

@@ -10,9 +10,9 @@ import { KILN_API_VERSION } from '../charts/registry.js';
 import { validate } from '../validate/index.js';
 
 /** Samples of the kinds kiln renders most (the same shape as examples/). */
-const SAMPLES = [
-  { kind: 'PostgresInstance', spec: { version: '15', replicas: 2, storage: { size: '50Gi' } } },
-  { kind: 'CacheCluster', spec: { replicas: 3 } },
+export const SAMPLES = [
+  { kind: 'PostgresInstance', spec: { version: 16, replicas: 1, storage: { size: '50Gi' }, resources: { requests: { cpu: '500m', memory: '1Gi' } } } },
+  { kind: 'CacheCluster', spec: { size: 5, catalogServers: 3, capacity: '4Gi', image: 'registry.example.com/cache/xsld:8.6.1', storage: { size: '5Gi' } } },
   {
     kind: 'DirectoryService',
     spec: {
@@ -36,11 +36,13 @@ function build(): Buffer {
   const parts: string[] = ['"managedFields":[{"manager":"kiln","operation":"Apply"},{"manager":"kiln","operation":"Update"},{"manager":"kubectl","operation":"Apply","subresource":"status"}]'];
   for (const s of SAMPLES) {
     const resource = { apiVersion: KILN_API_VERSION, kind: s.kind, metadata: { name: 'sample', namespace: 'default' }, spec: s.spec };
+    // A sample that no longer validates or renders only makes the dictionary less apt (a unit test
+    // keeps them valid).
     try {
       const v = validate(resource);
       if (v.ok) parts.push(...render(v.resource).map((o) => JSON.stringify(o)));
     } catch {
-      // A sample that no longer renders only makes the dictionary less apt.
+      // as above
     }
     parts.push(JSON.stringify({ ...resource, status: STATUS_SAMPLE }));
   }

@@ -3,9 +3,10 @@
  * same way, so the benchmark measures what ships.
  *
  * - `--max-semi-space-size=2 --optimize-for-size`: a small young generation
- *   and a heap kept compact; the controller's caches are long-lived, so this
- *   costs little CPU. Measured on bench/apply, 1,000 DirectoryServices: peak
- *   RSS ~325 MiB without the flags, ~150 MiB with them. They are not allowed
+ *   and a heap kept compact, paid for in garbage collection (4.4 s of the
+ *   controller's 19 s of CPU in a profile of a 1,000-resource converge).
+ *   Measured on bench/apply, 1,000 DirectoryServices: peak RSS ~325 MiB
+ *   without the flags, ~150 MiB with them. They are not allowed
  *   in NODE_OPTIONS, hence the container command.
  * - MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ (glibc, as in the node:24-slim
  *   image): the many short zlib and TLS buffers otherwise leave freed memory

@@ -8,6 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { ApiError, type KubeClient, type WatchEvent } from '../../controller/client.js';
 import { Informer, type KubeObject } from '../../controller/informer.js';
 import { pack, unpack } from '../../controller/pack.js';
+import { SAMPLES } from '../../controller/pack-dictionary.js';
+import { validate } from '../../validate/index.js';
 
 const cm = (name: string, rv: string): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv } });
 
@@ -163,6 +165,10 @@ describe('pack (compact cache text)', () => {
     for (const text of ['{}', '"é ü 漢字"', resource(1), `${resource(2)}${'x'.repeat(5000)}`, JSON.stringify({ s: 'ünïcödé '.repeat(200) })]) {
       expect(unpack(pack(text))).toBe(text);
     }
+  });
+
+  it('builds its dictionary from samples that validate', () => {
+    for (const s of SAMPLES) expect(validate({ apiVersion: 'kiln.dev/v1alpha1', kind: s.kind, metadata: { name: 'sample', namespace: 'default' }, spec: s.spec }).ok, s.kind).toBe(true);
   });
 
   it('keeps a cached resource in a small fraction of its JSON (the preset dictionary)', () => {
