@@ -11,7 +11,7 @@ import { pack, unpack } from './pack.js';
 import type { K8sObject, KilnResource } from '../charts/types.js';
 import { quantityToNumber } from '../charts/shared/quantity.js';
 import { GROUP } from '../crds/schema/generate.js';
-import type { KubeObject } from './informer.js';
+import type { CacheCodec, KubeObject } from './informer.js';
 
 export const PART_OF = 'applyset.kubernetes.io/part-of';
 export const APPLYSET_ID = 'applyset.kubernetes.io/id';
@@ -26,8 +26,13 @@ export function applySetId(r: KilnResource): string {
   return `applyset-${digest}-v1`;
 }
 
+/**
+ * 128 bits of sha256, as 32 hex digits. Hex of the first 16 bytes, not a slice
+ * of the 64-digit hex: a slice keeps its parent string alive (V8's sliced
+ * strings), and a cache holds one digest per object.
+ */
 export function digest(value: unknown): string {
-  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 32);
+  return createHash('sha256').update(JSON.stringify(value)).digest().toString('hex', 0, 16);
 }
 
 /** What the controller adds to each rendered object: membership, ownership, the digest of the rest. */
@@ -122,7 +127,9 @@ export function drift(live: KubeObject | undefined, desired: K8sObject): string 
 export function markInSync(live: KubeObject, desired: K8sObject): void {
   const projected = live as ProjectedChild;
   if (!(KILN_FIELDS in projected)) return;
-  projected[IN_SYNC] = desired.metadata.annotations?.[DESIRED_DIGEST];
+  // The live object's copy of the digest (equal to the desired one): one string, not two.
+  const want = desired.metadata.annotations?.[DESIRED_DIGEST];
+  projected[IN_SYNC] = live.metadata.annotations?.[DESIRED_DIGEST] === want ? live.metadata.annotations?.[DESIRED_DIGEST] : want;
   projected[KILN_FIELDS] = undefined;
 }
 
@@ -139,16 +146,21 @@ const ownWrites = new Map<string, string>();
 const OWN_WRITES_MAX = 50_000;
 const childKey = (o: { apiVersion?: string; kind?: string; metadata: { namespace?: string; name: string } }) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
-/** Called with what the API server answered to kiln's apply of `desired`; `cached` is the cache's current copy, if any. */
-export function recordOwnWrite(written: KubeObject, desired: K8sObject, cached: KubeObject | undefined): void {
+/**
+ * Called with what the API server answered to kiln's apply of `desired`;
+ * `cached` is the cache's current copy, if any. True when it marked that copy
+ * in sync (the caller puts it back into the cache).
+ */
+export function recordOwnWrite(written: KubeObject, desired: K8sObject, cached: KubeObject | undefined): boolean {
   const rv = written.metadata?.resourceVersion;
-  if (!rv) return;
+  if (!rv) return false;
   if (cached && cached.metadata.resourceVersion === rv) {
     markInSync(cached, desired);
-    return;
+    return true;
   }
   if (ownWrites.size >= OWN_WRITES_MAX) ownWrites.clear();
   ownWrites.set(childKey({ ...desired, metadata: { ...desired.metadata, namespace: desired.metadata.namespace ?? written.metadata.namespace } }), rv);
+  return false;
 }
 
 const KILN_FIELDS = 'kiln.dev/owned-fields';
@@ -262,6 +274,63 @@ export function projectChild<T extends KubeObject>(obj: T): T {
   }
   return out as T;
 }
+
+/**
+ * The cache's form of a projected child: its fields in a fixed order in one
+ * flat string, about 330 bytes, where the parsed projection takes about 950
+ * (seven objects and a dozen strings). At 10,000 resources that is 40,000
+ * children. Parsing it back is a split, microseconds, where inflating
+ * deflated JSON takes tens. The separator (U+0001) occurs in no name, uid,
+ * label value or JSON text; the owned fields (packed, any byte) come last and
+ * take the rest of the string.
+ */
+export const childCodec: CacheCodec = {
+  encode(obj) {
+    const p = obj as ProjectedChild;
+    const m = p.metadata;
+    const { [PART_OF]: partOf, ...otherLabels } = m.labels ?? {};
+    const owner = m.ownerReferences?.[0];
+    const owned = p[KILN_FIELDS];
+    const fields = [
+      m.name, m.namespace ?? '', m.uid ?? '', m.resourceVersion ?? '', partOf ?? '',
+      Object.keys(otherLabels).length > 0 ? JSON.stringify(otherLabels) : '',
+      m.annotations?.[DESIRED_DIGEST] ?? '',
+      owner?.apiVersion ?? '', owner?.kind ?? '', owner?.name ?? '', owner?.uid ?? '',
+      m.managedFields?.length ? '1' : '', m.deletionTimestamp ?? '', p[IN_SYNC] ?? '',
+      p['status'] === undefined ? '' : JSON.stringify(p['status']),
+      owned === undefined ? '' : typeof owned === 'string' ? owned : pack(JSON.stringify(owned)),
+    ];
+    // join() makes one flat string; `+` would keep every part alive in a rope.
+    return fields.join(SEP);
+  },
+  decode(text, type) {
+    const f = text.split(SEP);
+    const owned = f.length > CHILD_FIELDS ? f.slice(CHILD_FIELDS - 1).join(SEP) : f[CHILD_FIELDS - 1]!;
+    const labels: Record<string, string> = f[5] ? (JSON.parse(f[5]) as Record<string, string>) : {};
+    if (f[4]) labels[PART_OF] = f[4];
+    const out: ProjectedChild = {
+      apiVersion: type.apiVersion,
+      kind: type.kind,
+      metadata: {
+        name: f[0]!,
+        namespace: f[1] || undefined,
+        uid: f[2] || undefined,
+        resourceVersion: f[3] || undefined,
+        labels,
+        ...(f[6] ? { annotations: { [DESIRED_DIGEST]: f[6] } } : {}),
+        ...(f[7] ? { ownerReferences: [{ apiVersion: f[7], kind: f[8]!, name: f[9]!, uid: f[10]!, controller: true }] } : {}),
+        managedFields: f[11] ? KILN_APPLIED : NONE,
+        ...(f[12] ? { deletionTimestamp: f[12] } : {}),
+      },
+      [KILN_FIELDS]: owned || undefined,
+    };
+    if (f[13]) out[IN_SYNC] = f[13];
+    if (f[14]) out['status'] = JSON.parse(f[14]);
+    return out;
+  },
+};
+const SEP = '\u0001';
+const CHILD_FIELDS = 16;
 
 export const upToDate = (live: KubeObject | undefined, desired: K8sObject): boolean => drift(live, desired) === undefined;
 

@@ -30,6 +30,18 @@ export interface KubeObject {
   [key: string]: unknown;
 }
 
+/** How a cache keeps its objects as text: `decode(encode(o))` equals `o` (apiVersion and kind come from the informer). */
+export interface CacheCodec {
+  encode(obj: KubeObject): string;
+  decode(text: string, type: { apiVersion: string; kind: string }): KubeObject;
+}
+
+/** Deflated JSON (with kiln's preset dictionary): for objects of any shape. */
+export const packedJson: CacheCodec = {
+  encode: (obj) => pack(JSON.stringify(obj)),
+  decode: (text) => JSON.parse(unpack(text)) as KubeObject,
+};
+
 export type InformerEvent = 'added' | 'updated' | 'deleted' | 'resync';
 
 export interface InformerOptions {
@@ -47,10 +59,11 @@ export interface InformerOptions {
   /** A label whose values are indexed, for `withLabel`. */
   indexLabel?: string;
   /**
-   * Keep each object as deflated JSON text (a tenth or less of the memory of
-   * the parsed object); get() and list() inflate and parse a fresh copy.
+   * Keep each object as text in this form (a tenth or less of the memory of
+   * the parsed object); get() and list() decode a fresh copy. Default: the
+   * (transformed) objects themselves.
    */
-  compact?: boolean;
+  codec?: CacheCodec;
   /**
    * Items per LIST page (default 500, as client-go). A page is parsed whole:
    * smaller pages keep the peak of a (re)list lower, at more requests.
@@ -78,14 +91,13 @@ export function slim<T extends KubeObject>(obj: T): T {
   };
 }
 
-const decode = (v: KubeObject | string): KubeObject => (typeof v === 'string' ? (JSON.parse(unpack(v)) as KubeObject) : v);
-
-export const objectKey = (o: { metadata: { namespace?: string; name: string } }) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+/** namespace/name, as one flat string (a template literal makes a rope that keeps its parts: one per cached object). */
+export const objectKey = (o: { metadata: { namespace?: string; name: string } }) => [o.metadata.namespace ?? '', o.metadata.name].join('/');
 
 export class Informer {
   private readonly cache = new Map<string, KubeObject | string>();
-  /** indexLabel value -> keys of the objects carrying it */
-  private readonly index = new Map<string, Set<string>>();
+  /** indexLabel value -> keys of the objects carrying it (an array: most values have one to three) */
+  private readonly index = new Map<string, string[]>();
   private readonly handlers: ((event: InformerEvent, obj: KubeObject, old?: KubeObject) => void)[] = [];
   private resourceVersion = '';
   private abort: AbortController | undefined;
@@ -104,16 +116,33 @@ export class Informer {
   }
 
   get(namespace: string | undefined, name: string): KubeObject | undefined {
-    return this.at(`${namespace ?? ''}/${name}`);
+    return this.at(objectKey({ metadata: { namespace, name } }));
   }
 
   list(): KubeObject[] {
-    return [...this.cache.values()].map(decode);
+    return [...this.cache.values()].map((v) => this.decode(v));
+  }
+
+  private decode(v: KubeObject | string): KubeObject {
+    return typeof v === 'string' ? this.opts.codec!.decode(v, this.opts) : v;
   }
 
   private at(key: string): KubeObject | undefined {
     const v = this.cache.get(key);
-    return v === undefined ? undefined : decode(v);
+    return v === undefined ? undefined : this.decode(v);
+  }
+
+  /**
+   * Puts back a copy got from this cache that the caller amended (what the
+   * reconciler learned about it), if the cache still holds that version.
+   * No handler hears of it: the object did not change on the server.
+   */
+  replace(obj: KubeObject): boolean {
+    const key = objectKey(obj);
+    const current = this.at(key);
+    if (!current || current.metadata.resourceVersion !== obj.metadata.resourceVersion) return false;
+    this.cache.set(key, this.opts.codec ? this.opts.codec.encode(obj) : obj);
+    return true;
   }
 
   /** Objects whose label `label` has this value (from the index when it is `indexLabel`). */
@@ -123,7 +152,7 @@ export class Informer {
   }
 
   private put(key: string, obj: KubeObject, old: KubeObject | undefined): void {
-    this.cache.set(key, this.opts.compact ? pack(JSON.stringify(obj)) : obj);
+    this.cache.set(key, this.opts.codec ? this.opts.codec.encode(obj) : obj);
     const label = this.opts.indexLabel;
     if (!label) return;
     const before = old?.metadata.labels?.[label];
@@ -131,9 +160,10 @@ export class Informer {
     if (before === after) return;
     if (before !== undefined) this.unindex(before, key);
     if (after !== undefined) {
-      let keys = this.index.get(after);
-      if (!keys) this.index.set(after, (keys = new Set()));
-      keys.add(key);
+      const keys = this.index.get(after);
+      // New arrays of the exact length: push() would leave room for 16 more on each.
+      if (!keys) this.index.set(after, [key]);
+      else if (!keys.includes(key)) this.index.set(after, keys.concat(key));
     }
   }
 
@@ -145,8 +175,9 @@ export class Informer {
 
   private unindex(value: string, key: string): void {
     const keys = this.index.get(value);
-    keys?.delete(key);
-    if (keys?.size === 0) this.index.delete(value);
+    if (!keys?.includes(key)) return;
+    if (keys.length === 1) this.index.delete(value);
+    else this.index.set(value, keys.filter((k) => k !== key));
   }
 
   hasSynced(): boolean {
@@ -192,7 +223,7 @@ export class Informer {
   }
 
   private resync(): void {
-    for (const obj of this.cache.values()) this.emit('resync', decode(obj));
+    for (const obj of this.cache.values()) this.emit('resync', this.decode(obj));
   }
 
   private async relist(): Promise<void> {
@@ -205,7 +236,7 @@ export class Informer {
         { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
         { labelSelector: this.opts.labelSelector, limit: this.opts.pageSize ?? 500, continue: cont },
       );
-      // Each page goes into the cache as it comes (compacted there, for compact informers), so a
+      // Each page goes into the cache as it comes (encoded there, for informers with a codec), so a
       // list of every object is never held beside the cache: at 10,000 resources that was the
       // largest allocation of a restart.
       for (const item of page.items) {
@@ -224,7 +255,7 @@ export class Informer {
     this.lists++;
     for (const [key, cached] of this.cache) {
       if (!seen.has(key)) {
-        const old = decode(cached);
+        const old = this.decode(cached);
         this.remove(key, old);
         this.emit('deleted', old);
       }
@@ -322,6 +353,9 @@ export class MultiInformer {
   }
   withLabel(label: string, value: string): KubeObject[] {
     return this.parts.flatMap((p) => p.withLabel(label, value));
+  }
+  replace(obj: KubeObject): boolean {
+    return this.parts.some((p) => p.replace(obj));
   }
   hasSynced(): boolean {
     return this.parts.every((p) => p.hasSynced());

@@ -13,14 +13,14 @@ import type { ClusterConfigInput } from './kubeconfig.js';
 import { KubeClient } from './client.js';
 import { ServiceAccountTokens } from './configmapsync.js';
 import { EventRecorder } from './events.js';
-import { Informer, MultiInformer, slim, type KubeObject } from './informer.js';
+import { Informer, MultiInformer, packedJson, slim, type KubeObject } from './informer.js';
 import { campaign, type LeaderElector } from './leader.js';
 import { WorkQueue } from './queue.js';
 import { Reconciler, type ReconcileResult } from './reconciler.js';
 import { GitReconciler } from './git-reconciler.js';
 import { GitSink, type GitSinkOptions } from './git-sink.js';
 import { CHILD_KINDS, KILN_KINDS } from './resources.js';
-import { PART_OF, projectChild } from './applyset.js';
+import { childCodec, PART_OF, projectChild } from './applyset.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../charts/shared/labels.js';
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -75,7 +75,7 @@ export class Manager {
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of RECONCILED_KINDS) {
       for (const ns of namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, log: opts.log, compact: true, transform: slimResource });
+        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, log: opts.log, codec: packedJson, transform: slimResource });
         inf.on((event, obj, old) => this.onResource(event, obj, old));
         this.informers.push(inf);
         this.shared(this.resources, k.kind, inf);
@@ -86,7 +86,7 @@ export class Manager {
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       // ConfigMapSync copies live in tenant namespaces: watch ConfigMaps everywhere kiln writes them.
       for (const ns of k.kind === 'ConfigMap' && opts.namespaces.length > 0 ? [undefined] : namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log, transform: projectChild, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
+        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log, transform: projectChild, codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
         inf.on((event, obj) => this.onChild(event, obj));
         this.informers.push(inf);
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);

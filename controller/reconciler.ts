@@ -75,6 +75,11 @@ export class Reconciler {
     return this.deps.children.get(`${apiVersion}/${kind}`)?.get(namespace, name);
   }
 
+  /** Puts a child's cached copy back after markInSync (the cache holds encoded copies). */
+  private keep(child: KubeObject): void {
+    this.deps.children.get(`${child.apiVersion}/${child.kind}`)?.replace(child);
+  }
+
   async reconcile(key: string): Promise<ReconcileResult> {
     const { kind, namespace, name } = parseKey(key);
     const live = this.deps.resources.get(kind)?.get(namespace, name) as (KubeObject & KilnResource) | undefined;
@@ -136,6 +141,7 @@ export class Reconciler {
       const why = drift(current, obj);
       if (why === undefined) {
         markInSync(current!, obj);
+        this.keep(current!);
         continue;
       }
       this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why });
@@ -148,7 +154,8 @@ export class Reconciler {
       if (o.status === 'fulfilled') {
         result.applied++;
         const obj = toApply[i]!;
-        recordOwnWrite(o.value, obj, this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name));
+        const cached = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+        if (recordOwnWrite(o.value, obj, cached)) this.keep(cached!);
         if (o.value.metadata?.resourceVersion) written.set(`${obj.apiVersion}/${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`, o.value.metadata.resourceVersion);
       }
       else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);

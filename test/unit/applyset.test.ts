@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applySetId, contains, decorate, DESIRED_DIGEST, drift, markInSync, PART_OF, pickFields, projectChild, prunable } from '../../controller/applyset.js';
+import { applySetId, childCodec, contains, decorate, DESIRED_DIGEST, drift, markInSync, PART_OF, pickFields, projectChild, prunable } from '../../controller/applyset.js';
 import type { KubeObject } from '../../controller/informer.js';
 import { statusUpToDate, withTransitionTimes } from '../../controller/status.js';
 
@@ -107,6 +107,19 @@ describe('child projection', () => {
     markInSync(p, desired);
     expect(drift(p, desired)).toBeUndefined();
     expect(JSON.stringify(p)).not.toContain('i:1'); // owned fields dropped once found in sync
+  });
+
+  it('the cache codec gives back the projection it was given, owned fields included', () => {
+    const p = projectChild(liveObject());
+    const type = { apiVersion: p.apiVersion!, kind: p.kind! };
+    const back = childCodec.decode(childCodec.encode(p), type);
+    expect(back).toEqual(p);
+    expect(drift(back, desired)).toBeUndefined();
+    markInSync(back, desired);
+    const synced = childCodec.decode(childCodec.encode(back), type);
+    expect(synced).toEqual(back);
+    expect(childCodec.encode(back).length).toBeLessThan(JSON.stringify(back).length);
+    expect(drift(childCodec.decode(childCodec.encode(projectChild(liveObject('kubectl-edit', 5))), type), desired)).toMatch(/replicas/);
   });
 
   it('a field another manager took over is drift', () => {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ApiError, type KubeClient, type WatchEvent } from '../../controller/client.js';
-import { Informer, type KubeObject } from '../../controller/informer.js';
+import { Informer, packedJson, type KubeObject } from '../../controller/informer.js';
 import { pack, unpack } from '../../controller/pack.js';
 import { SAMPLES } from '../../controller/pack-dictionary.js';
 import { validate } from '../../validate/index.js';
@@ -44,14 +44,14 @@ function informer(client: ScriptedClient, extra: Partial<ConstructorParameters<t
 }
 
 describe('Informer', () => {
-  it('compact: keeps deflated text, hands out fresh copies; indexes a label; old versions reach the handlers', async () => {
+  it('codec: keeps deflated text, hands out fresh copies; indexes a label; old versions reach the handlers', async () => {
     const c = new ScriptedClient();
     const big = (name: string, rv: string, set: string): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, labels: { set } }, data: { text: 'x'.repeat(2000) } });
     c.listResult = [big('a', '5', 's1'), big('b', '6', 's1')];
     c.script.push(async (emit) => {
       emit({ type: 'MODIFIED', object: big('b', '12', 's2') as never });
     });
-    const inf = informer(c, { compact: true, indexLabel: 'set' });
+    const inf = informer(c, { codec: packedJson, indexLabel: 'set' });
     const olds: string[] = [];
     inf.on((e, o, old) => { if (e === 'updated') olds.push(`${old?.metadata.resourceVersion}->${o.metadata.resourceVersion}`); });
     await inf.start();
