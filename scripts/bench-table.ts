@@ -34,7 +34,10 @@ function applyTable(): string[] {
     date: string; settings: { resources: number; qps: number; concurrency: number; controllerNodeArgs?: string[]; controllerEnv?: Record<string, string> };
     rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[];
     scale?: Record<string, { date: string; rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[] }>;
+    details?: { convergeFloor?: { cpuSecondsOutsideController: number; cores: number; seconds: number } };
   };
+  const floor = a.details?.convergeFloor;
+  const kubectlRow = a.rows.find((x) => x.phase.startsWith('kubectl'));
   const env = Object.entries(a.settings.controllerEnv ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
   const nodeArgs = a.settings.controllerNodeArgs?.length ? `, started as the install's Deployment starts it: ${env ? `${env} ` : ''}node ${a.settings.controllerNodeArgs.join(' ')} (without the V8 flags the same run peaks near 325 MiB)` : '';
   const scaleRows = Object.entries(a.scale ?? {}).flatMap(([n, sc]) => sc.rows.filter((x) => x.phase.startsWith('kiln')).map((x) => ({ ...x, phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline)` })));
@@ -45,6 +48,10 @@ function applyTable(): string[] {
     '| phase | seconds | API requests | writes | peak RSS (MiB) |',
     '|---|---:|---:|---:|---:|',
     ...[...a.rows, ...scaleRows].map((x) => `| ${x.phase} | ${x.seconds ?? '-'} | ${x.requests} | ${x.writes} | ${x.peakRssMiB ?? '-'} |`),
+    ...(floor ? [
+      '',
+      `Converge floor on this machine: while kiln converged, the control plane and the kubectl creating the resources used ${floor.cpuSecondsOutsideController} CPU seconds; over ${floor.cores} cores that is ${floor.seconds} s, the soonest a controller sending the same requests could be done even if it used no CPU itself (kubectl baseline ${kubectlRow?.seconds ?? '-'} s).`,
+    ] : []),
   ];
 }
 const readmeUrl = new URL('README.md', root);
