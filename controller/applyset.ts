@@ -7,7 +7,6 @@
  * object must still hold every field kiln sets.
  */
 import { createHash } from 'node:crypto';
-import { pack, unpack } from './pack.js';
 import type { K8sObject, KilnResource } from '../charts/types.js';
 import { quantityToNumber } from '../charts/shared/quantity.js';
 import { GROUP } from '../crds/schema/generate.js';
@@ -101,73 +100,84 @@ export function firstDifference(live: unknown, desired: unknown, path = ''): str
 export const contains = (live: unknown, desired: unknown): boolean => firstDifference(live, desired) === undefined;
 
 /**
- * Why applying `desired` would change something (for the log), or undefined when it would not.
- * On a projected child (projectChild) the comparison is with the fields kiln's
- * field manager still owns, so a field another manager took over counts as drift;
- * once a child's resourceVersion has been found in sync (markInSync) it is not compared again.
+ * Why applying `desired` would change something (for the log), or undefined
+ * when it would not, or VERIFY when only the object's full content can tell.
+ * A full object (with managedFields' field sets, as the API returns it) is
+ * compared with `desired` field by field (ownedFieldsDrift). A projected child
+ * (projectChild) holds only the digest of the fields kiln's field manager owns
+ * there: it is in sync when that digest is the one kiln recorded (`recorded`,
+ * from its own apply or an earlier comparison, kept in the resource's status
+ * inventory), since another writer cannot change a value kiln owns without
+ * taking the field from kiln's set; otherwise the caller reads the object and
+ * compares.
  */
-export function drift(live: KubeObject | undefined, desired: K8sObject): string | undefined {
+export function drift(live: KubeObject | undefined, desired: K8sObject, recorded?: string): string | undefined | typeof VERIFY {
   if (!live) return 'absent';
   if (live.metadata.deletionTimestamp) return 'being deleted';
-  const want = desired.metadata.annotations?.[DESIRED_DIGEST];
-  if (live.metadata.annotations?.[DESIRED_DIGEST] !== want) return 'rendered content changed';
-  const projected = live as ProjectedChild;
-  if (projected[IN_SYNC] !== undefined && projected[IN_SYNC] === want) return undefined;
-  const { status: _s, ...rest } = desired as K8sObject & { status?: unknown };
-  if (!(KILN_FIELDS in projected)) return firstDifference(live, rest);
-  const ownedText = projected[KILN_FIELDS];
-  if (ownedText === undefined) return 'kiln owns no field of it';
-  const owned: unknown = typeof ownedText === 'string' ? JSON.parse(unpack(ownedText)) : ownedText;
-  // Identity (apiVersion, kind, name, namespace) is in no field set.
-  const { apiVersion: _a, kind: _k, metadata: { name: _n, namespace: _ns, ...metadata }, ...spec } = rest;
-  return firstDifference(owned, { ...spec, metadata });
+  if (live.metadata.annotations?.[DESIRED_DIGEST] !== desired.metadata.annotations?.[DESIRED_DIGEST]) return 'rendered content changed';
+  if (!(OWNED_DIGEST in live)) return ownedFieldsDrift(live, desired);
+  const owned = (live as ProjectedChild)[OWNED_DIGEST];
+  if (owned === undefined) return 'kiln owns no field of it';
+  return owned === recorded ? undefined : VERIFY;
 }
 
-/** Records that `live` (this resourceVersion) holds what `desired` says: its owned fields are dropped from the cache. */
-export function markInSync(live: KubeObject, desired: K8sObject): void {
-  const projected = live as ProjectedChild;
-  if (!(KILN_FIELDS in projected)) return;
-  // The live object's copy of the digest (equal to the desired one): one string, not two.
-  const want = desired.metadata.annotations?.[DESIRED_DIGEST];
-  projected[IN_SYNC] = live.metadata.annotations?.[DESIRED_DIGEST] === want ? live.metadata.annotations?.[DESIRED_DIGEST] : want;
-  projected[KILN_FIELDS] = undefined;
+/** drift()'s answer when the object has to be read and compared (ownedFieldsDrift). */
+export const VERIFY = Symbol('verify');
+
+/**
+ * Where the fields kiln's field manager owns in `live` (a full object) differ
+ * from `desired`; a field another manager took over counts as drift.
+ */
+export function ownedFieldsDrift(live: KubeObject, desired: K8sObject): string | undefined {
+  const { status: _s, ...rest } = desired as K8sObject & { status?: unknown };
+  const entry = kilnApplyEntry(live);
+  if (!entry) return (live.metadata.managedFields ?? []).length > 0 ? 'kiln owns no field of it' : firstDifference(live, rest);
+  // Identity (apiVersion, kind, name, namespace) is in no field set.
+  const { apiVersion: _a, kind: _k, metadata: { name: _n, namespace: _ns, ...metadata }, ...spec } = rest;
+  return firstDifference(pickFields(live, entry.fieldsV1 ?? {}), { ...spec, metadata });
 }
+
+type ManagedFieldsEntry = { manager?: string; operation?: string; subresource?: string; fieldsV1?: FieldsV1 };
+const kilnApplyEntry = (obj: KubeObject): ManagedFieldsEntry | undefined =>
+  ((obj.metadata.managedFields ?? []) as ManagedFieldsEntry[]).find((f) => f.manager === FIELD_MANAGER && f.operation === 'Apply' && !f.subresource);
+
+/**
+ * The digest of the values kiln's field manager owns in `obj` (a full object),
+ * undefined when it owns none. What the status inventory records per object.
+ */
+export function ownedDigest(obj: KubeObject): string | undefined {
+  const entry = kilnApplyEntry(obj);
+  return entry?.fieldsV1 ? digest(pickFields(obj, entry.fieldsV1)) : undefined;
+}
+
+/** The owned-fields digest of a projected child (projectChild), if it has one. */
+export const projectedOwnedDigest = (child: KubeObject): string | undefined => (child as ProjectedChild)[OWNED_DIGEST];
 
 // ---------------------------------------------------------------------------
 // What the cache keeps of a child (the informer's transform)
 
 /**
- * resourceVersions that kiln's own applies produced, by object: an object at
- * such a version holds what kiln applied, so it needs no comparison (and keeps
- * no owned fields in the cache). Bounded: entries whose watch event never
- * comes (the object was deleted meanwhile) are dropped wholesale.
+ * The owned-fields digests of kiln's own applies, by object and resourceVersion:
+ * the watch event of that version needs no second digest. Bounded: entries whose
+ * event never comes (the object was deleted meanwhile) are dropped wholesale.
  */
-const ownWrites = new Map<string, string>();
+const ownWrites = new Map<string, { rv: string; owned: string | undefined }>();
 const OWN_WRITES_MAX = 50_000;
 const childKey = (o: { apiVersion?: string; kind?: string; metadata: { namespace?: string; name: string } }) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
-/**
- * Called with what the API server answered to kiln's apply of `desired`;
- * `cached` is the cache's current copy, if any. True when it marked that copy
- * in sync (the caller puts it back into the cache).
- */
-export function recordOwnWrite(written: KubeObject, desired: K8sObject, cached: KubeObject | undefined): boolean {
+/** Called with what the API server answered to kiln's apply of `desired`; returns the owned-fields digest to record. */
+export function recordOwnWrite(written: KubeObject, desired: K8sObject): string | undefined {
   const rv = written.metadata?.resourceVersion;
-  if (!rv) return false;
-  if (cached && cached.metadata.resourceVersion === rv) {
-    markInSync(cached, desired);
-    return true;
-  }
+  const owned = ownedDigest(written);
+  if (!rv) return owned;
   if (ownWrites.size >= OWN_WRITES_MAX) ownWrites.clear();
-  ownWrites.set(childKey({ ...desired, metadata: { ...desired.metadata, namespace: desired.metadata.namespace ?? written.metadata.namespace } }), rv);
-  return false;
+  ownWrites.set(childKey({ ...desired, metadata: { ...desired.metadata, namespace: desired.metadata.namespace ?? written.metadata.namespace } }), { rv, owned });
+  return owned;
 }
 
-const KILN_FIELDS = 'kiln.dev/owned-fields';
-const IN_SYNC = 'kiln.dev/in-sync-with';
+const OWNED_DIGEST = 'kiln.dev/owned-digest';
 
-type ProjectedChild = KubeObject & { [KILN_FIELDS]?: unknown; [IN_SYNC]?: string };
-
+type ProjectedChild = KubeObject & { [OWNED_DIGEST]?: string };
 /** One copy of each of the few namespaces, owner apiVersions and kinds, not one per cached child (JSON.parse makes a new string each time). */
 const interned = new Map<string, string>();
 function intern(s: string): string {
@@ -222,15 +232,14 @@ export function pickFields(live: unknown, fields: FieldsV1): unknown {
 /**
  * What the cache keeps of an object kiln renders: identity, membership, the
  * controller reference, who manages it, the digest kiln applied, the status
- * fields the reconciler reads, and (until a reconcile has found this
- * resourceVersion in sync) the fields kiln's field manager owns. Everything
- * else (defaults, other managers' fields, the rest of the status) is dropped:
+ * fields the reconciler reads, and the digest of the values kiln's field
+ * manager owns (ownedDigest). Everything else (defaults, other managers'
+ * fields, the rest of the status, the owned values themselves) is dropped:
  * with 10,000 resources the full objects would not fit the memory target.
  */
 export function projectChild<T extends KubeObject>(obj: T): T {
   const m = obj.metadata;
-  const managed = (m.managedFields ?? []) as { manager?: string; operation?: string; subresource?: string; fieldsV1?: FieldsV1 }[];
-  const kilnEntry = managed.find((f) => f.manager === FIELD_MANAGER && f.operation === 'Apply' && !f.subresource);
+  const kilnEntry = kilnApplyEntry(obj);
   const labels: Record<string, string> = {};
   const digestValue = m.annotations?.[DESIRED_DIGEST];
   const controller = m.ownerReferences?.find((o) => o.controller);
@@ -238,6 +247,16 @@ export function projectChild<T extends KubeObject>(obj: T): T {
   const kept = controller?.apiVersion.startsWith(`${GROUP}/`) ? [PART_OF] : KEPT_LABELS;
   for (const k of kept) if (m.labels?.[k] !== undefined) labels[k] = k === 'kiln.dev/owner-name' || k === PART_OF ? m.labels[k]! : intern(m.labels[k]!);
   const status = obj['status'] as Record<string, unknown> | undefined;
+  const key = childKey(obj);
+  const own = ownWrites.get(key);
+  let owned: string | undefined;
+  if (own && own.rv === m.resourceVersion) {
+    // kiln's own apply answered with this version: its digest is known.
+    ownWrites.delete(key);
+    owned = own.owned;
+  } else {
+    owned = kilnEntry?.fieldsV1 ? digest(pickFields(obj, kilnEntry.fieldsV1)) : undefined;
+  }
   const out: ProjectedChild = {
     apiVersion: obj.apiVersion,
     kind: obj.kind,
@@ -253,18 +272,8 @@ export function projectChild<T extends KubeObject>(obj: T): T {
       managedFields: kilnEntry ? KILN_APPLIED : NONE,
       ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
     },
-    [KILN_FIELDS]: undefined,
+    [OWNED_DIGEST]: owned,
   };
-  const key = childKey(obj);
-  if (ownWrites.get(key) === m.resourceVersion && digestValue !== undefined) {
-    // What kiln's own apply produced: in sync with the digest it carries.
-    ownWrites.delete(key);
-    out[IN_SYNC] = digestValue;
-  } else {
-    // As compressed JSON text: a tenth of the memory of the objects (a restart lists every child
-    // before any is compared), read once and then dropped by markInSync.
-    out[KILN_FIELDS] = kilnEntry?.fieldsV1 ? pack(JSON.stringify(pickFields(obj, kilnEntry.fieldsV1))) : undefined;
-  }
   if (status) {
     const conditions = Array.isArray(status['conditions']) ? (status['conditions'] as { type: string; status: string }[]).map((c) => ({ type: c.type, status: c.status })) : undefined;
     const kept: Record<string, unknown> = {};
@@ -277,12 +286,11 @@ export function projectChild<T extends KubeObject>(obj: T): T {
 
 /**
  * The cache's form of a projected child: its fields in a fixed order in one
- * flat string, about 330 bytes, where the parsed projection takes about 950
+ * flat string, about 300 bytes, where the parsed projection takes about 950
  * (seven objects and a dozen strings). At 10,000 resources that is 40,000
  * children. Parsing it back is a split, microseconds, where inflating
  * deflated JSON takes tens. The separator (U+0001) occurs in no name, uid,
- * label value or JSON text; the owned fields (packed, any byte) come last and
- * take the rest of the string.
+ * label value, digest or JSON text.
  */
 export const childCodec: CacheCodec = {
   encode(obj) {
@@ -290,22 +298,19 @@ export const childCodec: CacheCodec = {
     const m = p.metadata;
     const { [PART_OF]: partOf, ...otherLabels } = m.labels ?? {};
     const owner = m.ownerReferences?.[0];
-    const owned = p[KILN_FIELDS];
     const fields = [
       m.name, m.namespace ?? '', m.uid ?? '', m.resourceVersion ?? '', partOf ?? '',
       Object.keys(otherLabels).length > 0 ? JSON.stringify(otherLabels) : '',
       m.annotations?.[DESIRED_DIGEST] ?? '',
       owner?.apiVersion ?? '', owner?.kind ?? '', owner?.name ?? '', owner?.uid ?? '',
-      m.managedFields?.length ? '1' : '', m.deletionTimestamp ?? '', p[IN_SYNC] ?? '',
+      m.managedFields?.length ? '1' : '', m.deletionTimestamp ?? '', p[OWNED_DIGEST] ?? '',
       p['status'] === undefined ? '' : JSON.stringify(p['status']),
-      owned === undefined ? '' : typeof owned === 'string' ? owned : pack(JSON.stringify(owned)),
     ];
     // join() makes one flat string; `+` would keep every part alive in a rope.
     return fields.join(SEP);
   },
   decode(text, type) {
     const f = text.split(SEP);
-    const owned = f.length > CHILD_FIELDS ? f.slice(CHILD_FIELDS - 1).join(SEP) : f[CHILD_FIELDS - 1]!;
     const labels: Record<string, string> = f[5] ? (JSON.parse(f[5]) as Record<string, string>) : {};
     if (f[4]) labels[PART_OF] = f[4];
     const out: ProjectedChild = {
@@ -322,17 +327,15 @@ export const childCodec: CacheCodec = {
         managedFields: f[11] ? KILN_APPLIED : NONE,
         ...(f[12] ? { deletionTimestamp: f[12] } : {}),
       },
-      [KILN_FIELDS]: owned || undefined,
+      [OWNED_DIGEST]: f[13] || undefined,
     };
-    if (f[13]) out[IN_SYNC] = f[13];
     if (f[14]) out['status'] = JSON.parse(f[14]);
     return out;
   },
 };
 const SEP = '\u0001';
-const CHILD_FIELDS = 16;
 
-export const upToDate = (live: KubeObject | undefined, desired: K8sObject): boolean => drift(live, desired) === undefined;
+export const upToDate = (live: KubeObject | undefined, desired: K8sObject, recorded?: string): boolean => drift(live, desired, recorded) === undefined;
 
 /** May kiln prune this member? Only what kiln applied, never volumes, never what another controller owns. */
 export function prunable(live: KubeObject, parentUid: string | undefined): boolean {

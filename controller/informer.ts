@@ -132,19 +132,6 @@ export class Informer {
     return v === undefined ? undefined : this.decode(v);
   }
 
-  /**
-   * Puts back a copy got from this cache that the caller amended (what the
-   * reconciler learned about it), if the cache still holds that version.
-   * No handler hears of it: the object did not change on the server.
-   */
-  replace(obj: KubeObject): boolean {
-    const key = objectKey(obj);
-    const current = this.at(key);
-    if (!current || current.metadata.resourceVersion !== obj.metadata.resourceVersion) return false;
-    this.cache.set(key, this.opts.codec ? this.opts.codec.encode(obj) : obj);
-    return true;
-  }
-
   /** Objects whose label `label` has this value (from the index when it is `indexLabel`). */
   withLabel(label: string, value: string): KubeObject[] {
     if (label !== this.opts.indexLabel) return this.list().filter((o) => o.metadata.labels?.[label] === value);
@@ -353,9 +340,6 @@ export class MultiInformer {
   }
   withLabel(label: string, value: string): KubeObject[] {
     return this.parts.flatMap((p) => p.withLabel(label, value));
-  }
-  replace(obj: KubeObject): boolean {
-    return this.parts.some((p) => p.replace(obj));
   }
   hasSynced(): boolean {
     return this.parts.every((p) => p.hasSynced());

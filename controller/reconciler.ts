@@ -9,8 +9,8 @@ import type { K8sObject, KilnResource } from '../charts/types.js';
 import { APPLY_AFTER_ANNOTATION } from '../charts/directory-restore.js';
 import { KILN_API_VERSION } from '../charts/registry.js';
 import { validate, formatErrors } from '../validate/index.js';
-import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, decorate, digest, drift, FIELD_MANAGER, markInSync, PART_OF, prunable, recordOwnWrite } from './applyset.js';
-import { isPermanent, type KubeClient } from './client.js';
+import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, decorate, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, recordOwnWrite, VERIFY } from './applyset.js';
+import { isNotFound, isPermanent, type KubeClient } from './client.js';
 import { reconcileConfigMapSync, type ConfigMapSyncDeps } from './configmapsync.js';
 import type { EventRecorder } from './events.js';
 import type { Informer, KubeObject } from './informer.js';
@@ -38,6 +38,10 @@ export interface ReconcileResult {
 
 const WORKLOAD_KINDS = new Set(['DirectoryService', 'PostgresInstance', 'CacheCluster']);
 const JOB_KINDS = new Set(['DirectoryBackup', 'DirectoryRestore']);
+
+interface InventoryEntry { apiVersion: string; kind: string; namespace?: string; name: string; ownedFieldsDigest?: string }
+const memberKey = (o: { apiVersion: string; kind: string; namespace?: string; name?: string; metadata?: { namespace?: string; name: string } }) =>
+  `${o.apiVersion}/${o.kind}/${o.metadata?.namespace ?? o.namespace ?? ''}/${o.metadata?.name ?? o.name}`;
 
 export function parseKey(key: string): { kind: string; namespace: string; name: string } {
   const [kind, namespace, name] = key.split('/');
@@ -73,11 +77,6 @@ export class Reconciler {
 
   private child(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
     return this.deps.children.get(`${apiVersion}/${kind}`)?.get(namespace, name);
-  }
-
-  /** Puts a child's cached copy back after markInSync (the cache holds encoded copies). */
-  private keep(child: KubeObject): void {
-    this.deps.children.get(`${child.apiVersion}/${child.kind}`)?.replace(child);
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -126,11 +125,22 @@ export class Reconciler {
     parentPatch.catch(() => undefined);
     const desired = rendered.map((o) => decorate(o, live, id));
 
+    // The owned-fields digests the status recorded for each member (see drift()).
+    const recorded = new Map<string, string>();
+    for (const e of (live.status as { inventory?: InventoryEntry[] } | undefined)?.inventory ?? []) if (e.ownedFieldsDigest) recorded.set(memberKey(e), e.ownedFieldsDigest);
+    // What this reconcile will record: digests of members found or made in sync.
+    const owned = new Map<string, string | undefined>();
+
     // Apply what changed, all at once: one resource's objects do not depend on
     // each other's creation. A VolumeSnapshot that must wait for a Job waits.
     const waiting: string[] = [];
     const failures: string[] = [];
     const toApply: K8sObject[] = [];
+    const toVerify: K8sObject[] = [];
+    const applyFor = (obj: K8sObject, why: string) => {
+      this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why });
+      toApply.push(obj);
+    };
     for (const obj of desired) {
       const after = obj.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
       if (after && !this.dependencyMet(after, obj.metadata.namespace)) {
@@ -138,15 +148,25 @@ export class Reconciler {
         continue;
       }
       const current = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-      const why = drift(current, obj);
-      if (why === undefined) {
-        markInSync(current!, obj);
-        this.keep(current!);
-        continue;
-      }
-      this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why });
-      toApply.push(obj);
+      const why = drift(current, obj, recorded.get(memberKey(obj)));
+      if (why === VERIFY) toVerify.push(obj);
+      else if (why === undefined) owned.set(memberKey(obj), projectedOwnedDigest(current!));
+      else applyFor(obj, why);
     }
+    // Members whose owned fields kiln has no record of (after a restart of a kiln that kept none,
+    // or a change by another writer): read them and compare field by field.
+    await Promise.all(toVerify.map(async (obj) => {
+      let why: string | undefined;
+      try {
+        const full = await this.deps.client.get<KubeObject>({ apiVersion: obj.apiVersion, kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name });
+        why = ownedFieldsDrift(full, obj);
+        if (why === undefined) owned.set(memberKey(obj), ownedDigest(full));
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        why = 'absent';
+      }
+      if (why !== undefined) applyFor(obj, why);
+    }));
     const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply<KubeObject>(obj, FIELD_MANAGER)));
     let transient: unknown;
     const written = new Map<string, string>();
@@ -154,8 +174,7 @@ export class Reconciler {
       if (o.status === 'fulfilled') {
         result.applied++;
         const obj = toApply[i]!;
-        const cached = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-        if (recordOwnWrite(o.value, obj, cached)) this.keep(cached!);
+        owned.set(memberKey(obj), recordOwnWrite(o.value, obj));
         if (o.value.metadata?.resourceVersion) written.set(`${obj.apiVersion}/${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`, o.value.metadata.resourceVersion);
       }
       else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
@@ -198,7 +217,10 @@ export class Reconciler {
           : { kind: 'ready', reason: 'Applied', message: `${desired.length} objects applied and in sync` },
         generation,
       ),
-      inventory: desired.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name })),
+      inventory: desired.map((o): InventoryEntry => {
+        const fields = owned.get(memberKey(o));
+        return { apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name, ...(fields ? { ownedFieldsDigest: fields } : {}) };
+      }),
       revision: `sha256:${digest(desired)}`,
       ...this.workloadStatus(live, desired, generation),
       ...this.jobStatus(live),

@@ -181,6 +181,7 @@ const inventoryEntry = (): Schema =>
     kind: str('Kind of the object.'),
     namespace: namespaceName('Namespace of the object; empty for cluster-scoped objects.'),
     name: str('Name of the object.'),
+    ownedFieldsDigest: str('Digest of the values kiln\'s field manager owns in the object, as the API server last returned them: a restarted controller confirms the object unchanged from it without reading the object.', { maxLength: 64 }),
   });
 
 /** Status common to every kind; `extra` adds the kind's own fields. */

@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applySetId, childCodec, contains, decorate, DESIRED_DIGEST, drift, markInSync, PART_OF, pickFields, projectChild, prunable } from '../../controller/applyset.js';
+import { applySetId, childCodec, contains, decorate, DESIRED_DIGEST, drift, ownedDigest, ownedFieldsDrift, PART_OF, pickFields, projectChild, projectedOwnedDigest, prunable, VERIFY } from '../../controller/applyset.js';
 import type { KubeObject } from '../../controller/informer.js';
 import { statusUpToDate, withTransitionTimes } from '../../controller/status.js';
 
@@ -98,32 +98,43 @@ describe('child projection', () => {
     return d;
   };
 
-  it('keeps identity, membership, the digest, the status the reconciler reads, and the fields kiln owns', () => {
-    const p = projectChild(liveObject());
+  it('keeps identity, membership, the digests and the status the reconciler reads, not the owned values', () => {
+    const live = liveObject();
+    const p = projectChild(live);
     expect(p.metadata.labels).toEqual({ [PART_OF]: 'id' });
     expect(p.metadata.managedFields).toEqual([{ manager: 'kiln', operation: 'Apply' }]);
     expect(p['status']).toEqual({ replicas: 3, readyReplicas: 2 });
-    expect(drift(p, desired)).toBeUndefined();
-    markInSync(p, desired);
-    expect(drift(p, desired)).toBeUndefined();
-    expect(JSON.stringify(p)).not.toContain('i:1'); // owned fields dropped once found in sync
+    expect(JSON.stringify(p)).not.toContain('i:1');
+    expect(projectedOwnedDigest(p)).toBe(ownedDigest(live));
+    // In sync when the digest is the one recorded; otherwise only the full object can tell.
+    expect(drift(p, desired, ownedDigest(live))).toBeUndefined();
+    expect(drift(p, desired, undefined)).toBe(VERIFY);
+    expect(drift(p, desired, 'another')).toBe(VERIFY);
+    expect(ownedFieldsDrift(live, desired)).toBeUndefined();
   });
 
-  it('the cache codec gives back the projection it was given, owned fields included', () => {
+  it('a change to an owned value changes the digest', () => {
+    const edited = liveObject();
+    (edited.spec as { template: { spec: { containers: { image: string }[] } } }).template.spec.containers[0]!.image = 'i:2';
+    expect(ownedDigest(edited)).not.toBe(ownedDigest(liveObject()));
+    expect(ownedFieldsDrift(edited, desired)).toMatch(/image/);
+  });
+
+  it('the cache codec gives back the projection it was given', () => {
     const p = projectChild(liveObject());
     const type = { apiVersion: p.apiVersion!, kind: p.kind! };
     const back = childCodec.decode(childCodec.encode(p), type);
     expect(back).toEqual(p);
-    expect(drift(back, desired)).toBeUndefined();
-    markInSync(back, desired);
-    const synced = childCodec.decode(childCodec.encode(back), type);
-    expect(synced).toEqual(back);
-    expect(childCodec.encode(back).length).toBeLessThan(JSON.stringify(back).length);
-    expect(drift(childCodec.decode(childCodec.encode(projectChild(liveObject('kubectl-edit', 5))), type), desired)).toMatch(/replicas/);
+    expect(drift(back, desired, ownedDigest(liveObject()))).toBeUndefined();
+    expect(childCodec.encode(back).length).toBeLessThan(JSON.stringify(back).length / 2);
+    const bare = projectChild({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'x', namespace: 'n', labels: { other: 'y' } } } as KubeObject);
+    expect(childCodec.decode(childCodec.encode(bare), { apiVersion: 'v1', kind: 'Service' })).toEqual(bare);
   });
 
   it('a field another manager took over is drift', () => {
-    expect(drift(projectChild(liveObject('kubectl-edit', 5)), desired)).toMatch(/replicas/);
+    const taken = liveObject('kubectl-edit', 5);
+    expect(ownedFieldsDrift(taken, desired)).toMatch(/replicas/);
+    expect(ownedDigest(taken)).not.toBe(ownedDigest(liveObject()));
   });
 
   it('picks list items by key, value and index', () => {
