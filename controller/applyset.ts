@@ -3,8 +3,9 @@
  * resource is the parent, every object applied for it carries the parent's id
  * in `applyset.kubernetes.io/part-of`, and pruning removes members that are no
  * longer rendered. Plus the "no write when nothing changed" test for a child:
- * its last applied content is recorded as a digest annotation, and the live
- * object must still hold every field kiln sets.
+ * the digest of its rendered content is an annotation on it, and the digest of
+ * the values kiln's field manager owns in it is recorded in the resource's
+ * status inventory (drift()).
  */
 import { createHash } from 'node:crypto';
 import type { K8sObject, KilnResource } from '../charts/types.js';
@@ -165,11 +166,16 @@ const ownWrites = new Map<string, { rv: string; owned: string | undefined }>();
 const OWN_WRITES_MAX = 50_000;
 const childKey = (o: { apiVersion?: string; kind?: string; metadata: { namespace?: string; name: string } }) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
-/** Called with what the API server answered to kiln's apply of `desired`; returns the owned-fields digest to record. */
-export function recordOwnWrite(written: KubeObject, desired: K8sObject): string | undefined {
+/**
+ * Called with what the API server answered to kiln's apply of `desired`, and
+ * the resourceVersion the cache holds for it now; returns the owned-fields
+ * digest to record. A watch event that came before the answer has been
+ * projected already: nothing to keep for it.
+ */
+export function recordOwnWrite(written: KubeObject, desired: K8sObject, cachedVersion: string | undefined): string | undefined {
   const rv = written.metadata?.resourceVersion;
   const owned = ownedDigest(written);
-  if (!rv) return owned;
+  if (!rv || rv === cachedVersion) return owned;
   if (ownWrites.size >= OWN_WRITES_MAX) ownWrites.clear();
   ownWrites.set(childKey({ ...desired, metadata: { ...desired.metadata, namespace: desired.metadata.namespace ?? written.metadata.namespace } }), { rv, owned });
   return owned;

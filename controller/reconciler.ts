@@ -174,7 +174,8 @@ export class Reconciler {
       if (o.status === 'fulfilled') {
         result.applied++;
         const obj = toApply[i]!;
-        owned.set(memberKey(obj), recordOwnWrite(o.value, obj));
+        const cached = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+        owned.set(memberKey(obj), recordOwnWrite(o.value, obj, cached?.metadata.resourceVersion));
         if (o.value.metadata?.resourceVersion) written.set(`${obj.apiVersion}/${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`, o.value.metadata.resourceVersion);
       }
       else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
