@@ -262,6 +262,11 @@ export class KubeClient {
       } finally {
         lines.close();
       }
+    } catch (err) {
+      // A stream torn down because the caller aborted fails with "aborted" (ECONNRESET): say
+      // AbortError, so the caller knows it asked for this and does not count a failure.
+      if (signal.aborted) throw Object.assign(new Error(`WATCH ${path}: aborted by the caller`), { name: 'AbortError' });
+      throw err;
     } finally {
       signal.removeEventListener('abort', forward);
       stop.abort();

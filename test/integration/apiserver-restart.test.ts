@@ -8,6 +8,9 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeClient } from '../../controller/client.js';
+import { Informer } from '../../controller/informer.js';
+import { loadKubeConfig } from '../../controller/kubeconfig.js';
 import { Manager } from '../../controller/manager.js';
 import { defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlane } from '../harness/controlplane.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
@@ -62,6 +65,22 @@ beforeAll(async () => {
 afterAll(async () => {
   await manager?.stop();
   await cp?.stop();
+});
+
+describe('watch restarts', () => {
+  it('a watch the watchdog restarts is not a failure: no backoff, no relist', async () => {
+    const seen: string[] = [];
+    const client = new KubeClient(loadKubeConfig({ kubeconfig: cp.kubeconfig }), { qps: 0 });
+    // A kind with nothing in the namespace: no event, no bookmark within a second.
+    const inf = new Informer(client, { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'kiln-watchdog-nothing', watchdogSeconds: 1, resyncSeconds: 0, log: (level, msg) => seen.push(`${level} ${msg}`) });
+    await inf.start();
+    await new Promise((r) => setTimeout(r, 3500));
+    inf.stop();
+    await client.close();
+    expect(seen.filter((l) => l.includes('watch silent')).length).toBeGreaterThanOrEqual(1);
+    expect(seen.filter((l) => l.includes('failed'))).toEqual([]);
+    expect(inf.lists).toBe(1);
+  });
 });
 
 describe('kube-apiserver restart', () => {
