@@ -85,6 +85,8 @@ const SECRET_IN_RENDER = /rendered Secret .* carries (?:data|stringData)/;
 
 export class GitReconciler {
   private readonly outcomes = new Map<string, Outcome>();
+  /** key -> the resourceVersion a status write was computed from, and what it sent (until the cache moves on). */
+  private readonly lastStatus = new Map<string, { from: string; sent: string }>();
   /** Changes handed to the batcher and not flushed yet: key -> revision. */
   private readonly inflight = new Map<string, { revision: string; token: symbol }>();
   private readonly render: (resource: KilnResource) => K8sObject[];
@@ -243,6 +245,16 @@ export class GitReconciler {
   }
 
   private async writeStatus(live: Live, next: Status & { conditions: Condition[] }, result: ReconcileResult): Promise<void> {
-    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, next)) result.statusWritten = true;
+    const key = `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`;
+    const sent = digest(next);
+    const last = this.lastStatus.get(key);
+    // The cache still holds the version this status was computed from: the watch event of our
+    // own write has not come yet, and writing the same status again would be a second write.
+    if (last && last.from === live.metadata.resourceVersion && last.sent === sent) return;
+    this.lastStatus.delete(key);
+    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, next)) {
+      result.statusWritten = true;
+      if (live.metadata.resourceVersion) this.lastStatus.set(key, { from: live.metadata.resourceVersion, sent });
+    }
   }
 }
