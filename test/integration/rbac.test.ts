@@ -181,6 +181,11 @@ const CONTROLLER_RULE_ROWS: Row[] = [
     act: () => patchSpec('datagrid', 'sessions', { partitions: 37 }), stalled: { kind: 'DataGrid', name: 'sessions', message: refused('patch', 'configmaps') },
   },
   {
+    omit: 'core-children:get', breaks: 'a Service edited by hand cannot be read to compare, so it is not repaired',
+    act: () => cp.kubectlOk(['label', '--overwrite', '-n', work, 'service', 'ds-idrepo', 'app.kubernetes.io/component=edited']),
+    log: { msg: 'reconcile failed', text: refused('get', 'services') },
+  },
+  {
     omit: 'core-children:delete', breaks: 'a Service no longer rendered cannot be pruned',
     act: () => patchSpec('directoryservice', 'ds-idrepo', { service: { type: 'None' } }),
     log: { msg: 'reconcile failed', text: refused('delete', 'services') },
