@@ -70,7 +70,7 @@ describe('install manifests', () => {
     const objs = apply({ omitRules: ['controller-apply:jobs', 'controller-apply:core-children:delete', 'agent:secrets'] });
     const rules = find(objs, 'ClusterRole', 'kiln-controller').rules as { resources: string[]; verbs: string[] }[];
     expect(rules.some((r) => r.resources.includes('jobs'))).toBe(false);
-    expect(rules.find((r) => r.resources.includes('services'))!.verbs).toEqual(['create', 'list', 'patch', 'watch']);
+    expect(rules.find((r) => r.resources.includes('services'))!.verbs).toEqual(['create', 'get', 'list', 'patch', 'watch']);
     expect((find(objs, 'ClusterRole', 'kiln-agent').rules as { resources: string[] }[]).some((r) => r.resources.includes('secrets'))).toBe(false);
   });
 
