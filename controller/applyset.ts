@@ -164,7 +164,8 @@ export const projectedOwnedDigest = (child: KubeObject): string | undefined => (
  */
 const ownWrites = new Map<string, { rv: string; owned: string | undefined }>();
 const OWN_WRITES_MAX = 50_000;
-const childKey = (o: { apiVersion?: string; kind?: string; metadata: { namespace?: string; name: string } }) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+/** `apiVersion/Kind/namespace/name`: one key per member, for the caches and the reconciler's bookkeeping. */
+export const childKey = (o: { apiVersion?: string; kind?: string; metadata: { namespace?: string; name: string } }) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 /**
  * Called with what the API server answered to kiln's apply of `desired`, and
@@ -261,7 +262,7 @@ export function projectChild<T extends KubeObject>(obj: T): T {
     ownWrites.delete(key);
     owned = own.owned;
   } else {
-    owned = kilnEntry?.fieldsV1 ? digest(pickFields(obj, kilnEntry.fieldsV1)) : undefined;
+    owned = ownedDigest(obj);
   }
   const out: ProjectedChild = {
     apiVersion: obj.apiVersion,
@@ -340,8 +341,6 @@ export const childCodec: CacheCodec = {
   },
 };
 const SEP = '\u0001';
-
-export const upToDate = (live: KubeObject | undefined, desired: K8sObject, recorded?: string): boolean => drift(live, desired, recorded) === undefined;
 
 /** May kiln prune this member? Only what kiln applied, never volumes, never what another controller owns. */
 export function prunable(live: KubeObject, parentUid: string | undefined): boolean {

@@ -102,6 +102,7 @@ export class GitReconciler {
     const live = this.deps.resources.get(kind)?.get(namespace, name) as Live | undefined;
     const result: GitReconcileResult = { applied: 0, pruned: 0, statusWritten: false, queued: false };
     if (!live || live.metadata.deletionTimestamp) {
+      this.lastStatus.delete(key);
       this.remove(key, { kind, namespace, name, generation: live?.metadata.generation });
       return { ...result, queued: true };
     }

@@ -9,7 +9,7 @@ import type { K8sObject, KilnResource } from '../charts/types.js';
 import { APPLY_AFTER_ANNOTATION } from '../charts/directory-restore.js';
 import { KILN_API_VERSION } from '../charts/registry.js';
 import { validate, formatErrors } from '../validate/index.js';
-import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, decorate, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, recordOwnWrite, VERIFY } from './applyset.js';
+import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, childKey, decorate, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, recordOwnWrite, VERIFY } from './applyset.js';
 import { isNotFound, isPermanent, type KubeClient } from './client.js';
 import { reconcileConfigMapSync, type ConfigMapSyncDeps } from './configmapsync.js';
 import type { EventRecorder } from './events.js';
@@ -40,8 +40,6 @@ const WORKLOAD_KINDS = new Set(['DirectoryService', 'PostgresInstance', 'CacheCl
 const JOB_KINDS = new Set(['DirectoryBackup', 'DirectoryRestore']);
 
 interface InventoryEntry { apiVersion: string; kind: string; namespace?: string; name: string; ownedFieldsDigest?: string }
-const memberKey = (o: { apiVersion: string; kind: string; namespace?: string; name?: string; metadata?: { namespace?: string; name: string } }) =>
-  `${o.apiVersion}/${o.kind}/${o.metadata?.namespace ?? o.namespace ?? ''}/${o.metadata?.name ?? o.name}`;
 
 export function parseKey(key: string): { kind: string; namespace: string; name: string } {
   const [kind, namespace, name] = key.split('/');
@@ -127,7 +125,9 @@ export class Reconciler {
 
     // The owned-fields digests the status recorded for each member (see drift()).
     const recorded = new Map<string, string>();
-    for (const e of (live.status as { inventory?: InventoryEntry[] } | undefined)?.inventory ?? []) if (e.ownedFieldsDigest) recorded.set(memberKey(e), e.ownedFieldsDigest);
+    for (const e of (live.status as { inventory?: InventoryEntry[] } | undefined)?.inventory ?? []) {
+      if (e.ownedFieldsDigest) recorded.set(childKey({ apiVersion: e.apiVersion, kind: e.kind, metadata: { namespace: e.namespace, name: e.name } }), e.ownedFieldsDigest);
+    }
     // What this reconcile will record: digests of members found or made in sync.
     const owned = new Map<string, string | undefined>();
 
@@ -148,9 +148,9 @@ export class Reconciler {
         continue;
       }
       const current = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-      const why = drift(current, obj, recorded.get(memberKey(obj)));
+      const why = drift(current, obj, recorded.get(childKey(obj)));
       if (why === VERIFY) toVerify.push(obj);
-      else if (why === undefined) owned.set(memberKey(obj), projectedOwnedDigest(current!));
+      else if (why === undefined) owned.set(childKey(obj), projectedOwnedDigest(current!));
       else applyFor(obj, why);
     }
     // Members whose owned fields kiln has no record of (after a restart of a kiln that kept none,
@@ -160,7 +160,7 @@ export class Reconciler {
       try {
         const full = await this.deps.client.get<KubeObject>({ apiVersion: obj.apiVersion, kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name });
         why = ownedFieldsDrift(full, obj);
-        if (why === undefined) owned.set(memberKey(obj), ownedDigest(full));
+        if (why === undefined) owned.set(childKey(obj), ownedDigest(full));
       } catch (err) {
         if (!isNotFound(err)) throw err;
         why = 'absent';
@@ -175,8 +175,8 @@ export class Reconciler {
         result.applied++;
         const obj = toApply[i]!;
         const cached = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-        owned.set(memberKey(obj), recordOwnWrite(o.value, obj, cached?.metadata.resourceVersion));
-        if (o.value.metadata?.resourceVersion) written.set(`${obj.apiVersion}/${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`, o.value.metadata.resourceVersion);
+        owned.set(childKey(obj), recordOwnWrite(o.value, obj, cached?.metadata.resourceVersion));
+        if (o.value.metadata?.resourceVersion) written.set(childKey(obj), o.value.metadata.resourceVersion);
       }
       else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
       else transient ??= o.reason;
@@ -219,7 +219,7 @@ export class Reconciler {
         generation,
       ),
       inventory: desired.map((o): InventoryEntry => {
-        const fields = owned.get(memberKey(o));
+        const fields = owned.get(childKey(o));
         return { apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name, ...(fields ? { ownedFieldsDigest: fields } : {}) };
       }),
       revision: `sha256:${digest(desired)}`,
