@@ -134,9 +134,9 @@ export class KubeClient {
   }
 
   /** Sends one request; resolves with the response (its body still to be read). */
-  private send(method: string, path: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal): Promise<IncomingMessage> {
+  private send(method: string, url: string, headers: Record<string, string>, body: string | undefined, signal: AbortSignal): Promise<IncomingMessage> {
     return new Promise((resolve, reject) => {
-      const req = this.transport.request(this.server + path, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: this.agent, signal }, resolve);
+      const req = this.transport.request(url, { method, headers: body === undefined ? headers : { ...headers, 'content-length': String(Buffer.byteLength(body)) }, agent: this.agent, signal }, resolve);
       req.on('error', reject);
       req.end(body);
     });
@@ -164,7 +164,7 @@ export class KubeClient {
     await this.limiter.take();
     const verb: Verb = method === 'GET' ? (isListPath(path) ? 'LIST' : 'GET') : method;
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    const response = await this.send(method, this.url(path, opts.query).slice(this.server.length), this.headers(body === undefined ? undefined : (opts.contentType ?? 'application/json')), body, opts.signal ?? AbortSignal.timeout(60_000));
+    const response = await this.send(method, this.url(path, opts.query), this.headers(body === undefined ? undefined : (opts.contentType ?? 'application/json')), body, opts.signal ?? AbortSignal.timeout(60_000));
     this.counts[verb]++;
     const text = await readText(response);
     const status = response.statusCode ?? 0;
@@ -241,7 +241,7 @@ export class KubeClient {
     if (signal.aborted) stop.abort();
     signal.addEventListener('abort', forward, { once: true });
     try {
-      const response = await this.send('GET', this.url(path, { ...query, watch: true, allowWatchBookmarks: true }).slice(this.server.length), this.headers(), undefined, stop.signal);
+      const response = await this.send('GET', this.url(path, { ...query, watch: true, allowWatchBookmarks: true }), this.headers(), undefined, stop.signal);
       const code = response.statusCode ?? 0;
       this.onRequest?.('WATCH', path, code);
       if (code !== 200) {
