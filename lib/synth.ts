@@ -171,8 +171,23 @@ export async function synth(options: SynthOptions): Promise<SynthReport> {
   }
 }
 
-async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthReport> {
-  const docs = readInputs(options.inputs);
+/** The inputs read and sorted: kiln resources to render (each with its context), the problems found so far. */
+export interface CollectedInputs {
+  /** One per kiln resource, in input order; `source` is where it came from. */
+  items: (WorkItem & { source: InputDocument })[];
+  problems: Problem[];
+  /** Documents that are not kiln resources. */
+  other: number;
+}
+
+/**
+ * Reads files and directories as `kiln synth` does: unreadable YAML is a
+ * problem, documents of kiln.dev/ are resources (a resource given twice is a
+ * problem), every other document is context (a ConfigMapSync's source and
+ * Namespaces). Shared with `kiln diff`.
+ */
+export function collectInputs(paths: string[]): CollectedInputs {
+  const docs = readInputs(paths);
   const problems: Problem[] = [];
   const plain: PlainObject[] = [];
   const candidates: InputDocument[] = [];
@@ -196,12 +211,20 @@ async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthR
     return true;
   });
 
-  const items: WorkItem[] = unique.map((d) => ({
+  const items = unique.map((d) => ({
     doc: d.value,
     context: (d.value as KilnResource).apiVersion === KILN_API_VERSION && (d.value as KilnResource).kind === 'ConfigMapSync'
       ? contextFromObjects(d.value as KilnResource, plain)
       : {},
+    source: d,
   }));
+  return { items, problems, other: plain.length };
+}
+
+async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthReport> {
+  const { items: sourced, problems, other } = collectInputs(options.inputs);
+  const items: WorkItem[] = sourced.map(({ doc, context }) => ({ doc, context }));
+  const unique = sourced.map((i) => i.source);
   const wanted = Math.max(1, options.jobs ?? Math.min(availableParallelism(), Math.floor(items.length / PER_WORKER_MINIMUM)));
   const workers = early.slice(0, wanted > 1 ? wanted : 0);
   await Promise.all(early.slice(workers.length).map((w) => w.terminate()));
@@ -231,5 +254,5 @@ async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthR
   problems.sort((a, b) => a.file.localeCompare(b.file) || a.index - b.index);
   options.onProgress?.(items.length, items.length);
   for (let i = 0; i < written.length; i++) written[i] = join(options.outDir, written[i]!);
-  return { written, problems, other: plain.length };
+  return { written, problems, other };
 }
