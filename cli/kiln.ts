@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { projectRoot } from '../lib/paths.js';
 import { registerAgent } from './agent-command.js';
 import { registerController } from './controller-command.js';
+import { registerDiff } from './diff-command.js';
 import { registerGitops } from './gitops-command.js';
 import { registerInstall } from './install-command.js';
 import { registerSynth } from './synth-command.js';
@@ -16,6 +17,7 @@ const program = new Command('kiln')
   .version(pkg.version, '-v, --version');
 program.command('version').description('print the version').action(() => console.log(pkg.version));
 registerSynth(program);
+registerDiff(program);
 registerController(program, pkg.version);
 registerAgent(program, pkg.version);
 registerGitops(program);

@@ -24,11 +24,11 @@ function undescribed(help: string): string[] {
 describe('kiln --help', () => {
   it('names every command; kiln version prints the package version', async () => {
     const help = await kiln('--help');
-    for (const c of ['version', 'synth', 'controller', 'agent', 'gitops', 'install']) expect(help).toMatch(new RegExp(`^  ${c}\\b.*\\S`, 'm'));
+    for (const c of ['version', 'synth', 'diff', 'controller', 'agent', 'gitops', 'install']) expect(help).toMatch(new RegExp(`^  ${c}\\b.*\\S`, 'm'));
     expect((await kiln('version')).trim()).toBe(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version);
   });
 
-  it.each(['synth', 'controller', 'agent', 'install', 'gitops bootstrap'])('kiln %s --help describes every flag', async (command) => {
+  it.each(['synth', 'diff', 'controller', 'agent', 'install', 'gitops bootstrap'])('kiln %s --help describes every flag', async (command) => {
     const help = await kiln(...command.split(' '), '--help');
     expect(help).toContain('Options:');
     expect(undescribed(help)).toEqual([]);
