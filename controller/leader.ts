@@ -19,6 +19,12 @@
  *   campaigning; run() may be called again to campaign anew.
  * - stop() ends campaigning; by default a leader releases the Lease (no
  *   holder, leaseDurationSeconds 1) so that a standby takes over at once.
+ * - A candidate that may not use the Lease at all (its namespace does not
+ *   exist: 404 on create; RBAC: 403) stops campaigning and run() rejects with
+ *   LeaseUnavailableError: retrying cannot fix either, and a process that
+ *   waited on it would reconcile nothing, silently (client-go retries forever;
+ *   kiln's commands exit 2 naming the namespace and the fix instead). A leader
+ *   that meets either while renewing loses leadership as for any other failure.
  *
  * acquireTime/renewTime are metav1.MicroTime: the API server parses them with
  * exactly six fractional digits, so a JavaScript Date (serialized with three)
@@ -82,6 +88,26 @@ export class LeaderElectionStoppedError extends Error {
   constructor() {
     super('leader election stopped before this replica became leader');
     this.name = 'LeaderElectionStoppedError';
+  }
+}
+
+/**
+ * The Lease cannot be used: its namespace does not exist (`NamespaceNotFound`: a create of the
+ * Lease answered 404) or this identity may not read, create or update it (`Forbidden`: 403).
+ * Retrying fixes neither; the message names the Lease and what the server said.
+ */
+export class LeaseUnavailableError extends Error {
+  constructor(
+    readonly reason: 'NamespaceNotFound' | 'Forbidden',
+    readonly namespace: string,
+    readonly leaseName: string,
+    /** The API server's own message. */
+    readonly detail: string,
+  ) {
+    super(reason === 'NamespaceNotFound'
+      ? `the namespace "${namespace}" of the Lease ${namespace}/${leaseName} does not exist (${detail})`
+      : `may not use the Lease ${namespace}/${leaseName} (${detail})`);
+    this.name = 'LeaseUnavailableError';
   }
 }
 
@@ -156,9 +182,10 @@ export class LeaderElector {
 
   /**
    * Starts campaigning; resolves once (and if) this replica becomes leader. Rejects with
-   * LeaderElectionStoppedError if stop() comes first (that rejection is pre-handled: a caller
-   * that does not await run() gets no unhandled rejection). After leadership is lost, run()
-   * campaigns again.
+   * LeaderElectionStoppedError if stop() comes first, and with LeaseUnavailableError if the
+   * Lease's namespace does not exist or the Lease is forbidden (those rejections are
+   * pre-handled: a caller that does not await run() gets no unhandled rejection). After
+   * leadership is lost, run() campaigns again.
    */
   run(): Promise<void> {
     if (this.state === 'leading') return Promise.resolve();
@@ -252,6 +279,11 @@ export class LeaderElector {
       result = await this.tryAcquireOrRenew();
     } catch (err) {
       if (this.epoch !== epoch) return;
+      const unavailable = wasLeading ? undefined : this.unavailable(err);
+      if (unavailable) {
+        this.giveUp(epoch, unavailable);
+        return;
+      }
       this.log('warn', wasLeading ? 'leader election: renew failed' : 'leader election: acquire failed', this.fields({ error: describe(err) }));
       if (wasLeading) this.checkDeadline(epoch);
       return;
@@ -361,6 +393,28 @@ export class LeaderElector {
       if (statusOf(err) === 409) return undefined;
       throw err;
     }
+  }
+
+  /** A failure no retry can fix while campaigning (see LeaseUnavailableError), or undefined. */
+  private unavailable(err: unknown): LeaseUnavailableError | undefined {
+    if (!(err instanceof ApiError)) return undefined;
+    const detail = err.detail ?? err.message;
+    if (err.status === 403) return new LeaseUnavailableError('Forbidden', this.namespace, this.name, detail);
+    // A 404 on read only means "no Lease yet"; on create, the namespace is missing.
+    if (err.status === 404 && err.method === 'POST') return new LeaseUnavailableError('NamespaceNotFound', this.namespace, this.name, detail);
+    return undefined;
+  }
+
+  /** Stops campaigning for good: the pending run() rejects with `err`. */
+  private giveUp(epoch: number, err: LeaseUnavailableError): void {
+    if (this.epoch !== epoch) return;
+    this.state = 'idle';
+    this.epoch++;
+    this.wakeUp();
+    // Not logged here: the caller reports it (kiln's commands in one message, then exit 2).
+    const pending = this.pending;
+    this.pending = undefined;
+    pending?.reject(err);
   }
 
   /** Records the lease; if its record differs from the one last seen, restarts the local expiry clock. */
