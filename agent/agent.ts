@@ -14,6 +14,7 @@ import { KubeClient } from '../controller/client.js';
 import { EventRecorder } from '../controller/events.js';
 import { Informer, MultiInformer, type KubeObject } from '../controller/informer.js';
 import { campaign, type LeaderElector } from '../controller/leader.js';
+import { waitForApiServer } from '../controller/startup.js';
 import { WorkQueue } from '../controller/queue.js';
 import type { Log } from '../lib/log.js';
 import { Endpoints, type AgentContext, type Caches, type WatchedKind } from './context.js';
@@ -34,6 +35,8 @@ export interface AgentOptions {
   /** `Kind/namespace/name` -> address, for servers outside the cluster's DNS. */
   endpoints?: Record<string, string>;
   leaderElection?: { namespace: string; name: string; leaseDurationSeconds: number; renewDeadlineSeconds: number; retryPeriodSeconds: number };
+  /** start() first waits this long for the API server to answer, then rejects with StartupTimeoutError. Default: no wait. */
+  startupTimeoutSeconds?: number;
   log: Log;
   onLostLeadership?: () => void;
   /** Outcome counter for metrics. */
@@ -157,8 +160,12 @@ export class Agent {
     return this.all.every((i) => i.hasSynced());
   }
 
-  /** Fills the caches, then (once leading) starts the workers. */
+  /**
+   * Waits for the API server (startupTimeoutSeconds), fills the caches, then (once leading) starts
+   * the workers. Rejects with StartupTimeoutError, or LeaseUnavailableError (see Manager.start).
+   */
   async start(): Promise<void> {
+    if (this.opts.startupTimeoutSeconds) await waitForApiServer(this.client, this.opts.startupTimeoutSeconds);
     await Promise.all(this.all.map((i) => i.start()));
     this.opts.log('info', 'caches synced', { informers: this.all.length });
     if (this.opts.leaderElection) {

@@ -15,6 +15,7 @@ import { ServiceAccountTokens } from './configmapsync.js';
 import { EventRecorder } from './events.js';
 import { Informer, MultiInformer, packedJson, slim, type KubeObject } from './informer.js';
 import { campaign, type LeaderElector } from './leader.js';
+import { waitForApiServer } from './startup.js';
 import { WorkQueue } from './queue.js';
 import { Reconciler, type ReconcileResult } from './reconciler.js';
 import { GitReconciler } from './git-reconciler.js';
@@ -35,6 +36,8 @@ export interface ManagerOptions {
   burst: number;
   resyncSeconds: number;
   leaderElection?: { namespace: string; name: string; leaseDurationSeconds: number; renewDeadlineSeconds: number; retryPeriodSeconds: number };
+  /** start() first waits this long for the API server to answer, then rejects with StartupTimeoutError. Default: no wait. */
+  startupTimeoutSeconds?: number;
   version: string;
   log: Log;
   /** What to do when leadership is lost; the command exits so a fresh start re-campaigns. Default: log only. */
@@ -163,8 +166,13 @@ export class Manager {
     return this.informers.every((i) => i.hasSynced());
   }
 
-  /** Fills the caches, then (once leading) starts the workers. Resolves when workers run. */
+  /**
+   * Waits for the API server (startupTimeoutSeconds), fills the caches, then (once leading) starts
+   * the workers. Resolves when workers run; rejects with StartupTimeoutError, or LeaseUnavailableError
+   * when the Lease's namespace is missing or the Lease forbidden.
+   */
   async start(): Promise<void> {
+    if (this.opts.startupTimeoutSeconds) await waitForApiServer(this.client, this.opts.startupTimeoutSeconds);
     await Promise.all(this.informers.map((i) => i.start()));
     this.opts.log('info', 'caches synced', { informers: this.informers.length });
     if (this.opts.leaderElection) {
