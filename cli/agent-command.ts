@@ -1,13 +1,14 @@
 import type { Command } from 'commander';
 import type { LogLevel } from '../lib/log.js';
 import { logLevelOption } from './controller-command.js';
+import { addRuntimeOptions, runtimeSettings, startupFailure } from './runtime-options.js';
 
 const int = (v: string) => Number.parseInt(v, 10);
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 const repeat = (v: string, prev: string[]) => [...prev, v];
 
 export function registerAgent(program: Command, version: string): void {
-  program
+  const command = program
     .command('agent')
     .description('Run the kiln runtime agent: keep directory passwords equal to their Secrets (LDAP) and Postgres databases, roles and connection Secrets in place (pg).')
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
@@ -18,17 +19,12 @@ export function registerAgent(program: Command, version: string): void {
     .option('--burst <n>', 'API request burst when --qps is set', int, 30)
     .option('--password-interval <seconds>', 'check directory passwords, and each database\'s role, owner and connection Secret, again this often when nothing changed (a Secret or spec change is acted on at once)', int, 300)
     .option('--database-check-interval <seconds>', 'the longest a dropped database stays missing: each instance\'s catalog is read (one query) twice per interval and a dropped database is re-created (recreateIfDropped) or reported', int, 10)
-    .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, [])
-    .option('--no-leader-elect', 'run without a Lease (only one replica may run then)')
-    .option('--leader-election-namespace <ns>', 'namespace of the Lease', process.env['POD_NAMESPACE'] ?? 'kiln-system')
-    .option('--leader-election-id <name>', 'name of the Lease', 'kiln-agent')
-    .option('--lease-duration <seconds>', 'how long a lease is valid without renewal', int, 15)
-    .option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops', int, 10)
-    .option('--retry-period <seconds>', 'how often to try to acquire or renew', int, 2)
-    .option('--metrics-port <port>', 'port of /metrics (0: off)', int, 8080)
-    .option('--health-port <port>', 'port of /healthz and /readyz (0: off; the metrics port: one server for both)', int, 8081)
+    .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, []);
+  addRuntimeOptions(command, { leaseName: 'kiln-agent' })
     .addOption(logLevelOption())
-    .action(async (opts) => {
+    .action(async (opts, cmd: Command) => {
+      const runtime = runtimeSettings(cmd);
+      for (const w of runtime.warnings) process.stderr.write(`kiln agent: ${w}\n`);
       const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
       const { Agent } = await import('../agent/agent.js');
       const { parseEndpoint } = await import('../agent/context.js');
@@ -65,9 +61,8 @@ export function registerAgent(program: Command, version: string): void {
         passwordIntervalSeconds: opts.passwordInterval,
         databaseCheckSeconds: opts.databaseCheckInterval,
         endpoints,
-        leaderElection: opts.leaderElect
-          ? { namespace: opts.leaderElectionNamespace, name: opts.leaderElectionId, leaseDurationSeconds: opts.leaseDuration, renewDeadlineSeconds: opts.renewDeadline, retryPeriodSeconds: opts.retryPeriod }
-          : undefined,
+        leaderElection: runtime.leaderElection,
+        startupTimeoutSeconds: runtime.startupTimeoutSeconds,
         log,
         onTask: recordAgentTask,
         onLostLeadership: () => void agent.stop({ release: false }).finally(() => process.exit(1)),
@@ -76,8 +71,8 @@ export function registerAgent(program: Command, version: string): void {
       agent.client.onRequest = (verb, _path, status) => recordApiRequest(verb, status);
       setLeaderCheck(() => agent.isLeader());
       const servers = await startHttpServers({
-        metricsPort: opts.metricsPort,
-        healthPort: opts.healthPort,
+        metrics: runtime.metrics,
+        health: runtime.health,
         ready: () => agent.hasSynced(),
         info: { version, component: 'agent' },
         log,
@@ -91,6 +86,13 @@ export function registerAgent(program: Command, version: string): void {
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
       process.once('SIGINT', () => void shutdown('SIGINT'));
       log('info', 'starting', { namespaces: opts.namespace.length ? opts.namespace : 'all', version, endpoints: Object.keys(endpoints) });
-      await agent.start();
+      try {
+        await agent.start();
+      } catch (err) {
+        // The API server never answered, or the Lease cannot be used: one message, no retrying.
+        const message = await startupFailure(err);
+        if (message) fail(message);
+        throw err;
+      }
     });
 }

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { LogLevel } from '../lib/log.js';
 import type { GitSinkOptions } from '../controller/git-sink.js';
+import { addRuntimeOptions, runtimeSettings, startupFailure } from './runtime-options.js';
 
 const int = (v: string) => Number.parseInt(v, 10);
 
@@ -11,7 +12,7 @@ export function logLevelOption(): Option {
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 
 export function registerController(program: Command, version: string): void {
-  program
+  const command = program
     .command('controller')
     .description('Run the kiln controller: watch kiln resources and keep the cluster (apply mode) or a Git repository (git mode) equal to what kiln renders.')
     .option('--mode <mode>', 'apply (server-side apply into the cluster) or git (commit to a repository)', 'apply')
@@ -21,16 +22,8 @@ export function registerController(program: Command, version: string): void {
     .option('--concurrency <n>', 'resources reconciled at once', int, 4)
     .option('--qps <n>', 'average API requests per second (0: no limit)', int, 20)
     .option('--burst <n>', 'API request burst', int, 30)
-    .option('--resync <seconds>', 'reconcile every resource again this often', int, 300)
-    .option('--no-leader-elect', 'run without a Lease (only one replica may run then)')
-    .option('--leader-election-namespace <ns>', 'namespace of the Lease', process.env['POD_NAMESPACE'] ?? 'kiln-system')
-    .option('--leader-election-id <name>', 'name of the Lease', 'kiln-controller')
-    .option('--lease-duration <seconds>', 'how long a lease is valid without renewal', int, 15)
-    .option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops', int, 10)
-    .option('--retry-period <seconds>', 'how often to try to acquire or renew', int, 2)
-    .option('--metrics-port <port>', 'port of /metrics, Prometheus text format (0: off; the same as --health-port: one server for both)', int, 8080)
-    .option('--health-port <port>', 'port of /healthz (alive) and /readyz (caches filled) (0: off)', int, 8081)
-    .option('--bind-address <address>', 'address the metrics and probe servers listen on (default: all interfaces)')
+    .option('--resync <seconds>', 'reconcile every resource again this often', int, 300);
+  addRuntimeOptions(command, { leaseName: 'kiln-controller', bindAddressAlias: true })
     .addOption(logLevelOption())
     .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line')
     .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
@@ -45,7 +38,9 @@ export function registerController(program: Command, version: string): void {
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>" (default: kiln <noreply@kiln.dev>)')
     .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', int, 2000)
     .option('--max-wait <ms>', 'git mode: longest wait after the first change of a batch', int, 30_000)
-    .action(async (opts) => {
+    .action(async (opts, cmd: Command) => {
+      const runtime = runtimeSettings(cmd);
+      for (const w of runtime.warnings) process.stderr.write(`kiln controller: ${w}\n`);
       // Loaded here, not at the top: `kiln --help` and `kiln synth` need none of it.
       const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
       const { Manager } = await import('../controller/manager.js');
@@ -84,9 +79,8 @@ export function registerController(program: Command, version: string): void {
           qps: opts.qps,
           burst: opts.burst,
           resyncSeconds: opts.resync,
-          leaderElection: opts.leaderElect
-            ? { namespace: opts.leaderElectionNamespace, name: opts.leaderElectionId, leaseDurationSeconds: opts.leaseDuration, renewDeadlineSeconds: opts.renewDeadline, retryPeriodSeconds: opts.retryPeriod }
-            : undefined,
+          leaderElection: runtime.leaderElection,
+          startupTimeoutSeconds: runtime.startupTimeoutSeconds,
           version,
           log,
           sink: opts.mode,
@@ -108,9 +102,8 @@ export function registerController(program: Command, version: string): void {
       setLeaderCheck(() => manager.isLeader());
       try {
         await startHttpServers({
-          metricsPort: opts.metricsPort,
-          healthPort: opts.healthPort,
-          host: opts.bindAddress,
+          metrics: runtime.metrics,
+          health: runtime.health,
           ready: () => manager.hasSynced(),
           info: { version, component: 'controller' },
           log,
@@ -127,13 +120,16 @@ export function registerController(program: Command, version: string): void {
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
       process.once('SIGINT', () => void shutdown('SIGINT'));
       log('info', 'starting', { mode: opts.mode, server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, ...manager.git?.describe() });
-      if (!manager.git) {
-        await manager.start();
-        return;
-      }
       try {
         await manager.start();
       } catch (err) {
+        // The API server never answered, or the Lease cannot be used: one message, no retrying.
+        const message = await startupFailure(err);
+        if (message) {
+          process.stderr.write(`kiln controller: ${message}\n`);
+          process.exit(2);
+        }
+        if (!manager.git) throw err;
         // A clone that cannot be made (URL, credentials) ends here; the writer's messages hold no credential.
         log('error', 'could not start', { error: manager.git.scrub(err) });
         await manager.stop().catch(() => undefined);

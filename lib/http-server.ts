@@ -6,10 +6,11 @@
  * - `GET /healthz`: 200 while the process is alive (and `healthy()`, when given, is true), else 503;
  * - `GET /readyz`: 200 once `ready()` is true, else 503.
  *
- * Ports follow kubebuilder's defaults: metrics on 8080 (`--metrics-port`),
- * probes on 8081 (`--health-port`); given the same port, one server answers all
- * three paths; 0 turns a server off (startHttpServers) or, for startHttpServer
- * itself, asks the kernel for a free port (tests).
+ * Addresses follow kubebuilder's flags and defaults: metrics on `:8080`
+ * (`--metrics-bind-address`), probes on `:8081` (`--health-probe-bind-address`);
+ * given the same address, one server answers all three paths; an address left
+ * out turns that server off (startHttpServers); port 0 asks the kernel for a
+ * free port (`HttpServer.port` says which).
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -95,28 +96,49 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   };
 }
 
-export interface HttpServersOptions {
-  /** Port of /metrics; 0: off. */
-  metricsPort: number;
-  /** Port of /healthz and /readyz; 0: off. The same as metricsPort: one server for all. */
-  healthPort: number;
+/** Where a server listens (a parsed `--metrics-bind-address`); no host: every interface. */
+export interface BindAddress {
   host?: string;
+  /** 0: a free port the kernel picks. */
+  port: number;
+}
+
+export interface HttpServersOptions {
+  /** Where /metrics listens; absent: off. */
+  metrics?: BindAddress;
+  /** Where /healthz and /readyz listen; absent: off. The same address as metrics (and a port other than 0): one server for all. */
+  health?: BindAddress;
   ready?: () => boolean;
   healthy?: () => boolean;
   info?: { version: string; component: string };
   log?: Log;
 }
 
-/** The servers a long-running command starts from its --metrics-port and --health-port. */
+/** `host:port` as a user writes it (`:8080` for every interface). */
+export function formatAddress(a: BindAddress, port = a.port): string {
+  return `${a.host === undefined ? '' : a.host.includes(':') ? `[${a.host}]` : a.host}:${port}`;
+}
+
+/** The servers a long-running command starts from its --metrics-bind-address and --health-probe-bind-address. */
 export async function startHttpServers(opts: HttpServersOptions): Promise<HttpServer[]> {
-  const common = { host: opts.host, ready: opts.ready, healthy: opts.healthy, info: opts.info, log: opts.log };
-  if (opts.metricsPort > 0 && opts.metricsPort === opts.healthPort) {
-    return [await startHttpServer({ ...common, port: opts.metricsPort })];
+  const common = { ready: opts.ready, healthy: opts.healthy, info: opts.info, log: opts.log };
+  const { metrics, health } = opts;
+  const listening = (what: string, a: BindAddress, s: HttpServer) => opts.log?.('info', `serving ${what}`, { address: formatAddress(a, s.port) });
+  if (metrics && health && metrics.port > 0 && metrics.port === health.port && metrics.host === health.host) {
+    const s = await startHttpServer({ ...common, host: metrics.host, port: metrics.port });
+    listening('/metrics, /healthz and /readyz', metrics, s);
+    return [s];
   }
   const servers: HttpServer[] = [];
   try {
-    if (opts.metricsPort > 0) servers.push(await startHttpServer({ ...common, port: opts.metricsPort, probes: false }));
-    if (opts.healthPort > 0) servers.push(await startHttpServer({ ...common, port: opts.healthPort, metrics: false }));
+    if (metrics) {
+      servers.push(await startHttpServer({ ...common, host: metrics.host, port: metrics.port, probes: false }));
+      listening('/metrics', metrics, servers.at(-1)!);
+    }
+    if (health) {
+      servers.push(await startHttpServer({ ...common, host: health.host, port: health.port, metrics: false }));
+      listening('/healthz and /readyz', health, servers.at(-1)!);
+    }
   } catch (err) {
     await Promise.all(servers.map((s) => s.close()));
     throw err;

@@ -255,7 +255,9 @@ export class KilnInstallChart extends Chart {
         },
       },
     });
-    const common = ['--leader-election-namespace', namespace, '--metrics-port', String(METRICS_PORT), '--health-port', String(HEALTH_PORT), '--log-level', logLevel];
+    // Replicas stand by on the Lease (leader election is off unless asked for, as in kubebuilder).
+    const common = ['--leader-elect', '--leader-election-namespace', namespace, '--metrics-bind-address', `:${METRICS_PORT}`,
+      '--health-probe-bind-address', `:${HEALTH_PORT}`, '--log-level', logLevel];
     if (o.mode === 'git') {
       const g = o.git;
       if (!g?.repo || !g.branch) throw new Error('git mode needs the repository URL and branch');

@@ -91,7 +91,9 @@ describe('install manifests', () => {
         expect(c.resources.requests.cpu).toBeDefined();
         expect(c.resources.requests.memory).toBeDefined();
         expect(c.resources.limits.memory).toBeDefined();
-        expect(c.args).toEqual(expect.arrayContaining(['--leader-election-namespace', 'kiln-system', '--metrics-port', '8080', '--health-port', '8081', '--log-level', 'info']));
+        // kubebuilder's flags: replicas stand by on the Lease; the ports the Service and probes name.
+        expect(c.args).toEqual(expect.arrayContaining(['--leader-elect', '--leader-election-namespace', 'kiln-system', '--log-level', 'info']));
+        expect(c.args.join(' ')).toContain('--metrics-bind-address :8080 --health-probe-bind-address :8081');
       }
     }
     expect(find(apply({ image: 'registry.example.com/kiln:1.2.3' }), 'Deployment', 'kiln-controller').spec.template.spec.containers[0].image).toBe('registry.example.com/kiln:1.2.3');
@@ -120,6 +122,19 @@ describe('install manifests', () => {
     }
     for (const arg of find(apply(), 'Deployment', 'kiln-controller').spec.template.spec.containers[0].args as string[]) {
       if (arg.startsWith('--')) expect(helpOf('controller')).toContain(arg);
+    }
+  });
+
+  it('no Deployment passes a deprecated flag', () => {
+    const objs = [...apply(), ...installObjects({ mode: 'git', version: '1', git: { ...git, review: true } })];
+    for (const [name, command] of [['kiln-controller', 'controller'], ['kiln-agent', 'agent']] as const) {
+      const help = helpOf(command);
+      const deprecated = [...help.slice(help.indexOf('Deprecated options')).matchAll(/^ {2}(--[\w-]+)/gm)].map((m) => m[1]);
+      expect(deprecated, command).toEqual(expect.arrayContaining(['--no-leader-elect', '--metrics-port', '--health-port']));
+      for (const d of objs.filter((o) => o.kind === 'Deployment' && o.metadata.name === name)) {
+        const args = (d as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template.spec.containers[0]!.args;
+        expect(args.filter((a) => deprecated.includes(a)), name).toEqual([]);
+      }
     }
   });
 

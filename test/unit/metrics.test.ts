@@ -83,7 +83,7 @@ describe('metrics and probes', () => {
     const probe2 = await startHttpServer({ port: 0, host: '127.0.0.1' });
     free.push(probe2.port);
     await probe2.close();
-    const two = await startHttpServers({ metricsPort: free[0], healthPort: free[1], host: '127.0.0.1', ready: () => true });
+    const two = await startHttpServers({ metrics: { host: '127.0.0.1', port: free[0] }, health: { host: '127.0.0.1', port: free[1] }, ready: () => true });
     servers.push(...two);
     expect(two).toHaveLength(2);
     expect((await get(free[0], '/metrics')).status).toBe(200);
@@ -91,12 +91,20 @@ describe('metrics and probes', () => {
     expect((await get(free[1], '/readyz')).status).toBe(200);
     expect((await get(free[1], '/metrics')).status).toBe(404);
     await Promise.all(servers.splice(0).map((s) => s.close()));
-    const one = await startHttpServers({ metricsPort: free[0], healthPort: free[0], host: '127.0.0.1' });
+    const one = await startHttpServers({ metrics: { host: '127.0.0.1', port: free[0] }, health: { host: '127.0.0.1', port: free[0] } });
     servers.push(...one);
     expect(one).toHaveLength(1);
     expect((await get(free[0], '/metrics')).status).toBe(200);
     expect((await get(free[0], '/healthz')).status).toBe(200);
-    expect(await startHttpServers({ metricsPort: 0, healthPort: 0 })).toEqual([]);
+    expect(await startHttpServers({})).toEqual([]);
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+    // Port 0 (":0"): each server on a port of its own that the kernel picks, even when both ask for 0.
+    const picked = await startHttpServers({ metrics: { host: '127.0.0.1', port: 0 }, health: { host: '127.0.0.1', port: 0 } });
+    servers.push(...picked);
+    expect(picked).toHaveLength(2);
+    expect(picked[0]!.port).not.toBe(picked[1]!.port);
+    expect((await get(picked[0]!.port, '/metrics')).status).toBe(200);
+    expect((await get(picked[1]!.port, '/readyz')).status).toBe(200);
   });
 
   it('rejects when the port is taken', async () => {
