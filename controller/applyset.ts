@@ -244,6 +244,9 @@ export function pickFields(live: unknown, fields: FieldsV1): unknown {
  * fields, the rest of the status, the owned values themselves) is dropped:
  * with 10,000 resources the full objects would not fit the memory target.
  */
+/** Status fields the reconciler reads: members and rollout (StatefulSet), result (Job). */
+const STATUS_KEPT = ['replicas', 'readyReplicas', 'updatedReplicas', 'currentReplicas', 'observedGeneration', 'startTime', 'completionTime', 'succeeded', 'failed'];
+
 export function projectChild<T extends KubeObject>(obj: T): T {
   const m = obj.metadata;
   const kilnEntry = kilnApplyEntry(obj);
@@ -272,6 +275,7 @@ export function projectChild<T extends KubeObject>(obj: T): T {
       namespace: m.namespace === undefined ? undefined : intern(m.namespace),
       uid: m.uid,
       resourceVersion: m.resourceVersion,
+      ...(m.generation !== undefined ? { generation: m.generation } : {}),
       labels,
       ...(digestValue !== undefined ? { annotations: { [DESIRED_DIGEST]: digestValue } } : {}),
       ...(controller ? { ownerReferences: [{ apiVersion: intern(controller.apiVersion), kind: intern(controller.kind), name: controller.name, uid: controller.uid, controller: true }] } : {}),
@@ -282,9 +286,17 @@ export function projectChild<T extends KubeObject>(obj: T): T {
     [OWNED_DIGEST]: owned,
   };
   if (status) {
-    const conditions = Array.isArray(status['conditions']) ? (status['conditions'] as { type: string; status: string }[]).map((c) => ({ type: c.type, status: c.status })) : undefined;
+    // A Job's failure message is shown on the resource; other messages are not read.
+    const conditions = Array.isArray(status['conditions'])
+      ? (status['conditions'] as { type: string; status: string; message?: string }[]).map((c) => (c.type === 'Failed' && c.status === 'True' && c.message ? { type: c.type, status: c.status, message: c.message } : { type: c.type, status: c.status }))
+      : undefined;
     const kept: Record<string, unknown> = {};
-    for (const k of ['replicas', 'readyReplicas', 'startTime', 'completionTime', 'succeeded', 'failed']) if (status[k] !== undefined) kept[k] = status[k];
+    for (const k of STATUS_KEPT) if (status[k] !== undefined) kept[k] = status[k];
+    // A rollout in progress: the revisions only matter while they differ.
+    if (status['currentRevision'] !== status['updateRevision']) {
+      if (status['currentRevision'] !== undefined) kept['currentRevision'] = status['currentRevision'];
+      if (status['updateRevision'] !== undefined) kept['updateRevision'] = status['updateRevision'];
+    }
     if (conditions) kept['conditions'] = conditions;
     out['status'] = kept;
   }
@@ -312,6 +324,7 @@ export const childCodec: CacheCodec = {
       owner?.apiVersion ?? '', owner?.kind ?? '', owner?.name ?? '', owner?.uid ?? '',
       m.managedFields?.length ? '1' : '', m.deletionTimestamp ?? '', p[OWNED_DIGEST] ?? '',
       p['status'] === undefined ? '' : JSON.stringify(p['status']),
+      m.generation === undefined ? '' : String(m.generation),
     ];
     // join() makes one flat string; `+` would keep every part alive in a rope.
     return fields.join(SEP);
@@ -328,6 +341,7 @@ export const childCodec: CacheCodec = {
         namespace: f[1] || undefined,
         uid: f[2] || undefined,
         resourceVersion: f[3] || undefined,
+        ...(f[15] ? { generation: Number(f[15]) } : {}),
         labels,
         ...(f[6] ? { annotations: { [DESIRED_DIGEST]: f[6] } } : {}),
         ...(f[7] ? { ownerReferences: [{ apiVersion: f[7], kind: f[8]!, name: f[9]!, uid: f[10]!, controller: true }] } : {}),

@@ -28,7 +28,10 @@ export const SAMPLES = [
 
 const STATUS_SAMPLE = {
   observedGeneration: 1,
-  conditions: ['Ready', 'Reconciling', 'Stalled', 'Available'].map((type) => ({ type, status: 'False', reason: 'Applied', message: '4 objects applied and in sync', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 })),
+  conditions: [
+    ...['Ready', 'Reconciling', 'Stalled'].map((type) => ({ type, status: 'True', reason: 'RolloutComplete', message: '3/3 members ready', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 })),
+    ...['Synced', 'Available'].map((type) => ({ type, status: 'False', reason: 'Applied', message: '4 objects applied and in sync', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 })),
+  ],
   revision: 'sha256:', replicas: 0, readyReplicas: 0,
 };
 

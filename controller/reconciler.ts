@@ -15,7 +15,8 @@ import { reconcileConfigMapSync, type ConfigMapSyncDeps } from './configmapsync.
 import type { EventRecorder } from './events.js';
 import type { Informer, KubeObject } from './informer.js';
 import { groupKind } from './resources.js';
-import { applyStatus, readyConditions, type Condition, type Status } from './status.js';
+import { jobHealth, progressDeadline, statefulSetRollout, type Health, type RolloutProgress } from './rollout.js';
+import { applyStatus, readyConditions, syncedCondition, type Condition, type Status } from './status.js';
 
 export interface ReconcilerDeps {
   client: KubeClient;
@@ -38,6 +39,7 @@ export interface ReconcileResult {
 
 const WORKLOAD_KINDS = new Set(['DirectoryService', 'PostgresInstance', 'CacheCluster']);
 const JOB_KINDS = new Set(['DirectoryBackup', 'DirectoryRestore']);
+const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;
 
 interface InventoryEntry { apiVersion: string; kind: string; namespace?: string; name: string; ownedFieldsDigest?: string }
 
@@ -101,7 +103,7 @@ export class Reconciler {
     const v = validate({ apiVersion: live.apiVersion, kind: live.kind, metadata: live.metadata, spec: live.spec });
     if (!v.ok) {
       // Nothing is applied or pruned for an invalid resource; what exists stays.
-      await this.writeStatus(live, { conditions: readyConditions({ kind: 'stalled', reason: 'InvalidSpec', message: formatErrors(v.errors) }, generation) }, result);
+      await this.writeStatus(live, { conditions: stalled('InvalidSpec', formatErrors(v.errors), generation) }, result);
       // Events mark transitions: one when the resource becomes stalled, none on every resync.
       if (result.statusWritten) this.deps.events.warning(live, 'InvalidSpec', formatErrors(v.errors));
       return result;
@@ -112,7 +114,7 @@ export class Reconciler {
       rendered = render(v.resource);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      await this.writeStatus(live, { conditions: readyConditions({ kind: 'stalled', reason: 'RenderFailed', message }, generation) }, result);
+      await this.writeStatus(live, { conditions: stalled('RenderFailed', message, generation) }, result);
       if (result.statusWritten) this.deps.events.warning(live, 'RenderFailed', message);
       return result;
     }
@@ -186,7 +188,7 @@ export class Reconciler {
     if (transient) throw transient; // the queue retries with backoff
     if (failures.length > 0) {
       const message = `apply failed: ${failures.join('; ')}`;
-      await this.writeStatus(live, { conditions: readyConditions({ kind: 'stalled', reason: 'ApplyFailed', message }, generation) }, result);
+      await this.writeStatus(live, { conditions: stalled('ApplyFailed', message, generation) }, result);
       if (result.statusWritten || result.applied > 0) this.deps.events.warning(live, 'ApplyFailed', message);
       return result;
     }
@@ -211,23 +213,35 @@ export class Reconciler {
     }
     if (prunedNames.length > 0) this.deps.events.normal(live, 'Pruned', `pruned ${prunedNames.join(', ')}`);
 
+    const synced = waiting.length === 0
+      ? syncedCondition(true, 'Applied', `${desired.length} objects applied and in sync`, generation)
+      : syncedCondition(false, 'Waiting', waiting.join('; '), generation);
+    const appliedNow = new Set(toApply.map((o) => childKey(o)));
+    const health = this.health(live, desired, appliedNow);
+    // Ready only when everything is applied AND running; a failure wins over waiting.
+    const outcome: Health = health.health.state !== 'ready' ? health.health
+      : waiting.length > 0 ? { state: 'progressing', reason: 'Progressing', message: waiting.join('; ') }
+        : health.health;
     const status: Status = {
-      conditions: readyConditions(
-        waiting.length > 0
-          ? { kind: 'reconciling', reason: 'Waiting', message: waiting.join('; ') }
-          : { kind: 'ready', reason: 'Applied', message: `${desired.length} objects applied and in sync` },
-        generation,
-      ),
+      conditions: [
+        ...readyConditions(
+          outcome.state === 'ready' ? { kind: 'ready', ...outcome } : outcome.state === 'failed' ? { kind: 'stalled', ...outcome } : { kind: 'reconciling', ...outcome },
+          generation,
+        ),
+        synced,
+      ],
       inventory: desired.map((o): InventoryEntry => {
         const fields = owned.get(childKey(o));
         return { apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name, ...(fields ? { ownedFieldsDigest: fields } : {}) };
       }),
       revision: `sha256:${digest(desired)}`,
-      ...this.workloadStatus(live, desired, generation),
-      ...this.jobStatus(live),
+      ...health.status,
     };
+    const wasStalled = (live.status as Status | undefined)?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === outcome.reason);
     await this.writeStatus(live, status, result, (rv) => (parentVersion = rv));
-    if (waiting.length === 0 && prunedNames.length === 0) {
+    if (outcome.state === 'failed' && !wasStalled && result.statusWritten) this.deps.events.warning(live, outcome.reason, outcome.message);
+    // A resource still rolling out is looked at again when its deadline passes, even if nothing changes.
+    if (waiting.length === 0 && prunedNames.length === 0 && outcome.state !== 'progressing') {
       // Members as the API server left them after this reconcile's applies (the watch may lag).
       // The resource's versions before this reconcile's writes and after its metadata patch count
       // too: the watch events of the resource and of its members come on different streams, so a
@@ -235,7 +249,8 @@ export class Reconciler {
       const versions = [...new Set([parentVersion, patchedVersion, live.metadata.resourceVersion].filter((v): v is string => v !== undefined))];
       this.done.set(key, versions.map((rv) => this.fingerprint(rv, members, written)));
     }
-    return { ...result, requeueAfterMs: waiting.length > 0 ? 5_000 : undefined };
+    const requeueAfterMs = waiting.length > 0 ? 5_000 : health.recheckMs;
+    return { ...result, requeueAfterMs };
   }
 
   private dependencyMet(after: string, namespace: string | undefined): boolean {
@@ -246,35 +261,54 @@ export class Reconciler {
     return !!obj?.status?.conditions?.some((c) => c.type === m[4] && c.status === 'True');
   }
 
-  /** Members the StatefulSet reports, for the scale subresource and `kubectl get`. */
-  private workloadStatus(live: KilnResource, desired: K8sObject[], generation: number | undefined): Record<string, unknown> {
-    if (!WORKLOAD_KINDS.has(live.kind)) return {};
-    const sts = desired.find((o) => o.kind === 'StatefulSet');
-    if (!sts) return {};
+  /**
+   * Whether the applied objects run: the StatefulSet's rollout for kinds with
+   * members (and the scale subresource's fields), the Job's outcome for
+   * backups and restores; other kinds are ready once applied.
+   */
+  private health(live: KilnResource, desired: K8sObject[], appliedNow: Set<string>): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
+    if (WORKLOAD_KINDS.has(live.kind)) {
+      const sts = desired.find((o) => o.kind === 'StatefulSet');
+      if (sts) return this.rolloutHealth(live, sts, appliedNow.has(childKey(sts)));
+    }
+    if (JOB_KINDS.has(live.kind)) {
+      const job = desired.find((o) => o.kind === 'Job');
+      if (job) {
+        const current = this.child('batch/v1', 'Job', job.metadata.namespace, job.metadata.name) as (KubeObject & { status?: { startTime?: string; completionTime?: string } }) | undefined;
+        const { result, ...health } = jobHealth(current, job.metadata.name);
+        const s = current?.status;
+        return { health, status: { result, ...(s?.startTime ? { startTime: s.startTime } : {}), ...(s?.completionTime ? { completionTime: s.completionTime } : {}) } };
+      }
+    }
+    return { health: { state: 'ready', reason: 'Applied', message: `${desired.length} objects applied and in sync` }, status: {} };
+  }
+
+  private rolloutHealth(live: KilnResource, sts: K8sObject, appliedNow: boolean): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
     const current = this.child('apps/v1', 'StatefulSet', sts.metadata.namespace, sts.metadata.name) as (KubeObject & { status?: { replicas?: number; readyReplicas?: number } }) | undefined;
-    const want = (sts as { spec?: { replicas?: number } }).spec?.replicas ?? 0;
-    const ready = current?.status?.readyReplicas ?? 0;
+    const want = (sts as { spec?: { replicas?: number } }).spec?.replicas ?? 1;
+    const rollout = statefulSetRollout(current, want, appliedNow);
     const selector = (sts as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};
+    const generation = live.metadata.generation;
     const available: Condition = {
-      type: 'Available', status: ready >= want ? 'True' : 'False', reason: ready >= want ? 'MembersReady' : 'MembersNotReady',
-      message: `${ready}/${want} members ready`, observedGeneration: generation,
+      type: 'Available', status: rollout.ready >= want ? 'True' : 'False', reason: rollout.ready >= want ? 'MembersReady' : 'MembersNotReady',
+      message: `${rollout.ready}/${want} members ready`, observedGeneration: generation,
     };
-    return {
+    const status: Record<string, unknown> = {
       replicas: current?.status?.replicas ?? 0,
-      readyReplicas: ready,
+      readyReplicas: rollout.ready,
       selector: Object.keys(selector).sort().map((k) => `${k}=${selector[k]}`).join(','),
       extraConditions: [available],
     };
-  }
-
-  private jobStatus(live: KilnResource): Record<string, unknown> {
-    if (!JOB_KINDS.has(live.kind)) return {};
-    const jobName = live.kind === 'DirectoryBackup' ? `${live.metadata.name}-backup` : `${live.metadata.name}-restore`;
-    const job = this.child('batch/v1', 'Job', live.metadata.namespace, jobName) as (KubeObject & { status?: { startTime?: string; completionTime?: string; succeeded?: number; failed?: number; conditions?: { type: string; status: string }[] } }) | undefined;
-    const s = job?.status;
-    const failed = s?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True');
-    const result = s?.succeeded ? 'Succeeded' : failed ? 'Failed' : s?.startTime ? 'Running' : 'Pending';
-    return { result, ...(s?.startTime ? { startTime: s.startTime } : {}), ...(s?.completionTime ? { completionTime: s.completionTime } : {}) };
+    if (rollout.complete) return { health: { state: 'ready', reason: 'RolloutComplete', message: rollout.members }, status };
+    const deadline = (live.spec as { progressDeadlineSeconds?: number }).progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS;
+    const previous = (live.status as { rollout?: RolloutProgress } | undefined)?.rollout;
+    const p = progressDeadline(previous, rollout.members, new Date(), deadline);
+    status['rollout'] = p.progress;
+    if (p.exceeded) {
+      return { health: { state: 'failed', reason: 'ProgressDeadlineExceeded', message: `no progress for ${deadline}s: ${rollout.members}` }, status };
+    }
+    // Look again just after the deadline: a stuck rollout sends no more events.
+    return { health: { state: 'progressing', reason: 'Progressing', message: rollout.members }, status, recheckMs: p.remainingMs + 1_000 };
   }
 
   /** The parent carries the ApplySet id and the group-kinds it may contain; written only when they change. */
@@ -319,4 +353,9 @@ export class Reconciler {
     if (outcome.stalled && result.statusWritten) this.deps.events.warning(live, outcome.stalled.reason, outcome.stalled.message);
     return result;
   }
+}
+
+/** Stalled before anything could be applied: neither ready nor in sync. */
+function stalled(reason: string, message: string, generation: number | undefined): Condition[] {
+  return [...readyConditions({ kind: 'stalled', reason, message }, generation), syncedCondition(false, reason, message, generation)];
 }

@@ -36,6 +36,14 @@ export function readyConditions(
   }
 }
 
+/**
+ * `Synced`: every rendered object applied and equal to the render (Crossplane's
+ * and Flux's sense), whatever the members are doing. `Ready` adds "and running".
+ */
+export function syncedCondition(synced: boolean, reason: string, message: string, generation: number | undefined): Condition {
+  return { type: 'Synced', status: synced ? 'True' : 'False', reason, message, observedGeneration: generation };
+}
+
 /** Carries lastTransitionTime over from the live conditions when the status did not flip. */
 export function withTransitionTimes(next: Condition[], live: Condition[] | undefined): Condition[] {
   return next.map((c) => {

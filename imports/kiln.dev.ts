@@ -168,6 +168,13 @@ export interface CacheClusterSpec {
   readonly scheduling?: CacheClusterSpecScheduling;
 
   /**
+   * Seconds a rollout may go without progress (a member becoming ready or updated) before the resource is reported Stalled with reason ProgressDeadlineExceeded; the rollout itself goes on. Default 600, as a Deployment's.
+   *
+   * @schema CacheClusterSpec#progressDeadlineSeconds
+   */
+  readonly progressDeadlineSeconds?: number;
+
+  /**
    * Cluster DNS domain used in member addresses. Default cluster.local.
    *
    * @schema CacheClusterSpec#clusterDomain
@@ -192,6 +199,7 @@ export function toJson_CacheClusterSpec(obj: CacheClusterSpec | undefined): Reco
     'entrypointConfigMap': obj.entrypointConfigMap,
     'storage': toJson_CacheClusterSpecStorage(obj.storage),
     'scheduling': toJson_CacheClusterSpecScheduling(obj.scheduling),
+    'progressDeadlineSeconds': obj.progressDeadlineSeconds,
     'clusterDomain': obj.clusterDomain,
   };
   // filter undefined values
@@ -1901,6 +1909,13 @@ export interface DirectoryServiceSpec {
   readonly scheduling?: DirectoryServiceSpecScheduling;
 
   /**
+   * Seconds a rollout may go without progress (a member becoming ready or updated) before the resource is reported Stalled with reason ProgressDeadlineExceeded; the rollout itself goes on. Default 600, as a Deployment's.
+   *
+   * @schema DirectoryServiceSpec#progressDeadlineSeconds
+   */
+  readonly progressDeadlineSeconds?: number;
+
+  /**
    * The client Service.
    *
    * @schema DirectoryServiceSpec#service
@@ -1932,6 +1947,7 @@ export function toJson_DirectoryServiceSpec(obj: DirectoryServiceSpec | undefine
     'secrets': toJson_DirectoryServiceSpecSecrets(obj.secrets),
     'passwords': ((obj.passwords) === undefined) ? undefined : (Object.entries(obj.passwords).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: toJson_DirectoryServiceSpecPasswords(i[1]) }), {})),
     'scheduling': toJson_DirectoryServiceSpecScheduling(obj.scheduling),
+    'progressDeadlineSeconds': obj.progressDeadlineSeconds,
     'service': toJson_DirectoryServiceSpecService(obj.service),
     'init': toJson_DirectoryServiceSpecInit(obj.init),
   };
@@ -3063,6 +3079,13 @@ export interface PostgresInstanceSpec {
    * @schema PostgresInstanceSpec#scheduling
    */
   readonly scheduling?: PostgresInstanceSpecScheduling;
+
+  /**
+   * Seconds a rollout may go without progress (a member becoming ready or updated) before the resource is reported Stalled with reason ProgressDeadlineExceeded; the rollout itself goes on. Default 600, as a Deployment's.
+   *
+   * @schema PostgresInstanceSpec#progressDeadlineSeconds
+   */
+  readonly progressDeadlineSeconds?: number;
 }
 
 /**
@@ -3082,6 +3105,7 @@ export function toJson_PostgresInstanceSpec(obj: PostgresInstanceSpec | undefine
     'service': toJson_PostgresInstanceSpecService(obj.service),
     'superuserSecret': toJson_PostgresInstanceSpecSuperuserSecret(obj.superuserSecret),
     'scheduling': toJson_PostgresInstanceSpecScheduling(obj.scheduling),
+    'progressDeadlineSeconds': obj.progressDeadlineSeconds,
   };
   // filter undefined values
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});

@@ -203,4 +203,12 @@ export const replicaStatus = (): Record<string, Schema> => ({
   replicas: int('Members the StatefulSet currently has.'),
   readyReplicas: int('Members that are ready.'),
   selector: str('Label selector of the members, for the scale subresource.', { maxLength: 4096 }),
+  rollout: obj('The rollout in progress (absent once every member runs the current revision and is ready).', {
+    members: str('What the StatefulSet last reported, e.g. "2/3 members ready, 3/3 updated".', { maxLength: 256 }),
+    lastProgressTime: { type: 'string', format: 'date-time', description: 'When members last changed; spec.progressDeadlineSeconds counts from here.' },
+  }),
 });
+
+/** How long a rollout may make no progress before the resource is Stalled (ProgressDeadlineExceeded). */
+export const progressDeadlineSeconds = (): Schema =>
+  int('Seconds a rollout may go without progress (a member becoming ready or updated) before the resource is reported Stalled with reason ProgressDeadlineExceeded; the rollout itself goes on. Default 600, as a Deployment\'s.', { minimum: 1, default: 600 });

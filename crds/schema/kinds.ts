@@ -20,6 +20,7 @@ import {
   envFrom,
   image,
   imagePullPolicy,
+  progressDeadlineSeconds,
   replicaStatus,
   replicas,
   resources,
@@ -55,6 +56,15 @@ export interface KindDef {
 const readyColumns: PrinterColumn[] = [
   { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
   { name: 'Status', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].message', priority: 1 },
+];
+/**
+ * Kinds the controller renders: Synced (every object applied and in sync) beside Ready (and running),
+ * as Crossplane and Flux users read them, with Ready's message ("2/3 members ready") in the default view.
+ */
+const renderedColumns: PrinterColumn[] = [
+  { name: 'Synced', type: 'string', jsonPath: '.status.conditions[?(@.type=="Synced")].status' },
+  { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
+  { name: 'Status', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].message' },
 ];
 const ageColumn: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
 
@@ -111,6 +121,7 @@ export const directoryService: KindDef = {
         ),
       },
       scheduling: scheduling('directory'),
+      progressDeadlineSeconds: progressDeadlineSeconds(),
       service: obj('The client Service.', {
         type: serviceType('the directory'),
         annotations: serviceAnnotations(),
@@ -141,7 +152,7 @@ export const directoryService: KindDef = {
   columns: [
     { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
     { name: 'Ready-Replicas', type: 'integer', jsonPath: '.status.readyReplicas' },
-    ...readyColumns,
+    ...renderedColumns,
     { name: 'Image', type: 'string', jsonPath: '.spec.image', priority: 1 },
     ageColumn,
   ],
@@ -178,7 +189,7 @@ export const directoryBackup: KindDef = {
   columns: [
     { name: 'Directory', type: 'string', jsonPath: '.spec.directoryService' },
     { name: 'Result', type: 'string', jsonPath: '.status.result' },
-    ...readyColumns,
+    ...renderedColumns,
     ageColumn,
   ],
 };
@@ -206,7 +217,7 @@ export const directoryRestore: KindDef = {
   columns: [
     { name: 'Backup', type: 'string', jsonPath: '.spec.backup' },
     { name: 'Result', type: 'string', jsonPath: '.status.result' },
-    ...readyColumns,
+    ...renderedColumns,
     ageColumn,
   ],
 };
@@ -248,6 +259,7 @@ export const postgresInstance: KindDef = {
         { required: ['name'] },
       ),
       scheduling: scheduling('postgres'),
+      progressDeadlineSeconds: progressDeadlineSeconds(),
     },
     {
       'x-kubernetes-validations': [
@@ -261,7 +273,7 @@ export const postgresInstance: KindDef = {
   columns: [
     { name: 'Version', type: 'integer', jsonPath: '.spec.version' },
     { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
-    ...readyColumns,
+    ...renderedColumns,
     ageColumn,
   ],
   scale: { specReplicasPath: '.spec.replicas' },
@@ -339,6 +351,7 @@ export const cacheCluster: KindDef = {
       entrypointConfigMap: objectName('ConfigMap with the member entrypoint script (key entrypoint.sh), mounted at /opt/kiln/entrypoint with mode 0744.'),
       storage: storage('5Gi'),
       scheduling: scheduling('cache'),
+      progressDeadlineSeconds: progressDeadlineSeconds(),
       clusterDomain: str('Cluster DNS domain used in member addresses. Default cluster.local.', { default: 'cluster.local', maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$' }),
     },
     {
@@ -354,7 +367,7 @@ export const cacheCluster: KindDef = {
     { name: 'Members', type: 'integer', jsonPath: '.spec.size' },
     { name: 'Ready-Members', type: 'integer', jsonPath: '.status.readyReplicas' },
     { name: 'Catalogs', type: 'integer', jsonPath: '.spec.catalogServers', priority: 1 },
-    ...readyColumns,
+    ...renderedColumns,
     ageColumn,
   ],
   scale: { specReplicasPath: '.spec.size' },
@@ -392,7 +405,7 @@ export const dataGrid: KindDef = {
     { name: 'Cache', type: 'string', jsonPath: '.spec.cache' },
     { name: 'Type', type: 'string', jsonPath: '.spec.gridType' },
     { name: 'Partitions', type: 'integer', jsonPath: '.spec.partitions', priority: 1 },
-    ...readyColumns,
+    ...renderedColumns,
     ageColumn,
   ],
 };

@@ -45,6 +45,8 @@ export const DEFAULT_CONTROLLERS = [
   'statefulset-controller',
   'deployment-controller',
   'replicaset-controller',
+  // Completes Jobs from their pods' phases (the stand-in kubelet writes those).
+  'job-controller',
   'serviceaccount-controller',
   'serviceaccount-token-controller',
 ];

@@ -101,14 +101,14 @@ describe('agent: directory passwords', () => {
 
   it('the agent\'s condition and the controller\'s live side by side, each under its own field manager', async () => {
     const o = await passwordsSynced((c, d) => c?.status === 'True' && d.status.conditions.some((x: Any) => x.type === 'Ready' && x.status === 'True'), 'PasswordsSynced and Ready');
-    expect(o.status.conditions.map((c: Any) => c.type).sort()).toEqual(['Available', 'PasswordsSynced', 'Ready', 'Reconciling', 'Stalled']);
+    expect(o.status.conditions.map((c: Any) => c.type).sort()).toEqual(['Available', 'PasswordsSynced', 'Ready', 'Reconciling', 'Stalled', 'Synced']);
     expect(o.status.observedGeneration).toBe(o.metadata.generation);
     const managers = (o.metadata.managedFields as Any[]).filter((f) => f.subresource === 'status').map((f) => f.manager).sort();
     expect(managers).toEqual(['kiln', 'kiln-agent']);
     // Another round of both writes nothing over the other's fields.
     await new Promise((r) => setTimeout(r, 1000));
     const again = await get('DirectoryService', 'ds');
-    expect(again.status.conditions.map((c: Any) => c.type).sort()).toEqual(['Available', 'PasswordsSynced', 'Ready', 'Reconciling', 'Stalled']);
+    expect(again.status.conditions.map((c: Any) => c.type).sort()).toEqual(['Available', 'PasswordsSynced', 'Ready', 'Reconciling', 'Stalled', 'Synced']);
   });
 
   it('generates the value of a create: true entry into its Secret and sets it in the directory', async () => {

@@ -70,7 +70,6 @@ afterAll(async () => {
 describe('apply mode', () => {
   it('every example converges: its objects exist, equal the rendered set, are owned by it, and it is Ready for its generation', async () => {
     for (const r of examples) {
-      if (r.kind === 'DirectoryRestore') continue; // waits for its Job: next test
       const live = await readyAt(r.kind, r.metadata.name);
       const v = validate(r);
       if (!v.ok) throw new Error('example invalid');
@@ -89,16 +88,14 @@ describe('apply mode', () => {
     }
   });
 
-  it('a restore applies its claim and Job but holds its snapshot until the Job completes (Reconciling)', async () => {
-    const restore = await waitFor('restore Reconciling', async () => {
-      const o = await getJson(['-n', ns, 'dsrestore', 'idrepo-restore']);
-      return o?.status?.conditions?.find((c: { type: string; status: string }) => c.type === 'Reconciling' && c.status === 'True') ? o : undefined;
-    });
-    expect(restore.status.conditions.find((c: { type: string }) => c.type === 'Reconciling').message).toContain('VolumeSnapshot/idrepo-restore-restore waits for batch/v1/Job/idrepo-restore-restore:Complete');
-    expect(restore.status.result).toBe('Pending');
-    expect(await getJson(['-n', ns, 'job', 'idrepo-restore-restore'])).toBeDefined();
+  it('a restore applies its snapshot once its Job has completed, then is Ready (the order itself: readiness.test.ts)', async () => {
+    const restore = await readyAt('DirectoryRestore', 'idrepo-restore');
+    expect(restore.status.result).toBe('Succeeded');
+    expect(restore.status.conditions.find((c: { type: string }) => c.type === 'Ready')).toMatchObject({ reason: 'JobSucceeded' });
+    const job = await getJson(['-n', ns, 'job', 'idrepo-restore-restore']);
+    expect(job.status.conditions.find((c: { type: string }) => c.type === 'Complete')?.status).toBe('True');
     expect(await getJson(['-n', ns, 'pvc', 'idrepo-restore-restore'])).toBeDefined();
-    expect(await getJson(['-n', ns, 'volumesnapshot', 'idrepo-restore-restore'])).toBeUndefined();
+    expect(await getJson(['-n', ns, 'volumesnapshot', 'idrepo-restore-restore'])).toBeDefined();
   });
 
   it('kubectl wait --for=condition=Ready works on kiln resources', async () => {
@@ -117,7 +114,11 @@ describe('apply mode', () => {
       return c?.status?.replicas === 5 ? c : undefined;
     });
     expect(cache.status.selector).toBe('app.kubernetes.io/instance=session-cache,app.kubernetes.io/name=cache');
-    expect(cache.status.conditions.find((c: { type: string }) => c.type === 'Available')).toMatchObject({ status: 'False', message: '0/5 members ready' });
+    // The stand-in kubelet runs every pod, so the members become ready.
+    const ready = await readyAt('CacheCluster', 'session-cache');
+    expect(ready.status.readyReplicas).toBe(5);
+    expect(ready.status.conditions.find((c: { type: string }) => c.type === 'Available')).toMatchObject({ status: 'True', message: '5/5 members ready' });
+    expect(ready.status.conditions.find((c: { type: string }) => c.type === 'Ready')).toMatchObject({ status: 'True', reason: 'RolloutComplete', message: '5/5 members ready' });
     const scale = JSON.parse(await cp.kubectlOk(['get', '--raw', `/apis/kiln.dev/v1alpha1/namespaces/${ns}/cacheclusters/session-cache/scale`]));
     expect(scale.status.replicas).toBe(5);
   });

@@ -22,6 +22,7 @@ import {
   type ControlPlane,
   type ControlPlaneInfo,
 } from '../harness/controlplane.js';
+import { startStandInKubelet, type StandInKubelet } from '../harness/stand-in-kubelet.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -35,6 +36,7 @@ declare module 'vitest' {
 }
 
 let cp: ControlPlane | undefined;
+let kubelet: StandInKubelet | undefined;
 
 function reuseCluster(): ControlPlaneInfo | undefined {
   if (process.env.KILN_USE_CLUSTER !== '1') return undefined;
@@ -68,6 +70,8 @@ export async function setup(project: TestProject): Promise<void> {
     caFile: info.caFile,
     adminToken: info.adminToken,
   };
+  // Pods run (in status) as on a cluster with a node; see stand-in-kubelet.ts.
+  kubelet = startStandInKubelet(plain, (msg) => console.warn(`[kiln] ${msg}`));
   project.provide('controlPlane', plain);
   project.provide('kubeconfig', plain.kubeconfig);
   project.provide('adminToken', plain.adminToken);
@@ -77,6 +81,7 @@ export async function setup(project: TestProject): Promise<void> {
 }
 
 export async function teardown(): Promise<void> {
+  kubelet?.stop();
   await cp?.stop();
   cp = undefined;
 }

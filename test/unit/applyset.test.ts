@@ -94,7 +94,8 @@ describe('child projection', () => {
       { manager: 'kiln', operation: 'Apply', fieldsV1: JSON.parse(JSON.stringify(kilnFields)) } as never,
       ...(replicasOwner === 'kiln' ? [] : [{ manager: replicasOwner, operation: 'Update', fieldsV1: { 'f:spec': { 'f:replicas': {} } } } as never]),
     ];
-    (d as Record<string, unknown>)['status'] = { replicas: 3, readyReplicas: 2, currentRevision: 'r' };
+    d.metadata.generation = 4;
+    (d as Record<string, unknown>)['status'] = { replicas: 3, readyReplicas: 2, updatedReplicas: 3, observedGeneration: 4, currentRevision: 'r', updateRevision: 'r', collisionCount: 0 };
     return d;
   };
 
@@ -103,7 +104,12 @@ describe('child projection', () => {
     const p = projectChild(live);
     expect(p.metadata.labels).toEqual({ [PART_OF]: 'id' });
     expect(p.metadata.managedFields).toEqual([{ manager: 'kiln', operation: 'Apply' }]);
-    expect(p['status']).toEqual({ replicas: 3, readyReplicas: 2 });
+    // The rollout fields; revisions only while they differ (a rollout in progress).
+    expect(p['status']).toEqual({ replicas: 3, readyReplicas: 2, updatedReplicas: 3, observedGeneration: 4 });
+    expect(p.metadata.generation).toBe(4);
+    const rolling = liveObject();
+    (rolling as Record<string, unknown>)['status'] = { replicas: 3, readyReplicas: 3, updatedReplicas: 1, currentRevision: 'a', updateRevision: 'b' };
+    expect(projectChild(rolling)['status']).toEqual({ replicas: 3, readyReplicas: 3, updatedReplicas: 1, currentRevision: 'a', updateRevision: 'b' });
     expect(JSON.stringify(p)).not.toContain('i:1');
     expect(projectedOwnedDigest(p)).toBe(ownedDigest(live));
     // In sync when the digest is the one recorded; otherwise only the full object can tell.

@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import type { KubeObject } from '../../controller/informer.js';
+import { jobHealth, progressDeadline, statefulSetRollout } from '../../controller/rollout.js';
+
+const sts = (generation: number, status: Record<string, unknown>): KubeObject =>
+  ({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'ds', namespace: 'n', generation }, status }) as KubeObject;
+
+describe('StatefulSet rollout (kstatus rules)', () => {
+  it('is complete only when every member is ready and updated and the controller saw the spec', () => {
+    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 3, false))
+      .toEqual({ complete: true, members: '3/3 members ready', ready: 3 });
+    // Members not yet ready.
+    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 2, updatedReplicas: 3 }), 3, false))
+      .toMatchObject({ complete: false, members: '2/3 members ready' });
+    // All ready but still on the old revision.
+    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 1, currentRevision: 'a', updateRevision: 'b' }), 3, false))
+      .toMatchObject({ complete: false, members: '3/3 members ready, 1/3 updated' });
+    // The StatefulSet controller has not seen the new spec.
+    expect(statefulSetRollout(sts(3, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 3, false).complete).toBe(false);
+    // kiln has just written it: the cached copy is older than the change.
+    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 3, true).complete).toBe(false);
+    // Scale-down in progress.
+    expect(statefulSetRollout(sts(3, { observedGeneration: 3, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 2, false))
+      .toMatchObject({ complete: false, members: '3/2 members ready, 1 leaving' });
+    // No StatefulSet yet.
+    expect(statefulSetRollout(undefined, 1, false).complete).toBe(false);
+    // Stopped (0 replicas) is a complete rollout.
+    expect(statefulSetRollout(sts(1, { observedGeneration: 1, replicas: 0 }), 0, false).complete).toBe(true);
+  });
+});
+
+describe('progress deadline', () => {
+  const t0 = new Date('2026-12-04T10:00:00Z');
+  const at = (s: number) => new Date(t0.getTime() + s * 1000);
+  it('counts from the last change of the members, and restarts when they change', () => {
+    const first = progressDeadline(undefined, '0/3 members ready', t0, 600);
+    expect(first).toEqual({ progress: { members: '0/3 members ready', lastProgressTime: '2026-12-04T10:00:00Z' }, exceeded: false, remainingMs: 600_000 });
+    const same = progressDeadline(first.progress, '0/3 members ready', at(599), 600);
+    expect(same.exceeded).toBe(false);
+    expect(same.progress.lastProgressTime).toBe('2026-12-04T10:00:00Z');
+    expect(progressDeadline(first.progress, '0/3 members ready', at(600), 600).exceeded).toBe(true);
+    const moved = progressDeadline(first.progress, '1/3 members ready', at(700), 600);
+    expect(moved).toMatchObject({ exceeded: false, progress: { lastProgressTime: '2026-12-04T10:11:40Z' } });
+  });
+});
+
+describe('Job health', () => {
+  const job = (status: Record<string, unknown>) => ({ apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'b-backup' }, status }) as KubeObject;
+  it('is ready when the Job succeeded and failed with its message when it failed', () => {
+    expect(jobHealth(undefined, 'b-backup')).toMatchObject({ state: 'progressing', result: 'Pending' });
+    expect(jobHealth(job({ startTime: '2026-12-04T10:00:00Z' }), 'b-backup')).toMatchObject({ state: 'progressing', result: 'Running' });
+    expect(jobHealth(job({ succeeded: 1 }), 'b-backup')).toMatchObject({ state: 'ready', reason: 'JobSucceeded', result: 'Succeeded' });
+    expect(jobHealth(job({ failed: 7, conditions: [{ type: 'Failed', status: 'True', message: 'Job has reached the specified backoff limit' }] }), 'b-backup'))
+      .toEqual({ state: 'failed', reason: 'JobFailed', message: 'Job b-backup failed: Job has reached the specified backoff limit', result: 'Failed' });
+  });
+});
