@@ -503,6 +503,8 @@ describe('kiln synth --git', () => {
       'clusters/default/identity/directoryrestore/idrepo-restore/manifest.yaml',
       'clusters/default/identity/directoryservice/ds-idrepo/manifest.yaml',
       'clusters/default/platform/configmapsync/ca-bundle/manifest.yaml',
+      'clusters/default/quickstart/configmapsync/app-settings/manifest.yaml',
+      'clusters/default/quickstart/postgresinstance/app-db/manifest.yaml',
       'clusters/default/shop/postgresinstance/orders-db/manifest.yaml',
       'clusters/default/web/cachecluster/session-cache/manifest.yaml',
       'clusters/default/web/datagrid/sessions/manifest.yaml',
@@ -510,8 +512,8 @@ describe('kiln synth --git', () => {
     expect(files).toContain('README.md');
     expect(readFileSync(join(tree, 'README.md'), 'utf8')).toBe('mine\n');
     expect(files.some((f) => f.includes('/old/'))).toBe(false);
-    expect(files.filter((f) => f.endsWith('kustomization.yaml'))).toHaveLength(files.filter((f) => f.startsWith('clusters/')).length - 7);
-    expect(kustomizationResources(readFileSync(join(tree, 'clusters/default/kustomization.yaml'), 'utf8'))).toEqual(['identity', 'platform', 'shop', 'web']);
+    expect(files.filter((f) => f.endsWith('kustomization.yaml'))).toHaveLength(files.filter((f) => f.startsWith('clusters/')).length - 9);
+    expect(kustomizationResources(readFileSync(join(tree, 'clusters/default/kustomization.yaml'), 'utf8'))).toEqual(['identity', 'platform', 'quickstart', 'shop', 'web']);
 
     // The manifests are byte-for-byte what plain `kiln synth` writes, and what the batcher commits.
     const doc = parseYamlStream(readFileSync(join(root, 'examples/cache/cache.yaml'), 'utf8'))[0]!.value;

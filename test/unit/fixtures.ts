@@ -4,9 +4,27 @@ import type { KilnResource } from '../../charts/types.js';
 import type { PlainObject } from '../../lib/context.js';
 
 export const examplesDir = new URL('../../examples/', import.meta.url).pathname;
+/** The README's quick start: applied whole by test/integration/quickstart.test.ts. */
+export const quickstartDir = new URL('../../examples/quickstart/', import.meta.url).pathname;
 
+/**
+ * The per-kind samples under examples/ (not the quick start, whose fixed
+ * namespaces the tests that copy every example into their own namespace
+ * do not need).
+ */
 export function exampleDocuments() {
-  return readInputs([examplesDir]);
+  return readInputs([examplesDir]).filter((d) => !d.file.startsWith(quickstartDir));
+}
+
+/** Every document of examples/quickstart/: Namespaces, RBAC, the source ConfigMap and the kiln resources. */
+export function quickstartDocuments() {
+  return readInputs([quickstartDir]);
+}
+
+export function quickstartResources(): { file: string; resource: KilnResource }[] {
+  return quickstartDocuments()
+    .filter((d) => isKilnResource(d.value))
+    .map((d) => ({ file: d.file, resource: d.value as KilnResource }));
 }
 
 export function exampleResources(): { file: string; resource: KilnResource }[] {

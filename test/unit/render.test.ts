@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { isKilnResource } from '../../charts/registry.js';
 import { render } from '../../charts/render.js';
 import type { K8sObject } from '../../charts/types.js';
-import { contextFromObjects } from '../../lib/context.js';
+import { contextFromObjects, type PlainObject } from '../../lib/context.js';
 import { renderDocument } from '../../lib/render-document.js';
 import { toYamlStream } from '../../lib/yaml.js';
 import { validate } from '../../validate/index.js';
-import { examplePlainObjects, exampleResources } from './fixtures.js';
+import { examplePlainObjects, exampleResources, quickstartDocuments, quickstartResources } from './fixtures.js';
 
 const examples = exampleResources();
 const plain = examplePlainObjects();
@@ -27,6 +28,39 @@ describe('examples', () => {
     const id = `${resource.metadata.namespace}.${resource.kind.toLowerCase()}.${resource.metadata.name}`;
     it(`${id} renders to its pinned snapshot`, async () => {
       const outcome = renderDocument(resource, contextFromObjects(resource, plain));
+      expect('yaml' in outcome).toBe(true);
+      await expect((outcome as { yaml: string }).yaml).toMatchFileSnapshot(`__snapshots__/${id}.yaml`);
+    });
+  }
+});
+
+describe('examples/quickstart', () => {
+  const quickstart = quickstartResources();
+  const inputs = quickstartDocuments().filter((d) => !isKilnResource(d.value)).map((d) => d.value as PlainObject);
+
+  it('holds a PostgresInstance, a PostgresDatabase and a ConfigMapSync, and what they need', () => {
+    expect(quickstart.map((q) => `${q.resource.kind}/${q.resource.metadata.name}`).sort()).toEqual(['ConfigMapSync/app-settings', 'PostgresDatabase/app', 'PostgresInstance/app-db']);
+    expect(inputs.map((o) => `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`).sort()).toEqual([
+      'ConfigMap/quickstart/app-settings',
+      'Namespace//quickstart', 'Namespace//team-a', 'Namespace//team-b',
+      'Role/quickstart/settings-sync-source', 'Role/team-a/settings-sync', 'Role/team-b/settings-sync',
+      'RoleBinding/quickstart/settings-sync-source', 'RoleBinding/team-a/settings-sync', 'RoleBinding/team-b/settings-sync',
+      'ServiceAccount/quickstart/settings-sync',
+    ]);
+  });
+  it('grants settings-sync what README says a ConfigMapSync account needs, and no more', () => {
+    const rules = (ns: string, name: string) => (inputs.find((o) => o.kind === 'Role' && o.metadata?.namespace === ns && o.metadata.name === name) as unknown as { rules: unknown[] }).rules;
+    expect(rules('quickstart', 'settings-sync-source')).toEqual([{ apiGroups: [''], resources: ['configmaps'], resourceNames: ['app-settings'], verbs: ['get'] }]);
+    for (const ns of ['team-a', 'team-b']) expect(rules(ns, 'settings-sync')).toEqual([{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'patch', 'delete'] }]);
+    for (const b of inputs.filter((o) => o.kind === 'RoleBinding') as unknown as { subjects: unknown[] }[]) {
+      expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'settings-sync', namespace: 'quickstart' }]);
+    }
+  });
+
+  for (const { resource } of quickstart) {
+    const id = `${resource.metadata.namespace}.${resource.kind.toLowerCase()}.${resource.metadata.name}`;
+    it(`${id} renders to its pinned snapshot`, async () => {
+      const outcome = renderDocument(resource, contextFromObjects(resource, inputs));
       expect('yaml' in outcome).toBe(true);
       await expect((outcome as { yaml: string }).yaml).toMatchFileSnapshot(`__snapshots__/${id}.yaml`);
     });
