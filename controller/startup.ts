@@ -35,19 +35,20 @@ const ATTEMPT_TIMEOUT_MS = 5_000;
 export async function waitForApiServer(client: KubeClient, timeoutSeconds: number): Promise<void> {
   const deadline = performance.now() + timeoutSeconds * 1000;
   let delay = 200;
+  /** Why the last attempt failed; an attempt cut short by the deadline does not hide a refusal seen before it. */
+  let last = '';
   for (;;) {
     const remaining = deadline - performance.now();
-    let failure: string;
+    if (remaining < 10) throw new StartupTimeoutError(client.server, timeoutSeconds, last || 'no answer');
     try {
-      await client.request('GET', '/version', { signal: AbortSignal.timeout(Math.max(1, Math.min(remaining, ATTEMPT_TIMEOUT_MS))) });
+      await client.request('GET', '/version', { signal: AbortSignal.timeout(Math.ceil(Math.min(remaining, ATTEMPT_TIMEOUT_MS))) });
       return;
     } catch (err) {
       if (err instanceof ApiError && err.status !== 429 && err.status < 500) return;
-      failure = describe(err);
+      const timedOut = err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError');
+      if (!timedOut || !last || deadline - performance.now() > 10) last = describe(err);
     }
-    const left = deadline - performance.now();
-    if (left <= 0) throw new StartupTimeoutError(client.server, timeoutSeconds, failure);
-    await new Promise((r) => setTimeout(r, Math.min(delay, left)));
+    await new Promise((r) => setTimeout(r, Math.max(0, Math.min(delay, deadline - performance.now()))));
     delay = Math.min(delay * 2, 2_000);
   }
 }
