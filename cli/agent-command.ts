@@ -85,7 +85,7 @@ export function registerAgent(program: Command, version: string): void {
       };
       process.once('SIGTERM', () => void shutdown('SIGTERM'));
       process.once('SIGINT', () => void shutdown('SIGINT'));
-      log('info', 'starting', { namespaces: opts.namespace.length ? opts.namespace : 'all', version, endpoints: Object.keys(endpoints) });
+      log('info', 'starting', { server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, endpoints: Object.keys(endpoints) });
       try {
         await agent.start();
       } catch (err) {

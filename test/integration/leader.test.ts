@@ -10,7 +10,8 @@
 import { randomBytes } from 'node:crypto';
 import { ApiException, CoordinationV1Api, KubeConfig, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { LeaderElectionStoppedError, LeaderElector, type LeaderElectionOptions } from '../../controller/leader.js';
+import { KubeClient } from '../../controller/client.js';
+import { LeaderElectionStoppedError, LeaderElector, LeaseUnavailableError, type LeaderElectionOptions } from '../../controller/leader.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 
 const LEASE_S = 3;
@@ -250,6 +251,39 @@ describe('leader election', { timeout: 60_000 }, () => {
     await sleep(1000);
     expect(lostCalls).toBe(1);
     expect(e.isLeader()).toBe(false);
+  });
+
+  it('gives up at once when the Lease\'s namespace does not exist (404 on create): run() rejects, no retry', async () => {
+    const missing = `missing-${suffix()}`;
+    const client = new KubeClient(kc, { qps: 0 });
+    const e = elector(`m-${suffix()}`, 'kiln-controller', { kc: client, namespace: missing });
+    const started = performance.now();
+    const err = await e.run().then(() => undefined, (x: unknown) => x);
+    const took = performance.now() - started;
+    expect(err).toBeInstanceOf(LeaseUnavailableError);
+    expect(err).toMatchObject({ reason: 'NamespaceNotFound', namespace: missing, leaseName: 'kiln-controller', detail: `namespaces "${missing}" not found` });
+    expect((err as Error).message).toBe(`the namespace "${missing}" of the Lease ${missing}/kiln-controller does not exist (namespaces "${missing}" not found)`);
+    // One attempt (a read that finds no Lease, a create the server refuses), no retry period waited.
+    expect(took).toBeLessThan(RETRY_S * 1000);
+    expect({ GET: client.counts.GET, POST: client.counts.POST }).toEqual({ GET: 1, POST: 1 });
+    await sleep(RETRY_S * 1000 * 3);
+    expect(client.counts.GET + client.counts.POST + client.counts.PUT).toBe(2);
+    expect(logs.filter((l) => l.msg.includes('acquire failed'))).toEqual([]);
+    expect(e.isLeader()).toBe(false);
+    await e.stop();
+  });
+
+  it('gives up at once when it may not use the Lease (403): run() rejects with the server\'s words', async () => {
+    const user = `no-lease-${suffix()}`;
+    const id = await cp.mintIdentity(user);
+    const userKc = new KubeConfig();
+    userKc.loadFromFile(id.kubeconfig);
+    const e = elector(`f-${suffix()}`, `forbidden-${suffix()}`, { kc: userKc });
+    const err = await e.run().then(() => undefined, (x: unknown) => x);
+    expect(err).toBeInstanceOf(LeaseUnavailableError);
+    expect(err).toMatchObject({ reason: 'Forbidden', namespace: ns });
+    expect((err as LeaseUnavailableError).detail).toMatch(new RegExp(`User "${user}" cannot get resource "leases"`));
+    expect(logs.filter((l) => l.msg.includes('acquire failed'))).toEqual([]);
   });
 
   it('stops leading at once when another holder takes the lease', async () => {
