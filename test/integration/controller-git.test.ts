@@ -388,7 +388,7 @@ describe('kiln controller --mode git (the command, a token, Git over HTTP)', () 
     const child = spawn(process.execPath, [
       join(root, 'bin/kiln.js'), 'controller', '--mode', 'git', '--kubeconfig', cp.kubeconfig, '-n', ns2,
       '--repo', `${http.url}/deploy.git`, '--branch', 'main', '--cluster', 'cli', '--git-token-file', tokenFile,
-      '--author', 'CLI bot <cli-bot@example.com>', '--debounce', '300', '--no-leader-elect', '--health-port', '0', '--metrics-port', '0', ...args,
+      '--author', 'CLI bot <cli-bot@example.com>', '--debounce', '300', '--health-probe-bind-address', '0', '--metrics-bind-address', '0', ...args,
     ], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

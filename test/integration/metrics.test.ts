@@ -35,7 +35,7 @@ async function readyCount(ns: string): Promise<number> {
 
 async function controller(args: string[]): Promise<{ p: KilnProcess; metrics: number; health: number }> {
   const [metrics, health] = [await freePort(), await freePort()];
-  const p = startKiln(['controller', '--kubeconfig', cp.kubeconfig, '--no-leader-elect', '--metrics-port', String(metrics), '--health-port', String(health), '--bind-address', '127.0.0.1', ...args]);
+  const p = startKiln(['controller', '--kubeconfig', cp.kubeconfig, '--metrics-bind-address', `127.0.0.1:${metrics}`, '--health-probe-bind-address', `127.0.0.1:${health}`, ...args]);
   running.push(p);
   await waitFor('the metrics server', async () => (await httpGet(metrics, '/metrics').catch(() => undefined))?.status === 200, 60_000, () => p.lines.slice(-10).join('\n'));
   return { p, metrics, health };

@@ -113,9 +113,9 @@ describe('the production build (what the image runs)', () => {
     const help = (await kiln(['--help'])).stdout;
     for (const c of ['synth', 'controller', 'agent', 'gitops', 'install', 'version']) expect(help).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
     const controller = (await kiln(['controller', '--help'])).stdout;
-    for (const f of ['--mode', '--kubeconfig', '--metrics-port', '--health-port', '--log-level', '--leader-election-namespace', '--repo', '--git-token-file']) expect(controller).toContain(f);
+    for (const f of ['--mode', '--kubeconfig', '--metrics-bind-address', '--health-probe-bind-address', '--leader-elect', '--startup-timeout', '--log-level', '--leader-election-namespace', '--repo', '--git-token-file']) expect(controller).toContain(f);
     const agent = (await kiln(['agent', '--help'])).stdout;
-    for (const f of ['--kubeconfig', '--metrics-port', '--health-port', '--log-level', '--leader-election-namespace']) expect(agent).toContain(f);
+    for (const f of ['--kubeconfig', '--metrics-bind-address', '--health-probe-bind-address', '--leader-elect', '--startup-timeout', '--log-level', '--leader-election-namespace']) expect(agent).toContain(f);
     expect((await kiln(['install', '--help'])).stdout).toContain('--mode');
   });
 
@@ -127,10 +127,12 @@ describe('the production build (what the image runs)', () => {
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
     // Started as its Deployment starts it: the container's node flags and environment.
     const runtime = containerRuntime(installed, `kp-${id}-controller`);
-    const p = startKiln(['controller', '--mode', 'apply', '--kubeconfig', kubeconfig, '-n', ns, '--leader-election-namespace', installNs,
-      '--leader-election-id', `kp-${id}-controller`, '--metrics-port', String(metricsPort), '--health-port', String(healthPort)], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs });
+    const p = startKiln(['controller', '--mode', 'apply', '--kubeconfig', kubeconfig, '-n', ns, '--leader-elect', '--leader-election-namespace', installNs,
+      '--leader-election-id', `kp-${id}-controller`, '--metrics-bind-address', `:${metricsPort}`, '--health-probe-bind-address', `:${healthPort}`], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs });
     running.push(p);
     await p.waitForLine(/"msg":"leading; starting workers"/, 60_000);
+    // --leader-elect, as its Deployment passes it: it holds its Lease with the install's Role.
+    expect(p.lines.some((l) => l.includes('"msg":"leader election: became leader"'))).toBe(true);
     const example = exampleResources().map((e) => e.resource).find((r) => r.kind === 'DirectoryService')!;
     const ds: KilnResource = { ...example, metadata: { name: example.metadata.name, namespace: ns } };
     await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(ds) });
@@ -156,10 +158,12 @@ describe('the production build (what the image runs)', () => {
     const kubeconfig = await serviceAccountKubeconfig(cp, installNs, `kp-${id}-agent`);
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
     const runtime = containerRuntime(installed, `kp-${id}-agent`);
-    const p = startKiln(['agent', '--kubeconfig', kubeconfig, '-n', ns, '--leader-election-namespace', installNs, '--leader-election-id', `kp-${id}-agent`,
-      '--metrics-port', String(metricsPort), '--health-port', String(healthPort)], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs });
+    const p = startKiln(['agent', '--kubeconfig', kubeconfig, '-n', ns, '--leader-elect', '--leader-election-namespace', installNs, '--leader-election-id', `kp-${id}-agent`,
+      '--metrics-bind-address', `:${metricsPort}`, '--health-probe-bind-address', `:${healthPort}`], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs });
     running.push(p);
     await p.waitForLine(/"msg":"leading; starting workers"/, 60_000);
+    // --leader-elect, as its Deployment passes it: it holds its Lease with the install's Role.
+    expect(p.lines.some((l) => l.includes('"msg":"leader election: became leader"'))).toBe(true);
     expect((await httpGet(healthPort, '/readyz')).status).toBe(200);
     expect((await httpGet(healthPort, '/healthz')).status).toBe(200);
     expect((await httpGet(metricsPort, '/metrics')).body).toContain('kiln_build_info{version=');

@@ -94,7 +94,7 @@ async function startController(install: InstallOptions = base): Promise<KilnProc
   const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-controller')) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
   const git = install.mode === 'git';
   const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', git ? gitKubeconfig : kubeconfig, '-n', git ? gitWork : work,
-    '--metrics-port', String(port), '--health-port', String(port), '--resync', '0', ...(git ? ['--work-dir', join(scratch, `clone-${running.length}-${Date.now()}`)] : [])]);
+    '--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', `127.0.0.1:${port}`, '--resync', '0', ...(git ? ['--work-dir', join(scratch, `clone-${running.length}-${Date.now()}`)] : [])]);
   running.push(p);
   return p;
 }
@@ -155,7 +155,13 @@ const refused = (verb: string, resource: string) => new RegExp(`cannot ${verb} r
 /** Whichever of kiln's kinds the informers list first. */
 const KILN_PLURALS = `(${Object.values(plural).join('|')})`;
 const exits = async (c: Ctx) => expect(await c.controller!.exited).not.toBe(0);
-const neverLeads = async (c: Ctx) => expect(c.controller!.lines.some((l) => l.includes('leading; starting workers'))).toBe(false);
+/** A Lease it may not use: one message naming the Lease, the refusal and the fix, exit 2, and never leading. */
+const leaseRefused = (command: string, verb: string) => new RegExp(`^kiln ${command}: leader election: may not use the Lease .*${refused(verb, 'leases').source}.*To fix: grant get, create and update on leases`);
+const exitsWith2NeverLeading = async (c: Ctx) => {
+  expect(await c.controller!.exited).toBe(2);
+  expect(c.controller!.lines.some((l) => l.includes('leading; starting workers'))).toBe(false);
+  expect(c.controller!.lines.filter((l) => l.includes('may not use the Lease'))).toHaveLength(1);
+};
 const patchSpec = (kind: string, n: string, spec: unknown) => cp.kubectlOk(['patch', '-n', work, kind, n, '--type=merge', '-p', JSON.stringify({ spec })]);
 
 /** One row per rule, and per verb where the verbs do different things. */
@@ -212,13 +218,13 @@ const CONTROLLER_RULE_ROWS: Row[] = [
     stalled: { kind: 'ConfigMapSync', message: /TokenRequest|token/i },
   },
   {
-    omit: 'lease-create', breaks: 'without its Lease the controller cannot create one, never leads and reconciles nothing',
+    omit: 'lease-create', breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
     act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, controllerSa, '--ignore-not-found']),
-    log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads,
+    log: { text: leaseRefused('controller', 'create') }, check: exitsWith2NeverLeading,
   },
   {
-    omit: 'lease', breaks: 'the controller cannot read or renew its Lease, never leads and reconciles nothing',
-    log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads,
+    omit: 'lease', breaks: 'the controller cannot read or renew its Lease: it exits 2 saying so, instead of never leading',
+    log: { text: leaseRefused('controller', 'get') }, check: exitsWith2NeverLeading,
   },
 ];
 
@@ -357,11 +363,11 @@ const GIT_RULE_ROWS: Row[] = [
   },
   { omit: 'events', breaks: 'no Event is recorded (commits go on)', act: (c) => create(gitGrid(c.n)), log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
-    omit: 'lease-create', breaks: 'without its Lease the controller cannot create one, never leads and commits nothing',
+    omit: 'lease-create', breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
     act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, gitSa, '--ignore-not-found']),
-    log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads,
+    log: { text: leaseRefused('controller', 'create') }, check: exitsWith2NeverLeading,
   },
-  { omit: 'lease', breaks: 'the controller cannot read or renew its Lease and never leads', log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads },
+  { omit: 'lease', breaks: 'the controller cannot read or renew its Lease: it exits 2 saying so', log: { text: leaseRefused('controller', 'get') }, check: exitsWith2NeverLeading },
 ];
 
 describe('the git-mode controller with exactly the generated RBAC', () => {
@@ -404,7 +410,7 @@ async function startAgent(): Promise<KilnProcess> {
   const port = await freePort();
   const deployment = installObjects(base).find((o) => o.kind === 'Deployment' && o.metadata.name === agentSa) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
   const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', agentKubeconfig, '-n', agentWork,
-    '--metrics-port', String(port), '--health-port', String(port),
+    '--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', `127.0.0.1:${port}`,
     '--endpoint', `PostgresInstance/${agentWork}/pg=${pgServer!.host}:${pgServer!.port}`, '--endpoint', `DirectoryService/${agentWork}/ds=${ldap!.url}`]);
   running.push(p);
   return p;
@@ -438,11 +444,11 @@ const AGENT_RULE_ROWS: Row[] = [
   },
   { omit: 'events', breaks: 'no Event is recorded (the work goes on)', act: freshInstance, log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
-    omit: 'lease-create', breaks: 'without its Lease the agent cannot create one, never leads and does nothing',
+    omit: 'lease-create', breaks: 'without its Lease the agent cannot create one: it exits 2 saying so, instead of never leading',
     act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, agentSa, '--ignore-not-found']),
-    log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads,
+    log: { text: leaseRefused('agent', 'create') }, check: exitsWith2NeverLeading,
   },
-  { omit: 'lease', breaks: 'the agent cannot read or renew its Lease and never leads', log: { msg: 'leader election: acquire failed', text: /403|forbidden/i }, check: neverLeads },
+  { omit: 'lease', breaks: 'the agent cannot read or renew its Lease: it exits 2 saying so', log: { text: leaseRefused('agent', 'get') }, check: exitsWith2NeverLeading },
 ];
 
 describe('the runtime agent with exactly the generated RBAC', () => {
