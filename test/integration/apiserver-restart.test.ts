@@ -13,6 +13,7 @@ import { Informer } from '../../controller/informer.js';
 import { loadKubeConfig } from '../../controller/kubeconfig.js';
 import { Manager } from '../../controller/manager.js';
 import { defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlane } from '../harness/controlplane.js';
+import { startStandInKubelet, type StandInKubelet } from '../harness/stand-in-kubelet.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
 
 const ns = 'kiln-restart';
@@ -22,6 +23,7 @@ const RECOVERY_BUDGET_MS = 60_000;
 
 let cp: ControlPlane;
 let manager: Manager;
+let kubelet: StandInKubelet | undefined;
 const t0 = Date.now();
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) =>
@@ -54,6 +56,8 @@ async function gridJson(cm: string) {
 
 beforeAll(async () => {
   cp = await startControlPlane({ binDir: await ensureBinaries(), crdPaths: defaultCrdPaths() });
+  // This control plane is the test's own: members run through a stand-in kubelet of its own.
+  kubelet = startStandInKubelet(cp.info());
   await cp.kubectlOk(['create', 'namespace', ns]);
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
@@ -64,6 +68,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await manager?.stop();
+  kubelet?.stop();
   await cp?.stop();
 });
 
