@@ -25,6 +25,7 @@ import {
   startControlPlane,
   type ControlPlaneInfo,
 } from '../test/harness/controlplane.js';
+import { startStandInKubelet } from '../test/harness/stand-in-kubelet.js';
 
 interface State extends ControlPlaneInfo {
   pid: number;
@@ -119,11 +120,14 @@ async function up(): Promise<number> {
 async function serve(binDir: string): Promise<void> {
   await rm(dataDir, { recursive: true, force: true });
   const cp = await startControlPlane({ binDir, dir: dataDir, crdPaths: defaultCrdPaths(), keepDir: true });
+  // Pods "run" (their status says so) so that kiln's resources can become Ready here.
+  const kubelet = startStandInKubelet(cp.info(), (msg) => console.log(`${new Date().toISOString()} ${msg}`));
   let stopping = false;
   const shutdown = async (why: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`${new Date().toISOString()} stopping (${why})`);
+    kubelet.stop();
     await cp.stop();
     const s = readState();
     if (s?.pid === process.pid) await rm(stateFile, { force: true });

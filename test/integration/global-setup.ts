@@ -70,8 +70,9 @@ export async function setup(project: TestProject): Promise<void> {
     caFile: info.caFile,
     adminToken: info.adminToken,
   };
-  // Pods run (in status) as on a cluster with a node; see stand-in-kubelet.ts.
-  kubelet = startStandInKubelet(plain, (msg) => console.warn(`[kiln] ${msg}`));
+  // Pods run (in status) as on a cluster with a node; see stand-in-kubelet.ts. A cluster from
+  // `npm run cluster:up` runs its own.
+  if (cp) kubelet = startStandInKubelet(plain, (msg) => console.warn(`[kiln] ${msg}`));
   project.provide('controlPlane', plain);
   project.provide('kubeconfig', plain.kubeconfig);
   project.provide('adminToken', plain.adminToken);
