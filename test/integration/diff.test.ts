@@ -60,6 +60,14 @@ async function kilnDiff(...args: string[]) {
   return run(process.execPath, [join(root, 'bin', 'kiln.js'), 'diff', ...args, '--kubeconfig', cp.kubeconfig], { cwd: root, timeoutMs: 120_000 });
 }
 
+/** With KILN_DIFF_CAPTURE set: the command and what it printed, for the README. */
+function capture(file: string, r: { stdout: string; stderr: string; code: number }): void {
+  const dir = process.env['KILN_DIFF_CAPTURE'];
+  if (!dir) return;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, file), `$ kiln diff --from-cluster -n ${ns}\n${r.stdout}${r.stderr}$ echo $?\n${r.code}\n`);
+}
+
 async function getJson<T = any>(args: string[]): Promise<T | undefined> { // eslint-disable-line @typescript-eslint/no-explicit-any
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
@@ -205,10 +213,7 @@ describe('kiln diff', () => {
     const before = await getJson(['-n', ns, 'statefulset', 'ds-idrepo', '--show-managed-fields']);
 
     const r = await kilnDiff('--from-cluster', '-n', ns);
-    if (process.env['KILN_DIFF_CAPTURE']) {
-      mkdirSync(process.env['KILN_DIFF_CAPTURE'], { recursive: true });
-      writeFileSync(join(process.env['KILN_DIFF_CAPTURE'], 'hand-edit.txt'), `$ kiln diff --from-cluster -n ${ns}\n${r.stdout}${r.stderr}$ echo $?\n${r.code}\n`);
-    }
+    capture('hand-edit.txt', r);
     expect(r.code, r.stderr).toBe(1);
     const objects = sections(r.stdout);
     // Only the edited object, and only the edited fields.
@@ -237,6 +242,7 @@ describe('kiln diff', () => {
     await cp.kubectlOk(['patch', '-n', ns, 'directoryservice', 'ds-idrepo', '--type=merge', '-p', JSON.stringify({ spec: { service: { type: 'None' } } })]);
 
     const r = await kilnDiff('--from-cluster', '-n', ns);
+    capture('feature-off.txt', r);
     expect(r.code, r.stderr).toBe(1);
     const objects = sections(r.stdout);
     const client = objects.get(`v1.Service.${ns}.ds-idrepo-client`)!;
