@@ -70,7 +70,7 @@ describe('kiln controller', () => {
     const home = mkdtempSync(join(tmpdir(), 'kiln-home-'));
     const env: NodeJS.ProcessEnv = { ...process.env, HOME: home, KUBECONFIG: '' };
     delete env['KUBERNETES_SERVICE_HOST'];
-    const r = spawnSync(process.execPath, [new URL('../../bin/kiln.js', import.meta.url).pathname, 'controller', '--health-port', '0'], { env, encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(process.execPath, [new URL('../../bin/kiln.js', import.meta.url).pathname, 'controller', '--health-probe-bind-address', '0'], { env, encoding: 'utf8', timeout: 30_000 });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain('no cluster configuration found');
   });
