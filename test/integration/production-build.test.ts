@@ -10,24 +10,22 @@
  * `kiln agent` with its own ServiceAccount fills its caches and leads.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, globSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, globSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { installObjects } from '../../charts/install/install.js';
 import type { K8sObject, KilnResource } from '../../charts/types.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { assembleImage } from '../harness/image.js';
 import { waitFor } from '../harness/wait.js';
 import { exampleResources } from '../unit/fixtures.js';
 import { applyObjects, freePort, httpGet, ROOT, removeKubeconfigs, serviceAccountKubeconfig, startKiln, suffix, uninstall, type KilnProcess } from './install-support.js';
 
 const run = promisify(execFile);
 const work = mkdtempSync(join(tmpdir(), 'kiln-image-'));
-const buildDir = join(work, 'build-stage');
 const app = join(work, 'app');
-/** Stands in for the image's /tmp (an emptyDir): the only writable place. */
-const writable = join(work, 'tmp');
 let env: NodeJS.ProcessEnv = {};
 let cp: ControlPlaneClient;
 let installed: K8sObject[] = [];
@@ -36,54 +34,11 @@ const ns = `kiln-image-${id}`;
 const installNs = `kiln-image-system-${id}`;
 const running: KilnProcess[] = [];
 
-/** The runtime stage: everything after the last FROM. */
-function runtimeStage(): string[] {
-  const lines = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-  const from = lines.map((l, i) => (/^FROM /i.test(l) ? i : -1)).filter((i) => i >= 0);
-  return lines.slice(from[from.length - 1]! + 1);
-}
-
 const kiln = (args: string[]) => run(process.execPath, [join(app, 'bin', 'kiln.js'), ...args], { cwd: app, env, timeout: 60_000 });
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
-  // Build stage: the compiler from this checkout, the image's tsconfig.
-  await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', buildDir], { cwd: ROOT, timeout: 300_000 });
-  mkdirSync(app, { recursive: true });
-  mkdirSync(writable, { recursive: true });
-  env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, HOME: writable, TMPDIR: writable };
-  for (const line of runtimeStage()) {
-    const [op, ...rest] = line.split(/\s+/);
-    if (/^COPY$/i.test(op!)) {
-      const fromBuild = rest[0] === '--from=build';
-      const args = fromBuild ? rest.slice(1) : rest;
-      const dest = args.pop()!;
-      for (const src of args) {
-        const sources = fromBuild ? [join(buildDir, src.replace(/^\/src\/build\/?/, ''))] : globSync(src, { cwd: ROOT }).map((s) => join(ROOT, s));
-        expect(sources.length, `COPY ${src}`).toBeGreaterThan(0);
-        for (const s of sources) {
-          const target = dest.endsWith('/') ? join(app, dest, src.includes('*') || !fromBuild ? s.split('/').pop()! : '') : join(app, dest);
-          mkdirSync(dirname(target), { recursive: true });
-          cpSync(s, target, { recursive: true });
-        }
-      }
-    } else if (/^ENV$/i.test(op!)) {
-      for (const kv of rest) {
-        const [k, v] = kv.split('=');
-        // /tmp in the image is this test's writable directory.
-        env[k!] = v === '/tmp' ? writable : v;
-      }
-    } else if (/^RUN$/i.test(op!)) {
-      const npmCi = line.match(/npm ci [^&]*/);
-      if (npmCi) {
-        const args = npmCi[0].trim().split(/\s+/).slice(1);
-        // The registry is reached through this machine's npm configuration (proxy, cache).
-        await run('npm', [...args, '--prefer-offline'], { cwd: app, env: { ...process.env, NODE_ENV: 'production' }, timeout: 300_000 });
-      }
-    }
-  }
-  chmodSync(app, 0o555);
-  for (const d of ['bin', 'build', 'crds']) await run('chmod', ['-R', 'a-w', join(app, d)]);
+  ({ env } = await assembleImage(work));
 }, 600_000);
 
 afterAll(async () => {

@@ -25,14 +25,15 @@
  * Nothing here is skipped: a step that cannot be carried out fails.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, cpSync, globSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { startPostgres, type PostgresServer } from '../harness/postgres.js';
+import { assembleImage } from '../harness/image.js';
 import { waitFor } from '../harness/wait.js';
 import { parseYamlStream } from '../../lib/yaml.js';
 import { freePort, ROOT, removeKubeconfigs, serviceAccountKubeconfig, startKiln, type KilnProcess } from './install-support.js';
@@ -49,10 +50,7 @@ const IMAGE = 'kiln:dev';
 const NAMESPACES = [QS, ...TARGETS];
 
 const work = mkdtempSync(join(tmpdir(), 'kiln-quickstart-'));
-const buildDir = join(work, 'build-stage');
 const app = join(work, 'app');
-/** The image's /tmp (an emptyDir): the only writable place. */
-const writable = join(work, 'tmp');
 let env: NodeJS.ProcessEnv = {};
 let cp: ControlPlaneClient;
 let server: PostgresServer;
@@ -84,51 +82,9 @@ const secretData = (s: Any): Record<string, string> => Object.fromEntries(Object
 
 // ------------------------------------------------------------ the image, without a container engine
 
-/** The Dockerfile's runtime stage: everything after the last FROM (as production-build.test.ts reads it). */
-function runtimeStage(): string[] {
-  const lines = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
-  const from = lines.map((l, i) => (/^FROM /i.test(l) ? i : -1)).filter((i) => i >= 0);
-  return lines.slice(from[from.length - 1]! + 1);
-}
-
-/** `docker build -t kiln:dev .`, carried out into `app` (see production-build.test.ts). */
-async function assembleImage(): Promise<void> {
-  // The Dockerfile's build stage fails on a type error, and so does this.
-  await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', buildDir], { cwd: ROOT, timeout: 600_000 })
-    .catch((err: Error & { stdout?: string }) => { throw new Error(`the build stage (tsc -p tsconfig.build.json) failed:\n${err.stdout ?? err.message}`); });
-  mkdirSync(app, { recursive: true });
-  mkdirSync(writable, { recursive: true });
-  env = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, HOME: writable, TMPDIR: writable };
-  for (const line of runtimeStage()) {
-    const [op, ...rest] = line.split(/\s+/);
-    if (/^COPY$/i.test(op!)) {
-      const fromBuild = rest[0] === '--from=build';
-      const args = fromBuild ? rest.slice(1) : rest;
-      const dest = args.pop()!;
-      for (const src of args) {
-        const sources = fromBuild ? [join(buildDir, src.replace(/^\/src\/build\/?/, ''))] : globSync(src, { cwd: ROOT }).map((s) => join(ROOT, s));
-        if (!sources.length) throw new Error(`Dockerfile: COPY ${src} matches nothing`);
-        for (const s of sources) {
-          const target = dest.endsWith('/') ? join(app, dest, src.includes('*') || !fromBuild ? s.split('/').pop()! : '') : join(app, dest);
-          mkdirSync(dirname(target), { recursive: true });
-          cpSync(s, target, { recursive: true });
-        }
-      }
-    } else if (/^ENV$/i.test(op!)) {
-      for (const kv of rest) {
-        const [k, v] = kv.split('=');
-        env[k!] = v === '/tmp' ? writable : v;
-      }
-    } else if (/^RUN$/i.test(op!)) {
-      const npmCi = line.match(/npm ci [^&]*/);
-      if (npmCi) {
-        const args = npmCi[0].trim().split(/\s+/).slice(1);
-        await run('npm', [...args, '--prefer-offline'], { cwd: app, env: { ...process.env, NODE_ENV: 'production' }, timeout: 600_000 });
-      }
-    }
-  }
-  chmodSync(app, 0o555);
-  for (const d of ['bin', 'build', 'crds']) await run('chmod', ['-R', 'a-w', join(app, d)]);
+/** `docker build -t kiln:dev .`, carried out into `app` (test/harness/image.ts). */
+async function assembleProductionImage(): Promise<void> {
+  ({ env } = await assembleImage(work));
 }
 
 // ------------------------------------------------------------ the Deployments, as processes
@@ -178,7 +134,7 @@ beforeAll(async () => {
   // The quick start's names are fixed: a leftover of an earlier run (KILN_USE_CLUSTER=1) must go first.
   const leftovers = (await cp.kubectl(['get', 'namespace', ...NAMESPACES, INSTALL_NS, '--ignore-not-found', '-o', 'name'])).stdout.trim();
   if (leftovers) throw new Error(`the cluster already has ${leftovers.replace(/\n/g, ', ')}: the quick start needs a cluster without them`);
-  [server] = await Promise.all([startPostgres(), assembleImage()]);
+  [server] = await Promise.all([startPostgres(), assembleProductionImage()]);
 }, 900_000);
 
 afterAll(async () => {

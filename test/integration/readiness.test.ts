@@ -57,6 +57,15 @@ const makeReady = async (pod: string) => {
   await setPodReady(cp, ns, pod);
 };
 
+/** The pod the job controller made for Job `job`. */
+const jobPod = (job: string) => waitFor(`Job ${job}'s pod`, async () => {
+  const r = await cp.kubectl(['get', 'pods', '-n', ns, '-l', `job-name=${job}`, '-o', 'jsonpath={.items[0].metadata.name}']);
+  return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+});
+
+const applyKiln = (kind: string, name: string, spec: Record<string, unknown>) =>
+  cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kiln.dev/v1alpha1', kind, metadata: { name, namespace: ns }, spec }) });
+
 const directory = (name: string, replicas: number, extra: Record<string, unknown> = {}) => JSON.stringify({
   apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name, namespace: ns },
   spec: { replicas, image: 'registry.example.com/forgerock/ds:7.5.1', ...extra },
@@ -168,17 +177,11 @@ describe('readiness that means running', () => {
 
   it('a DirectoryBackup is Ready when its Job succeeded', async () => {
     await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: directory('src', 1) });
-    await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({
-      apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryBackup', metadata: { name: 'nightly', namespace: ns },
-      spec: { directoryService: 'src', image: 'registry.example.com/forgerock/ds:7.5.1' },
-    }) });
+    await applyKiln('DirectoryBackup', 'nightly', { directoryService: 'src', image: 'registry.example.com/forgerock/ds:7.5.1' });
     const pending = await until('dsbackup', 'nightly', 'Ready', 'False', 'Progressing');
     record('backup Job created', pending);
     expect(kstatus(pending).status).toBe('InProgress');
-    const pod = await waitFor('backup Job pod', async () => {
-      const r = await cp.kubectl(['get', 'pods', '-n', ns, '-l', 'job-name=nightly-backup', '-o', 'jsonpath={.items[0].metadata.name}']);
-      return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
-    });
+    const pod = await jobPod('nightly-backup');
     await setPodSucceeded(cp, ns, pod);
     const done = await until('dsbackup', 'nightly', 'Ready', 'True');
     record('backup Job succeeded', done);
@@ -188,14 +191,8 @@ describe('readiness that means running', () => {
   });
 
   it('a DirectoryBackup whose Job failed is Stalled (JobFailed) with the Job\'s message', async () => {
-    await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({
-      apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryBackup', metadata: { name: 'broken', namespace: ns },
-      spec: { directoryService: 'src', image: 'registry.example.com/forgerock/ds:7.5.1' },
-    }) });
-    const pod = await waitFor('backup Job pod', async () => {
-      const r = await cp.kubectl(['get', 'pods', '-n', ns, '-l', 'job-name=broken-backup', '-o', 'jsonpath={.items[0].metadata.name}']);
-      return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
-    });
+    await applyKiln('DirectoryBackup', 'broken', { directoryService: 'src', image: 'registry.example.com/forgerock/ds:7.5.1' });
+    const pod = await jobPod('broken-backup');
     await setPodFailed(cp, ns, pod);
     // The job controller retries a failed pod with backoff (10 s, 20 s, 40 s) until backoffLimit (3): give
     // it its final verdict directly, as it would write it, instead of waiting 70 s for the retries.
@@ -218,19 +215,13 @@ describe('readiness that means running', () => {
   });
 
   it('a DirectoryRestore holds its snapshot until its Job completes (Progressing), then is Ready', async () => {
-    await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({
-      apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryRestore', metadata: { name: 'back', namespace: ns },
-      spec: { backup: 'nightly', image: 'registry.example.com/forgerock/ds:7.5.1' },
-    }) });
+    await applyKiln('DirectoryRestore', 'back', { backup: 'nightly', image: 'registry.example.com/forgerock/ds:7.5.1' });
     const waiting = await until('dsrestore', 'back', 'Ready', 'False', 'Progressing');
     record('restore Job created', waiting);
     expect(cond(waiting, 'Synced')).toMatchObject({ status: 'False', reason: 'Waiting' });
     expect(cond(waiting, 'Synced')!.message).toContain('VolumeSnapshot/back-restore waits for batch/v1/Job/back-restore:Complete');
     expect((await cp.kubectl(['get', '-n', ns, 'volumesnapshot', 'back-restore'])).code).not.toBe(0);
-    const pod = await waitFor('restore Job pod', async () => {
-      const r = await cp.kubectl(['get', 'pods', '-n', ns, '-l', 'job-name=back-restore', '-o', 'jsonpath={.items[0].metadata.name}']);
-      return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
-    });
+    const pod = await jobPod('back-restore');
     await setPodSucceeded(cp, ns, pod);
     const ready = await until('dsrestore', 'back', 'Ready', 'True');
     record('restore Job succeeded, snapshot applied', ready);
