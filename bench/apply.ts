@@ -91,7 +91,7 @@ function directoryService(i: number, namespace: string) {
         'uid=am-config,ou=admins,ou=am-config': { secretName: 'am-passwords', key: 'am-config.pw', create: true },
         'uid=am-identity-bind-account,ou=admins,ou=identities': { secretName: 'am-passwords', key: 'am-identity-bind.pw', create: true },
       },
-      scheduling: { tolerateDedicatedNodes: true, antiAffinity: 'soft' },
+      scheduling: { tolerateDedicatedNodes: true, antiAffinity: 'Soft' },
       service: { type: 'ClusterIP' },
     },
   };

@@ -103,7 +103,7 @@ function resource(i: number, variant: 0 | 1): KilnResource {
     case 'CacheCluster':
       return { ...base, spec: { size: 5, catalogServers: 3, capacity: '4Gi', image: `registry.example.com/cache/xsld:8.6.${1 + variant}`, storage: { size: '5Gi' } } } as KilnResource;
     case 'DataGrid':
-      return { ...base, spec: { cache: `cache-${String(i - 1).padStart(5, '0')}`, gridType: 'session', partitions: 31, capacity: `${8 + variant}Gi`, timeToLiveSeconds: 1800 } } as KilnResource;
+      return { ...base, spec: { cache: `cache-${String(i - 1).padStart(5, '0')}`, gridType: 'Session', partitions: 31, capacity: `${8 + variant}Gi`, timeToLiveSeconds: 1800 } } as KilnResource;
   }
 }
 

@@ -18,7 +18,9 @@ export function gridConfiguration(resource: DataGridResource): Record<string, un
   return {
     asyncReplicas: s.asyncReplicas ?? 1,
     capacity: s.capacity ?? null,
-    gridType: s.gridType ?? 'simple',
+    // The members' file keeps its lower-case spelling (what their entrypoints compare against);
+    // only the API's spelling follows the Kubernetes conventions (Simple, Session, Dynamic).
+    gridType: (s.gridType ?? 'Simple').toLowerCase(),
     lockTimeoutSeconds: s.lockTimeoutSeconds ?? 15,
     name: resource.metadata.name,
     partitions: s.partitions ?? 13,

@@ -21,7 +21,7 @@ export const SAMPLES = [
       storage: { size: '100Gi', storageClassName: 'fast' },
       secrets: { masterKeypair: 'ds-master-keypair', sslKeypair: 'ds-ssl-keypair', truststore: 'ds-truststore' },
       passwords: { 'uid=admin': { secretName: 'ds-passwords', key: 'dirmanager.pw' } },
-      scheduling: { tolerateDedicatedNodes: true, antiAffinity: 'soft' },
+      scheduling: { tolerateDedicatedNodes: true, antiAffinity: 'Soft' },
     },
   },
 ];

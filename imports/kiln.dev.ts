@@ -344,18 +344,18 @@ export function toJson_CacheClusterSpecStorage(obj: CacheClusterSpecStorage | un
  */
 export interface CacheClusterSpecScheduling {
   /**
-   * Tolerate nodes tainted key=cache:NoSchedule (taint key "key", value "cache", effect NoSchedule), so the members can use nodes set aside for them. Default true.
+   * Tolerate nodes tainted kiln.dev/dedicated=cache:NoSchedule (kubectl taint nodes <node> kiln.dev/dedicated=cache:NoSchedule), so the members can use nodes set aside for them. Default true.
    *
    * @schema CacheClusterSpecScheduling#tolerateDedicatedNodes
    */
   readonly tolerateDedicatedNodes?: boolean;
 
   /**
-   * Spread members over nodes: soft (preferred), hard (required; members stay Pending when there are fewer nodes than members) or none. Default soft.
+   * Spread members over nodes: Soft (preferred), Hard (required; members stay Pending when there are fewer nodes than members) or None. Default Soft. The former lower-case spellings are refused.
    *
    * @schema CacheClusterSpecScheduling#antiAffinity
    */
-  readonly antiAffinity?: CacheClusterSpecSchedulingAntiAffinity;
+  readonly antiAffinity?: string;
 
   /**
    * Labels a node must carry to run a member.
@@ -472,20 +472,6 @@ export function toJson_CacheClusterSpecEnvValueFrom(obj: CacheClusterSpecEnvValu
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
 }
 /* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
-
-/**
- * Spread members over nodes: soft (preferred), hard (required; members stay Pending when there are fewer nodes than members) or none. Default soft.
- *
- * @schema CacheClusterSpecSchedulingAntiAffinity
- */
-export enum CacheClusterSpecSchedulingAntiAffinity {
-  /** soft */
-  SOFT = "soft",
-  /** hard */
-  HARD = "hard",
-  /** none */
-  NONE = "none",
-}
 
 /**
  * A toleration, as in a Pod spec.
@@ -1093,11 +1079,11 @@ export interface DataGridSpec {
   readonly cache: string;
 
   /**
-   * simple (key/value), session (HTTP session store) or dynamic (maps created on demand). Default simple.
+   * Simple (key/value), Session (HTTP session store) or Dynamic (maps created on demand). Default Simple. The former lower-case spellings are refused.
    *
    * @schema DataGridSpec#gridType
    */
-  readonly gridType?: DataGridSpecGridType;
+  readonly gridType?: string;
 
   /**
    * Number of partitions; a prime number spreads keys best. Default 13.
@@ -1170,20 +1156,6 @@ export function toJson_DataGridSpec(obj: DataGridSpec | undefined): Record<strin
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
 }
 /* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
-
-/**
- * simple (key/value), session (HTTP session store) or dynamic (maps created on demand). Default simple.
- *
- * @schema DataGridSpecGridType
- */
-export enum DataGridSpecGridType {
-  /** simple */
-  SIMPLE = "simple",
-  /** session */
-  SESSION = "session",
-  /** dynamic */
-  DYNAMIC = "dynamic",
-}
 
 
 /**
@@ -2233,18 +2205,18 @@ export function toJson_DirectoryServiceSpecPasswords(obj: DirectoryServiceSpecPa
  */
 export interface DirectoryServiceSpecScheduling {
   /**
-   * Tolerate nodes tainted key=directory:NoSchedule (taint key "key", value "directory", effect NoSchedule), so the members can use nodes set aside for them. Default true.
+   * Tolerate nodes tainted kiln.dev/dedicated=directory:NoSchedule (kubectl taint nodes <node> kiln.dev/dedicated=directory:NoSchedule), so the members can use nodes set aside for them. Default true.
    *
    * @schema DirectoryServiceSpecScheduling#tolerateDedicatedNodes
    */
   readonly tolerateDedicatedNodes?: boolean;
 
   /**
-   * Spread members over nodes: soft (preferred), hard (required; members stay Pending when there are fewer nodes than members) or none. Default soft.
+   * Spread members over nodes: Soft (preferred), Hard (required; members stay Pending when there are fewer nodes than members) or None. Default Soft. The former lower-case spellings are refused.
    *
    * @schema DirectoryServiceSpecScheduling#antiAffinity
    */
-  readonly antiAffinity?: DirectoryServiceSpecSchedulingAntiAffinity;
+  readonly antiAffinity?: string;
 
   /**
    * Labels a node must carry to run a member.
@@ -2505,20 +2477,6 @@ export function toJson_DirectoryServiceSpecEnvFromSecretRef(obj: DirectoryServic
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
 }
 /* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
-
-/**
- * Spread members over nodes: soft (preferred), hard (required; members stay Pending when there are fewer nodes than members) or none. Default soft.
- *
- * @schema DirectoryServiceSpecSchedulingAntiAffinity
- */
-export enum DirectoryServiceSpecSchedulingAntiAffinity {
-  /** soft */
-  SOFT = "soft",
-  /** hard */
-  HARD = "hard",
-  /** none */
-  NONE = "none",
-}
 
 /**
  * A toleration, as in a Pod spec.
@@ -3011,11 +2969,11 @@ export function toJson_PostgresInstanceProps(obj: PostgresInstanceProps | undefi
  */
 export interface PostgresInstanceSpec {
   /**
-   * PostgreSQL major version (14, 15, 16, 17); selects the official image. Default 16 when image is not set.
+   * PostgreSQL major version, 14 to 99 (14 is the oldest major the PostgreSQL project supports; the upper bound only catches typos): selects the official image docker.io/library/postgres:<version>, so a major without a published image fails when it is pulled. Default 16 when image is not set.
    *
    * @schema PostgresInstanceSpec#version
    */
-  readonly version?: PostgresInstanceSpecVersion;
+  readonly version?: number;
 
   /**
    * Container image for postgres, e.g. registry.example.com/postgres:1.2.3.
@@ -3111,22 +3069,6 @@ export function toJson_PostgresInstanceSpec(obj: PostgresInstanceSpec | undefine
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
 }
 /* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
-
-/**
- * PostgreSQL major version (14, 15, 16, 17); selects the official image. Default 16 when image is not set.
- *
- * @schema PostgresInstanceSpecVersion
- */
-export enum PostgresInstanceSpecVersion {
-  /** 14 */
-  VALUE_14 = 14,
-  /** 15 */
-  VALUE_15 = 15,
-  /** 16 */
-  VALUE_16 = 16,
-  /** 17 */
-  VALUE_17 = 17,
-}
 
 /**
  * When the kubelet pulls the image (Always, IfNotPresent, Never). Default IfNotPresent.
@@ -3301,18 +3243,18 @@ export function toJson_PostgresInstanceSpecSuperuserSecret(obj: PostgresInstance
  */
 export interface PostgresInstanceSpecScheduling {
   /**
-   * Tolerate nodes tainted key=postgres:NoSchedule (taint key "key", value "postgres", effect NoSchedule), so the members can use nodes set aside for them. Default true.
+   * Tolerate nodes tainted kiln.dev/dedicated=postgres:NoSchedule (kubectl taint nodes <node> kiln.dev/dedicated=postgres:NoSchedule), so the members can use nodes set aside for them. Default true.
    *
    * @schema PostgresInstanceSpecScheduling#tolerateDedicatedNodes
    */
   readonly tolerateDedicatedNodes?: boolean;
 
   /**
-   * Spread members over nodes: soft (preferred), hard (required; members stay Pending when there are fewer nodes than members) or none. Default soft.
+   * Spread members over nodes: Soft (preferred), Hard (required; members stay Pending when there are fewer nodes than members) or None. Default Soft. The former lower-case spellings are refused.
    *
    * @schema PostgresInstanceSpecScheduling#antiAffinity
    */
-  readonly antiAffinity?: PostgresInstanceSpecSchedulingAntiAffinity;
+  readonly antiAffinity?: string;
 
   /**
    * Labels a node must carry to run a member.
@@ -3400,20 +3342,6 @@ export enum PostgresInstanceSpecServiceType {
   NODE_PORT = "NodePort",
   /** None */
   NONE = "None",
-}
-
-/**
- * Spread members over nodes: soft (preferred), hard (required; members stay Pending when there are fewer nodes than members) or none. Default soft.
- *
- * @schema PostgresInstanceSpecSchedulingAntiAffinity
- */
-export enum PostgresInstanceSpecSchedulingAntiAffinity {
-  /** soft */
-  SOFT = "soft",
-  /** hard */
-  HARD = "hard",
-  /** none */
-  NONE = "none",
 }
 
 /**

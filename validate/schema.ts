@@ -157,7 +157,7 @@ function celErrors(value: unknown, schema: Schema, segments: string[], out: Fiel
     const verdict = evaluate(rule, value);
     if (verdict !== true) {
       const path = rule.fieldPath ? fieldPath([...segments, ...rule.fieldPath.replace(/^\./, '').split('.')]) : fieldPath([...segments, ...soleField(rule.rule)]);
-      out.push({ path, message: verdict === false ? `Invalid value: ${rule.message ?? `failed rule: ${rule.rule}`}` : verdict });
+      out.push({ path, message: verdict === false ? `Invalid value: ${ruleMessage(rule, value)}` : verdict });
     }
   }
   if (Array.isArray(value) && schema.items) {
@@ -178,6 +178,18 @@ function celErrors(value: unknown, schema: Schema, segments: string[], out: Fiel
 function soleField(rule: string): string[] {
   const refs = new Set([...rule.matchAll(/\bself((?:\.[A-Za-z_][A-Za-z0-9_]*)+?)(?=\.(?:size|matches|startsWith|endsWith)\(|[\s)=<>!]|$)/g)].map((m) => m[1]!));
   return refs.size === 1 ? [...refs][0]!.slice(1).split('.') : [];
+}
+
+/**
+ * The message of a failed rule, as the API server builds it: messageExpression
+ * when it evaluates to a non-empty string, else message, else the rule itself.
+ */
+function ruleMessage(rule: CelRule, value: unknown): string {
+  if (rule.messageExpression) {
+    const m = program(rule.messageExpression)({ self: value });
+    if (typeof m === 'string' && m.trim() !== '') return m;
+  }
+  return rule.message ?? `failed rule: ${rule.rule}`;
 }
 
 function evaluate(rule: CelRule, value: unknown): boolean | string {

@@ -1,9 +1,10 @@
 import type { k8s } from 'cdk8s-plus-28';
+import { DEDICATED_TAINT_KEY } from '../../crds/schema/common.js';
 
 /** spec.scheduling, as every stateful kind spells it (crds/schema/common.ts). */
 export interface SchedulingSpec {
   tolerateDedicatedNodes?: boolean;
-  antiAffinity?: 'soft' | 'hard' | 'none';
+  antiAffinity?: 'Soft' | 'Hard' | 'None';
   nodeSelector?: Record<string, string>;
   tolerations?: k8s.Toleration[];
   priorityClassName?: string;
@@ -13,10 +14,10 @@ const HOSTNAME = 'kubernetes.io/hostname';
 
 /**
  * Pod-level scheduling for members of one resource.
- * - tolerateDedicatedNodes (default true): tolerate the taint `key=<dedicatedKey>:NoSchedule`
- *   so members may use nodes set aside for them.
- * - antiAffinity (default soft): spread over hostnames, preferred (weight 100)
- *   or required; none adds nothing.
+ * - tolerateDedicatedNodes (default true): tolerate the taint
+ *   `kiln.dev/dedicated=<dedicatedKey>:NoSchedule` so members may use nodes set aside for them.
+ * - antiAffinity (default Soft): spread over hostnames, preferred (weight 100)
+ *   or required (Hard); None adds nothing.
  */
 export function podScheduling(
   spec: SchedulingSpec | undefined,
@@ -26,16 +27,16 @@ export function podScheduling(
   const s = spec ?? {};
   const tolerations: k8s.Toleration[] = [];
   if (s.tolerateDedicatedNodes ?? true) {
-    tolerations.push({ key: 'key', operator: 'Equal', value: dedicatedKey, effect: 'NoSchedule' });
+    tolerations.push({ key: DEDICATED_TAINT_KEY, operator: 'Equal', value: dedicatedKey, effect: 'NoSchedule' });
   }
   tolerations.push(...(s.tolerations ?? []));
 
   const term: k8s.PodAffinityTerm = { topologyKey: HOSTNAME, labelSelector: { matchLabels: selector } };
-  const mode = s.antiAffinity ?? 'soft';
+  const mode = s.antiAffinity ?? 'Soft';
   const affinity: k8s.Affinity | undefined =
-    mode === 'none'
+    mode === 'None'
       ? undefined
-      : mode === 'hard'
+      : mode === 'Hard'
         ? { podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [term] } }
         : { podAntiAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: term }] } };
 

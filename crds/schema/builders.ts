@@ -71,6 +71,43 @@ export const enumOf = (description: string, values: string[], dflt?: string): Sc
   ...(dflt === undefined ? {} : { default: dflt }),
 });
 
+/** The values of each schema camelEnum() built: the API reference lists them (the schema itself holds a CEL rule). */
+const camelEnums = new WeakMap<Schema, string[]>();
+
+export function camelEnumValues(s: Schema): string[] | undefined {
+  return camelEnums.get(s);
+}
+
+/**
+ * A CamelCase enum (the Kubernetes API conventions' spelling) that refuses the
+ * spellings kiln used before and names the new one, e.g.
+ * `antiAffinity "soft" is now "Soft"`. It is a CEL rule rather than an OpenAPI
+ * `enum`: the API server treats an unsupported enum value as a blocking error
+ * and then runs no CEL rule at all, so an `enum` could only answer "supported
+ * values: ...". The values are listed in the description and the API reference.
+ */
+export function camelEnum(field: string, description: string, values: string[], renamed: Record<string, string>, dflt?: string): Schema {
+  const quote = (v: string) => `'${v}'`;
+  const list = values.map(quote).join(', ');
+  const map = `{${Object.entries(renamed).map(([from, to]) => `${quote(from)}: ${quote(to)}`).join(', ')}}`;
+  const s: Schema = {
+    type: 'string',
+    description,
+    maxLength: 32,
+    ...(dflt === undefined ? {} : { default: dflt }),
+    'x-kubernetes-validations': [
+      {
+        rule: `self in [${list}]`,
+        messageExpression:
+          `self in ${map} ? '${field} "' + self + '" is now "' + ${map}[self] + '"'` +
+          ` : '${field} "' + self + '" is not one of ${values.join(', ')}'`,
+      },
+    ],
+  };
+  camelEnums.set(s, values);
+  return s;
+}
+
 export const obj = (
   description: string,
   properties: Record<string, Schema>,

@@ -1,6 +1,7 @@
 /** Schema fragments shared by several kinds: one definition, one meaning. */
 import {
   bool,
+  camelEnum,
   enumOf,
   int,
   intOrQuantity,
@@ -128,18 +129,23 @@ const toleration = (): Schema =>
     tolerationSeconds: { type: 'integer', format: 'int64', description: 'For NoExecute: how long the pod stays bound after the taint appears.' },
   });
 
+/** The taint key of nodes set aside for kiln's members: `kiln.dev/dedicated=<value>:NoSchedule`. */
+export const DEDICATED_TAINT_KEY = 'kiln.dev/dedicated';
+
 export const scheduling = (dedicatedKey: string): Schema =>
   obj(
     'Where the members run.',
     {
       tolerateDedicatedNodes: bool(
-        `Tolerate nodes tainted key=${dedicatedKey}:NoSchedule (taint key "key", value "${dedicatedKey}", effect NoSchedule), so the members can use nodes set aside for them. Default true.`,
+        `Tolerate nodes tainted ${DEDICATED_TAINT_KEY}=${dedicatedKey}:NoSchedule (kubectl taint nodes <node> ${DEDICATED_TAINT_KEY}=${dedicatedKey}:NoSchedule), so the members can use nodes set aside for them. Default true.`,
         true,
       ),
-      antiAffinity: enumOf(
-        'Spread members over nodes: soft (preferred), hard (required; members stay Pending when there are fewer nodes than members) or none. Default soft.',
-        ['soft', 'hard', 'none'],
-        'soft',
+      antiAffinity: camelEnum(
+        'antiAffinity',
+        'Spread members over nodes: Soft (preferred), Hard (required; members stay Pending when there are fewer nodes than members) or None. Default Soft. The former lower-case spellings are refused.',
+        ['Soft', 'Hard', 'None'],
+        { soft: 'Soft', hard: 'Hard', none: 'None' },
+        'Soft',
       ),
       nodeSelector: stringMap('Labels a node must carry to run a member.', { maxProperties: 32 }),
       tolerations: list('Extra tolerations.', toleration(), { maxItems: 32, 'x-kubernetes-list-type': 'atomic' }),

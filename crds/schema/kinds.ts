@@ -1,6 +1,7 @@
 /** The API of group kiln.dev/v1alpha1: one entry per kind. */
 import {
   bool,
+  camelEnum,
   DNS_LABEL,
   enumOf,
   immutable,
@@ -85,8 +86,8 @@ const DIRECTORY_PORTS = 'ldap 1389, ldaps 1636, admin 4444, replication 8989, ht
 export const directoryService: KindDef = {
   kind: 'DirectoryService',
   plural: 'directoryservices',
-  // `ds` is the design's name, but kubectl gives DaemonSets' `ds` priority: `dirsvc` always works.
-  shortNames: ['dirsvc', 'ds'],
+  // Never `ds`: DaemonSets have it, and kubectl would warn on every `kubectl get ds`.
+  shortNames: ['dirsvc'],
   description: `An LDAP directory service: a StatefulSet of directory servers (ports ${DIRECTORY_PORTS}) with a volume each, a headless Service, an optional client Service and a PodDisruptionBudget. Volumes outlive the resource.`,
   spec: obj(
     'Desired state of the directory.',
@@ -222,7 +223,9 @@ export const directoryRestore: KindDef = {
   ],
 };
 
-export const POSTGRES_VERSIONS = [14, 15, 16, 17];
+/** PostgreSQL majors `version` accepts: the oldest the PostgreSQL project still supports, up to a sanity bound. */
+export const POSTGRES_VERSION_MIN = 14;
+export const POSTGRES_VERSION_MAX = 99;
 
 export const postgresInstance: KindDef = {
   kind: 'PostgresInstance',
@@ -233,9 +236,10 @@ export const postgresInstance: KindDef = {
   spec: obj(
     'Desired state of the instance.',
     {
-      version: int(`PostgreSQL major version (${POSTGRES_VERSIONS.join(', ')}); selects the official image. Default 16 when image is not set.`, {
-        enum: POSTGRES_VERSIONS,
-      }),
+      version: int(
+        `PostgreSQL major version, ${POSTGRES_VERSION_MIN} to ${POSTGRES_VERSION_MAX} (${POSTGRES_VERSION_MIN} is the oldest major the PostgreSQL project supports; the upper bound only catches typos): selects the official image docker.io/library/postgres:<version>, so a major without a published image fails when it is pulled. Default 16 when image is not set.`,
+        { minimum: POSTGRES_VERSION_MIN, maximum: POSTGRES_VERSION_MAX },
+      ),
       image: image('postgres'),
       imagePullPolicy: imagePullPolicy(),
       replicas: replicas('1 to run the server, 0 to stop it (the volume stays). Streaming replicas are not supported yet. Default 1.', 1, 1),
@@ -383,7 +387,13 @@ export const dataGrid: KindDef = {
     'The grid configuration.',
     {
       cache: objectName('Name of the CacheCluster (same namespace). Immutable.'),
-      gridType: enumOf('simple (key/value), session (HTTP session store) or dynamic (maps created on demand). Default simple.', ['simple', 'session', 'dynamic'], 'simple'),
+      gridType: camelEnum(
+        'gridType',
+        'Simple (key/value), Session (HTTP session store) or Dynamic (maps created on demand). Default Simple. The former lower-case spellings are refused.',
+        ['Simple', 'Session', 'Dynamic'],
+        { simple: 'Simple', session: 'Session', dynamic: 'Dynamic' },
+        'Simple',
+      ),
       partitions: int('Number of partitions; a prime number spreads keys best. Default 13.', { minimum: 1, maximum: 10007, default: 13 }),
       syncReplicas: int('Synchronous replicas of each partition. Default 0.', { minimum: 0, maximum: 9, default: 0 }),
       asyncReplicas: int('Asynchronous replicas of each partition. Default 1.', { minimum: 0, maximum: 9, default: 1 }),

@@ -134,3 +134,31 @@ export const INVALID_BY_KILN: { name: string; field: string; doc: Record<string,
     doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'bad-env', namespace: 'default' }, spec: { image: 'c:1', env: [{ name: 'CATALOG_SERVERS', value: 'x' }] } },
   },
 ];
+
+/**
+ * The lower-case enum spellings of the first v1alpha1 API, each refused with a
+ * message naming its CamelCase replacement (offline and at admission alike).
+ */
+export const OLD_SPELLINGS: { kind: string; field: string; old: string; now: string; message: string; doc: Record<string, unknown> }[] = [
+  ...(['DirectoryService', 'PostgresInstance', 'CacheCluster'] as const).flatMap((kind) =>
+    ([['soft', 'Soft'], ['hard', 'Hard'], ['none', 'None']] as const).map(([old, now]) => ({
+      kind,
+      field: 'spec.scheduling.antiAffinity',
+      old,
+      now,
+      message: `antiAffinity "${old}" is now "${now}"`,
+      doc: {
+        apiVersion: 'kiln.dev/v1alpha1', kind, metadata: { name: `old-${kind.toLowerCase()}-${old}`, namespace: 'default' },
+        spec: { ...(kind === 'PostgresInstance' ? {} : { image: 'img:1' }), scheduling: { antiAffinity: old } },
+      },
+    })),
+  ),
+  ...([['simple', 'Simple'], ['session', 'Session'], ['dynamic', 'Dynamic']] as const).map(([old, now]) => ({
+    kind: 'DataGrid',
+    field: 'spec.gridType',
+    old,
+    now,
+    message: `gridType "${old}" is now "${now}"`,
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: `old-grid-${old}`, namespace: 'default' }, spec: { cache: 'c', gridType: old } },
+  })),
+];

@@ -23,7 +23,7 @@ const resources = fc.option(
 const scheduling = fc.record(
   {
     tolerateDedicatedNodes: fc.boolean(),
-    antiAffinity: fc.constantFrom('soft', 'hard', 'none'),
+    antiAffinity: fc.constantFrom('Soft', 'Hard', 'None'),
     nodeSelector: fc.dictionary(fc.constantFrom('zone', 'disk', 'kubernetes.io/arch'), label, { maxKeys: 2 }),
   },
   { requiredKeys: [] },
@@ -47,7 +47,7 @@ const SPECS: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
   DirectoryBackup: fc.record({ directoryService: label, ordinal: opt(fc.integer({ min: 0, max: 5 })), image, storage: opt(fc.record({ size: quantity })) }, { requiredKeys: ['directoryService', 'image'] }),
   DirectoryRestore: fc.record({ backup: label, image, storage: opt(fc.record({ size: quantity })) }, { requiredKeys: ['backup', 'image'] }),
   PostgresInstance: fc.record({
-    version: opt(fc.constantFrom(14, 15, 16, 17)),
+    version: opt(fc.integer({ min: 14, max: 99 })),
     replicas: opt(fc.integer({ min: 0, max: 1 })),
     resources,
     parameters: opt(fc.dictionary(fc.constantFrom('max_connections', 'work_mem', 'search_path', 'log_line_prefix'), fc.string({ maxLength: 20 }).filter((s) => !/[\n\r\0]/.test(s)), { maxKeys: 3 })),
@@ -59,7 +59,7 @@ const SPECS: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
   CacheCluster: fc.integer({ min: 1, max: 9 }).chain((size) =>
     fc.record({ size: fc.constant(size), catalogServers: fc.integer({ min: 1, max: size }), capacity: opt(quantity), image, resources, scheduling: opt(scheduling) }, { requiredKeys: ['size', 'catalogServers', 'image'] }),
   ),
-  DataGrid: fc.record({ cache: label, gridType: opt(fc.constantFrom('simple', 'session', 'dynamic')), partitions: opt(fc.constantFrom(2, 3, 13, 31, 97, 10007)), syncReplicas: opt(fc.integer({ min: 0, max: 4 })), asyncReplicas: opt(fc.integer({ min: 0, max: 4 })), capacity: opt(quantity) }, { requiredKeys: ['cache'] }),
+  DataGrid: fc.record({ cache: label, gridType: opt(fc.constantFrom('Simple', 'Session', 'Dynamic')), partitions: opt(fc.constantFrom(2, 3, 13, 31, 97, 10007)), syncReplicas: opt(fc.integer({ min: 0, max: 4 })), asyncReplicas: opt(fc.integer({ min: 0, max: 4 })), capacity: opt(quantity) }, { requiredKeys: ['cache'] }),
   ConfigMapSync: fc.record({ source: fc.record({ name: subdomain, namespace: opt(label) }, { requiredKeys: ['name'] }), targets: fc.record({ namespaces: fc.uniqueArray(label, { minLength: 1, maxLength: 5 }) }), serviceAccountName: subdomain }),
 };
 

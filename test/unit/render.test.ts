@@ -88,8 +88,8 @@ describe('DirectoryService chart', () => {
     ]);
     expect(sts.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Retain', whenScaled: 'Retain' });
   });
-  it('tolerates the dedicated directory nodes and prefers spreading (soft anti-affinity)', () => {
-    expect(pod.tolerations).toEqual([{ key: 'key', operator: 'Equal', value: 'directory', effect: 'NoSchedule' }]);
+  it('tolerates the dedicated directory nodes (kiln.dev/dedicated=directory:NoSchedule) and prefers spreading (Soft anti-affinity)', () => {
+    expect(pod.tolerations).toEqual([{ key: 'kiln.dev/dedicated', operator: 'Equal', value: 'directory', effect: 'NoSchedule' }]);
     expect(pod.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0]).toEqual({
       weight: 100,
       podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'ds', 'app.kubernetes.io/instance': 'ds-idrepo' } } },
@@ -110,8 +110,8 @@ describe('DirectoryService chart', () => {
     expect(secrets).toEqual(['ds-master-keypair', 'ds-ssl-keypair', 'ds-truststore', 'am-passwords', 'ds-passwords']);
   });
   it('hard and none anti-affinity', () => {
-    const hard = renderExample({ ...ds, spec: { ...ds.spec, scheduling: { antiAffinity: 'hard' } } });
-    const none = renderExample({ ...ds, spec: { ...ds.spec, scheduling: { antiAffinity: 'none', tolerateDedicatedNodes: false } } });
+    const hard = renderExample({ ...ds, spec: { ...ds.spec, scheduling: { antiAffinity: 'Hard' } } });
+    const none = renderExample({ ...ds, spec: { ...ds.spec, scheduling: { antiAffinity: 'None', tolerateDedicatedNodes: false } } });
     const podOf = (objs: K8sObject[]) => (objs.find((o) => o.kind === 'StatefulSet') as any).spec.template.spec; // eslint-disable-line @typescript-eslint/no-explicit-any
     expect(podOf(hard).affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toHaveLength(1);
     expect(podOf(none).affinity).toBeUndefined();

@@ -25,7 +25,7 @@ describe('chartObjects', () => {
     variants.push(resource);
     const spec = resource.spec as Record<string, unknown>;
     variants.push({ ...resource, spec: { ...spec, resources: { requests: { cpu: 2, memory: '1Gi' }, limits: { cpu: '1500m' } } } } as KilnResource);
-    variants.push({ ...resource, spec: { ...spec, scheduling: { antiAffinity: 'hard', nodeSelector: { zone: 'a' } } } } as KilnResource);
+    variants.push({ ...resource, spec: { ...spec, scheduling: { antiAffinity: 'Hard', nodeSelector: { zone: 'a' } } } } as KilnResource);
   }
   for (const r of variants) {
     it(`equals chart.toJson() for ${r.kind} ${r.metadata.name}`, () => {

@@ -16,7 +16,7 @@ describe('validate', () => {
     const v = validate({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'd' }, spec: { image: 'ds:7' } });
     expect(v.ok && v.resource.spec).toMatchObject({
       replicas: 1, imagePullPolicy: 'IfNotPresent', storage: { size: '10Gi' },
-      scheduling: { tolerateDedicatedNodes: true, antiAffinity: 'soft' }, service: { type: 'ClusterIP' },
+      scheduling: { tolerateDedicatedNodes: true, antiAffinity: 'Soft' }, service: { type: 'ClusterIP' },
     });
   });
 
