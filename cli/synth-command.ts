@@ -74,6 +74,8 @@ async function runSynth(inputs: string[], opts: { output: string; continueOnErro
     },
   });
   printProblems(report);
+  // Valid resources that render nothing offline (a ConfigMapSync without its source): one line each, not an error.
+  if (!opts.quiet) for (const n of report.notes) process.stderr.write(`${n.file} [document ${n.index}] ${n.resource}: ${n.message}\n`);
   let where = opts.output;
   if (opts.git && layout && (report.problems.length === 0 || opts.continueOnError)) {
     const preview = writePreview(opts.output, report.written, opts.git, layout);

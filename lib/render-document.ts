@@ -1,11 +1,25 @@
-/** One input document -> its YAML, or the reasons it cannot be rendered. Pure. */
+/** One input document -> its YAML, a note on why it renders nothing offline, or the reasons it cannot be rendered. Pure. */
+import { sourceOf, type ConfigMapSyncResource } from '../charts/config-map-sync.js';
 import { render, RenderError } from '../charts/render.js';
 import type { KilnResource, RenderContext } from '../charts/types.js';
 import { validate, type FieldError } from '../validate/index.js';
 import { toYamlStream } from './yaml.js';
 import { join } from 'node:path';
 
-export type Outcome = { resource: KilnResource; yaml: string; path: (outDir: string) => string } | { errors: FieldError[] };
+export type Outcome =
+  | { resource: KilnResource; yaml: string; path: (outDir: string) => string }
+  /** A valid resource that has nothing to render offline (nothing is written for it; not an error). */
+  | { resource: KilnResource; note: string }
+  | { errors: FieldError[] };
+
+/**
+ * A ConfigMapSync whose source ConfigMap is not among the inputs: offline there
+ * is nothing to copy, and in the cluster the controller reads the source itself.
+ */
+export function sourceNotInInputs(resource: KilnResource): string {
+  const source = sourceOf(resource as ConfigMapSyncResource);
+  return `renders nothing offline (its source ConfigMap is not among the inputs): copies are made in the cluster from ${source.namespace}/${source.name}`;
+}
 
 /** `<outDir>/<namespace>/<kind>/<name>.k8s.yaml` */
 export function outputPath(outDir: string, r: KilnResource): string {
@@ -21,10 +35,11 @@ export function renderDocument(doc: unknown, context: RenderContext): Outcome {
   if (!v.ok) return { errors: v.errors };
   const resource = v.resource;
   if (!resource.metadata.namespace) resource.metadata = { ...resource.metadata, namespace: 'default' };
+  const id = { apiVersion: resource.apiVersion, kind: resource.kind, metadata: { name: resource.metadata.name, namespace: resource.metadata.namespace } } as KilnResource;
+  if (resource.kind === 'ConfigMapSync' && !context.configMapSync?.source) return { resource: id, note: sourceNotInInputs(resource) };
   try {
     const objects = render(resource, context);
     const body = objects.length > 0 ? toYamlStream(objects) : `# ${resource.kind} renders no objects: the kiln agent carries it out.\n`;
-    const id = { apiVersion: resource.apiVersion, kind: resource.kind, metadata: { name: resource.metadata.name, namespace: resource.metadata.namespace } } as KilnResource;
     return { resource: id, yaml: header(resource) + body, path: (outDir: string) => outputPath(outDir, id) };
   } catch (err) {
     const message = err instanceof RenderError ? err.message.replace(/^[^:]+: /, '') : String(err);

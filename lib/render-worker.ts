@@ -15,6 +15,7 @@ parentPort!.once('message', ({ items, stagingDir }: { items: WorkItem[]; staging
   items.forEach((item, i) => {
     const o = renderDocument(item.doc, item.context);
     if ('errors' in o) summary.push({ errors: o.errors });
+    else if ('note' in o) summary.push({ note: o.note });
     else summary.push({ path: writer.write(o.path(''), o.yaml) });
     if ((i + 1) % 250 === 0) {
       parentPort!.postMessage({ progress: i + 1 - reported } satisfies WorkerReply);

@@ -34,9 +34,18 @@ export interface Problem {
   errors: { path: string; message: string }[];
 }
 
+export interface Note {
+  file: string;
+  index: number;
+  resource: string;
+  message: string;
+}
+
 export interface SynthReport {
   written: string[];
   problems: Problem[];
+  /** Valid resources that render nothing offline, and why (not errors): a ConfigMapSync whose source is not among the inputs. */
+  notes: Note[];
   /** Documents that are not kiln resources (used as context, e.g. ConfigMapSync sources). */
   other: number;
 }
@@ -64,7 +73,7 @@ function describe(value: unknown): string | undefined {
 export interface WorkerReply {
   progress?: number;
   /** Per item: its path relative to the output directory, or why it was not rendered. */
-  summary?: ({ path: string } | { errors: FieldError[] })[];
+  summary?: ({ path: string } | { note: string } | { errors: FieldError[] })[];
 }
 
 /**
@@ -151,7 +160,7 @@ async function renderHere(items: WorkItem[], stagingDir: string, onProgress?: (d
   const summary = items.map((item, i) => {
     if (onProgress && i % 500 === 0) onProgress(i, items.length);
     const o = renderDocument(item.doc, item.context);
-    return 'errors' in o ? { errors: o.errors } : { path: writer.write(o.path(''), o.yaml) };
+    return 'errors' in o ? { errors: o.errors } : 'note' in o ? { note: o.note } : { path: writer.write(o.path(''), o.yaml) };
   });
   return summary;
 }
@@ -240,9 +249,11 @@ async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthR
   }
 
   const written: string[] = [];
+  const notes: Note[] = [];
   summary.forEach((o, i) => {
     const d = unique[i]!;
     if ('errors' in o) problems.push({ file: d.file, index: d.index, resource: describe(d.value), errors: o.errors });
+    else if ('note' in o) notes.push({ file: d.file, index: d.index, resource: describe(d.value)!, message: o.note });
     else written.push(o.path);
   });
   if (problems.length === 0 || options.continueOnError) {
@@ -254,5 +265,5 @@ async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthR
   problems.sort((a, b) => a.file.localeCompare(b.file) || a.index - b.index);
   options.onProgress?.(items.length, items.length);
   for (let i = 0; i < written.length; i++) written[i] = join(options.outDir, written[i]!);
-  return { written, problems, other };
+  return { written, problems, notes, other };
 }

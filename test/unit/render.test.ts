@@ -162,10 +162,17 @@ describe('other charts', () => {
     expect(objs.map((o) => `${o.metadata.namespace}/${o.metadata.name}`)).toEqual(['tenant-a/ca-bundle', 'tenant-b/ca-bundle']);
     expect(objs[0]!.metadata.labels).toMatchObject({ 'kiln.dev/owner-kind': 'ConfigMapSync', 'kiln.dev/owner-name': 'ca-bundle', 'kiln.dev/owner-namespace': 'platform' });
   });
-  it('ConfigMapSync without its source is a render error naming spec.source', () => {
+  it('ConfigMapSync whose source is not among the inputs renders nothing offline and says where the copies come from', () => {
     const cms = examples.find((e) => e.resource.kind === 'ConfigMapSync')!.resource;
-    const outcome = renderDocument(cms, {});
-    expect(outcome).toEqual({ errors: [expect.objectContaining({ path: 'spec.source' })] });
+    const outcome = renderDocument(cms, contextFromObjects(cms, []));
+    expect('errors' in outcome || 'yaml' in outcome).toBe(false);
+    expect(outcome).toMatchObject({ resource: { kind: 'ConfigMapSync', metadata: { namespace: 'platform', name: 'ca-bundle' } } });
+    expect((outcome as { note: string }).note).toMatch(/copies are made in the cluster from platform\/ca-bundle$/);
+  });
+  it('ConfigMapSync that is invalid is still an error, source or not', () => {
+    const cms = examples.find((e) => e.resource.kind === 'ConfigMapSync')!.resource;
+    const outcome = renderDocument({ ...cms, spec: { ...(cms.spec as object), targets: {} } }, {});
+    expect(outcome).toEqual({ errors: [expect.objectContaining({ path: 'spec.targets' })] });
   });
   it('postgresql.conf quotes values so a value cannot add a setting', async () => {
     const { postgresqlConf } = await import('../../charts/postgres-instance.js');

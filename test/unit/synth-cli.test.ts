@@ -81,6 +81,36 @@ describe('kiln synth', () => {
     for (const f of files(a)) expect(readFileSync(join(b, f), 'utf8'), f).toBe(readFileSync(join(a, f), 'utf8'));
   });
 
+  it('a ConfigMapSync whose source is not among the inputs: nothing rendered for it, one line saying so, exit 0', () => {
+    const cms = { apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'settings', namespace: 'apps' }, spec: { source: { name: 'app-settings', namespace: 'platform' }, targets: { namespaces: ['team-a'] }, serviceAccountName: 'sync' } };
+    const input = join(tmp, 'cms-no-source.yaml');
+    writeFileSync(input, toYamlStream([cms, good]));
+    const out = join(tmp, 'cms-no-source-out');
+    const r = kiln(['synth', input, '-o', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(files(out)).toEqual(['default/datagrid/fine.k8s.yaml']);
+    const lines = r.stderr.split('\n').filter((l) => l.includes('ConfigMapSync'));
+    expect(lines).toEqual([`${input} [document 0] ConfigMapSync apps/settings: renders nothing offline (its source ConfigMap is not among the inputs): copies are made in the cluster from platform/app-settings`]);
+    expect(r.stderr).toMatch(/^1 resources rendered into .*; 0 invalid$/m);
+  });
+
+  it('the same ConfigMapSync with its source among the inputs renders the copies (and no note)', async () => {
+    const cms = { apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'settings', namespace: 'apps' }, spec: { source: { name: 'app-settings', namespace: 'platform' }, targets: { namespaces: ['team-a'] }, serviceAccountName: 'sync' } };
+    const source = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app-settings', namespace: 'platform' }, data: { a: 'b' } };
+    const input = join(tmp, 'cms-with-source.yaml');
+    writeFileSync(input, toYamlStream([cms, source]));
+    const report = await synth({ inputs: [input], outDir: join(tmp, 'cms-with-source-out') });
+    expect(report.notes).toEqual([]);
+    expect(report.problems).toEqual([]);
+    expect(report.written.map((w) => w.slice(tmp.length + 1))).toEqual(['cms-with-source-out/apps/configmapsync/settings.k8s.yaml']);
+    const withoutSource = join(tmp, 'cms-alone.yaml');
+    writeFileSync(withoutSource, toYamlStream([cms]));
+    const alone = await synth({ inputs: [withoutSource], outDir: join(tmp, 'cms-alone-out') });
+    expect(alone.problems).toEqual([]);
+    expect(alone.written).toEqual([]);
+    expect(alone.notes).toEqual([{ file: withoutSource, index: 0, resource: 'ConfigMapSync apps/settings', message: expect.stringMatching(/copies are made in the cluster from platform\/app-settings$/) }]);
+  });
+
   it('reports a duplicate resource instead of overwriting', async () => {
     const dup = join(tmp, 'dup.yaml');
     writeFileSync(dup, toYamlStream([good, good]));
