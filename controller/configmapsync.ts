@@ -240,7 +240,7 @@ export class ServiceAccountTokens {
 }
 
 function tokenConfig(base: ClusterConfig, token: string): ClusterConfig {
-  return { server: base.server, ca: base.ca, insecureSkipTLSVerify: base.insecureSkipTLSVerify, tlsServerName: base.tlsServerName, token };
+  return { server: base.server, ca: base.ca, insecureSkipTLSVerify: base.insecureSkipTLSVerify, tlsServerName: base.tlsServerName, proxyUrl: base.proxyUrl, token };
 }
 
 const sharedTokens = new WeakMap<object, ServiceAccountTokens>();
