@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import type { LogLevel } from '../lib/log.js';
 import { logLevelOption } from './controller-command.js';
-import { addRuntimeOptions, runtimeSettings, startupFailure } from './runtime-options.js';
+import { addRuntimeOptions, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
 
-const int = (v: string) => Number.parseInt(v, 10);
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 const repeat = (v: string, prev: string[]) => [...prev, v];
 
@@ -14,11 +13,11 @@ export function registerAgent(program: Command, version: string): void {
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
     .option('--context <name>', 'kubeconfig context')
     .option('-n, --namespace <ns>', 'watch only this namespace (repeatable, or comma-separated); default all', collect, [])
-    .option('--concurrency <n>', 'resources worked on at once', int, 4)
-    .option('--qps <n>', 'client-side limit, average API requests per second (0, the default: none, the API server\'s Priority and Fairness governs)', int, 0)
-    .option('--burst <n>', 'API request burst when --qps is set', int, 30)
-    .option('--password-interval <seconds>', 'check directory passwords, and each database\'s role, owner and connection Secret, again this often when nothing changed (a Secret or spec change is acted on at once)', int, 300)
-    .option('--database-check-interval <seconds>', 'the longest a dropped database stays missing: each instance\'s catalog is read (one query) twice per interval and a dropped database is re-created (recreateIfDropped) or reported', int, 10)
+    .option('--concurrency <n>', 'resources worked on at once', wholeNumber(1), 4)
+    .option('--qps <n>', 'client-side limit, average API requests per second (0, the default: none, the API server\'s Priority and Fairness governs)', nonNegativeNumber, 0)
+    .option('--burst <n>', 'API request burst when --qps is set', wholeNumber(1), 30)
+    .option('--password-interval <seconds>', 'check directory passwords, and each database\'s role, owner and connection Secret, again this often when nothing changed (a Secret or spec change is acted on at once)', wholeNumber(1), 300)
+    .option('--database-check-interval <seconds>', 'the longest a dropped database stays missing: each instance\'s catalog is read (one query) twice per interval and a dropped database is re-created (recreateIfDropped) or reported', wholeNumber(1), 10)
     .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, []);
   addRuntimeOptions(command, { leaseName: 'kiln-agent' })
     .addOption(logLevelOption())

@@ -1,9 +1,7 @@
 import { Option, type Command } from 'commander';
 import type { LogLevel } from '../lib/log.js';
 import type { GitSinkOptions } from '../controller/git-sink.js';
-import { addRuntimeOptions, runtimeSettings, startupFailure } from './runtime-options.js';
-
-const int = (v: string) => Number.parseInt(v, 10);
+import { addRuntimeOptions, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
 
 /** --log-level, the same on every long-running command: pino levels, JSON lines on stderr. */
 export function logLevelOption(): Option {
@@ -19,10 +17,10 @@ export function registerController(program: Command, version: string): void {
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
     .option('--context <name>', 'kubeconfig context')
     .option('-n, --namespace <ns>', 'watch only this namespace (repeatable, or comma-separated); default all', collect, [])
-    .option('--concurrency <n>', 'resources reconciled at once', int, 4)
-    .option('--qps <n>', 'average API requests per second (0: no limit)', int, 20)
-    .option('--burst <n>', 'API request burst', int, 30)
-    .option('--resync <seconds>', 'reconcile every resource again this often', int, 300);
+    .option('--concurrency <n>', 'resources reconciled at once', wholeNumber(1), 4)
+    .option('--qps <n>', 'average API requests per second (0: no limit)', nonNegativeNumber, 20)
+    .option('--burst <n>', 'API request burst', wholeNumber(1), 30)
+    .option('--resync <seconds>', 'reconcile every resource again this often (0: never)', wholeNumber(0), 300);
   addRuntimeOptions(command, { leaseName: 'kiln-controller', bindAddressAlias: true })
     .addOption(logLevelOption())
     .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line')
@@ -36,8 +34,8 @@ export function registerController(program: Command, version: string): void {
     .option('--git-token-file <file>', 'git mode: file holding the token for an https repository (a mounted Secret); $KILN_GIT_USERNAME and $KILN_GIT_AUTH_SCHEME (Basic|Bearer) apply')
     .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>" (default: the committer)')
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>" (default: kiln <noreply@kiln.dev>)')
-    .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', int, 2000)
-    .option('--max-wait <ms>', 'git mode: longest wait after the first change of a batch', int, 30_000)
+    .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', wholeNumber(0), 2000)
+    .option('--max-wait <ms>', 'git mode: longest wait after the first change of a batch', wholeNumber(0), 30_000)
     .action(async (opts, cmd: Command) => {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln controller: ${w}\n`);

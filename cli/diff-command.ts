@@ -1,11 +1,12 @@
 /** `kiln diff`: what apply mode would change in a live cluster (controller/diff.ts). */
 import type { Command } from 'commander';
+import { fileSystemError } from './errors.js';
+import { wholeNumber } from './runtime-options.js';
 import type { KilnResource, RenderContext } from '../charts/types.js';
 import type { DiffTarget, ResourceDiff } from '../controller/diff.js';
 import type { KubeClient } from '../controller/client.js';
 import type { KubeObject } from '../controller/informer.js';
 
-const int = (v: string) => Number.parseInt(v, 10);
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 
 export interface DiffOptions {
@@ -42,7 +43,7 @@ export function registerDiff(program: Command): void {
     .option('-n, --namespace <ns>', 'with --from-cluster: only this namespace (repeatable, or comma-separated; default all). With files: the namespace of resources that name none (default "default")', collect, [])
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
     .option('--context <name>', 'kubeconfig context')
-    .option('--concurrency <n>', 'resources diffed at once', int, 4)
+    .option('--concurrency <n>', 'resources diffed at once', wholeNumber(1), 4)
     .addHelpText('after', HELP_AFTER)
     .action(async (inputs: string[], opts: DiffOptions) => {
       process.exitCode = await runDiff(inputs, opts, process.stdout, process.stderr);
@@ -112,7 +113,7 @@ async function targetsFromFiles(inputs: string[], namespace: string | undefined)
   try {
     collected = collectInputs(inputs);
   } catch (err) {
-    return { error: (err as Error).message };
+    return { error: fileSystemError(err) ?? (err as Error).message };
   }
   const problems: string[] = [];
   const report = (file: string, index: number, who: string | undefined, errs: { path: string; message: string }[]) => {

@@ -1,8 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Option, type Command } from 'commander';
-
-const int = (v: string) => Number.parseInt(v, 10);
+import { wholeNumber } from './runtime-options.js';
 
 export function registerInstall(program: Command, version: string): void {
   program
@@ -13,8 +12,8 @@ export function registerInstall(program: Command, version: string): void {
     .option('--name <name>', 'name of the installation: the components are <name>-controller and <name>-agent', 'kiln')
     .option('--image <image>', 'container image of the controller and the agent (default: kiln:<version>)')
     .addOption(new Option('--image-pull-policy <policy>', 'when the kubelet pulls the image').choices(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'))
-    .option('--replicas <n>', 'controller replicas (one leads, the others stand by)', int, 1)
-    .option('--agent-replicas <n>', 'agent replicas (one leads, the others stand by)', int, 1)
+    .option('--replicas <n>', 'controller replicas (one leads, the others stand by)', wholeNumber(0), 1)
+    .option('--agent-replicas <n>', 'agent replicas (one leads, the others stand by)', wholeNumber(0), 1)
     .option('--no-agent', 'leave out the runtime agent (its Deployment, ServiceAccount and RBAC)')
     .addOption(new Option('--crds <what>', 'include the CRDs, skip them (upgrade or uninstall kiln but keep every kiln resource), or only them').choices(['include', 'skip', 'only']).default('include'))
     .addOption(new Option('--log-level <level>', 'the --log-level of the controller and the agent').choices(['debug', 'info', 'warn', 'error']).default('info'))

@@ -1,26 +1,15 @@
 /** The kiln command line: synth offline; controller, agent and gitops as they land. */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Command } from 'commander';
-import { projectRoot } from '../lib/paths.js';
-import { registerAgent } from './agent-command.js';
-import { registerController } from './controller-command.js';
-import { registerDiff } from './diff-command.js';
-import { registerGitops } from './gitops-command.js';
-import { registerInstall } from './install-command.js';
-import { registerSynth } from './synth-command.js';
+import { fileSystemError } from './errors.js';
+import { buildProgram, USAGE_EXIT } from './program.js';
 
-const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
-
-const program = new Command('kiln')
-  .description('kiln renders stateful services declared as kiln.dev custom resources into Kubernetes objects, offline or as a controller.')
-  .version(pkg.version, '-v, --version');
-program.command('version').description('print the version').action(() => console.log(pkg.version));
-registerSynth(program);
-registerDiff(program);
-registerController(program, pkg.version);
-registerAgent(program, pkg.version);
-registerGitops(program);
-registerInstall(program, pkg.version);
-
-await program.parseAsync(process.argv);
+const program = buildProgram();
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  // A file that cannot be read or written: one line naming it, not a stack trace.
+  const line = fileSystemError(err);
+  if (!line) throw err;
+  const command = program.args[0];
+  process.stderr.write(`kiln${command && program.commands.some((c) => c.name() === command) ? ` ${command}` : ''}: ${line}\n`);
+  process.exit(USAGE_EXIT);
+}

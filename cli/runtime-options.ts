@@ -15,7 +15,30 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { BindAddress } from '../lib/http-server.js';
 
-const int = (v: string) => Number.parseInt(v, 10);
+/**
+ * Parsers for numeric flags: each refuses what is not the number it asks for
+ * (commander prints "error: option '--concurrency <n>' argument 'abc' is
+ * invalid. expected ...", and kiln exits 2). Every numeric flag of every
+ * command goes through one of these.
+ */
+export function wholeNumber(min = 0, max = Number.MAX_SAFE_INTEGER): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (!/^\+?\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(max < Number.MAX_SAFE_INTEGER ? `expected a whole number from ${min} to ${max}` : `expected a whole number${min > 0 ? ` of at least ${min}` : ' (0 or more)'}`);
+    }
+    return n;
+  };
+}
+
+/** A decimal number of at least 0 (e.g. a rate: 0.5, 20). */
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (!/^\+?(\d+\.?\d*|\.\d+)$/.test(value.trim()) || !Number.isFinite(n)) throw new InvalidArgumentError('expected a number (0 or more)');
+  return n;
+}
+
+const seconds = wholeNumber(1);
 
 export interface LeaderElectionSettings {
   namespace: string;
@@ -71,9 +94,9 @@ export function parseBool(value: string): boolean {
   throw new InvalidArgumentError('expected true or false');
 }
 
-function positiveSeconds(value: string): number {
+export function positiveSeconds(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number of seconds greater than 0');
+  if (!/^\+?(\d+\.?\d*|\.\d+)$/.test(value.trim()) || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number of seconds greater than 0');
   return n;
 }
 
@@ -94,9 +117,9 @@ export function addRuntimeOptions(cmd: Command, o: { leaseName: string; bindAddr
     .addOption(new Option('--leader-elect [bool]', 'campaign for a Lease so that one replica works and the others stand by (needed when more than one replica runs); off unless given, as in kubebuilder; --leader-elect=false also accepted').argParser(parseBool).default(false))
     .option('--leader-election-namespace <ns>', 'namespace of the Lease (with --leader-elect); it must exist', process.env['POD_NAMESPACE'] ?? 'kiln-system')
     .option('--leader-election-id <name>', 'name of the Lease (with --leader-elect)', o.leaseName)
-    .option('--lease-duration <seconds>', 'how long a lease is valid without renewal', int, 15)
-    .option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops', int, 10)
-    .option('--retry-period <seconds>', 'how often to try to acquire or renew', int, 2)
+    .option('--lease-duration <seconds>', 'how long a lease is valid without renewal (whole seconds, more than --renew-deadline)', seconds, 15)
+    .option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops (whole seconds, more than --retry-period)', seconds, 10)
+    .option('--retry-period <seconds>', 'how often to try to acquire or renew (whole seconds)', seconds, 2)
     .addOption(new Option('--metrics-bind-address <address>', 'where /metrics (Prometheus text format) listens: ":8080" (every interface), "127.0.0.1:8080", or "0" (off); the same address as --health-probe-bind-address: one server for all three paths').default(':8080').argParser(checked))
     .addOption(new Option('--health-probe-bind-address <address>', 'where /healthz (alive) and /readyz (caches filled) listen: ":8081", "127.0.0.1:8081", or "0" (off)').default(':8081').argParser(checked))
     .addOption(new Option('--startup-timeout <seconds>', 'exit 2 if the API server has not answered within this many seconds of start-up (an outage after start-up is retried, as always)').argParser(positiveSeconds).default(60))
@@ -145,6 +168,11 @@ export function runtimeSettings(cmd: Command): RuntimeSettings {
   if (fromCli('metricsPort')) warnings.push(`--metrics-port is deprecated and will be removed in the next release: use --metrics-bind-address ${f.metricsPort === 0 ? '0' : `${host ?? ''}:${f.metricsPort}`}`);
   if (fromCli('healthPort')) warnings.push(`--health-port is deprecated and will be removed in the next release: use --health-probe-bind-address ${f.healthPort === 0 ? '0' : `${host ?? ''}:${f.healthPort}`}`);
   if (host !== undefined) warnings.push('--bind-address is deprecated and will be removed in the next release: give the host in --metrics-bind-address and --health-probe-bind-address (e.g. 127.0.0.1:8080)');
+  if (f.leaderElect) {
+    // client-go's rules (leaderelection.NewLeaderElector): a leader must renew well within its lease.
+    if (f.renewDeadline >= f.leaseDuration) cmd.error(`error: --lease-duration (${f.leaseDuration}) must be greater than --renew-deadline (${f.renewDeadline})`, { exitCode: 2, code: 'kiln.invalidArgument' });
+    if (f.renewDeadline <= 1.2 * f.retryPeriod) cmd.error(`error: --renew-deadline (${f.renewDeadline}) must be greater than 1.2 x --retry-period (${f.retryPeriod})`, { exitCode: 2, code: 'kiln.invalidArgument' });
+  }
   return {
     leaderElection: f.leaderElect
       ? { namespace: f.leaderElectionNamespace, name: f.leaderElectionId, leaseDurationSeconds: f.leaseDuration, renewDeadlineSeconds: f.renewDeadline, retryPeriodSeconds: f.retryPeriod }

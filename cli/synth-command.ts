@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { writePreview } from '../gitops/preview.js';
 import { checkLayoutOptions, type LayoutOptions } from '../gitops/layout.js';
 import type { SynthReport } from '../lib/synth.js';
+import { wholeNumber } from './runtime-options.js';
 
 export function printProblems(report: SynthReport, stream: NodeJS.WritableStream = process.stderr): void {
   for (const p of report.problems) {
@@ -21,7 +22,7 @@ export function registerSynth(program: Command): void {
     .option('-o, --output <dir>', 'output directory', 'dist')
     .option('--continue-on-error', 'render the valid resources even when some are invalid (still exits 1)', false)
     .option('--clean', 'empty the output directory first', false)
-    .option('-j, --jobs <n>', 'worker threads (default: one per core for large inputs)', (v) => Number.parseInt(v, 10))
+    .option('-j, --jobs <n>', 'worker threads (default: one per core for large inputs)', wholeNumber(1))
     .option('-q, --quiet', 'print nothing but errors', false)
     .option('--git <dir>', 'write the git-mode layout (<base-path>/<cluster>/<namespace>/<kind>/<name>/manifest.yaml and kustomization.yaml files) into this working tree instead, replacing everything under the base path: exactly what a commit would contain')
     .option('--cluster <name>', 'with --git: the cluster directory', 'default')
