@@ -28,7 +28,7 @@ export function registerAgent(program: Command, version: string): void {
       const { Agent } = await import('../agent/agent.js');
       const { parseEndpoint } = await import('../agent/context.js');
       const { newLogger } = await import('../lib/log.js');
-      const { recordAgentTask, recordApiRequest, setLeaderCheck } = await import('../lib/metrics.js');
+      const { instrumentClient, recordAgentTask, setLeaderCheck } = await import('../lib/metrics.js');
       const { startHttpServers } = await import('../lib/http-server.js');
       const log = newLogger(opts.logLevel as LogLevel, 'kiln-agent');
       const fail = (message: string): never => {
@@ -66,9 +66,9 @@ export function registerAgent(program: Command, version: string): void {
         onTask: recordAgentTask,
         onLostLeadership: () => void agent.stop({ release: false }).finally(() => process.exit(1)),
       });
-      agent.queue.instrument('agent');
-      agent.client.onRequest = (verb, _path, status) => recordApiRequest(verb, status);
-      setLeaderCheck(() => agent.isLeader());
+      agent.queue.instrument((kind) => `${kind.toLowerCase()}-agent`, ['DirectoryService', 'PostgresInstance', 'PostgresDatabase']);
+      instrumentClient(agent.client);
+      if (runtime.leaderElection) setLeaderCheck(runtime.leaderElection.name, () => agent.isLeader());
       const servers = await startHttpServers({
         metrics: runtime.metrics,
         health: runtime.health,

@@ -93,11 +93,11 @@ export function registerController(program: Command, version: string): void {
         process.exit(2);
       }
       // Metrics: every API response, every run of the work queue (a reconcile of the key's kind), the Lease.
-      const { recordApiRequest, setLeaderCheck } = await import('../lib/metrics.js');
+      const { instrumentClient, setLeaderCheck } = await import('../lib/metrics.js');
       const { startHttpServers } = await import('../lib/http-server.js');
-      manager.client.onRequest = (verb, _path, status) => recordApiRequest(verb, status);
-      manager.queue.instrument('controller');
-      setLeaderCheck(() => manager.isLeader());
+      instrumentClient(manager.client);
+      manager.queue.instrument(undefined, [...manager.resources.keys()]);
+      if (runtime.leaderElection) setLeaderCheck(runtime.leaderElection.name, () => manager.isLeader());
       try {
         await startHttpServers({
           metrics: runtime.metrics,

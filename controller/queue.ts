@@ -4,7 +4,7 @@
  * on is never handed to a second worker, and if it is added meanwhile it runs
  * again afterwards; failures come back after a per-key exponential backoff.
  */
-import { recordQueueAdd, recordQueueRetry, recordReconcile, setQueueDepth } from '../lib/metrics.js';
+import { controllerMetrics, type ControllerMetrics, type ReconcileResult } from '../lib/metrics.js';
 
 export interface QueueOptions {
   concurrency: number;
@@ -25,29 +25,40 @@ export class WorkQueue {
   private stopped = true;
   private idleWaiters: (() => void)[] = [];
   onError?: (key: string, err: unknown, retryInMs: number) => void;
-  /** Set by instrument(): the queue's name in metrics and how a key maps to a kind. */
-  private metrics?: { name: string; kindOf: (key: string) => string };
+  /** Set by instrument(): the metrics of the controller a key belongs to, and when each waiting key was added. */
+  private metrics?: (key: string) => ControllerMetrics;
+  private readonly addedAt = new Map<string, number>();
 
   constructor(private readonly work: Worker, private readonly opts: QueueOptions) {}
 
   /**
-   * Records this queue in lib/metrics.ts: kiln_workqueue_depth/adds/retries
-   * under `name`, and every run of the worker as a reconcile of `kindOf(key)`
-   * (default: the key's first `/`-separated part, the kind of `Kind/namespace/name`).
+   * Records this queue in lib/metrics.ts as controller-runtime records its
+   * controllers: each key belongs to the controller `controllerOf(kind)`
+   * (default: the kind in lower case, controller-runtime's default name), the
+   * kind being the key's first `/`-separated part (`Kind/namespace/name`).
+   * `kinds`: the controllers whose series exist from the start, at zero.
    */
-  instrument(name: string, kindOf: (key: string) => string = (key) => key.slice(0, Math.max(0, key.indexOf('/')))): this {
-    this.metrics = { name, kindOf };
-    setQueueDepth(name, this.depth());
+  instrument(controllerOf: (kind: string) => string = (kind) => kind.toLowerCase(), kinds: string[] = []): this {
+    this.metrics = (key) => controllerMetrics(controllerOf(key.slice(0, Math.max(0, key.indexOf('/')))));
+    for (const kind of kinds) controllerMetrics(controllerOf(kind)).init(this.opts.concurrency);
     return this;
   }
 
-  private observeDepth(): void {
-    if (this.metrics) setQueueDepth(this.metrics.name, this.depth());
+  /** A key became ready to be worked on: counted once until a worker takes it. */
+  private added(key: string): void {
+    if (!this.metrics) return;
+    const m = this.metrics(key);
+    m.added();
+    if (!this.addedAt.has(key)) this.addedAt.set(key, performance.now());
   }
 
   add(key: string): void {
     if (this.active.has(key)) {
-      this.dirty.add(key);
+      // Runs again when the worker finishes: waiting, as client-go counts it.
+      if (!this.dirty.has(key)) {
+        this.dirty.add(key);
+        this.added(key);
+      }
       return;
     }
     if (this.queued.has(key)) return;
@@ -58,11 +69,12 @@ export class WorkQueue {
     }
     this.queued.add(key);
     this.waiting.push(key);
-    if (this.metrics) recordQueueAdd(this.metrics.name);
+    this.added(key);
     this.pump();
   }
 
   addAfter(key: string, ms: number): void {
+    if (ms > 0) this.metrics?.(key).retried();
     if (this.delayed.has(key) || this.queued.has(key)) return;
     const t = setTimeout(() => {
       this.delayed.delete(key);
@@ -99,9 +111,13 @@ export class WorkQueue {
       this.queued.delete(key);
       this.active.add(key);
       this.running++;
+      if (this.metrics) {
+        const at = this.addedAt.get(key);
+        this.addedAt.delete(key);
+        this.metrics(key).started(key, at === undefined ? undefined : (performance.now() - at) / 1000);
+      }
       void this.run(key);
     }
-    this.observeDepth();
     if (this.waiting.length === 0 && this.running === 0) {
       for (const r of this.idleWaiters.splice(0)) r();
     }
@@ -115,24 +131,35 @@ export class WorkQueue {
   }
 
   private async run(key: string): Promise<void> {
-    const started = performance.now();
+    let result: ReconcileResult = 'success';
     try {
-      const result = await this.work(key);
-      if (this.metrics) recordReconcile(this.metrics.kindOf(key), (performance.now() - started) / 1000, 'success');
+      const r = await this.work(key);
       this.failures.delete(key);
-      if (result?.requeueAfterMs !== undefined) this.addAfter(key, result.requeueAfterMs);
-    } catch (err) {
-      if (this.metrics) {
-        recordReconcile(this.metrics.kindOf(key), (performance.now() - started) / 1000, 'error');
-        recordQueueRetry(this.metrics.name);
+      if (r?.requeueAfterMs !== undefined) {
+        result = r.requeueAfterMs > 0 ? 'requeue_after' : 'requeue';
+        this.addAfter(key, r.requeueAfterMs);
       }
+    } catch (err) {
+      result = 'error';
       const delay = this.backoff(key);
       this.onError?.(key, err, delay);
       this.addAfter(key, delay);
     } finally {
+      this.metrics?.(key).finished(key, result);
       this.active.delete(key);
       this.running--;
-      if (this.dirty.delete(key)) this.add(key);
+      if (this.dirty.delete(key)) {
+        // Added while it ran (and counted then): back in the queue.
+        if (!this.queued.has(key)) {
+          const timer = this.delayed.get(key);
+          if (timer) {
+            clearTimeout(timer);
+            this.delayed.delete(key);
+          }
+          this.queued.add(key);
+          this.waiting.push(key);
+        }
+      }
       this.pump();
     }
   }

@@ -9,12 +9,15 @@
  *   apply, VolumeSnapshots included (their CRDs come from the CSI
  *   snapshotter's module).
  */
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { render } from '../../charts/render.js';
+import { KINDS } from '../../crds/schema/kinds.js';
 import { contextFromObjects } from '../../lib/context.js';
 import { validate } from '../../validate/index.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
-import { examplePlainObjects, exampleResources, INVALID, INVALID_BY_KILN } from '../unit/fixtures.js';
+import { examplePlainObjects, exampleResources, INVALID, INVALID_BY_KILN, OLD_SPELLINGS } from '../unit/fixtures.js';
 
 let cp: ControlPlaneClient;
 const examples = exampleResources();
@@ -49,6 +52,120 @@ describe('kiln CRDs', () => {
   it('answer to their short names and the kiln category', async () => {
     await cp.kubectlOk(['get', 'dirsvc,pgi,pgdb,cache,grid,cms,dsbackup,dsrestore', '-A']);
     await cp.kubectlOk(['get', 'kiln', '-A']);
+  });
+});
+
+/** One served resource as aggregated discovery (apidiscovery.k8s.io/v2) lists it. */
+interface Served { group: string; resource: string; singular: string; shortNames: string[] }
+
+function getJson(path: string, accept: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const url = new URL(path, cp.server);
+  return new Promise((resolve, reject) => {
+    const req = request(url, { ca: readFileSync(cp.caFile), headers: { authorization: `Bearer ${cp.adminToken}`, accept } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`GET ${path}: ${res.statusCode} ${body}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Every resource the API server serves: the core group and every API group, CRDs and aggregated APIs included. */
+async function servedResources(): Promise<Served[]> {
+  const accept = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList';
+  const out: Served[] = [];
+  for (const path of ['/api', '/apis']) {
+    const list = await getJson(path, accept);
+    expect(list.kind).toBe('APIGroupDiscoveryList');
+    for (const g of list.items) {
+      for (const v of g.versions) {
+        for (const r of v.resources ?? []) {
+          out.push({ group: g.metadata.name ?? '', resource: r.resource, singular: r.singularResource || r.responseKind.kind.toLowerCase(), shortNames: r.shortNames ?? [] });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** The names kubectl resolves for a resource: plural, singular, short names. */
+const namesOf = (r: Served) => [r.resource, r.singular, ...r.shortNames];
+
+/** `name` collides with every resource outside kiln.dev answering to it (as `group/resource: the name`). */
+function collisions(name: string, served: Served[]): string[] {
+  return [...new Set(served.filter((r) => r.group !== 'kiln.dev' && namesOf(r).includes(name)).map((r) => `${r.group || 'core'}/${r.resource}`))];
+}
+
+describe('short names on the real API server', () => {
+  let served: Served[];
+  beforeAll(async () => {
+    served = await servedResources();
+  });
+
+  it('discovery serves the short names crds/ declares (DirectoryService: dirsvc, not ds)', () => {
+    for (const def of KINDS) {
+      const r = served.find((s) => s.group === 'kiln.dev' && s.resource === def.plural);
+      expect(r?.shortNames.sort(), def.kind).toEqual([...def.shortNames].sort());
+    }
+    expect(served.find((s) => s.group === 'kiln.dev' && s.resource === 'directoryservices')!.shortNames).toEqual(['dirsvc']);
+  });
+
+  it('the check finds a collision where there is one (ds is DaemonSets\' short name)', () => {
+    expect(collisions('ds', served)).toContain('apps/daemonsets');
+    expect(collisions('svc', served)).toContain('core/services');
+    expect(collisions('deployment', served)).toContain('apps/deployments');
+  });
+
+  it('no kiln short name is the name, plural, singular or short name of any other resource served', () => {
+    expect(served.filter((s) => s.group !== 'kiln.dev').length).toBeGreaterThan(40);
+    const found = KINDS.flatMap((def) => def.shortNames.flatMap((n) => collisions(n, served).map((c) => `${def.kind} ${n}: ${c}`)));
+    expect(found).toEqual([]);
+    // ...nor another kiln kind's.
+    const kiln = served.filter((s) => s.group === 'kiln.dev');
+    for (const r of kiln) {
+      for (const n of r.shortNames) expect(kiln.filter((o) => o !== r && namesOf(o).includes(n)).map((o) => o.resource), n).toEqual([]);
+    }
+  });
+
+  it('kubectl get ds means DaemonSets, with no warning about directoryservices', async () => {
+    const r = await cp.kubectl(['get', 'ds', '-A']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/directoryservice|could also match/);
+  });
+});
+
+describe('API conventions at admission', () => {
+  for (const c of OLD_SPELLINGS) {
+    it(`${c.kind} ${c.field}: "${c.old}" is refused offline and at admission, naming "${c.now}"`, async () => {
+      const offline = validate(c.doc);
+      expect(!offline.ok && offline.errors).toEqual([{ path: c.field, message: `Invalid value: ${c.message}` }]);
+      const r = await dryRunApply(c.doc);
+      expect(r.code, r.stdout).not.toBe(0);
+      expect(r.stderr).toContain(`${c.field}: Invalid value: "string": ${c.message}`);
+      // The new spelling is admitted.
+      const fixed = JSON.parse(JSON.stringify(c.doc).replace(`"${c.old}"`, `"${c.now}"`));
+      const ok = await dryRunApply(fixed);
+      expect(ok.stderr).toBe('');
+      expect(ok.code).toBe(0);
+    });
+  }
+
+  it('PostgresInstance version is a range of majors: 14 and 18 admitted, 13 and 100 refused (as offline)', async () => {
+    const pg = (name: string, version: number) => ({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name, namespace: 'default' }, spec: { version } });
+    for (const v of [14, 18]) {
+      expect(validate(pg(`pg-v${v}`, v)).ok).toBe(true);
+      const r = await dryRunApply(pg(`pg-v${v}`, v));
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+    }
+    for (const [v, bound] of [[13, 'greater than or equal to 14'], [100, 'less than or equal to 99']] as const) {
+      expect(validate(pg(`pg-v${v}`, v))).toEqual({ ok: false, errors: [{ path: 'spec.version', message: `Invalid value: should be ${bound}` }] });
+      const r = await dryRunApply(pg(`pg-v${v}`, v));
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain(`spec.version: Invalid value: ${v}: spec.version in body should be ${bound}`);
+    }
   });
 });
 

@@ -99,7 +99,7 @@ describe('the production build (what the image runs)', () => {
     expect((await httpGet(healthPort, '/healthz')).status).toBe(200);
     expect((await httpGet(healthPort, '/readyz')).status).toBe(200);
     const metrics = (await httpGet(metricsPort, '/metrics')).body;
-    expect(metrics).toMatch(/^kiln_reconcile_total\{kind="DirectoryService",outcome="success"\} [1-9]/m);
+    expect(metrics).toMatch(/^controller_runtime_reconcile_total\{controller="directoryservice",result="(success|requeue_after)"\} [1-9]/m);
     expect(metrics).toContain(`kiln_build_info{version="${JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).version}",component="controller"} 1`);
     // JSON logs, nothing on stdout, no TypeScript loader anywhere.
     expect(p.lines.filter((l) => l.startsWith('{')).length).toBeGreaterThan(0);
