@@ -6,6 +6,7 @@ import type { KilnResource, RenderContext } from '../charts/types.js';
 import type { DiffTarget, ResourceDiff } from '../controller/diff.js';
 import type { KubeClient } from '../controller/client.js';
 import type { KubeObject } from '../controller/informer.js';
+import type { Warning } from '../lib/synth.js';
 
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 
@@ -71,6 +72,7 @@ export async function runDiff(inputs: string[], opts: DiffOptions, stdout: NodeJ
   if (!opts.fromCluster) {
     const read = await targetsFromFiles(inputs, opts.namespace[0]);
     if ('error' in read) return fail(read.error);
+    for (const w of read.warnings) stderr.write(`${w.file} [document ${w.index}]: warning: ${w.message}\n`);
     for (const line of read.problems) stderr.write(`${line}\n`);
     errors += read.problems.length;
     targets = read.targets;
@@ -106,7 +108,7 @@ export async function runDiff(inputs: string[], opts: DiffOptions, stdout: NodeJ
 }
 
 /** Files and directories -> validated resources, as `kiln synth` reads and checks them. */
-async function targetsFromFiles(inputs: string[], namespace: string | undefined): Promise<{ targets: DiffTarget[]; problems: string[] } | { error: string }> {
+async function targetsFromFiles(inputs: string[], namespace: string | undefined): Promise<{ targets: DiffTarget[]; problems: string[]; warnings: Warning[] } | { error: string }> {
   const { collectInputs } = await import('../lib/synth.js');
   const { validate } = await import('../validate/index.js');
   let collected;
@@ -132,7 +134,7 @@ async function targetsFromFiles(inputs: string[], namespace: string | undefined)
     if (!resource.metadata.namespace) resource.metadata = { ...resource.metadata, namespace: namespace ?? 'default' };
     targets.push({ resource, context: item.context as RenderContext });
   }
-  return { targets, problems };
+  return { targets, problems, warnings: collected.warnings };
 }
 
 /** Every kiln resource in the namespaces (all when none), validated as the reconciler validates it. */

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { writePreview } from '../gitops/preview.js';
 import { checkLayoutOptions, type LayoutOptions } from '../gitops/layout.js';
 import type { SynthReport } from '../lib/synth.js';
@@ -14,12 +14,66 @@ export function printProblems(report: SynthReport, stream: NodeJS.WritableStream
   }
 }
 
+/** `--report json`: what `kiln synth` did, for a program to read. Version 1 of this shape. */
+export interface JsonReport {
+  /** The shape's version; fields are only ever added to version 1. */
+  reportVersion: 1;
+  /** 0: every resource rendered; 1: some invalid (nothing written unless --continue-on-error). */
+  exitCode: 0 | 1;
+  /** The output directory, "-" for standard output, or the --git work tree's directory. */
+  output: string;
+  /** Each resource rendered, in output order, with the file written for it (no file on standard output; with --git, the files only). */
+  written: { resource?: string; file?: string }[];
+  /** With --git: files removed from the work tree. */
+  deleted?: string[];
+  /** One per error: the input file, the document's position in it (from 0), the resource, the field path ("" for the whole document) and the message. */
+  errors: { file: string; document: number; resource?: string; field: string; message: string }[];
+  /** Documents that look like kiln resources but are not (errors instead with --strict). */
+  warnings: { file: string; document: number; message: string }[];
+  /** Valid resources that render nothing offline, and why. */
+  notes: { file: string; document: number; resource: string; message: string }[];
+  /** Documents that are not kiln resources (read as inputs: ConfigMaps, Namespaces). */
+  otherDocuments: number;
+}
+
+interface SynthFlags {
+  output: string;
+  stdout?: boolean;
+  report: 'text' | 'json';
+  strict: boolean;
+  continueOnError: boolean;
+  clean: boolean;
+  jobs?: number;
+  quiet: boolean;
+  outputFromEnv: boolean;
+  git?: string;
+  cluster: string;
+  basePath: string;
+}
+
+const HELP_AFTER = `
+Output: one file per resource, <output>/<namespace>/<kind>/<name>.k8s.yaml. With -o - (or
+--stdout), one multi-document YAML stream on standard output instead, in the order of those
+files (by namespace, then kind, then name, in code-point order), each resource's objects in
+the order of its file; every message goes to standard error.
+
+--report json prints one JSON object (JsonReport in cli/synth-command.ts: exitCode, output,
+written, errors with file, document, field and message, warnings, notes) on standard output,
+or on standard error with -o -, in place of the text messages.
+
+Exit status: 0 every resource rendered; 1 some resource invalid (or, with --strict, a
+document that looks like a kiln resource but is not); 2 usage error or an input that cannot
+be read.`;
+
 export function registerSynth(program: Command): void {
   program
     .command('synth')
     .description('Render kiln resources from YAML files or directories into one YAML file per resource, offline.')
     .argument('[inputs...]', 'files or directories of YAML documents (kiln resources, plus the ConfigMaps and Namespaces a ConfigMapSync reads)', ['examples'])
-    .option('-o, --output <dir>', 'output directory', 'dist')
+    .option('-o, --output <dir>', 'output directory; "-" writes one YAML stream to standard output', 'dist')
+    .addOption(new Option('--stdout', 'write one YAML stream to standard output (the same as -o -)').conflicts(['output', 'git']))
+    .addOption(new Option('--report <format>', 'text: messages for a person on standard error; json: one JSON object (see below)').choices(['text', 'json']).default('text'))
+    .option('--strict', 'a document that looks like a kiln resource but is not (a group such as kilm.dev, a kiln kind with no apiVersion) is an error, not a warning', false)
     .option('--continue-on-error', 'render the valid resources even when some are invalid (still exits 1)', false)
     .option('--clean', 'empty the output directory first', false)
     .option('-j, --jobs <n>', 'worker threads (default: one per core for large inputs)', wholeNumber(1))
@@ -28,7 +82,12 @@ export function registerSynth(program: Command): void {
     .option('--cluster <name>', 'with --git: the cluster directory', 'default')
     .option('--base-path <path>', 'with --git: the directory kiln owns in the repository', 'clusters')
     .option('--output-from-env', 'take the output directory from CDK8S_OUTDIR and the inputs from KILN_INPUT (as `cdk8s synth` runs its app)', false)
-    .action(async (inputs: string[], opts: { output: string; continueOnError: boolean; clean: boolean; jobs?: number; quiet: boolean; outputFromEnv: boolean; git?: string; cluster: string; basePath: string }) => {
+    .addHelpText('after', HELP_AFTER)
+    .action(async (inputs: string[], opts: SynthFlags, cmd: Command) => {
+      if (opts.stdout) opts.output = '-';
+      if (opts.git && opts.output === '-' && cmd.getOptionValueSource('output') === 'cli') {
+        cmd.error("error: option '--git <dir>' cannot be used with '-o -': --git writes files into the work tree", { exitCode: 2, code: 'kiln.conflictingOption' });
+      }
       let layout: LayoutOptions | undefined;
       let staging: string | undefined;
       if (opts.git) {
@@ -51,11 +110,17 @@ export function registerSynth(program: Command): void {
     });
 }
 
-async function runSynth(inputs: string[], opts: { output: string; continueOnError: boolean; clean: boolean; jobs?: number; quiet: boolean; outputFromEnv: boolean; git?: string }, layout: LayoutOptions | undefined): Promise<void> {
+async function runSynth(inputs: string[], opts: SynthFlags, layout: LayoutOptions | undefined): Promise<void> {
   if (opts.outputFromEnv) {
     if (!opts.git) opts.output = process.env['CDK8S_OUTDIR'] ?? opts.output;
     if (process.env['KILN_INPUT']) inputs = process.env['KILN_INPUT'].split(':');
   }
+  const toStdout = opts.output === '-';
+  const json = opts.report === 'json';
+  // Messages for a person: none in json mode (the report says it all).
+  const say = (line: string) => {
+    if (!json) process.stderr.write(`${line}\n`);
+  };
   const started = performance.now();
   // Loaded on use: `kiln --help` and `kiln controller` need none of the renderer.
   const { synth } = await import('../lib/synth.js');
@@ -63,6 +128,8 @@ async function runSynth(inputs: string[], opts: { output: string; continueOnErro
   const report = await synth({
     inputs,
     outDir: opts.output,
+    stream: toStdout ? process.stdout : undefined,
+    strict: opts.strict,
     continueOnError: opts.continueOnError,
     clean: opts.clean,
     jobs: opts.jobs,
@@ -70,22 +137,43 @@ async function runSynth(inputs: string[], opts: { output: string; continueOnErro
       const now = performance.now();
       if (total >= 1000 && !opts.quiet && (now - lastProgress > 500 || done === total)) {
         lastProgress = now;
-        process.stderr.write(`rendered ${done}/${total}\n`);
+        say(`rendered ${done}/${total}`);
       }
     },
   });
+  const exitCode = report.problems.length > 0 ? 1 : 0;
+  let where = toStdout ? 'standard output' : opts.output;
+  let preview: ReturnType<typeof writePreview> | undefined;
+  if (opts.git && layout && (report.problems.length === 0 || opts.continueOnError)) {
+    preview = writePreview(opts.output, report.written, opts.git, layout);
+    where = `${join(opts.git, preview.path)} (${preview.written.length} files written, ${preview.deleted.length} removed; ${preview.empty} render no objects)`;
+  }
+  if (json) {
+    const out: JsonReport = {
+      reportVersion: 1,
+      exitCode,
+      output: opts.git && layout ? join(opts.git, layout.basePath, layout.cluster) : opts.output,
+      written: preview
+        ? preview.written.map((file) => ({ file: join(opts.git!, file) }))
+        : report.rendered,
+      ...(preview ? { deleted: preview.deleted.map((f) => join(opts.git!, f)) } : {}),
+      errors: report.problems.flatMap((p) => p.errors.map((e) => ({ file: p.file, document: p.index, ...(p.resource ? { resource: p.resource } : {}), field: e.path, message: e.message }))),
+      warnings: report.warnings.map((w) => ({ file: w.file, document: w.index, message: w.message })),
+      notes: report.notes.map((n) => ({ file: n.file, document: n.index, resource: n.resource, message: n.message })),
+      otherDocuments: report.other,
+    };
+    (toStdout ? process.stderr : process.stdout).write(`${JSON.stringify(out, null, 2)}\n`);
+    process.exitCode = exitCode;
+    return;
+  }
+  for (const w of report.warnings) process.stderr.write(`${w.file} [document ${w.index}]: warning: ${w.message}; --strict makes this an error\n`);
   printProblems(report);
   // Valid resources that render nothing offline (a ConfigMapSync without its source): one line each, not an error.
   if (!opts.quiet) for (const n of report.notes) process.stderr.write(`${n.file} [document ${n.index}] ${n.resource}: ${n.message}\n`);
-  let where = opts.output;
-  if (opts.git && layout && (report.problems.length === 0 || opts.continueOnError)) {
-    const preview = writePreview(opts.output, report.written, opts.git, layout);
-    where = `${join(opts.git, preview.path)} (${preview.written.length} files written, ${preview.deleted.length} removed; ${preview.empty} render no objects)`;
-  }
   const seconds = ((performance.now() - started) / 1000).toFixed(2);
   if (!opts.quiet) {
-    process.stderr.write(`${report.written.length} resources rendered into ${where} in ${seconds}s; ${report.problems.length} invalid\n`);
+    process.stderr.write(`${report.rendered.length} resources rendered into ${where} in ${seconds}s; ${report.problems.length} invalid\n`);
     if (report.problems.length > 0 && !opts.continueOnError) process.stderr.write('nothing written: fix the errors above, or pass --continue-on-error to render the valid resources\n');
   }
-  process.exitCode = report.problems.length > 0 ? 1 : 0;
+  process.exitCode = exitCode;
 }

@@ -27,3 +27,54 @@ export function readInputs(paths: string[]): InputDocument[] {
     parseYamlStream(readFileSync(file, 'utf8')).map((d) => ({ file, index: d.index, value: d.value, error: d.error })),
   );
 }
+
+const KILN_GROUP = 'kiln.dev';
+
+/** Edit distance with transpositions (optimal string alignment), stopping early past `limit`. */
+function distance(a: string, b: string, limit: number): number {
+  if (Math.abs(a.length - b.length) > limit) return limit + 1;
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * Why a document that is not a kiln resource looks as if it was meant to be one,
+ * or undefined: a group a typo away from kiln.dev (`kilm.dev/v1alpha1`,
+ * `Kiln.dev/v1alpha1`, `kiln.io/v1alpha1`), `kiln.dev` with no version, or one of
+ * kiln's kinds with no apiVersion or no group. Such a document would otherwise be
+ * taken silently as a plain input (context) and render nothing.
+ *
+ * A kiln kind in another group altogether (`example.com/v1` DataGrid) is someone
+ * else's resource, and not flagged; `kiln.dev/<another version>` is a kiln
+ * resource, and refused by validation.
+ */
+export function kilnLookalike(value: unknown, kinds: readonly string[], apiVersion: string): string | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const { apiVersion: av, kind } = value as { apiVersion?: unknown; kind?: unknown };
+  const kilnKind = typeof kind === 'string' ? kinds.find((k) => k.toLowerCase() === kind.toLowerCase()) : undefined;
+  const plain = 'so the document is read as a plain input and not rendered';
+  if (typeof av !== 'string' || av.trim() === '') {
+    return kilnKind ? `kind ${kind} is a kiln kind but the document has no apiVersion (kiln's is ${apiVersion}), ${plain}` : undefined;
+  }
+  if (av.startsWith(`${KILN_GROUP}/`)) return undefined; // a kiln resource; validation checks its version
+  const slash = av.indexOf('/');
+  // "kiln.dev" alone is a group without a version, not a core version.
+  const group = slash >= 0 ? av.slice(0, slash) : av.includes('.') ? av : '';
+  const g = group.toLowerCase();
+  if (g === KILN_GROUP || g === 'kiln' || g.startsWith('kiln.') || (g !== '' && distance(g, KILN_GROUP, 2) <= 2)) {
+    return `apiVersion ${av} is close to kiln's ${apiVersion} but not it, ${plain}`;
+  }
+  if (kilnKind && group === '') {
+    return `kind ${kind} is a kiln kind but apiVersion ${av} has no group (kiln's is ${apiVersion}), ${plain}`;
+  }
+  return undefined;
+}

@@ -4,14 +4,14 @@
  * Large inputs are spread over worker threads; the output does not depend on
  * how many.
  */
-import { availableParallelism } from 'node:os';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { KILN_API_VERSION } from '../charts/registry.js';
+import { KILN_API_VERSION, KIND_NAMES } from '../charts/registry.js';
 import type { KilnResource, RenderContext } from '../charts/types.js';
 import { contextFromObjects, type PlainObject } from './context.js';
-import { readInputs, type InputDocument } from './inputs.js';
+import { kilnLookalike, readInputs, type InputDocument } from './inputs.js';
 import { renderDocument } from './render-document.js';
 import type { FieldError } from '../validate/index.js';
 
@@ -24,6 +24,15 @@ export interface SynthOptions {
   jobs?: number;
   /** Remove outDir first. */
   clean?: boolean;
+  /**
+   * Write every rendered document to this stream as one multi-document YAML
+   * stream instead of files (outDir is not used): resources in the order of the
+   * files they would be written to (namespace, kind, name), each one's objects
+   * in the order of its file.
+   */
+  stream?: NodeJS.WritableStream;
+  /** Documents that look like kiln resources but are not (kilnLookalike) are errors, not warnings. */
+  strict?: boolean;
   onProgress?: (done: number, total: number) => void;
 }
 
@@ -41,8 +50,19 @@ export interface Note {
   message: string;
 }
 
+/** A document that looks like a kiln resource but is not one (see kilnLookalike); an error with `strict`. */
+export interface Warning {
+  file: string;
+  index: number;
+  message: string;
+}
+
 export interface SynthReport {
+  /** The files written (none when the output is a stream). */
   written: string[];
+  /** Each resource rendered, in output order, and its file (absent when the output is a stream). */
+  rendered: { resource: string; file?: string }[];
+  warnings: Warning[];
   problems: Problem[];
   /** Valid resources that render nothing offline, and why (not errors): a ConfigMapSync whose source is not among the inputs. */
   notes: Note[];
@@ -119,6 +139,39 @@ function publish(stagingDir: string, outDir: string, relatives: string[], clean:
 
 type Summary = NonNullable<WorkerReply['summary']>;
 
+/** The order of output files: by path segment (namespace, kind, name), in code-point order (as `LC_ALL=C sort` lists them). */
+export function compareOutputPaths(a: string, b: string): number {
+  const x = a.split('/');
+  const y = b.split('/');
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i]! < y[i]! ? -1 : 1;
+  }
+  return x.length - y.length;
+}
+
+/**
+ * Writes the staged files to a stream as one YAML stream, in output-file order.
+ * A file holds a header comment then its objects, separated by `---`; a file
+ * that holds only comments (a kind the agent carries out) gives no document: its
+ * comments lead the next document, or end the stream.
+ */
+async function emit(stagingDir: string, relatives: string[], stream: NodeJS.WritableStream): Promise<void> {
+  const write = (text: string) => (stream.write(text) ? Promise.resolve() : new Promise<void>((r) => stream.once('drain', () => r())));
+  let documents = 0;
+  let comments = '';
+  for (const rel of [...relatives].sort(compareOutputPaths)) {
+    const text = readFileSync(join(stagingDir, rel), 'utf8');
+    if (!/^(?!#|---\s*$)\S/m.test(text)) {
+      comments += text;
+      continue;
+    }
+    await write(`${documents > 0 ? '---\n' : ''}${comments}${text}`);
+    comments = '';
+    documents++;
+  }
+  if (comments) await write(comments);
+}
+
 /** Worker threads that load kiln while the caller is still reading its inputs. */
 function startWorkers(jobs: number): Worker[] {
   const fromSource = import.meta.url.endsWith('.ts');
@@ -187,6 +240,8 @@ export interface CollectedInputs {
   problems: Problem[];
   /** Documents that are not kiln resources. */
   other: number;
+  /** Documents that look like kiln resources but are not (with `strict`, they are problems instead). */
+  warnings: Warning[];
 }
 
 /**
@@ -195,15 +250,21 @@ export interface CollectedInputs {
  * problem), every other document is context (a ConfigMapSync's source and
  * Namespaces). Shared with `kiln diff`.
  */
-export function collectInputs(paths: string[]): CollectedInputs {
+export function collectInputs(paths: string[], o: { strict?: boolean } = {}): CollectedInputs {
   const docs = readInputs(paths);
   const problems: Problem[] = [];
+  const warnings: Warning[] = [];
   const plain: PlainObject[] = [];
   const candidates: InputDocument[] = [];
   for (const d of docs) {
     if (d.error) problems.push({ file: d.file, index: d.index, errors: [{ path: '', message: `YAML: ${d.error}` }] });
     else if (typeof (d.value as PlainObject)?.apiVersion === 'string' && (d.value as PlainObject).apiVersion!.startsWith('kiln.dev/')) candidates.push(d);
-    else plain.push(d.value as PlainObject);
+    else {
+      const lookalike = kilnLookalike(d.value, KIND_NAMES, KILN_API_VERSION);
+      if (lookalike && o.strict) problems.push({ file: d.file, index: d.index, resource: describe(d.value), errors: [{ path: 'apiVersion', message: `${lookalike}; --strict makes this an error` }] });
+      else if (lookalike) warnings.push({ file: d.file, index: d.index, message: lookalike });
+      plain.push(d.value as PlainObject);
+    }
   }
 
   // The same resource twice would overwrite its own output: refuse the later ones.
@@ -227,19 +288,24 @@ export function collectInputs(paths: string[]): CollectedInputs {
       : {},
     source: d,
   }));
-  return { items, problems, other: plain.length };
+  return { items, problems, other: plain.length, warnings };
 }
 
 async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthReport> {
-  const { items: sourced, problems, other } = collectInputs(options.inputs);
+  const { items: sourced, problems, other, warnings } = collectInputs(options.inputs, { strict: options.strict });
   const items: WorkItem[] = sourced.map(({ doc, context }) => ({ doc, context }));
   const unique = sourced.map((i) => i.source);
   const wanted = Math.max(1, options.jobs ?? Math.min(availableParallelism(), Math.floor(items.length / PER_WORKER_MINIMUM)));
   const workers = early.slice(0, wanted > 1 ? wanted : 0);
   await Promise.all(early.slice(workers.length).map((w) => w.terminate()));
 
-  mkdirSync(dirname(resolve(options.outDir)), { recursive: true });
-  const stagingDir = mkdtempSync(join(dirname(resolve(options.outDir)), `.${basename(options.outDir)}.staging-`));
+  let stagingDir: string;
+  if (options.stream) {
+    stagingDir = mkdtempSync(join(tmpdir(), 'kiln-synth-staging-'));
+  } else {
+    mkdirSync(dirname(resolve(options.outDir)), { recursive: true });
+    stagingDir = mkdtempSync(join(dirname(resolve(options.outDir)), `.${basename(options.outDir)}.staging-`));
+  }
   let summary: Summary;
   try {
     summary = workers.length > 1 ? await renderInWorkers(workers, items, stagingDir, options.onProgress) : await renderHere(items, stagingDir, options.onProgress);
@@ -248,22 +314,38 @@ async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthR
     throw err;
   }
 
-  const written: string[] = [];
+  let written: string[] = [];
+  let rendered: { resource: string; file?: string }[] = [];
   const notes: Note[] = [];
   summary.forEach((o, i) => {
     const d = unique[i]!;
     if ('errors' in o) problems.push({ file: d.file, index: d.index, resource: describe(d.value), errors: o.errors });
     else if ('note' in o) notes.push({ file: d.file, index: d.index, resource: describe(d.value)!, message: o.note });
-    else written.push(o.path);
+    else {
+      written.push(o.path);
+      rendered.push({ resource: describe(d.value) ?? o.path, file: o.path });
+    }
   });
-  if (problems.length === 0 || options.continueOnError) {
-    publish(stagingDir, options.outDir, written, Boolean(options.clean));
-  } else {
-    written.length = 0;
+  try {
+    if (problems.length === 0 || options.continueOnError) {
+      if (options.stream) await emit(stagingDir, written, options.stream);
+      else publish(stagingDir, options.outDir, written, Boolean(options.clean));
+    } else {
+      written.length = 0;
+      rendered.length = 0;
+    }
+  } finally {
+    rmSync(stagingDir, { recursive: true, force: true });
   }
-  rmSync(stagingDir, { recursive: true, force: true });
   problems.sort((a, b) => a.file.localeCompare(b.file) || a.index - b.index);
   options.onProgress?.(items.length, items.length);
-  for (let i = 0; i < written.length; i++) written[i] = join(options.outDir, written[i]!);
-  return { written, problems, notes, other };
+  rendered.sort((a, b) => compareOutputPaths(a.file!, b.file!));
+  if (options.stream) {
+    written = [];
+    rendered = rendered.map(({ resource }) => ({ resource }));
+  } else {
+    for (let i = 0; i < written.length; i++) written[i] = join(options.outDir, written[i]!);
+    for (const r of rendered) r.file = join(options.outDir, r.file!);
+  }
+  return { written, rendered, warnings, problems, notes, other };
 }

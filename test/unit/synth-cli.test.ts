@@ -4,8 +4,10 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, existsSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { synth } from '../../lib/synth.js';
-import { toYamlStream } from '../../lib/yaml.js';
+import { kilnLookalike } from '../../lib/inputs.js';
+import { compareOutputPaths, synth } from '../../lib/synth.js';
+import { KILN_API_VERSION, KIND_NAMES } from '../../charts/registry.js';
+import { parseYamlStream, toYamlStream } from '../../lib/yaml.js';
 import { examplesDir, INVALID } from './fixtures.js';
 
 const root = new URL('../../', import.meta.url).pathname;
@@ -116,5 +118,120 @@ describe('kiln synth', () => {
     writeFileSync(dup, toYamlStream([good, good]));
     const report = await synth({ inputs: [dup], outDir: join(tmp, 'dup-out') });
     expect(report.problems.map((p) => p.errors[0]!.message)).toEqual([expect.stringContaining('Duplicate value: DataGrid default/fine')]);
+  });
+});
+
+/** Every document of a YAML stream, as values (comments and headers aside). */
+const documents = (text: string) => parseYamlStream(text).map((d) => {
+  expect(d.error).toBeUndefined();
+  return d.value;
+});
+
+const nearMiss = join(tmp, 'near-miss.yaml');
+writeFileSync(nearMiss, toYamlStream([
+  { apiVersion: 'kilm.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'typo', namespace: 'default' }, spec: { cache: 'c' } },
+  { kind: 'CacheCluster', metadata: { name: 'no-api-version' }, spec: { size: 1 } },
+  { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'plain' } },
+  good,
+]));
+
+describe('kiln synth -o - and --report json', () => {
+  it('-o - writes one YAML stream to stdout: the documents of the files, in file order; no directory "-"', () => {
+    const out = join(tmp, 'stream-files');
+    const dir = kiln(['synth', examplesDir, '-o', out]);
+    expect(dir.status, dir.stderr).toBe(0);
+    const fileOrder = files(out).sort(compareOutputPaths);
+    // The order kiln synth documents: by namespace, kind, name, in code-point order.
+    expect(fileOrder).toEqual([...fileOrder].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    const expected = fileOrder.flatMap((f) => documents(readFileSync(join(out, f), 'utf8')));
+
+    const r = kiln(['synth', examplesDir, '-o', '-']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(existsSync(join(tmp, '-'))).toBe(false);
+    const streamed = documents(r.stdout);
+    expect(streamed.length).toBeGreaterThan(10);
+    expect(streamed).toEqual(expected);
+    // Messages stay on stderr.
+    expect(r.stderr).toMatch(/^\d+ resources rendered into standard output in /m);
+    expect(r.stdout).not.toMatch(/resources rendered/);
+
+    const alias = kiln(['synth', examplesDir, '--stdout', '-q']);
+    expect(alias.status, alias.stderr).toBe(0);
+    expect(alias.stdout).toBe(r.stdout);
+    expect(alias.stderr).toBe('');
+  });
+
+  it('--report json: written, and each error with file, document, field and message; exit 1', () => {
+    const out = join(tmp, 'report-out');
+    const r = kiln(['synth', badFile, nearMiss, '-o', out, '--continue-on-error', '--report', 'json']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe('');
+    const report = JSON.parse(r.stdout);
+    expect(Object.keys(report).sort()).toEqual(['errors', 'exitCode', 'notes', 'otherDocuments', 'output', 'reportVersion', 'warnings', 'written']);
+    expect(report).toMatchObject({ reportVersion: 1, exitCode: 1, output: out, otherDocuments: 3 });
+    expect(report.written).toEqual([{ resource: 'DataGrid default/fine', file: join(out, 'default/datagrid/fine.k8s.yaml') }]);
+    expect(report.errors.length).toBeGreaterThanOrEqual(bad.length);
+    for (const [i, b] of bad.entries()) {
+      expect(report.errors).toContainEqual(expect.objectContaining({ file: badFile, document: i, field: b.field, message: expect.any(String) }));
+    }
+    for (const e of report.errors) expect(Object.keys(e).sort()).toEqual(expect.arrayContaining(['document', 'field', 'file', 'message']));
+    expect(report.warnings.map((w: { file: string; document: number }) => [w.file, w.document])).toEqual([[nearMiss, 0], [nearMiss, 1]]);
+  });
+
+  it('--report json with -o -: the documents on stdout, the report on stderr', () => {
+    const r = kiln(['synth', nearMiss, '-o', '-', '--report', 'json']);
+    expect(r.status, r.stderr).toBe(0);
+    expect(documents(r.stdout).map((d) => (d as { kind: string }).kind)).toEqual(['ConfigMap']);
+    const report = JSON.parse(r.stderr);
+    expect(report).toMatchObject({ exitCode: 0, output: '-', written: [{ resource: 'DataGrid default/fine' }], errors: [] });
+    expect(report.written[0]).not.toHaveProperty('file');
+  });
+});
+
+describe('documents that look like kiln resources but are not', () => {
+  it('a warning each (file, document, why); with --strict an error, exit 1 and nothing written', () => {
+    const out = join(tmp, 'near-out');
+    const r = kiln(['synth', nearMiss, '-o', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`${nearMiss} [document 0]: warning: apiVersion kilm.dev/v1alpha1 is close to kiln's kiln.dev/v1alpha1 but not it`);
+    expect(r.stderr).toContain(`${nearMiss} [document 1]: warning: kind CacheCluster is a kiln kind but the document has no apiVersion`);
+    expect(r.stderr).not.toContain('[document 2]');
+    expect(files(out)).toEqual(['default/datagrid/fine.k8s.yaml']);
+
+    const strictOut = join(tmp, 'near-strict');
+    const s = kiln(['synth', nearMiss, '-o', strictOut, '--strict']);
+    expect(s.status).toBe(1);
+    expect(s.stderr).toMatch(new RegExp(`^${nearMiss.replace(/[.]/g, '\\.')} \\[document 0\\] DataGrid default/typo: apiVersion: apiVersion kilm\\.dev/v1alpha1 is close`, 'm'));
+    expect(s.stderr).toMatch(/\[document 1\] CacheCluster default\/no-api-version: apiVersion: kind CacheCluster is a kiln kind/);
+    expect(s.stderr).not.toContain('warning:');
+    expect(files(strictOut)).toEqual([]);
+  });
+
+  it.each([
+    ['kilm.dev/v1alpha1', 'DataGrid', /close to kiln's/],
+    ['Kiln.dev/v1alpha1', 'DataGrid', /close to kiln's/],
+    ['kiln.io/v1alpha1', 'Anything', /close to kiln's/],
+    ['kiln.dve/v1', 'DataGrid', /close to kiln's/],
+    ['kiln.dev', 'DataGrid', /close to kiln's/],
+    [undefined, 'PostgresInstance', /no apiVersion/],
+    [undefined, 'postgresinstance', /no apiVersion/],
+    ['v1alpha1', 'DirectoryService', /has no group/],
+    ['v1', 'ConfigMapSync', /has no group/],
+  ])('flags apiVersion %j kind %s', (apiVersion, kind, why) => {
+    expect(kilnLookalike({ apiVersion, kind, metadata: { name: 'x' } }, KIND_NAMES, KILN_API_VERSION)).toMatch(why);
+  });
+
+  it.each([
+    ['v1', 'ConfigMap'],
+    ['v1', 'Namespace'],
+    ['apps/v1', 'StatefulSet'],
+    ['example.com/v1', 'DataGrid'],
+    ['kind.x-k8s.io/v1alpha4', 'Cluster'],
+    ['k8s.dev/v1', 'Thing'],
+    [undefined, 'List'],
+    ['kiln.dev/v1alpha1', 'DataGrid'],
+    ['kiln.dev/v1beta1', 'DataGrid'],
+  ])('leaves apiVersion %j kind %s alone', (apiVersion, kind) => {
+    expect(kilnLookalike({ apiVersion, kind, metadata: { name: 'x' } }, KIND_NAMES, KILN_API_VERSION)).toBeUndefined();
   });
 });
