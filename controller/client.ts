@@ -35,14 +35,21 @@ export class ApiError extends Error {
     super(message);
     this.name = 'ApiError';
   }
+
+  /** Set on a 401 when the client's credentials renew (exec plugin, oidc, token file): retrying is worth it. */
+  renewableCredentials?: boolean;
 }
 
 export const isNotFound = (e: unknown) => e instanceof ApiError && e.status === 404;
 export const isConflict = (e: unknown) => e instanceof ApiError && e.status === 409;
 export const isGone = (e: unknown) => e instanceof ApiError && e.status === 410;
 export const isForbidden = (e: unknown) => e instanceof ApiError && (e.status === 403 || e.status === 401);
-/** Errors that retrying will not fix: the request itself is wrong. */
-export const isPermanent = (e: unknown) => e instanceof ApiError && [400, 403, 401, 404, 405, 409, 413, 415, 422].includes(e.status);
+/**
+ * Errors that retrying will not fix: the request itself is wrong. A 401 is one
+ * only for a fixed credential: one that renews (exec plugin, oidc, token file)
+ * has been re-obtained after the 401, so the retry may well succeed.
+ */
+export const isPermanent = (e: unknown) => e instanceof ApiError && [400, 403, 401, 404, 405, 409, 413, 415, 422].includes(e.status) && !(e.status === 401 && e.renewableCredentials);
 
 /** Token bucket: `qps` requests per second on average, bursts of up to `burst`. */
 export class RateLimiter {
@@ -218,7 +225,9 @@ export class KubeClient {
       } catch {
         // not a Status object
       }
-      throw new ApiError(status, reason, `${method} ${path}: ${status} ${message}`, method, path, detail);
+      const error = new ApiError(status, reason, `${method} ${path}: ${status} ${message}`, method, path, detail);
+      if (status === 401) error.renewableCredentials = this.credentials.renewable;
+      throw error;
     }
     return (text ? JSON.parse(text) : {}) as T;
   }
@@ -287,7 +296,9 @@ export class KubeClient {
       if (code !== 200) {
         const text = await readText(response);
         if (code === 401) await this.credentials.unauthorized(auth);
-        throw new ApiError(code, String(code), `WATCH ${path}: ${code} ${text.slice(0, 500)}`, 'GET', path);
+        const error = new ApiError(code, String(code), `WATCH ${path}: ${code} ${text.slice(0, 500)}`, 'GET', path);
+        if (code === 401) error.renewableCredentials = this.credentials.renewable;
+        throw error;
       }
       const body = response;
       // Errors reach us through the line iterator; once we stop reading, the

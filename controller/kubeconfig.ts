@@ -145,6 +145,11 @@ export class Credentials {
     this.oidc = config.oidc && !staticCreds && !this.execAuth ? new OidcAuthProvider(config.oidc.config, { persistTo: config.oidc.persistTo, base: config.oidc.base }) : undefined;
   }
 
+  /** Whether a refused credential can be replaced by another (exec plugin, oidc refresh, a token file re-read). */
+  get renewable(): boolean {
+    return !!(this.execAuth || this.oidc || this.config.tokenFile);
+  }
+
   /** What the next request sends (runs the exec plugin or refreshes the oidc token when needed). */
   async get(): Promise<Auth> {
     if (this.execAuth) {

@@ -197,10 +197,16 @@ describe('oidc auth-provider', () => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c)).on('end', () => {
         const origin = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
-        if (req.url === '/.well-known/openid-configuration') return res.end(JSON.stringify({ issuer: origin, token_endpoint: `${origin}/token` }));
+        if (req.url === '/.well-known/openid-configuration') {
+          res.end(JSON.stringify({ issuer: origin, token_endpoint: `${origin}/token` }));
+          return;
+        }
         seen.push({ auth: req.headers.authorization, body: Buffer.concat(chunks).toString() });
         const form = new URLSearchParams(Buffer.concat(chunks).toString());
-        if (form.get('refresh_token') !== `refresh-${refreshed}`) return res.writeHead(400).end(JSON.stringify({ error: 'invalid_grant', error_description: 'refresh token reused' }));
+        if (form.get('refresh_token') !== `refresh-${refreshed}`) {
+          res.writeHead(400).end(JSON.stringify({ error: 'invalid_grant', error_description: 'refresh token reused' }));
+          return;
+        }
         refreshed++;
         res.end(JSON.stringify({ id_token: jwt(2_000_000_000), refresh_token: `refresh-${refreshed}`, access_token: 'a' }));
       });
