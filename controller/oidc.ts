@@ -14,10 +14,10 @@
  *
  * Why not @kubernetes/client-node's OpenIDConnectAuth: importing
  * `dist/oidc_auth.js` pulls in its config.js (the whole library) and
- * openid-client: +66 MiB RSS and +22 MiB heap, measured (Node 24, after GC,
- * median of 5, in a process already holding the ESM loader, node:https and
- * js-yaml), a third of the controller's 190 MiB budget. This file is
- * node:https and the token grant, nothing else.
+ * openid-client: +55 MiB RSS and +20 MiB heap, measured with
+ * bench/auth-memory.ts (Node 24, after GC, median of 5 fresh processes already
+ * holding what kiln's controller holds), more than a quarter of the
+ * controller's 190 MiB budget. This file is node:https and the token grant.
  */
 import { readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
