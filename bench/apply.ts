@@ -274,7 +274,7 @@ function tailOf(file: string, lines = 30): string {
   }
 }
 
-/** warn/error lines in a controller log (pino JSON: level 40 and 50), by message. */
+/** warn/error lines in a controller log (JSON lines with the level's name, lib/log.ts), by message. */
 function logProblems(file: string): { count: number; byMessage: Record<string, number>; samples: string[] } {
   const byMessage: Record<string, number> = {};
   const samples: string[] = [];
@@ -282,10 +282,10 @@ function logProblems(file: string): { count: number; byMessage: Record<string, n
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     if (!line.trim()) continue;
     try {
-      const entry = JSON.parse(line) as { level?: number; msg?: string };
-      if ((entry.level ?? 0) < 40) continue;
+      const entry = JSON.parse(line) as { level?: string; msg?: string };
+      if (!['warn', 'error', 'fatal'].includes(entry.level ?? '')) continue;
       n++;
-      const key = `${entry.level === 40 ? 'warn' : 'error'}: ${entry.msg}`;
+      const key = `${entry.level === 'warn' ? 'warn' : 'error'}: ${entry.msg}`;
       byMessage[key] = (byMessage[key] ?? 0) + 1;
       if (samples.length < 5) samples.push(line.slice(0, 1000));
     } catch {

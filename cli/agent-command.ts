@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import type { LogLevel } from '../lib/log.js';
+import type { LogFormat, LogLevel } from '../lib/log.js';
 import { logLevelOption } from './controller-command.js';
-import { addRuntimeOptions, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
+import { addRuntimeOptions, logFormatOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
 
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 const repeat = (v: string, prev: string[]) => [...prev, v];
@@ -21,6 +21,7 @@ export function registerAgent(program: Command, version: string): void {
     .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, []);
   addRuntimeOptions(command, { leaseName: 'kiln-agent' })
     .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .action(async (opts, cmd: Command) => {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln agent: ${w}\n`);
@@ -30,7 +31,7 @@ export function registerAgent(program: Command, version: string): void {
       const { newLogger } = await import('../lib/log.js');
       const { instrumentClient, recordAgentTask, setLeaderCheck } = await import('../lib/metrics.js');
       const { startHttpServers } = await import('../lib/http-server.js');
-      const log = newLogger(opts.logLevel as LogLevel, 'kiln-agent');
+      const log = newLogger(opts.logLevel as LogLevel, 'kiln-agent', opts.logFormat as LogFormat | undefined);
       const fail = (message: string): never => {
         process.stderr.write(`kiln agent: ${message}\n`);
         process.exit(2);

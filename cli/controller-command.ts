@@ -1,11 +1,11 @@
 import { Option, type Command } from 'commander';
-import type { LogLevel } from '../lib/log.js';
+import type { LogFormat, LogLevel } from '../lib/log.js';
 import type { GitSinkOptions } from '../controller/git-sink.js';
-import { addRuntimeOptions, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
+import { addRuntimeOptions, logFormatOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
 
 /** --log-level, the same on every long-running command: pino levels, JSON lines on stderr. */
 export function logLevelOption(): Option {
-  return new Option('--log-level <level>', 'least severe level logged; logs are JSON lines on stderr').choices(['debug', 'info', 'warn', 'error']).default('info');
+  return new Option('--log-level <level>', 'least severe level logged; logs go to stderr (see --log-format)').choices(['debug', 'info', 'warn', 'error']).default('info');
 }
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 
@@ -23,6 +23,7 @@ export function registerController(program: Command, version: string): void {
     .option('--resync <seconds>', 'reconcile every resource again this often (0: never)', wholeNumber(0), 300);
   addRuntimeOptions(command, { leaseName: 'kiln-controller', bindAddressAlias: true })
     .addOption(logLevelOption())
+    .addOption(logFormatOption())
     .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line')
     .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
     .option('--review', 'git mode: push to a review branch (<branch>-next unless --review-branch) and open or update a pull request into --branch', false)
@@ -43,7 +44,7 @@ export function registerController(program: Command, version: string): void {
       const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
       const { Manager } = await import('../controller/manager.js');
       const { newLogger } = await import('../lib/log.js');
-      const log = newLogger(opts.logLevel as LogLevel, 'kiln-controller');
+      const log = newLogger(opts.logLevel as LogLevel, 'kiln-controller', opts.logFormat as LogFormat | undefined);
       if (opts.mode !== 'apply' && opts.mode !== 'git') {
         process.stderr.write(`kiln controller: --mode must be apply or git (got ${JSON.stringify(opts.mode)})\n`);
         process.exit(2);

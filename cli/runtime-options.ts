@@ -199,3 +199,8 @@ export async function startupFailure(err: unknown): Promise<string | undefined> 
   }
   return undefined;
 }
+
+/** --log-format, the same on every long-running command (lib/log.ts). */
+export function logFormatOption(): Option {
+  return new Option('--log-format <format>', 'console: one readable line per entry (local time, colour); json: one JSON object per line with an ISO 8601 "time" and the level\'s name, for log collectors (default: console when stderr is a terminal, json otherwise)').choices(['console', 'json']);
+}

@@ -23,6 +23,7 @@ import { GitSink, type GitSinkOptions } from './git-sink.js';
 import { CHILD_KINDS, KILN_KINDS } from './resources.js';
 import { childCodec, PART_OF, projectChild } from './applyset.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../charts/shared/labels.js';
+import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -115,7 +116,8 @@ export class Manager {
       version: opts.version,
       log: opts.log,
     });
-    this.queue = new WorkQueue(async (key) => {
+    // Every line logged during a reconcile carries its kind, namespace, name and a reconcileID.
+    this.queue = new WorkQueue((key) => withLogFields(reconcileFields(key), async () => {
       const started = performance.now();
       const r = await this.reconciler.reconcile(key);
       this.reconciles++;
@@ -123,8 +125,8 @@ export class Manager {
         opts.log('info', 'reconciled', { key, applied: r.applied, pruned: r.pruned, statusWritten: r.statusWritten, ms: Math.round(performance.now() - started) });
       }
       return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
-    }, { concurrency: opts.concurrency });
-    this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'reconcile failed', { key, error: err instanceof Error ? err.message : String(err), retryInMs });
+    }), { concurrency: opts.concurrency });
+    this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'reconcile failed', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err), retryInMs });
   }
 
   /** One informer per namespace: a lookup by kind goes to the right one. */

@@ -38,10 +38,10 @@ function kiln(command: Command, args: string[], env: NodeJS.ProcessEnv = {}): Ki
   return Object.assign(p, { startedAt });
 }
 
-/** JSON log lines at warn (40) or above. */
+/** JSON log lines at warn or above (lib/log.ts names the level). */
 const warnings = (lines: string[]) => lines.filter((l) => {
   try {
-    return (JSON.parse(l) as { level: number }).level >= 40;
+    return ['warn', 'error', 'fatal'].includes((JSON.parse(l) as { level: string }).level);
   } catch {
     return false;
   }
