@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { buildProgram } from '../../cli/program.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const run = promisify(execFile);
@@ -60,5 +61,20 @@ describe('kiln --help', () => {
       expect(deprecated, c).toEqual(c === 'controller' ? ['--no-leader-elect', '--metrics-port', '--health-port', '--bind-address'] : ['--no-leader-elect', '--metrics-port', '--health-port']);
       for (const flag of deprecated) expect(current, `${c} ${flag}`).not.toContain(flag);
     }
+  });
+});
+
+describe('README: Command-line flags', () => {
+  it.each(['controller', 'agent', 'synth', 'diff', 'install', 'gitops bootstrap'])('the table of kiln %s lists exactly its current flags', (command) => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const heading = `#### kiln ${command}\n`;
+    const at = readme.indexOf(heading);
+    expect(at, heading).toBeGreaterThan(0);
+    const table = readme.slice(at + heading.length).split(/\n\n(?!\|)/)[0]!.split(/\n#/)[0]!;
+    const rows = [...table.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]!.replace(/\\\|/g, '|'));
+    let cmd = buildProgram();
+    for (const name of command.split(' ')) cmd = cmd.commands.find((c) => c.name() === name)!;
+    const current = cmd.options.filter((o) => !o.hidden && !o.helpGroupHeading?.startsWith('Deprecated')).map((o) => o.flags);
+    expect(rows).toEqual(current);
   });
 });
