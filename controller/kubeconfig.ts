@@ -4,7 +4,7 @@
  * http://localhost:8080.
  *
  * kiln reads kubeconfig files itself (no @kubernetes/client-node in the
- * controller: importing it costs ~80 MiB of memory). What kubectl accepts:
+ * controller: importing it costs 60-80 MiB of memory; bench/auth-memory.ts). What kubectl accepts:
  * a bearer token (inline or `tokenFile`, re-read as it rotates), a client
  * certificate and key (inline or files), basic auth; exec credential plugins
  * (./exec-credential.ts: EKS, GKE, AKS kubelogin, Teleport, Pinniped) and the

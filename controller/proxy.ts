@@ -142,6 +142,8 @@ export function openTunnel(proxy: URL, host: string, port: number, timeoutMs = 3
       socket.setTimeout(0);
       socket.removeAllListeners('error');
       socket.removeAllListeners('data');
+      // From here the tunnel's errors end it: whoever reads it (TLS, or http) sees it close.
+      socket.on('error', () => socket.destroy());
       resolve(socket);
     };
     const user = decodeURIComponent(proxy.username);
