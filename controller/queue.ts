@@ -62,6 +62,13 @@ export class WorkQueue {
       return;
     }
     if (this.queued.has(key)) return;
+    this.enqueue(key);
+    this.added(key);
+    this.pump();
+  }
+
+  /** Into the waiting line now, cancelling a delayed add of the same key. */
+  private enqueue(key: string): void {
     const timer = this.delayed.get(key);
     if (timer) {
       clearTimeout(timer);
@@ -69,8 +76,6 @@ export class WorkQueue {
     }
     this.queued.add(key);
     this.waiting.push(key);
-    this.added(key);
-    this.pump();
   }
 
   addAfter(key: string, ms: number): void {
@@ -150,15 +155,7 @@ export class WorkQueue {
       this.running--;
       if (this.dirty.delete(key)) {
         // Added while it ran (and counted then): back in the queue.
-        if (!this.queued.has(key)) {
-          const timer = this.delayed.get(key);
-          if (timer) {
-            clearTimeout(timer);
-            this.delayed.delete(key);
-          }
-          this.queued.add(key);
-          this.waiting.push(key);
-        }
+        if (!this.queued.has(key)) this.enqueue(key);
       }
       this.pump();
     }
