@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { MANUAL_LABEL } from '../harness/stand-in-kubelet.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
 
 let cp: ControlPlaneClient;
@@ -131,6 +132,8 @@ describe('control plane', { timeout: 90_000 }, () => {
 
   it('creates Pods for a StatefulSet', async () => {
     const ns = await createNamespace('sts');
+    // Left alone by the stand-in kubelet: what kube-controller-manager does on its own.
+    await cp.kubectlOk(['label', 'namespace', ns, `${MANUAL_LABEL}=manual`]);
     await apply({
       apiVersion: 'apps/v1',
       kind: 'StatefulSet',
@@ -138,7 +141,7 @@ describe('control plane', { timeout: 90_000 }, () => {
       spec: {
         replicas: 2,
         serviceName: 'web',
-        // No scheduler or kubelet: pods stay Pending, so OrderedReady would stop at web-0.
+        // No scheduler or kubelet here: pods stay Pending, so OrderedReady would stop at web-0.
         podManagementPolicy: 'Parallel',
         selector: { matchLabels: { app: 'web' } },
         template: {
