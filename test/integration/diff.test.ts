@@ -180,7 +180,9 @@ describe('kiln diff', () => {
     const sts = objects.get(`apps.v1.StatefulSet.${ns}.ds-idrepo`)!.join('\n');
     expect(sts).toContain(`+    ${PART_OF}: ${applySetId(live)}`);
     expect(sts).toContain(`+    ${DESIRED_DIGEST}: `);
-    expect(sts).toContain(['+  ownerReferences:', '+    - apiVersion: kiln.dev/v1alpha1', '+      kind: DirectoryService', '+      name: ds-idrepo', `+      uid: "${live.metadata.uid}"`, '+      controller: true', '+      blockOwnerDeletion: true'].join('\n'));
+    // The emitter quotes a UID only when a YAML reader could take it for another type (e.g. 123e4567-...: a number).
+    const uid = (text: string) => [`+      uid: ${live.metadata.uid}`, `+      uid: "${live.metadata.uid}"`].some((line) => text.includes(['+  ownerReferences:', '+    - apiVersion: kiln.dev/v1alpha1', '+      kind: DirectoryService', '+      name: ds-idrepo', line, '+      controller: true', '+      blockOwnerDeletion: true'].join('\n')));
+    expect(uid(sts), sts).toBe(true);
     // What the server added (defaults) is in it; what it owns is not.
     expect(sts).toContain('+  podManagementPolicy: ');
     for (const field of ['managedFields', 'resourceVersion', 'creationTimestamp', 'generation']) expect(sts).not.toContain(field);
