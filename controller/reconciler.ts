@@ -308,7 +308,7 @@ export class Reconciler {
       return { health: { state: 'failed', reason: 'ProgressDeadlineExceeded', message: `no progress for ${deadline}s: ${rollout.members}` }, status };
     }
     // Look again just after the deadline: a stuck rollout sends no more events.
-    return { health: { state: 'progressing', reason: 'Progressing', message: rollout.members }, status, recheckMs: p.remainingMs + 1_000 };
+    return { health: { state: 'progressing', reason: 'Progressing', message: rollout.members }, status, recheckMs: p.recheckMs };
   }
 
   /** The parent carries the ApplySet id and the group-kinds it may contain; written only when they change. */

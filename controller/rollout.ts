@@ -50,6 +50,8 @@ export function statefulSetRollout(sts: KubeObject | undefined, want: number, ap
   return { complete, members: parts.join(', '), ready };
 }
 
+const MAX_RECHECK_MS = 3_600_000;
+
 export interface RolloutProgress {
   members: string;
   lastProgressTime: string;
@@ -65,12 +67,15 @@ export function progressDeadline(
   members: string,
   now: Date,
   deadlineSeconds: number,
-): { progress: RolloutProgress; exceeded: boolean; remainingMs: number } {
+): { progress: RolloutProgress; exceeded: boolean; remainingMs: number; recheckMs: number } {
   const since = previous && previous.members === members && !Number.isNaN(Date.parse(previous.lastProgressTime))
     ? previous.lastProgressTime
     : now.toISOString().replace(/\.\d+Z$/, 'Z');
   const remainingMs = Date.parse(since) + deadlineSeconds * 1000 - now.getTime();
-  return { progress: { members, lastProgressTime: since }, exceeded: remainingMs <= 0, remainingMs };
+  // Looked at again just after the deadline, at most an hour ahead: a spec may ask for up to 2^31 s,
+  // and a timer past 2^31 ms fires at once (Node clamps it to 1 ms), which would spin the reconcile.
+  const recheckMs = Math.min(Math.max(remainingMs, 0) + 1_000, MAX_RECHECK_MS);
+  return { progress: { members, lastProgressTime: since }, exceeded: remainingMs <= 0, remainingMs, recheckMs };
 }
 
 interface JobStatus {

@@ -34,11 +34,14 @@ describe('progress deadline', () => {
   const at = (s: number) => new Date(t0.getTime() + s * 1000);
   it('counts from the last change of the members, and restarts when they change', () => {
     const first = progressDeadline(undefined, '0/3 members ready', t0, 600);
-    expect(first).toEqual({ progress: { members: '0/3 members ready', lastProgressTime: '2026-12-04T10:00:00Z' }, exceeded: false, remainingMs: 600_000 });
+    expect(first).toEqual({ progress: { members: '0/3 members ready', lastProgressTime: '2026-12-04T10:00:00Z' }, exceeded: false, remainingMs: 600_000, recheckMs: 601_000 });
     const same = progressDeadline(first.progress, '0/3 members ready', at(599), 600);
     expect(same.exceeded).toBe(false);
     expect(same.progress.lastProgressTime).toBe('2026-12-04T10:00:00Z');
     expect(progressDeadline(first.progress, '0/3 members ready', at(600), 600).exceeded).toBe(true);
+    // The largest deadline a spec may ask for (int32 seconds) still rechecks within an hour: a timer past
+    // 2^31 ms would fire at once and spin the reconcile.
+    expect(progressDeadline(undefined, '0/3 members ready', t0, 2 ** 31 - 1).recheckMs).toBe(3_600_000);
     const moved = progressDeadline(first.progress, '1/3 members ready', at(700), 600);
     expect(moved).toMatchObject({ exceeded: false, progress: { lastProgressTime: '2026-12-04T10:11:40Z' } });
   });
