@@ -22,6 +22,13 @@
  *    per configuration, shared by every client built from it.
  *  - Failures say which executable failed and how; the install hint when it is
  *    not found.
+ * Where kiln differs, because nobody may be watching: a non-interactive run
+ * that has not finished after `timeoutMs` (60 s by default) is killed and
+ * fails, naming the executable and the limit. client-go waits for ever, and a
+ * plugin stuck on its own network call (an STS or token endpoint that
+ * accepts and never answers) would then hold every request of the process,
+ * since all of them wait for the one shared run. An interactive run is not
+ * limited: a person may be reading a device-code prompt.
  * Where kiln differs, because it is a controller whose stderr carries JSON log
  * lines: the plugin's stderr is captured (its last 4 KiB) and put in the error
  * when it fails, instead of being copied to kiln's stderr; it is passed through
@@ -146,7 +153,11 @@ export interface ExecAuthenticatorOptions {
   /** whether stdin is a terminal (process.stdin.isTTY) */
   isTerminal?: () => boolean;
   environ?: () => NodeJS.ProcessEnv;
+  /** A non-interactive run is killed after this long (default 60 s); see the module comment. */
+  timeoutMs?: number;
 }
+
+const DEFAULT_TIMEOUT_MS = 60_000;
 
 export class ExecAuthenticator {
   private cached: ExecCredentials | undefined;
@@ -156,8 +167,10 @@ export class ExecAuthenticator {
   private readonly now: () => number;
   private readonly isTerminal: () => boolean;
   private readonly environ: () => NodeJS.ProcessEnv;
+  private readonly timeoutMs: number;
 
   constructor(readonly config: ExecConfig, opts: ExecAuthenticatorOptions = {}) {
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.now = opts.now ?? Date.now;
     this.isTerminal = opts.isTerminal ?? (() => process.stdin.isTTY === true);
     this.environ = opts.environ ?? (() => process.env);
@@ -204,7 +217,7 @@ export class ExecAuthenticator {
     const { env, interactive } = execEnvironment(this.config, this.environ(), this.isTerminal());
     this.runs++;
     const { command, args } = this.config;
-    const out = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: Buffer; stderr: string; error?: NodeJS.ErrnoException }>((resolve) => {
+    const out = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: Buffer; stderr: string; error?: NodeJS.ErrnoException; timedOut?: boolean }>((resolve) => {
       const child = spawn(command, args, { env, stdio: [interactive ? 'inherit' : 'ignore', 'pipe', interactive ? 'inherit' : 'pipe'] });
       const stdout: Buffer[] = [];
       let size = 0;
@@ -218,9 +231,22 @@ export class ExecAuthenticator {
       });
       let error: NodeJS.ErrnoException | undefined;
       child.on('error', (err) => (error = err));
-      child.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(stdout), stderr, error }));
+      const timer = interactive
+        ? undefined
+        : setTimeout(() => {
+            child.kill('SIGKILL');
+            // Not waiting for 'close': a process the plugin started may still hold its stdout open.
+            child.stdout!.destroy();
+            child.stderr?.destroy();
+            resolve({ code: null, signal: 'SIGKILL', stdout: Buffer.alloc(0), stderr, timedOut: true });
+          }, this.timeoutMs);
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal, stdout: Buffer.concat(stdout), stderr, error });
+      });
     });
     const tail = out.stderr.trim() ? `; its stderr: ${out.stderr.trim()}` : '';
+    if (out.timedOut) throw new ExecPluginError(`exec: executable ${command} did not finish within ${this.timeoutMs / 1000} s and was killed${tail}`);
     if (out.error) {
       if (out.error.code === 'ENOENT') {
         let msg = `exec: executable ${command} not found${INSTALL_HINT_HELP}`;

@@ -140,4 +140,15 @@ describe('ExecAuthenticator', () => {
     expect(g).toMatch(/decoding stdout of .*garbage: not a JSON ExecCredential/);
     expect(g).not.toContain('sekrit');
   });
+
+  it('a plugin that hangs is killed after the timeout and fails naming it; the next request runs it again', async () => {
+    // `sleep` is the shell's child: it keeps the plugin's stdout open after the shell is killed.
+    const f = plugin('hanging', `echo "calling sts.amazonaws.com" >&2; sleep 30`);
+    const a = new ExecAuthenticator(config(f), { timeoutMs: 500 });
+    const started = Date.now();
+    await expect(a.get()).rejects.toThrow(`exec: executable ${f} did not finish within 0.5 s and was killed; its stderr: calling sts.amazonaws.com`);
+    expect(Date.now() - started).toBeLessThan(3000);
+    await expect(a.get()).rejects.toThrow(/did not finish within 0\.5 s/);
+    expect(runsOf(f)).toBe(2);
+  });
 });
