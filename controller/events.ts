@@ -2,6 +2,7 @@
 import type { KubeClient } from './client.js';
 import type { KubeObject } from './informer.js';
 import { now } from './status.js';
+import { truncate } from './status-bounds.js';
 
 export class EventRecorder {
   constructor(
@@ -28,7 +29,8 @@ export class EventRecorder {
       involvedObject: { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.metadata.name, namespace: obj.metadata.namespace, uid: obj.metadata.uid },
       type,
       reason,
-      message: message.slice(0, 1024),
+      // The size kubectl and the events API keep of a note; cut whole characters, with a marker.
+      message: truncate(message, 1024),
       source: { component: this.component },
       reportingComponent: this.component,
       reportingInstance: this.instance,

@@ -16,6 +16,7 @@ export interface Condition {
 export type Status = Record<string, unknown> & { observedGeneration?: number; conditions?: Condition[] };
 
 import type { KubeClient } from './client.js';
+import { fitStatus } from './status-bounds.js';
 
 export const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
@@ -94,11 +95,13 @@ export async function applyStatus(
   next: Status,
   opts: { onResponse?: (written: { metadata?: { resourceVersion?: string } }) => void } = {},
 ): Promise<boolean> {
-  const status: Status = {
+  // Cut to the CRD's bounds first: an over-long message would make the server refuse the whole
+  // write (and the queue retry it forever), and the comparison must see what the server keeps.
+  const status: Status = fitStatus(live.kind, {
     ...next,
     observedGeneration: live.metadata.generation,
     conditions: withTransitionTimes(next.conditions ?? [], live.status?.conditions),
-  };
+  });
   if (statusUpToDate(live.status, status)) return false;
   const written = await client.apply<{ metadata?: { resourceVersion?: string } }>(
     { apiVersion: live.apiVersion, kind: live.kind, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never,
