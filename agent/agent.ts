@@ -19,6 +19,7 @@ import { WorkQueue } from '../controller/queue.js';
 import type { Log } from '../lib/log.js';
 import { Endpoints, type AgentContext, type Caches, type WatchedKind } from './context.js';
 import { DatabaseReconciler, ServerPools, connectionSecretName, type PostgresDatabase } from './database-reconciler.js';
+import { DEFAULT_POLICY, type PostgresPolicy } from './policy.js';
 import { reconcileDirectory } from './directory-reconciler.js';
 import { reconcileInstance, superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';
 import { redact } from './redact.js';
@@ -41,6 +42,8 @@ export interface AgentOptions {
   onLostLeadership?: () => void;
   /** Outcome counter for metrics. */
   onTask?: (kind: string, task: string, outcome: 'success' | 'error') => void;
+  /** Extension allowlist, where insecure password auth is honoured, server timeouts. */
+  postgres?: PostgresPolicy;
 }
 
 const KINDS: { kind: WatchedKind; apiVersion: string }[] = [
@@ -93,8 +96,9 @@ export class Agent {
       fullCheckMs: opts.passwordIntervalSeconds * 1000,
       task: (kind, task, outcome) => opts.onTask?.(kind, task, outcome),
     };
-    const pools = new ServerPools((instance, err) => opts.log('warn', 'postgres connection dropped', { instance, error: redact(err.message) }));
-    this.databases = new DatabaseReconciler(this.ctx, pools);
+    const policy = opts.postgres ?? DEFAULT_POLICY;
+    const pools = new ServerPools((instance, err) => opts.log('warn', 'postgres connection dropped', { instance, error: redact(err.message) }), policy.timeouts);
+    this.databases = new DatabaseReconciler(this.ctx, pools, policy);
     this.queue = new WorkQueue(async (key) => {
       const [kind, ns, name] = key.split('/') as [WatchedKind, string, string];
       const r = kind === 'DirectoryService' ? await reconcileDirectory(this.ctx, ns, name)

@@ -14,12 +14,19 @@ import { readyConditions, sameJson } from '../controller/status.js';
 import type { AgentContext, ReconcileOutcome } from './context.js';
 import { postgresServiceAddress } from './context.js';
 import { superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';
+import { InstanceGate } from './instance-gate.js';
 import { databaseName, extensionName, InvalidNameError, roleName } from './names.js';
-import { PostgresServer, type Marker } from './postgres.js';
+import { DEFAULT_POLICY, DEFAULT_TIMEOUTS, type PostgresPolicy, type Timeouts } from './policy.js';
+import { InsecureAuthError, PostgresServer, TakeoverRefusedError, type Marker, type ServerAddress } from './postgres.js';
 import { errorMessage, generatePassword } from './redact.js';
 import { RetryLater } from './directory-reconciler.js';
 import { secretValue, type SecretObject } from './secrets.js';
-import { applyAgentStatus, condition, FIELD_MANAGER } from './status.js';
+import { applyAgentStatus, condition, FIELD_MANAGER, forgetStatus } from './status.js';
+
+/** A Stalled resource is looked at again this often (its server or spec may have been fixed). */
+const STALLED_RECHECK_MS = 60_000;
+/** An instance busy with another resource's operation: try again this soon. */
+const BUSY_RETRY_MS = 1_000;
 
 export type PostgresDatabase = KubeObject & {
   spec: {
@@ -39,19 +46,32 @@ export const RECLAIM_FINALIZER = 'kiln.dev/database-reclaim';
 export const connectionSecretName = (db: { metadata: { name: string } }) => `${db.metadata.name}-connection`;
 const ownerRole = (db: PostgresDatabase) => db.spec.owner ?? db.spec.name;
 
-/** One connection pool per instance, replaced when its address or superuser password changes. */
+/** One connection pool per instance, replaced when its address, TLS, auth policy or superuser password changes. */
 export class ServerPools {
   private readonly pools = new Map<string, { fingerprint: string; server: PostgresServer }>();
-  constructor(private readonly onError: (instance: string, err: Error) => void) {}
+  constructor(private readonly onError: (instance: string, err: Error) => void, private readonly timeouts: Timeouts = DEFAULT_TIMEOUTS) {}
 
-  get(instance: string, address: { host: string; port: number; user: string; password: string }): PostgresServer {
+  get(instance: string, address: ServerAddress): PostgresServer {
     const fingerprint = createHash('sha256').update(JSON.stringify(address)).digest('hex');
     const have = this.pools.get(instance);
     if (have?.fingerprint === fingerprint) return have.server;
     void have?.server.close();
-    const server = new PostgresServer(address, (err) => this.onError(instance, err));
+    const server = new PostgresServer(address, (err) => this.onError(instance, err), this.timeouts);
     this.pools.set(instance, { fingerprint, server });
     return server;
+  }
+
+  /** Closes the pools of instances that are gone (their superuser password lives in the pool's config). */
+  retain(keep: (instance: string) => boolean): void {
+    for (const [instance, p] of this.pools) {
+      if (keep(instance)) continue;
+      void p.server.close();
+      this.pools.delete(instance);
+    }
+  }
+
+  has(instance: string): boolean {
+    return this.pools.has(instance);
   }
 
   async close(): Promise<void> {
@@ -92,16 +112,35 @@ export class DatabaseReconciler {
   private readonly extensionsDone = new Map<string, number>();
   /** uid -> the password last written to the connection Secret. */
   private readonly written = new Map<string, string>();
+  /** namespace/name -> uid, so a resource gone from the cache can be forgotten. */
+  private readonly uids = new Map<string, string>();
   /** Instances the last dropped-database check could not reach. */
   private readonly unreachable = new Set<string>();
+  /** Dropped-database checks still running when their round ended, and what they found. */
+  private readonly checking = new Map<string, Promise<void>>();
+  private lateDropped: PostgresDatabase[] = [];
+  private readonly gate = new InstanceGate();
 
-  constructor(private readonly ctx: AgentContext, readonly pools: ServerPools) {}
+  constructor(private readonly ctx: AgentContext, readonly pools: ServerPools, private readonly policy: PostgresPolicy = DEFAULT_POLICY) {}
+
+  /** Which of this reconciler's caches hold something of the resource `uid` (for tests of eviction). */
+  cachedFor(uid: string): string[] {
+    return [
+      ...(this.written.has(uid) ? ['written'] : []),
+      ...(this.extensionsDone.has(uid) ? ['extensionsDone'] : []),
+      ...([...this.uids.values()].includes(uid) ? ['uids'] : []),
+    ];
+  }
 
   async reconcile(namespace: string, name: string): Promise<ReconcileOutcome> {
     const { ctx } = this;
     const started = performance.now();
     const db = ctx.caches.get('PostgresDatabase', namespace, name) as PostgresDatabase | undefined;
-    if (!db) return {};
+    if (!db) {
+      this.forget(`${namespace}/${name}`);
+      return {};
+    }
+    this.uids.set(`${namespace}/${name}`, db.metadata.uid!);
     const secrets: string[] = [];
     try {
       // Validated again here: the CRD's pattern refuses bad names at admission, and nothing unvalidated reaches SQL.
@@ -114,7 +153,11 @@ export class DatabaseReconciler {
       await writeStatus(ctx, db, { kind: 'stalled', reason: 'InvalidName', message: err.message, applied: false });
       return {};
     }
-    if (db.metadata.deletionTimestamp) return this.delete(db, secrets);
+    const instanceKey = `${namespace}/${db.spec.instance}`;
+    if (db.metadata.deletionTimestamp) {
+      const r = await this.gate.tryRun(instanceKey, () => this.delete(db, secrets));
+      return r ? r.value : { requeueAfterMs: BUSY_RETRY_MS };
+    }
     await this.setFinalizer(db, db.spec.reclaimPolicy === 'Delete');
 
     const holder = claimant(ctx.caches.list('PostgresDatabase', namespace) as PostgresDatabase[], db);
@@ -123,7 +166,21 @@ export class DatabaseReconciler {
       await writeStatus(ctx, db, { kind: 'stalled', reason: 'AlreadyClaimed', message: `spec.name: ${what} on instance ${db.spec.instance} is already managed by PostgresDatabase ${namespace}/${holder.metadata.name}`, applied: false });
       return {};
     }
+    const refused = (db.spec.extensions ?? []).map((e, i) => [e, i] as const).filter(([e]) => !this.policy.extensions.has(e));
+    if (refused.length) {
+      const list = refused.map(([e, i]) => `spec.extensions[${i}] ${e}`).join(', ');
+      await writeStatus(ctx, db, { kind: 'stalled', reason: 'ExtensionNotAllowed', message: `${list}: not on the agent's extension allowlist (--allowed-extension; extensions are created as superuser). Allowed: ${[...this.policy.extensions].sort().join(', ')}`, applied: false });
+      return {};
+    }
 
+    const r = await this.gate.tryRun(instanceKey, () => this.converge(db, secrets, started));
+    return r ? r.value : { requeueAfterMs: BUSY_RETRY_MS };
+  }
+
+  private async converge(db: PostgresDatabase, secrets: string[], started: number): Promise<ReconcileOutcome> {
+    const { ctx } = this;
+    const namespace = db.metadata.namespace!;
+    const name = db.metadata.name;
     try {
       const server = this.server(db, secrets);
       const instance = ctx.caches.get('PostgresInstance', namespace, db.spec.instance) as PostgresInstance;
@@ -141,6 +198,8 @@ export class DatabaseReconciler {
         await writeStatus(ctx, db, { kind: 'stalled', reason: 'DatabaseDropped', message: `database ${db.spec.name} was dropped and spec.recreateIfDropped is false`, applied: false });
         return { requeueAfterMs: ctx.databaseCheckMs };
       }
+      // Both checked before either is touched: a refusal leaves role, database and Secret as they were.
+      await server.assertManageable(role, db.spec.name, marker);
       const roleChange = await server.ensureRole(role, password, marker);
       const dbChange = await server.ensureDatabase(db.spec.name, role, marker);
       if (dbChange === 'created') this.extensionsDone.delete(db.metadata.uid!);
@@ -166,6 +225,12 @@ export class DatabaseReconciler {
         await writeStatus(ctx, db, { kind: 'reconciling', reason: err.reason, message: err.message, applied: false });
         return { requeueAfterMs: 5_000 };
       }
+      const refusal = this.refusal(db, err);
+      if (refusal) {
+        ctx.task('PostgresDatabase', 'database', 'error');
+        await writeStatus(ctx, db, { kind: 'stalled', reason: refusal.reason, message: `instance ${db.spec.instance}: ${errorMessage(refusal.message, secrets)}`, applied: false });
+        return { requeueAfterMs: STALLED_RECHECK_MS };
+      }
       const message = errorMessage(err, secrets);
       ctx.task('PostgresDatabase', 'database', 'error');
       await writeStatus(ctx, db, { kind: 'reconciling', reason: 'PostgresError', message: `instance ${db.spec.instance}: ${message}`, applied: false });
@@ -173,11 +238,42 @@ export class DatabaseReconciler {
     }
   }
 
+  /** Errors that retrying will not cure until someone changes the server, its certificate or the spec: Stalled. */
+  private refusal(db: PostgresDatabase, err: unknown): { reason: string; message: string } | undefined {
+    if (err instanceof TakeoverRefusedError) return { reason: err.reason, message: err.message };
+    if (err instanceof InsecureAuthError) {
+      const ns = db.metadata.namespace!;
+      const asked = (this.ctx.caches.get('PostgresInstance', ns, db.spec.instance) as PostgresInstance | undefined)?.spec.allowInsecureAuth === true;
+      const why = asked
+        ? `; spec.allowInsecureAuth of PostgresInstance ${db.spec.instance} is not honoured in namespace ${ns} (the agent's --allow-insecure-auth-namespace does not list it)`
+        : '; configure the server for scram-sha-256 (pg_hba.conf, password_encryption)';
+      return { reason: 'InsecureAuthRefused', message: `${err.message}${why}` };
+    }
+    const e = err as { code?: string; message?: string };
+    if (/^(ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO|SELF_SIGNED)/.test(e.code ?? '') || /does not support SSL/.test(e.message ?? '')) {
+      return { reason: 'TLSVerificationFailed', message: `spec.tls: ${e.message ?? String(err)} (the agent connects with sslmode=verify-full)` };
+    }
+    return undefined;
+  }
+
+  /** Drops what the agent holds for a resource that is gone: its password, its extension mark, its last status. */
+  private forget(key: string): void {
+    const uid = this.uids.get(key);
+    this.uids.delete(key);
+    if (!uid) return;
+    this.written.delete(uid);
+    this.extensionsDone.delete(uid);
+    forgetStatus(uid);
+  }
+
   /**
    * Resources whose database was ready and is now missing from its instance:
    * one `SELECT datname FROM pg_database` per instance, however many
    * databases it holds. An instance that cannot be reached is skipped (its
-   * resources' own reconciles report that).
+   * resources' own reconciles report that); one busy with an operation is
+   * looked at next round; a check slower than half the interval goes on in
+   * the background and what it finds is returned by the next round, so one
+   * slow server does not hold back the others' checks.
    */
   async droppedDatabases(): Promise<PostgresDatabase[]> {
     const byInstance = new Map<string, PostgresDatabase[]>();
@@ -186,22 +282,35 @@ export class DatabaseReconciler {
       const key = `${db.metadata.namespace}/${db.spec.instance}`;
       byInstance.set(key, [...(byInstance.get(key) ?? []), db]);
     }
+    const live = new Set((this.ctx.caches.list('PostgresInstance') as PostgresInstance[]).map((pi) => `${pi.metadata.namespace}/${pi.metadata.name}`));
+    this.pools.retain((instance) => live.has(instance));
+    for (const instance of this.unreachable) if (!live.has(instance)) this.unreachable.delete(instance);
     const dropped: PostgresDatabase[] = [];
-    await Promise.all([...byInstance.entries()].map(async ([instance, dbs]) => {
-      const secrets: string[] = [];
-      try {
-        const names = await this.server(dbs[0]!, secrets).databaseNames();
-        dropped.push(...dbs.filter((db) => !names.has(db.spec.name)));
-        this.unreachable.delete(instance);
-      } catch (err) {
-        // Said once per outage, not every few seconds.
-        if (!(err instanceof WaitFor) && !this.unreachable.has(instance)) {
-          this.unreachable.add(instance);
-          this.ctx.log('warn', 'dropped-database check cannot reach the instance', { instance, error: errorMessage(err, secrets) });
+    const round = [...byInstance.entries()].filter(([instance]) => !this.checking.has(instance)).map(([instance, dbs]) => {
+      const check = this.gate.tryRun(instance, async () => {
+        const secrets: string[] = [];
+        try {
+          const names = await this.server(dbs[0]!, secrets).databaseNames();
+          dropped.push(...dbs.filter((db) => !names.has(db.spec.name)));
+          this.unreachable.delete(instance);
+        } catch (err) {
+          // Said once per outage, not every few seconds.
+          if (!(err instanceof WaitFor) && !this.unreachable.has(instance)) {
+            this.unreachable.add(instance);
+            this.ctx.log('warn', 'dropped-database check cannot reach the instance', { instance, error: errorMessage(err, secrets) });
+          }
         }
-      }
-    }));
-    return dropped;
+      }).then(() => {
+        this.checking.delete(instance);
+      });
+      this.checking.set(instance, check);
+      return check;
+    });
+    await Promise.race([Promise.all(round), new Promise((r) => setTimeout(r, Math.max(250, this.ctx.databaseCheckMs / 2)).unref())]);
+    // What a slow check finds after its round ended is handed to the next one.
+    void Promise.all(round).then(() => this.lateDropped.push(...dropped.splice(0)));
+    const late = this.lateDropped.splice(0);
+    return [...dropped.splice(0), ...late];
   }
 
   private wasReady(db: PostgresDatabase): boolean {
@@ -219,8 +328,19 @@ export class DatabaseReconciler {
     if (password === undefined) throw new WaitFor('SuperuserSecretMissing', `the superuser Secret ${ref.name} (key ${ref.key}) of instance ${db.spec.instance} does not exist (yet)`);
     secrets.push(password);
     const user = secretValue(secret, 'username') ?? 'postgres';
-    const { host, port } = this.ctx.endpoints.postgres(ns, db.spec.instance, instance.spec.service?.port ?? 5432);
-    return this.pools.get(`${ns}/${db.spec.instance}`, { host, port, user, password });
+    const servicePort = instance.spec.service?.port ?? 5432;
+    const { host, port } = this.ctx.endpoints.postgres(ns, db.spec.instance, servicePort);
+    let tls: ServerAddress['tls'];
+    const tlsSecret = instance.spec.tls?.secretName;
+    if (tlsSecret) {
+      const ca = secretValue(this.ctx.caches.get('Secret', ns, tlsSecret) as SecretObject | undefined, 'ca.crt');
+      if (!ca) throw new WaitFor('TLSSecretMissing', `spec.tls.secretName: Secret ${tlsSecret} of instance ${db.spec.instance} has no ca.crt (yet)`);
+      // The name applications use (the client Service), whatever address the agent dials.
+      tls = { ca, servername: postgresServiceAddress(ns, db.spec.instance, servicePort).host };
+    }
+    // Honoured only where the agent's operator allowed it: a tenant cannot allow it for itself.
+    const allowInsecureAuth = instance.spec.allowInsecureAuth === true && this.policy.insecureAuthNamespaces.has(ns);
+    return this.pools.get(`${ns}/${db.spec.instance}`, { host, port, user, password, tls, allowInsecureAuth });
   }
 
   private async applyConnectionSecret(db: PostgresDatabase, c: { username: string; password: string; host: string; port: string; dbname: string }): Promise<void> {

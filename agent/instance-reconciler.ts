@@ -11,7 +11,12 @@ import { ensureSecretKey, secretValue, type SecretObject } from './secrets.js';
 import { applyAgentStatus, condition } from './status.js';
 
 export type PostgresInstance = KubeObject & {
-  spec: { superuserSecret?: { name?: string; key?: string }; service?: { port?: number } };
+  spec: {
+    superuserSecret?: { name?: string; key?: string };
+    service?: { port?: number };
+    tls?: { secretName: string };
+    allowInsecureAuth?: boolean;
+  };
 };
 
 export const SUPERUSER_READY = 'SuperuserSecretReady';

@@ -6,6 +6,13 @@
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 const ITERATIONS = 4096;
+/**
+ * The most iterations verifierMatches() will compute: the stored verifier
+ * comes from the server, which may be hostile, and PBKDF2 runs on the event
+ * loop (2^31 iterations would stall every tenant's work for minutes). The
+ * same bound as pg's scramMaxIterations.
+ */
+export const MAX_CHECKED_ITERATIONS = 100_000;
 
 function keys(password: string, salt: Buffer, iterations: number): { storedKey: Buffer; serverKey: Buffer } {
   // SASLprep is the identity for the printable ASCII passwords kiln generates;
@@ -24,10 +31,10 @@ export function scramVerifier(password: string, salt: Buffer = randomBytes(16), 
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
 }
 
-/** Whether a stored verifier was made from `password` (false for MD5 hashes, cleartext or no password). */
+/** Whether a stored verifier was made from `password` (false for MD5 hashes, cleartext, no password, or too many iterations to check). */
 export function verifierMatches(stored: string | null | undefined, password: string): boolean {
   const m = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/.exec(stored ?? '');
-  if (!m) return false;
+  if (!m || Number(m[1]) > MAX_CHECKED_ITERATIONS) return false;
   const { storedKey, serverKey } = keys(password, Buffer.from(m[2]!, 'base64'), Number(m[1]));
   const wantStored = Buffer.from(m[3]!, 'base64');
   const wantServer = Buffer.from(m[4]!, 'base64');

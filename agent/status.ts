@@ -42,3 +42,8 @@ export async function applyAgentStatus(client: KubeClient, live: KubeObject, nex
   lastWrite.set(uid, { over: live.metadata.resourceVersion ?? '', status: { ...liveStatus, ...status } });
   return true;
 }
+
+/** Forgets what was written for a resource that is gone. */
+export function forgetStatus(uid: string): void {
+  lastWrite.delete(uid);
+}

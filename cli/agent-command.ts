@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { LogFormat, LogLevel } from '../lib/log.js';
 import { logLevelOption } from './controller-command.js';
+import { DEFAULT_EXTENSIONS, postgresPolicy } from '../agent/policy.js';
 import { addRuntimeOptions, logFormatOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
 
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
@@ -18,7 +19,10 @@ export function registerAgent(program: Command, version: string): void {
     .option('--burst <n>', 'API request burst when --qps is set', wholeNumber(1), 30)
     .option('--password-interval <seconds>', 'check directory passwords, and each database\'s role, owner and connection Secret, again this often when nothing changed (a Secret or spec change is acted on at once)', wholeNumber(1), 300)
     .option('--database-check-interval <seconds>', 'the longest a dropped database stays missing: each instance\'s catalog is read (one query) twice per interval and a dropped database is re-created (recreateIfDropped) or reported', wholeNumber(1), 10)
-    .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, []);
+    .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, [])
+    .option('--allowed-extension <name>', `an extension PostgresDatabase spec.extensions may name (they are created as superuser; repeatable, or comma-separated; replaces the default list: ${DEFAULT_EXTENSIONS.join(', ')})`, collect, [])
+    .option('--allow-insecure-auth-namespace <ns>', 'a namespace whose PostgresInstances may set spec.allowInsecureAuth: the agent then answers cleartext and MD5 password requests there (repeatable, or comma-separated; default none: only SCRAM-SHA-256)', collect, [])
+    .option('--postgres-timeout <seconds>', 'the longest one PostgreSQL statement may take (statement_timeout, and the client-side read timeout 5 s later); connecting has a third of it, lock_timeout a third', wholeNumber(3, 3600), 30);
   addRuntimeOptions(command, { leaseName: 'kiln-agent' })
     .addOption(logLevelOption())
     .addOption(logFormatOption())
@@ -65,6 +69,7 @@ export function registerAgent(program: Command, version: string): void {
         startupTimeoutSeconds: runtime.startupTimeoutSeconds,
         log,
         onTask: recordAgentTask,
+        postgres: postgresPolicy({ extensions: opts.allowedExtension, insecureAuthNamespaces: opts.allowInsecureAuthNamespace, timeoutSeconds: opts.postgresTimeout }),
         onLostLeadership: () => void agent.stop({ release: false }).finally(() => process.exit(1)),
       });
       agent.queue.instrument((kind) => `${kind.toLowerCase()}-agent`, ['DirectoryService', 'PostgresInstance', 'PostgresDatabase']);
