@@ -598,3 +598,40 @@ export function campaign(opts: LeaderElectionOptions, onLost: () => void): { ele
   opts.log?.('info', 'waiting for leadership', { lease: `${opts.namespace}/${opts.name}`, identity: opts.identity });
   return { elector, leading: elector.run() };
 }
+
+/**
+ * What kiln's commands do when leadership is lost, as controller-runtime does:
+ * log one line, stop what can be stopped, and exit 1 — at the latest after
+ * `graceMs`, because work in flight (a query to a server that never answers,
+ * a hung request) may never let stop() finish, and a process that keeps
+ * running without the Lease would go on writing next to the new leader. The
+ * Deployment restarts it as a standby.
+ */
+export function exitOnLostLeadership(opts: {
+  component: string;
+  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  stop: () => Promise<void>;
+  /** Longest wait for stop(); default 2000 ms. */
+  graceMs?: number;
+  exit?: (code: number) => void;
+}): () => void {
+  const exit = opts.exit ?? ((code: number) => process.exit(code));
+  return () => {
+    const graceMs = opts.graceMs ?? 2000;
+    opts.log('error', 'lost leadership: exiting', { component: opts.component, graceMs });
+    // Not unref'd: this timer must fire even when nothing else keeps the event loop alive.
+    const timer = setTimeout(() => {
+      opts.log('error', 'lost leadership: work still in flight after the grace period; exiting now', { component: opts.component, graceMs });
+      exit(1);
+    }, graceMs);
+    opts.stop().catch(() => undefined).finally(() => {
+      clearTimeout(timer);
+      exit(1);
+    });
+  };
+}
+
+/** Half the renew deadline, at most 5 s: loss is noticed within the deadline, and the exit follows well inside it. */
+export function lostLeadershipGraceMs(le: { renewDeadlineSeconds: number } | undefined): number {
+  return Math.min(5000, ((le?.renewDeadlineSeconds ?? 10) * 1000) / 2);
+}
