@@ -31,6 +31,7 @@ export function registerAgent(program: Command, version: string): void {
       for (const w of runtime.warnings) process.stderr.write(`kiln agent: ${w}\n`);
       const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
       const { Agent } = await import('../agent/agent.js');
+      const { exitOnLostLeadership, lostLeadershipGraceMs } = await import('../controller/leader.js');
       const { parseEndpoint } = await import('../agent/context.js');
       const { newLogger } = await import('../lib/log.js');
       const { instrumentClient, recordAgentTask, setLeaderCheck } = await import('../lib/metrics.js');
@@ -70,7 +71,7 @@ export function registerAgent(program: Command, version: string): void {
         log,
         onTask: recordAgentTask,
         postgres: postgresPolicy({ extensions: opts.allowedExtension, insecureAuthNamespaces: opts.allowInsecureAuthNamespace, timeoutSeconds: opts.postgresTimeout }),
-        onLostLeadership: () => void agent.stop({ release: false }).finally(() => process.exit(1)),
+        onLostLeadership: exitOnLostLeadership({ component: 'agent', log, stop: () => agent.stop({ release: false }), graceMs: lostLeadershipGraceMs(runtime.leaderElection) }),
       });
       agent.queue.instrument((kind) => `${kind.toLowerCase()}-agent`, ['DirectoryService', 'PostgresInstance', 'PostgresDatabase']);
       instrumentClient(agent.client);
