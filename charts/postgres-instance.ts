@@ -3,6 +3,8 @@
  * Service, client Service, StatefulSet with one data volume (retained).
  * The superuser password comes from spec.superuserSecret or the Secret
  * `<name>-superuser` that the kiln agent generates; it is never rendered.
+ * With spec.tls, the Secret's certificate, key and CA are mounted and the
+ * server turns ssl on with them.
  */
 import { createHash } from 'node:crypto';
 import { Chart } from 'cdk8s';
@@ -29,6 +31,7 @@ const APP = 'postgres';
 const PG_UID = 999;
 export const DEFAULT_POSTGRES_VERSION = 16;
 const DATA_MOUNT = '/var/lib/postgresql/data';
+const TLS_MOUNT = '/etc/postgresql/tls';
 const DEFAULT_RESOURCES: ResourceRequirements = { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '1Gi' } };
 
 /** Settings kiln owns: the container depends on them. validate/ refuses them in spec.parameters. */
@@ -40,6 +43,12 @@ const BASE_PARAMETERS: Record<string, string> = {
   unix_socket_directories: '/var/run/postgresql',
   password_encryption: 'scram-sha-256',
 };
+
+/** Settings that turn TLS on with the mounted Secret; they win over spec.parameters (the agent expects verify-full to work). */
+function tlsParameters(spec: PostgresInstanceResource['spec']): Record<string, string> {
+  if (!spec.tls) return {};
+  return { ssl: 'on', ssl_cert_file: `${TLS_MOUNT}/tls.crt`, ssl_key_file: `${TLS_MOUNT}/tls.key`, ssl_ca_file: `${TLS_MOUNT}/ca.crt` };
+}
 
 export const superuserSecretName = (r: PostgresInstanceResource) => r.spec.superuserSecret?.name ?? `${r.metadata.name}-superuser`;
 
@@ -62,7 +71,7 @@ export class PostgresInstanceChart extends Chart {
     const { name } = resource.metadata;
     const spec = resource.spec;
     const selector = selectorLabels(APP, resource);
-    const conf = postgresqlConf(spec.parameters);
+    const conf = postgresqlConf(spec.tls ? { ...spec.parameters, ...tlsParameters(spec) } : spec.parameters);
 
     new k8s.KubeConfigMap(this, 'Config', {
       metadata: { name: `${name}-config`, labels: standardLabels(APP, 'config', resource) },
@@ -120,6 +129,7 @@ export class PostgresInstanceChart extends Chart {
                   { name: 'config', mountPath: '/etc/postgresql', readOnly: true },
                   { name: 'run', mountPath: '/var/run/postgresql' },
                   { name: 'tmp', mountPath: '/tmp' },
+                  ...(spec.tls ? [{ name: 'tls', mountPath: TLS_MOUNT, readOnly: true }] : []),
                 ],
                 startupProbe: { ...isReady, periodSeconds: 5, failureThreshold: 120, timeoutSeconds: 5 },
                 readinessProbe: { ...isReady, periodSeconds: 10, failureThreshold: 3, timeoutSeconds: 5 },
@@ -130,6 +140,8 @@ export class PostgresInstanceChart extends Chart {
               { name: 'config', configMap: { name: `${name}-config`, defaultMode: 0o444 } },
               { name: 'run', emptyDir: {} },
               { name: 'tmp', emptyDir: {} },
+              // 0640, group fsGroup (postgres): the key file permissions PostgreSQL accepts for a root-owned key.
+              ...(spec.tls ? [{ name: 'tls', secret: { secretName: spec.tls.secretName, defaultMode: 0o640, items: ['tls.crt', 'tls.key', 'ca.crt'].map((key) => ({ key, path: key })) } }] : []),
             ],
           },
         },

@@ -3032,6 +3032,20 @@ export interface PostgresInstanceSpec {
   readonly superuserSecret?: PostgresInstanceSpecSuperuserSecret;
 
   /**
+   * Server TLS from a Secret you provide (e.g. made by cert-manager): ssl=on with its tls.crt, tls.key and ca.crt mounted; the kiln agent then connects with sslmode=verify-full against ca.crt, expecting the certificate to name <name>-client.<namespace>.svc.
+   *
+   * @schema PostgresInstanceSpec#tls
+   */
+  readonly tls?: PostgresInstanceSpecTls;
+
+  /**
+   * Let the kiln agent answer a cleartext or MD5 password request from this server. Honoured only in namespaces the agent's operator lists (--allow-insecure-auth-namespace); elsewhere the agent uses SCRAM-SHA-256 only and reports the request as Stalled. Default false.
+   *
+   * @schema PostgresInstanceSpec#allowInsecureAuth
+   */
+  readonly allowInsecureAuth?: boolean;
+
+  /**
    * Where the members run.
    *
    * @schema PostgresInstanceSpec#scheduling
@@ -3062,6 +3076,8 @@ export function toJson_PostgresInstanceSpec(obj: PostgresInstanceSpec | undefine
     'parameters': ((obj.parameters) === undefined) ? undefined : (Object.entries(obj.parameters).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {})),
     'service': toJson_PostgresInstanceSpecService(obj.service),
     'superuserSecret': toJson_PostgresInstanceSpecSuperuserSecret(obj.superuserSecret),
+    'tls': toJson_PostgresInstanceSpecTls(obj.tls),
+    'allowInsecureAuth': obj.allowInsecureAuth,
     'scheduling': toJson_PostgresInstanceSpecScheduling(obj.scheduling),
     'progressDeadlineSeconds': obj.progressDeadlineSeconds,
   };
@@ -3230,6 +3246,34 @@ export function toJson_PostgresInstanceSpecSuperuserSecret(obj: PostgresInstance
   const result = {
     'name': obj.name,
     'key': obj.key,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Server TLS from a Secret you provide (e.g. made by cert-manager): ssl=on with its tls.crt, tls.key and ca.crt mounted; the kiln agent then connects with sslmode=verify-full against ca.crt, expecting the certificate to name <name>-client.<namespace>.svc.
+ *
+ * @schema PostgresInstanceSpecTls
+ */
+export interface PostgresInstanceSpecTls {
+  /**
+   * Secret (same namespace) with keys tls.crt, tls.key and ca.crt.
+   *
+   * @schema PostgresInstanceSpecTls#secretName
+   */
+  readonly secretName: string;
+}
+
+/**
+ * Converts an object of type 'PostgresInstanceSpecTls' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_PostgresInstanceSpecTls(obj: PostgresInstanceSpecTls | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'secretName': obj.secretName,
   };
   // filter undefined values
   return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});

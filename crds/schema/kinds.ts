@@ -262,6 +262,14 @@ export const postgresInstance: KindDef = {
         },
         { required: ['name'] },
       ),
+      tls: obj(
+        'Server TLS from a Secret you provide (e.g. made by cert-manager): ssl=on with its tls.crt, tls.key and ca.crt mounted; the kiln agent then connects with sslmode=verify-full against ca.crt, expecting the certificate to name <name>-client.<namespace>.svc.',
+        { secretName: objectName('Secret (same namespace) with keys tls.crt, tls.key and ca.crt.') },
+        { required: ['secretName'] },
+      ),
+      allowInsecureAuth: bool(
+        'Let the kiln agent answer a cleartext or MD5 password request from this server. Honoured only in namespaces the agent\'s operator lists (--allow-insecure-auth-namespace); elsewhere the agent uses SCRAM-SHA-256 only and reports the request as Stalled. Default false.',
+      ),
       scheduling: scheduling('postgres'),
       progressDeadlineSeconds: progressDeadlineSeconds(),
     },
