@@ -30,14 +30,41 @@ function scalarString(s: string): string {
 
 function spell(s: string): string {
   if (s.length > 0 && PLAIN.test(s) && !RESERVED.test(s) && !s.endsWith(':') && !s.endsWith(' ') && !s.includes(': ') && !s.includes(' #')) return s;
-  return JSON.stringify(s);
+  return doubleQuoted(s);
+}
+
+/**
+ * Characters written as escapes: control and format characters, and what YAML
+ * 1.1 readers (libyaml, go-yaml) take as a line break: U+0085, U+2028, U+2029.
+ * Written raw, a line break ends a literal block or folds a quoted string for
+ * those readers, so a value could close its document and start another one
+ * (`\u2028---\u2028kind: ClusterRoleBinding`) that kiln never meant to write.
+ * Non-characters and lone surrogates cannot be written raw at all.
+ */
+const ESCAPED = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\uFFFE\uFFFF]/u;
+const ESCAPED_ALL = new RegExp(`${ESCAPED.source}|["\\\\]`, 'gu');
+const NAMED: Record<string, string> = { '\n': '\\n', '\t': '\\t', '\r': '\\r', '"': '\\"', '\\': '\\\\', '\u0085': '\\N', '\u2028': '\\L', '\u2029': '\\P' };
+
+function escape(c: string): string {
+  const named = NAMED[c];
+  if (named) return named;
+  const code = c.codePointAt(0)!;
+  // A lone surrogate has no UTF-8 form: written raw it would become U+FFFD anyway.
+  if (code >= 0xd800 && code <= 0xdfff) return '\\uFFFD';
+  const hex = code.toString(16);
+  return code < 0x100 ? `\\x${hex.padStart(2, '0')}` : code < 0x10000 ? `\\u${hex.padStart(4, '0')}` : `\\U${hex.padStart(8, '0')}`;
+}
+
+/** A double-quoted scalar every YAML reader (1.1 and 1.2) reads back as exactly `s`. */
+function doubleQuoted(s: string): string {
+  return `"${s.replace(ESCAPED_ALL, escape)}"`;
 }
 
 const keyString = scalarString;
 
 /** A literal block (`|`) when the string is multi-line text that survives it unchanged. */
 function literalBlock(s: string, indent: string): string | undefined {
-  if (!s.includes('\n') || /[^\n\x20-\x7e\u00a0-\uffff]/.test(s) || /[ \t]\n|[ \t]$/.test(s) || s.startsWith(' ') || s.startsWith('\n')) return undefined;
+  if (!s.includes('\n') || ESCAPED.test(s.replaceAll('\n', '')) || /[ \t]\n|[ \t]$/.test(s) || s.startsWith(' ') || s.startsWith('\n')) return undefined;
   const body = s.endsWith('\n') ? s.slice(0, -1) : s;
   if (body.endsWith('\n')) return undefined; // several trailing newlines: keep it simple, quote it
   const chomp = s.endsWith('\n') ? '|' : '|-';
@@ -75,10 +102,19 @@ function isEmpty(v: object): boolean {
   return Array.isArray(v) ? v.length === 0 : Object.keys(v).length === 0;
 }
 
+/**
+ * JavaScript writes 1e+21 and 1e-7; YAML 1.1 readers (PyYAML) take a float
+ * only with a dot in it, and would read those as strings.
+ */
+function number(v: number): string {
+  const s = String(v);
+  return s.includes('e') && !s.includes('.') ? s.replace('e', '.0e') : s;
+}
+
 function inline(v: unknown, indent: string): string {
   if (v === null || v === undefined) return 'null';
   if (typeof v === 'string') return literalBlock(v, indent) ?? scalarString(v);
-  if (typeof v === 'number') return Number.isFinite(v) ? String(v) : JSON.stringify(String(v));
+  if (typeof v === 'number') return Number.isFinite(v) ? number(v) : JSON.stringify(String(v));
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (Array.isArray(v)) return '[]';
   if (typeof v === 'object') return '{}';

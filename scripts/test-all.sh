@@ -5,7 +5,8 @@
 # in ${KILN_CACHE:-~/.cache/kiln}) are reused.
 # Debian packages: git, openssl, time, ca-certificates, util-linux (setpriv),
 # and the servers the runtime-agent tests start privately in temp dirs
-# (test/harness/slapd.ts, postgres.ts): slapd + ldap-utils and postgresql-15.
+# (test/harness/slapd.ts, postgres.ts): slapd + ldap-utils and postgresql-15;
+# python3-yaml (PyYAML with libyaml) reads kiln's output in test/unit/yaml-readers.test.ts.
 # The install never prompts: debconf is non-interactive (slapd's postinst asks
 # for a domain and admin password otherwise), dpkg keeps existing config files,
 # and apt reads no stdin.
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 need_apt=()
-for pkg in git openssl time ca-certificates util-linux slapd ldap-utils postgresql-15; do
+for pkg in git openssl time ca-certificates util-linux slapd ldap-utils postgresql-15 python3-yaml; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if ((${#need_apt[@]})); then
