@@ -35,8 +35,14 @@ export function roleName(value: unknown, field = 'spec.owner'): string {
   return name;
 }
 
+/** Extension names may hold a hyphen (uuid-ossp); they only ever reach SQL quoted. */
+const EXTENSION_NAME = /^[a-z_][a-z0-9_-]{0,62}$/;
+
 export function extensionName(value: unknown, field = 'spec.extensions'): string {
-  return identifier(field, value);
+  if (typeof value !== 'string' || !EXTENSION_NAME.test(value)) {
+    throw new InvalidNameError(field, `must match ${EXTENSION_NAME.source} (lower-case letters, digits, _ and -, at most 63 characters), got ${JSON.stringify(String(value).slice(0, 80))}`);
+  }
+  return value;
 }
 
 /** A validated name as a quoted SQL identifier. */

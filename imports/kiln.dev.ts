@@ -2813,7 +2813,7 @@ export interface PostgresDatabaseSpec {
   readonly owner?: string;
 
   /**
-   * Extensions to create in the database (CREATE EXTENSION IF NOT EXISTS).
+   * Extensions to create in the database (CREATE EXTENSION IF NOT EXISTS ... SCHEMA public, as superuser): only those on the kiln agent's allowlist (--allowed-extension; by default the trusted contrib ones such as pgcrypto, citext, hstore, uuid-ossp, pg_trgm); any other makes the resource Stalled.
    *
    * @schema PostgresDatabaseSpec#extensions
    */

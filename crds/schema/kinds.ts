@@ -313,7 +313,7 @@ export const postgresDatabase: KindDef = {
         maxLength: 63,
         pattern: PG_IDENTIFIER,
       }),
-      extensions: list('Extensions to create in the database (CREATE EXTENSION IF NOT EXISTS).', str('Extension name.', { maxLength: 63, pattern: PG_IDENTIFIER }), {
+      extensions: list('Extensions to create in the database (CREATE EXTENSION IF NOT EXISTS ... SCHEMA public, as superuser): only those on the kiln agent\'s allowlist (--allowed-extension; by default the trusted contrib ones such as pgcrypto, citext, hstore, uuid-ossp, pg_trgm); any other makes the resource Stalled.', str('Extension name.', { maxLength: 63, pattern: '^[a-z_][a-z0-9_-]{0,62}$' }), {
         maxItems: 32,
         'x-kubernetes-list-type': 'set',
       }),

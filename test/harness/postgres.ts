@@ -146,7 +146,16 @@ fi
 
 // ---------------------------------------------------------------------------
 
-export async function startPostgres(): Promise<PostgresServer> {
+export interface PostgresOptions {
+  /** Extra postgresql.conf lines, e.g. `log_min_duration_statement = 0`. */
+  config?: string[];
+  /** Server TLS (PEM): written into the data dir and turned on with ssl = on. */
+  tls?: { cert: string; key: string; ca: string };
+  /** pg_hba.conf lines replacing initdb's (the unix socket keeps trust, for sql()). */
+  hba?: string[];
+}
+
+export async function startPostgres(opts: PostgresOptions = {}): Promise<PostgresServer> {
   requireBinaries();
   installExitHook();
   const ids = await postgresIds();
@@ -197,9 +206,21 @@ export async function startPostgres(): Promise<PostgresServer> {
         'full_page_writes = off',
         `log_statement = 'all'`,
         `log_line_prefix = '%m [%p] %q%u@%d '`,
+        ...(opts.tls ? [`ssl = on`, `ssl_cert_file = 'server.crt'`, `ssl_key_file = 'server.key'`, `ssl_ca_file = 'ca.crt'`] : []),
+        ...(opts.config ?? []),
         '',
       ].join('\n'),
     );
+    const own = async (file: string, content: string) => {
+      await writeFile(file, content, { mode: 0o600 });
+      if (ids) chownSync(file, ids.uid, ids.gid);
+    };
+    if (opts.tls) {
+      await own(path.join(dataDir, 'server.crt'), opts.tls.cert);
+      await own(path.join(dataDir, 'server.key'), opts.tls.key);
+      await own(path.join(dataDir, 'ca.crt'), opts.tls.ca);
+    }
+    if (opts.hba) await own(path.join(dataDir, 'pg_hba.conf'), ['local all all trust', ...opts.hba, ''].join('\n'));
   } catch (e) {
     await rm(dir, { recursive: true, force: true }).catch(() => {});
     throw e;
