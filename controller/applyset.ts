@@ -157,29 +157,55 @@ export const projectedOwnedDigest = (child: KubeObject): string | undefined => (
 // ---------------------------------------------------------------------------
 // What the cache keeps of a child (the informer's transform)
 
-/**
- * The owned-fields digests of kiln's own applies, by object and resourceVersion:
- * the watch event of that version needs no second digest. Bounded: entries whose
- * event never comes (the object was deleted meanwhile) are dropped wholesale.
- */
-const ownWrites = new Map<string, { rv: string; owned: string | undefined }>();
-const OWN_WRITES_MAX = 50_000;
 /** `apiVersion/Kind/namespace/name`: one key per member, for the caches and the reconciler's bookkeeping. */
 export const childKey = (o: { apiVersion?: string; kind?: string; metadata: { namespace?: string; name: string } }) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 /**
- * Called with what the API server answered to kiln's apply of `desired`, and
- * the resourceVersion the cache holds for it now; returns the owned-fields
- * digest to record. A watch event that came before the answer has been
- * projected already: nothing to keep for it.
+ * The owned-fields digests of kiln's own applies, by object and resourceVersion:
+ * the watch event of that version needs no second digest. One per Manager (its
+ * informers' transform and its reconciler share it), so nothing outlives it.
+ * An entry goes when its event comes or the object is deleted; entries whose
+ * event never comes any other way are dropped wholesale past a bound.
  */
-export function recordOwnWrite(written: KubeObject, desired: K8sObject, cachedVersion: string | undefined): string | undefined {
-  const rv = written.metadata?.resourceVersion;
-  const owned = ownedDigest(written);
-  if (!rv || rv === cachedVersion) return owned;
-  if (ownWrites.size >= OWN_WRITES_MAX) ownWrites.clear();
-  ownWrites.set(childKey({ ...desired, metadata: { ...desired.metadata, namespace: desired.metadata.namespace ?? written.metadata.namespace } }), { rv, owned });
-  return owned;
+export class OwnWrites {
+  private readonly writes = new Map<string, { rv: string; owned: string | undefined }>();
+  constructor(private readonly max = 50_000) {}
+
+  /**
+   * Called with what the API server answered to kiln's apply of `desired`, and
+   * the resourceVersion the cache holds for it now; returns the owned-fields
+   * digest to record. A watch event that came before the answer has been
+   * projected already: nothing to keep for it.
+   */
+  record(written: KubeObject, desired: K8sObject, cachedVersion: string | undefined): string | undefined {
+    const rv = written.metadata?.resourceVersion;
+    const owned = ownedDigest(written);
+    if (!rv || rv === cachedVersion) return owned;
+    if (this.writes.size >= this.max) this.writes.clear();
+    this.writes.set(childKey({ ...desired, metadata: { ...desired.metadata, namespace: desired.metadata.namespace ?? written.metadata.namespace } }), { rv, owned });
+    return owned;
+  }
+
+  /** The digest kiln's own write of exactly this version recorded, once. */
+  take(key: string, resourceVersion: string | undefined): { owned: string | undefined } | undefined {
+    const own = this.writes.get(key);
+    if (!own || own.rv !== resourceVersion) return undefined;
+    this.writes.delete(key);
+    return own;
+  }
+
+  /** The object is gone: its event will never come. */
+  forget(obj: { apiVersion?: string; kind?: string; metadata: { namespace?: string; name: string } }): void {
+    this.writes.delete(childKey(obj));
+  }
+
+  get size(): number {
+    return this.writes.size;
+  }
+
+  has(key: string): boolean {
+    return this.writes.has(key);
+  }
 }
 
 const OWNED_DIGEST = 'kiln.dev/owned-digest';
@@ -247,7 +273,7 @@ export function pickFields(live: unknown, fields: FieldsV1): unknown {
 /** Status fields the reconciler reads: members and rollout (StatefulSet), result (Job). */
 const STATUS_KEPT = ['replicas', 'readyReplicas', 'updatedReplicas', 'currentReplicas', 'observedGeneration', 'startTime', 'completionTime', 'succeeded', 'failed'];
 
-export function projectChild<T extends KubeObject>(obj: T): T {
+export function projectChild<T extends KubeObject>(obj: T, ownWrites?: OwnWrites): T {
   const m = obj.metadata;
   const kilnEntry = kilnApplyEntry(obj);
   const labels: Record<string, string> = {};
@@ -258,15 +284,9 @@ export function projectChild<T extends KubeObject>(obj: T): T {
   for (const k of kept) if (m.labels?.[k] !== undefined) labels[k] = k === 'kiln.dev/owner-name' || k === PART_OF ? m.labels[k]! : intern(m.labels[k]!);
   const status = obj['status'] as Record<string, unknown> | undefined;
   const key = childKey(obj);
-  const own = ownWrites.get(key);
-  let owned: string | undefined;
-  if (own && own.rv === m.resourceVersion) {
-    // kiln's own apply answered with this version: its digest is known.
-    ownWrites.delete(key);
-    owned = own.owned;
-  } else {
-    owned = ownedDigest(obj);
-  }
+  // kiln's own apply answered with this version: its digest is known.
+  const own = ownWrites?.take(key, m.resourceVersion);
+  const owned = own ? own.owned : ownedDigest(obj);
   const out: ProjectedChild = {
     apiVersion: obj.apiVersion,
     kind: obj.kind,
@@ -355,6 +375,28 @@ export const childCodec: CacheCodec = {
   },
 };
 const SEP = '\u0001';
+
+/**
+ * Is `obj` this resource's to write? Its controller reference names the
+ * resource by UID, or it has no controller and is a member of the resource's
+ * ApplySet (an object kiln applied for a same-named resource that was deleted
+ * with `--cascade=orphan`). Anything else (a tenant's own Service, an object
+ * another controller or an earlier resource of the same name controls) kiln
+ * must not take over: force-applying it would overwrite it and give it to the
+ * garbage collector along with the resource (kro and Flux refuse the same way).
+ */
+export function belongsTo(obj: KubeObject, parent: { metadata: { uid?: string } }, id: string): boolean {
+  const controller = (obj.metadata.ownerReferences ?? []).find((o) => o.controller);
+  if (controller) return controller.uid === parent.metadata.uid;
+  return obj.metadata.labels?.[PART_OF] === id;
+}
+
+/** Names an object kiln will not take over, and who has it, for a Stalled message. */
+export function describeForeign(obj: KubeObject): string {
+  const controller = (obj.metadata.ownerReferences ?? []).find((o) => o.controller);
+  const who = controller ? `is controlled by ${controller.kind}/${controller.name} (uid ${controller.uid})` : 'was not created by kiln for this resource';
+  return `${obj.kind} ${obj.metadata.namespace ?? ''}/${obj.metadata.name} exists and ${who}`;
+}
 
 /** May kiln prune this member? Only what kiln applied, never volumes, never what another controller owns. */
 export function prunable(live: KubeObject, parentUid: string | undefined): boolean {

@@ -21,7 +21,7 @@ import { Reconciler, type ReconcileResult } from './reconciler.js';
 import { GitReconciler } from './git-reconciler.js';
 import { GitSink, type GitSinkOptions } from './git-sink.js';
 import { CHILD_KINDS, KILN_KINDS } from './resources.js';
-import { childCodec, PART_OF, projectChild } from './applyset.js';
+import { childCodec, OwnWrites, PART_OF, projectChild } from './applyset.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../charts/shared/labels.js';
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 
@@ -73,6 +73,8 @@ export class Manager {
   readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
   /** Reconciles finished, for metrics and tests. */
   reconciles = 0;
+  /** What kiln's own applies wrote, until the watch brings it: this Manager's, gone with it. */
+  readonly ownWrites = new OwnWrites();
 
   constructor(private readonly opts: ManagerOptions) {
     this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst });
@@ -90,7 +92,7 @@ export class Manager {
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       // ConfigMapSync copies live in tenant namespaces: watch ConfigMaps everywhere kiln writes them.
       for (const ns of k.kind === 'ConfigMap' && opts.namespaces.length > 0 ? [undefined] : namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log, transform: projectChild, codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
+        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log, transform: (o) => projectChild(o, this.ownWrites), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
         inf.on((event, obj) => this.onChild(event, obj));
         this.informers.push(inf);
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);
@@ -113,6 +115,7 @@ export class Manager {
       children: this.children,
       events,
       configMapSync: { kc: opts.kc, fieldManager: 'kiln', tokens: new ServiceAccountTokens(opts.kc), log: opts.log },
+      ownWrites: this.ownWrites,
       version: opts.version,
       log: opts.log,
     });
@@ -148,7 +151,8 @@ export class Manager {
     this.queue.add(`${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`);
   }
 
-  private onChild(_event: string, obj: KubeObject): void {
+  private onChild(event: string, obj: KubeObject): void {
+    if (event === 'deleted') this.ownWrites.forget(obj);
     const owner = (obj.metadata.ownerReferences ?? []).find((o) => o.controller && o.apiVersion.startsWith('kiln.dev/'));
     if (owner) {
       this.queue.add(`${owner.kind}/${obj.metadata.namespace}/${owner.name}`);
@@ -158,6 +162,11 @@ export class Manager {
     if (labels[OWNER_KIND_LABEL] && labels[OWNER_NAME_LABEL] && labels[OWNER_NAMESPACE_LABEL]) {
       this.queue.add(`${labels[OWNER_KIND_LABEL]}/${labels[OWNER_NAMESPACE_LABEL]}/${labels[OWNER_NAME_LABEL]}`);
     }
+  }
+
+  /** Whether the reconciler keeps anything for `key` (Kind/namespace/name). */
+  remembers(key: string): boolean {
+    return this.reconciler instanceof Reconciler && this.reconciler.remembers(key);
   }
 
   isLeader(): boolean {

@@ -9,8 +9,9 @@ import type { K8sObject, KilnResource } from '../charts/types.js';
 import { APPLY_AFTER_ANNOTATION } from '../charts/directory-restore.js';
 import { KILN_API_VERSION } from '../charts/registry.js';
 import { validate, formatErrors } from '../validate/index.js';
-import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, childKey, decorate, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, recordOwnWrite, VERIFY } from './applyset.js';
-import { isNotFound, isPermanent, type KubeClient } from './client.js';
+import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, belongsTo, childKey, decorate, describeForeign, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, VERIFY, type OwnWrites } from './applyset.js';
+import { ApiError, isNotFound, isPermanent, type KubeClient } from './client.js';
+import { checkClaim } from './claim-check.js';
 import { reconcileConfigMapSync, type ConfigMapSyncDeps } from './configmapsync.js';
 import type { EventRecorder } from './events.js';
 import type { Informer, KubeObject } from './informer.js';
@@ -26,6 +27,8 @@ export interface ReconcilerDeps {
   children: Map<string, Informer>;
   events: EventRecorder;
   configMapSync: ConfigMapSyncDeps;
+  /** What kiln's own applies wrote, shared with the child informers' transform (projectChild). */
+  ownWrites: OwnWrites;
   version: string;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
@@ -40,6 +43,13 @@ export interface ReconcileResult {
 const WORKLOAD_KINDS = new Set(['DirectoryService', 'PostgresInstance', 'CacheCluster']);
 const JOB_KINDS = new Set(['DirectoryBackup', 'DirectoryRestore']);
 const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;
+const CONFLICT_RECHECK_MS = 60_000;
+
+/** `obj` with a UID precondition: the server applies it only to the object with that UID. */
+const withUid = (obj: K8sObject, uid: string | undefined): K8sObject => (uid ? { ...obj, metadata: { ...obj.metadata, uid } } : obj);
+
+/** The API server's answer to an apply whose UID precondition failed: 409 (object gone) or 422 (metadata.uid differs). */
+const uidPreconditionFailed = (err: unknown) => err instanceof ApiError && (err.status === 409 || err.status === 422) && /\buid\b/.test(err.detail ?? err.message);
 
 interface InventoryEntry { apiVersion: string; kind: string; namespace?: string; name: string; ownedFieldsDigest?: string }
 
@@ -58,6 +68,11 @@ export class Reconciler {
   private readonly done = new Map<string, string[]>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** Whether anything is kept for `key` (tests: nothing is, once the resource is deleted). */
+  remembers(key: string): boolean {
+    return this.done.has(key);
+  }
 
   /** The members' resourceVersions in the cache now, by `apiVersion/Kind/namespace/name`. */
   private memberVersions(id: string): Map<string, string | undefined> {
@@ -83,7 +98,11 @@ export class Reconciler {
     const { kind, namespace, name } = parseKey(key);
     const live = this.deps.resources.get(kind)?.get(namespace, name) as (KubeObject & KilnResource) | undefined;
     const result: ReconcileResult = { applied: 0, pruned: 0, statusWritten: false };
-    if (!live) return result; // deleted: its children go by garbage collection
+    if (!live) {
+      // Deleted: its children go by garbage collection, and nothing is kept of it here.
+      this.done.delete(key);
+      return result;
+    }
     if (kind === 'ConfigMapSync') return this.reconcileConfigMapSync(live, result);
     if (live.metadata.deletionTimestamp) {
       this.done.delete(key);
@@ -125,6 +144,22 @@ export class Reconciler {
     parentPatch.catch(() => undefined);
     const desired = rendered.map((o) => decorate(o, live, id));
 
+    // A backup or restore copies a claim into a Job running the image it names: only a claim that
+    // belongs to what it names (checkClaim), and nothing of it before that is known.
+    const reader = desired.find((o) => (live.kind === 'DirectoryBackup' ? o.kind === 'VolumeSnapshot' : o.kind === 'Job'));
+    const claim = await checkClaim(live, reader, this.deps);
+    if (!claim.ok) {
+      if ('foreign' in claim) {
+        await this.writeStatus(live, { conditions: stalled('ForeignClaim', claim.foreign, generation) }, result);
+        if (result.statusWritten) this.deps.events.warning(live, 'ForeignClaim', claim.foreign);
+        return { ...result, requeueAfterMs: CONFLICT_RECHECK_MS };
+      }
+      await this.writeStatus(live, {
+        conditions: [...readyConditions({ kind: 'reconciling', reason: 'Waiting', message: claim.waiting }, generation), syncedCondition(false, 'Waiting', claim.waiting, generation)],
+      }, result);
+      return { ...result, requeueAfterMs: 5_000 };
+    }
+
     // The owned-fields digests the status recorded for each member (see drift()).
     const recorded = new Map<string, string>();
     for (const e of (live.status as { inventory?: InventoryEntry[] } | undefined)?.inventory ?? []) {
@@ -138,10 +173,16 @@ export class Reconciler {
     const waiting: string[] = [];
     const failures: string[] = [];
     const toApply: K8sObject[] = [];
+    const reasons = new Map<K8sObject, string>();
     const toVerify: K8sObject[] = [];
+    // Objects with a child's name that are not this resource's: nothing is applied while one exists.
+    const conflicts: string[] = [];
+    // childKey -> the UID the apply must find there (a UID precondition: an object deleted and
+    // re-created by someone else since kiln looked is not written).
+    const uids = new Map<string, string>();
     const applyFor = (obj: K8sObject, why: string) => {
-      this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why });
       toApply.push(obj);
+      reasons.set(obj, why);
     };
     for (const obj of desired) {
       const after = obj.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
@@ -150,17 +191,33 @@ export class Reconciler {
         continue;
       }
       const current = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+      // The cache holds only objects labelled as kiln's: one missing from it may still exist.
+      if (!current) {
+        toVerify.push(obj);
+        continue;
+      }
+      if (!belongsTo(current, live, id)) {
+        conflicts.push(describeForeign(current));
+        continue;
+      }
+      if (current.metadata.uid) uids.set(childKey(obj), current.metadata.uid);
       const why = drift(current, obj, recorded.get(childKey(obj)));
       if (why === VERIFY) toVerify.push(obj);
       else if (why === undefined) owned.set(childKey(obj), projectedOwnedDigest(current!));
       else applyFor(obj, why);
     }
     // Members whose owned fields kiln has no record of (after a restart of a kiln that kept none,
-    // or a change by another writer): read them and compare field by field.
+    // or a change by another writer), and objects the cache does not hold: read them, check they
+    // are this resource's, and compare field by field.
     await Promise.all(toVerify.map(async (obj) => {
       let why: string | undefined;
       try {
         const full = await this.deps.client.get<KubeObject>({ apiVersion: obj.apiVersion, kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name });
+        if (!belongsTo(full, live, id)) {
+          conflicts.push(describeForeign({ ...full, kind: obj.kind }));
+          return;
+        }
+        if (full.metadata.uid) uids.set(childKey(obj), full.metadata.uid);
         why = ownedFieldsDrift(full, obj);
         if (why === undefined) owned.set(childKey(obj), ownedDigest(full));
       } catch (err) {
@@ -169,7 +226,15 @@ export class Reconciler {
       }
       if (why !== undefined) applyFor(obj, why);
     }));
-    const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply<KubeObject>(obj, FIELD_MANAGER)));
+    if (conflicts.length > 0) {
+      const message = `refusing to take over objects kiln does not own: ${conflicts.sort().join('; ')}; delete or rename them, or give this resource another name`;
+      await this.writeStatus(live, { conditions: stalled('ConflictingObject', message, generation) }, result);
+      if (result.statusWritten) this.deps.events.warning(live, 'ConflictingObject', message);
+      // The cache does not see an unlabelled object go away: look again now and then.
+      return { ...result, requeueAfterMs: CONFLICT_RECHECK_MS };
+    }
+    for (const obj of toApply) this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why: reasons.get(obj) });
+    const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply<KubeObject>(withUid(obj, uids.get(childKey(obj))), FIELD_MANAGER)));
     let transient: unknown;
     const written = new Map<string, string>();
     outcomes.forEach((o, i) => {
@@ -177,9 +242,11 @@ export class Reconciler {
         result.applied++;
         const obj = toApply[i]!;
         const cached = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
-        owned.set(childKey(obj), recordOwnWrite(o.value, obj, cached?.metadata.resourceVersion));
+        owned.set(childKey(obj), this.deps.ownWrites.record(o.value, obj, cached?.metadata.resourceVersion));
         if (o.value.metadata?.resourceVersion) written.set(childKey(obj), o.value.metadata.resourceVersion);
       }
+      // The object went or was replaced since kiln read it: the next try reads it again.
+      else if (uidPreconditionFailed(o.reason)) transient ??= o.reason;
       else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
       else transient ??= o.reason;
     });

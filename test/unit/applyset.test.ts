@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applySetId, childCodec, contains, decorate, DESIRED_DIGEST, drift, ownedDigest, ownedFieldsDrift, PART_OF, pickFields, projectChild, projectedOwnedDigest, prunable, VERIFY } from '../../controller/applyset.js';
+import { applySetId, belongsTo, childCodec, contains, decorate, describeForeign, DESIRED_DIGEST, drift, ownedDigest, ownedFieldsDrift, OwnWrites, PART_OF, pickFields, projectChild, projectedOwnedDigest, prunable, VERIFY } from '../../controller/applyset.js';
 import type { KubeObject } from '../../controller/informer.js';
 import { statusUpToDate, withTransitionTimes } from '../../controller/status.js';
 
@@ -147,5 +147,34 @@ describe('child projection', () => {
     expect(pickFields([{ name: 'a', x: 1, y: 2 }, { name: 'b', x: 3 }], { 'k:{"name":"b"}': { 'f:x': {} } })).toEqual([{ x: 3 }]);
     expect(pickFields(['p', 'q'], { 'v:"q"': {} })).toEqual(['q']);
     expect(pickFields(['p', 'q'], { 'i:0': {} })).toEqual(['p']);
+  });
+});
+
+describe('ownership and own writes', () => {
+  const parent = { metadata: { uid: 'u-1' } };
+  const id = 'applyset-x-v1';
+  const obj = (meta: Partial<KubeObject['metadata']>): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's', namespace: 'n', ...meta } }) as KubeObject;
+
+  it('belongsTo: only an object whose controller is the resource (by UID), or a member of its ApplySet without a controller', () => {
+    expect(belongsTo(obj({ ownerReferences: [{ apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', name: 'd', uid: 'u-1', controller: true }] }), parent, id)).toBe(true);
+    // Same kind and name, another UID: an earlier resource of that name (or a forgery).
+    expect(belongsTo(obj({ ownerReferences: [{ apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', name: 'd', uid: 'u-0', controller: true }] }), parent, id)).toBe(false);
+    expect(belongsTo(obj({ labels: { [PART_OF]: id } }), parent, id)).toBe(true);
+    expect(belongsTo(obj({ labels: { 'app.kubernetes.io/managed-by': 'kiln' } }), parent, id)).toBe(false);
+    expect(belongsTo(obj({}), parent, id)).toBe(false);
+    expect(describeForeign(obj({}))).toBe('Service n/s exists and was not created by kiln for this resource');
+  });
+
+  it('OwnWrites: an own write is used once by its watch event, and forgotten when the object is deleted', () => {
+    const writes = new OwnWrites();
+    const desired = { apiVersion: 'v1', kind: 'Service', metadata: { name: 's', namespace: 'n' } };
+    writes.record(obj({ resourceVersion: '7' }), desired, '6');
+    expect(writes.size).toBe(1);
+    expect(writes.take('v1/Service/n/s', '6')).toBeUndefined();
+    writes.forget(desired);
+    expect(writes.size).toBe(0);
+    writes.record(obj({ resourceVersion: '8' }), desired, '7');
+    expect(writes.take('v1/Service/n/s', '8')).toBeDefined();
+    expect(writes.size).toBe(0);
   });
 });
