@@ -613,7 +613,11 @@ export async function reconcileConfigMapSync(resource: KilnResource, deps: Confi
     core = await tokens.clientFor(namespace, serviceAccount);
   } catch (err) {
     const info = apiError(err);
-    const msg = `TokenRequest for ServiceAccount ${namespace}/${serviceAccount}: ${scrub(info.message, tokens)}`;
+    // kiln may request tokens only where the platform admin bound its token ClusterRole: say how to grant it.
+    const hint = info.code === 403 && !/being terminated/.test(info.message)
+      ? ` (kiln may request ServiceAccount tokens only in namespaces where the platform admin bound its ClusterRole <install name>-controller-serviceaccount-tokens with a RoleBinding, e.g. kiln install --token-namespace ${namespace})`
+      : '';
+    const msg = `TokenRequest for ServiceAccount ${namespace}/${serviceAccount}: ${scrub(info.message, tokens)}${hint}`;
     log('warn', 'cannot obtain a ServiceAccount token', { resource: who(resource), code: info.code, error: msg });
     if (deleting && (info.code === 404 || (info.code === 403 && /being terminated/.test(info.message)))) {
       // The ServiceAccount is gone, or its namespace is being deleted (no TokenRequest there any more).

@@ -17,7 +17,7 @@ import { crdDirectory } from '../../lib/paths.js';
 import { fromYaml } from '../../lib/yaml.js';
 import { compareObjects } from '../render.js';
 import type { K8sObject } from '../types.js';
-import { clusterRules, leaseRules, type Component, type NamedRule, type PolicyRule } from './rbac.js';
+import { clusterRules, leaseRules, TOKEN_RULES, type Component, type NamedRule, type PolicyRule } from './rbac.js';
 
 export interface GitInstallOptions {
   repo: string;
@@ -62,6 +62,13 @@ export interface InstallOptions {
    * and <name>-agent (Deployments, ServiceAccounts, ClusterRoles, Leases).
    */
   name?: string;
+  /**
+   * Namespaces where ConfigMapSync may act as a ServiceAccount: the apply-mode
+   * controller gets a RoleBinding there to its TokenRequest ClusterRole
+   * (<name>-controller-serviceaccount-tokens) and nowhere else. More can be
+   * bound later by hand, with a RoleBinding to that ClusterRole.
+   */
+  tokenNamespaces?: string[];
   /**
    * Rules to leave out, to show what breaks without them: `component:rule-id`
    * drops a rule, `component:rule-id:verb` one verb of it (e.g.
@@ -130,6 +137,8 @@ interface ComponentProps {
   volumeMounts?: k8s.VolumeMount[];
   resources: { cpu: string; memory: string; memoryLimit: string };
   omitRules: string[];
+  /** Rules granted per namespace only: a ClusterRole <name>-<id> with a RoleBinding in each namespace, no ClusterRoleBinding. */
+  namespaced?: { id: string; rules: NamedRule[]; namespaces: string[] };
 }
 
 /** One kiln process: its identity, its rights, its Deployment and its metrics Service. */
@@ -145,6 +154,17 @@ export class KilnComponent extends Construct {
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: p.name },
       subjects: [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }],
     });
+    if (p.namespaced) {
+      const n = `${p.name}-${p.namespaced.id}`;
+      new k8s.KubeClusterRole(this, 'NamespacedClusterRole', { metadata: meta(n, false), rules: keep(p.namespaced.rules) });
+      for (const ns of [...new Set(p.namespaced.namespaces)].sort()) {
+        new k8s.KubeRoleBinding(this, `NamespacedRoleBinding-${ns}`, {
+          metadata: { ...meta(n), namespace: ns },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: n },
+          subjects: [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }],
+        });
+      }
+    }
     const leaderElection = `${p.name}-leader-election`;
     new k8s.KubeRole(this, 'LeaderElectionRole', { metadata: meta(leaderElection), rules: keep(leaseRules(p.name)) });
     new k8s.KubeRoleBinding(this, 'LeaderElectionRoleBinding', {
@@ -287,6 +307,7 @@ export class KilnInstallChart extends Chart {
         instance, namespace, version: o.version, rules: 'controller-apply', name: CONTROLLER, component: 'controller', image, imagePullPolicy,
         replicas: o.replicas ?? 1, args: ['controller', '--mode', 'apply', '--leader-election-id', CONTROLLER, ...common], omitRules,
         resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
+        namespaced: { id: 'serviceaccount-tokens', rules: TOKEN_RULES, namespaces: o.tokenNamespaces ?? [] },
       });
     }
     if (o.agent ?? true) {

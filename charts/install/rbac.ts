@@ -13,8 +13,11 @@
  *   CHILD_KINDS, label selector managed-by=kiln), applies them (a server-side
  *   apply PATCH, which the API server authorizes as `create` when the object
  *   does not exist yet and as `patch` when it does), prunes them with DELETE (never a
- *   PersistentVolumeClaim), requests ServiceAccount tokens for ConfigMapSync
- *   (whose copies are written with the tenant's token, not these rules);
+ *   PersistentVolumeClaim);
+ * - apply mode requests ServiceAccount tokens for ConfigMapSync (whose copies
+ *   are written with the tenant's token, not these rules) only in the
+ *   namespaces the platform admin opted in (TOKEN_RULES: a ClusterRole bound
+ *   by a RoleBinding per namespace, never cluster-wide);
  * - both record Events (POST only) and hold a Lease in their own namespace
  *   (controller/leader.ts: read, create, replace);
  * - git mode applies nothing: no rule on any rendered kind;
@@ -105,9 +108,25 @@ export const CONTROLLER_APPLY_RULES: NamedRule[] = [
     rule: { apiGroups: ['snapshot.storage.k8s.io'], resources: ['volumesnapshots'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },
   },
   eventsCreate,
+];
+
+/**
+ * The apply-mode controller's TokenRequest right, in a ClusterRole of its own
+ * that is bound per namespace only (a RoleBinding in each namespace where
+ * ConfigMapSync may act as a ServiceAccount: `kiln install
+ * --token-namespace`, or the platform admin's own RoleBinding). Bound
+ * cluster-wide it would let the controller mint a token for any
+ * ServiceAccount in the cluster (kube-system's included), so a compromised
+ * controller would hold every identity. Per-namespace binding is what RBAC
+ * enforces and a SubjectAccessReview shows; an opt-in annotation on the
+ * ServiceAccount would be checked only by kiln's own code, which is exactly
+ * what must not be trusted here. A platform admin who wants it narrower
+ * still binds a Role of their own with resourceNames (the ServiceAccounts).
+ */
+export const TOKEN_RULES: NamedRule[] = [
   {
     id: 'serviceaccount-tokens',
-    why: 'request a token for a ConfigMapSync\'s spec.serviceAccountName (TokenRequest); the copies are written with that token\'s rights',
+    why: 'request a token for a ConfigMapSync\'s spec.serviceAccountName (TokenRequest) in a namespace bound to it; the copies are written with that token\'s rights',
     rule: { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] },
   },
 ];

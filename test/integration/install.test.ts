@@ -90,7 +90,9 @@ describe('install manifests', () => {
     const agent = `${name}-agent`;
     expect(await can(controller, 'patch', 'statefulsets.apps', '-n', 'default')).toBe('yes');
     expect(await can(controller, 'patch', 'directoryservices.kiln.dev', '--subresource', 'status', '-n', 'default')).toBe('yes');
-    expect(await can(controller, 'create', 'serviceaccounts', '--subresource', 'token', '-n', 'default')).toBe('yes');
+    // TokenRequest only where the platform admin bound it (--token-namespace): nowhere by default.
+    expect(await can(controller, 'create', 'serviceaccounts', '--subresource', 'token', '-n', 'default')).toBe('no');
+    expect(await can(controller, 'create', 'serviceaccounts', '--subresource', 'token', '-n', 'kube-system')).toBe('no');
     expect(await can(controller, 'update', `leases.coordination.k8s.io/${controller}`, '-n', namespace)).toBe('yes');
     expect(await can(controller, 'update', 'leases.coordination.k8s.io/someone-else', '-n', namespace)).toBe('no');
     expect(await can(controller, 'create', 'leases.coordination.k8s.io', '-n', 'default')).toBe('no');

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { installObjects, type InstallOptions } from '../../charts/install/install.js';
-import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, leaseRules, type Component, type NamedRule } from '../../charts/install/rbac.js';
+import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, leaseRules, TOKEN_RULES, type Component, type NamedRule } from '../../charts/install/rbac.js';
 import type { K8sObject, KilnResource } from '../../charts/types.js';
 import { applySetId } from '../../controller/applyset.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
@@ -35,7 +35,8 @@ const name = `kr-${id}`;
 const work = `kiln-rbac-work-${id}`;
 const tenant = `kiln-rbac-tenant-${id}`;
 const controllerSa = `${name}-controller`;
-const base: InstallOptions = { mode: 'apply', version: 'test', namespace: installNs, name, crds: 'skip' };
+// ConfigMapSync may act as a ServiceAccount in `work` only (the platform admin's opt-in: --token-namespace).
+const base: InstallOptions = { mode: 'apply', version: 'test', namespace: installNs, name, crds: 'skip', tokenNamespaces: [work] };
 // Git mode: its own installation (same namespace), resources, and a bare repository on disk.
 const gitName = `krg-${id}`;
 const gitSa = `${gitName}-controller`;
@@ -89,12 +90,12 @@ function example(kind: string, n: string): KilnResource {
 }
 
 /** `kiln` with the args of the installation's controller Deployment, plus its credentials, namespace and free ports. */
-async function startController(install: InstallOptions = base): Promise<KilnProcess> {
+async function startController(install: InstallOptions = base, extra: string[] = []): Promise<KilnProcess> {
   const port = await freePort();
   const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-controller')) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
   const git = install.mode === 'git';
   const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', git ? gitKubeconfig : kubeconfig, '-n', git ? gitWork : work,
-    '--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', `127.0.0.1:${port}`, '--resync', '0', ...(git ? ['--work-dir', join(scratch, `clone-${running.length}-${Date.now()}`)] : [])]);
+    '--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', `127.0.0.1:${port}`, '--resync', '0', ...(git ? ['--work-dir', join(scratch, `clone-${running.length}-${Date.now()}`)] : []), ...extra]);
   running.push(p);
   return p;
 }
@@ -117,7 +118,7 @@ async function canI(sa: string, rule: NamedRule, verb: string, namespace: string
 async function setRules(omit: string[], component: Component = 'controller-apply', sa = controllerSa, install: InstallOptions = base): Promise<void> {
   const objs = installObjects({ ...install, omitRules: omit.map((o) => `${component}:${o}`) }).filter((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && o.metadata.name.startsWith(sa));
   expect((await applyObjects(cp, objs)).code).toBe(0);
-  const rules = [...clusterRules(component), ...leaseRules(sa)];
+  const rules = [...clusterRules(component), ...(component === 'controller-apply' ? TOKEN_RULES : []), ...leaseRules(sa)];
   for (const o of omit.length ? omit : rules.map((r) => r.id)) {
     const [ruleId, verb] = o.split(':');
     for (const rule of rules.filter((r) => r.id === ruleId)) {
@@ -286,9 +287,10 @@ async function shows(row: Row, c: Ctx): Promise<void> {
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
   installed = [...installObjects(base), ...installObjects(gitBase)];
+  // The tenant namespaces exist before kiln is installed: the token RoleBinding lives in one of them.
+  for (const ns of [work, tenant, gitWork]) await cp.kubectlOk(['create', 'namespace', ns]);
   const r = await applyObjects(cp, installed);
   if (r.code !== 0) throw new Error(r.stderr);
-  for (const ns of [work, tenant, gitWork]) await cp.kubectlOk(['create', 'namespace', ns]);
   initBareRepo(bare, scratch);
   // ConfigMapSync's tenant: its own ServiceAccount reads the source and writes copies (not the controller).
   const tenantRbac = [
@@ -322,6 +324,43 @@ describe('the controller with exactly the generated RBAC', () => {
     expect((await cp.kubectl(['auth', 'whoami', '-o', 'jsonpath={.status.userInfo.username}'], { kubeconfig })).stdout).toBe(`system:serviceaccount:${installNs}:${controllerSa}`);
   });
 
+  it('may request ServiceAccount tokens only in the namespaces bound to it (not cluster-wide, not kube-system)', async () => {
+    const as = ['--as', `system:serviceaccount:${installNs}:${controllerSa}`];
+    const canToken = async (ns: string, sa?: string) =>
+      (await cp.kubectl(['auth', 'can-i', 'create', sa ? `serviceaccounts/${sa}` : 'serviceaccounts', '--subresource', 'token', '-n', ns, ...as])).stdout.trim();
+    expect(await canToken(work)).toBe('yes');
+    expect(await canToken(tenant)).toBe('no');
+    expect(await canToken('kube-system')).toBe('no');
+    expect(await canToken('kube-system', 'default')).toBe('no');
+    expect((await cp.kubectl(['auth', 'can-i', 'create', 'serviceaccounts', '--subresource', 'token', '--all-namespaces', ...as])).stdout.trim()).toBe('no');
+    // The same through the API: a TokenRequest for a ServiceAccount of a namespace that did not opt in is refused.
+    const r = await cp.kubectl(['create', 'token', 'default', '-n', 'kube-system', '--duration', '10m'], { kubeconfig });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/forbidden/i);
+    // A ConfigMapSync in a namespace that did not opt in is Stalled saying how the admin grants it; nothing copied.
+    const optOut = `kiln-rbac-optout-${id}`;
+    await cp.kubectlOk(['create', 'namespace', optOut]);
+    try {
+      await applyObjects(cp, [
+        { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'sync', namespace: optOut } },
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'src', namespace: optOut }, data: { a: 'b' } },
+      ]);
+      const c = await startController(base, ['-n', optOut]);
+      const cms: KilnResource = { apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'no-opt-in', namespace: optOut }, spec: { source: { name: 'src' }, targets: { namespaces: [tenant] }, serviceAccountName: 'sync' } };
+      await create(cms);
+      const st = await waitFor('the ConfigMapSync Stalled', async () => {
+        const s = await condition('ConfigMapSync', 'no-opt-in', 'Stalled', optOut);
+        return s?.status === 'True' ? s : undefined;
+      }, 30_000, () => c.lines.slice(-10).join('\n'));
+      expect(st.reason).toBe('TokenRequestFailed');
+      expect(st.message).toMatch(/RoleBinding.*--token-namespace/);
+      expect(await getJson(['-n', tenant, 'configmap', 'src'])).toBeUndefined();
+    } finally {
+      await stopAll();
+      await cp.kubectl(['delete', 'namespace', optOut, '--wait=false']);
+    }
+  }, 120_000);
+
   it('converges every example (and a ConfigMapSync) with its ServiceAccount token', async () => {
     const c = await startController();
     for (const r of examples) await create(r);
@@ -345,7 +384,7 @@ describe('the controller with exactly the generated RBAC', () => {
 
   ruleTable({
     covers: 'every rule of the controller\'s ClusterRole and Role has a row below',
-    rows: CONTROLLER_RULE_ROWS, rules: [...CONTROLLER_APPLY_RULES, ...leaseRules(controllerSa)], rowName: 'row', ns: work,
+    rows: CONTROLLER_RULE_ROWS, rules: [...CONTROLLER_APPLY_RULES, ...TOKEN_RULES, ...leaseRules(controllerSa)], rowName: 'row', ns: work,
     setRules: (omit) => setRules(omit), start: () => startController(),
   });
 });

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { installObjects, type InstallOptions } from '../../charts/install/install.js';
-import { AGENT_RULES, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES } from '../../charts/install/rbac.js';
+import { AGENT_RULES, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, TOKEN_RULES } from '../../charts/install/rbac.js';
 import type { K8sObject } from '../../charts/types.js';
 import { fromYaml, parseYamlStream } from '../../lib/yaml.js';
 
@@ -26,7 +26,7 @@ describe('install manifests', () => {
     expect(objs.map((o) => `${o.kind}/${o.metadata.name}`).filter((k) => !k.startsWith('CustomResourceDefinition/'))).toEqual([
       'Namespace/kiln-system',
       'ServiceAccount/kiln-agent', 'ServiceAccount/kiln-controller',
-      'ClusterRole/kiln-agent', 'ClusterRole/kiln-controller',
+      'ClusterRole/kiln-agent', 'ClusterRole/kiln-controller', 'ClusterRole/kiln-controller-serviceaccount-tokens',
       'ClusterRoleBinding/kiln-agent', 'ClusterRoleBinding/kiln-controller',
       'Role/kiln-agent-leader-election', 'Role/kiln-controller-leader-election',
       'RoleBinding/kiln-agent-leader-election', 'RoleBinding/kiln-controller-leader-election',
@@ -64,6 +64,26 @@ describe('install manifests', () => {
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
       { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['kiln-controller'], verbs: ['get', 'update'] },
     ]);
+  });
+
+  it('TokenRequest only per namespace: no cluster-wide binding grants serviceaccounts/token; --token-namespace binds it there', () => {
+    const tokens = (rules: { resources: string[] }[]) => rules.some((r) => r.resources.includes('serviceaccounts/token'));
+    for (const rules of [CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, AGENT_RULES]) expect(tokens(rules.map((r) => r.rule))).toBe(false);
+    expect(TOKEN_RULES.map((r) => r.rule)).toEqual([{ apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] }]);
+    const plain = apply();
+    const bound = plain.filter((o) => o.kind === 'ClusterRoleBinding').map((b) => (b as any).roleRef.name); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(bound).not.toContain('kiln-controller-serviceaccount-tokens');
+    for (const name of bound) expect(tokens(find(plain, 'ClusterRole', name).rules)).toBe(false);
+    expect(plain.filter((o) => o.kind === 'RoleBinding' && o.metadata.name === 'kiln-controller-serviceaccount-tokens')).toEqual([]);
+    const objs = apply({ tokenNamespaces: ['team-b', 'team-a', 'team-b'] });
+    const bindings = objs.filter((o) => o.kind === 'RoleBinding' && o.metadata.name === 'kiln-controller-serviceaccount-tokens') as any[]; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(bindings.map((b) => b.metadata.namespace)).toEqual(['team-a', 'team-b']);
+    for (const b of bindings) {
+      expect(b.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'kiln-controller-serviceaccount-tokens' });
+      expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kiln-controller', namespace: 'kiln-system' }]);
+    }
+    // Git mode requests no token at all.
+    expect(installObjects({ mode: 'git', version: '1', git, tokenNamespaces: ['team-a'] }).filter((o) => o.metadata.name.includes('serviceaccount-tokens'))).toEqual([]);
   });
 
   it('omitRules drops a rule or one verb of it', () => {

@@ -44,7 +44,7 @@ describe('examples/quickstart', () => {
       'ConfigMap/quickstart/app-settings',
       'Namespace//quickstart', 'Namespace//team-a', 'Namespace//team-b',
       'Role/quickstart/settings-sync-source', 'Role/team-a/settings-sync', 'Role/team-b/settings-sync',
-      'RoleBinding/quickstart/settings-sync-source', 'RoleBinding/team-a/settings-sync', 'RoleBinding/team-b/settings-sync',
+      'RoleBinding/quickstart/kiln-controller-serviceaccount-tokens', 'RoleBinding/quickstart/settings-sync-source', 'RoleBinding/team-a/settings-sync', 'RoleBinding/team-b/settings-sync',
       'ServiceAccount/quickstart/settings-sync',
     ]);
   });
@@ -52,9 +52,14 @@ describe('examples/quickstart', () => {
     const rules = (ns: string, name: string) => (inputs.find((o) => o.kind === 'Role' && o.metadata?.namespace === ns && o.metadata.name === name) as unknown as { rules: unknown[] }).rules;
     expect(rules('quickstart', 'settings-sync-source')).toEqual([{ apiGroups: [''], resources: ['configmaps'], resourceNames: ['app-settings'], verbs: ['get'] }]);
     for (const ns of ['team-a', 'team-b']) expect(rules(ns, 'settings-sync')).toEqual([{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'patch', 'delete'] }]);
-    for (const b of inputs.filter((o) => o.kind === 'RoleBinding') as unknown as { subjects: unknown[] }[]) {
+    for (const b of inputs.filter((o) => o.kind === 'RoleBinding' && o.metadata?.name !== 'kiln-controller-serviceaccount-tokens') as unknown as { subjects: unknown[] }[]) {
       expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'settings-sync', namespace: 'quickstart' }]);
     }
+    // The platform admin's opt-in: the controller may request tokens in quickstart (and nowhere else it is not bound).
+    const tokens = inputs.find((o) => o.kind === 'RoleBinding' && o.metadata?.name === 'kiln-controller-serviceaccount-tokens') as unknown as { metadata: { namespace: string }; roleRef: unknown; subjects: unknown[] };
+    expect(tokens.metadata.namespace).toBe('quickstart');
+    expect(tokens.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'kiln-controller-serviceaccount-tokens' });
+    expect(tokens.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kiln-controller', namespace: 'kiln-system' }]);
   });
 
   for (const { resource } of quickstart) {
