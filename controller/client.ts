@@ -40,6 +40,14 @@ export class ApiError extends Error {
   renewableCredentials?: boolean;
 }
 
+/** No complete answer within the client's request timeout; the connection was closed. Worth retrying. */
+export class RequestTimeoutError extends Error {
+  constructor(readonly method: string, readonly path: string, readonly timeoutMs: number) {
+    super(`${method} ${path}: no answer within ${timeoutMs / 1000} s (request timeout; connection closed)`);
+    this.name = 'RequestTimeoutError';
+  }
+}
+
 export const isNotFound = (e: unknown) => e instanceof ApiError && e.status === 404;
 export const isConflict = (e: unknown) => e instanceof ApiError && e.status === 409;
 export const isGone = (e: unknown) => e instanceof ApiError && e.status === 410;
@@ -125,8 +133,13 @@ export class KubeClient {
   private readonly proxy: URL | undefined;
   onRequest?: (verb: Verb, path: string, status: number) => void;
 
-  constructor(config: ClusterConfigInput, opts: { qps?: number; burst?: number } = {}) {
+  /** How long a request (not a watch) may take, answer included, before it is abandoned and its connection closed. */
+  readonly requestTimeoutMs: number;
+
+  constructor(config: ClusterConfigInput, opts: { qps?: number; burst?: number; requestTimeoutMs?: number } = {}) {
     this.config = toClusterConfig(config);
+    // The API server's own --request-timeout is 60 s: an answer later than that is not coming.
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
     this.server = this.config.server.replace(/\/$/, '');
     this.limiter = new RateLimiter(opts.qps ?? 20, opts.burst ?? 30);
     this.credentials = new Credentials(this.config);
@@ -160,6 +173,16 @@ export class KubeClient {
       old.destroy();
     }
     return this.agent;
+  }
+
+  /**
+   * Closes the pooled connections no request is using. After a request or a watch went silent
+   * (a partition, a NAT or load-balancer entry dropped, a server that stopped answering), every
+   * idle connection is as suspect: reused, each would be found dead only by timing out one more
+   * request on it, one timeout after another (HTTP/2 clients find them by ping; this one is HTTP/1.1).
+   */
+  closeIdleConnections(): void {
+    for (const sockets of Object.values(this.agent.freeSockets)) for (const s of sockets ?? []) s.destroy();
   }
 
   /** Closes the client's connections (watches included). */
@@ -207,9 +230,22 @@ export class KubeClient {
     const verb: Verb = method === 'GET' ? (isListPath(path) ? 'LIST' : 'GET') : method;
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
     const { headers, auth, agent } = await this.prepare(body === undefined ? undefined : (opts.contentType ?? 'application/json'));
-    const response = await this.send(method, this.url(path, opts.query), headers, body, opts.signal ?? AbortSignal.timeout(60_000), agent);
-    this.counts[verb]++;
-    const text = await readText(response);
+    const timeout = AbortSignal.timeout(this.requestTimeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    let response: IncomingMessage;
+    let text: string;
+    try {
+      response = await this.send(method, this.url(path, opts.query), headers, body, signal, agent);
+      this.counts[verb]++;
+      text = await readText(response);
+    } catch (err) {
+      // A server that accepted the connection and went silent: say which request and how long it waited.
+      if (timeout.aborted && !opts.signal?.aborted) {
+        this.closeIdleConnections();
+        throw new RequestTimeoutError(method, path, this.requestTimeoutMs);
+      }
+      throw err;
+    }
     const status = response.statusCode ?? 0;
     this.onRequest?.(verb, path, status);
     if (status === 401) await this.credentials.unauthorized(auth);

@@ -186,9 +186,13 @@ export class Informer {
     const watchdog = (this.opts.watchdogSeconds ?? 120) * 1000;
     // A watch that has said nothing (not even a bookmark) for this long is presumed dead.
     this.timers.push(setInterval(() => {
-      if (Date.now() - this.lastActivity > watchdog && this.abort) {
-        this.opts.log?.('warn', 'watch silent, restarting', { kind: this.opts.kind });
+      const silentMs = Date.now() - this.lastActivity;
+      if (silentMs > watchdog && this.abort) {
+        this.opts.log?.('warn', 'watch silent, restarting', { kind: this.opts.kind, namespace: this.opts.namespace, silentSeconds: Math.round(silentMs / 1000) });
         this.abort.abort();
+        // The server sends a bookmark at least every minute: this silence means a dead connection,
+        // and the idle ones in the pool are likely dead too. The next watch must not reuse them.
+        this.client.closeIdleConnections?.();
       }
     }, Math.min(watchdog, 10_000)));
   }

@@ -43,6 +43,11 @@ export interface ManagerOptions {
   log: Log;
   /** What to do when leadership is lost; the command exits so a fresh start re-campaigns. Default: log only. */
   onLostLeadership?: () => void;
+  /**
+   * Client-side limits: how long one API request may take (default 60 s) and how long a watch may
+   * stay silent, not even a bookmark, before it is presumed dead and reopened (default 120 s).
+   */
+  timeouts?: { requestMs?: number; watchSilentSeconds?: number };
   /** apply (default): server-side apply into the cluster; git: commit to a repository (`git` says where). */
   sink?: 'apply' | 'git';
   git?: GitSinkOptions;
@@ -77,11 +82,12 @@ export class Manager {
   readonly ownWrites = new OwnWrites();
 
   constructor(private readonly opts: ManagerOptions) {
-    this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst });
+    this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst, requestTimeoutMs: opts.timeouts?.requestMs });
+    const watchdogSeconds = opts.timeouts?.watchSilentSeconds;
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of RECONCILED_KINDS) {
       for (const ns of namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, log: opts.log, codec: packedJson, transform: slimResource });
+        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, watchdogSeconds, log: opts.log, codec: packedJson, transform: slimResource });
         inf.on((event, obj, old) => this.onResource(event, obj, old));
         this.informers.push(inf);
         this.shared(this.resources, k.kind, inf);
@@ -92,7 +98,7 @@ export class Manager {
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       // ConfigMapSync copies live in tenant namespaces: watch ConfigMaps everywhere kiln writes them.
       for (const ns of k.kind === 'ConfigMap' && opts.namespaces.length > 0 ? [undefined] : namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, log: opts.log, transform: (o) => projectChild(o, this.ownWrites), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
+        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: (o) => projectChild(o, this.ownWrites), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
         inf.on((event, obj) => this.onChild(event, obj));
         this.informers.push(inf);
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);

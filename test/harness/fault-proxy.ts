@@ -151,7 +151,8 @@ export async function startFaultProxy(target: { host: string; port: number }): P
     client.on('end', () => {
       link.clientEnded = true;
       if (link.fault.kind === 'none' || link.fault.kind === 'delay' || link.fault.kind === 'half-close') endAfter(link, 'up');
-      if (link.fault.kind === 'half-close' || link.fault.kind === 'reset') client.destroy();
+      // The client has gone: nobody will read this link again.
+      if (link.fault.kind !== 'none' && link.fault.kind !== 'delay') client.destroy();
     });
     client.on('data', (d) => forward(link, 'up', d));
     switch (current.kind) {
