@@ -24,15 +24,17 @@ export function registerController(program: Command, version: string): void {
   addRuntimeOptions(command, { leaseName: 'kiln-controller', bindAddressAlias: true })
     .addOption(logLevelOption())
     .addOption(logFormatOption())
-    .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line')
+    .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line (a URL with credentials is refused)')
+    .option('--allow-insecure-http', 'git mode: accept plain http:// for the repository and the pull-request API (the token and manifests travel unencrypted; for loopback test servers)', false)
     .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
     .option('--review', 'git mode: push to a review branch (<branch>-next unless --review-branch) and open or update a pull request into --branch', false)
     .option('--review-branch <branch>', 'git mode: the review branch (implies --review), started from --branch')
     .option('--pull-request-api <url>', 'git mode, review: GitHub-compatible REST API (default https://api.github.com, for github.com repositories only; Gitea: https://<host>/api/v1); "none" pushes the review branch without a pull request')
     .option('--base-path <path>', 'git mode: the directory kiln owns in the repository', 'clusters')
-    .option('--cluster <name>', 'git mode: this cluster\'s directory under the base path', 'default')
+    .option('--cluster <name>', 'git mode (required): this cluster\'s directory under the base path; marked with the cluster\'s identity (kube-system\'s UID), so another cluster is refused')
+    .option('--allow-mass-delete', 'git mode: let start-up delete more than half of the cluster\'s resources from the repository (refused by default: a wrong --cluster or kube context would empty it)', false)
     .option('--work-dir <dir>', 'git mode: the local clone (default: one under the temporary directory per repository and branch)')
-    .option('--git-token-file <file>', 'git mode: file holding the token for an https repository (a mounted Secret); $KILN_GIT_USERNAME and $KILN_GIT_AUTH_SCHEME (Basic|Bearer) apply')
+    .option('--git-token-file <file>', 'git mode: file holding the token for an https repository (a mounted Secret), read again when it changes; $KILN_GIT_USERNAME and $KILN_GIT_AUTH_SCHEME (Basic|Bearer) apply')
     .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>" (default: the committer)')
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>" (default: kiln <noreply@kiln.dev>)')
     .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', wholeNumber(0), 2000)
@@ -71,6 +73,11 @@ export function registerController(program: Command, version: string): void {
         throw err;
       }
       let manager: InstanceType<typeof Manager>;
+      if (git) {
+        const { kubeSystemUid } = await import('../controller/git-sink.js');
+        // The manager's client (its rate limit, its credentials), once it exists: start() asks after construction.
+        git.clusterIdentity = () => kubeSystemUid((ref) => manager.client.get(ref), log);
+      }
       try {
         manager = new Manager({
           kc,
@@ -145,7 +152,9 @@ interface GitFlags {
   reviewBranch?: string;
   pullRequestApi?: string;
   basePath: string;
-  cluster: string;
+  cluster?: string;
+  allowInsecureHttp?: boolean;
+  allowMassDelete?: boolean;
   workDir?: string;
   gitTokenFile?: string;
   author?: string;
@@ -156,32 +165,55 @@ interface GitFlags {
 
 /** Git mode's options from the flags and the environment; throws a message fit for the user. */
 export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = process.env): Promise<GitSinkOptions> {
-  const { authFromFile, parseIdentity } = await import('../controller/git-sink.js');
-  const { authFromEnv } = await import('../gitops/repo.js');
+  const { authFromFileWatched, parseIdentity } = await import('../controller/git-sink.js');
+  const { authFromEnv, repositoryUrlProblem } = await import('../gitops/repo.js');
   const { checkLayoutOptions } = await import('../gitops/layout.js');
   if (!flags.repo) throw new Error('--mode git needs --repo <url>');
   if (!flags.branch) throw new Error('--mode git needs --branch <branch>');
+  // No default: two clusters (or a wrong kube context) sharing one directory delete each other's resources.
+  if (!flags.cluster) throw new Error('--mode git needs --cluster <name>: the directory of this cluster under the base path (one per cluster)');
+  const urlProblem = repositoryUrlProblem(flags.repo, flags.allowInsecureHttp);
+  if (urlProblem) throw new Error(`--repo: ${urlProblem}`);
   if (!Number.isInteger(flags.debounce) || flags.debounce < 0) throw new Error('--debounce must be a number of milliseconds');
   if (!Number.isInteger(flags.maxWait) || flags.maxWait < 0) throw new Error('--max-wait must be a number of milliseconds');
   const layout = checkLayoutOptions({ basePath: flags.basePath, cluster: flags.cluster });
-  let auth;
+  let auth: GitSinkOptions['auth'];
+  let firstToken: string | undefined;
+  let currentToken: (() => string) | undefined;
   if (flags.gitTokenFile) {
-    try {
-      auth = authFromFile(flags.gitTokenFile, env);
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      throw new Error(code ? `cannot read --git-token-file ${flags.gitTokenFile} (${code})` : (err as Error).message);
-    }
+    const file = flags.gitTokenFile;
+    const watched = authFromFileWatched(file, env);
+    const read = () => {
+      try {
+        return watched();
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        throw new Error(code ? `cannot read --git-token-file ${file} (${code})` : (err as Error).message);
+      }
+    };
+    firstToken = read().token;
+    auth = read;
+    currentToken = () => read().token;
   } else {
-    auth = authFromEnv(env);
+    const fromEnv = authFromEnv(env);
+    auth = fromEnv;
+    firstToken = fromEnv?.token;
+    currentToken = fromEnv ? () => fromEnv.token : undefined;
   }
+  const scheme = (typeof auth === 'function' ? auth() : auth)?.scheme;
   const reviewBranch = flags.reviewBranch ?? (flags.review ? `${flags.branch}-next` : undefined);
   let pullRequests;
   if (reviewBranch && flags.pullRequestApi !== 'none') {
     // The pull request is opened with the same token that pushes.
-    if (!auth?.token) throw new Error('--review opens a pull request and needs a token (--git-token-file or $KILN_GIT_TOKEN); --pull-request-api none pushes the branch only');
+    if (!firstToken || !currentToken) throw new Error('--review opens a pull request and needs a token (--git-token-file or $KILN_GIT_TOKEN); --pull-request-api none pushes the branch only');
     const { GitHubPullRequests } = await import('../gitops/pull-request.js');
-    pullRequests = new GitHubPullRequests({ token: auth.token, scheme: auth.scheme === 'Bearer' ? 'Bearer' : 'token', apiUrl: flags.pullRequestApi, repositoryUrl: flags.repo });
+    pullRequests = new GitHubPullRequests({
+      token: currentToken,
+      scheme: scheme === 'Bearer' ? 'Bearer' : 'token',
+      apiUrl: flags.pullRequestApi,
+      repositoryUrl: flags.repo,
+      allowInsecureHttp: flags.allowInsecureHttp,
+    });
   }
   return {
     repo: flags.repo,
@@ -194,6 +226,8 @@ export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = proce
     author: flags.author ? parseIdentity(flags.author) : undefined,
     committer: flags.committer ? parseIdentity(flags.committer) : undefined,
     auth,
+    allowInsecureHttp: flags.allowInsecureHttp,
+    allowMassDelete: flags.allowMassDelete,
     debounceMs: flags.debounce,
     maxWaitMs: flags.maxWait,
   };

@@ -77,6 +77,8 @@ interface Outcome {
   /** committed: the batch changed the resource's files (an event is recorded once). */
   changed?: boolean;
   announced?: boolean;
+  /** committed, after kiln replaced a link the repository held where this resource's files go. */
+  warning?: string;
 }
 
 type Live = KubeObject & KilnResource & { status?: Status };
@@ -133,7 +135,7 @@ export class GitReconciler {
     if (outcome?.revision === revision) {
       if (outcome.state === 'committed') {
         await this.writeStatus(live, {
-          conditions: readyConditions({ kind: 'ready', reason: 'Committed', message: `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit!.slice(0, 12)}` }, generation),
+          conditions: readyConditions({ kind: 'ready', reason: 'Committed', message: `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit!.slice(0, 12)}${outcome.warning ? `; ${outcome.warning}` : ''}` }, generation),
           commit: outcome.commit,
           revision,
           ...(this.deps.sink.pullRequestUrl ? { pullRequest: this.deps.sink.pullRequestUrl } : {}),
@@ -141,6 +143,7 @@ export class GitReconciler {
         if (result.statusWritten && outcome.changed && !outcome.announced) {
           outcome.announced = true;
           this.deps.events.normal(live, 'Committed', `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit}`);
+          if (outcome.warning) this.deps.events.warning(live, 'LinkReplaced', outcome.warning);
         }
         return result;
       }
@@ -196,7 +199,7 @@ export class GitReconciler {
         if (r.state === 'committed') {
           // Unchanged content already named by the status keeps its commit: a restart rewrites nothing.
           const keep = r.changed === false && liveStatus['revision'] === revision && typeof liveStatus['commit'] === 'string';
-          this.outcomes.set(key, { revision, state: 'committed', commit: keep ? (liveStatus['commit'] as string) : r.sha, failures: 0, changed: r.changed });
+          this.outcomes.set(key, { revision, state: 'committed', commit: keep ? (liveStatus['commit'] as string) : r.sha, failures: 0, changed: r.changed, warning: r.warning });
         } else if (r.state === 'refused') {
           this.outcomes.set(key, { revision, state: 'refused', reason: r.reason, failures: 0 });
         } else {

@@ -14,7 +14,7 @@
  *   their deletion while it was down).
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { K8sObject, KilnResource } from '../charts/types.js';
@@ -40,8 +40,17 @@ export interface GitSinkOptions {
   /** Author of kiln's commits (default: the committer, kiln <noreply@kiln.dev>). */
   author?: GitIdentity;
   committer?: GitIdentity;
-  /** Token for an https remote (default: authFromEnv(), i.e. KILN_GIT_TOKEN). */
-  auth?: GitAuth;
+  /** Token for an https remote, or where to read the current one (a rotated file); default: authFromEnv(), i.e. KILN_GIT_TOKEN. */
+  auth?: GitAuth | (() => GitAuth | undefined);
+  /** Accept a plain http:// repository (the token and manifests travel unencrypted). */
+  allowInsecureHttp?: boolean;
+  /** Let start-up delete more than half of the cluster's resources from the repository (MASS_DELETE_SHARE). */
+  allowMassDelete?: boolean;
+  /**
+   * The cluster's identity (kube-system's UID, kubeSystemUid()), checked
+   * against and written to `<basePath>/<cluster>/.kiln-cluster` at start.
+   */
+  clusterIdentity?: () => Promise<string | undefined>;
   /** Quiet time after the last change before a commit (default 2000 ms). */
   debounceMs?: number;
   /** Longest wait after the first change of a batch (default 30000 ms). */
@@ -74,6 +83,51 @@ export function authFromFile(path: string, env: NodeJS.ProcessEnv = process.env)
   return { token, scheme: scheme === 'Bearer' ? 'Bearer' : 'Basic', username: env['KILN_GIT_USERNAME'] || undefined };
 }
 
+/**
+ * The token in a file, read again whenever the file changes (a rotated Secret
+ * or a kubelet-projected token): a stat per network command, a read per change.
+ */
+export function authFromFileWatched(path: string, env: NodeJS.ProcessEnv = process.env): () => GitAuth {
+  let seen: { key: string; auth: GitAuth } | undefined;
+  return () => {
+    const st = statSync(path);
+    const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    if (seen?.key !== key) seen = { key, auth: authFromFile(path, env) };
+    return seen.auth;
+  };
+}
+
+/**
+ * Start-up deletes what the repository holds for this cluster and the cluster
+ * does not: more than this share of it at once is refused unless allowed
+ * (a wrong kube context, or a second cluster with the same --cluster, would
+ * otherwise empty the directory and Flux would prune the workloads).
+ */
+export const MASS_DELETE_SHARE = 0.5;
+
+/** Why start-up must not delete `stale` of the `total` resources the cluster's directory holds, if it must not. */
+export function massDeleteProblem(stale: readonly ResourceRef[], total: number, where: string): string | undefined {
+  if (stale.length === 0 || stale.length <= total * MASS_DELETE_SHARE) return undefined;
+  const names = stale.slice(0, 5).map((r) => `${r.kind}/${r.namespace}/${r.name}`).join(', ');
+  return `start-up would delete ${stale.length} of the ${total} resources under ${where} (${names}${stale.length > 5 ? ', ...' : ''}), which this cluster does not have: ` +
+    'refusing; check --cluster and the kube context, or pass --allow-mass-delete if they are really gone';
+}
+
+/**
+ * The cluster's identity for the marker: the kube-system namespace's UID (it
+ * lives as long as the cluster). Without the right to read it (RBAC: get on
+ * namespaces/kube-system) the marker is not checked, said once in the log; the
+ * start-up mass-delete guard still holds.
+ */
+export async function kubeSystemUid(get: (ref: { apiVersion: string; kind: string; name: string }) => Promise<{ metadata?: { uid?: string } }>, log: Log): Promise<string | undefined> {
+  try {
+    return (await get({ apiVersion: 'v1', kind: 'Namespace', name: 'kube-system' })).metadata?.uid;
+  } catch (err) {
+    log('warn', 'git mode: cannot read the kube-system namespace (the cluster\'s identity): the cluster marker is not checked; grant get on namespaces/kube-system', { error: err instanceof Error ? err.message : String(err) });
+    return undefined;
+  }
+}
+
 /** One clone per repository and branch under the temporary directory. */
 export function defaultWorkDir(repo: string, branch: string): string {
   const id = createHash('sha256').update(`${displayUrl(repo)}\n${branch}`).digest('hex').slice(0, 16);
@@ -100,6 +154,7 @@ export class GitSink {
       workDir: options.workDir ?? defaultWorkDir(options.repo, this.pushBranch),
       basePath: this.layout.basePath,
       auth: options.auth ?? authFromEnv(),
+      allowInsecureHttp: options.allowInsecureHttp,
       committer: options.committer,
       maxPushAttempts: options.maxPushAttempts,
       retryDelayMs: options.retryDelayMs,
@@ -123,12 +178,14 @@ export class GitSink {
    * of a watched namespace (all when `namespaces` is empty) that is not in
    * `present`. The deletions go with the first batch.
    */
-  async start(present: ResourceRef[], namespaces: string[]): Promise<void> {
+  async start(present: ResourceRef[], namespaces: string[], identity?: string): Promise<void> {
     if (this.batcher) return;
-    this.batcher = await GitBatcher.start({
+    const clusterIdentity = identity ?? (await this.options.clusterIdentity?.());
+    const batcher = await GitBatcher.start({
       writer: this.writer,
       layout: this.layout,
       author: this.options.author,
+      clusterIdentity,
       debounceMs: this.options.debounceMs,
       maxWaitMs: this.options.maxWaitMs,
       onFlush: this.options.onFlush,
@@ -136,7 +193,16 @@ export class GitSink {
       log: this.log,
     });
     const watched = new Set(namespaces);
-    const keep = [...present, ...this.batcher.resources().filter((r) => watched.size > 0 && !watched.has(r.namespace))];
+    const inTree = batcher.resources();
+    const keep = [...present, ...inTree.filter((r) => watched.size > 0 && !watched.has(r.namespace))];
+    const keys = new Set(keep.map((r) => `${r.kind.toLowerCase()}/${r.namespace}/${r.name}`));
+    const stale = inTree.filter((r) => !keys.has(`${r.kind.toLowerCase()}/${r.namespace}/${r.name}`));
+    const problem = this.options.allowMassDelete ? undefined : massDeleteProblem(stale, inTree.length, `${this.layout.basePath}/${this.layout.cluster}`);
+    if (problem) {
+      await batcher.close().catch(() => undefined);
+      throw new Error(problem);
+    }
+    this.batcher = batcher;
     this.batcher.retain(keep).then(
       (results) => {
         const gone = results.filter((r) => r.state === 'committed' && r.changed);

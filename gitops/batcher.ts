@@ -23,6 +23,7 @@ import { recordGitCommit, recordGitPush } from '../lib/metrics.js';
 import {
   checkLayoutOptions,
   clusterDir,
+  clusterMarkerPath,
   dirKey,
   metadataPath,
   parseManifestPath,
@@ -43,6 +44,12 @@ export interface BatcherOptions {
   layout: LayoutOptions;
   /** Author of kiln's commits (default: the writer's committer, kiln). */
   author?: GitIdentity;
+  /**
+   * This cluster's identity (the kube-system namespace's UID), kept in
+   * `<basePath>/<cluster>/.kiln-cluster`: a directory marked with another
+   * identity is refused (start() rejects, naming both).
+   */
+  clusterIdentity?: string;
   /** `repoURL` in hydrator.metadata: where the desired state comes from (default: the repository's URL, without credentials). */
   repoURL?: string;
   /** `drySha` in hydrator.metadata, when the desired state has a revision of its own. */
@@ -79,6 +86,8 @@ export interface ResourceResult extends ResourceRef {
   /** Whether this batch changed the resource's files (false: the tree already held them). */
   changed?: boolean;
   reason?: string;
+  /** Something kiln refused and repaired on the way (a symbolic link where its files go), for the resource's status. */
+  warning?: string;
 }
 
 export interface FlushReport {
@@ -136,6 +145,8 @@ export class GitBatcher {
   /** Changes committed but not pushed when a flush failed: named again in the next commit. */
   private readonly unpublished = new Map<string, Described>();
   private needsSync = false;
+  /** Links and submodules the repository held under the base path at the last sync: never read, replaced by kiln's files. */
+  private irregular = new Map<string, string>();
   private firstAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<unknown> = Promise.resolve();
@@ -162,6 +173,8 @@ export class GitBatcher {
 
   private async load(): Promise<void> {
     await this.writer.sync();
+    this.irregular = new Map(this.writer.irregularEntries());
+    this.checkIdentity();
     this.state.clear();
     for (const path of this.writer.listFiles(clusterDir(this.layout))) {
       const ref = parseManifestPath(this.layout, path);
@@ -172,6 +185,19 @@ export class GitBatcher {
       this.state.set(dirKey(full), { ref: full, content });
     }
     this.log('info', 'git batcher loaded the tree', { resources: this.state.size, path: clusterDir(this.layout) });
+  }
+
+  /** Throws when the cluster's directory is marked as another cluster's (two clusters, or a wrong kube context, with one --cluster). */
+  private checkIdentity(): void {
+    const mine = this.options.clusterIdentity;
+    if (!mine) return;
+    const path = clusterMarkerPath(this.layout);
+    const marked = this.writer.readFile(path)?.trim();
+    if (marked === undefined || marked === mine) return;
+    throw new GitWriterError(
+      `${clusterDir(this.layout)} belongs to cluster ${JSON.stringify(marked.slice(0, 64))} (${path}), but this controller runs against cluster ${mine} (the kube-system namespace's UID): refusing to write it; check --cluster and the kube context`,
+      'failed',
+    );
   }
 
   /** Resources currently in the tree (as the batcher will write it). */
@@ -258,6 +284,21 @@ export class GitBatcher {
     return {};
   }
 
+  /** For each resource of the batch whose path held a link (or submodule) the flush replaced: what to tell its owner. */
+  private linkWarnings(batch: Queued[]): Map<string, string> {
+    const out = new Map<string, string>();
+    if (this.irregular.size === 0) return out;
+    for (const q of batch) {
+      const ref = q.change.action === 'upsert' ? q.change.resource : q.change.ref;
+      const dir = resourceDir(this.layout, ref);
+      const hits = [...this.irregular].filter(([p]) => p === dir || p.startsWith(`${dir}/`) || dir.startsWith(`${p}/`));
+      if (hits.length === 0) continue;
+      const what = hits.map(([p, mode]) => `${p} (git mode ${mode})`).join(', ');
+      out.set(dirKey(ref), `the repository held ${what} where kiln's files go: kiln did not read it and replaced it with its own files`);
+    }
+    return out;
+  }
+
   private message(changed: Described[], unchanged: number): { subject: string; body: string } {
     const c = this.layout.cluster;
     let subject: string;
@@ -340,16 +381,21 @@ export class GitBatcher {
 
     const report: FlushReport = { changed: changed.map((d) => d.ref), results: [] };
     let failure: string | undefined;
+    let warnings = new Map<string, string>();
     let pushing = false;
     try {
       if (this.needsSync) {
         await this.writer.sync();
+        this.irregular = new Map(this.writer.irregularEntries());
         this.needsSync = false;
       }
       const files = treeFromManifests(this.layout, this.state.values());
       const metaPath = metadataPath(this.layout);
       const committedMeta = this.writer.readFile(metaPath);
       if (committedMeta !== undefined) files.set(metaPath, committedMeta);
+      const markerPath = clusterMarkerPath(this.layout);
+      const marker = this.options.clusterIdentity ? `${this.options.clusterIdentity}\n` : this.writer.readFile(markerPath);
+      if (marker !== undefined) files.set(markerPath, marker);
       const { changed: treeChanged } = await this.writer.writeTree(files, this.layout.basePath);
       if (treeChanged) {
         const { subject, body } = this.message(changed, unchanged);
@@ -369,6 +415,8 @@ export class GitBatcher {
         report.push = { attempts: pushed.attempts, rebased: pushed.rebased, rewritten: pushed.rewritten };
       }
       this.unpublished.clear();
+      warnings = this.linkWarnings(batch);
+      this.irregular.clear();
       if (report.push && this.options.afterPush) {
         try {
           await this.options.afterPush(report);
@@ -393,7 +441,10 @@ export class GitBatcher {
       const generation = q.change.action === 'upsert' ? q.change.resource.generation : q.change.generation;
       const base = { kind: ref.kind, namespace: ref.namespace, name: ref.name, generation, action: q.change.action };
       const result: ResourceResult =
-        refused.get(key) ?? (failure ? { ...base, state: 'failed', reason: failure } : { ...base, state: 'committed', sha: report.sha, changed: changedKeys.has(key) });
+        refused.get(key) ??
+        (failure
+          ? { ...base, state: 'failed', reason: failure }
+          : { ...base, state: 'committed', sha: report.sha, changed: changedKeys.has(key), ...(warnings.has(key) ? { warning: warnings.get(key) } : {}) });
       report.results.push(result);
       for (const w of q.waiters) w(result);
     }

@@ -4,6 +4,7 @@
  *   <basePath>/kustomization.yaml                      resources: [<cluster>]
  *   <basePath>/hydrator.metadata                       the last batch (gitops/batcher.ts)
  *   <basePath>/<cluster>/kustomization.yaml            resources: [<namespace>, ...]
+ *   <basePath>/<cluster>/.kiln-cluster                 the cluster's identity (kube-system's UID): git mode refuses a directory marked for another cluster
  *   <basePath>/<cluster>/<ns>/kustomization.yaml       resources: [<kind>, ...]
  *   <basePath>/<cluster>/<ns>/<kind>/kustomization.yaml        resources: [<name>, ...]
  *   <basePath>/<cluster>/<ns>/<kind>/<name>/kustomization.yaml resources: [manifest.yaml]
@@ -26,6 +27,7 @@ import { toYaml, toYamlStream } from '../lib/yaml.js';
 export const MANIFEST_FILE = 'manifest.yaml';
 export const KUSTOMIZATION_FILE = 'kustomization.yaml';
 export const METADATA_FILE = 'hydrator.metadata';
+export const CLUSTER_MARKER_FILE = '.kiln-cluster';
 
 export interface LayoutOptions {
   /** Directory in the repository that kiln owns, e.g. `clusters` (relative, `/`-separated). */
@@ -100,6 +102,10 @@ export function resourceDir(options: LayoutOptions, r: ResourceRef): string {
 
 export function manifestPath(options: LayoutOptions, r: ResourceRef): string {
   return posix.join(resourceDir(options, r), MANIFEST_FILE);
+}
+
+export function clusterMarkerPath(options: LayoutOptions): string {
+  return posix.join(options.basePath, options.cluster, CLUSTER_MARKER_FILE);
 }
 
 export function metadataPath(options: LayoutOptions): string {

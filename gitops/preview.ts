@@ -8,8 +8,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { relative, sep } from 'node:path';
-import { checkLayoutOptions, clusterDir, refFromManifest, treeFromManifests, type LayoutOptions, type ManifestEntry } from './layout.js';
-import { writeOwnedTree, type TreeChange } from './tree.js';
+import { checkLayoutOptions, clusterDir, clusterMarkerPath, refFromManifest, treeFromManifests, type LayoutOptions, type ManifestEntry } from './layout.js';
+import { readRegularFile, writeOwnedTree, type TreeChange } from './tree.js';
 
 /** A rendered file holds no object when it is only comments and blank lines (a resource the agent carries out). */
 function rendersNothing(content: string): boolean {
@@ -46,6 +46,10 @@ export function writePreview(synthDir: string, written: readonly string[], workT
     }
     entries.push({ ref, content });
   }
-  const change = writeOwnedTree(workTree, treeFromManifests(layout, entries), layout.basePath);
+  const tree = treeFromManifests(layout, entries);
+  // The controller's cluster marker is the repository's, not the preview's: kept as it is.
+  const marker = readRegularFile(workTree, clusterMarkerPath(layout));
+  if (marker !== undefined) tree.set(clusterMarkerPath(layout), marker);
+  const change = writeOwnedTree(workTree, tree, layout.basePath);
   return { ...change, resources: entries.length, empty, path: clusterDir(layout) };
 }

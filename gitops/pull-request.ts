@@ -48,7 +48,10 @@ export interface PullRequestProvider {
 }
 
 export interface GitHubPullRequestsOptions {
-  token: string;
+  /** The token, or where to get the current one before each call (a rotated token file). */
+  token: string | (() => string);
+  /** Accept a plain http:// API URL (the token travels unencrypted): loopback test servers. */
+  allowInsecureHttp?: boolean;
   /** `token` (default) or `Bearer`. */
   scheme?: 'token' | 'Bearer';
   /** API base URL: https://api.github.com (default), https://<ghe-host>/api/v3, https://<gitea-host>/api/v1. */
@@ -128,8 +131,10 @@ export class GitHubPullRequests implements PullRequestProvider {
   readonly apiUrl: string;
   readonly owner: string;
   readonly repo: string;
-  private readonly authorization: string;
-  private readonly token: string;
+  private readonly scheme: 'token' | 'Bearer';
+  private readonly tokenSource: () => string;
+  /** Every token used so far, scrubbed from messages. */
+  private readonly tokens = new Set<string>();
   private readonly timeoutMs: number;
   private readonly userAgent: string;
   private readonly maxPages: number;
@@ -137,11 +142,12 @@ export class GitHubPullRequests implements PullRequestProvider {
   private readonly fetch: typeof fetch;
 
   constructor(options: GitHubPullRequestsOptions) {
-    if (!options.token || /[\r\n]/.test(options.token)) throw new Error('a pull request provider needs a token (one line)');
+    const given = options.token;
+    this.tokenSource = typeof given === 'function' ? given : () => given;
     const scheme = options.scheme ?? 'token';
     if (scheme !== 'token' && scheme !== 'Bearer') throw new Error(`unknown authorization scheme ${JSON.stringify(scheme)} (token or Bearer)`);
-    this.token = options.token;
-    this.authorization = `${scheme} ${options.token}`;
+    this.scheme = scheme;
+    this.currentToken();
 
     let owner = options.owner;
     let repo = options.repo;
@@ -164,6 +170,9 @@ export class GitHubPullRequests implements PullRequestProvider {
     }
     const api = new URL(options.apiUrl ?? DEFAULT_API);
     if (api.protocol !== 'https:' && api.protocol !== 'http:') throw new Error(`the API URL must be http(s) (got ${api.protocol})`);
+    if (api.protocol === 'http:' && !options.allowInsecureHttp) {
+      throw new Error(`plain http:// sends the token unencrypted: use an https:// API URL, or pass --allow-insecure-http (got ${api.origin})`);
+    }
     if (api.username || api.password) throw new Error('the API URL must not hold credentials: pass the token');
     this.apiUrl = `${api.origin}${api.pathname.replace(/\/+$/, '')}`;
 
@@ -174,9 +183,16 @@ export class GitHubPullRequests implements PullRequestProvider {
     this.fetch = options.fetch ?? globalThis.fetch;
   }
 
+  private currentToken(): string {
+    const token = this.tokenSource();
+    if (!token || /[\r\n]/.test(token)) throw new Error('a pull request provider needs a token (one line)');
+    this.tokens.add(token);
+    return token;
+  }
+
   private scrub(text: string): string {
     let out = text;
-    for (const s of [this.token, encodeURIComponent(this.token)]) if (s.length >= 4) out = out.split(s).join('***');
+    for (const t of this.tokens) for (const s of [t, encodeURIComponent(t)]) if (s.length >= 4) out = out.split(s).join('***');
     return out.replace(/(authorization:\s*\S+\s+)\S+/gi, '$1***');
   }
 
@@ -193,7 +209,7 @@ export class GitHubPullRequests implements PullRequestProvider {
     const shown = apiPath && pathname.startsWith(`${apiPath}/`) ? pathname.slice(apiPath.length) : pathname;
     const headers: Record<string, string> = {
       accept: 'application/vnd.github+json',
-      authorization: this.authorization,
+      authorization: `${this.scheme} ${this.currentToken()}`,
       'user-agent': this.userAgent,
       'x-github-api-version': '2022-11-28',
     };

@@ -37,13 +37,14 @@
  * chosen to print something (no --quiet; `status --branch`; `add --verbose`):
  * a flush costs a handful of git processes, not a handful of 50 ms waits.
  */
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { simpleGit, type SimpleGit } from 'simple-git';
 import type { Log } from '../lib/log.js';
 import { normalizeBasePath } from './layout.js';
-import { listTree, writeOwnedTree, type TreeChange } from './tree.js';
+import { listTree, readRegularFile, writeOwnedTree, type TreeChange } from './tree.js';
 
 export interface GitIdentity {
   name: string;
@@ -60,8 +61,10 @@ export interface GitAuth {
 }
 
 export interface GitRepoWriterOptions {
-  /** Remote URL: https://..., ssh, file:// or a local path. Credentials in an https URL are moved to `auth`. */
+  /** Remote URL: https://..., ssh, file:// or a local path. Credentials in the URL are refused (pass `auth`); http:// needs `allowInsecureHttp`. */
   url: string;
+  /** Accept a plain http:// URL (tokens and content travel unencrypted): loopback test servers. */
+  allowInsecureHttp?: boolean;
   /** The branch kiln syncs from and pushes to. */
   branch: string;
   /** When `branch` is missing on the remote, start it from this branch (review mode: the target branch). */
@@ -70,7 +73,8 @@ export interface GitRepoWriterOptions {
   workDir: string;
   /** The directory kiln owns in the repository (relative). Nothing outside it is ever written. */
   basePath: string;
-  auth?: GitAuth;
+  /** A token, or where to get the current one before each network command (a rotated token file is read again). */
+  auth?: GitAuth | (() => GitAuth | undefined);
   /** Committer of every commit (default kiln <noreply@kiln.dev>); the author is given per commit. */
   committer?: GitIdentity;
   /** Push attempts in all, the first included (default 10). */
@@ -79,6 +83,8 @@ export interface GitRepoWriterOptions {
   retryDelayMs?: { base: number; max: number };
   /** Kill a git command that prints nothing for this long (default 120 s). */
   commandTimeoutMs?: number;
+  /** A transfer slower than 1 KiB/s for this long fails (http.lowSpeedLimit/lowSpeedTime; default 60 s). */
+  lowSpeedSeconds?: number;
   /** Ambient GIT_* variables to hand through to git (default: GIT_SSL_CAINFO, GIT_SSL_CAPATH when set). */
   passEnvironment?: string[];
   log?: Log;
@@ -128,6 +134,29 @@ export function splitCredentials(url: string): { url: string; auth?: GitAuth } {
   return { url: u.toString(), auth };
 }
 
+/**
+ * Why a repository URL is refused, if it is: credentials in it (they would be
+ * visible in the process list and in shell history), or plain http:// without
+ * the operator saying so (the token and the manifests would travel in clear).
+ */
+export function repositoryUrlProblem(url: string, allowInsecureHttp = false): string | undefined {
+  if (/^https?:\/\//i.test(url)) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      return 'the repository URL is not a valid URL';
+    }
+    if (u.username || u.password) {
+      return 'the repository URL must not hold credentials (they show in the process list): put the token in a file and pass --git-token-file, or set $KILN_GIT_TOKEN';
+    }
+    if (u.protocol === 'http:' && !allowInsecureHttp) {
+      return `plain http:// sends the token and the manifests unencrypted: use https://, or pass --allow-insecure-http (got ${u.origin})`;
+    }
+  }
+  return undefined;
+}
+
 /** The URL without credentials: what may be shown, logged and written to hydrator.metadata. */
 export function displayUrl(url: string): string {
   return splitCredentials(url).url;
@@ -154,6 +183,8 @@ function checkIdentity(who: GitIdentity, role: string): void {
 
 const ident = (who: GitIdentity): string => `${who.name} <${who.email}>`;
 
+const describeMode = (mode: string): string => (mode === '120000' ? 'a symbolic link' : mode === '160000' ? 'a submodule' : 'not a plain file or directory');
+
 interface PendingCommit {
   message: string;
   author: GitIdentity;
@@ -172,10 +203,14 @@ export class GitRepoWriter {
   private readonly log: Log;
   private readonly secrets: string[] = [];
   private local!: SimpleGit;
-  private remote!: SimpleGit;
-  private readonly authHeader: string | undefined;
+  private remoteClient!: SimpleGit;
+  private authHeader: string | undefined;
+  private readonly authSource: () => GitAuth | undefined;
   private readonly passEnvironment: string[];
   private readonly timeoutMs: number;
+  private readonly lowSpeedSeconds: number;
+  /** Entries of HEAD at or above the base path that are not plain files or directories (links, submodules): never read. */
+  private irregular = new Map<string, string>();
   /** Commits made since the last successful push or sync. */
   private pending: PendingCommit[] = [];
   /** The last tree written, written again when a rebase conflicts inside the base path. */
@@ -184,7 +219,9 @@ export class GitRepoWriter {
   private chain: Promise<unknown> = Promise.resolve();
 
   constructor(options: GitRepoWriterOptions) {
-    const { url, auth: fromUrl } = splitCredentials(options.url);
+    const url = options.url;
+    const problem = repositoryUrlProblem(url, options.allowInsecureHttp);
+    if (problem) throw new Error(problem);
     if (url.startsWith('-') || /[\0-\x1f\x7f]/.test(url)) throw new Error('repository URL must not start with "-" or hold control characters');
     if (!BRANCH.test(options.branch)) throw new Error(`invalid branch name ${JSON.stringify(options.branch)}`);
     if (options.baseBranch !== undefined && !BRANCH.test(options.baseBranch)) throw new Error(`invalid base branch name ${JSON.stringify(options.baseBranch)}`);
@@ -199,15 +236,35 @@ export class GitRepoWriter {
     this.retry = options.retryDelayMs ?? { base: 100, max: 2000 };
     this.log = options.log ?? (() => undefined);
     this.timeoutMs = options.commandTimeoutMs ?? 120_000;
+    this.lowSpeedSeconds = Math.max(1, Math.round(options.lowSpeedSeconds ?? 60));
     this.passEnvironment = (options.passEnvironment ?? ['GIT_SSL_CAINFO', 'GIT_SSL_CAPATH']).filter((n) => process.env[n] !== undefined);
-    const auth = options.auth ?? fromUrl;
-    if (auth) {
-      if (!/^https?:\/\//i.test(url)) throw new Error('a token can only be used with an http(s) repository URL');
-      if (/[\r\n]/.test(auth.token) || auth.token === '') throw new Error('invalid token');
-      this.authHeader = authorizationHeader(auth);
-      const basic = this.authHeader.replace(/^Authorization: \S+ /, '');
+    const given = options.auth;
+    this.authSource = typeof given === 'function' ? given : () => given;
+    this.authHeader = this.currentAuthHeader();
+  }
+
+  /** The Authorization header for the token the source gives now; every token seen is scrubbed from messages from then on. */
+  private currentAuthHeader(): string | undefined {
+    const auth = this.authSource();
+    if (!auth) return undefined;
+    if (!/^https?:\/\//i.test(this.url)) throw new Error('a token can only be used with an http(s) repository URL');
+    if (/[\r\n]/.test(auth.token) || auth.token === '') throw new Error('invalid token');
+    const header = authorizationHeader(auth);
+    if (header !== this.authHeader) {
+      const basic = header.replace(/^Authorization: \S+ /, '');
       this.secrets.push(auth.token, basic, encodeURIComponent(auth.token));
     }
+    return header;
+  }
+
+  /** The client for fetch and push, rebuilt when the token changed (a rotated token file). */
+  private get remote(): SimpleGit {
+    const header = this.currentAuthHeader();
+    if (header !== this.authHeader || !this.remoteClient) {
+      this.authHeader = header;
+      this.makeRemote();
+    }
+    return this.remoteClient;
   }
 
   /** Creates the writer and its clone, and syncs it. */
@@ -258,16 +315,23 @@ export class GitRepoWriter {
     };
     const allow = ['GIT_TERMINAL_PROMPT', ...this.passEnvironment];
     this.local = simpleGit({ ...base, allowEnvironment: allow }).env(this.environment({}));
+    this.makeRemote();
+  }
+
+  private makeRemote(): void {
+    if (!this.local) return;
+    const base = { baseDir: this.workDir, maxConcurrentProcesses: 1, timeout: { block: this.timeoutMs } };
+    const allow = ['GIT_TERMINAL_PROMPT', ...this.passEnvironment];
     if (this.authHeader) {
       // The header is scoped to the repository's URL, so it is never sent elsewhere (redirects, submodules).
       const header = { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: `http.${this.url}.extraHeader`, GIT_CONFIG_VALUE_0: this.authHeader };
-      this.remote = simpleGit({
+      this.remoteClient = simpleGit({
         ...base,
         allowEnvironment: [...allow, 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
         unsafe: { allowUnsafeConfigEnvCount: true },
       }).env(this.environment(header));
     } else {
-      this.remote = this.local;
+      this.remoteClient = this.local;
     }
   }
 
@@ -295,6 +359,12 @@ export class GitRepoWriter {
       ['rebase.autoStash', 'false'],
       ['rebase.autoSquash', 'false'],
       ['gc.autoDetach', 'false'],
+      // A link committed to the repository is checked out as a plain file holding its target's
+      // name, so nothing in the clone points outside it (kiln also refuses links it finds: sync()).
+      ['core.symlinks', 'false'],
+      // A transfer that stalls (an answer trickling in) fails instead of holding the batch forever.
+      ['http.lowSpeedLimit', '1024'],
+      ['http.lowSpeedTime', String(this.lowSpeedSeconds)],
     ];
     if (!hasGit) {
       await this.git(['init', `--initial-branch=${this.branch}`]);
@@ -376,9 +446,42 @@ export class GitRepoWriter {
       }
       this.pending = [];
       const head = await this.headNow();
+      await this.scanIrregular(head);
       this.log('info', 'git clone synced', { repo: this.url, branch: this.branch, head: head ?? null, remoteBranch: this.remoteExists });
       return head;
     });
+  }
+
+  /**
+   * Entries of the commit at or under the base path, and above it, that are
+   * not plain files or directories: git mode 120000 (a symbolic link), 160000
+   * (a submodule). Above the base path kiln refuses to work at all (its files
+   * would go where the link points); at or under it, such an entry is never
+   * read and is replaced by kiln's tree (kiln owns that path).
+   */
+  private async scanIrregular(head: string | undefined): Promise<void> {
+    this.irregular = new Map();
+    if (!head) return;
+    const parts = this.basePath.split('/');
+    const above = parts.map((_, i) => parts.slice(0, i + 1).join('/'));
+    const entries = (await this.git(['ls-tree', '-z', head, '--', ...above])) + (await this.git(['ls-tree', '-r', '-z', head, '--', `${this.basePath}/`]));
+    for (const entry of entries.split('\0')) {
+      const m = /^(\d+) \S+ \S+\t(.*)$/s.exec(entry);
+      if (!m || m[1] === '100644' || m[1] === '100755' || m[1] === '040000') continue;
+      const [, mode, path] = m as unknown as [string, string, string];
+      if (path !== this.basePath && !this.inBasePath(path)) {
+        throw new GitWriterError(`${path} in ${this.branch} is ${describeMode(mode)} (git mode ${mode}) above kiln's base path ${this.basePath}: kiln never writes through links; make it a plain directory`, 'failed');
+      }
+      this.irregular.set(path, mode);
+    }
+    if (this.irregular.size > 0) {
+      this.log('warn', 'the repository holds links or submodules under the base path: kiln does not read them and replaces them with its own files', { paths: [...this.irregular.keys()].slice(0, 20) });
+    }
+  }
+
+  /** Paths at or under the base path that HEAD holds as a link or submodule (path -> git mode), as of the last sync. */
+  irregularEntries(): ReadonlyMap<string, string> {
+    return this.irregular;
   }
 
   private async headNow(): Promise<string | undefined> {
@@ -399,13 +502,11 @@ export class GitRepoWriter {
     return this.pending.length > 0;
   }
 
-  /** A file of the working tree (repository-relative), if present. */
+  /** A regular file of the working tree (repository-relative), if present; never a link's target, nor what a link was checked out as. */
   readFile(path: string): string | undefined {
-    try {
-      return readFileSync(join(this.workDir, path), 'utf8');
-    } catch {
-      return undefined;
-    }
+    const parts = path.split('/');
+    for (let i = 1; i <= parts.length; i++) if (this.irregular.has(parts.slice(0, i).join('/'))) return undefined;
+    return readRegularFile(this.workDir, path);
   }
 
   /** Files of the working tree under a prefix (repository-relative, sorted). */
@@ -422,14 +523,50 @@ export class GitRepoWriter {
   /** Whether `git status` shows a change (staged, unstaged or untracked) under the prefix. */
   private async changedUnder(prefix: string): Promise<boolean> {
     // --branch: the first entry is always the `## branch` line, so git always prints something.
-    const status = await this.git(['status', '--porcelain=v1', '--branch', '-z', '--untracked-files=all', '--', prefix]);
+    // --ignored: a .gitignore covering kiln's paths must not hide kiln's files (they are added with --force).
+    const status = await this.git(['status', '--porcelain=v1', '--branch', '-z', '--untracked-files=all', '--ignored=matching', '--', prefix]);
     return status.split('\0').some((e) => e.length > 0 && !e.startsWith('## '));
   }
 
   private async writeTreeNow(files: ReadonlyMap<string, string>, prefix: string): Promise<TreeChange & { changed: boolean }> {
     const change = writeOwnedTree(this.workDir, files, prefix);
     this.lastTree = { files: new Map(files), prefix };
-    return { ...change, changed: await this.changedUnder(prefix) };
+    const changed = await this.changedUnder(prefix);
+    if (!changed) await this.verifyHead();
+    return { ...change, changed };
+  }
+
+  /**
+   * Checks that the commit at HEAD holds exactly kiln's last tree under its
+   * prefix, byte for byte (blob ids computed here): what is reported as
+   * committed is really in the commit, whatever a .gitignore, a
+   * .gitattributes filter or a hook would have done.
+   */
+  private async verifyHead(): Promise<void> {
+    if (!this.lastTree) return;
+    const head = await this.headNow();
+    const { files, prefix } = this.lastTree;
+    if (!head) {
+      if (files.size === 0) return;
+      throw new GitWriterError(`the branch ${this.branch} has no commit holding kiln's files under ${prefix}/`, 'failed');
+    }
+    const committed = new Map<string, string>();
+    for (const entry of (await this.git(['ls-tree', '-r', '-z', head, '--', `${prefix}/`])).split('\0')) {
+      const m = /^(\d+) \S+ (\S+)\t(.*)$/s.exec(entry);
+      if (m) committed.set(m[3]!, `${m[1]} ${m[2]}`);
+    }
+    const hashLength = committed.values().next().value?.split(' ')[1]?.length ?? 40;
+    const algorithm = hashLength === 64 ? 'sha256' : 'sha1';
+    const wrong: string[] = [];
+    for (const [path, content] of files) {
+      const bytes = Buffer.from(content);
+      const blob = createHash(algorithm).update(`blob ${bytes.length}\0`).update(bytes).digest('hex');
+      if (committed.get(path) !== `100644 ${blob}`) wrong.push(committed.has(path) ? `${path} (different content)` : `${path} (missing)`);
+    }
+    for (const path of committed.keys()) if (!files.has(path)) wrong.push(`${path} (not kiln's)`);
+    if (wrong.length > 0) {
+      throw new GitWriterError(`commit ${head.slice(0, 12)} does not hold kiln's tree under ${prefix}/: ${wrong.slice(0, 5).join(', ')}${wrong.length > 5 ? `, and ${wrong.length - 5} more` : ''} (a .gitignore, .gitattributes filter or hook?)`, 'failed');
+    }
   }
 
   /**
@@ -444,12 +581,18 @@ export class GitRepoWriter {
   private async commitNow(message: string, author: GitIdentity): Promise<string | undefined> {
     checkIdentity(author, 'author');
     if (!(await this.changedUnder(this.basePath))) return undefined;
-    // Stages additions, changes and deletions under the base path only (--verbose: one line per path).
-    await this.git(['add', '--all', '--verbose', '--', this.basePath]);
+    // Stages additions, changes and deletions under the base path only (--verbose: one line per path);
+    // --force: a .gitignore does not get to drop a file kiln owns.
+    // A link checked out as a plain file (core.symlinks=false) keeps its mode in the index unless it leaves the index first.
+    const links = [...this.irregular.keys()];
+    if (links.length > 0) await this.git(['rm', '-r', '--cached', '--ignore-unmatch', '--', ...links]);
+    await this.git(['add', '--all', '--force', '--verbose', '--', this.basePath]);
     const file = join(this.workDir, '.git', 'KILN_COMMIT_MSG');
     writeFileSync(file, message.endsWith('\n') ? message : `${message}\n`);
     await this.git(['commit', '--no-verify', '--cleanup=whitespace', `--author=${ident(author)}`, '-F', file]);
     this.pending.push({ message, author });
+    await this.verifyHead();
+    this.irregular = new Map();
     return this.headNow();
   }
 

@@ -4,9 +4,53 @@
  * (gitops/repo.ts) and by `kiln synth --git` alike, so a preview is what a
  * commit would contain.
  */
-import { lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, lstatSync, openSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { normalizeBasePath } from './layout.js';
+
+/**
+ * Opening with O_NOFOLLOW: a link planted at the last segment (someone with
+ * push access committing manifest.yaml -> /var/run/secrets/...) fails with
+ * ELOOP instead of being read or written through. Segments above are checked
+ * with lstat (refuseLinkedAncestors, and listTree never descends into a link).
+ */
+const READ_NOFOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
+const WRITE_NOFOLLOW = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW;
+
+/** A path kiln will not go through: a symbolic link (or a file where a directory must be) on the way to kiln's files. */
+export class LinkedPathError extends Error {
+  constructor(readonly path: string, what: string) {
+    super(`refusing ${path}: ${what}; kiln never reads or writes through symbolic links, and writes only inside the work tree (replace it with a plain directory in the repository)`);
+    this.name = 'LinkedPathError';
+  }
+}
+
+/**
+ * Throws when a directory above `rel` (not `rel` itself) is a symbolic link
+ * or not a directory: writing there would land outside the work tree, or in
+ * a place the repository's content chose.
+ */
+export function refuseLinkedAncestors(root: string, rel: string): void {
+  const parts = rel.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    const path = parts.slice(0, i).join('/');
+    const st = lstatSync(join(root, path), { throwIfNoEntry: false });
+    if (!st) return;
+    if (st.isSymbolicLink()) throw new LinkedPathError(path, 'it is a symbolic link');
+    if (!st.isDirectory()) throw new LinkedPathError(path, 'it is not a directory');
+  }
+}
+
+/** A regular file's content, never through a link (undefined when missing, a link, or anything but a regular file). */
+export function readRegularFile(root: string, rel: string): string | undefined {
+  try {
+    refuseLinkedAncestors(root, rel);
+    if (!lstatSync(join(root, rel)).isFile()) return undefined;
+    return readFileSync(join(root, rel), { encoding: 'utf8', flag: READ_NOFOLLOW });
+  } catch {
+    return undefined;
+  }
+}
 
 export interface TreeChange {
   /** Files created or whose content changed (repository-relative). */
@@ -15,8 +59,13 @@ export interface TreeChange {
   deleted: string[];
 }
 
-/** Repository-relative file paths under `prefix`, sorted (symbolic links count as files; `.git` is never entered). */
+/**
+ * Repository-relative file paths under `prefix`, sorted (symbolic links count
+ * as files and are never entered; `.git` is never entered). Throws
+ * LinkedPathError when a directory above the prefix is a link.
+ */
 export function listTree(root: string, prefix: string): string[] {
+  refuseLinkedAncestors(root, prefix);
   const out: string[] = [];
   const walk = (rel: string): void => {
     let entries;
@@ -53,6 +102,8 @@ function checkPath(path: string, prefix: string): void {
 export function writeOwnedTree(root: string, files: ReadonlyMap<string, string>, ownedPrefix: string): TreeChange {
   const prefix = normalizeBasePath(ownedPrefix);
   for (const path of files.keys()) checkPath(path, prefix);
+  // Above the prefix is not kiln's to replace: a link there is refused before anything is touched.
+  refuseLinkedAncestors(root, prefix);
   const written: string[] = [];
   const deleted: string[] = [];
 
@@ -71,7 +122,7 @@ export function writeOwnedTree(root: string, files: ReadonlyMap<string, string>,
   for (const [path, content] of files) {
     const abs = join(root, path);
     const st = lstatSync(abs, { throwIfNoEntry: false });
-    if (st?.isFile() && st.size === Buffer.byteLength(content) && readFileSync(abs, 'utf8') === content) continue;
+    if (st?.isFile() && st.size === Buffer.byteLength(content) && readFileSync(abs, { encoding: 'utf8', flag: READ_NOFOLLOW }) === content) continue;
     if (st?.isDirectory()) rmSync(abs, { recursive: true, force: true });
     else if (st && !st.isFile()) unlinkSync(abs);
     const dir = posix.dirname(path);
@@ -79,7 +130,13 @@ export function writeOwnedTree(root: string, files: ReadonlyMap<string, string>,
       mkdirSync(join(root, dir), { recursive: true });
       made.add(dir);
     }
-    writeFileSync(abs, content);
+    refuseLinkedAncestors(root, path);
+    const fd = openSync(abs, WRITE_NOFOLLOW, 0o644);
+    try {
+      writeFileSync(fd, content);
+    } finally {
+      closeSync(fd);
+    }
     written.push(path);
   }
 

@@ -86,7 +86,7 @@ beforeAll(async () => {
     git: {
       repo: bare, branch: 'main', reviewBranch: 'main-next', basePath: 'clusters', cluster: 'review', workDir: join(tmp, 'clone'),
       debounceMs: 500, maxWaitMs: 5000,
-      pullRequests: new GitHubPullRequests({ token: TOKEN, apiUrl, owner: 'platform', repo: 'deploy' }),
+      pullRequests: new GitHubPullRequests({ token: TOKEN, allowInsecureHttp: true, apiUrl, owner: 'platform', repo: 'deploy' }),
     },
   });
   await manager.start();

@@ -387,7 +387,7 @@ describe('kiln controller --mode git (the command, a token, Git over HTTP)', () 
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GIT_') && k !== 'KILN_GIT_TOKEN'));
     const child = spawn(process.execPath, [
       join(root, 'bin/kiln.js'), 'controller', '--mode', 'git', '--kubeconfig', cp.kubeconfig, '-n', ns2,
-      '--repo', `${http.url}/deploy.git`, '--branch', 'main', '--cluster', 'cli', '--git-token-file', tokenFile,
+      '--repo', `${http.url}/deploy.git`, '--allow-insecure-http', '--branch', 'main', '--cluster', 'cli', '--git-token-file', tokenFile,
       '--author', 'CLI bot <cli-bot@example.com>', '--debounce', '300', '--health-probe-bind-address', '0', '--metrics-bind-address', '0', ...args,
     ], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -463,8 +463,19 @@ describe('kiln controller --mode git (the command, a token, Git over HTTP)', () 
     const noRepo = await kiln(['--branch', 'main']);
     expect(noRepo.code).toBe(2);
     expect(noRepo.err).toContain('--mode git needs --repo');
-    const noFile = await kiln(['--repo', 'https://git.example.com/x.git', '--branch', 'main', '--git-token-file', join(tmp, 'missing')]);
+    const noFile = await kiln(['--repo', 'https://git.example.com/x.git', '--branch', 'main', '--cluster', 'x', '--git-token-file', join(tmp, 'missing')]);
     expect(noFile.code).toBe(2);
     expect(noFile.err).toContain('cannot read --git-token-file');
+    // Trust boundary (issue #19): no shared default cluster directory, no token on the command line, no clear-text http.
+    const noCluster = await kiln(['--repo', 'https://git.example.com/x.git', '--branch', 'main']);
+    expect(noCluster.code).toBe(2);
+    expect(noCluster.err).toContain('--mode git needs --cluster <name>');
+    const inUrl = await kiln(['--repo', 'https://bot:ghp_0123456789@git.example.com/x.git', '--branch', 'main', '--cluster', 'x']);
+    expect(inUrl.code).toBe(2);
+    expect(inUrl.err).toMatch(/must not hold credentials.*--git-token-file/);
+    expect(inUrl.err).not.toContain('ghp_0123456789');
+    const clear = await kiln(['--repo', 'http://git.example.com/x.git', '--branch', 'main', '--cluster', 'x']);
+    expect(clear.code).toBe(2);
+    expect(clear.err).toMatch(/plain http:\/\/.*--allow-insecure-http/);
   });
 });

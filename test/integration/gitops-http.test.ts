@@ -334,7 +334,7 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     const spawnedBefore = spawned.length;
     const stop = watchProcesses();
     try {
-      const writer = await GitRepoWriter.open({ url, branch: 'main', workDir: dir, basePath: 'clusters', auth: { token: TOKEN }, log });
+      const writer = await GitRepoWriter.open({ url, allowInsecureHttp: true, branch: 'main', workDir: dir, basePath: 'clusters', auth: { token: TOKEN }, log });
       expect(await writer.head()).toBe(mainSha(bare));
       const { files } = layoutTree([small('web', 'v1'), small('api', 'v1')], LAYOUT);
       expect((await writer.writeTree(files)).changed).toBe(true);
@@ -392,7 +392,7 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     expect(auth).toEqual({ token: TOKEN, scheme: 'Bearer', username: undefined });
     const { lines, log } = capture();
     const firstRequest = server.log.length;
-    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, branch: 'main', workDir: workDir(), basePath: 'clusters', auth, log });
+    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, allowInsecureHttp: true, branch: 'main', workDir: workDir(), basePath: 'clusters', auth, log });
     expect(await writer.head()).toBeUndefined();
     await writer.writeTree(layoutTree([small('first', '1')], LAYOUT).files);
     const sha = await writer.commit('kiln: first', AUTHOR);
@@ -411,7 +411,7 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     const { lines, log } = capture();
     const dir = workDir();
     const firstRequest = server.log.length;
-    const writer = new GitRepoWriter({ url: `${server.url}/${name}`, branch: 'main', workDir: dir, basePath: 'clusters', auth: { token: wrong }, log, maxPushAttempts: 2 });
+    const writer = new GitRepoWriter({ url: `${server.url}/${name}`, allowInsecureHttp: true, branch: 'main', workDir: dir, basePath: 'clusters', auth: { token: wrong }, log, maxPushAttempts: 2 });
     const err = await writer.sync().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GitWriterError);
     const e = err as GitWriterError;
@@ -432,7 +432,7 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
   it('a token revoked between sync and push: the push fails clearly (not as a rejection to retry), nothing leaks', async () => {
     const { name, bare } = servedRepo();
     const { lines, log } = capture();
-    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, branch: 'main', workDir: workDir(), basePath: 'clusters', auth: { token: TOKEN }, log, maxPushAttempts: 3 });
+    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, allowInsecureHttp: true, branch: 'main', workDir: workDir(), basePath: 'clusters', auth: { token: TOKEN }, log, maxPushAttempts: 3 });
     await writer.writeTree(layoutTree([small('late', '1')], LAYOUT).files);
     await writer.commit('kiln: late', AUTHOR);
     const seed = mainSha(bare);
@@ -463,7 +463,7 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
   it('another writer pushes between kiln\'s commit and push -> rejected, fetched, rebased and retried over HTTP; both writers\' commits survive', async () => {
     const { name, bare } = servedRepo();
     const { lines, log } = capture();
-    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, branch: 'main', workDir: workDir(), basePath: 'clusters', auth: { token: TOKEN, username: 'kiln' }, log, retryDelayMs: { base: 5, max: 50 } });
+    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, allowInsecureHttp: true, branch: 'main', workDir: workDir(), basePath: 'clusters', auth: { token: TOKEN, username: 'kiln' }, log, retryDelayMs: { base: 5, max: 50 } });
     // The other writer also goes through the authenticating server.
     const other = join(tmp, `other-${name}`);
     await gitOk(tmp, ['clone', '--quiet', `${server.url}/${name}`, other], TOKEN);

@@ -237,7 +237,7 @@ async function forge(options: FakeForgeOptions): Promise<FakeForge> {
 }
 
 function provider(f: FakeForge, extra: Partial<GitHubPullRequestsOptions> = {}): GitHubPullRequests {
-  return new GitHubPullRequests({ token: TOKEN, apiUrl: f.apiUrl, repositoryUrl: `https://github.com/${OWNER}/${REPO}.git`, ...extra });
+  return new GitHubPullRequests({ token: TOKEN, allowInsecureHttp: true, apiUrl: f.apiUrl, repositoryUrl: `https://github.com/${OWNER}/${REPO}.git`, ...extra });
 }
 
 const REVIEW = { head: 'main-next', base: 'main', title: 'kiln: rendered changes for main', body: 'update ConfigMapSync bulk/web generation 2\n' };
@@ -333,7 +333,7 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
     f.add({ number: 5, title: 'from a deleted fork', body: '', state: 'open', head: { ref: 'main-next', owner: null }, base: 'main' });
     for (let i = 0; i < 4; i++) f.add({ number: 6 + i, title: `feature ${i}`, body: '', state: 'open', head: { ref: `feature-${i}`, owner: OWNER }, base: 'main' });
 
-    const prs = new GitHubPullRequests({ token: TOKEN, scheme: 'Bearer', apiUrl: f.apiUrl, repositoryUrl: `${f.url}/${OWNER}/${REPO}.git` });
+    const prs = new GitHubPullRequests({ token: TOKEN, allowInsecureHttp: true, scheme: 'Bearer', apiUrl: f.apiUrl, repositoryUrl: `${f.url}/${OWNER}/${REPO}.git` });
     expect([prs.owner, prs.repo, prs.apiUrl]).toEqual([OWNER, REPO, `${f.url}/api/v1`]);
     const result = await prs.ensurePullRequest(REVIEW);
     expect(result).toEqual({ url: `${f.url}/${OWNER}/${REPO}/pull/2`, number: 2, created: false });
@@ -370,7 +370,7 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
   it('a wrong token: PullRequestError with the status and the server\'s message, never the token (even when the server echoes it)', async () => {
     const f = await forge({ flavor: 'github' });
     const wrong = testToken('wrong');
-    const err = await new GitHubPullRequests({ token: wrong, apiUrl: f.apiUrl, owner: OWNER, repo: REPO }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
+    const err = await new GitHubPullRequests({ token: wrong, allowInsecureHttp: true, apiUrl: f.apiUrl, owner: OWNER, repo: REPO }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PullRequestError);
     expect(err).toMatchObject({ status: 401, method: 'GET', path: `/repos/${OWNER}/${REPO}/pulls` });
     expect((err as Error).message).toMatch(/^GET \/repos\/octo-org\/deploy\/pulls failed: HTTP 401: Bad credentials$/);
@@ -379,7 +379,7 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
     const echo = await forge({ flavor: 'github', echoAuthorization: true });
     // The right token, refused by a server that echoes the header (here: a provider with a token the server does not know).
     const other = testToken('echoed');
-    const err2 = await new GitHubPullRequests({ token: other, apiUrl: echo.apiUrl, owner: OWNER, repo: REPO }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
+    const err2 = await new GitHubPullRequests({ token: other, allowInsecureHttp: true, apiUrl: echo.apiUrl, owner: OWNER, repo: REPO }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
     expect(err2).toMatchObject({ status: 401 });
     expect((err2 as Error).message).toContain('Bad credentials');
     expect((err2 as Error).message).not.toContain(other);
@@ -388,7 +388,7 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
 
   it('other failures carry status and message: a validation error on create, a repository that is not there, no server at all', async () => {
     const f = await forge({ flavor: 'github' });
-    const missing = await new GitHubPullRequests({ token: TOKEN, apiUrl: f.apiUrl, owner: OWNER, repo: 'nope' }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
+    const missing = await new GitHubPullRequests({ token: TOKEN, allowInsecureHttp: true, apiUrl: f.apiUrl, owner: OWNER, repo: 'nope' }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
     expect(missing).toMatchObject({ status: 404 });
     expect((missing as Error).message).toBe('GET /repos/octo-org/nope/pulls failed: HTTP 404: Not Found');
     expectNoToken(missing);
@@ -398,7 +398,7 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
     const url = f.apiUrl;
     await f.close();
     forges.pop();
-    const down = await new GitHubPullRequests({ token: TOKEN, apiUrl: url, owner: OWNER, repo: REPO, timeoutMs: 5000 }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
+    const down = await new GitHubPullRequests({ token: TOKEN, allowInsecureHttp: true, apiUrl: url, owner: OWNER, repo: REPO, timeoutMs: 5000 }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
     expect(down).toMatchObject({ status: undefined, method: 'GET' });
     expect((down as Error).message).toMatch(/^GET \/repos\/octo-org\/deploy\/pulls failed: fetch failed: .*ECONNREFUSED/);
     expectNoToken(down);
@@ -440,5 +440,7 @@ describe('pull requests: repository and API URLs', () => {
     expect(() => new GitHubPullRequests({ token: TOKEN, owner: '..', repo: 'x' })).toThrow(/invalid owner/);
     expect(() => new GitHubPullRequests({ token: '', owner: 'a', repo: 'b' })).toThrow(/token/);
     expect(() => new GitHubPullRequests({ token: TOKEN, owner: 'a', repo: 'b', apiUrl: 'https://u:p@api.example.com' })).toThrow(/credentials/);
+    // A clear-text API URL would carry the token unencrypted: only when asked for (loopback test servers).
+    expect(() => new GitHubPullRequests({ token: TOKEN, owner: 'a', repo: 'b', apiUrl: 'http://api.example.com' })).toThrow(/plain http:\/\/.*--allow-insecure-http/);
   });
 });
