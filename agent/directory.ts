@@ -4,8 +4,14 @@
  * Secret's value tells whether the password is current; if the directory
  * says the credentials are invalid, the RFC 3062 Password Modify extended
  * operation sets it as admin, and a second bind proves it took.
+ *
+ * Every connection and operation has a deadline (5 s to connect, TLS
+ * included; 10 s per operation), and a failure of the connection itself (a
+ * deadline passed, a reset, a closed connection) ends the whole sync: the
+ * remaining entries would each wait for the same deadlines, holding the
+ * agent's worker for minutes on a directory with many entries.
  */
-import { BerWriter, Client, InvalidCredentialsError } from 'ldapts';
+import { BerWriter, Client, InvalidCredentialsError, ResultCodeError } from 'ldapts';
 
 const PASSWORD_MODIFY_OID = '1.3.6.1.4.1.4203.1.11.1';
 
@@ -48,12 +54,38 @@ function passwordModifyRequest(dn: string, newPassword: string): Buffer {
   return w.buffer;
 }
 
+/** The directory cannot be talked to (as opposed to refusing one request): the sync stops. */
+export class DirectoryUnreachableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DirectoryUnreachableError';
+  }
+}
+
+/** A bind with the password just set still fails: that entry's problem, not the connection's. */
+class RotationNotEffectiveError extends Error {}
+
+const timeouts = (t: DirectoryTarget) => {
+  const operationMs = t.timeoutMs ?? 10_000;
+  return { operationMs, connectMs: Math.min(operationMs, 5_000) };
+};
+
+/** ldapts' connection-level failures, said with the deadline that passed. */
+function unreachable(err: unknown, t: DirectoryTarget): DirectoryUnreachableError {
+  const { operationMs, connectMs } = timeouts(t);
+  const message = err instanceof Error ? err.message : String(err);
+  if (message === 'Connection timeout') return new DirectoryUnreachableError(`no connection within ${connectMs / 1000} s (connect timeout, TLS handshake included)`);
+  const op = /^(\w+): Operation timed out$/.exec(message);
+  if (op) return new DirectoryUnreachableError(`${op[1]}: no answer within ${operationMs / 1000} s (operation timeout; connection closed)`);
+  return new DirectoryUnreachableError(message.split('\n')[0]!);
+}
+
 function client(t: DirectoryTarget): Client {
-  const timeout = t.timeoutMs ?? 10_000;
+  const { operationMs, connectMs } = timeouts(t);
   return new Client({
     url: t.url,
-    timeout,
-    connectTimeout: Math.min(timeout, 5_000),
+    timeout: operationMs,
+    connectTimeout: connectMs,
     tlsOptions: t.url.startsWith('ldaps:') ? { ca: t.ca ? [t.ca] : undefined, minVersion: 'TLSv1.2' } : undefined,
   });
 }
@@ -87,7 +119,7 @@ export async function syncPasswords(t: DirectoryTarget, entries: { dn: string; p
       await admin.bind(t.adminDn, t.adminPassword);
     } catch (err) {
       if (err instanceof InvalidCredentialsError) throw new AdminBindError(t.adminDn, 'invalid credentials (the directory does not accept the password in the admin entry\'s Secret)');
-      throw err;
+      throw err instanceof ResultCodeError ? err : unreachable(err, t);
     }
     const results: EntryResult[] = [];
     for (const { dn, password } of entries) {
@@ -97,9 +129,10 @@ export async function syncPasswords(t: DirectoryTarget, entries: { dn: string; p
           continue;
         }
         await admin.exop(PASSWORD_MODIFY_OID, passwordModifyRequest(dn, password));
-        if (!(await canBind(probe, dn, password))) throw new Error('the directory accepted the new password but a bind with it still fails');
+        if (!(await canBind(probe, dn, password))) throw new RotationNotEffectiveError('the directory accepted the new password but a bind with it still fails');
         results.push({ dn, outcome: 'rotated' });
       } catch (err) {
+        if (!(err instanceof ResultCodeError) && !(err instanceof RotationNotEffectiveError)) throw unreachable(err, t);
         results.push({ dn, outcome: 'failed', error: reason(err) });
       }
     }
