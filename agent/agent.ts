@@ -1,6 +1,8 @@
 /**
  * The runtime agent's manager: informers for DirectoryService,
- * PostgresInstance, PostgresDatabase and Secrets, one work queue keyed by
+ * PostgresInstance, PostgresDatabase and Secrets (names and resourceVersions
+ * only: the contents of the Secrets resources name are read by name, see
+ * secret-cache.ts), one work queue keyed by
  * Kind/namespace/name, and the three reconcilers. A Secret change wakes the
  * resources that reference it at once; otherwise each resource is checked
  * again on its interval (5 min by default), and every instance's catalog is
@@ -23,6 +25,7 @@ import { DEFAULT_POLICY, type PostgresPolicy } from './policy.js';
 import { reconcileDirectory } from './directory-reconciler.js';
 import { reconcileInstance, superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';
 import { redact } from './redact.js';
+import { ReferencedSecrets, secretMetadata } from './secret-cache.js';
 
 export interface AgentOptions {
   kc: ClusterConfigInput;
@@ -53,6 +56,12 @@ const KINDS: { kind: WatchedKind; apiVersion: string }[] = [
   { kind: 'Secret', apiVersion: 'v1' },
 ];
 
+/** The Secrets an instance names: its superuser password, and the CA of spec.tls (the agent connects with verify-full). */
+function instanceSecrets(pi: PostgresInstance): string[] {
+  const tls = (pi.spec as { tls?: { secretName?: string } }).tls?.secretName;
+  return [superuserSecretRef(pi).name, ...(tls ? [tls] : [])];
+}
+
 type DirectoryRefs = KubeObject & { spec: { passwords?: Record<string, { secretName: string }>; secrets?: { truststore?: string } } };
 
 export class Agent {
@@ -62,6 +71,8 @@ export class Agent {
   private readonly all: Informer[] = [];
   private readonly databases: DatabaseReconciler;
   private readonly ctx: AgentContext;
+  /** The only Secrets whose contents the agent holds: those kiln resources name. */
+  readonly secrets: ReferencedSecrets;
   private elector: LeaderElector | undefined;
   private leading = false;
   readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
@@ -76,13 +87,16 @@ export class Agent {
     this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst });
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of KINDS) {
-      const list = namespaces.map((ns) => new Informer(this.client, { ...k, namespace: ns, resyncSeconds: 0, log: opts.log }));
+      // Secrets: names and resourceVersions only (see ReferencedSecrets); contents are read by name when a resource names them.
+      const transform = k.kind === 'Secret' ? secretMetadata : undefined;
+      const list = namespaces.map((ns) => new Informer(this.client, { ...k, namespace: ns, resyncSeconds: 0, log: opts.log, transform }));
       for (const inf of list) inf.on((event, obj, old) => this.onEvent(k.kind, event, obj, old));
       this.informers.set(k.kind, new MultiInformer(list));
       this.all.push(...list);
     }
+    this.secrets = new ReferencedSecrets(this.client, (ns, name) => this.informers.get('Secret')!.get(ns, name));
     const caches: Caches = {
-      get: (kind, ns, name) => this.informers.get(kind)!.get(ns, name),
+      get: (kind, ns, name) => (kind === 'Secret' ? this.secrets.get(ns, name) : this.informers.get(kind)!.get(ns, name)),
       list: (kind, ns) => this.informers.get(kind)!.list().filter((o) => ns === undefined || o.metadata.namespace === ns),
     };
     this.ctx = {
@@ -101,6 +115,7 @@ export class Agent {
     this.databases = new DatabaseReconciler(this.ctx, pools, policy);
     this.queue = new WorkQueue(async (key) => {
       const [kind, ns, name] = key.split('/') as [WatchedKind, string, string];
+      await this.secrets.load(ns, this.secretsNamedBy(kind, ns, name));
       const r = kind === 'DirectoryService' ? await reconcileDirectory(this.ctx, ns, name)
         : kind === 'PostgresInstance' ? await reconcileInstance(this.ctx, ns, name)
         : await this.databases.reconcile(ns, name);
@@ -119,6 +134,7 @@ export class Agent {
     const ns = obj.metadata.namespace!;
     switch (kind) {
       case 'Secret':
+        if (event === 'deleted') this.secrets.forget(ns, obj.metadata.name);
         return this.onSecret(ns, obj.metadata.name);
       case 'PostgresInstance':
         this.enqueue(kind, obj);
@@ -140,6 +156,32 @@ export class Agent {
         if (event === 'updated' && old && old.metadata.generation === obj.metadata.generation) return;
         return this.enqueue(kind, obj);
     }
+  }
+
+  /** The Secrets a resource's reconcile reads (its own, and for a database its instance's superuser Secret). */
+  private secretsNamedBy(kind: WatchedKind, ns: string, name: string): string[] {
+    const o = this.informers.get(kind)?.get(ns, name);
+    if (!o) return [];
+    if (kind === 'DirectoryService') {
+      const ds = o as DirectoryRefs;
+      return [...Object.values(ds.spec.passwords ?? {}).map((p) => p.secretName), ...(ds.spec.secrets?.truststore ? [ds.spec.secrets.truststore] : [])];
+    }
+    if (kind === 'PostgresInstance') return instanceSecrets(o as PostgresInstance);
+    if (kind === 'PostgresDatabase') {
+      const db = o as PostgresDatabase;
+      const pi = this.informers.get('PostgresInstance')!.get(ns, db.spec.instance) as PostgresInstance | undefined;
+      return [connectionSecretName(db), ...(pi ? instanceSecrets(pi) : [])];
+    }
+    return [];
+  }
+
+  /** Every Secret some resource names (namespace/name): what the Secret cache may keep. */
+  private referencedSecrets(): Set<string> {
+    const out = new Set<string>();
+    for (const kind of ['DirectoryService', 'PostgresInstance', 'PostgresDatabase'] as const) {
+      for (const o of this.ctx.caches.list(kind)) for (const n of this.secretsNamedBy(kind, o.metadata.namespace!, o.metadata.name)) out.add(`${o.metadata.namespace}/${n}`);
+    }
+    return out;
   }
 
   /** A Secret changed: wake every resource that reads it. */
@@ -197,6 +239,9 @@ export class Agent {
     if (this.dropCheckRunning || !this.leading) return;
     this.dropCheckRunning = true;
     try {
+      this.secrets.retain(this.referencedSecrets());
+      // The catalog check connects with each instance's superuser Secret: bring those up to date first.
+      await Promise.all(this.ctx.caches.list('PostgresInstance').map((pi) => this.secrets.load(pi.metadata.namespace!, instanceSecrets(pi as PostgresInstance))));
       for (const db of await this.databases.droppedDatabases()) this.enqueue('PostgresDatabase', db);
       this.dropChecks++;
     } catch (err) {
