@@ -19,7 +19,8 @@ const WRITE_NOFOLLOW = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUN
 
 /** A path kiln will not go through: a symbolic link (or a file where a directory must be) on the way to kiln's files. */
 export class LinkedPathError extends Error {
-  constructor(readonly path: string, what: string) {
+  constructor(readonly path: string, readonly kind: 'link' | 'not-a-directory') {
+    const what = kind === 'link' ? 'it is a symbolic link' : 'it is not a directory';
     super(`refusing ${path}: ${what}; kiln never reads or writes through symbolic links, and writes only inside the work tree (replace it with a plain directory in the repository)`);
     this.name = 'LinkedPathError';
   }
@@ -36,8 +37,8 @@ export function refuseLinkedAncestors(root: string, rel: string): void {
     const path = parts.slice(0, i).join('/');
     const st = lstatSync(join(root, path), { throwIfNoEntry: false });
     if (!st) return;
-    if (st.isSymbolicLink()) throw new LinkedPathError(path, 'it is a symbolic link');
-    if (!st.isDirectory()) throw new LinkedPathError(path, 'it is not a directory');
+    if (st.isSymbolicLink()) throw new LinkedPathError(path, 'link');
+    if (!st.isDirectory()) throw new LinkedPathError(path, 'not-a-directory');
   }
 }
 
@@ -65,7 +66,13 @@ export interface TreeChange {
  * LinkedPathError when a directory above the prefix is a link.
  */
 export function listTree(root: string, prefix: string): string[] {
-  refuseLinkedAncestors(root, prefix);
+  try {
+    refuseLinkedAncestors(root, prefix);
+  } catch (err) {
+    // A plain file above the prefix (a link checked out with core.symlinks=false): nothing is under it.
+    if (err instanceof LinkedPathError && err.kind === 'not-a-directory') return [];
+    throw err;
+  }
   const out: string[] = [];
   const walk = (rel: string): void => {
     let entries;

@@ -85,6 +85,27 @@ describe('a hostile repository', () => {
     expect(result.warning).toMatch(/clusters\/dev\/web\/cachecluster\/a\/manifest\.yaml \(git mode 120000\).*did not read it/);
   });
 
+  it('the base path itself pushed as a link to a directory of secrets: replaced by kiln\'s tree, nothing read', async () => {
+    const secrets = fresh('secret-dir');
+    mkdirSync(join(secrets, 'dev/web/cachecluster/a'), { recursive: true });
+    const SECRET = `db-password-${Math.random().toString(36).slice(2)}`;
+    writeFileSync(join(secrets, 'dev/web/cachecluster/a/manifest.yaml'), `${SECRET}\n`);
+    const bare = remote();
+    push(bare, (clone) => symlinkSync(secrets, join(clone, 'clusters')));
+    const writer = writerFor(bare);
+    const batcher = await GitBatcher.start({ writer, layout: LAYOUT, debounceMs: 20 });
+    expect(batcher.resources()).toEqual([]);
+    const pending = batcher.upsert(resource('b'));
+    await batcher.flush();
+    const result = await pending;
+    expect(result.state).toBe('committed');
+    expect(result.warning).toMatch(/clusters \(git mode 120000\)/);
+    expect(git(bare, 'log', '-p', '--all')).not.toContain(SECRET);
+    const modes = treeModes(bare);
+    expect(modes.get('clusters/dev/web/cachecluster/b/manifest.yaml')).toBe('100644');
+    expect([...modes.values()]).not.toContain('120000');
+  });
+
   it('a symbolic link above the base path: the controller refuses to start, naming it, and writes nothing', async () => {
     const outside = fresh('outside');
     mkdirSync(outside);
