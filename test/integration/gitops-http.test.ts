@@ -20,7 +20,7 @@
  * anyway; it is not used here).
  */
 import childProcess, { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { syncBuiltinESMExports } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -28,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GitBatcher } from '../../gitops/batcher.js';
+import { authFromFileWatched } from '../../controller/git-sink.js';
 import { layoutTree, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { authFromEnv, GitRepoWriter, GitWriterError, type GitRepoWriterOptions } from '../../gitops/repo.js';
 import { testToken } from '../harness/secrets.js';
@@ -458,6 +459,30 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     // With the token back, the same writer pushes what it kept.
     expect((await writer.push()).attempts).toBe(1);
     expect(subjects(bare)[0]).toBe('kiln: late');
+  });
+
+  it('a rotated token file is read again: the same writer pushes with the new token, and scrubs both', async () => {
+    const { name, bare } = servedRepo();
+    const { lines, log } = capture();
+    const file = join(tmp, `token-${name}`);
+    writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
+    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, allowInsecureHttp: true, branch: 'main', workDir: workDir(), basePath: 'clusters', auth: authFromFileWatched(file, {}), log });
+    await writer.writeTree(layoutTree([small('rotated', '1')], LAYOUT).files);
+    await writer.commit('kiln: after rotation', AUTHOR);
+    const next = testToken('next');
+    // The Secret is rotated: the server takes only the new token, the file holds it.
+    server.token = next;
+    writeFileSync(file, `${next}\n`);
+    const firstRequest = server.log.length;
+    try {
+      expect((await writer.push()).attempts).toBe(1);
+      expect(subjects(bare)[0]).toBe('kiln: after rotation');
+      expect(server.log.slice(firstRequest).filter((r) => r.status !== 401).every((r) => r.authorization === `Basic ${BASIC('x-access-token', next)}`)).toBe(true);
+      expect(writer.scrub(`old ${TOKEN} new ${next}`)).toBe('old *** new ***');
+      expectNoSecret('logs', lines.join('\n'), [...secrets, ...secretForms(next, ['x-access-token'])]);
+    } finally {
+      server.token = TOKEN;
+    }
   });
 
   it('another writer pushes between kiln\'s commit and push -> rejected, fetched, rebased and retried over HTTP; both writers\' commits survive', async () => {
