@@ -10,14 +10,17 @@
  * Each finding is one line naming the object and what is wrong, so a failed
  * soak says what to look at.
  */
+import { parseAllDocuments } from 'yaml';
 import { render } from '../../charts/render.js';
+import { digest } from '../../controller/applyset.js';
+import { plainGit } from '../harness/git.js';
 import type { K8sObject, KilnResource } from '../../charts/types.js';
 import type { KubeClient } from '../../controller/client.js';
 import { validate } from '../../validate/index.js';
 import { kstatus } from '../harness/kstatus.js';
 import type { PostgresServer } from '../harness/postgres.js';
 import type { SlapdServer } from '../harness/slapd.js';
-import { KINDS, directoryAccount, type SoakLayout } from './templates.js';
+import { GIT_KINDS, KINDS, directoryAccount, type SoakLayout } from './templates.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
@@ -89,7 +92,7 @@ async function listAll(client: KubeClient, path: string): Promise<Any[]> {
   return ((await client.request('GET', path)) as { items: Any[] }).items;
 }
 
-export async function checkConsistency(deps: { client: KubeClient; layout: SoakLayout; postgres: PostgresServer; slapd: SlapdServer; runId: string }): Promise<ConsistencyResult> {
+export async function checkConsistency(deps: { client: KubeClient; layout: SoakLayout; postgres: PostgresServer; slapd: SlapdServer; runId: string; bareRepo: string }): Promise<ConsistencyResult> {
   const { client, layout, postgres, slapd } = deps;
   const findings: string[] = [];
   const stalled: ConsistencyResult['stalled'] = [];
@@ -106,8 +109,9 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
   const databases: Any[] = [];
   const services: Any[] = [];
 
-  for (const ns of layout.namespaces) {
-    for (const kind of KINDS) {
+  const gitResources: Any[] = [];
+  for (const ns of [...layout.namespaces, layout.gitNamespace]) {
+    for (const kind of ns === layout.gitNamespace ? GIT_KINDS : KINDS) {
       for (const o of await listAll(client, `/apis/kiln.dev/v1alpha1/namespaces/${ns}/${plural(kind)}`)) {
         resources++;
         const id = `${kind} ${ns}/${o.metadata.name}`;
@@ -131,7 +135,11 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
           findings.push(`${id}: neither Ready nor Stalled (kstatus ${ks.status}: ${ks.message}); conditions ${JSON.stringify((o.status?.conditions ?? []).map((c: Condition) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`))}`);
         }
         if (kind === 'PostgresDatabase') databases.push(o);
-        if (kind === 'DirectoryService') services.push(o);
+        if (kind === 'DirectoryService' && ns !== layout.gitNamespace) services.push(o);
+        if (ns === layout.gitNamespace) {
+          gitResources.push(o);
+          continue;
+        }
         if (kind === 'PostgresDatabase' || kind === 'ConfigMapSync') continue; // the agent's, and copies checked below
         const v = validate(o);
         if (!v.ok) {
@@ -209,6 +217,8 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
     }
   }
 
+  findings.push(...checkRepository(deps.bareRepo, layout.gitNamespace, gitResources));
+
   // PostgreSQL: each database resource's database and role exist; nothing is left of a deleted one.
   const want = new Map(databases.map((d) => [d.spec.name as string, d]));
   const prefix = `s_${deps.runId}_`;
@@ -244,4 +254,49 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
     }
   }
   return { ok: findings.length === 0, resources, ready, stalled, waiting, children, findings };
+}
+
+/**
+ * Git mode: each resource's status names a commit on main and the revision of
+ * its render; main's manifest for it is that render; no directory is left for
+ * a resource that is gone.
+ */
+function checkRepository(bare: string, ns: string, live: Any[]): string[] {
+  const findings: string[] = [];
+  const git = (...args: string[]) => plainGit(bare, args);
+  const dir = `clusters/soak/${ns}`;
+  const files = git('ls-tree', '-r', '--name-only', 'main').split('\n').filter((f) => f.startsWith(`${dir}/`) && f.endsWith('/manifest.yaml'));
+  const expected = new Set<string>();
+  for (const o of live) {
+    const id = `${o.kind} ${ns}/${o.metadata.name} (git mode)`;
+    const file = `${dir}/${o.kind.toLowerCase()}/${o.metadata.name}/manifest.yaml`;
+    expected.add(file);
+    if (cond(o, 'Ready')?.status !== 'True') continue; // reported above, unless Stalled with a reason
+    const v = validate(o);
+    if (!v.ok) continue;
+    const want = render(v.resource as KilnResource);
+    const revision = `sha256:${digest(want)}`;
+    if (o.status?.revision !== revision) findings.push(`${id}: status.revision ${o.status?.revision} is not its render's ${revision}`);
+    const commit = o.status?.commit as string | undefined;
+    try {
+      if (!commit) throw new Error('no status.commit');
+      git('merge-base', '--is-ancestor', commit, 'main');
+    } catch (err) {
+      findings.push(`${id}: status.commit ${commit} is not on main (${(err as Error).message.split('\n')[0]})`);
+    }
+    if (!files.includes(file)) {
+      findings.push(`${id}: Ready, but main has no ${file}`);
+      continue;
+    }
+    const docs = parseAllDocuments(git('show', `main:${file}`)).map((d) => d.toJSON() as Any).filter(Boolean);
+    const names = (xs: Any[]) => xs.map((x) => `${x.kind}/${x.metadata.name}`).sort().join(' ');
+    if (names(docs) !== names(want)) findings.push(`${id}: ${file} holds ${names(docs)}, the render ${names(want)}`);
+    for (const w of want) {
+      const d = docs.find((x) => x.kind === w.kind && x.metadata.name === w.metadata.name);
+      const diff = d && firstDifference(w, d);
+      if (diff) findings.push(`${id}: ${file}: ${w.kind}/${w.metadata.name} differs from its render at ${diff}`);
+    }
+  }
+  for (const f of files) if (!expected.has(f)) findings.push(`orphan: ${f} is on main, but its resource is gone`);
+  return findings;
 }

@@ -9,14 +9,14 @@
  * Used by `npm run soak` (scripts/soak.ts) and test/integration/soak.test.ts.
  */
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { isNotFound } from '../../controller/client.js';
 import type { ControlPlaneClient } from '../harness/connect.js';
 import type { Fault } from '../harness/fault-proxy.js';
 import { checkConsistency, type ConsistencyResult } from './consistency.js';
 import { startPvcProtection } from './pvc-protection.js';
 import { startEnvironment, type SoakEnvironment, type Target } from './environment.js';
-import { KINDS, PERMANENT, namespaceFixtures, resource, soakLayout, sourceConfigMap, type SoakKind, type SoakLayout } from './templates.js';
+import { GIT_KINDS, KINDS, PERMANENT, namespaceFixtures, resource, soakLayout, sourceConfigMap, type SoakKind, type SoakLayout } from './templates.js';
 
 export interface SoakOptions {
   minutes: number;
@@ -26,7 +26,7 @@ export interface SoakOptions {
   namespaces: number;
   /** the longest wait for the end state after the faults are cleared */
   settleSeconds: number;
-  /** samples after this long are the baseline the end is compared with */
+  /** the highest sample in the minute after this long is the baseline the end is compared with */
   warmupSeconds: number;
   workDir: string;
   /** leave the namespaces in the cluster when the soak fails, to look at */
@@ -45,10 +45,12 @@ export interface SoakReport {
   operations: Record<string, Record<'create' | 'update' | 'delete' | 'error', number>>;
   operationErrors: string[];
   faults: Record<string, number>;
+  /** connections each proxy accepted: kiln's traffic to each dependency went through it */
+  connections: Record<Target, number>;
   faultLog: { at: number; target: Target; fault: string; existing: boolean; seconds: number }[];
   settleSeconds: number;
   consistency: ConsistencyResult;
-  processes: Record<'controller' | 'agent', { pid: number; start: ProcessSample; warm: ProcessSample; end: ProcessSample; exited: boolean; errorLines: number; limit: ProcessSample; grew: string[] }>;
+  processes: Record<Who, { pid: number; start: ProcessSample; warm: ProcessSample; end: ProcessSample; exited: boolean; errorLines: number; limit: ProcessSample; grew: string[] }>;
   ok: boolean;
   failures: string[];
   logDir: string;
@@ -69,6 +71,8 @@ export function rng(seed: number): () => number {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function sample(pid: number): ProcessSample {
+  // A process that has exited measures nothing (its exit is reported on its own).
+  if (!existsSync(`/proc/${pid}/status`)) return { rssMiB: 0, fds: 0 };
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   return { rssMiB: Math.round((kb / 1024) * 10) / 10, fds: readdirSync(`/proc/${pid}/fd`).length };
@@ -97,12 +101,14 @@ async function exists(env: SoakEnvironment, kind: SoakKind, ns: string, name: st
 }
 
 async function prepareNamespaces(cp: ControlPlaneClient, layout: SoakLayout): Promise<void> {
-  const all = layout.namespaces.flatMap((ns) => [ns, layout.targets[ns]!]);
+  const all = [...layout.namespaces.flatMap((ns) => [ns, layout.targets[ns]!]), layout.gitNamespace];
   await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: all.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { 'kiln.dev/soak': 'true' } } })) }) });
 }
 
 const FAULT_KINDS = ['delay', 'blackhole', 'reset', 'half-close'] as const;
-const TARGETS: Target[] = ['apiserver', 'postgres', 'slapd'];
+const TARGETS: Target[] = ['apiserver', 'postgres', 'slapd', 'git'];
+const PROCESSES = ['controller', 'gitController', 'agent'] as const;
+type Who = (typeof PROCESSES)[number];
 
 export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promise<SoakReport> {
   const random = rng(opts.seed);
@@ -118,9 +124,10 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }) });
   });
   const pvcProtection = startPvcProtection(env.client, layout.namespaces);
-  const pids = { controller: env.controller.child.pid!, agent: env.agent.child.pid! };
-  const start = { controller: sample(pids.controller), agent: sample(pids.agent) };
-  log(`soak ${runId}: seed ${opts.seed}, ${opts.minutes} min at ${opts.rate} op/s over ${layout.namespaces.join(', ')}; controller pid ${pids.controller}, agent pid ${pids.agent}; logs in ${env.logDir}`);
+  const pids = Object.fromEntries(PROCESSES.map((w) => [w, env[w].child.pid!])) as Record<Who, number>;
+  const sampleAll = () => Object.fromEntries(PROCESSES.map((w) => [w, sample(pids[w])])) as Record<Who, ProcessSample>;
+  const start = sampleAll();
+  log(`soak ${runId}: seed ${opts.seed}, ${opts.minutes} min at ${opts.rate} op/s over ${layout.namespaces.join(', ')}; pids ${JSON.stringify(pids)}; logs in ${env.logDir}`);
 
   const operations: SoakReport['operations'] = Object.fromEntries(KINDS.map((k) => [k, { create: 0, update: 0, delete: 0, error: 0 }]));
   const operationErrors: string[] = [];
@@ -134,14 +141,28 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
 
   try {
     // Everything once at the start, so that every kind is under load from the first minute.
-    for (const ns of layout.namespaces) {
-      for (const kind of KINDS) {
+    for (const ns of [...layout.namespaces, layout.gitNamespace]) {
+      for (const kind of ns === layout.gitNamespace ? GIT_KINDS : KINDS) {
         for (const name of layout.pools[kind]) {
           await env.client.apply(resource(kind, ns, name, 0, layout), 'soak');
           operations[kind]!.create++;
         }
       }
     }
+
+    // The baseline: the most each process held in the minute after the warm-up (one sample can land in a lull, e.g. while a fault has closed its connections).
+    const baselineLoop = (async () => {
+      await sleep(opts.warmupSeconds * 1000);
+      const windowEnd = Math.min(endAt, Date.now() + 60_000);
+      let peak = sampleAll();
+      while (Date.now() < windowEnd) {
+        await sleep(5_000);
+        const now = sampleAll();
+        for (const w of PROCESSES) peak[w] = { rssMiB: Math.max(peak[w].rssMiB, now[w].rssMiB), fds: Math.max(peak[w].fds, now[w].fds) };
+      }
+      warm = peak;
+      log(`baseline after the warm-up: ${JSON.stringify(warm)}`);
+    })();
 
     const faultLoop = (async () => {
       while (Date.now() < endAt) {
@@ -164,12 +185,9 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     const interval = 1000 / opts.rate;
     let next = Date.now();
     while (Date.now() < endAt) {
-      if (!warm && Date.now() - t0 >= opts.warmupSeconds * 1000) {
-        warm = { controller: sample(pids.controller), agent: sample(pids.agent) };
-        log(`warm-up over: controller ${JSON.stringify(warm.controller)}, agent ${JSON.stringify(warm.agent)}`);
-      }
-      const kind = pick(KINDS);
-      const ns = pick(layout.namespaces);
+      // The git namespace gets its share: one namespace among the others.
+      const ns = pick([...layout.namespaces, layout.gitNamespace]);
+      const kind = pick(ns === layout.gitNamespace ? GIT_KINDS : KINDS);
       const name = pick(layout.pools[kind]);
       const roll = random();
       const v = variant++;
@@ -192,8 +210,9 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
       await sleep(Math.max(0, next - Date.now()));
     }
     await faultLoop;
+    await baselineLoop;
     for (const p of Object.values(env.proxies)) p.setFault({ kind: 'none' }, { existing: true });
-    warm ??= { controller: sample(pids.controller), agent: sample(pids.agent) };
+    warm ??= sampleAll();
     const total = Object.values(operations).reduce((n, o) => n + o.create + o.update + o.delete, 0);
     log(`load over: ${total} operations, ${faultLog.length} faults; settling (at most ${opts.settleSeconds} s)`);
 
@@ -201,16 +220,16 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     const settleStart = Date.now();
     let consistency: ConsistencyResult;
     for (;;) {
-      consistency = await checkConsistency({ client: env.client, layout, postgres: env.postgres, slapd: env.slapd, runId });
+      consistency = await checkConsistency({ client: env.client, layout, postgres: env.postgres, slapd: env.slapd, runId, bareRepo: env.bareRepo });
       if (consistency.ok || Date.now() - settleStart > opts.settleSeconds * 1000) break;
       await sleep(5_000);
     }
     const settleSeconds = Math.round((Date.now() - settleStart) / 1000);
-    const end = { controller: sample(pids.controller), agent: sample(pids.agent) };
+    const end = sampleAll();
 
     const failures: string[] = [...consistency.findings];
     const processes = {} as SoakReport['processes'];
-    for (const who of ['controller', 'agent'] as const) {
+    for (const who of PROCESSES) {
       const p = env[who];
       const limit = limitFor(warm[who]);
       const grew: string[] = [];
@@ -224,14 +243,14 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     }
     passed = failures.length === 0;
     return {
-      seed: opts.seed, minutes: opts.minutes, rate: opts.rate, runId, namespaces: layout.namespaces,
-      operations, operationErrors, faults, faultLog, settleSeconds, consistency, processes,
+      seed: opts.seed, minutes: opts.minutes, rate: opts.rate, runId, namespaces: [...layout.namespaces, layout.gitNamespace],
+      operations, operationErrors, faults, connections: Object.fromEntries(Object.entries(env.proxies).map(([t, p]) => [t, p.accepted])) as Record<Target, number>, faultLog, settleSeconds, consistency, processes,
       ok: failures.length === 0, failures, logDir: env.logDir,
     };
   } finally {
     await pvcProtection.stop();
     await env.stop();
-    if (passed || !opts.keepOnFailure) await cp.kubectl(['delete', 'namespace', ...layout.namespaces.flatMap((ns) => [ns, layout.targets[ns]!]), '--wait=false']);
+    if (passed || !opts.keepOnFailure) await cp.kubectl(['delete', 'namespace', ...layout.namespaces.flatMap((ns) => [ns, layout.targets[ns]!]), layout.gitNamespace, '--wait=false']);
   }
 }
 
@@ -239,12 +258,12 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
 export function formatReport(r: SoakReport): string {
   const lines: string[] = [];
   const row = (cells: (string | number)[], widths: number[]) => cells.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd();
-  lines.push(`kiln soak ${r.runId}: seed ${r.seed}, ${r.minutes} min, ${r.rate} op/s, namespaces ${r.namespaces.join(', ')}`);
+  lines.push(`kiln soak ${r.runId}: seed ${r.seed}, ${r.minutes} min, ${r.rate} op/s, namespaces ${r.namespaces.join(', ')} (${r.namespaces.at(-1)} in git mode)`);
   lines.push('', 'Operations');
   const w = [18, 7, 7, 7, 7];
   lines.push(row(['kind', 'create', 'update', 'delete', 'error'], w));
   for (const [k, o] of Object.entries(r.operations)) lines.push(row([k, o.create, o.update, o.delete, o.error], w));
-  lines.push('', `Faults injected (${r.faultLog.length})`);
+  lines.push('', `Faults injected (${r.faultLog.length}); connections through the proxies: ${Object.entries(r.connections).map(([t, n]) => `${t} ${n}`).join(', ')}`);
   for (const [k, n] of Object.entries(r.faults).sort()) lines.push(row([k, n], [24, 4]));
   lines.push('', `Consistency after ${r.settleSeconds} s of settling: ${r.consistency.ok ? 'PASS' : 'FAIL'}`);
   lines.push(`  ${r.consistency.resources} resources: ${r.consistency.ready} Ready, ${r.consistency.stalled.length} Stalled; ${r.consistency.children} rendered children compared`);
@@ -253,7 +272,7 @@ export function formatReport(r: SoakReport): string {
   for (const w of r.consistency.waiting) lines.push(`  Waiting ${w.resource}: ${w.message}`);
   for (const f of r.consistency.findings) lines.push(`  FINDING ${f}`);
   lines.push('', 'Processes');
-  const pw = [11, 14, 14, 14, 14, 8];
+  const pw = [14, 14, 14, 14, 14, 8];
   lines.push(row(['process', 'RSS start', 'RSS warm', 'RSS end', 'RSS limit', 'errors'], pw));
   for (const [who, p] of Object.entries(r.processes)) lines.push(row([who, `${p.start.rssMiB} MiB`, `${p.warm.rssMiB} MiB`, `${p.end.rssMiB} MiB`, `${p.limit.rssMiB} MiB`, p.errorLines], pw));
   lines.push(row(['process', 'fds start', 'fds warm', 'fds end', 'fds limit'], pw));

@@ -1,7 +1,8 @@
 /**
- * What the soak runs against: real PostgreSQL and slapd, the control plane
- * the caller gives (or one of its own), a fault proxy in front of each of
- * them, and kiln's controller and agent as child processes that reach every
+ * What the soak runs against: real PostgreSQL and slapd, a Git server over
+ * HTTPS, the control plane the caller gives, a fault proxy in front of each
+ * of them, and kiln's controllers (apply mode, and git mode for one
+ * namespace) and agent as child processes that reach every
  * dependency only through its proxy, so a fault on a proxy is a fault on
  * kiln's connections and on nobody else's (the driver's own API calls go
  * straight to the API server: it must see what is true while kiln is cut off).
@@ -15,10 +16,12 @@ import type { ControlPlaneClient } from '../harness/connect.js';
 import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
 import { startPostgres, type PostgresServer } from '../harness/postgres.js';
 import { startSlapd, type SlapdServer } from '../harness/slapd.js';
+import { initBareRepo, plainGit } from '../harness/git.js';
 import { startKiln, type KilnProcess } from '../integration/install-support.js';
+import { startGitHttps } from './git-https.js';
 import { directoryAccounts, type SoakLayout } from './templates.js';
 
-export type Target = 'apiserver' | 'postgres' | 'slapd';
+export type Target = 'apiserver' | 'postgres' | 'slapd' | 'git';
 
 export interface SoakEnvironment {
   cp: ControlPlaneClient;
@@ -28,7 +31,11 @@ export interface SoakEnvironment {
   slapd: SlapdServer;
   proxies: Record<Target, FaultProxy>;
   controller: KilnProcess;
+  /** the git-mode controller, for layout.gitNamespace */
+  gitController: KilnProcess;
   agent: KilnProcess;
+  /** the bare repository the git-mode controller pushes to (through the proxy and the HTTPS server) */
+  bareRepo: string;
   /** Where the children's logs go (one JSON line per entry). */
   logDir: string;
   stop(): Promise<void>;
@@ -58,12 +65,19 @@ export async function startEnvironment(cp: ControlPlaneClient, layout: SoakLayou
     startSlapd({ accounts: directoryAccounts(layout).map((dn) => ({ dn, password: 'initial-wrong-value' })) }),
   ]);
   await beforeKiln(postgres, slapd);
+  const gitRoot = join(workDir, 'git');
+  mkdirSync(gitRoot, { recursive: true });
+  const bareRepo = join(gitRoot, 'deploy.git');
+  initBareRepo(bareRepo, workDir);
+  plainGit(bareRepo, ['config', 'http.receivepack', 'true']);
+  const gitServer = await startGitHttps(gitRoot, workDir);
   const apiUrl = new URL(cp.server);
   const ldapsUrl = new URL(slapd.ldapsUrl);
   const proxies: Record<Target, FaultProxy> = {
     apiserver: await startFaultProxy({ host: apiUrl.hostname, port: Number(apiUrl.port) }),
     postgres: await startFaultProxy({ host: postgres.host, port: postgres.port }),
     slapd: await startFaultProxy({ host: ldapsUrl.hostname, port: Number(ldapsUrl.port) }),
+    git: await startFaultProxy({ host: gitServer.host, port: gitServer.port }),
   };
   const kubeconfig = proxiedKubeconfig(cp, proxies.apiserver, join(workDir, 'kubeconfig-proxied'));
   const client = new KubeClient(loadKubeConfig({ kubeconfig: cp.kubeconfig }), { qps: 0, burst: 0 });
@@ -72,22 +86,27 @@ export async function startEnvironment(cp: ControlPlaneClient, layout: SoakLayou
   const common = ['--kubeconfig', kubeconfig, '-n', namespaces, '--metrics-bind-address', '0', '--health-probe-bind-address', '0', '--log-format', 'json'];
   const env = { ...process.env, KUBECONFIG: '', POD_NAMESPACE: undefined };
   const controller = startKiln(['controller', ...common, '--resync', '60'], { env });
+  const gitController = startKiln([
+    'controller', '--mode', 'git', '--repo', `${proxies.git.url('https')}/deploy.git`, '--branch', 'main', '--cluster', 'soak',
+    '--work-dir', join(workDir, 'git-clone'), '--debounce', '500', '--max-wait', '5000',
+    ...common.map((a) => (a === namespaces ? layout.gitNamespace : a)), '--resync', '60',
+  ], { env: { ...env, GIT_SSL_CAINFO: gitServer.caFile } });
   const endpoints = layout.namespaces.flatMap((ns) => [
     ...layout.pools.DirectoryService.map((n) => `--endpoint=DirectoryService/${ns}/${n}=${proxies.slapd.url('ldaps')}`),
     ...layout.pools.PostgresInstance.map((n) => `--endpoint=PostgresInstance/${ns}/${n}=${proxies.postgres.host}:${proxies.postgres.port}`),
   ]);
   const agent = startKiln(['agent', ...common, '--password-interval', '30', '--database-check-interval', '10', ...endpoints], { env });
-  const streams = [logTo(controller, join(logDir, 'controller.log')), logTo(agent, join(logDir, 'agent.log'))];
-  await Promise.all([controller.waitForLine(/"msg":"starting"/, 60_000), agent.waitForLine(/"msg":"starting"/, 60_000)]);
+  const streams = [logTo(controller, join(logDir, 'controller.log')), logTo(gitController, join(logDir, 'git-controller.log')), logTo(agent, join(logDir, 'agent.log'))];
+  await Promise.all([controller, gitController, agent].map((p) => p.waitForLine(/"msg":"starting"/, 60_000)));
 
   return {
-    cp, client, postgres, slapd, proxies, controller, agent, logDir,
+    cp, client, postgres, slapd, proxies, controller, gitController, agent, bareRepo, logDir,
     async stop() {
-      await Promise.all([controller.stop(), agent.stop()]);
+      await Promise.all([controller.stop(), gitController.stop(), agent.stop()]);
       for (const s of streams) s.end();
       await Promise.all(Object.values(proxies).map((p) => p.close()));
       await client.close();
-      await Promise.all([postgres.destroy(), slapd.destroy()]);
+      await Promise.all([postgres.destroy(), slapd.destroy(), gitServer.close()]);
     },
   };
 }

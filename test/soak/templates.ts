@@ -16,11 +16,21 @@ export const KINDS = ['DirectoryService', 'DirectoryBackup', 'DirectoryRestore',
 export type SoakKind = (typeof KINDS)[number];
 
 export interface SoakLayout {
+  /** served by the apply-mode controller and the agent */
   namespaces: string[];
+  /** served by the git-mode controller alone: what it renders goes to the repository, not the cluster */
+  gitNamespace: string;
   /** ConfigMapSync's target namespace for each soak namespace. */
   targets: Record<string, string>;
   pools: Record<SoakKind, string[]>;
 }
+
+/**
+ * What the git-mode namespace holds: kinds whose render needs nothing from the
+ * cluster (a backup renders from its DirectoryService's live objects, a
+ * ConfigMapSync is apply mode only, a database is the agent's).
+ */
+export const GIT_KINDS: readonly SoakKind[] = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid'];
 
 /** `pg` hosts every database and is never deleted (the agent drops a database only while its instance exists); `pg-x` comes and goes. */
 export const PERMANENT = new Set(['PostgresInstance/pg']);
@@ -29,6 +39,7 @@ export function soakLayout(runId: string, namespaceCount: number): SoakLayout {
   const namespaces = Array.from({ length: namespaceCount }, (_, i) => `soak-${runId}-${i}`);
   return {
     namespaces,
+    gitNamespace: `soak-${runId}-git`,
     targets: Object.fromEntries(namespaces.map((ns) => [ns, `${ns}-t`])),
     pools: {
       DirectoryService: ['ds-a', 'ds-b'],
@@ -93,9 +104,9 @@ export function resource(kind: SoakKind, ns: string, name: string, v: number, la
           },
         };
       case 'DirectoryBackup':
-        return { directoryService: 'ds-a', ordinal: 0, image: IMAGE(v % 4), volumeSnapshotClassName: 'csi-snapshots', storage: { size: '1Gi' } };
+        // A backup's and a restore's spec are immutable (admission refuses a change): an update changes only their labels.
+        return { directoryService: 'ds-a', ordinal: 0, image: IMAGE(0), volumeSnapshotClassName: 'csi-snapshots', storage: { size: '1Gi' } };
       case 'DirectoryRestore':
-        // A restore's spec is immutable (admission refuses a change): an update changes only its labels.
         return { backup: 'bk-a', image: IMAGE(0), volumeSnapshotClassName: 'csi-snapshots', storage: { size: '1Gi' } };
       case 'PostgresInstance':
         return { superuserSecret: { name: 'pg-superuser' }, replicas: 1, storage: { size: '1Gi' }, parameters: { max_connections: String(50 + (v % 5) * 10) } };
