@@ -4,7 +4,10 @@
  * - a watch resumes from the last resourceVersion seen (bookmarks included);
  * - 410 Gone (expired resourceVersion) relists;
  * - any other failure restarts with exponential backoff (capped);
- * - a watchdog restarts a watch that has been silent for too long;
+ * - a watchdog restarts a watch that has been silent for too long, and closes
+ *   the client's idle connections (as dead as the watch's, most likely);
+ * - a watch the server ends at once, without an event, is a failure (backoff),
+ *   not a reason to ask again at once;
  * - a periodic resync hands every cached object to the handler again.
  * The cache is a map from namespace/name to the last object seen.
  */
@@ -94,6 +97,9 @@ export function slim<T extends KubeObject>(obj: T): T {
 /** namespace/name, as one flat string (a template literal makes a rope that keeps its parts: one per cached object). */
 export const objectKey = (o: { metadata: { namespace?: string; name: string } }) => [o.metadata.namespace ?? '', o.metadata.name].join('/');
 
+/** A watch that ends cleanly sooner than this without an event counts as a failure. */
+const SHORT_WATCH_MS = 1000;
+
 export class Informer {
   private readonly cache = new Map<string, KubeObject | string>();
   /** indexLabel value -> keys of the objects carrying it (an array: most values have one to three) */
@@ -106,6 +112,8 @@ export class Informer {
   private lastActivity = Date.now();
   private timers: NodeJS.Timeout[] = [];
   private failures = 0;
+  /** Events the current watch has delivered. */
+  private watchEvents = 0;
   /** How many times the informer listed (1 + relists); for tests and metrics. */
   lists = 0;
 
@@ -262,6 +270,8 @@ export class Informer {
       // A new watch starts its own silence clock; otherwise, once one watch has been presumed
       // dead, every following one would be restarted at the watchdog's next tick.
       this.lastActivity = Date.now();
+      const began = Date.now();
+      this.watchEvents = 0;
       try {
         await this.client.watch(
           { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
@@ -269,6 +279,10 @@ export class Informer {
           (e) => this.onEvent(e),
           this.abort.signal,
         );
+        // A server (or a proxy in front of it) that ends every watch at once would otherwise be asked
+        // again at once, for ever: treat it as a failure, with backoff (client-go's "very short watch").
+        const lastedMs = Date.now() - began;
+        if (lastedMs < SHORT_WATCH_MS && this.watchEvents === 0) throw new Error(`very short watch: the server ended it after ${lastedMs} ms without an event`);
         this.failures = 0;
       } catch (err) {
         if (this.stopped) return;
@@ -304,6 +318,7 @@ export class Informer {
 
   private onEvent(e: WatchEvent): void {
     this.lastActivity = Date.now();
+    this.watchEvents++;
     const obj = e.object as unknown as KubeObject;
     if (e.type === 'ERROR') {
       const status = e.object as { code?: number; message?: string };

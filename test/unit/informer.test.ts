@@ -113,6 +113,19 @@ describe('Informer', () => {
     inf.stop();
   });
 
+  it('a watch the server ends at once without an event is retried with backoff, not in a tight loop', async () => {
+    const c = new ScriptedClient();
+    // Each watch answers 200 and ends at once (one turn of the event loop, as real I/O would take).
+    for (let i = 0; i < 100_000; i++) c.script.push(() => new Promise<void>((r) => setImmediate(r)));
+    const logged: string[] = [];
+    const inf = informer(c, { maxBackoffSeconds: 0.1, log: (_l, msg, f) => logged.push(`${msg} ${String(f?.['error'] ?? '')}`) });
+    await inf.start();
+    await new Promise((r) => setTimeout(r, 500));
+    inf.stop();
+    expect(c.watches.length).toBeLessThan(20);
+    expect(logged.some((l) => /watch failed.*very short watch: the server ended it after \d+ ms without an event/.test(l))).toBe(true);
+  });
+
   it('a watchdog restarts a watch that has gone silent', async () => {
     const c = new ScriptedClient();
     const inf = informer(c, { watchdogSeconds: 0.2 });
