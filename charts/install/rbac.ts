@@ -132,7 +132,16 @@ export const TOKEN_RULES: NamedRule[] = [
 ];
 
 /** Cluster-wide rules of the git-mode controller: it reads resources and writes status; Git gets the rest. */
-export const CONTROLLER_GIT_RULES: NamedRule[] = [kilnRead(CONTROLLER_KINDS), kilnStatus(CONTROLLER_KINDS), eventsCreate];
+export const CONTROLLER_GIT_RULES: NamedRule[] = [
+  kilnRead(CONTROLLER_KINDS),
+  kilnStatus(CONTROLLER_KINDS),
+  eventsCreate,
+  {
+    id: 'cluster-identity',
+    why: 'read the kube-system namespace\'s UID, the cluster\'s identity kept in <base-path>/<cluster>/.kiln-cluster: a controller of another cluster (or a wrong kube context) with the same --cluster is refused',
+    rule: { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
+  },
+];
 
 /** Cluster-wide rules of the runtime agent. */
 export const AGENT_RULES: NamedRule[] = [

@@ -407,6 +407,10 @@ const GIT_RULE_ROWS: Row[] = [
     log: { text: leaseRefused('controller', 'create') }, check: exitsWith2NeverLeading,
   },
   { omit: 'lease', breaks: 'the controller cannot read or renew its Lease: it exits 2 saying so', log: { text: leaseRefused('controller', 'get') }, check: exitsWith2NeverLeading },
+  {
+    omit: 'cluster-identity', breaks: 'the cluster marker is not checked (said in the log): another cluster with the same --cluster is no longer refused',
+    log: { text: /cannot read the kube-system namespace.*namespaces.*kube-system/ },
+  },
 ];
 
 describe('the git-mode controller with exactly the generated RBAC', () => {

@@ -53,7 +53,7 @@ describe('install manifests', () => {
     expect(secretsIn(CONTROLLER_APPLY_RULES)).toBe(false);
     expect(secretsIn(CONTROLLER_GIT_RULES)).toBe(false);
     expect(secretsIn(AGENT_RULES)).toBe(true);
-    expect(CONTROLLER_GIT_RULES.flatMap((r) => r.rule.apiGroups)).toEqual(['kiln.dev', 'kiln.dev', '']);
+    expect(CONTROLLER_GIT_RULES.flatMap((r) => r.rule.apiGroups)).toEqual(['kiln.dev', 'kiln.dev', '', '']);
     // Claims are never pruned.
     expect(CONTROLLER_APPLY_RULES.find((r) => r.rule.resources.includes('persistentvolumeclaims'))!.rule.verbs).not.toContain('delete');
     const objs = installObjects({ mode: 'git', version: '1', git });
