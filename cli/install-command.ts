@@ -15,6 +15,7 @@ export function registerInstall(program: Command, version: string): void {
     .option('--replicas <n>', 'controller replicas (one leads, the others stand by)', wholeNumber(0), 1)
     .option('--agent-replicas <n>', 'agent replicas (one leads, the others stand by)', wholeNumber(0), 1)
     .option('--no-agent', 'leave out the runtime agent (its Deployment, ServiceAccount and RBAC)')
+    .option('--agent-namespace <ns>', 'the runtime agent serves only this namespace, and may read and write Secrets only there (a RoleBinding to <name>-agent-secrets; repeatable, or comma-separated; default: every namespace, with cluster-wide Secret rights)', (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)], [] as string[])
     .option('--token-namespace <ns>', 'apply mode: a namespace where ConfigMapSync may act as a ServiceAccount: the controller may request tokens there (a RoleBinding to <name>-controller-serviceaccount-tokens) and nowhere else (repeatable, or comma-separated; default none)', (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)], [] as string[])
     .addOption(new Option('--crds <what>', 'include the CRDs, skip them (upgrade or uninstall kiln but keep every kiln resource), or only them').choices(['include', 'skip', 'only']).default('include'))
     .addOption(new Option('--log-level <level>', 'the --log-level of the controller and the agent').choices(['debug', 'info', 'warn', 'error']).default('info'))
@@ -54,6 +55,7 @@ export function registerInstall(program: Command, version: string): void {
         agent: opts.agent,
         agentReplicas: opts.agentReplicas,
         tokenNamespaces: opts.tokenNamespace,
+        agentNamespaces: opts.agentNamespace,
         crds: opts.crds,
         logLevel: opts.logLevel,
         git: opts.mode === 'git'

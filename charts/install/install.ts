@@ -17,7 +17,7 @@ import { crdDirectory } from '../../lib/paths.js';
 import { fromYaml } from '../../lib/yaml.js';
 import { compareObjects } from '../render.js';
 import type { K8sObject } from '../types.js';
-import { clusterRules, leaseRules, TOKEN_RULES, type Component, type NamedRule, type PolicyRule } from './rbac.js';
+import { AGENT_RULES, clusterRules, leaseRules, TOKEN_RULES, type Component, type NamedRule, type PolicyRule } from './rbac.js';
 
 export interface GitInstallOptions {
   repo: string;
@@ -69,6 +69,13 @@ export interface InstallOptions {
    * bound later by hand, with a RoleBinding to that ClusterRole.
    */
   tokenNamespaces?: string[];
+  /**
+   * Namespaces the agent serves. Given, the agent watches only these and its
+   * Secret rights are a ClusterRole (<name>-agent-secrets) bound by a
+   * RoleBinding in each, so it can read no Secret elsewhere (kube-system's,
+   * other teams'). Default: every namespace, with cluster-wide Secret rights.
+   */
+  agentNamespaces?: string[];
   /**
    * Rules to leave out, to show what breaks without them: `component:rule-id`
    * drops a rule, `component:rule-id:verb` one verb of it (e.g.
@@ -148,7 +155,9 @@ export class KilnComponent extends Construct {
     const meta = (name: string, namespaced = true) => ({ name, ...(namespaced ? { namespace: p.namespace } : {}), labels: labels(p.instance, p.component, p.version) });
     const keep = (rules: NamedRule[]) => keepRules(p.rules, rules, p.omitRules);
     new k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata: meta(p.name), automountServiceAccountToken: true });
-    new k8s.KubeClusterRole(this, 'ClusterRole', { metadata: meta(p.name, false), rules: keep(clusterRules(p.rules)) });
+    // A rule granted per namespace is not also granted cluster-wide.
+    const clusterWide = clusterRules(p.rules).filter((r) => !p.namespaced?.rules.some((n) => n.id === r.id));
+    new k8s.KubeClusterRole(this, 'ClusterRole', { metadata: meta(p.name, false), rules: keep(clusterWide) });
     new k8s.KubeClusterRoleBinding(this, 'ClusterRoleBinding', {
       metadata: meta(p.name, false),
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: p.name },
@@ -310,10 +319,14 @@ export class KilnInstallChart extends Chart {
         namespaced: { id: 'serviceaccount-tokens', rules: TOKEN_RULES, namespaces: o.tokenNamespaces ?? [] },
       });
     }
+    const agentNamespaces = [...new Set(o.agentNamespaces ?? [])].sort();
     if (o.agent ?? true) {
       new KilnComponent(this, 'Agent', {
         instance, namespace, version: o.version, rules: 'agent', name: AGENT, component: 'agent', image, imagePullPolicy,
-        replicas: o.agentReplicas ?? 1, args: ['agent', '--leader-election-id', AGENT, ...common], omitRules,
+        replicas: o.agentReplicas ?? 1, omitRules,
+        args: ['agent', '--leader-election-id', AGENT, ...common, ...(agentNamespaces.length ? ['--namespace', agentNamespaces.join(',')] : [])],
+        // Namespaces given: the agent watches only them, and may read and write Secrets only there.
+        namespaced: agentNamespaces.length ? { id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets'), namespaces: agentNamespaces } : undefined,
         resources: { cpu: '100m', memory: '128Mi', memoryLimit: '512Mi' },
       });
     }

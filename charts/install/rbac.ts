@@ -153,8 +153,13 @@ export const AGENT_RULES: NamedRule[] = [
     rule: { apiGroups: [GROUP], resources: ['postgresdatabases'], verbs: ['patch'] },
   },
   {
+    // What RBAC cannot say: "only the Secrets a kiln resource names" (names are chosen by tenants at run time;
+    // resourceNames is fixed at install) and "metadata only" for list/watch (the agent's Secret informer keeps
+    // names and resourceVersions and drops the rest, agent/secret-cache.ts; RBAC cannot tell such a list from
+    // one that keeps the contents). What it can say, kiln says: with --agent-namespace this rule is bound per
+    // namespace only (kube-system's and other teams' Secrets out of reach), and no delete, no update.
     id: 'secrets',
-    why: 'read the Secrets resources name (passwords, superuser, truststore), generate missing ones and write connection Secrets',
+    why: 'notice changes to Secrets (list, watch: names only are kept), read by name the Secrets resources name (passwords, superuser, truststore, TLS CA), generate missing ones and write connection Secrets',
     rule: { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'get', 'list', 'patch', 'watch'] },
   },
   eventsCreate,

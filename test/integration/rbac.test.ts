@@ -449,10 +449,10 @@ const kiln = (kind: string, n: string, spec: unknown) => ({ apiVersion: 'kiln.de
 const freshInstance = (c: Ctx) => applyIn(kiln('PostgresInstance', c.n, {}));
 
 /** `kiln agent` with the args of the installation's agent Deployment, its ServiceAccount's token, and the local servers. */
-async function startAgent(): Promise<KilnProcess> {
+async function startAgent(install: InstallOptions = base, sa = agentSa, kubeconfigFile = agentKubeconfig): Promise<KilnProcess> {
   const port = await freePort();
-  const deployment = installObjects(base).find((o) => o.kind === 'Deployment' && o.metadata.name === agentSa) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
-  const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', agentKubeconfig, '-n', agentWork,
+  const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name === sa) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
+  const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', kubeconfigFile, '-n', agentWork,
     '--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', `127.0.0.1:${port}`,
     '--endpoint', `PostgresInstance/${agentWork}/pg=${pgServer!.host}:${pgServer!.port}`, '--endpoint', `DirectoryService/${agentWork}/ds=${ldap!.url}`]);
   running.push(p);
@@ -531,6 +531,34 @@ describe('the runtime agent with exactly the generated RBAC', () => {
     expect((await pgServer!.sql("SELECT count(*) FROM pg_database WHERE datname = 'orders'")).trim()).toBe('0');
     expect(a.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
     await stopAll();
+  }, 180_000);
+
+  it('installed for one namespace (agentNamespaces), may use Secrets only there, and still keeps a database in step', async () => {
+    const scopedName = `kra-${id}`;
+    const scopedSa = `${scopedName}-agent`;
+    const scoped: InstallOptions = { ...base, name: scopedName, tokenNamespaces: [], agentNamespaces: [agentWork] };
+    const objs = installObjects(scoped);
+    installed.push(...objs);
+    const r = await applyObjects(cp, objs);
+    expect(r.stderr).toBe('');
+    const as = ['--as', `system:serviceaccount:${installNs}:${scopedSa}`];
+    const can = async (...args: string[]) => (await cp.kubectl(['auth', 'can-i', ...args, ...as])).stdout.trim();
+    await waitFor('the RoleBinding enforced', async () => (await can('list', 'secrets', '-n', agentWork)) === 'yes', 10_000);
+    for (const verb of ['get', 'watch', 'create', 'patch']) expect(await can(verb, 'secrets', '-n', agentWork)).toBe('yes');
+    expect(await can('list', 'secrets', '--all-namespaces')).toBe('no');
+    expect(await can('watch', 'secrets', '--all-namespaces')).toBe('no');
+    for (const ns of ['kube-system', work, installNs]) {
+      for (const verb of ['get', 'list', 'create']) expect(await can(verb, 'secrets', '-n', ns), `${verb} secrets -n ${ns}`).toBe('no');
+    }
+    const a = await startAgent(scoped, scopedSa, await serviceAccountKubeconfig(cp, installNs, scopedSa));
+    try {
+      expect(a.lines.join('\n')).not.toMatch(/forbidden/i);
+      await applyIn(kiln('PostgresDatabase', 'scoped', { instance: 'pg', name: 'scoped' }));
+      await waitFor('PostgresDatabase/scoped DatabaseReady', async () => (await condition('PostgresDatabase', 'scoped', 'DatabaseReady', agentWork))?.status === 'True', 60_000, () => a.lines.slice(-10).join('\n'));
+      expect(a.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    } finally {
+      await stopAll();
+    }
   }, 180_000);
 
   ruleTable({

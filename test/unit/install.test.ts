@@ -86,6 +86,21 @@ describe('install manifests', () => {
     expect(installObjects({ mode: 'git', version: '1', git, tokenNamespaces: ['team-a'] }).filter((o) => o.metadata.name.includes('serviceaccount-tokens'))).toEqual([]);
   });
 
+  it('agentNamespaces: the agent serves only them and its Secret rights are bound there only', () => {
+    const secrets = (rules: { resources: string[] }[]) => rules.some((r) => r.resources.includes('secrets'));
+    // Default: every namespace, Secret rights in the cluster-wide ClusterRole.
+    expect(secrets(find(apply(), 'ClusterRole', 'kiln-agent').rules)).toBe(true);
+    const objs = apply({ agentNamespaces: ['shop', 'billing', 'shop'] });
+    expect(secrets(find(objs, 'ClusterRole', 'kiln-agent').rules)).toBe(false);
+    expect(find(objs, 'ClusterRole', 'kiln-agent-secrets').rules).toEqual(AGENT_RULES.filter((r) => r.id === 'secrets').map((r) => r.rule));
+    const bindings = objs.filter((o) => o.kind === 'RoleBinding' && o.metadata.name === 'kiln-agent-secrets') as any[]; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(bindings.map((b) => b.metadata.namespace)).toEqual(['billing', 'shop']);
+    for (const b of bindings) expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kiln-agent', namespace: 'kiln-system' }]);
+    expect(objs.filter((o) => o.kind === 'ClusterRoleBinding' && (o as any).roleRef.name === 'kiln-agent-secrets')).toEqual([]); // eslint-disable-line @typescript-eslint/no-explicit-any
+    const args = find(objs, 'Deployment', 'kiln-agent').spec.template.spec.containers[0].args as string[];
+    expect(args.slice(args.indexOf('--namespace'), args.indexOf('--namespace') + 2)).toEqual(['--namespace', 'billing,shop']);
+  });
+
   it('omitRules drops a rule or one verb of it', () => {
     const objs = apply({ omitRules: ['controller-apply:jobs', 'controller-apply:core-children:delete', 'agent:secrets'] });
     const rules = find(objs, 'ClusterRole', 'kiln-controller').rules as { resources: string[]; verbs: string[] }[];
