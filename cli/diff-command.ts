@@ -1,6 +1,8 @@
 /** `kiln diff`: what apply mode would change in a live cluster (controller/diff.ts). */
 import type { Command } from 'commander';
 import { fileSystemError } from './errors.js';
+import { addInputLimitOptions } from './synth-command.js';
+import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../lib/input-limits.js';
 import { wholeNumber } from './runtime-options.js';
 import type { KilnResource, RenderContext } from '../charts/types.js';
 import type { DiffTarget, ResourceDiff } from '../controller/diff.js';
@@ -16,6 +18,9 @@ export interface DiffOptions {
   kubeconfig?: string;
   context?: string;
   concurrency: number;
+  /** Input size limits (--max-file-size, --max-input-size); default DEFAULT_INPUT_LIMITS. */
+  maxFileSize?: number;
+  maxInputSize?: number;
 }
 
 const HELP_AFTER = `
@@ -36,7 +41,7 @@ Exit status: 0 no change, 1 changes, 2 error (as kubectl diff).
 Git mode's preview is \`kiln synth <inputs> --git <work-tree>\` then \`git diff\`.`;
 
 export function registerDiff(program: Command): void {
-  program
+  const command = program
     .command('diff')
     .description('Show what apply mode would change in a live cluster: render, server-side apply as a dry run with what the controller adds (ApplySet label, ownerReference, digest annotation), and print a unified diff of the live and would-be objects, plus the objects it would prune.')
     .argument('[inputs...]', 'files or directories of kiln resources, read and validated as kiln synth reads them')
@@ -44,7 +49,8 @@ export function registerDiff(program: Command): void {
     .option('-n, --namespace <ns>', 'with --from-cluster: only this namespace (repeatable, or comma-separated; default all). With files: the namespace of resources that name none (default "default")', collect, [])
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
     .option('--context <name>', 'kubeconfig context')
-    .option('--concurrency <n>', 'resources diffed at once', wholeNumber(1), 4)
+    .option('--concurrency <n>', 'resources diffed at once', wholeNumber(1), 4);
+  addInputLimitOptions(command)
     .addHelpText('after', HELP_AFTER)
     .action(async (inputs: string[], opts: DiffOptions) => {
       process.exitCode = await runDiff(inputs, opts, process.stdout, process.stderr);
@@ -70,7 +76,7 @@ export async function runDiff(inputs: string[], opts: DiffOptions, stdout: NodeJ
   let errors = 0;
   let targets: DiffTarget[] = [];
   if (!opts.fromCluster) {
-    const read = await targetsFromFiles(inputs, opts.namespace[0]);
+    const read = await targetsFromFiles(inputs, opts.namespace[0], { maxFileBytes: opts.maxFileSize ?? DEFAULT_INPUT_LIMITS.maxFileBytes, maxTotalBytes: opts.maxInputSize ?? DEFAULT_INPUT_LIMITS.maxTotalBytes });
     if ('error' in read) return fail(read.error);
     for (const w of read.warnings) stderr.write(`${w.file} [document ${w.index}]: warning: ${w.message}\n`);
     for (const line of read.problems) stderr.write(`${line}\n`);
@@ -108,12 +114,12 @@ export async function runDiff(inputs: string[], opts: DiffOptions, stdout: NodeJ
 }
 
 /** Files and directories -> validated resources, as `kiln synth` reads and checks them. */
-async function targetsFromFiles(inputs: string[], namespace: string | undefined): Promise<{ targets: DiffTarget[]; problems: string[]; warnings: Warning[] } | { error: string }> {
+async function targetsFromFiles(inputs: string[], namespace: string | undefined, limits: InputLimits): Promise<{ targets: DiffTarget[]; problems: string[]; warnings: Warning[] } | { error: string }> {
   const { collectInputs } = await import('../lib/synth.js');
   const { validate } = await import('../validate/index.js');
   let collected;
   try {
-    collected = collectInputs(inputs);
+    collected = collectInputs(inputs, { limits });
   } catch (err) {
     return { error: fileSystemError(err) ?? (err as Error).message };
   }

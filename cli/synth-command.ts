@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { writePreview } from '../gitops/preview.js';
 import { checkLayoutOptions, type LayoutOptions } from '../gitops/layout.js';
 import type { SynthReport } from '../lib/synth.js';
+import { DEFAULT_INPUT_LIMITS, InputRefused, type InputLimits } from '../lib/input-limits.js';
 import { wholeNumber } from './runtime-options.js';
 
 export function printProblems(report: SynthReport, stream: NodeJS.WritableStream = process.stderr): void {
@@ -36,7 +37,33 @@ export interface JsonReport {
   otherDocuments: number;
 }
 
+const UNITS: Record<string, number> = { '': 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30 };
+
+/** A size flag: bytes, or a number with Ki, Mi or Gi (`16Mi`). */
+export function byteSize(flag: string): (value: string) => number {
+  return (value) => {
+    const m = /^([0-9]+)(Ki|Mi|Gi)?$/.exec(value.trim());
+    if (!m || Number(m[1]) === 0) throw new InvalidArgumentError(`${flag} takes a size in bytes, or with Ki, Mi or Gi (e.g. 16Mi); got "${value}"`);
+    return Number(m[1]) * UNITS[m[2] ?? '']!;
+  };
+}
+
+const sizeText = (n: number) => `${n / 2 ** 20}Mi`;
+
+/** --max-file-size and --max-input-size, shared by synth and diff. */
+export function addInputLimitOptions(command: Command): Command {
+  return command
+    .option('--max-file-size <size>', `largest input file read (bytes, or with Ki/Mi/Gi; default ${sizeText(DEFAULT_INPUT_LIMITS.maxFileBytes)})`, byteSize('--max-file-size'), DEFAULT_INPUT_LIMITS.maxFileBytes)
+    .option('--max-input-size <size>', `largest total of all input files (default ${sizeText(DEFAULT_INPUT_LIMITS.maxTotalBytes)})`, byteSize('--max-input-size'), DEFAULT_INPUT_LIMITS.maxTotalBytes);
+}
+
+export function inputLimits(opts: { maxFileSize: number; maxInputSize: number }): InputLimits {
+  return { maxFileBytes: opts.maxFileSize, maxTotalBytes: opts.maxInputSize };
+}
+
 interface SynthFlags {
+  maxFileSize: number;
+  maxInputSize: number;
   output: string;
   stdout?: boolean;
   report: 'text' | 'json';
@@ -63,10 +90,16 @@ or on standard error with -o -, in place of the text messages.
 
 Exit status: 0 every resource rendered; 1 some resource invalid (or, with --strict, a
 document that looks like a kiln resource but is not); 2 usage error or an input that cannot
-be read.`;
+be read (larger than --max-file-size or --max-input-size), or an output directory that
+--clean refuses to delete (one that holds an input, the current directory, the home
+directory or a Git repository's root).
+
+Inputs are read as YAML 1.2. A document whose aliases expand too far, or with an unquoted
+value that YAML 1.1 readers such as kubectl read otherwise (010, yes/no/on/off/y/n, 1:20,
+0o17, 1_000, <<), is an error naming the file, the document and the field.`;
 
 export function registerSynth(program: Command): void {
-  program
+  const command = program
     .command('synth')
     .description('Render kiln resources from YAML files or directories into one YAML file per resource, offline.')
     .argument('[inputs...]', 'files or directories of YAML documents (kiln resources, plus the ConfigMaps and Namespaces a ConfigMapSync reads)', ['examples'])
@@ -75,13 +108,14 @@ export function registerSynth(program: Command): void {
     .addOption(new Option('--report <format>', 'text: messages for a person on standard error; json: one JSON object (see below)').choices(['text', 'json']).default('text'))
     .option('--strict', 'a document that looks like a kiln resource but is not (a group such as kilm.dev, a kiln kind with no apiVersion) is an error, not a warning', false)
     .option('--continue-on-error', 'render the valid resources even when some are invalid (still exits 1)', false)
-    .option('--clean', 'empty the output directory first', false)
+    .option('--clean', "empty the output directory first; refused (exit 2, nothing deleted) for a directory that holds an input, the current or home directory, or a Git repository's root", false)
     .option('-j, --jobs <n>', 'worker threads (default: one per core for large inputs)', wholeNumber(1))
     .option('-q, --quiet', 'print nothing but errors', false)
     .option('--git <dir>', 'write the git-mode layout (<base-path>/<cluster>/<namespace>/<kind>/<name>/manifest.yaml and kustomization.yaml files) into this working tree instead, replacing everything under the base path: exactly what a commit would contain')
     .option('--cluster <name>', 'with --git: the cluster directory', 'default')
     .option('--base-path <path>', 'with --git: the directory kiln owns in the repository', 'clusters')
-    .option('--output-from-env', 'take the output directory from CDK8S_OUTDIR and the inputs from KILN_INPUT (as `cdk8s synth` runs its app)', false)
+    .option('--output-from-env', 'take the output directory from CDK8S_OUTDIR and the inputs from KILN_INPUT (as `cdk8s synth` runs its app)', false);
+  addInputLimitOptions(command)
     .addHelpText('after', HELP_AFTER)
     .action(async (inputs: string[], opts: SynthFlags, cmd: Command) => {
       if (opts.stdout) opts.output = '-';
@@ -104,6 +138,11 @@ export function registerSynth(program: Command): void {
       }
       try {
         await runSynth(inputs, opts, layout);
+      } catch (err) {
+        // An input too large, or an output directory --clean must not delete: nothing was read or removed.
+        if (!(err instanceof InputRefused)) throw err;
+        process.stderr.write(`kiln synth: ${err.message}\n`);
+        process.exitCode = 2;
       } finally {
         if (staging) rmSync(staging, { recursive: true, force: true });
       }
@@ -133,6 +172,7 @@ async function runSynth(inputs: string[], opts: SynthFlags, layout: LayoutOption
     continueOnError: opts.continueOnError,
     clean: opts.clean,
     jobs: opts.jobs,
+    limits: inputLimits(opts),
     onProgress: (done, total) => {
       const now = performance.now();
       if (total >= 1000 && !opts.quiet && (now - lastProgress > 500 || done === total)) {

@@ -1,14 +1,18 @@
 /** Reads the YAML/JSON documents of files and directories, remembering where each came from. */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { parseYamlStream } from './yaml.js';
+import { parseInputYaml } from './yaml.js';
+import { InputRefused, type InputLimits, DEFAULT_INPUT_LIMITS } from './input-limits.js';
+
+export { DEFAULT_INPUT_LIMITS, InputRefused, type InputLimits };
 
 export interface InputDocument {
   file: string;
   /** Position of the document in its file, from 0. */
   index: number;
   value: unknown;
-  error?: string;
+  /** Why the document cannot be used (see parseInputYaml): field path ("" for the whole document) and message. */
+  errors?: { path: string; message: string }[];
 }
 
 const EXTENSIONS = new Set(['.yaml', '.yml', '.json']);
@@ -22,10 +26,23 @@ function listFiles(path: string): string[] {
     .flatMap((d) => (d.isDirectory() ? listFiles(join(path, d.name)) : EXTENSIONS.has(extname(d.name)) ? [join(path, d.name)] : []));
 }
 
-export function readInputs(paths: string[]): InputDocument[] {
-  return paths.flatMap(listFiles).flatMap((file) =>
-    parseYamlStream(readFileSync(file, 'utf8')).map((d) => ({ file, index: d.index, value: d.value, error: d.error })),
-  );
+const mib = (n: number) => `${n} bytes (${(n / 2 ** 20).toFixed(1)} MiB)`;
+
+/** Every file's size is checked before any is read; a file that grew since is checked again. */
+export function readInputs(paths: string[], limits: InputLimits = DEFAULT_INPUT_LIMITS): InputDocument[] {
+  const files = paths.flatMap(listFiles);
+  let total = 0;
+  for (const file of files) {
+    const size = statSync(file).size;
+    if (size > limits.maxFileBytes) throw new InputRefused(`${file}: ${mib(size)} is larger than the limit of ${mib(limits.maxFileBytes)} per input file (--max-file-size)`);
+    total += size;
+  }
+  if (total > limits.maxTotalBytes) throw new InputRefused(`the inputs are ${mib(total)} together, more than the limit of ${mib(limits.maxTotalBytes)} (--max-input-size)`);
+  return files.flatMap((file) => {
+    const bytes = readFileSync(file);
+    if (bytes.length > limits.maxFileBytes) throw new InputRefused(`${file}: ${mib(bytes.length)} is larger than the limit of ${mib(limits.maxFileBytes)} per input file (--max-file-size)`);
+    return parseInputYaml(bytes.toString('utf8')).map((d) => ({ file, index: d.index, value: d.value, ...(d.errors ? { errors: d.errors } : {}) }));
+  });
 }
 
 const KILN_GROUP = 'kiln.dev';

@@ -5,13 +5,14 @@
  * how many.
  */
 import { availableParallelism, tmpdir } from 'node:os';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { homedir } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { KILN_API_VERSION, KIND_NAMES } from '../charts/registry.js';
 import type { KilnResource, RenderContext } from '../charts/types.js';
 import { contextFromObjects, type PlainObject } from './context.js';
-import { kilnLookalike, readInputs, type InputDocument } from './inputs.js';
+import { InputRefused, kilnLookalike, readInputs, type InputDocument, type InputLimits } from './inputs.js';
 import { renderDocument } from './render-document.js';
 import type { FieldError } from '../validate/index.js';
 
@@ -22,8 +23,10 @@ export interface SynthOptions {
   continueOnError?: boolean;
   /** Worker threads; default: one per core when there are enough resources to pay for them. */
   jobs?: number;
-  /** Remove outDir first. */
+  /** Remove outDir first; refused (InputRefused) when outDir holds an input, the current directory or a Git repository's root. */
   clean?: boolean;
+  /** Size limits on the inputs (default DEFAULT_INPUT_LIMITS). */
+  limits?: InputLimits;
   /**
    * Write every rendered document to this stream as one multi-document YAML
    * stream instead of files (outDir is not used): resources in the order of the
@@ -218,7 +221,42 @@ async function renderHere(items: WorkItem[], stagingDir: string, onProgress?: (d
   return summary;
 }
 
+/** The path with its symbolic links resolved, as far as it exists. */
+function real(path: string): string {
+  const abs = resolve(path);
+  try {
+    return realpathSync(abs);
+  } catch {
+    const parent = dirname(abs);
+    return parent === abs ? abs : join(real(parent), basename(abs));
+  }
+}
+
+/** `inner` is `outer` or lies under it. */
+function within(inner: string, outer: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === '' || (rel !== '..' && !rel.startsWith('../') && !rel.startsWith('/'));
+}
+
+/**
+ * `--clean` removes the output directory: refuse one that holds an input (it
+ * would be deleted before it is read), the current directory, the home
+ * directory or a Git repository's root, so a mistyped `-o` cannot take the
+ * work with it. Nothing has been touched when this throws.
+ */
+export function checkCleanTarget(outDir: string, inputs: readonly string[]): void {
+  const out = real(outDir);
+  const refuse = (why: string) => {
+    throw new InputRefused(`--clean would delete ${outDir} (${out}), which ${why}; choose an output directory of its own`);
+  };
+  for (const input of inputs) if (within(real(input), out)) refuse(`holds the input ${input}`);
+  if (within(real(process.cwd()), out)) refuse('is or holds the current directory');
+  if (within(real(homedir()), out)) refuse('is or holds the home directory');
+  if (existsSync(join(out, '.git'))) refuse('is the root of a Git repository');
+}
+
 export async function synth(options: SynthOptions): Promise<SynthReport> {
+  if (options.clean && !options.stream) checkCleanTarget(options.outDir, options.inputs);
   // Worker count is decided from the input size, but loading kiln in a worker
   // takes as long as reading thousands of documents: start them speculatively
   // when the input looks large, and let them go if it was not.
@@ -250,14 +288,14 @@ export interface CollectedInputs {
  * problem), every other document is context (a ConfigMapSync's source and
  * Namespaces). Shared with `kiln diff`.
  */
-export function collectInputs(paths: string[], o: { strict?: boolean } = {}): CollectedInputs {
-  const docs = readInputs(paths);
+export function collectInputs(paths: string[], o: { strict?: boolean; limits?: InputLimits } = {}): CollectedInputs {
+  const docs = readInputs(paths, o.limits);
   const problems: Problem[] = [];
   const warnings: Warning[] = [];
   const plain: PlainObject[] = [];
   const candidates: InputDocument[] = [];
   for (const d of docs) {
-    if (d.error) problems.push({ file: d.file, index: d.index, errors: [{ path: '', message: `YAML: ${d.error}` }] });
+    if (d.errors) problems.push({ file: d.file, index: d.index, resource: describe(d.value), errors: d.errors.map((e) => ({ path: e.path, message: `YAML: ${e.message}` })) });
     else if (typeof (d.value as PlainObject)?.apiVersion === 'string' && (d.value as PlainObject).apiVersion!.startsWith('kiln.dev/')) candidates.push(d);
     else {
       const lookalike = kilnLookalike(d.value, KIND_NAMES, KILN_API_VERSION);
@@ -292,7 +330,7 @@ export function collectInputs(paths: string[], o: { strict?: boolean } = {}): Co
 }
 
 async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthReport> {
-  const { items: sourced, problems, other, warnings } = collectInputs(options.inputs, { strict: options.strict });
+  const { items: sourced, problems, other, warnings } = collectInputs(options.inputs, { strict: options.strict, limits: options.limits });
   const items: WorkItem[] = sourced.map(({ doc, context }) => ({ doc, context }));
   const unique = sourced.map((i) => i.source);
   const wanted = Math.max(1, options.jobs ?? Math.min(availableParallelism(), Math.floor(items.length / PER_WORKER_MINIMUM)));

@@ -7,10 +7,11 @@
  * data never needs, and rendering 10,000 resources is dominated by it. Strings
  * that could read as anything but a string (yes, 1e3, 0x1F, ...) are quoted;
  * multi-line strings become literal blocks so config files stay reviewable.
- * Parsing (input files) uses the `yaml` package.
+ * Parsing input files uses the `yaml` package, which bounds alias expansion.
  */
-import { CORE_SCHEMA, load, loadAll } from 'js-yaml';
+import { CORE_SCHEMA, defineScalarTag, load, loadAll, NOT_RESOLVED, Schema } from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
+import { yaml11Ambiguities, yaml11Reading } from './yaml11.js';
 
 const PLAIN = /^[A-Za-z_/][A-Za-z0-9_/.\-=,@+: ]*$/;
 /** YAML 1.1 readers (go-yaml, PyYAML) take these as booleans or null. */
@@ -149,30 +150,89 @@ export interface YamlDocument {
 }
 
 /**
- * Parses a multi-document stream. The fast reader handles well-formed input;
- * when it fails, the tolerant one finds which documents are broken so the rest
- * can still be used and the broken ones reported by position.
+ * Alias expansion allowed per document: the `yaml` package's count of nodes
+ * reached through aliases. A few anchors reused are fine; a "billion laughs"
+ * document (aliases of aliases) is stopped long before it fills the memory.
+ */
+const MAX_ALIAS_COUNT = 1000;
+
+/**
+ * Parses a multi-document stream, each document on its own: a broken one is
+ * reported by position and the rest can still be used. Aliases are bounded
+ * (js-yaml, fast as it is, expands them without limit).
  */
 export function parseYamlStream(text: string): YamlDocument[] {
+  return parseInputYaml(text).map(({ index, value, errors }) => ({ index, value, ...(errors ? { error: errors.map((e) => e.message).join('; ') } : {}) }));
+}
+
+export interface InputYamlDocument {
+  index: number;
+  value: unknown;
+  /** Why the document cannot be used: YAML errors (path ""), or fields YAML 1.1 readers read otherwise. */
+  errors?: { path: string; message: string }[];
+}
+
+/** Thrown by the fast reader at a value YAML 1.1 reads otherwise; the thorough reader then says where. */
+class Yaml11Ambiguous extends Error {}
+
+/**
+ * Plain scalars that read otherwise in YAML 1.1 stop the fast reader: tried
+ * before the core schema's own (a `010` never reaches the integer resolver).
+ */
+const YAML11_AMBIGUOUS = defineScalarTag('tag:kiln.dev,2026:yaml11-ambiguous', {
+  implicit: true,
+  implicitFirstChars: [...'0123456789+-yYnNoO<'],
+  resolve: (source: string) => {
+    if (yaml11Reading(source)) throw new Yaml11Ambiguous(source);
+    return NOT_RESOLVED;
+  },
+  identify: () => false,
+});
+const INPUT_SCHEMA = new Schema([YAML11_AMBIGUOUS, ...CORE_SCHEMA.tags]);
+
+/**
+ * Reads input YAML (YAML 1.2, core schema: what JSON can say, no timestamps,
+ * no YAML 1.1 booleans). A document is refused when it is not well-formed, when
+ * its aliases expand past MAX_ALIAS_COUNT, or when a plain value would read as
+ * something else in YAML 1.1 (`size: 010`, `enabled: yes`): see yaml11.ts.
+ *
+ * The fast reader (js-yaml) takes well-formed streams without aliases and
+ * without such values; anything else is read again, one document at a time, by
+ * the `yaml` package, which bounds what aliases expand to and finds the path of
+ * every ambiguous value. (js-yaml shares an aliased node rather than copying it,
+ * so its alias count alone would not bound what later walks of the value cost.)
+ */
+export function parseInputYaml(text: string): InputYamlDocument[] {
+  let fast: unknown[];
   try {
-    const docs: YamlDocument[] = [];
-    let index = 0;
-    // The core schema reads what JSON can say: no timestamps, no YAML 1.1 booleans.
-    loadAll(text, (value) => {
-      if (value !== null && value !== undefined) docs.push({ index, value });
-      index++;
-    }, { schema: CORE_SCHEMA });
-    return docs;
+    fast = loadAll(text, { schema: INPUT_SCHEMA, maxAliases: 0 });
   } catch {
-    const docs: YamlDocument[] = [];
-    parseAllDocuments(text).forEach((doc, index) => {
-      if (doc.errors.length > 0) {
-        docs.push({ index, value: undefined, error: doc.errors.map((e) => e.message).join('; ') });
-        return;
-      }
-      const value = doc.toJS({ maxAliasCount: 100 });
-      if (value !== null && value !== undefined) docs.push({ index, value });
-    });
-    return docs;
+    return parseInputYamlThoroughly(text);
   }
+  const docs: InputYamlDocument[] = [];
+  fast.forEach((value, index) => {
+    if (value !== null && value !== undefined) docs.push({ index, value });
+  });
+  return docs;
+}
+
+function parseInputYamlThoroughly(text: string): InputYamlDocument[] {
+  const docs: InputYamlDocument[] = [];
+  parseAllDocuments(text, { schema: 'core', version: '1.2' }).forEach((doc, index) => {
+    if (doc.errors.length > 0) {
+      docs.push({ index, value: undefined, errors: doc.errors.map((e) => ({ path: '', message: e.message })) });
+      return;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (err) {
+      docs.push({ index, value: undefined, errors: [{ path: '', message: `${(err as Error).message} (aliases may expand to at most ${MAX_ALIAS_COUNT} nodes)` }] });
+      return;
+    }
+    if (value === null || value === undefined) return;
+    const ambiguous = yaml11Ambiguities(doc);
+    docs.push(ambiguous.length > 0 ? { index, value, errors: ambiguous } : { index, value });
+  });
+  return docs;
 }
