@@ -2,7 +2,8 @@ import fc from 'fast-check';
 import { load } from 'js-yaml';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { parseYamlStream, toYaml, toYamlStream } from '../../lib/yaml.js';
+import { parseInputYaml, parseYamlStream, toYaml, toYamlStream } from '../../lib/yaml.js';
+import { yaml11Reading } from '../../lib/yaml11.js';
 
 // JSON values as rendered objects hold them (no -0, no non-finite numbers).
 const json = fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)) as unknown);
@@ -18,6 +19,28 @@ describe('kiln YAML writer', () => {
       }),
       { numRuns: 500 },
     );
+  });
+  it('never writes a plain value that YAML 1.1 readers read as another type: kiln reads its own output back as an input, unrefused', () => {
+    const yaml11 = fc.constantFrom('yes', 'No', 'ON', 'off', 'y', 'N', '010', '-010', '08', '0o17', '0b101', '1_000', '1:20', '+0x1F', '<<', '~', '=', '.inf', '1e3');
+    fc.assert(
+      fc.property(fc.oneof(json, fc.dictionary(fc.oneof(yaml11, tricky), fc.oneof(yaml11, tricky, json)), fc.array(fc.oneof(yaml11, tricky))), (v) => {
+        const text = toYaml(v);
+        const docs = parseInputYaml(text);
+        expect(docs.flatMap((d) => d.errors ?? [])).toEqual([]);
+        if (v !== null) expect(docs[0]?.value).toEqual(v);
+      }),
+      { numRuns: 500 },
+    );
+    for (const s of ['yes', '010', '1:20', '0o17', '1_000', '<<']) {
+      expect(yaml11Reading(s), s).toBeDefined();
+      expect(toYaml({ [s]: s })).toBe(`"${s}": "${s}"\n`);
+    }
+  });
+  it('escapes the characters YAML 1.1 readers take as line breaks, and control and format characters', () => {
+    expect(toYaml({ a: 'x\u2028---\u2029y\u0085z' })).toBe('a: "x\\L---\\Py\\Nz"\n');
+    expect(toYaml({ a: 'one\ntwo\u2028three\n' })).toBe('a: "one\\ntwo\\Lthree\\n"\n');
+    expect(toYaml({ a: '\x00\x1b\x7f\x9f\u200b\ufeff\u{1bca1}' })).toBe('a: "\\x00\\x1b\\x7f\\x9f\\u200b\\ufeff\\U0001bca1"\n');
+    expect(toYaml({ big: 1e21, m: 1e-7, k: 0.5 })).toBe('big: 1.0e+21\nm: 1.0e-7\nk: 0.5\n');
   });
   it('writes multi-line text as a literal block', () => {
     expect(toYaml({ conf: 'a = 1\nb = 2\n' })).toBe('conf: |\n  a = 1\n  b = 2\n');
