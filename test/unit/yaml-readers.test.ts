@@ -15,15 +15,11 @@ import { toYamlStream } from '../../lib/yaml.js';
 import { validate } from '../../validate/index.js';
 import { goCheckerPath, readWithGo, readWithLibyaml, tagged, type ReaderResult } from './yaml-readers.js';
 
-const GO_READERS = ['kyaml', 'yamlv3', 'kubectl'] as const;
-
 function readWithJs(text: string): Record<'js-yaml' | 'yaml', ReaderResult> {
   const present = (d: unknown) => d !== null && d !== undefined;
   const jsYaml = (): ReaderResult => {
     try {
-      const docs: unknown[] = [];
-      loadAll(text, (d) => docs.push(d));
-      return { docs: docs.filter(present).map(tagged) };
+      return { docs: (loadAll(text) as unknown[]).filter(present).map(tagged) };
     } catch (err) {
       return { error: String(err) };
     }
@@ -40,7 +36,6 @@ function readAll(texts: string[]): Record<string, ReaderResult>[] {
   const go = readWithGo(texts);
   return texts.map((t, i) => ({ libyaml: py[i]!, ...go[i]!, ...readWithJs(t) }));
 }
-
 
 describe('kiln YAML as other readers read it', () => {
   beforeAll(() => {
@@ -94,7 +89,7 @@ describe('kiln YAML as other readers read it', () => {
       node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, scalar, fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(text, tie('node'), { maxKeys: 4 })),
     })).node;
     const stream = fc.array(fc.dictionary(text, value, { minKeys: 1, maxKeys: 5 }), { minLength: 1, maxLength: 3 });
-    const samples = fc.sample(stream, { numRuns: 250, seed: 19 }) as Record<string, unknown>[][];
+    const samples = fc.sample(stream, { numRuns: 200, seed: 19 }) as Record<string, unknown>[][];
     const texts = samples.map((docs) => toYamlStream(docs));
     const read = readAll(texts);
     read.forEach((readers, i) => {
