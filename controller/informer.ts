@@ -319,6 +319,10 @@ export class Informer {
   private onEvent(e: WatchEvent): void {
     this.lastActivity = Date.now();
     this.watchEvents++;
+    // The connection works end to end again: the next failure starts the backoff from the bottom
+    // (only a cleanly ended watch used to reset it; the watchdog's restarts and failures never did,
+    // so after a few outages every later one waited the full cap before relisting).
+    this.failures = 0;
     const obj = e.object as unknown as KubeObject;
     if (e.type === 'ERROR') {
       const status = e.object as { code?: number; message?: string };

@@ -126,6 +126,24 @@ describe('Informer', () => {
     expect(logged.some((l) => /watch failed.*very short watch: the server ended it after \d+ ms without an event/.test(l))).toBe(true);
   });
 
+  it('a watch that delivered an event resets the backoff: the next failure waits the base delay, not the grown one', async () => {
+    const c = new ScriptedClient();
+    c.script.push(async () => { throw new Error('connection reset'); });
+    c.script.push(async () => { throw new Error('connection reset'); });
+    c.script.push(async (emit) => {
+      emit({ type: 'ADDED', object: cm('x', '11') as never });
+      throw new Error('connection reset');
+    });
+    const delays: number[] = [];
+    const inf = informer(c, { maxBackoffSeconds: 30, log: (_l, msg, f) => { if (msg === 'watch failed, retrying') delays.push(f?.['retryInMs'] as number); } });
+    await inf.start();
+    await until(() => delays.length >= 3, 10_000);
+    inf.stop();
+    // 1 s and 2 s (each ±20%) for the first two; after the event, 1 s again instead of 4 s.
+    expect(delays[1]).toBeGreaterThan(1500);
+    expect(delays[2]).toBeLessThan(1300);
+  });
+
   it('a watchdog restarts a watch that has gone silent', async () => {
     const c = new ScriptedClient();
     const inf = informer(c, { watchdogSeconds: 0.2 });
