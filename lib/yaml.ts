@@ -7,7 +7,8 @@
  * data never needs, and rendering 10,000 resources is dominated by it. Strings
  * that could read as anything but a string (yes, 1e3, 0x1F, ...) are quoted;
  * multi-line strings become literal blocks so config files stay reviewable.
- * Parsing input files uses the `yaml` package, which bounds alias expansion.
+ * Input files are read by parseInputYaml: js-yaml for well-formed streams
+ * without aliases, the `yaml` package (which bounds alias expansion) otherwise.
  */
 import { CORE_SCHEMA, defineScalarTag, load, loadAll, NOT_RESOLVED, Schema } from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
@@ -158,8 +159,8 @@ const MAX_ALIAS_COUNT = 1000;
 
 /**
  * Parses a multi-document stream, each document on its own: a broken one is
- * reported by position and the rest can still be used. Aliases are bounded
- * (js-yaml, fast as it is, expands them without limit).
+ * reported by position and the rest can still be used. Read as inputs are
+ * (parseInputYaml), so aliases are bounded.
  */
 export function parseYamlStream(text: string): YamlDocument[] {
   return parseInputYaml(text).map(({ index, value, errors }) => ({ index, value, ...(errors ? { error: errors.map((e) => e.message).join('; ') } : {}) }));
