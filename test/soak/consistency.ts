@@ -124,7 +124,8 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
           findings.push(`${id}: still terminating (finalizers ${JSON.stringify(o.metadata.finalizers)}); conditions ${JSON.stringify(o.status?.conditions ?? [])}`);
           continue;
         }
-        if (r?.status === 'True' && ks.status === 'Current') ready++;
+        const current = (c: Condition | undefined) => c && ((c as { observedGeneration?: number }).observedGeneration ?? o.metadata.generation) === o.metadata.generation;
+        if (r?.status === 'True' && current(r) && ks.status === 'Current') ready++;
         else if (s?.status === 'True' && ks.status === 'Failed') {
           if (!s.reason || !s.message) findings.push(`${id}: Stalled without a reason or message: ${JSON.stringify(s)}`);
           stalled.push({ resource: id, reason: s.reason ?? '', message: s.message ?? '' });
@@ -132,7 +133,7 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
           const [, depKind, depNs, depName] = WAITING_FOR.exec(r.message!)!;
           waits.push({ id, dependency: `${depNs}/${depKind}/${depName}`, message: r.message! });
         } else {
-          findings.push(`${id}: neither Ready nor Stalled (kstatus ${ks.status}: ${ks.message}); conditions ${JSON.stringify((o.status?.conditions ?? []).map((c: Condition) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`))}`);
+          findings.push(`${id}: neither Ready (for generation ${o.metadata.generation}) nor Stalled (kstatus ${ks.status}: ${ks.message}); conditions ${JSON.stringify((o.status?.conditions ?? []).map((c: Condition) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`))}`);
         }
         if (kind === 'PostgresDatabase') databases.push(o);
         if (kind === 'DirectoryService' && ns !== layout.gitNamespace) services.push(o);
@@ -150,11 +151,9 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
         rendered.set(o.metadata.uid, new Set(want.map((c) => `${c.kind}/${c.metadata.name}`)));
         // A Stalled resource's children are what kiln could apply before it stopped: only a Ready one must equal its render.
         if (r?.status !== 'True') continue;
-        {
-          const inventory = (o.status?.inventory ?? []).map((i: { kind: string; name: string }) => `${i.kind}/${i.name}`).sort();
-          const names = want.map((c) => `${c.kind}/${c.metadata.name}`).sort();
-          if (JSON.stringify(inventory) !== JSON.stringify(names)) findings.push(`${id}: status.inventory ${JSON.stringify(inventory)} is not the render ${JSON.stringify(names)}`);
-        }
+        const inventory = (o.status?.inventory ?? []).map((i: { kind: string; name: string }) => `${i.kind}/${i.name}`).sort();
+        const names = want.map((c) => `${c.kind}/${c.metadata.name}`).sort();
+        if (JSON.stringify(inventory) !== JSON.stringify(names)) findings.push(`${id}: status.inventory ${JSON.stringify(inventory)} is not the render ${JSON.stringify(names)}`);
         for (const c of want) {
           const path = CHILD_PATHS.find((p) => p.kind === c.kind)?.path(ns);
           if (!path) {

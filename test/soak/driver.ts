@@ -47,6 +47,8 @@ export interface SoakReport {
   faults: Record<string, number>;
   /** connections each proxy accepted: kiln's traffic to each dependency went through it */
   connections: Record<Target, number>;
+  /** when the load started (ISO 8601), the origin of faultLog's times */
+  startedAt: string;
   faultLog: { at: number; target: Target; fault: string; existing: boolean; seconds: number }[];
   settleSeconds: number;
   consistency: ConsistencyResult;
@@ -113,7 +115,6 @@ type Who = (typeof PROCESSES)[number];
 export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promise<SoakReport> {
   const random = rng(opts.seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
-  const between = (lo: number, hi: number) => lo + random() * (hi - lo);
   const runId = randomBytes(3).toString('hex');
   const layout = soakLayout(runId, opts.namespaces);
   const { log } = opts;
@@ -164,23 +165,25 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
       log(`baseline after the warm-up: ${JSON.stringify(warm)}`);
     })();
 
-    const faultLoop = (async () => {
+    // One fault loop per dependency, each with its own seeded sequence: faults on different dependencies overlap, as outages do.
+    const faultLoop = Promise.all(TARGETS.map(async (target, i) => {
+      const r = rng(opts.seed * 31 + i + 1);
+      const within = (lo: number, hi: number) => lo + r() * (hi - lo);
       while (Date.now() < endAt) {
-        await sleep(between(2_000, 10_000));
+        await sleep(within(5_000, 25_000));
         if (Date.now() >= endAt) break;
-        const target = pick(TARGETS);
-        const kind = pick(FAULT_KINDS);
-        const fault: Fault = kind === 'delay' ? { kind, ms: Math.round(between(200, 5_000)) } : { kind };
-        const existing = random() < 0.7;
-        const seconds = Math.round(between(3, 20));
+        const kind = FAULT_KINDS[Math.floor(r() * FAULT_KINDS.length)]!;
+        const fault: Fault = kind === 'delay' ? { kind, ms: Math.round(within(200, 5_000)) } : { kind };
+        const existing = r() < 0.7;
+        const seconds = Math.round(within(3, 20));
         const name = `${target}:${kind}`;
         faults[name] = (faults[name] ?? 0) + 1;
-        faultLog.push({ at: Math.round((Date.now() - t0) / 1000), target, fault: kind === 'delay' ? `delay ${fault.kind === 'delay' ? fault.ms : 0} ms` : kind, existing, seconds });
+        faultLog.push({ at: Math.round((Date.now() - t0) / 1000), target, fault: fault.kind === 'delay' ? `delay ${fault.ms} ms` : kind, existing, seconds });
         env.proxies[target].setFault(fault, { existing });
         await sleep(Math.min(seconds * 1000, Math.max(0, endAt - Date.now())));
         env.proxies[target].setFault({ kind: 'none' }, { existing: true });
       }
-    })();
+    }));
 
     const interval = 1000 / opts.rate;
     let next = Date.now();
@@ -244,7 +247,7 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     passed = failures.length === 0;
     return {
       seed: opts.seed, minutes: opts.minutes, rate: opts.rate, runId, namespaces: [...layout.namespaces, layout.gitNamespace],
-      operations, operationErrors, faults, connections: Object.fromEntries(Object.entries(env.proxies).map(([t, p]) => [t, p.accepted])) as Record<Target, number>, faultLog, settleSeconds, consistency, processes,
+      startedAt: new Date(t0).toISOString(), operations, operationErrors, faults, connections: Object.fromEntries(Object.entries(env.proxies).map(([t, p]) => [t, p.accepted])) as Record<Target, number>, faultLog, settleSeconds, consistency, processes,
       ok: failures.length === 0, failures, logDir: env.logDir,
     };
   } finally {
@@ -258,13 +261,15 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
 export function formatReport(r: SoakReport): string {
   const lines: string[] = [];
   const row = (cells: (string | number)[], widths: number[]) => cells.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd();
-  lines.push(`kiln soak ${r.runId}: seed ${r.seed}, ${r.minutes} min, ${r.rate} op/s, namespaces ${r.namespaces.join(', ')} (${r.namespaces.at(-1)} in git mode)`);
+  lines.push(`kiln soak ${r.runId} from ${r.startedAt}: seed ${r.seed}, ${r.minutes} min, ${r.rate} op/s, namespaces ${r.namespaces.join(', ')} (${r.namespaces.at(-1)} in git mode)`);
   lines.push('', 'Operations');
   const w = [18, 7, 7, 7, 7];
   lines.push(row(['kind', 'create', 'update', 'delete', 'error'], w));
   for (const [k, o] of Object.entries(r.operations)) lines.push(row([k, o.create, o.update, o.delete, o.error], w));
   lines.push('', `Faults injected (${r.faultLog.length}); connections through the proxies: ${Object.entries(r.connections).map(([t, n]) => `${t} ${n}`).join(', ')}`);
   for (const [k, n] of Object.entries(r.faults).sort()) lines.push(row([k, n], [24, 4]));
+  // The timeline, so a finding can be set beside the faults that came before it (times from the start of the load).
+  lines.push(`  ${r.faultLog.map((f) => `+${f.at}s ${f.target} ${f.fault}${f.existing ? ' (open connections too)' : ''} ${f.seconds}s`).join('; ')}`);
   lines.push('', `Consistency after ${r.settleSeconds} s of settling: ${r.consistency.ok ? 'PASS' : 'FAIL'}`);
   lines.push(`  ${r.consistency.resources} resources: ${r.consistency.ready} Ready, ${r.consistency.stalled.length} Stalled; ${r.consistency.children} rendered children compared`);
   if (r.consistency.waiting.length) lines.push(`  ${r.consistency.waiting.length} waiting for a resource the soak deleted`);
