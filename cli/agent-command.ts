@@ -71,7 +71,7 @@ export function registerAgent(program: Command, version: string): void {
         log,
         onTask: recordAgentTask,
         postgres: postgresPolicy({ extensions: opts.allowedExtension, insecureAuthNamespaces: opts.allowInsecureAuthNamespace, timeoutSeconds: opts.postgresTimeout }),
-        onLostLeadership: exitOnLostLeadership({ component: 'agent', log, stop: () => agent.stop({ release: false }), graceMs: lostLeadershipGraceMs(runtime.leaderElection) }),
+        onLostLeadership: exitOnLostLeadership({ component: 'agent', log, stop: (): Promise<void> => agent.stop({ release: false }), graceMs: lostLeadershipGraceMs(runtime.leaderElection) }),
       });
       agent.queue.instrument((kind) => `${kind.toLowerCase()}-agent`, ['DirectoryService', 'PostgresInstance', 'PostgresDatabase']);
       instrumentClient(agent.client);
