@@ -2,9 +2,12 @@
  * Databases and roles in a PostgreSQL server, with the rules every Postgres
  * operator converged on: names validated and quoted, catalog look-ups with
  * $1 parameters, CREATE/DROP DATABASE sent alone (never in a transaction
- * block), passwords sent only as client-side SCRAM verifiers inside a
- * transaction that turns statement logging off, search_path pinned, and
- * nothing dropped that kiln did not create for the same resource.
+ * block), passwords sent only as client-side SCRAM verifiers on a session
+ * that logs no statement, search_path pinned, nothing dropped that kiln did
+ * not create for the same resource, and nothing taken over that kiln did not
+ * mark as its own. The server is not trusted (its image is the tenant's):
+ * the superuser password goes only through SCRAM-SHA-256, every wait is
+ * bounded, and with TLS its certificate must name the instance's Service.
  */
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import pg from 'pg';
