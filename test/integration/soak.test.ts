@@ -17,8 +17,8 @@ import { formatReport, runSoak } from '../soak/driver.js';
 const minutes = Number(process.env.KILN_SOAK_MINUTES ?? 3);
 const seed = Number(process.env.KILN_SOAK_SEED ?? Math.floor(Math.random() * 2 ** 31) + 1);
 const settleSeconds = 150;
-// Start-up of PostgreSQL, slapd and the two processes, the load, the settle period and the clean-up.
-const timeout = (minutes * 60 + settleSeconds + 180) * 1000;
+// Start-up of PostgreSQL, slapd, the Git server and the three processes, the load, the settle period and the namespaces' deletion.
+const timeout = (minutes * 60 + settleSeconds + 180 + 130) * 1000;
 
 it(`soak: ${minutes} min of random operations and network faults end consistent, without growth`, async () => {
   const cp = connectControlPlane(inject('controlPlane'));

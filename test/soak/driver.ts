@@ -251,9 +251,15 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
       ok: failures.length === 0, failures, logDir: env.logDir,
     };
   } finally {
+    // The namespaces go while kiln still runs: its finalizers (database reclaim, ConfigMap copies) need it, and the claims need the pvc-protection stand-in.
+    if (passed || !opts.keepOnFailure) {
+      const all = [...layout.namespaces.flatMap((ns) => [ns, layout.targets[ns]!]), layout.gitNamespace];
+      await cp.kubectl(['delete', 'namespace', ...all, '--wait=false']);
+      const r = await cp.kubectl(['wait', '--for=delete', 'namespace', ...all, '--timeout=120s'], { timeoutMs: 130_000 });
+      if (r.code !== 0) log(`namespaces not gone after 120 s: ${r.stderr.trim()}`);
+    }
     await pvcProtection.stop();
     await env.stop();
-    if (passed || !opts.keepOnFailure) await cp.kubectl(['delete', 'namespace', ...layout.namespaces.flatMap((ns) => [ns, layout.targets[ns]!]), layout.gitNamespace, '--wait=false']);
   }
 }
 
