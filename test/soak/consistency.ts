@@ -217,6 +217,13 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
   }
 
   findings.push(...checkRepository(deps.bareRepo, layout.gitNamespace, gitResources));
+  // Git mode applies nothing: an object here means another kiln controller (one watching every namespace, say a test's on a shared cluster) serves the soak's resources too, and the soak's verdict is not about its own processes alone.
+  for (const p of CHILD_PATHS) {
+    for (const o of await listAll(client, p.path(layout.gitNamespace))) {
+      const ref = (o.metadata.ownerReferences ?? []).find((x: Any) => String(x.apiVersion).startsWith('kiln.dev/'));
+      if (ref) findings.push(`interference: ${p.kind} ${layout.gitNamespace}/${o.metadata.name} was applied for ${ref.kind}/${ref.name} in the git-mode namespace: a kiln controller other than the soak's serves these namespaces`);
+    }
+  }
 
   // PostgreSQL: each database resource's database and role exist; nothing is left of a deleted one.
   const want = new Map(databases.map((d) => [d.spec.name as string, d]));

@@ -124,7 +124,7 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     const items = layout.namespaces.flatMap((ns) => namespaceFixtures(ns, layout.targets[ns]!, { postgresPassword: postgres.password, ldapAdminPassword: slapd.adminPassword, ldapCa: slapd.caPem }));
     await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items }) });
   });
-  const pvcProtection = startPvcProtection(env.client, layout.namespaces);
+  const pvcProtection = startPvcProtection(env.client, [...layout.namespaces, layout.gitNamespace]);
   const pids = Object.fromEntries(PROCESSES.map((w) => [w, env[w].child.pid!])) as Record<Who, number>;
   const sampleAll = () => Object.fromEntries(PROCESSES.map((w) => [w, sample(pids[w])])) as Record<Who, ProcessSample>;
   const start = sampleAll();
