@@ -1,7 +1,8 @@
 /**
  * The runtime agent's manager: informers for DirectoryService,
- * PostgresInstance, PostgresDatabase and Secrets (names and resourceVersions
- * only: the contents of the Secrets resources name are read by name, see
+ * PostgresInstance, PostgresDatabase and Secrets (metadata only on the wire,
+ * names and resourceVersions in memory: the contents of the Secrets resources
+ * name are read by name, see
  * secret-cache.ts), one work queue keyed by
  * Kind/namespace/name, and the three reconcilers. A Secret change wakes the
  * resources that reference it at once; otherwise each resource is checked
@@ -87,9 +88,10 @@ export class Agent {
     this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst });
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of KINDS) {
-      // Secrets: names and resourceVersions only (see ReferencedSecrets); contents are read by name when a resource names them.
-      const transform = k.kind === 'Secret' ? secretMetadata : undefined;
-      const list = namespaces.map((ns) => new Informer(this.client, { ...k, namespace: ns, resyncSeconds: 0, log: opts.log, transform }));
+      // Secrets: metadata only on the wire, names and resourceVersions only in the cache (see ReferencedSecrets);
+      // contents are read by name when a resource names them.
+      const secret = k.kind === 'Secret';
+      const list = namespaces.map((ns) => new Informer(this.client, { ...k, namespace: ns, resyncSeconds: 0, log: opts.log, transform: secret ? secretMetadata : undefined, metadataOnly: secret }));
       for (const inf of list) inf.on((event, obj, old) => this.onEvent(k.kind, event, obj, old));
       this.informers.set(k.kind, new MultiInformer(list));
       this.all.push(...list);

@@ -3,10 +3,12 @@
  * (a DirectoryService's password and truststore Secrets, an instance's
  * superuser Secret, a database's connection Secret), read by name.
  *
- * The Secret informer keeps names and resourceVersions only (its transform
- * drops everything else as each page arrives), so a cluster full of Helm
- * release Secrets costs a few dozen bytes each, and their contents never stay
- * in the agent's memory. Before a resource is reconciled, the Secrets it
+ * The Secret informer lists and watches metadata only (PartialObjectMetadata:
+ * no Secret's data crosses the wire to the agent) and keeps names and
+ * resourceVersions of that (its transform drops labels, annotations and
+ * managedFields as each page arrives), so a cluster full of Helm release
+ * Secrets costs a few dozen bytes each, and their contents never reach the
+ * agent. Before a resource is reconciled, the Secrets it
  * names are fetched by GET when the informer shows a resourceVersion the
  * cache does not hold; a Secret no resource names any more is dropped.
  */

@@ -109,6 +109,23 @@ export interface RequestOptions {
   body?: unknown;
   contentType?: string;
   signal?: AbortSignal;
+  /** The Accept header; default application/json. */
+  accept?: string;
+}
+
+/**
+ * Media types that make the API server answer with metadata only
+ * (PartialObjectMetadata, as client-go's metadata client asks): the objects'
+ * other fields (a Secret's data, a ConfigMap's contents) never cross the wire.
+ * Every built-in kind and CRD serves them; an aggregated API server that does
+ * not answers 406 rather than full objects, as there is no fallback here.
+ */
+const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1';
+const METADATA_WATCH = 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1';
+
+/** For list and watch: `metadataOnly` asks for metadata and nothing else (see METADATA_LIST). */
+export interface ReadOptions {
+  metadataOnly?: boolean;
 }
 
 export interface WatchEvent<T = Record<string, unknown>> {
@@ -132,6 +149,8 @@ export class KubeClient {
   private readonly transport: typeof https | typeof http;
   private readonly proxy: URL | undefined;
   onRequest?: (verb: Verb, path: string, status: number) => void;
+  /** Response body bytes, as they are read: a list's or get's whole body, a watch's one line per event. */
+  onReceived?: (verb: Verb, path: string, bytes: number) => void;
 
   /** How long a request (not a watch) may take, answer included, before it is abandoned and its connection closed. */
   readonly requestTimeoutMs: number;
@@ -210,8 +229,8 @@ export class KubeClient {
   }
 
   /** Headers for one request, with the credentials it uses (to hand back after a 401). */
-  private async prepare(contentType?: string): Promise<{ headers: Record<string, string | string[]>; auth: Auth; agent: http.Agent }> {
-    const headers: Record<string, string | string[]> = { accept: 'application/json' };
+  private async prepare(contentType?: string, accept = 'application/json'): Promise<{ headers: Record<string, string | string[]>; auth: Auth; agent: http.Agent }> {
+    const headers: Record<string, string | string[]> = { accept };
     const auth = await this.credentials.get();
     if (auth.authorization) headers['authorization'] = auth.authorization;
     const imp = this.config.impersonate;
@@ -229,7 +248,7 @@ export class KubeClient {
     await this.limiter.take();
     const verb: Verb = method === 'GET' ? (isListPath(path) ? 'LIST' : 'GET') : method;
     const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
-    const { headers, auth, agent } = await this.prepare(body === undefined ? undefined : (opts.contentType ?? 'application/json'));
+    const { headers, auth, agent } = await this.prepare(body === undefined ? undefined : (opts.contentType ?? 'application/json'), opts.accept);
     const timeout = AbortSignal.timeout(this.requestTimeoutMs);
     const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
     let response: IncomingMessage;
@@ -248,6 +267,7 @@ export class KubeClient {
     }
     const status = response.statusCode ?? 0;
     this.onRequest?.(verb, path, status);
+    this.onReceived?.(verb, path, Buffer.byteLength(text));
     if (status === 401) await this.credentials.unauthorized(auth);
     if (status < 200 || status >= 300) {
       let reason = String(status);
@@ -272,8 +292,8 @@ export class KubeClient {
     return this.request<T>('GET', pathFor(ref));
   }
 
-  list<T = Record<string, unknown>>(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'] = {}): Promise<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }> {
-    return this.request('GET', pathFor({ ...ref, name: undefined }), { query });
+  list<T = Record<string, unknown>>(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'] = {}, opts: ReadOptions = {}): Promise<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }> {
+    return this.request('GET', pathFor({ ...ref, name: undefined }), { query, ...(opts.metadataOnly ? { accept: METADATA_LIST } : {}) });
   }
 
   /**
@@ -313,9 +333,10 @@ export class KubeClient {
 
   /**
    * Opens a watch and feeds events to `onEvent` until the stream ends (resolves)
-   * or fails (rejects). `signal` stops it.
+   * or fails (rejects). `signal` stops it. With `metadataOnly`, each event's
+   * object is a PartialObjectMetadata (ERROR events stay a Status).
    */
-  async watch(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'], onEvent: (e: WatchEvent) => void, signal: AbortSignal): Promise<void> {
+  async watch(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'], onEvent: (e: WatchEvent) => void, signal: AbortSignal, opts: ReadOptions = {}): Promise<void> {
     await this.limiter.take();
     const path = pathFor({ ...ref, name: undefined });
     this.counts.WATCH++;
@@ -325,7 +346,7 @@ export class KubeClient {
     if (signal.aborted) stop.abort();
     signal.addEventListener('abort', forward, { once: true });
     try {
-      const { headers, auth, agent } = await this.prepare();
+      const { headers, auth, agent } = await this.prepare(undefined, opts.metadataOnly ? METADATA_WATCH : undefined);
       const response = await this.send('GET', this.url(path, { ...query, watch: true, allowWatchBookmarks: true }), headers, undefined, stop.signal, agent);
       const code = response.statusCode ?? 0;
       this.onRequest?.('WATCH', path, code);
@@ -343,6 +364,7 @@ export class KubeClient {
       const lines = createInterface({ input: body, crlfDelay: Infinity });
       try {
         for await (const line of lines) {
+          this.onReceived?.('WATCH', path, Buffer.byteLength(line) + 1);
           if (!line.trim()) continue;
           onEvent(JSON.parse(line) as WatchEvent);
         }

@@ -72,6 +72,12 @@ export interface InformerOptions {
    * smaller pages keep the peak of a (re)list lower, at more requests.
    */
   pageSize?: number;
+  /**
+   * List and watch metadata only (client-go's metadata informer): the server
+   * sends PartialObjectMetadata, so nothing but metadata crosses the wire or
+   * reaches `transform`. The cached objects keep `apiVersion` and `kind`.
+   */
+  metadataOnly?: boolean;
 }
 
 /**
@@ -234,6 +240,7 @@ export class Informer {
       const page = await this.client.list<KubeObject>(
         { apiVersion: this.opts.apiVersion, kind: this.opts.kind, namespace: this.opts.namespace },
         { labelSelector: this.opts.labelSelector, limit: this.opts.pageSize ?? 500, continue: cont },
+        { metadataOnly: this.opts.metadataOnly },
       );
       // Each page goes into the cache as it comes (encoded there, for informers with a codec), so a
       // list of every object is never held beside the cache: at 10,000 resources that was the
@@ -278,6 +285,7 @@ export class Informer {
           { labelSelector: this.opts.labelSelector, resourceVersion: this.resourceVersion, timeoutSeconds: 300 },
           (e) => this.onEvent(e),
           this.abort.signal,
+          { metadataOnly: this.opts.metadataOnly },
         );
         // A server (or a proxy in front of it) that ends every watch at once would otherwise be asked
         // again at once, for ever: treat it as a failure, with backoff (client-go's "very short watch").

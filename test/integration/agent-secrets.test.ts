@@ -22,6 +22,8 @@ const ns = `kiln-agent-sec-${id}`;
 const other = `kiln-agent-helm-${id}`;
 const logs: string[] = [];
 const HELM = 'sh.helm.release.v1.shop.v7';
+/** Response bytes the agent's client received for Secret lists and watches (not GETs by name). */
+const secretBytes = { LIST: 0, WATCH: 0 };
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
@@ -41,6 +43,9 @@ beforeAll(async () => {
     passwordIntervalSeconds: 300, databaseCheckSeconds: 1,
     log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
   });
+  agent.client.onReceived = (verb, path, bytes) => {
+    if ((verb === 'LIST' || verb === 'WATCH') && path.endsWith('/secrets')) secretBytes[verb] += bytes;
+  };
   await agent.start();
 }, 60_000);
 
@@ -67,6 +72,25 @@ it('holds no contents of a Secret no kiln resource names (a 10,000-byte Helm rel
   for (const s of held) expect(Object.keys(s).sort()).toEqual(['apiVersion', 'kind', 'metadata']);
   // Contents: the one Secret a resource names, and nothing else.
   expect(agent.secrets.keys()).toEqual([`${ns}/pg-superuser`]);
+});
+
+it('lists Secrets as metadata: a 10,000-byte Secret\'s data never crosses the wire to the agent', async () => {
+  // Two 10,000-byte Helm releases in the watched namespaces: a list of full Secrets carries 20,000 bytes.
+  console.log(`Secret LIST bytes received: ${secretBytes.LIST}`);
+  expect(secretBytes.LIST).toBeGreaterThan(0);
+  expect(secretBytes.LIST).toBeLessThan(10_000);
+});
+
+it('watches Secrets as metadata: a 10,000-byte change costs its metadata on the wire, not its data', async () => {
+  const watchBefore = secretBytes.WATCH;
+  const release = randomBytes(7500).toString('base64');
+  await cp.kubectlOk(['-n', other, 'patch', 'secret', HELM, '--type=merge', '-p', JSON.stringify({ stringData: { release } })]);
+  const rv = (await cp.kubectlOk(['-n', other, 'get', 'secret', HELM, '-o', 'jsonpath={.metadata.resourceVersion}'])).trim();
+  await waitFor('the change in the Secret informer', async () => informerSecrets().some((s) => s.metadata.namespace === other && s.metadata.name === HELM && s.metadata.resourceVersion === rv), 10_000);
+  const received = secretBytes.WATCH - watchBefore;
+  console.log(`Secret WATCH bytes received for a 10,000-byte change: ${received}`);
+  expect(received).toBeGreaterThan(0);
+  expect(received).toBeLessThan(5_000);
 });
 
 it('reads a named Secret again when it changes, and drops it when no resource names it', async () => {

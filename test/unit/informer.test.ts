@@ -16,14 +16,18 @@ const cm = (name: string, rv: string): KubeObject => ({ metadata: { name, namesp
 class ScriptedClient {
   lists: string[][] = [];
   watches: string[] = [];
+  /** The read options (metadataOnly) of each list and watch. */
+  reads: string[] = [];
   listResult: KubeObject[] = [];
   rv = '10';
   script: ((emit: (e: WatchEvent) => void, signal: AbortSignal) => Promise<void>)[] = [];
-  async list() {
+  async list(_ref: unknown, _query: unknown, opts: { metadataOnly?: boolean } = {}) {
+    this.reads.push(`list:${opts.metadataOnly ?? false}`);
     this.lists.push(this.listResult.map((o) => o.metadata.name));
     return { metadata: { resourceVersion: this.rv }, items: this.listResult };
   }
-  async watch(_ref: unknown, query: { resourceVersion?: string }, onEvent: (e: WatchEvent) => void, signal: AbortSignal) {
+  async watch(_ref: unknown, query: { resourceVersion?: string }, onEvent: (e: WatchEvent) => void, signal: AbortSignal, opts: { metadataOnly?: boolean } = {}) {
+    this.reads.push(`watch:${opts.metadataOnly ?? false}`);
     this.watches.push(String(query.resourceVersion));
     const step = this.script.shift();
     if (!step) return new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
@@ -84,6 +88,27 @@ describe('Informer', () => {
     expect(seen).toEqual(['added:a', 'added:b', 'updated:a', 'deleted:b']);
     expect(inf.list().map((o) => o.metadata.name)).toEqual(['a']);
     inf.stop();
+  });
+
+  it('metadataOnly: asks the list and every watch for metadata; the cache keeps the informer\'s kind, not PartialObjectMetadata', async () => {
+    const partial = (name: string, rv: string) => ({ apiVersion: 'meta.k8s.io/v1', kind: 'PartialObjectMetadata', ...cm(name, rv) });
+    const c = new ScriptedClient();
+    c.listResult = [partial('a', '5')];
+    c.script.push(async (emit) => {
+      emit({ type: 'ADDED', object: partial('b', '11') as never });
+    });
+    const inf = informer(c, { metadataOnly: true });
+    await inf.start();
+    await until(() => c.watches.length >= 2);
+    expect(c.reads.slice(0, 3)).toEqual(['list:true', 'watch:true', 'watch:true']);
+    expect(inf.list().map((o) => `${o.apiVersion}/${o.kind}/${o.metadata.name}`).sort()).toEqual(['v1/ConfigMap/a', 'v1/ConfigMap/b']);
+    inf.stop();
+    const plain = new ScriptedClient();
+    const inf2 = informer(plain);
+    await inf2.start();
+    await until(() => plain.watches.length >= 1);
+    expect(plain.reads.slice(0, 2)).toEqual(['list:false', 'watch:false']);
+    inf2.stop();
   });
 
   it('relists on 410 Gone and reports what changed meanwhile', async () => {
@@ -159,7 +184,7 @@ describe('Informer', () => {
     const realList = c.list.bind(c);
     c.list = async () => {
       if (++calls === 1) throw new ApiError(429, 'TooManyRequests', 'storage is (re)initializing', 'GET', '/');
-      return realList();
+      return realList(undefined, undefined);
     };
     const inf = informer(c);
     await inf.start();
