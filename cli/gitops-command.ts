@@ -161,7 +161,7 @@ export function registerGitops(program: Command): void {
     .requiredOption('--repo <url>', 'repository URL, as Flux / Argo CD fetch it')
     .option('--branch <branch>', 'branch to follow (kiln controller --branch)', BOOTSTRAP_DEFAULTS.branch)
     .option('--base-path <path>', 'the directory kiln owns in the repository', BOOTSTRAP_DEFAULTS.basePath)
-    .option('--cluster <name>', 'the cluster\'s directory under the base path', BOOTSTRAP_DEFAULTS.cluster)
+    .requiredOption('--cluster <name>', 'the cluster\'s directory under the base path (kiln controller --cluster)')
     .option('--namespace <ns>', 'namespace of the Flux objects', BOOTSTRAP_DEFAULTS.namespace)
     .option('--argocd-namespace <ns>', 'namespace of the Argo CD Application', BOOTSTRAP_DEFAULTS.argocdNamespace)
     .option('--name <name>', 'name of the objects (default kiln-<cluster>)')

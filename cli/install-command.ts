@@ -22,7 +22,8 @@ export function registerInstall(program: Command, version: string): void {
     .option('--repo <url>', 'git mode: repository URL the controller commits to')
     .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
     .option('--base-path <path>', 'git mode: the directory kiln owns in the repository', 'clusters')
-    .option('--cluster <name>', 'git mode: this cluster\'s directory under the base path', 'default')
+    .option('--cluster <name>', 'git mode: this cluster\'s directory under the base path (required in git mode: two clusters sharing one name would prune each other)')
+    .option('--allow-insecure-http', 'git mode: let the controller use plain http:// for the repository and the pull-request API (for loopback test servers)', false)
     .option('--git-token-secret <name>', 'git mode: Secret in --namespace whose key "token" is mounted as the --git-token-file (create it yourself; "" for a repository that needs no token)', 'kiln-git')
     .addOption(new Option('--git-auth-scheme <scheme>', 'git mode: how the token is sent ($KILN_GIT_AUTH_SCHEME)').choices(['Basic', 'Bearer']))
     .option('--git-username <name>', 'git mode: user name sent with the token for Basic ($KILN_GIT_USERNAME)')
@@ -39,7 +40,12 @@ export function registerInstall(program: Command, version: string): void {
         process.stderr.write(`kiln install: ${message}\n`);
         process.exit(2);
       };
-      if (opts.mode === 'git' && opts.crds !== 'only' && (!opts.repo || !opts.branch)) fail('--mode git needs --repo <url> and --branch <branch>');
+      if (opts.mode === 'git' && opts.crds !== 'only' && (!opts.repo || !opts.branch || !opts.cluster)) fail('--mode git needs --repo <url>, --branch <branch> and --cluster <name>');
+      if (opts.mode === 'git' && !opts.allowInsecureHttp) {
+        for (const [flag, url] of [['--repo', opts.repo], ['--pull-request-api', opts.pullRequestApi]] as const) {
+          if (typeof url === 'string' && /^http:\/\//i.test(url)) fail(`${flag} ${url}: plain http:// sends the token and manifests unencrypted; use https://, or pass --allow-insecure-http`);
+        }
+      }
       for (const flag of ['replicas', 'agentReplicas'] as const) {
         if (!Number.isInteger(opts[flag]) || opts[flag] < 0) fail(`--${flag === 'replicas' ? 'replicas' : 'agent-replicas'} must be a whole number`);
       }
@@ -72,6 +78,7 @@ export function registerInstall(program: Command, version: string): void {
               pullRequestApi: opts.pullRequestApi,
               author: opts.author,
               committer: opts.committer,
+              allowInsecureHttp: opts.allowInsecureHttp || undefined,
             }
           : undefined,
       });

@@ -23,7 +23,8 @@ export interface GitInstallOptions {
   repo: string;
   branch: string;
   basePath?: string;
-  cluster?: string;
+  /** This cluster's directory under the base path; no default, as the controller's --cluster. */
+  cluster: string;
   /** Secret in the install namespace holding the token under key `token`; none for a repository that needs no token. */
   tokenSecret?: string;
   /** Basic or Bearer (sets $KILN_GIT_AUTH_SCHEME); default: the controller's default. */
@@ -35,6 +36,8 @@ export interface GitInstallOptions {
   pullRequestApi?: string;
   author?: string;
   committer?: string;
+  /** Passes --allow-insecure-http: plain http:// for loopback test servers. */
+  allowInsecureHttp?: boolean;
   debounceMs?: number;
   maxWaitMs?: number;
 }
@@ -289,9 +292,10 @@ export class KilnInstallChart extends Chart {
       '--health-probe-bind-address', `:${HEALTH_PORT}`, '--log-level', logLevel];
     if (o.mode === 'git') {
       const g = o.git;
-      if (!g?.repo || !g.branch) throw new Error('git mode needs the repository URL and branch');
+      if (!g?.repo || !g.branch || !g.cluster) throw new Error('git mode needs the repository URL, branch and cluster name');
       const args = ['controller', '--mode', 'git', '--leader-election-id', CONTROLLER, ...common, '--repo', g.repo, '--branch', g.branch,
-        '--base-path', g.basePath ?? 'clusters', '--cluster', g.cluster ?? 'default'];
+        '--base-path', g.basePath ?? 'clusters', '--cluster', g.cluster];
+      if (g.allowInsecureHttp) args.push('--allow-insecure-http');
       if (g.tokenSecret) args.push('--git-token-file', `${GIT_TOKEN_DIR}/token`);
       if (g.reviewBranch) args.push('--review-branch', g.reviewBranch);
       else if (g.review) args.push('--review');

@@ -139,7 +139,7 @@ describe('kiln gitops bootstrap output on a cluster with one tool\'s CRDs', () =
     const repo = JSON.parse(await cp.kubectlOk(['get', 'gitrepository.source.toolkit.fluxcd.io', 'kiln-prod', '-n', fluxNs, '-o', 'json'])) as { spec: Record<string, unknown> };
     expect(repo.spec).toMatchObject({ url: REPO, ref: { branch: 'main' }, secretRef: { name: 'deploy-key' } });
     // Argo CD's output needs Argo CD's CRD: not here.
-    const argo = bootstrap(['--argocd', '--argocd-namespace', fluxNs]);
+    const argo = bootstrap(['--argocd', '--argocd-namespace', fluxNs, '--cluster', 'prod']);
     expect(argo.status, argo.stderr).toBe(0);
     const refused = await apply(argo.stdout, true);
     expect(refused.code).not.toBe(0);
@@ -166,7 +166,7 @@ describe('kiln gitops bootstrap output on a cluster with one tool\'s CRDs', () =
       destination: { server: 'https://kubernetes.default.svc' },
       syncPolicy: { automated: { prune: true, selfHeal: true } },
     });
-    const flux = bootstrap(['--flux', '--namespace', argoNs]);
+    const flux = bootstrap(['--flux', '--namespace', argoNs, '--cluster', 'prod']);
     expect(flux.status, flux.stderr).toBe(0);
     const refused = await apply(flux.stdout, true);
     expect(refused.code).not.toBe(0);
@@ -174,7 +174,7 @@ describe('kiln gitops bootstrap output on a cluster with one tool\'s CRDs', () =
   }, 300_000);
 
   it('with neither flag prints nothing to apply and exits 2 naming both', () => {
-    const r = bootstrap([]);
+    const r = bootstrap(['--cluster', 'prod']);
     expect(r.status).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toContain('--flux');

@@ -17,7 +17,7 @@ const namespace = `kiln-install-${id}`;
 const name = `ki-${id}`;
 const applyMode = installObjects({ mode: 'apply', version: 'test', namespace, name, image: 'registry.example.com/kiln:test' });
 const gitNamespace = `kiln-install-git-${id}`;
-const gitMode = installObjects({ mode: 'git', version: 'test', namespace: gitNamespace, name: `kig-${id}`, crds: 'skip', git: { repo: 'https://git.example.com/deploy.git', branch: 'main', tokenSecret: 'kiln-git' } });
+const gitMode = installObjects({ mode: 'git', version: 'test', namespace: gitNamespace, name: `kig-${id}`, crds: 'skip', git: { repo: 'https://git.example.com/deploy.git', branch: 'main', cluster: 'install-test', tokenSecret: 'kiln-git' } });
 const can = async (sa: string, ...args: string[]) => (await cp.kubectl(['auth', 'can-i', ...args, '--as', `system:serviceaccount:${namespace}:${sa}`])).stdout.trim();
 
 beforeAll(() => {

@@ -77,6 +77,32 @@ describe('usage errors exit 2; --help and --version exit 0', () => {
   });
 });
 
+describe('git mode names its cluster and its transport (issue #19 item 6 and 8)', () => {
+  it('kiln install --mode git without --cluster exits 2 (a shared default name let two clusters prune each other)', async () => {
+    const r = await kiln(['install', '--mode', 'git', '--repo', 'https://git.example.com/deploy.git', '--branch', 'main']);
+    expect(r.stderr).toMatch(/--cluster <name>/);
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+  });
+
+  it('kiln install --mode git with an http:// repository exits 2 unless --allow-insecure-http, which it passes on', async () => {
+    const base = ['install', '--mode', 'git', '--repo', 'http://git.example.com/deploy.git', '--branch', 'main', '--cluster', 'prod'];
+    const refused = await kiln(base);
+    expect(refused.stderr).toMatch(/--repo http:\/\/git\.example\.com\/deploy\.git: plain http:\/\/ .*--allow-insecure-http/);
+    expect(refused.status).toBe(2);
+    const allowed = await kiln([...base, '--allow-insecure-http', '--crds', 'skip']);
+    expect(allowed.status, allowed.stderr).toBe(0);
+    expect(allowed.stdout).toMatch(/- "?--allow-insecure-http"?\n/);
+    expect(allowed.stdout).toMatch(/- "?--cluster"?\n\s+- prod\n/);
+  });
+
+  it('kiln gitops bootstrap needs --cluster, as the controller does', () => {
+    const r = parseInProcess(['gitops', 'bootstrap', '--flux', '--repo', 'https://git.example.com/deploy.git']);
+    expect(r.stderr).toMatch(/required option '--cluster <name>'/);
+    expect(r.status).toBe(2);
+  });
+});
+
 describe('every numeric flag is checked: a clear message naming it, exit 2', () => {
   it('a real process: kiln controller --concurrency abc (it used to be NaN, and the queue then never ran)', async () => {
     const r = await kiln(['controller', '--concurrency', 'abc']);
@@ -111,6 +137,7 @@ describe('every numeric flag is checked: a clear message naming it, exit 2', () 
     ['agent', '--startup-timeout', '-1'],
     ['agent', '--metrics-port', '-1'],
     ['agent', '--health-port', 'x'],
+    ['agent', '--postgres-timeout', 'never'],
     ['synth', '--jobs', 'many'],
     ['synth', '-j', '0'],
     ['diff', '--concurrency', 'abc'],

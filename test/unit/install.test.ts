@@ -8,7 +8,7 @@ import type { K8sObject } from '../../charts/types.js';
 import { fromYaml, parseYamlStream } from '../../lib/yaml.js';
 
 const root = join(import.meta.dirname, '..', '..');
-const git = { repo: 'https://git.example.com/platform/deploy.git', branch: 'main', tokenSecret: 'kiln-git' };
+const git = { repo: 'https://git.example.com/platform/deploy.git', branch: 'main', cluster: 'prod', tokenSecret: 'kiln-git' };
 const apply = (o: Partial<InstallOptions> = {}) => installObjects({ mode: 'apply', version: '1.2.3', ...o });
 const find = (objs: K8sObject[], kind: string, name: string) => objs.find((o) => o.kind === kind && o.metadata.name === name) as any; // eslint-disable-line @typescript-eslint/no-explicit-any
 const helpOf = (command: string) => execFileSync(process.execPath, [join(root, 'bin/kiln.js'), command, '--help'], { encoding: 'utf8' });
@@ -144,7 +144,7 @@ describe('install manifests', () => {
     expect(c.volumeMounts).toContainEqual({ name: 'git-token', mountPath: '/var/run/secrets/kiln/git', readOnly: true });
     expect(c.env).toContainEqual({ name: 'KILN_GIT_AUTH_SCHEME', value: 'Bearer' });
     expect(JSON.stringify(objs.filter((o) => o.kind !== 'CustomResourceDefinition'))).not.toMatch(/password|ghp_|glpat-/i);
-    expect(() => installObjects({ mode: 'git', version: '1' })).toThrow(/repository URL and branch/);
+    expect(() => installObjects({ mode: 'git', version: '1' })).toThrow(/repository URL, branch and cluster name/);
   });
 
   it('every flag a Deployment passes is a flag of its command', () => {
