@@ -22,8 +22,9 @@
  *   (controller/leader.ts: read, create, replace);
  * - git mode applies nothing: no rule on any rendered kind;
  * - the agent (agent/) watches DirectoryService, PostgresInstance,
- *   PostgresDatabase and Secrets, applies Secrets it generates and connection
- *   Secrets, writes its conditions into status, and adds and removes
+ *   PostgresDatabase and Secrets (metadata only), reads by name the Secrets
+ *   kiln resources name, creates or patches Secrets it generates and applies
+ *   connection Secrets, writes its conditions into status, and adds and removes
  *   PostgresDatabase finalizers.
  *
  * No wildcard verb, resource or group anywhere; Secrets only for the agent.
@@ -153,13 +154,23 @@ export const AGENT_RULES: NamedRule[] = [
     rule: { apiGroups: [GROUP], resources: ['postgresdatabases'], verbs: ['patch'] },
   },
   {
-    // What RBAC cannot say: "only the Secrets a kiln resource names" (names are chosen by tenants at run time;
-    // resourceNames is fixed at install) and "metadata only" for list/watch (the agent's Secret informer keeps
-    // names and resourceVersions and drops the rest, agent/secret-cache.ts; RBAC cannot tell such a list from
-    // one that keeps the contents). What it can say, kiln says: with --agent-namespace this rule is bound per
-    // namespace only (kube-system's and other teams' Secrets out of reach), and no delete, no update.
+    // Each verb, and what needs it:
+    // - list, watch: the agent's Secret informer, so a changed password or CA wakes the resources naming it at
+    //   once. It asks for metadata only (PartialObjectMetadata, agent/secret-cache.ts): no Secret's data is sent
+    //   to the agent, and of the metadata it keeps names and resourceVersions.
+    // - get: the Secrets a kiln resource names, read by name when the informer shows a new resourceVersion
+    //   (ReferencedSecrets), and before generating a missing superuser password (agent/secrets.ts).
+    // - create: a superuser Secret that does not exist yet (POST), and a new connection Secret (a server-side
+    //   apply PATCH, authorized as create when the object does not exist).
+    // - patch: a create: true key added to an existing Secret (merge patch), a connection Secret brought up to date
+    //   (server-side apply).
+    // What RBAC cannot say: "only the Secrets a kiln resource names" (tenants choose those names at run time;
+    // resourceNames is fixed at install, and a list or watch cannot be limited by it anyway) and "metadata only"
+    // (a metadata list is authorized as a list: these rights would let a stolen token read every Secret in
+    // reach). What it can say, kiln says: with --agent-namespace this rule is bound by a RoleBinding in each of
+    // those namespaces only (kube-system's and other teams' Secrets out of reach), and no delete, no update.
     id: 'secrets',
-    why: 'notice changes to Secrets (list, watch: names only are kept), read by name the Secrets resources name (passwords, superuser, truststore, TLS CA), generate missing ones and write connection Secrets',
+    why: 'notice changes to Secrets (list, watch: metadata only), read by name the Secrets resources name (passwords, superuser, truststore, TLS CA), generate missing ones and write connection Secrets',
     rule: { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'get', 'list', 'patch', 'watch'] },
   },
   eventsCreate,
