@@ -393,14 +393,18 @@ export class Reconciler {
       { apiVersion: KILN_API_VERSION, kind: live.kind, namespace: live.metadata.namespace, name: live.metadata.name },
       { metadata: { labels: { [APPLYSET_ID]: id }, annotations: { [APPLYSET_TOOLING]: tooling, [APPLYSET_GROUP_KINDS]: merged } } },
     );
-    return patched.metadata?.resourceVersion;
+    // As for the status write: a version of a newer generation is not one this reconcile saw.
+    return patched.metadata?.generation === live.metadata.generation ? patched.metadata?.resourceVersion : undefined;
   }
 
   private async writeStatus(live: KubeObject & KilnResource, next: Status & { extraConditions?: Condition[] }, result: ReconcileResult, onVersion?: (rv: string) => void): Promise<void> {
     const { extraConditions, ...rest } = next;
     const status = { ...rest, conditions: [...(rest.conditions ?? []), ...(extraConditions ?? [])] };
-    const onResponse = (w: { metadata?: { resourceVersion?: string } }) => {
-      if (w.metadata?.resourceVersion) onVersion?.(w.metadata.resourceVersion);
+    // A write that landed on a newer generation (the user changed the spec while this reconcile
+    // ran; neither write has a precondition) returns that generation's version: remembering it as
+    // reconciled would skip the change for good. Only a version of the generation rendered counts.
+    const onResponse = (w: { metadata?: { resourceVersion?: string; generation?: number } }) => {
+      if (w.metadata?.resourceVersion && w.metadata.generation === live.metadata.generation) onVersion?.(w.metadata.resourceVersion);
     };
     if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, status, { onResponse })) result.statusWritten = true;
   }

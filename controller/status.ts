@@ -93,7 +93,7 @@ export async function applyStatus(
   fieldManager: string,
   live: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; generation?: number }; status?: Status },
   next: Status,
-  opts: { onResponse?: (written: { metadata?: { resourceVersion?: string } }) => void } = {},
+  opts: { onResponse?: (written: { metadata?: { resourceVersion?: string; generation?: number } }) => void } = {},
 ): Promise<boolean> {
   // Cut to the CRD's bounds first: an over-long message would make the server refuse the whole
   // write (and the queue retry it forever), and the comparison must see what the server keeps.
@@ -103,7 +103,7 @@ export async function applyStatus(
     conditions: withTransitionTimes(next.conditions ?? [], live.status?.conditions),
   });
   if (statusUpToDate(live.status, status)) return false;
-  const written = await client.apply<{ metadata?: { resourceVersion?: string } }>(
+  const written = await client.apply<{ metadata?: { resourceVersion?: string; generation?: number } }>(
     { apiVersion: live.apiVersion, kind: live.kind, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never,
     fieldManager,
     'status',
