@@ -245,7 +245,9 @@ export class Informer {
       // Each page goes into the cache as it comes (encoded there, for informers with a codec), so a
       // list of every object is never held beside the cache: at 10,000 resources that was the
       // largest allocation of a restart.
-      for (const item of page.items) {
+      // A metadata-only list of nothing has `"items": null` (PartialObjectMetadataList does not omit it).
+      const items = page.items ?? [];
+      for (const item of items) {
         const obj = transform({ ...item, apiVersion: this.opts.apiVersion, kind: this.opts.kind });
         const key = objectKey(obj);
         seen.add(key);
@@ -254,7 +256,7 @@ export class Informer {
         if (!old) this.emit('added', obj);
         else if (old.metadata.resourceVersion !== obj.metadata.resourceVersion) this.emit('updated', obj, old);
       }
-      page.items.length = 0; // the full objects can go while the next page loads
+      items.length = 0; // the full objects can go while the next page loads
       cont = page.metadata.continue || undefined;
       rv = page.metadata.resourceVersion;
     } while (cont);

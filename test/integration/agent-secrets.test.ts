@@ -99,3 +99,21 @@ it('reads a named Secret again when it changes, and drops it when no resource na
   await cp.kubectlOk(['-n', ns, 'delete', 'postgresinstance', 'pg']);
   await waitFor('the Secret dropped from the agent\'s cache', async () => agent.secrets.keys().length === 0, 10_000, () => agent.secrets.keys().join(', '));
 });
+
+it('starts in a namespace that holds no Secret (a metadata-only list of nothing has "items": null)', async () => {
+  const empty = `kiln-agent-none-${id}`;
+  await cp.kubectlOk(['create', 'namespace', empty]);
+  // A new namespace gets its ServiceAccount, never a Secret, from kube-controller-manager.
+  const lonely = new Agent({
+    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }), namespaces: [empty], concurrency: 1, qps: 0, burst: 0,
+    passwordIntervalSeconds: 300, databaseCheckSeconds: 60,
+    log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
+  });
+  try {
+    const started = await Promise.race([lonely.start().then(() => 'started'), new Promise((r) => setTimeout(() => r('timed out'), 20_000))]);
+    expect(started, logs.filter((l) => l.includes('list failed')).slice(-3).join('\n')).toBe('started');
+  } finally {
+    await lonely.stop();
+    await cp.kubectl(['delete', 'namespace', empty, '--wait=false']);
+  }
+});
