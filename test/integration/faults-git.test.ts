@@ -8,9 +8,8 @@
  *  - the direct writer pushes meanwhile;
  *  - when the fault ends, the faulted writer's next push lands.
  */
-import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { layoutTree, type RenderedResource } from '../../gitops/layout.js';
 import { GitRepoWriter, type GitRepoWriterOptions } from '../../gitops/repo.js';
 import { startFaultProxy, type Fault, type FaultProxy } from '../harness/fault-proxy.js';
-import { initBareRepo, plainGit, plainGitEnv } from '../harness/git.js';
+import { initBareRepo, plainGit } from '../harness/git.js';
+import { serveGitHttpBackend } from '../harness/git-http-backend.js';
 
 const FAULTS: Fault[] = [{ kind: 'blackhole' }, { kind: 'half-close' }, { kind: 'reset' }, { kind: 'delay', ms: 100 }];
 const LOW_SPEED_S = 3;
@@ -30,61 +30,6 @@ const tmp = mkdtempSync(join(tmpdir(), 'kiln-faults-git-'));
 const served = join(tmp, 'served');
 mkdirSync(served);
 const AUTHOR = { name: 'kiln bot', email: 'kiln-bot@example.com' };
-const httpBackend = join(execFileSync('git', ['--exec-path'], { encoding: 'utf8', env: plainGitEnv }).trim(), 'git-http-backend');
-
-/** git http-backend as CGI, one process per request (RFC 3875 environment, CGI headers parsed out). */
-function cgi(req: IncomingMessage, res: ServerResponse): void {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const env: NodeJS.ProcessEnv = {
-    ...plainGitEnv,
-    GIT_PROJECT_ROOT: served,
-    GIT_HTTP_EXPORT_ALL: '1',
-    GATEWAY_INTERFACE: 'CGI/1.1',
-    SERVER_PROTOCOL: 'HTTP/1.1',
-    REQUEST_METHOD: req.method ?? 'GET',
-    PATH_INFO: decodeURIComponent(url.pathname),
-    QUERY_STRING: url.search.replace(/^\?/, ''),
-    CONTENT_TYPE: req.headers['content-type'] ?? '',
-    REMOTE_USER: 'kiln',
-    REMOTE_ADDR: '127.0.0.1',
-  };
-  if (req.headers['content-length']) env['CONTENT_LENGTH'] = req.headers['content-length'];
-  if (req.headers['content-encoding']) env['HTTP_CONTENT_ENCODING'] = req.headers['content-encoding'];
-  if (req.headers['git-protocol']) env['HTTP_GIT_PROTOCOL'] = String(req.headers['git-protocol']);
-  const child = spawn(httpBackend, [], { env, stdio: ['pipe', 'pipe', 'ignore'] });
-  req.pipe(child.stdin);
-  child.stdin.on('error', () => undefined);
-  res.on('error', () => undefined);
-  let head = Buffer.alloc(0);
-  let headersDone = false;
-  child.stdout.on('data', (chunk: Buffer) => {
-    if (headersDone) return void res.write(chunk);
-    head = Buffer.concat([head, chunk]);
-    const at = head.indexOf('\r\n\r\n');
-    if (at < 0) return;
-    headersDone = true;
-    let status = 200;
-    const headers: Record<string, string> = {};
-    for (const line of head.subarray(0, at).toString('latin1').split('\r\n')) {
-      const colon = line.indexOf(':');
-      if (colon < 0) continue;
-      const name = line.slice(0, colon).trim();
-      const value = line.slice(colon + 1).trim();
-      if (name.toLowerCase() === 'status') status = Number.parseInt(value, 10);
-      else headers[name] = value;
-    }
-    res.writeHead(status, headers);
-    res.write(head.subarray(at + 4));
-  });
-  child.on('close', (code) => {
-    if (!headersDone) {
-      res.writeHead(502, { 'content-type': 'text/plain' });
-      return void res.end(`git http-backend exited ${code}\n`);
-    }
-    res.end();
-  });
-}
-
 let server: Server;
 let serverUrl: string;
 let proxy: FaultProxy;
@@ -128,7 +73,7 @@ let faulted: GitRepoWriter;
 let direct: GitRepoWriter;
 
 beforeAll(async () => {
-  server = createServer(cgi);
+  server = createServer((req, res) => serveGitHttpBackend(req, res, { root: served, user: 'kiln' }));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   serverUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   proxy = await startFaultProxy({ host: '127.0.0.1', port: (server.address() as AddressInfo).port });

@@ -19,9 +19,9 @@
  * No cluster is involved (the integration project's global setup starts one
  * anyway; it is not used here).
  */
-import childProcess, { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import childProcess, { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer } from 'node:http';
 import { syncBuiltinESMExports } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -32,6 +32,7 @@ import { authFromFileWatched } from '../../controller/git-sink.js';
 import { layoutTree, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { authFromEnv, GitRepoWriter, GitWriterError, type GitRepoWriterOptions } from '../../gitops/repo.js';
 import { testToken } from '../harness/secrets.js';
+import { serveGitHttpBackend } from '../harness/git-http-backend.js';
 import { initBareRepo, otherWriterCommit, plainGit, plainGitEnv as gitEnv } from '../harness/git.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-gitops-http-'));
@@ -115,8 +116,6 @@ interface GitHttpServer {
   close(): Promise<void>;
 }
 
-const httpBackend = join(execFileSync('git', ['--exec-path'], { encoding: 'utf8', env: gitEnv }).trim(), 'git-http-backend');
-
 /** Who the Authorization header authenticates, or undefined. Basic: any user name, the token as password. Bearer: the token. */
 function authenticate(header: string | undefined, token: string): string | undefined {
   if (!header) return undefined;
@@ -129,69 +128,6 @@ function authenticate(header: string | undefined, token: string): string | undef
     return decoded.slice(colon + 1) === token ? decoded.slice(0, colon) || 'basic-user' : undefined;
   }
   return undefined;
-}
-
-/** Runs git http-backend as a CGI program for one request: environment per RFC 3875, body piped in, CGI headers parsed out. */
-function cgi(req: IncomingMessage, res: ServerResponse, user: string, entry: AccessEntry): void {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  const env: NodeJS.ProcessEnv = {
-    ...gitEnv,
-    GIT_PROJECT_ROOT: reposDir,
-    GIT_HTTP_EXPORT_ALL: '1',
-    GATEWAY_INTERFACE: 'CGI/1.1',
-    SERVER_PROTOCOL: 'HTTP/1.1',
-    REQUEST_METHOD: req.method ?? 'GET',
-    PATH_INFO: decodeURIComponent(url.pathname),
-    QUERY_STRING: url.search.replace(/^\?/, ''),
-    CONTENT_TYPE: req.headers['content-type'] ?? '',
-    REMOTE_USER: user,
-    REMOTE_ADDR: req.socket.remoteAddress ?? '127.0.0.1',
-  };
-  // Git sends large request bodies chunked (no Content-Length): http-backend then reads to EOF.
-  if (req.headers['content-length']) env['CONTENT_LENGTH'] = req.headers['content-length'];
-  if (req.headers['content-encoding']) env['HTTP_CONTENT_ENCODING'] = req.headers['content-encoding'];
-  if (req.headers['git-protocol']) env['HTTP_GIT_PROTOCOL'] = String(req.headers['git-protocol']);
-  const child = spawn(httpBackend, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  req.pipe(child.stdin);
-  child.stdin.on('error', () => undefined);
-  let head = Buffer.alloc(0);
-  let headersDone = false;
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdout.on('data', (chunk: Buffer) => {
-    if (headersDone) {
-      res.write(chunk);
-      return;
-    }
-    head = Buffer.concat([head, chunk]);
-    const crlf = head.indexOf('\r\n\r\n');
-    const lf = head.indexOf('\n\n');
-    const end = crlf >= 0 && (lf < 0 || crlf < lf) ? { at: crlf, len: 4 } : lf >= 0 ? { at: lf, len: 2 } : undefined;
-    if (!end) return;
-    headersDone = true;
-    let status = 200;
-    const headers: Record<string, string> = {};
-    for (const line of head.subarray(0, end.at).toString('latin1').split(/\r?\n/)) {
-      const colon = line.indexOf(':');
-      if (colon < 0) continue;
-      const name = line.slice(0, colon).trim();
-      const value = line.slice(colon + 1).trim();
-      if (name.toLowerCase() === 'status') status = Number.parseInt(value, 10);
-      else headers[name] = value;
-    }
-    entry.status = status;
-    res.writeHead(status, headers);
-    res.write(head.subarray(end.at + end.len));
-  });
-  child.on('close', (code) => {
-    if (!headersDone) {
-      entry.status = 502;
-      res.writeHead(502, { 'content-type': 'text/plain' });
-      res.end(`git http-backend exited ${code}: ${stderr}\n`);
-      return;
-    }
-    res.end();
-  });
 }
 
 async function startGitHttpServer(token: string): Promise<GitHttpServer> {
@@ -210,7 +146,7 @@ async function startGitHttpServer(token: string): Promise<GitHttpServer> {
       return;
     }
     entry.user = user;
-    cgi(req, res, user, entry);
+    serveGitHttpBackend(req, res, { root: reposDir, user, onStatus: (status) => (entry.status = status) });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const { port } = server.address() as AddressInfo;
