@@ -13,7 +13,7 @@ import { selectorLabels, standardLabels } from './shared/labels.js';
 import { containerSecurity, mergeEnv, podDefaults } from './shared/pod.js';
 import { bytesToQuantity, containerResources, quantityToNumber } from './shared/quantity.js';
 import { podScheduling, type SchedulingSpec } from './shared/scheduling.js';
-import { claimTemplate, ClientService, HeadlessService, MemberDisruptionBudget, type ServicePort } from './shared/workload.js';
+import { claimTemplate, ROLLING_UPDATE, ClientService, HeadlessService, MemberDisruptionBudget, type ServicePort } from './shared/workload.js';
 import type { KilnResource, ResourceRequirements } from './types.js';
 
 export type CacheClusterResource = KilnResource<
@@ -74,7 +74,7 @@ export class CacheClusterChart extends Chart {
         replicas: spec.size ?? 3,
         serviceName: name,
         podManagementPolicy: 'Parallel',
-        updateStrategy: { type: 'RollingUpdate' },
+        updateStrategy: ROLLING_UPDATE,
         revisionHistoryLimit: 10,
         selector: { matchLabels: selector },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Delete', whenScaled: 'Delete' },

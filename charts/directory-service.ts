@@ -11,7 +11,7 @@ import { selectorLabels, standardLabels } from './shared/labels.js';
 import { containerSecurity, mergeEnv, podDefaults } from './shared/pod.js';
 import { containerResources } from './shared/quantity.js';
 import { podScheduling, type SchedulingSpec } from './shared/scheduling.js';
-import { claimTemplate, ClientService, HeadlessService, MemberDisruptionBudget, type ClientServiceType, type ServicePort } from './shared/workload.js';
+import { claimTemplate, ROLLING_UPDATE, ClientService, HeadlessService, MemberDisruptionBudget, type ClientServiceType, type ServicePort } from './shared/workload.js';
 import type { KilnResource, ResourceRequirements } from './types.js';
 
 export type DirectoryServiceResource = KilnResource<
@@ -108,7 +108,7 @@ export class DirectoryServiceChart extends Chart {
         replicas: spec.replicas ?? 1,
         serviceName: name,
         podManagementPolicy: 'OrderedReady',
-        updateStrategy: { type: 'RollingUpdate' },
+        updateStrategy: ROLLING_UPDATE,
         revisionHistoryLimit: 10,
         selector: { matchLabels: selector },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },

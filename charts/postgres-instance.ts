@@ -15,7 +15,7 @@ import { selectorLabels, standardLabels } from './shared/labels.js';
 import { containerSecurity, podDefaults } from './shared/pod.js';
 import { containerResources } from './shared/quantity.js';
 import { podScheduling, type SchedulingSpec } from './shared/scheduling.js';
-import { claimTemplate, ClientService, HeadlessService, type ClientServiceType } from './shared/workload.js';
+import { claimTemplate, ROLLING_UPDATE, ClientService, HeadlessService, type ClientServiceType } from './shared/workload.js';
 import type { KilnResource, ResourceRequirements } from './types.js';
 
 export type PostgresInstanceResource = KilnResource<
@@ -93,7 +93,7 @@ export class PostgresInstanceChart extends Chart {
         replicas: spec.replicas ?? 1,
         serviceName: name,
         podManagementPolicy: 'OrderedReady',
-        updateStrategy: { type: 'RollingUpdate' },
+        updateStrategy: ROLLING_UPDATE,
         revisionHistoryLimit: 10,
         selector: { matchLabels: selector },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Retain', whenScaled: 'Retain' },

@@ -83,3 +83,16 @@ export function claimTemplate(props: {
     },
   };
 }
+
+/**
+ * A StatefulSet's rolling update, with `rollingUpdate.partition: 0` spelled
+ * out. The API server fills `rollingUpdate` in only when `type` is empty; with
+ * `type: RollingUpdate` and no `rollingUpdate`, kube-controller-manager (seen
+ * on v1.34.4) creates a replaced member from the *current* revision while its
+ * `status.currentReplicas` is stale, deletes it again for the update, and
+ * writes `currentReplicas: -1`, which the API server refuses: the rollout
+ * never ends. A scale-down together with a template change triggers it
+ * (test/integration/statefulset-rollout.test.ts). With a partition the
+ * controller takes the branch that always creates from the update revision.
+ */
+export const ROLLING_UPDATE = { type: 'RollingUpdate', rollingUpdate: { partition: 0 } } as const;
