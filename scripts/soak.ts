@@ -8,7 +8,7 @@
  * 1 otherwise. KILN_USE_CLUSTER=1 uses the cluster of `npm run cluster:up`
  * instead of starting one.
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { flags } from '../bench/args.js';
@@ -49,8 +49,8 @@ if (process.env.KILN_USE_CLUSTER === '1') {
 
 const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
 let code = 1;
+const workDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-soak-'));
 try {
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'kiln-soak-'));
   const report = await runSoak(cp, { minutes, seed, rate, namespaces, settleSeconds, warmupSeconds: Math.min(120, minutes * 15), workDir, keepOnFailure: true, log });
   console.log(formatReport(report));
   const machine = { cores: os.cpus().length, cpu: os.cpus()[0]?.model.split(' ').slice(0, 2).join(' '), node: process.version, loadavg: os.loadavg().map((l) => Math.round(l * 100) / 100) };
@@ -59,6 +59,11 @@ try {
   code = report.ok ? 0 : 1;
 } finally {
   kubelet?.stop();
+  // The control plane's directory goes with it: keep its logs (kube-controller-manager's above all) for a failed run.
+  if (code !== 0 && own) {
+    for (const f of readdirSync(own.info().dir).filter((n) => n.endsWith('.log'))) copyFileSync(path.join(own.info().dir, f), path.join(workDir, f));
+    console.error(`control-plane logs kept in ${workDir}`);
+  }
   await own?.stop();
 }
 process.exit(code);
