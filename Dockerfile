@@ -19,7 +19,9 @@ RUN npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 COPY tsconfig.json tsconfig.build.json ./
 COPY crds/ crds/
 COPY imports/ imports/
-COPY charts/ charts/
+COPY kube/ kube/
+COPY kinds/ kinds/
+COPY install/ install/
 COPY validate/ validate/
 COPY lib/ lib/
 COPY controller/ controller/
@@ -48,12 +50,14 @@ COPY bin/kiln.js bin/kiln.js
 COPY crds/*.yaml crds/
 # Only what the commands load: no benchmarks, no tests, no TypeScript sources.
 COPY --from=build /src/build/agent build/agent
-COPY --from=build /src/build/charts build/charts
 COPY --from=build /src/build/cli build/cli
 COPY --from=build /src/build/controller build/controller
 COPY --from=build /src/build/crds build/crds
 COPY --from=build /src/build/gitops build/gitops
 COPY --from=build /src/build/imports build/imports
+COPY --from=build /src/build/install build/install
+COPY --from=build /src/build/kinds build/kinds
+COPY --from=build /src/build/kube build/kube
 COPY --from=build /src/build/lib build/lib
 COPY --from=build /src/build/validate build/validate
 USER 1000:1000

@@ -12,13 +12,14 @@
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { ClusterConfigInput } from '../controller/kubeconfig.js';
-import { KubeClient } from '../controller/client.js';
-import { EventRecorder } from '../controller/events.js';
-import { Informer, MultiInformer, type KubeObject } from '../controller/informer.js';
-import { campaign, type LeaderElector } from '../controller/leader.js';
-import { waitForApiServer } from '../controller/startup.js';
-import { WorkQueue } from '../controller/queue.js';
+import type { ClusterConfigInput } from '../kube/kubeconfig.js';
+import { KubeClient } from '../kube/client.js';
+import { EventRecorder } from '../kube/events.js';
+import { Informer, MultiInformer, type KubeObject } from '../kube/informer.js';
+import { campaign, type LeaderElector } from '../kube/leader.js';
+import { waitForApiServer } from '../kube/startup.js';
+import { WorkQueue } from '../kube/queue.js';
+import { KILN_API_VERSION } from '../kinds/api.js';
 import type { Log } from '../lib/log.js';
 import { Endpoints, type AgentContext, type Caches, type WatchedKind } from './context.js';
 import { DatabaseReconciler, ServerPools, connectionSecretName, type PostgresDatabase } from './database-reconciler.js';
@@ -51,9 +52,9 @@ export interface AgentOptions {
 }
 
 const KINDS: { kind: WatchedKind; apiVersion: string }[] = [
-  { kind: 'DirectoryService', apiVersion: 'kiln.dev/v1alpha1' },
-  { kind: 'PostgresInstance', apiVersion: 'kiln.dev/v1alpha1' },
-  { kind: 'PostgresDatabase', apiVersion: 'kiln.dev/v1alpha1' },
+  { kind: 'DirectoryService', apiVersion: KILN_API_VERSION },
+  { kind: 'PostgresInstance', apiVersion: KILN_API_VERSION },
+  { kind: 'PostgresDatabase', apiVersion: KILN_API_VERSION },
   { kind: 'Secret', apiVersion: 'v1' },
 ];
 

@@ -1,7 +1,7 @@
 /** What every agent reconciler gets: the client, the caches, events, endpoints and intervals. */
-import type { KubeClient } from '../controller/client.js';
-import type { EventRecorder } from '../controller/events.js';
-import type { KubeObject } from '../controller/informer.js';
+import type { KubeClient } from '../kube/client.js';
+import type { EventRecorder } from '../kube/events.js';
+import type { KubeObject } from '../kube/informer.js';
 import type { Log } from '../lib/log.js';
 
 export interface Caches {

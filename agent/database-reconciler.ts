@@ -8,9 +8,9 @@
  * message, observedGeneration, secretName.
  */
 import { createHash } from 'node:crypto';
-import { isNotFound } from '../controller/client.js';
-import type { KubeObject } from '../controller/informer.js';
-import { readyConditions, sameJson } from '../controller/status.js';
+import { isNotFound } from '../kube/client.js';
+import type { KubeObject } from '../kube/informer.js';
+import { readyConditions, sameJson } from '../kube/status.js';
 import type { AgentContext, ReconcileOutcome } from './context.js';
 import { postgresServiceAddress } from './context.js';
 import { superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';

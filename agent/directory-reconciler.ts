@@ -3,7 +3,7 @@
  * Secrets (spec.passwords), generating values for `create: true` entries.
  * Writes status.passwords and the PasswordsSynced condition.
  */
-import type { KubeObject } from '../controller/informer.js';
+import type { KubeObject } from '../kube/informer.js';
 import { AdminBindError, isAdminDn, syncPasswords, type EntryResult } from './directory.js';
 import type { AgentContext, ReconcileOutcome } from './context.js';
 import { errorMessage, generatePassword } from './redact.js';

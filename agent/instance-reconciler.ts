@@ -4,7 +4,7 @@
  * StatefulSet needs it. The Secret has no owner: like the data volume, it
  * outlives the resource, because the data directory keeps that password.
  */
-import type { KubeObject } from '../controller/informer.js';
+import type { KubeObject } from '../kube/informer.js';
 import type { AgentContext, ReconcileOutcome } from './context.js';
 import { generatePassword } from './redact.js';
 import { ensureSecretKey, secretValue, type SecretObject } from './secrets.js';

@@ -12,8 +12,8 @@
  * names are fetched by GET when the informer shows a resourceVersion the
  * cache does not hold; a Secret no resource names any more is dropped.
  */
-import { isNotFound, type KubeClient } from '../controller/client.js';
-import type { KubeObject } from '../controller/informer.js';
+import { isNotFound, type KubeClient } from '../kube/client.js';
+import type { KubeObject } from '../kube/informer.js';
 import type { SecretObject } from './secrets.js';
 
 const key = (namespace: string, name: string) => `${namespace}/${name}`;

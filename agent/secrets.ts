@@ -3,9 +3,9 @@
  * only here and handed to the code that needs them; they never reach a log,
  * a status or an Event.
  */
-import type { KubeClient } from '../controller/client.js';
-import { isConflict, isNotFound } from '../controller/client.js';
-import type { KubeObject } from '../controller/informer.js';
+import type { KubeClient } from '../kube/client.js';
+import { isConflict, isNotFound } from '../kube/client.js';
+import type { KubeObject } from '../kube/informer.js';
 import { FIELD_MANAGER } from './status.js';
 
 export type SecretObject = KubeObject & { data?: Record<string, string>; type?: string };

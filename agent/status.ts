@@ -4,9 +4,9 @@
  * conditions list is keyed by type, so the agent's PasswordsSynced and the
  * controller's Ready live side by side. Written only when it changed.
  */
-import type { KubeClient } from '../controller/client.js';
-import type { KubeObject } from '../controller/informer.js';
-import { statusUpToDate, withTransitionTimes, type Condition, type Status } from '../controller/status.js';
+import type { KubeClient } from '../kube/client.js';
+import type { KubeObject } from '../kube/informer.js';
+import { statusUpToDate, withTransitionTimes, type Condition, type Status } from '../kube/status.js';
 
 export const FIELD_MANAGER = 'kiln-agent';
 

@@ -33,9 +33,9 @@ import https from 'node:https';
 import net from 'node:net';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NODE_ENV, NODE_FLAGS } from '../charts/install/node-runtime.js';
-import { render } from '../charts/render.js';
-import type { K8sObject } from '../charts/types.js';
+import { NODE_ENV, NODE_FLAGS } from '../install/node-runtime.js';
+import { render } from '../kinds/render.js';
+import type { K8sObject } from '../kinds/types.js';
 import { toYamlStream } from '../lib/yaml.js';
 import { defaultCrdPaths, DEFAULT_CONTROLLERS, ensureBinaries, startControlPlane, type ControlPlane } from '../test/harness/controlplane.js';
 import { formatErrors, validate } from '../validate/index.js';
@@ -56,7 +56,7 @@ const withStatefulSetController = args.includes('--statefulset-controller');
  */
 const scaleRun = args.includes('--scale-run');
 const skipBaseline = scaleRun || args.includes('--skip-baseline');
-/** node flags of the controller process: by default those of the install's Deployment (charts/install/node-runtime.ts). */
+/** node flags of the controller process: by default those of the install's Deployment (install/node-runtime.ts). */
 const controllerNodeArgs = flag('controller-node-args', NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
 if (!(count > 0) || !(qps >= 0) || !(concurrency > 0)) throw new Error('--count and --concurrency must be positive, --qps >= 0');
 

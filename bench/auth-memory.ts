@@ -1,6 +1,6 @@
 /**
  * What kubeconfig authentication costs in memory: kiln's own modules
- * (controller/kubeconfig.ts with exec-credential.ts, oidc.ts, proxy.ts, bundled
+ * (kube/kubeconfig.ts with exec-credential.ts, oidc.ts, proxy.ts, bundled
  * as the production build loads them) beside @kubernetes/client-node's
  * exec and OIDC modules (deep imports). Each import runs in a fresh Node
  * process that first loads what kiln's controller already holds (the ESM
@@ -32,7 +32,7 @@ const b = snap();
 console.log(JSON.stringify({ rss: (b.rss - a.rss) / 1048576, heap: (b.heap - a.heap) / 1048576 }));
 `);
 const bundle = path.join(work, 'kiln-auth.mjs');
-execFileSync(path.join(root, 'node_modules/.bin/esbuild'), [path.join(root, 'controller/kubeconfig.ts'), '--bundle', '--platform=node', '--format=esm', '--external:js-yaml', `--outfile=${bundle}`, '--log-level=warning']);
+execFileSync(path.join(root, 'node_modules/.bin/esbuild'), [path.join(root, 'kube/kubeconfig.ts'), '--bundle', '--platform=node', '--format=esm', '--external:js-yaml', `--outfile=${bundle}`, '--log-level=warning']);
 const cn = path.join(root, 'node_modules/@kubernetes/client-node/dist');
 const targets: [string, string][] = [
   ['nothing (baseline)', 'none'],

@@ -4,8 +4,8 @@
  * `cdk8s synth --app`. Same charts, no validation (it does less than kiln).
  */
 import { App } from 'cdk8s';
-import { chartFactory, isKilnResource } from '../charts/registry.js';
-import type { KilnResource } from '../charts/types.js';
+import { chartFactory, isKilnResource } from '../kinds/registry.js';
+import type { KilnResource } from '../kinds/types.js';
 import { contextFromObjects, type PlainObject } from '../lib/context.js';
 import { readInputs } from '../lib/inputs.js';
 

@@ -34,10 +34,10 @@ import { chmodSync, createWriteStream, existsSync, mkdirSync, mkdtempSync, readF
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
-import { render } from '../charts/render.js';
-import type { KilnResource } from '../charts/types.js';
-import { digest } from '../controller/applyset.js';
-import { KubeClient } from '../controller/client.js';
+import { render } from '../kinds/render.js';
+import type { KilnResource } from '../kinds/types.js';
+import { digest } from '../controller/apply/applyset.js';
+import { KubeClient } from '../kube/client.js';
 import { Manager, type Log } from '../controller/manager.js';
 import type { FlushReport } from '../gitops/batcher.js';
 import { secretProblem } from '../gitops/layout.js';

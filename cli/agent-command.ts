@@ -1,8 +1,7 @@
 import type { Command } from 'commander';
 import type { LogFormat, LogLevel } from '../lib/log.js';
-import { logLevelOption } from './controller-command.js';
 import { DEFAULT_EXTENSIONS, postgresPolicy } from '../agent/policy.js';
-import { addRuntimeOptions, logFormatOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
+import { addRuntimeOptions, logFormatOption, logLevelOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
 
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 const repeat = (v: string, prev: string[]) => [...prev, v];
@@ -29,9 +28,9 @@ export function registerAgent(program: Command, version: string): void {
     .action(async (opts, cmd: Command) => {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln agent: ${w}\n`);
-      const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
+      const { loadKubeConfig, NoClusterConfigError } = await import('../kube/kubeconfig.js');
       const { Agent } = await import('../agent/agent.js');
-      const { exitOnLostLeadership, lostLeadershipGraceMs } = await import('../controller/leader.js');
+      const { exitOnLostLeadership, lostLeadershipGraceMs } = await import('../kube/leader.js');
       const { parseEndpoint } = await import('../agent/context.js');
       const { newLogger } = await import('../lib/log.js');
       const { instrumentClient, recordAgentTask, setLeaderCheck } = await import('../lib/metrics.js');

@@ -1,12 +1,8 @@
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import type { LogFormat, LogLevel } from '../lib/log.js';
-import type { GitSinkOptions } from '../controller/git-sink.js';
-import { addRuntimeOptions, logFormatOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
+import type { GitSinkOptions } from '../controller/git/sink.js';
+import { addRuntimeOptions, logFormatOption, logLevelOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
 
-/** --log-level, the same on every long-running command: pino levels, JSON lines on stderr. */
-export function logLevelOption(): Option {
-  return new Option('--log-level <level>', 'least severe level logged; logs go to stderr (see --log-format)').choices(['debug', 'info', 'warn', 'error']).default('info');
-}
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 
 export function registerController(program: Command, version: string): void {
@@ -43,9 +39,9 @@ export function registerController(program: Command, version: string): void {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln controller: ${w}\n`);
       // Loaded here, not at the top: `kiln --help` and `kiln synth` need none of it.
-      const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
+      const { loadKubeConfig, NoClusterConfigError } = await import('../kube/kubeconfig.js');
       const { Manager } = await import('../controller/manager.js');
-      const { exitOnLostLeadership, lostLeadershipGraceMs } = await import('../controller/leader.js');
+      const { exitOnLostLeadership, lostLeadershipGraceMs } = await import('../kube/leader.js');
       const { newLogger } = await import('../lib/log.js');
       const log = newLogger(opts.logLevel as LogLevel, 'kiln-controller', opts.logFormat as LogFormat | undefined);
       if (opts.mode !== 'apply' && opts.mode !== 'git') {
@@ -74,7 +70,7 @@ export function registerController(program: Command, version: string): void {
       }
       let manager: InstanceType<typeof Manager>;
       if (git) {
-        const { kubeSystemUid } = await import('../controller/git-sink.js');
+        const { kubeSystemUid } = await import('../controller/git/sink.js');
         // The manager's client (its rate limit, its credentials), once it exists: start() asks after construction.
         git.clusterIdentity = () => kubeSystemUid((ref) => manager.client.get(ref), log);
       }
@@ -165,7 +161,7 @@ interface GitFlags {
 
 /** Git mode's options from the flags and the environment; throws a message fit for the user. */
 export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = process.env): Promise<GitSinkOptions> {
-  const { authFromFileWatched, parseIdentity } = await import('../controller/git-sink.js');
+  const { authFromFileWatched, parseIdentity } = await import('../controller/git/sink.js');
   const { authFromEnv, repositoryUrlProblem } = await import('../gitops/repo.js');
   const { checkLayoutOptions } = await import('../gitops/layout.js');
   if (!flags.repo) throw new Error('--mode git needs --repo <url>');

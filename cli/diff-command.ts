@@ -1,13 +1,13 @@
-/** `kiln diff`: what apply mode would change in a live cluster (controller/diff.ts). */
+/** `kiln diff`: what apply mode would change in a live cluster (controller/apply/diff.ts). */
 import type { Command } from 'commander';
 import { fileSystemError } from './errors.js';
 import { addInputLimitOptions } from './synth-command.js';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../lib/input-limits.js';
 import { wholeNumber } from './runtime-options.js';
-import type { KilnResource, RenderContext } from '../charts/types.js';
-import type { DiffTarget, ResourceDiff } from '../controller/diff.js';
-import type { KubeClient } from '../controller/client.js';
-import type { KubeObject } from '../controller/informer.js';
+import type { KilnResource, RenderContext } from '../kinds/types.js';
+import type { DiffTarget, ResourceDiff } from '../controller/apply/diff.js';
+import type { KubeClient } from '../kube/client.js';
+import type { KubeObject } from '../kube/informer.js';
 import type { Warning } from '../lib/synth.js';
 
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
@@ -69,9 +69,9 @@ export async function runDiff(inputs: string[], opts: DiffOptions, stdout: NodeJ
   if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) return fail('--concurrency must be a positive integer');
 
   // Loaded on use: `kiln --help` needs none of the renderer.
-  const { loadKubeConfig, NoClusterConfigError } = await import('../controller/kubeconfig.js');
-  const { KubeClient } = await import('../controller/client.js');
-  const { diffResource, exitCode, formatReport, mapLimit } = await import('../controller/diff.js');
+  const { loadKubeConfig, NoClusterConfigError } = await import('../kube/kubeconfig.js');
+  const { KubeClient } = await import('../kube/client.js');
+  const { diffResource, exitCode, formatReport, mapLimit } = await import('../controller/apply/diff.js');
 
   let errors = 0;
   let targets: DiffTarget[] = [];
@@ -145,8 +145,8 @@ async function targetsFromFiles(inputs: string[], namespace: string | undefined,
 
 /** Every kiln resource in the namespaces (all when none), validated as the reconciler validates it. */
 async function targetsFromCluster(client: KubeClient, namespaces: string[]): Promise<{ targets: DiffTarget[]; invalid: ResourceDiff[] }> {
-  const { KILN_KINDS } = await import('../controller/resources.js');
-  const { resourceLabel } = await import('../controller/diff.js');
+  const { KILN_KINDS } = await import('../kinds/api.js');
+  const { resourceLabel } = await import('../controller/apply/diff.js');
   const { validate, formatErrors } = await import('../validate/index.js');
   const found: (KubeObject & KilnResource)[] = [];
   for (const k of KILN_KINDS) {

@@ -34,7 +34,7 @@ export function registerInstall(program: Command, version: string): void {
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>"')
     .option('-o, --output <file>', 'write to this file instead of standard output')
     .action(async (opts) => {
-      const { installObjects } = await import('../charts/install/install.js');
+      const { installObjects } = await import('../install/install.js');
       const { toYamlStream } = await import('../lib/yaml.js');
       const fail = (message: string): never => {
         process.stderr.write(`kiln install: ${message}\n`);

@@ -186,8 +186,8 @@ export function runtimeSettings(cmd: Command): RuntimeSettings {
 
 /** The one message a command prints (then exits 2) when start-up fails in a way no retry fixes; undefined for other errors. */
 export async function startupFailure(err: unknown): Promise<string | undefined> {
-  const { StartupTimeoutError } = await import('../controller/startup.js');
-  const { LeaseUnavailableError } = await import('../controller/leader.js');
+  const { StartupTimeoutError } = await import('../kube/startup.js');
+  const { LeaseUnavailableError } = await import('../kube/leader.js');
   if (err instanceof StartupTimeoutError) {
     return `${err.message}. Check the cluster address (--kubeconfig, --context, $KUBECONFIG) and that the API server runs; --startup-timeout sets how long to wait.`;
   }
@@ -198,6 +198,11 @@ export async function startupFailure(err: unknown): Promise<string | undefined> 
     return `leader election: ${err.message}. To fix: ${fix}.`;
   }
   return undefined;
+}
+
+/** --log-level, the same on every long-running command: pino levels, JSON lines on stderr. */
+export function logLevelOption(): Option {
+  return new Option('--log-level <level>', 'least severe level logged; logs go to stderr (see --log-format)').choices(['debug', 'info', 'warn', 'error']).default('info');
 }
 
 /** --log-format, the same on every long-running command (lib/log.ts). */

@@ -4,25 +4,27 @@
  * reconciler, and runs the workers only while this replica leads.
  *
  * Two sinks: apply mode (default) applies into the cluster; git mode commits
- * to a repository (controller/git-sink.ts, controller/git-reconciler.ts) and
+ * to a repository (controller/git/sink.ts, controller/git/reconciler.ts) and
  * watches no rendered objects, since it applies none.
  */
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { ClusterConfigInput } from './kubeconfig.js';
-import { KubeClient } from './client.js';
-import { ServiceAccountTokens } from './configmapsync.js';
-import { EventRecorder } from './events.js';
-import { Informer, MultiInformer, packedJson, slim, type KubeObject } from './informer.js';
-import { campaign, type LeaderElector } from './leader.js';
-import { waitForApiServer } from './startup.js';
-import { WorkQueue } from './queue.js';
-import { Reconciler, type ReconcileResult } from './reconciler.js';
-import { GitReconciler } from './git-reconciler.js';
-import { GitSink, type GitSinkOptions } from './git-sink.js';
-import { CHILD_KINDS, KILN_KINDS } from './resources.js';
-import { childCodec, OwnWrites, PART_OF, projectChild } from './applyset.js';
-import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../charts/shared/labels.js';
+import type { ClusterConfigInput } from '../kube/kubeconfig.js';
+import { KubeClient } from '../kube/client.js';
+import { ServiceAccountTokens } from '../kinds/config-map-sync/reconcile.js';
+import { EventRecorder } from '../kube/events.js';
+import { Informer, MultiInformer, packedJson, slim, type KubeObject } from '../kube/informer.js';
+import { packer } from '../kube/pack.js';
+import { packDictionary } from './pack-dictionary.js';
+import { campaign, type LeaderElector } from '../kube/leader.js';
+import { waitForApiServer } from '../kube/startup.js';
+import { WorkQueue } from '../kube/queue.js';
+import { Reconciler, type ReconcileResult } from './apply/reconciler.js';
+import { GitReconciler } from './git/reconciler.js';
+import { GitSink, type GitSinkOptions } from './git/sink.js';
+import { CHILD_KINDS, KILN_KINDS } from '../kinds/api.js';
+import { childCodec, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
+import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../kinds/shared/labels.js';
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
@@ -54,6 +56,8 @@ export interface ManagerOptions {
 }
 
 /** The agent carries PostgresDatabase out; the apply-mode controller has nothing to render for it. */
+/** The resource caches' codec: deflate with a dictionary of what kiln's charts render. */
+const CACHE_CODEC = packedJson(packer(packDictionary));
 const RECONCILED_KINDS = KILN_KINDS.filter((k) => k.kind !== 'PostgresDatabase');
 const MANAGED_BY_KILN = 'app.kubernetes.io/managed-by=kiln';
 
@@ -87,7 +91,7 @@ export class Manager {
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of RECONCILED_KINDS) {
       for (const ns of namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, watchdogSeconds, log: opts.log, codec: packedJson, transform: slimResource });
+        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, watchdogSeconds, log: opts.log, codec: CACHE_CODEC, transform: slimResource });
         inf.on((event, obj, old) => this.onResource(event, obj, old));
         this.informers.push(inf);
         this.shared(this.resources, k.kind, inf);

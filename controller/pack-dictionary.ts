@@ -5,8 +5,8 @@
  * holding one of each cuts a cached DirectoryService from ~950 to ~150 bytes
  * (measured): at 10,000 resources that is megabytes of heap.
  */
-import { render } from '../charts/render.js';
-import { KILN_API_VERSION } from '../charts/registry.js';
+import { render } from '../kinds/render.js';
+import { KILN_API_VERSION } from '../kinds/registry.js';
 import { validate } from '../validate/index.js';
 
 /** Samples of the kinds kiln renders most (the same shape as examples/). */

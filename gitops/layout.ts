@@ -19,9 +19,9 @@
  * so a preview (`kiln synth --git`) and a commit are byte-identical.
  */
 import { posix } from 'node:path';
-import { compareObjects } from '../charts/render.js';
-import type { K8sObject, KilnResource } from '../charts/types.js';
-import { header } from '../lib/render-document.js';
+import { compareObjects } from '../kinds/object-order.js';
+import type { K8sObject, KilnResource } from '../kinds/types.js';
+import { header } from '../lib/document-header.js';
 import { toYaml, toYamlStream } from '../lib/yaml.js';
 
 export const MANIFEST_FILE = 'manifest.yaml';
@@ -45,7 +45,7 @@ export interface ResourceRef {
   name: string;
 }
 
-/** A resource and what it rendered to (charts/render.ts's output). */
+/** A resource and what it rendered to (kinds/render.ts's output). */
 export interface RenderedResource extends ResourceRef {
   /** metadata.generation of the custom resource, named in commit messages. */
   generation?: number;

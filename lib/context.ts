@@ -3,8 +3,8 @@
  * files offline, or the cluster's objects in the controller. Pure selection
  * logic; nobody here reads the cluster.
  */
-import { sourceOf, type ConfigMapSyncResource } from '../charts/config-map-sync.js';
-import type { KilnResource, RenderContext } from '../charts/types.js';
+import { sourceOf, type ConfigMapSyncResource } from '../kinds/config-map-sync/chart.js';
+import type { KilnResource, RenderContext } from '../kinds/types.js';
 
 interface Meta { name: string; namespace?: string; labels?: Record<string, string> }
 export interface PlainObject { apiVersion?: string; kind?: string; metadata?: Meta; data?: Record<string, string>; binaryData?: Record<string, string> }

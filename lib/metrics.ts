@@ -188,7 +188,7 @@ export type ReconcileResult = 'success' | 'error' | 'requeue' | 'requeue_after';
 /**
  * The metrics of one controller: controller-runtime's controller_runtime_* and
  * its work queue's workqueue_* (named after the controller, as controller-runtime
- * names a controller's queue). The work queue (controller/queue.ts) calls these
+ * names a controller's queue). The work queue (kube/queue.ts) calls these
  * at the points client-go's queue and controller-runtime's controller do.
  */
 export class ControllerMetrics {

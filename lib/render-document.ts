@@ -1,9 +1,12 @@
 /** One input document -> its YAML, a note on why it renders nothing offline, or the reasons it cannot be rendered. Pure. */
-import { sourceOf, type ConfigMapSyncResource } from '../charts/config-map-sync.js';
-import { render, RenderError } from '../charts/render.js';
-import type { KilnResource, RenderContext } from '../charts/types.js';
+import { sourceOf, type ConfigMapSyncResource } from '../kinds/config-map-sync/chart.js';
+import { render, RenderError } from '../kinds/render.js';
+import type { KilnResource, RenderContext } from '../kinds/types.js';
 import { validate, type FieldError } from '../validate/index.js';
+import { header } from './document-header.js';
 import { toYamlStream } from './yaml.js';
+
+export { header };
 import { join } from 'node:path';
 
 export type Outcome =
@@ -26,9 +29,6 @@ export function outputPath(outDir: string, r: KilnResource): string {
   return join(outDir, r.metadata.namespace ?? 'default', r.kind.toLowerCase(), `${r.metadata.name}.k8s.yaml`);
 }
 
-export function header(r: KilnResource): string {
-  return `# Rendered by kiln from ${r.kind} ${r.metadata.namespace ?? 'default'}/${r.metadata.name}; do not edit.\n`;
-}
 
 export function renderDocument(doc: unknown, context: RenderContext): Outcome {
   const v = validate(doc);

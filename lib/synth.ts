@@ -9,8 +9,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpath
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { KILN_API_VERSION, KIND_NAMES } from '../charts/registry.js';
-import type { KilnResource, RenderContext } from '../charts/types.js';
+import { KILN_API_VERSION, KIND_NAMES } from '../kinds/registry.js';
+import type { KilnResource, RenderContext } from '../kinds/types.js';
 import { contextFromObjects, type PlainObject } from './context.js';
 import { InputRefused, kilnLookalike, readInputs, type InputDocument, type InputLimits } from './inputs.js';
 import { renderDocument } from './render-document.js';

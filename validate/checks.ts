@@ -2,10 +2,10 @@
  * kiln's own checks: what neither the schema nor CEL can say. They run after
  * admission (so defaults are in place), offline and in the controller alike.
  */
-import { RESERVED_PARAMETERS } from '../charts/postgres-instance.js';
-import { CACHE_RESERVED_ENV } from '../charts/cache-cluster.js';
-import { DIRECTORY_RESERVED_ENV } from '../charts/directory-service.js';
-import type { KilnResource } from '../charts/types.js';
+import { RESERVED_PARAMETERS } from '../kinds/postgres-instance/chart.js';
+import { CACHE_RESERVED_ENV } from '../kinds/cache-cluster/chart.js';
+import { DIRECTORY_RESERVED_ENV } from '../kinds/directory-service/chart.js';
+import type { KilnResource } from '../kinds/types.js';
 import type { FieldError } from './errors.js';
 import { fieldPath } from './schema.js';
 

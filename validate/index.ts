@@ -2,7 +2,7 @@
  * validate(resource): the one gate every resource passes before it is
  * rendered, in `kiln synth`, in the controller and in the tests.
  */
-import type { KilnResource } from '../charts/types.js';
+import type { KilnResource } from '../kinds/types.js';
 import { kilnChecks } from './checks.js';
 import type { FieldError } from './errors.js';
 import { admit } from './schema.js';

@@ -6,9 +6,9 @@
 import { KINDS, type KindDef } from './kinds.js';
 import type { Schema } from './builders.js';
 
-export const GROUP = 'kiln.dev';
-export const VERSION = 'v1alpha1';
-export const API_VERSION = `${GROUP}/${VERSION}`;
+import { GROUP, KILN_API_VERSION as API_VERSION, VERSION } from '../../kinds/api.js';
+
+export { API_VERSION, GROUP, VERSION };
 
 function rootSchema(def: KindDef): Schema {
   return {

@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
-import { render } from '../../charts/render.js';
+import { render } from '../../kinds/render.js';
 import { KINDS } from '../../crds/schema/kinds.js';
 import { contextFromObjects } from '../../lib/context.js';
 import { validate } from '../../validate/index.js';

@@ -10,8 +10,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
-import type { KubeObject } from '../../controller/informer.js';
-import { loadKubeConfig } from '../../controller/kubeconfig.js';
+import type { KubeObject } from '../../kube/informer.js';
+import { loadKubeConfig } from '../../kube/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor } from '../harness/wait.js';
 

@@ -8,9 +8,9 @@
  */
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubeClient } from '../../controller/client.js';
-import { Informer } from '../../controller/informer.js';
-import { loadKubeConfig } from '../../controller/kubeconfig.js';
+import { KubeClient } from '../../kube/client.js';
+import { Informer } from '../../kube/informer.js';
+import { loadKubeConfig } from '../../kube/kubeconfig.js';
 import { Manager } from '../../controller/manager.js';
 import { defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlane } from '../harness/controlplane.js';
 import { startStandInKubelet, type StandInKubelet } from '../harness/stand-in-kubelet.js';

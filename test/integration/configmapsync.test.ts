@@ -9,16 +9,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { KilnResource } from '../../charts/types.js';
+import type { KilnResource } from '../../kinds/types.js';
 import {
   CONFIGMAPSYNC_FINALIZER,
   reconcileConfigMapSync,
   ServiceAccountTokens,
   type ConfigMapSyncDeps,
   type ConfigMapSyncOutcome,
-} from '../../controller/configmapsync.js';
-import { KubeClient } from '../../controller/client.js';
-import { loadKubeConfig } from '../../controller/kubeconfig.js';
+} from '../../kinds/config-map-sync/reconcile.js';
+import { KubeClient } from '../../kube/client.js';
+import { loadKubeConfig } from '../../kube/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
 

@@ -6,9 +6,9 @@
 import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { render } from '../../charts/render.js';
-import type { KilnResource } from '../../charts/types.js';
-import { applySetId, PART_OF } from '../../controller/applyset.js';
+import { render } from '../../kinds/render.js';
+import type { KilnResource } from '../../kinds/types.js';
+import { applySetId, PART_OF } from '../../controller/apply/applyset.js';
 import { Manager } from '../../controller/manager.js';
 import { validate } from '../../validate/index.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { kubeSystemUid } from '../../controller/git-sink.js';
+import { kubeSystemUid } from '../../controller/git/sink.js';
 import { Manager } from '../../controller/manager.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor } from '../harness/wait.js';

@@ -15,9 +15,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { KubeClient } from '../../controller/client.js';
-import { Informer } from '../../controller/informer.js';
-import { loadKubeConfig } from '../../controller/kubeconfig.js';
+import { KubeClient } from '../../kube/client.js';
+import { Informer } from '../../kube/informer.js';
+import { loadKubeConfig } from '../../kube/kubeconfig.js';
 import { Manager } from '../../controller/manager.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { startFaultProxy, type Fault, type FaultProxy } from '../harness/fault-proxy.js';

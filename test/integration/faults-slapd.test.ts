@@ -14,7 +14,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
-import { loadKubeConfig } from '../../controller/kubeconfig.js';
+import { loadKubeConfig } from '../../kube/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { startFaultProxy, type Fault, type FaultProxy } from '../harness/fault-proxy.js';
 import { startSlapd, type SlapdServer } from '../harness/slapd.js';

@@ -12,7 +12,7 @@ import { rmSync } from 'node:fs';
 import { GitBatcher, type ResourceResult } from '../../gitops/batcher.js';
 import type { LayoutOptions, RenderedResource } from '../../gitops/layout.js';
 import { GitRepoWriter } from '../../gitops/repo.js';
-import { GitSink } from '../../controller/git-sink.js';
+import { GitSink } from '../../controller/git/sink.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
 
 const root = new URL('../../', import.meta.url).pathname;

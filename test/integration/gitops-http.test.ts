@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { GitBatcher } from '../../gitops/batcher.js';
-import { authFromFileWatched } from '../../controller/git-sink.js';
+import { authFromFileWatched } from '../../controller/git/sink.js';
 import { layoutTree, type LayoutOptions, type RenderedResource } from '../../gitops/layout.js';
 import { authFromEnv, GitRepoWriter, GitWriterError, type GitRepoWriterOptions } from '../../gitops/repo.js';
 import { testToken } from '../harness/secrets.js';

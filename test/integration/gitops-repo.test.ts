@@ -12,8 +12,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { render } from '../../charts/render.js';
-import type { K8sObject, KilnResource } from '../../charts/types.js';
+import { render } from '../../kinds/render.js';
+import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { validate } from '../../validate/index.js';
 import { renderDocument } from '../../lib/render-document.js';
 import { parseYamlStream } from '../../lib/yaml.js';

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { K8sObject } from '../../charts/types.js';
+import type { K8sObject } from '../../kinds/types.js';
 import { toYaml } from '../../lib/yaml.js';
 import type { ControlPlaneClient } from '../harness/connect.js';
 

@@ -5,8 +5,8 @@
  * rights the manifests say, and nothing like a wildcard.
  */
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { installObjects } from '../../charts/install/install.js';
-import type { K8sObject } from '../../charts/types.js';
+import { installObjects } from '../../install/install.js';
+import type { K8sObject } from '../../kinds/types.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor } from '../harness/wait.js';
 import { applyObjects, suffix, uninstall } from './install-support.js';

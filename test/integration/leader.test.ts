@@ -10,8 +10,8 @@
 import { randomBytes } from 'node:crypto';
 import { ApiException, CoordinationV1Api, KubeConfig, V1MicroTime, type V1Lease } from '@kubernetes/client-node';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { KubeClient } from '../../controller/client.js';
-import { LeaderElectionStoppedError, LeaderElector, LeaseUnavailableError, type LeaderElectionOptions } from '../../controller/leader.js';
+import { KubeClient } from '../../kube/client.js';
+import { LeaderElectionStoppedError, LeaderElector, LeaseUnavailableError, type LeaderElectionOptions } from '../../kube/leader.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 
 const LEASE_S = 3;

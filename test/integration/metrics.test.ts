@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import type { KilnResource } from '../../charts/types.js';
+import type { KilnResource } from '../../kinds/types.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
 import { waitFor } from '../harness/wait.js';

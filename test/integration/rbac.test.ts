@@ -16,10 +16,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { installObjects, type InstallOptions } from '../../charts/install/install.js';
-import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, leaseRules, TOKEN_RULES, type Component, type NamedRule } from '../../charts/install/rbac.js';
-import type { K8sObject, KilnResource } from '../../charts/types.js';
-import { applySetId } from '../../controller/applyset.js';
+import { installObjects, type InstallOptions } from '../../install/install.js';
+import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, leaseRules, TOKEN_RULES, type Component, type NamedRule } from '../../install/rbac.js';
+import type { K8sObject, KilnResource } from '../../kinds/types.js';
+import { applySetId } from '../../controller/apply/applyset.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
 import { startPostgres, type PostgresServer } from '../harness/postgres.js';
@@ -137,7 +137,7 @@ interface Ctx {
 }
 
 interface Row {
-  /** Rule id, or `rule-id:verb`, as in charts/install/rbac.ts. */
+  /** Rule id, or `rule-id:verb`, as in install/rbac.ts. */
   omit: string;
   /** What breaks without it. */
   breaks: string;

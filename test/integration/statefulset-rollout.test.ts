@@ -6,7 +6,7 @@
  * replaced member from the old revision, deleted it again, and kept failing to
  * write `status.currentReplicas: -1`, so the CacheCluster stayed "2/1 members
  * ready, 0/1 updated, 1 leaving" for ever (the 3-minute soak's failure in CI).
- * See ROLLING_UPDATE in charts/shared/workload.ts.
+ * See ROLLING_UPDATE in kinds/shared/workload.ts.
  */
 import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';

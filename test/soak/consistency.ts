@@ -11,11 +11,11 @@
  * soak says what to look at.
  */
 import { parseAllDocuments } from 'yaml';
-import { render } from '../../charts/render.js';
-import { digest } from '../../controller/applyset.js';
+import { render } from '../../kinds/render.js';
+import { digest } from '../../controller/apply/applyset.js';
 import { plainGit } from '../harness/git.js';
-import type { K8sObject, KilnResource } from '../../charts/types.js';
-import type { KubeClient } from '../../controller/client.js';
+import type { K8sObject, KilnResource } from '../../kinds/types.js';
+import type { KubeClient } from '../../kube/client.js';
 import { validate } from '../../validate/index.js';
 import { kstatus } from '../harness/kstatus.js';
 import type { PostgresServer } from '../harness/postgres.js';

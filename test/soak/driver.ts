@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { isNotFound } from '../../controller/client.js';
+import { isNotFound } from '../../kube/client.js';
 import type { ControlPlaneClient } from '../harness/connect.js';
 import type { Fault } from '../harness/fault-proxy.js';
 import { checkConsistency, type ConsistencyResult } from './consistency.js';

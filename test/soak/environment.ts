@@ -10,8 +10,8 @@
 import { mkdirSync, readFileSync, writeFileSync, createWriteStream, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
-import { KubeClient } from '../../controller/client.js';
-import { loadKubeConfig } from '../../controller/kubeconfig.js';
+import { KubeClient } from '../../kube/client.js';
+import { loadKubeConfig } from '../../kube/kubeconfig.js';
 import type { ControlPlaneClient } from '../harness/connect.js';
 import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
 import { startPostgres, type PostgresServer } from '../harness/postgres.js';

@@ -8,7 +8,7 @@
  * Like the real one, it lets a claim go once no pod that is still running
  * (not Succeeded or Failed) mounts it. Only the soak's namespaces are touched.
  */
-import type { KubeClient } from '../../controller/client.js';
+import type { KubeClient } from '../../kube/client.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;

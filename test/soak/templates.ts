@@ -9,7 +9,7 @@
  * StatefulSet's volume claim templates and an unbound claim's size are
  * immutable, so a change there only ever ends Stalled (ApplyFailed).
  */
-import type { KilnResource } from '../../charts/types.js';
+import type { KilnResource } from '../../kinds/types.js';
 
 export const SUFFIX = 'dc=kiln,dc=test';
 export const KINDS = ['DirectoryService', 'DirectoryBackup', 'DirectoryRestore', 'PostgresInstance', 'PostgresDatabase', 'CacheCluster', 'DataGrid', 'ConfigMapSync'] as const;

@@ -8,8 +8,8 @@ import { InstanceGate } from '../../agent/instance-gate.js';
 import { DEFAULT_EXTENSIONS, postgresPolicy } from '../../agent/policy.js';
 import { mayManage, type Marker } from '../../agent/postgres.js';
 import { MAX_CHECKED_ITERATIONS, scramVerifier, verifierMatches } from '../../agent/scram.js';
-import { render } from '../../charts/render.js';
-import type { K8sObject } from '../../charts/types.js';
+import { render } from '../../kinds/render.js';
+import type { K8sObject } from '../../kinds/types.js';
 import { contextFromObjects } from '../../lib/context.js';
 import { validate } from '../../validate/index.js';
 

@@ -8,8 +8,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { render } from '../../charts/render.js';
-import type { K8sObject } from '../../charts/types.js';
+import { render } from '../../kinds/render.js';
+import type { K8sObject } from '../../kinds/types.js';
 import { KINDS } from '../../crds/schema/kinds.js';
 import { fromYaml } from '../../lib/yaml.js';
 import { validate } from '../../validate/index.js';

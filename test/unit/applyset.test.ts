@@ -3,9 +3,9 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applySetId, belongsTo, childCodec, contains, decorate, describeForeign, DESIRED_DIGEST, drift, ownedDigest, ownedFieldsDrift, OwnWrites, PART_OF, pickFields, projectChild, projectedOwnedDigest, prunable, VERIFY } from '../../controller/applyset.js';
-import type { KubeObject } from '../../controller/informer.js';
-import { statusUpToDate, withTransitionTimes } from '../../controller/status.js';
+import { applySetId, belongsTo, childCodec, contains, decorate, describeForeign, DESIRED_DIGEST, drift, ownedDigest, ownedFieldsDrift, OwnWrites, PART_OF, pickFields, projectChild, projectedOwnedDigest, prunable, VERIFY } from '../../controller/apply/applyset.js';
+import type { KubeObject } from '../../kube/informer.js';
+import { statusUpToDate, withTransitionTimes } from '../../kube/status.js';
 
 const parent = { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g', namespace: 'ns', uid: 'u-1' }, spec: {} };
 

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KubeClient, RequestTimeoutError } from '../../controller/client.js';
+import { KubeClient, RequestTimeoutError } from '../../kube/client.js';
 import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
 
 let server: http.Server;

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { runDiff } from '../../cli/diff-command.js';
-import { render } from '../../charts/render.js';
-import { applySetId, decorate, DESIRED_DIGEST, PART_OF } from '../../controller/applyset.js';
-import { desiredObjects, diffName, exitCode, formatObjectDiff, formatReport, stripServerFields, summaryLine, type ResourceDiff } from '../../controller/diff.js';
+import { render } from '../../kinds/render.js';
+import { applySetId, decorate, DESIRED_DIGEST, PART_OF } from '../../controller/apply/applyset.js';
+import { desiredObjects, diffName, exitCode, formatObjectDiff, formatReport, stripServerFields, summaryLine, type ResourceDiff } from '../../controller/apply/diff.js';
 import { validate } from '../../validate/index.js';
 import { exampleResources } from './fixtures.js';
 

@@ -9,7 +9,7 @@ import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeExecCredential, ExecAuthenticator, execEnvironment, parseExecConfig, type ExecConfig } from '../../controller/exec-credential.js';
+import { decodeExecCredential, ExecAuthenticator, execEnvironment, parseExecConfig, type ExecConfig } from '../../kube/exec-credential.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-exec-'));
 const V1 = 'client.authentication.k8s.io/v1';

@@ -1,6 +1,6 @@
 import { readInputs } from '../../lib/inputs.js';
-import { isKilnResource } from '../../charts/registry.js';
-import type { KilnResource } from '../../charts/types.js';
+import { isKilnResource } from '../../kinds/registry.js';
+import type { KilnResource } from '../../kinds/types.js';
 import type { PlainObject } from '../../lib/context.js';
 
 export const examplesDir = new URL('../../examples/', import.meta.url).pathname;

@@ -5,9 +5,13 @@
  * silent one).
  */
 import { describe, expect, it } from 'vitest';
-import { ApiError, type KubeClient, type WatchEvent } from '../../controller/client.js';
-import { Informer, packedJson, type KubeObject } from '../../controller/informer.js';
-import { pack, unpack } from '../../controller/pack.js';
+import { ApiError, type KubeClient, type WatchEvent } from '../../kube/client.js';
+import { Informer, packedJson as packedCodec, type KubeObject } from '../../kube/informer.js';
+import { packer } from '../../kube/pack.js';
+import { packDictionary } from '../../controller/pack-dictionary.js';
+
+const { pack, unpack } = packer(packDictionary);
+const packedJson = packedCodec({ pack, unpack });
 import { SAMPLES } from '../../controller/pack-dictionary.js';
 import { validate } from '../../validate/index.js';
 

@@ -2,9 +2,9 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { installObjects, type InstallOptions } from '../../charts/install/install.js';
-import { AGENT_RULES, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, TOKEN_RULES } from '../../charts/install/rbac.js';
-import type { K8sObject } from '../../charts/types.js';
+import { installObjects, type InstallOptions } from '../../install/install.js';
+import { AGENT_RULES, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, TOKEN_RULES } from '../../install/rbac.js';
+import type { K8sObject } from '../../kinds/types.js';
 import { fromYaml, parseYamlStream } from '../../lib/yaml.js';
 
 const root = join(import.meta.dirname, '..', '..');

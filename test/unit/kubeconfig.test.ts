@@ -6,9 +6,9 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { load } from 'js-yaml';
-import { Credentials, loadKubeConfig, NoClusterConfigError, toClusterConfig } from '../../controller/kubeconfig.js';
-import { jwtExpiry, OidcAuthProvider } from '../../controller/oidc.js';
-import { proxyFor, useProxy } from '../../controller/proxy.js';
+import { Credentials, loadKubeConfig, NoClusterConfigError, toClusterConfig } from '../../kube/kubeconfig.js';
+import { jwtExpiry, OidcAuthProvider } from '../../kube/oidc.js';
+import { proxyFor, useProxy } from '../../kube/proxy.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kiln-kubeconfig-'));
 const b64 = (s: string) => Buffer.from(s).toString('base64');

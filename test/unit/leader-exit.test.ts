@@ -4,7 +4,7 @@
  * with a clear log line (issue #19).
  */
 import { describe, expect, it, vi } from 'vitest';
-import { exitOnLostLeadership, lostLeadershipGraceMs } from '../../controller/leader.js';
+import { exitOnLostLeadership, lostLeadershipGraceMs } from '../../kube/leader.js';
 
 describe('exitOnLostLeadership', () => {
   it('exits 1 after the grace period when stop() never settles', async () => {

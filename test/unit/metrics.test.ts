@@ -4,7 +4,7 @@ import {
   controllerMetrics, instrumentClient, metricsText, recordAgentTask, recordGitCommit, recordGitPush, recordRestLatency,
   recordRestRequest, resetMetrics, restHost, setLeaderCheck,
 } from '../../lib/metrics.js';
-import { ApiError } from '../../controller/client.js';
+import { ApiError } from '../../kube/client.js';
 
 /** The value of one series in Prometheus' text format (undefined: absent). */
 function sample(text: string, series: string): number | undefined {
@@ -208,7 +208,7 @@ describe('rest_client_* of a KubeClient', () => {
 
 describe('an instrumented WorkQueue', () => {
   it('records what controller-runtime records: depth, adds, retries, queue and work time, workers, results per controller', async () => {
-    const { WorkQueue } = await import('../../controller/queue.js');
+    const { WorkQueue } = await import('../../kube/queue.js');
     let fail = true;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));

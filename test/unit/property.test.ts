@@ -5,7 +5,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { render } from '../../charts/render.js';
+import { render } from '../../kinds/render.js';
 import { validate } from '../../validate/index.js';
 
 const label = fc.stringMatching(/^[a-z]([a-z0-9-]{0,20}[a-z0-9])?$/);
@@ -96,9 +96,9 @@ describe('the fast serializer equals cdk8s for generated resources', () => {
   for (const [kind, spec] of Object.entries(SPECS)) {
     it(kind, async () => {
       const { App } = await import('cdk8s');
-      const { chartFactory } = await import('../../charts/registry.js');
-      const { chartObjects } = await import('../../charts/serialize.js');
-      const { compareObjects } = await import('../../charts/render.js');
+      const { chartFactory } = await import('../../kinds/registry.js');
+      const { chartObjects } = await import('../../kinds/serialize.js');
+      const { compareObjects } = await import('../../kinds/render.js');
       let compared = 0;
       fc.assert(
         fc.property(meta, spec, (metadata, s) => {

@@ -1,11 +1,11 @@
 /**
- * The tunnels controller/proxy.ts opens, through small real proxies on
+ * The tunnels kube/proxy.ts opens, through small real proxies on
  * loopback: HTTP CONNECT with Proxy-Authorization, SOCKS5 with and without
  * username/password, and a proxy that refuses.
  */
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openTunnel } from '../../controller/proxy.js';
+import { openTunnel } from '../../kube/proxy.js';
 
 let echo: net.Server;
 let echoPort: number;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bytesToQuantity, quantityToNumber } from '../../charts/shared/quantity.js';
+import { bytesToQuantity, quantityToNumber } from '../../kinds/shared/quantity.js';
 import { matchesSelector } from '../../lib/context.js';
 
 describe('quantities', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RateLimiter } from '../../controller/client.js';
-import { WorkQueue } from '../../controller/queue.js';
+import { RateLimiter } from '../../kube/client.js';
+import { WorkQueue } from '../../kube/queue.js';
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isKilnResource } from '../../charts/registry.js';
-import { render } from '../../charts/render.js';
-import type { K8sObject } from '../../charts/types.js';
+import { isKilnResource } from '../../kinds/registry.js';
+import { render } from '../../kinds/render.js';
+import type { K8sObject } from '../../kinds/types.js';
 import { contextFromObjects, type PlainObject } from '../../lib/context.js';
 import { renderDocument } from '../../lib/render-document.js';
 import { toYamlStream } from '../../lib/yaml.js';
@@ -180,7 +180,7 @@ describe('other charts', () => {
     expect(outcome).toEqual({ errors: [expect.objectContaining({ path: 'spec.targets' })] });
   });
   it('postgresql.conf quotes values so a value cannot add a setting', async () => {
-    const { postgresqlConf } = await import('../../charts/postgres-instance.js');
+    const { postgresqlConf } = await import('../../kinds/postgres-instance/chart.js');
     expect(postgresqlConf({ search_path: "x'; shared_preload_libraries = 'evil" })).toContain("search_path = 'x''; shared_preload_libraries = ''evil'");
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { KubeObject } from '../../controller/informer.js';
-import { jobHealth, progressDeadline, statefulSetRollout } from '../../controller/rollout.js';
+import type { KubeObject } from '../../kube/informer.js';
+import { jobHealth, progressDeadline, statefulSetRollout } from '../../kube/rollout.js';
 
 const sts = (generation: number, status: Record<string, unknown>): KubeObject =>
   ({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'ds', namespace: 'n', generation }, status }) as KubeObject;

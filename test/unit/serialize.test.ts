@@ -1,10 +1,10 @@
 /** kiln's fast serializer must equal cdk8s's own, byte for byte. */
 import { App } from 'cdk8s';
 import { describe, expect, it } from 'vitest';
-import { chartFactory } from '../../charts/registry.js';
-import { compareObjects } from '../../charts/render.js';
-import { chartObjects } from '../../charts/serialize.js';
-import type { K8sObject, KilnResource } from '../../charts/types.js';
+import { chartFactory } from '../../kinds/registry.js';
+import { compareObjects } from '../../kinds/render.js';
+import { chartObjects } from '../../kinds/serialize.js';
+import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { contextFromObjects } from '../../lib/context.js';
 import { toYamlStream } from '../../lib/yaml.js';
 import { validate } from '../../validate/index.js';

@@ -1,5 +1,5 @@
 /**
- * waitForApiServer (controller/startup.ts): what counts as "the API server
+ * waitForApiServer (kube/startup.ts): what counts as "the API server
  * answered", and how a start-up that never gets an answer ends. Local HTTP
  * servers stand for a server that refuses, answers 503, answers 401, or never
  * answers; the real API server is the integration tests' (test/integration/startup.test.ts).
@@ -7,8 +7,8 @@
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KubeClient } from '../../controller/client.js';
-import { StartupTimeoutError, waitForApiServer } from '../../controller/startup.js';
+import { KubeClient } from '../../kube/client.js';
+import { StartupTimeoutError, waitForApiServer } from '../../kube/startup.js';
 
 const servers: (Server | TcpServer)[] = [];
 const sockets: Socket[] = [];

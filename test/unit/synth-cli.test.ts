@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { kilnLookalike } from '../../lib/inputs.js';
 import { compareOutputPaths, synth } from '../../lib/synth.js';
-import { KILN_API_VERSION, KIND_NAMES } from '../../charts/registry.js';
+import { KILN_API_VERSION, KIND_NAMES } from '../../kinds/registry.js';
 import { parseYamlStream, toYamlStream } from '../../lib/yaml.js';
 import { examplesDir, INVALID } from './fixtures.js';
 

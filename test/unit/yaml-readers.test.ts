@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { loadAll } from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { render } from '../../charts/render.js';
+import { render } from '../../kinds/render.js';
 import { renderDocument } from '../../lib/render-document.js';
 import { toYamlStream } from '../../lib/yaml.js';
 import { validate } from '../../validate/index.js';

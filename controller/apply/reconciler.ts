@@ -1,0 +1,433 @@
+/**
+ * The apply-mode reconciler: one key (Kind/namespace/name) in, a result out.
+ * validate -> render -> server-side apply what changed -> prune members no
+ * longer rendered -> status. Reads come from the informers' caches; the API
+ * sees a write only when something has to change.
+ */
+import { render } from '../../kinds/render.js';
+import type { K8sObject, KilnResource } from '../../kinds/types.js';
+import { APPLY_AFTER_ANNOTATION } from '../../kinds/directory-restore/chart.js';
+import { KILN_API_VERSION } from '../../kinds/registry.js';
+import { validate, formatErrors } from '../../validate/index.js';
+import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, belongsTo, childKey, decorate, describeForeign, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, VERIFY, type OwnWrites } from './applyset.js';
+import { ApiError, isNotFound, isPermanent, type KubeClient } from '../../kube/client.js';
+import { checkClaim } from './claim-check.js';
+import { reconcileConfigMapSync, type ConfigMapSyncDeps } from '../../kinds/config-map-sync/reconcile.js';
+import type { EventRecorder } from '../../kube/events.js';
+import type { Informer, KubeObject } from '../../kube/informer.js';
+import { groupKind } from '../../kube/resources.js';
+import { jobHealth, progressDeadline, statefulSetRollout, type Health, type RolloutProgress } from '../../kube/rollout.js';
+import { fitStatus } from '../status-bounds.js';
+import { applyStatus, readyConditions, syncedCondition, type Condition, type Status } from '../../kube/status.js';
+
+export interface ReconcilerDeps {
+  client: KubeClient;
+  /** Informers for kiln's kinds, by Kind. */
+  resources: Map<string, Informer>;
+  /** Informers for the kinds kiln renders, by `apiVersion/Kind`. */
+  children: Map<string, Informer>;
+  events: EventRecorder;
+  configMapSync: ConfigMapSyncDeps;
+  /** What kiln's own applies wrote, shared with the child informers' transform (projectChild). */
+  ownWrites: OwnWrites;
+  version: string;
+  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+  applied: number;
+  pruned: number;
+  statusWritten: boolean;
+}
+
+const WORKLOAD_KINDS = new Set(['DirectoryService', 'PostgresInstance', 'CacheCluster']);
+const JOB_KINDS = new Set(['DirectoryBackup', 'DirectoryRestore']);
+const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;
+const CONFLICT_RECHECK_MS = 60_000;
+
+/** `obj` with a UID precondition: the server applies it only to the object with that UID. */
+const withUid = (obj: K8sObject, uid: string | undefined): K8sObject => (uid ? { ...obj, metadata: { ...obj.metadata, uid } } : obj);
+
+/** The API server's answer to an apply whose UID precondition failed: 409 (object gone) or 422 (metadata.uid differs). */
+const uidPreconditionFailed = (err: unknown) => err instanceof ApiError && (err.status === 409 || err.status === 422) && /\buid\b/.test(err.detail ?? err.message);
+
+interface InventoryEntry { apiVersion: string; kind: string; namespace?: string; name: string; ownedFieldsDigest?: string }
+
+export function parseKey(key: string): { kind: string; namespace: string; name: string } {
+  const [kind, namespace, name] = key.split('/');
+  return { kind: kind!, namespace: namespace!, name: name! };
+}
+
+export class Reconciler {
+  /**
+   * key -> what the last complete reconcile saw and left: the resource's
+   * resourceVersion and its members' resourceVersions. A reconcile whose inputs
+   * are all unchanged would render, compare and write exactly as before (that
+   * is, nothing), so it stops there. Nothing else is kept per resource.
+   */
+  private readonly done = new Map<string, string[]>();
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** Whether anything is kept for `key` (tests: nothing is, once the resource is deleted). */
+  remembers(key: string): boolean {
+    return this.done.has(key);
+  }
+
+  /** The members' resourceVersions in the cache now, by `apiVersion/Kind/namespace/name`. */
+  private memberVersions(id: string): Map<string, string | undefined> {
+    const members = new Map<string, string | undefined>();
+    for (const [gvk, informer] of this.deps.children) {
+      for (const m of informer.withLabel(PART_OF, id)) members.set(`${gvk}/${m.metadata.namespace}/${m.metadata.name}`, m.metadata.resourceVersion);
+    }
+    return members;
+  }
+
+  /** The inputs of a reconcile: the resource's version and its members (key@resourceVersion). */
+  private fingerprint(resourceVersion: string | undefined, members: Map<string, string | undefined>, override?: Map<string, string>): string {
+    const all = new Map(members);
+    for (const [k, rv] of override ?? []) all.set(k, rv);
+    return digest([resourceVersion, [...all].map(([k, rv]) => `${k}@${rv}`).sort()]);
+  }
+
+  private child(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
+    return this.deps.children.get(`${apiVersion}/${kind}`)?.get(namespace, name);
+  }
+
+  async reconcile(key: string): Promise<ReconcileResult> {
+    const { kind, namespace, name } = parseKey(key);
+    const live = this.deps.resources.get(kind)?.get(namespace, name) as (KubeObject & KilnResource) | undefined;
+    const result: ReconcileResult = { applied: 0, pruned: 0, statusWritten: false };
+    if (!live) {
+      // Deleted: its children go by garbage collection, and nothing is kept of it here.
+      this.done.delete(key);
+      return result;
+    }
+    if (kind === 'ConfigMapSync') return this.reconcileConfigMapSync(live, result);
+    if (live.metadata.deletionTimestamp) {
+      this.done.delete(key);
+      return result;
+    }
+    const generation = live.metadata.generation;
+    const id = applySetId(live);
+    // The members as this reconcile sees them: what it leaves is recorded against these versions,
+    // so a member that changes while it runs makes the next run do the work again.
+    const members = this.memberVersions(id);
+    const memo = this.done.get(key);
+    if (memo !== undefined) {
+      if (memo.includes(this.fingerprint(live.metadata.resourceVersion, members))) return result;
+      this.done.delete(key);
+    }
+
+    const v = validate({ apiVersion: live.apiVersion, kind: live.kind, metadata: live.metadata, spec: live.spec });
+    if (!v.ok) {
+      // Nothing is applied or pruned for an invalid resource; what exists stays.
+      await this.writeStatus(live, { conditions: stalled('InvalidSpec', formatErrors(v.errors), generation) }, result);
+      // Events mark transitions: one when the resource becomes stalled, none on every resync.
+      if (result.statusWritten) this.deps.events.warning(live, 'InvalidSpec', formatErrors(v.errors));
+      return result;
+    }
+
+    let rendered: K8sObject[];
+    try {
+      rendered = render(v.resource);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      await this.writeStatus(live, { conditions: stalled('RenderFailed', message, generation) }, result);
+      if (result.statusWritten) this.deps.events.warning(live, 'RenderFailed', message);
+      return result;
+    }
+
+    // The parent's ApplySet metadata goes out with the members' applies, not a round trip before
+    // them: kiln finds its members by label, and a failed patch fails (and retries) the reconcile.
+    const parentPatch = this.ensureParentMetadata(live, id, rendered);
+    parentPatch.catch(() => undefined);
+    const desired = rendered.map((o) => decorate(o, live, id));
+
+    // A backup or restore copies a claim into a Job running the image it names: only a claim that
+    // belongs to what it names (checkClaim), and nothing of it before that is known.
+    const reader = desired.find((o) => (live.kind === 'DirectoryBackup' ? o.kind === 'VolumeSnapshot' : o.kind === 'Job'));
+    const claim = await checkClaim(live, reader, this.deps);
+    if (!claim.ok) {
+      if ('foreign' in claim) {
+        await this.writeStatus(live, { conditions: stalled('ForeignClaim', claim.foreign, generation) }, result);
+        if (result.statusWritten) this.deps.events.warning(live, 'ForeignClaim', claim.foreign);
+        return { ...result, requeueAfterMs: CONFLICT_RECHECK_MS };
+      }
+      await this.writeStatus(live, {
+        conditions: [...readyConditions({ kind: 'reconciling', reason: 'Waiting', message: claim.waiting }, generation), syncedCondition(false, 'Waiting', claim.waiting, generation)],
+      }, result);
+      return { ...result, requeueAfterMs: 5_000 };
+    }
+
+    // The owned-fields digests the status recorded for each member (see drift()).
+    const recorded = new Map<string, string>();
+    for (const e of (live.status as { inventory?: InventoryEntry[] } | undefined)?.inventory ?? []) {
+      if (e.ownedFieldsDigest) recorded.set(childKey({ apiVersion: e.apiVersion, kind: e.kind, metadata: { namespace: e.namespace, name: e.name } }), e.ownedFieldsDigest);
+    }
+    // What this reconcile will record: digests of members found or made in sync.
+    const owned = new Map<string, string | undefined>();
+
+    // Apply what changed, all at once: one resource's objects do not depend on
+    // each other's creation. A VolumeSnapshot that must wait for a Job waits.
+    const waiting: string[] = [];
+    const failures: string[] = [];
+    const toApply: K8sObject[] = [];
+    const reasons = new Map<K8sObject, string>();
+    const toVerify: K8sObject[] = [];
+    // Objects with a child's name that are not this resource's: nothing is applied while one exists.
+    const conflicts: string[] = [];
+    // childKey -> the UID the apply must find there (a UID precondition: an object deleted and
+    // re-created by someone else since kiln looked is not written).
+    const uids = new Map<string, string>();
+    const applyFor = (obj: K8sObject, why: string) => {
+      toApply.push(obj);
+      reasons.set(obj, why);
+    };
+    for (const obj of desired) {
+      const after = obj.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
+      if (after && !this.dependencyMet(after, obj.metadata.namespace)) {
+        waiting.push(`${obj.kind}/${obj.metadata.name} waits for ${after}`);
+        continue;
+      }
+      const current = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+      // The cache holds only objects labelled as kiln's: one missing from it may still exist.
+      if (!current) {
+        toVerify.push(obj);
+        continue;
+      }
+      if (!belongsTo(current, live, id)) {
+        conflicts.push(describeForeign(current));
+        continue;
+      }
+      if (current.metadata.uid) uids.set(childKey(obj), current.metadata.uid);
+      const why = drift(current, obj, recorded.get(childKey(obj)));
+      if (why === VERIFY) toVerify.push(obj);
+      else if (why === undefined) owned.set(childKey(obj), projectedOwnedDigest(current!));
+      else applyFor(obj, why);
+    }
+    // Members whose owned fields kiln has no record of (after a restart of a kiln that kept none,
+    // or a change by another writer), and objects the cache does not hold: read them, check they
+    // are this resource's, and compare field by field.
+    await Promise.all(toVerify.map(async (obj) => {
+      let why: string | undefined;
+      try {
+        const full = await this.deps.client.get<KubeObject>({ apiVersion: obj.apiVersion, kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name });
+        if (!belongsTo(full, live, id)) {
+          conflicts.push(describeForeign({ ...full, kind: obj.kind }));
+          return;
+        }
+        if (full.metadata.uid) uids.set(childKey(obj), full.metadata.uid);
+        why = ownedFieldsDrift(full, obj);
+        if (why === undefined) owned.set(childKey(obj), ownedDigest(full));
+      } catch (err) {
+        if (!isNotFound(err)) throw err;
+        why = 'absent';
+      }
+      if (why !== undefined) applyFor(obj, why);
+    }));
+    if (conflicts.length > 0) {
+      const message = `refusing to take over objects kiln does not own: ${conflicts.sort().join('; ')}; delete or rename them, or give this resource another name`;
+      await this.writeStatus(live, { conditions: stalled('ConflictingObject', message, generation) }, result);
+      if (result.statusWritten) this.deps.events.warning(live, 'ConflictingObject', message);
+      // The cache does not see an unlabelled object go away: look again now and then.
+      return { ...result, requeueAfterMs: CONFLICT_RECHECK_MS };
+    }
+    for (const obj of toApply) this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why: reasons.get(obj) });
+    const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply<KubeObject>(withUid(obj, uids.get(childKey(obj))), FIELD_MANAGER)));
+    let transient: unknown;
+    const written = new Map<string, string>();
+    outcomes.forEach((o, i) => {
+      if (o.status === 'fulfilled') {
+        result.applied++;
+        const obj = toApply[i]!;
+        const cached = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
+        owned.set(childKey(obj), this.deps.ownWrites.record(o.value, obj, cached?.metadata.resourceVersion));
+        if (o.value.metadata?.resourceVersion) written.set(childKey(obj), o.value.metadata.resourceVersion);
+      }
+      // The object went or was replaced since kiln read it: the next try reads it again.
+      else if (uidPreconditionFailed(o.reason)) transient ??= o.reason;
+      else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
+      else transient ??= o.reason;
+    });
+    const patchedVersion = await parentPatch;
+    let parentVersion = patchedVersion ?? live.metadata.resourceVersion;
+    if (transient) throw transient; // the queue retries with backoff
+    if (failures.length > 0) {
+      const message = `apply failed: ${failures.join('; ')}`;
+      await this.writeStatus(live, { conditions: stalled('ApplyFailed', message, generation) }, result);
+      if (result.statusWritten || result.applied > 0) this.deps.events.warning(live, 'ApplyFailed', message);
+      return result;
+    }
+    if (result.applied > 0) this.deps.events.normal(live, 'Applied', `applied ${result.applied} of ${desired.length} objects`);
+
+    // Prune members no longer rendered (never after a failure: we returned above).
+    const wanted = new Set(desired.map((o) => `${o.apiVersion}/${o.kind}/${o.metadata.namespace}/${o.metadata.name}`));
+    const prunedNames: string[] = [];
+    for (const [gvk, informer] of this.deps.children) {
+      for (const member of informer.withLabel(PART_OF, id)) {
+        if (wanted.has(`${gvk}/${member.metadata.namespace}/${member.metadata.name}`)) continue;
+        if (waiting.some((w) => w.startsWith(`${member.kind}/${member.metadata.name} `))) continue;
+        if (!prunable(member, live.metadata.uid)) continue;
+        try {
+          await this.deps.client.delete({ apiVersion: member.apiVersion!, kind: member.kind!, namespace: member.metadata.namespace, name: member.metadata.name }, member.metadata.uid);
+          result.pruned++;
+          prunedNames.push(`${member.kind}/${member.metadata.name}`);
+        } catch (err) {
+          if ((err as { status?: number }).status !== 404 && (err as { status?: number }).status !== 409) throw err;
+        }
+      }
+    }
+    if (prunedNames.length > 0) this.deps.events.normal(live, 'Pruned', `pruned ${prunedNames.join(', ')}`);
+
+    const synced = waiting.length === 0
+      ? syncedCondition(true, 'Applied', `${desired.length} objects applied and in sync`, generation)
+      : syncedCondition(false, 'Waiting', waiting.join('; '), generation);
+    const appliedNow = new Set(toApply.map((o) => childKey(o)));
+    const health = this.health(live, desired, appliedNow);
+    // Ready only when everything is applied AND running; a failure wins over waiting.
+    const outcome: Health = health.health.state !== 'ready' ? health.health
+      : waiting.length > 0 ? { state: 'progressing', reason: 'Progressing', message: waiting.join('; ') }
+        : health.health;
+    const status: Status = {
+      conditions: [
+        ...readyConditions(
+          outcome.state === 'ready' ? { kind: 'ready', ...outcome } : outcome.state === 'failed' ? { kind: 'stalled', ...outcome } : { kind: 'reconciling', ...outcome },
+          generation,
+        ),
+        synced,
+      ],
+      inventory: desired.map((o): InventoryEntry => {
+        const fields = owned.get(childKey(o));
+        return { apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name, ...(fields ? { ownedFieldsDigest: fields } : {}) };
+      }),
+      revision: `sha256:${digest(desired)}`,
+      ...health.status,
+    };
+    const wasStalled = (live.status as Status | undefined)?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === outcome.reason);
+    await this.writeStatus(live, status, result, (rv) => (parentVersion = rv));
+    if (outcome.state === 'failed' && !wasStalled && result.statusWritten) this.deps.events.warning(live, outcome.reason, outcome.message);
+    // A resource still rolling out is looked at again when its deadline passes, even if nothing changes.
+    if (waiting.length === 0 && prunedNames.length === 0 && outcome.state !== 'progressing') {
+      // Members as the API server left them after this reconcile's applies (the watch may lag).
+      // The resource's versions before this reconcile's writes and after its metadata patch count
+      // too: the watch events of the resource and of its members come on different streams, so a
+      // member's event may arrive while the cache still holds an older version of the resource.
+      const versions = [...new Set([parentVersion, patchedVersion, live.metadata.resourceVersion].filter((v): v is string => v !== undefined))];
+      this.done.set(key, versions.map((rv) => this.fingerprint(rv, members, written)));
+    }
+    const requeueAfterMs = waiting.length > 0 ? 5_000 : health.recheckMs;
+    return { ...result, requeueAfterMs };
+  }
+
+  private dependencyMet(after: string, namespace: string | undefined): boolean {
+    // `batch/v1/Job/<name>:Complete`
+    const m = /^(.+)\/([^/]+)\/([^/:]+):(\w+)$/.exec(after);
+    if (!m) return true;
+    const obj = this.child(m[1]!, m[2]!, namespace, m[3]!) as (KubeObject & { status?: { conditions?: { type: string; status: string }[] } }) | undefined;
+    return !!obj?.status?.conditions?.some((c) => c.type === m[4] && c.status === 'True');
+  }
+
+  /**
+   * Whether the applied objects run: the StatefulSet's rollout for kinds with
+   * members (and the scale subresource's fields), the Job's outcome for
+   * backups and restores; other kinds are ready once applied.
+   */
+  private health(live: KilnResource, desired: K8sObject[], appliedNow: Set<string>): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
+    if (WORKLOAD_KINDS.has(live.kind)) {
+      const sts = desired.find((o) => o.kind === 'StatefulSet');
+      if (sts) return this.rolloutHealth(live, sts, appliedNow.has(childKey(sts)));
+    }
+    if (JOB_KINDS.has(live.kind)) {
+      const job = desired.find((o) => o.kind === 'Job');
+      if (job) {
+        const current = this.child('batch/v1', 'Job', job.metadata.namespace, job.metadata.name) as (KubeObject & { status?: { startTime?: string; completionTime?: string } }) | undefined;
+        const { result, ...health } = jobHealth(current, job.metadata.name);
+        const s = current?.status;
+        return { health, status: { result, ...(s?.startTime ? { startTime: s.startTime } : {}), ...(s?.completionTime ? { completionTime: s.completionTime } : {}) } };
+      }
+    }
+    return { health: { state: 'ready', reason: 'Applied', message: `${desired.length} objects applied and in sync` }, status: {} };
+  }
+
+  private rolloutHealth(live: KilnResource, sts: K8sObject, appliedNow: boolean): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
+    const current = this.child('apps/v1', 'StatefulSet', sts.metadata.namespace, sts.metadata.name) as (KubeObject & { status?: { replicas?: number; readyReplicas?: number } }) | undefined;
+    const want = (sts as { spec?: { replicas?: number } }).spec?.replicas ?? 1;
+    const rollout = statefulSetRollout(current, want, appliedNow);
+    const selector = (sts as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};
+    const generation = live.metadata.generation;
+    const available: Condition = {
+      type: 'Available', status: rollout.ready >= want ? 'True' : 'False', reason: rollout.ready >= want ? 'MembersReady' : 'MembersNotReady',
+      message: `${rollout.ready}/${want} members ready`, observedGeneration: generation,
+    };
+    const status: Record<string, unknown> = {
+      replicas: current?.status?.replicas ?? 0,
+      readyReplicas: rollout.ready,
+      selector: Object.keys(selector).sort().map((k) => `${k}=${selector[k]}`).join(','),
+      extraConditions: [available],
+    };
+    if (rollout.complete) return { health: { state: 'ready', reason: 'RolloutComplete', message: rollout.members }, status };
+    const deadline = (live.spec as { progressDeadlineSeconds?: number }).progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS;
+    const previous = (live.status as { rollout?: RolloutProgress } | undefined)?.rollout;
+    const p = progressDeadline(previous, rollout.members, new Date(), deadline);
+    status['rollout'] = p.progress;
+    if (p.exceeded) {
+      return { health: { state: 'failed', reason: 'ProgressDeadlineExceeded', message: `no progress for ${deadline}s: ${rollout.members}` }, status };
+    }
+    // Look again just after the deadline: a stuck rollout sends no more events.
+    return { health: { state: 'progressing', reason: 'Progressing', message: rollout.members }, status, recheckMs: p.recheckMs };
+  }
+
+  /** The parent carries the ApplySet id and the group-kinds it may contain; written only when they change. */
+  /** Returns the resource's new resourceVersion when it wrote. */
+  private async ensureParentMetadata(live: KubeObject & KilnResource, id: string, rendered: K8sObject[]): Promise<string | undefined> {
+    const kinds = [...new Set(rendered.map((o) => groupKind(o.apiVersion, o.kind)))].sort().join(',');
+    const tooling = `kiln/${this.deps.version}`;
+    const labels = live.metadata.labels ?? {};
+    const annotations = live.metadata.annotations ?? {};
+    const known = (annotations[APPLYSET_GROUP_KINDS] ?? '').split(',').filter(Boolean);
+    // Keep kinds recorded before, so members of a kind no longer rendered can still be found and pruned.
+    const merged = [...new Set([...known, ...kinds.split(',').filter(Boolean)])].sort().join(',');
+    if (labels[APPLYSET_ID] === id && annotations[APPLYSET_TOOLING] === tooling && annotations[APPLYSET_GROUP_KINDS] === merged) return undefined;
+    const patched = await this.deps.client.mergePatch<KubeObject>(
+      { apiVersion: KILN_API_VERSION, kind: live.kind, namespace: live.metadata.namespace, name: live.metadata.name },
+      { metadata: { labels: { [APPLYSET_ID]: id }, annotations: { [APPLYSET_TOOLING]: tooling, [APPLYSET_GROUP_KINDS]: merged } } },
+    );
+    // As for the status write: a version of a newer generation is not one this reconcile saw.
+    return patched.metadata?.generation === live.metadata.generation ? patched.metadata?.resourceVersion : undefined;
+  }
+
+  private async writeStatus(live: KubeObject & KilnResource, next: Status & { extraConditions?: Condition[] }, result: ReconcileResult, onVersion?: (rv: string) => void): Promise<void> {
+    const { extraConditions, ...rest } = next;
+    const status = { ...rest, conditions: [...(rest.conditions ?? []), ...(extraConditions ?? [])] };
+    // A write that landed on a newer generation (the user changed the spec while this reconcile
+    // ran; neither write has a precondition) returns that generation's version: remembering it as
+    // reconciled would skip the change for good. Only a version of the generation rendered counts.
+    const onResponse = (w: { metadata?: { resourceVersion?: string; generation?: number } }) => {
+      if (w.metadata?.resourceVersion && w.metadata.generation === live.metadata.generation) onVersion?.(w.metadata.resourceVersion);
+    };
+    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, status, { onResponse, fit: fitStatus })) result.statusWritten = true;
+  }
+
+  private async reconcileConfigMapSync(live: KubeObject & KilnResource, result: ReconcileResult): Promise<ReconcileResult> {
+    const outcome = await reconcileConfigMapSync(live, this.deps.configMapSync);
+    if (live.metadata.deletionTimestamp) return result;
+    const generation = live.metadata.generation;
+    const failed = outcome.failed.length > 0 ? `; not synced: ${outcome.failed.map((f) => `${f.namespace} (${f.reason})`).join(', ')}` : '';
+    const conditions = outcome.stalled
+      ? readyConditions({ kind: 'stalled', reason: outcome.stalled.reason, message: outcome.stalled.message + failed }, generation)
+      : outcome.failed.length > 0
+        ? readyConditions({ kind: 'stalled', reason: 'TargetsDenied', message: `synced to ${outcome.synced.length} namespaces${failed}` }, generation)
+        : readyConditions({ kind: 'ready', reason: 'Synced', message: `synced to ${outcome.synced.length} namespaces` }, generation);
+    if (outcome.pruned.length > 0) this.deps.events.normal(live, 'Pruned', `removed copies from ${outcome.pruned.join(', ')}`);
+    await this.writeStatus(live, { conditions, synced: outcome.synced, failed: outcome.failed }, result);
+    if (outcome.stalled && result.statusWritten) this.deps.events.warning(live, outcome.stalled.reason, outcome.stalled.message);
+    return result;
+  }
+}
+
+/** Stalled before anything could be applied: neither ready nor in sync. */
+function stalled(reason: string, message: string, generation: number | undefined): Condition[] {
+  return [...readyConditions({ kind: 'stalled', reason, message }, generation), syncedCondition(false, reason, message, generation)];
+}

@@ -1,0 +1,265 @@
+/**
+ * The git-mode reconciler: one key (Kind/namespace/name) in, a result out,
+ * like the apply-mode Reconciler. validate -> render -> hand the objects to
+ * the batcher (gitops/batcher.ts) -> once the batch is pushed, status.
+ *
+ * A reconcile never waits for the batch: it hands the change over and
+ * returns, so a worker is free for the next resource and a burst of changes
+ * lands in one commit. When the batch is flushed, the outcome is recorded
+ * against the revision (digest of the rendered objects) it carried and the key
+ * is queued again; that reconcile writes the status:
+ *
+ * - pushed: Ready=True, reason Committed, status.commit (the pushed commit
+ *   holding the content), status.revision, observedGeneration;
+ * - invalid: Stalled, reason InvalidSpec, naming the field (nothing committed;
+ *   what the repository holds stays);
+ * - a Secret carrying data in the render: Stalled, reason SecretInRender
+ *   (nothing committed; secret values never go to Git);
+ * - ConfigMapSync: Stalled, reason NotSupportedInGitMode (its copies are
+ *   written with the tenant's rights in the cluster);
+ * - commit or push failed: Stalled, reason PushFailed, with the writer's
+ *   message (credentials scrubbed); retried with backoff, Ready once pushed.
+ *
+ * A resync of an unchanged resource finds the recorded outcome for its
+ * revision: no commit, and no status write (status.ts compares first). After a
+ * restart nothing is recorded: the change goes through the batcher, which
+ * makes no commit for an unchanged tree, and the commit the status already
+ * names is kept. A deleted resource (or one being deleted) is removed from the
+ * tree.
+ */
+import { render as renderChart } from '../../kinds/render.js';
+import type { K8sObject, KilnResource } from '../../kinds/types.js';
+import { KILN_API_VERSION } from '../../kinds/registry.js';
+import type { ResourceResult } from '../../gitops/batcher.js';
+import { secretProblem } from '../../gitops/layout.js';
+import type { Log } from '../../lib/log.js';
+import { formatErrors, validate } from '../../validate/index.js';
+import { digest, FIELD_MANAGER } from '../apply/applyset.js';
+import type { KubeClient } from '../../kube/client.js';
+import type { EventRecorder } from '../../kube/events.js';
+import type { GitSink } from './sink.js';
+import type { Informer, KubeObject } from '../../kube/informer.js';
+import { parseKey, type ReconcileResult } from '../apply/reconciler.js';
+import { fitStatus } from '../status-bounds.js';
+import { applyStatus, readyConditions, type Condition, type Status } from '../../kube/status.js';
+
+export interface GitReconcilerDeps {
+  client: KubeClient;
+  /** Informers for kiln's kinds, by Kind. */
+  resources: Map<string, Informer>;
+  sink: GitSink;
+  events: EventRecorder;
+  /** Queue a key again (after `afterMs`, or now). */
+  requeue: (key: string, afterMs?: number) => void;
+  log: Log;
+  render?: (resource: KilnResource) => K8sObject[];
+  /** Backoff before a failed commit or push is tried again (default 1 s doubling to 60 s). */
+  failureBackoffMs?: { base: number; max: number };
+}
+
+export interface GitReconcileResult extends ReconcileResult {
+  /** The change was handed to the batcher (status follows when it is pushed). */
+  queued: boolean;
+}
+
+export const NOT_SUPPORTED_CONFIGMAPSYNC =
+  'not supported in git mode: copies are written with the tenant\'s rights in the cluster; run apply mode for ConfigMapSync';
+
+/** What the last batch carrying a resource's revision did with it. */
+interface Outcome {
+  revision: string;
+  state: ResourceResult['state'];
+  /** committed: the commit holding the content. */
+  commit?: string;
+  reason?: string;
+  /** failed: consecutive failures, and when to try again. */
+  failures: number;
+  retryAt?: number;
+  /** committed: the batch changed the resource's files (an event is recorded once). */
+  changed?: boolean;
+  announced?: boolean;
+  /** committed, after kiln replaced a link the repository held where this resource's files go. */
+  warning?: string;
+}
+
+type Live = KubeObject & KilnResource & { status?: Status };
+
+const SECRET_IN_RENDER = /rendered Secret .* carries (?:data|stringData)/;
+
+export class GitReconciler {
+  private readonly outcomes = new Map<string, Outcome>();
+  /** key -> the resourceVersion a status write was computed from, and what it sent (until the cache moves on). */
+  private readonly lastStatus = new Map<string, { from: string; sent: string }>();
+  /** Changes handed to the batcher and not flushed yet: key -> revision. */
+  private readonly inflight = new Map<string, { revision: string; token: symbol }>();
+  private readonly render: (resource: KilnResource) => K8sObject[];
+  private readonly backoff: { base: number; max: number };
+
+  constructor(private readonly deps: GitReconcilerDeps) {
+    this.render = deps.render ?? ((r) => renderChart(r));
+    this.backoff = deps.failureBackoffMs ?? { base: 1000, max: 60_000 };
+  }
+
+  async reconcile(key: string): Promise<GitReconcileResult> {
+    const { kind, namespace, name } = parseKey(key);
+    const live = this.deps.resources.get(kind)?.get(namespace, name) as Live | undefined;
+    const result: GitReconcileResult = { applied: 0, pruned: 0, statusWritten: false, queued: false };
+    if (!live || live.metadata.deletionTimestamp) {
+      this.lastStatus.delete(key);
+      this.remove(key, { kind, namespace, name, generation: live?.metadata.generation });
+      return { ...result, queued: true };
+    }
+    const generation = live.metadata.generation;
+    const carried = this.delivered(live);
+
+    if (kind === 'ConfigMapSync') {
+      await this.writeStatus(live, { ...carried, conditions: readyConditions({ kind: 'stalled', reason: 'NotSupportedInGitMode', message: NOT_SUPPORTED_CONFIGMAPSYNC }, generation) }, result);
+      if (result.statusWritten) this.deps.events.warning(live, 'NotSupportedInGitMode', NOT_SUPPORTED_CONFIGMAPSYNC);
+      return result;
+    }
+
+    const v = validate({ apiVersion: live.apiVersion, kind: live.kind, metadata: live.metadata, spec: live.spec });
+    if (!v.ok) return this.stalled(live, carried, 'InvalidSpec', formatErrors(v.errors), result);
+
+    let objects: K8sObject[];
+    try {
+      objects = this.render(v.resource);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      return this.stalled(live, carried, SECRET_IN_RENDER.test(message) ? 'SecretInRender' : 'RenderFailed', message, result);
+    }
+    const secret = secretProblem(objects);
+    if (secret) return this.stalled(live, carried, 'SecretInRender', secret, result);
+
+    const revision = `sha256:${digest(objects)}`;
+    const outcome = this.outcomes.get(key);
+    if (outcome?.revision === revision) {
+      if (outcome.state === 'committed') {
+        await this.writeStatus(live, {
+          conditions: readyConditions({ kind: 'ready', reason: 'Committed', message: `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit!.slice(0, 12)}${outcome.warning ? `; ${outcome.warning}` : ''}` }, generation),
+          commit: outcome.commit,
+          revision,
+          ...(this.deps.sink.pullRequestUrl ? { pullRequest: this.deps.sink.pullRequestUrl } : {}),
+        }, result);
+        if (result.statusWritten && outcome.changed && !outcome.announced) {
+          outcome.announced = true;
+          this.deps.events.normal(live, 'Committed', `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit}`);
+          if (outcome.warning) this.deps.events.warning(live, 'LinkReplaced', outcome.warning);
+        }
+        return result;
+      }
+      if (outcome.state === 'refused') {
+        const reason = SECRET_IN_RENDER.test(outcome.reason ?? '') ? 'SecretInRender' : 'NotCommittable';
+        return this.stalled(live, carried, reason, outcome.reason ?? 'refused by the repository layout', result);
+      }
+      // failed: report, and hand it over again once the backoff has passed.
+      const wait = (outcome.retryAt ?? 0) - Date.now();
+      if (wait > 0 || this.inflight.get(key)?.revision === revision) {
+        await this.stalled(live, carried, 'PushFailed', outcome.reason ?? 'commit or push failed', result);
+        return { ...result, requeueAfterMs: Math.max(wait, 0) || undefined };
+      }
+    } else if (this.inflight.get(key)?.revision === revision) {
+      return result; // already handed over: its status follows the flush
+    }
+
+    this.handOver(key, { kind, namespace, name, generation, objects }, revision, live);
+    return { ...result, queued: true };
+  }
+
+  /** The commit and revision the status already names, carried while nothing new is delivered. */
+  private delivered(live: Live): Status {
+    const s = live.status ?? {};
+    return {
+      ...(typeof s['commit'] === 'string' ? { commit: s['commit'] } : {}),
+      ...(typeof s['revision'] === 'string' ? { revision: s['revision'] } : {}),
+    };
+  }
+
+  private async stalled(live: Live, carried: Status, reason: string, message: string, result: GitReconcileResult): Promise<GitReconcileResult> {
+    await this.writeStatus(live, { ...carried, conditions: readyConditions({ kind: 'stalled', reason, message }, live.metadata.generation) }, result);
+    // Events mark transitions: one when the resource becomes stalled, none on every resync.
+    if (result.statusWritten) this.deps.events.warning(live, reason, message);
+    return result;
+  }
+
+  private handOver(key: string, rendered: { kind: string; namespace: string; name: string; generation?: number; objects: K8sObject[] }, revision: string, live: Live): void {
+    const token = Symbol(revision);
+    this.inflight.set(key, { revision, token });
+    const previous = this.outcomes.get(key);
+    const liveStatus = live.status ?? {};
+    let pending: Promise<ResourceResult>;
+    try {
+      pending = this.deps.sink.upsert(rendered);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (r) => {
+        if (this.inflight.get(key)?.token !== token) return; // superseded or deleted meanwhile
+        this.inflight.delete(key);
+        if (r.state === 'committed') {
+          // Unchanged content already named by the status keeps its commit: a restart rewrites nothing.
+          const keep = r.changed === false && liveStatus['revision'] === revision && typeof liveStatus['commit'] === 'string';
+          this.outcomes.set(key, { revision, state: 'committed', commit: keep ? (liveStatus['commit'] as string) : r.sha, failures: 0, changed: r.changed, warning: r.warning });
+        } else if (r.state === 'refused') {
+          this.outcomes.set(key, { revision, state: 'refused', reason: r.reason, failures: 0 });
+        } else {
+          this.failed(key, revision, previous, r.reason ?? 'commit or push failed');
+        }
+        this.deps.requeue(key);
+      },
+      (err: unknown) => {
+        if (this.inflight.get(key)?.token !== token) return;
+        this.inflight.delete(key);
+        if (!this.deps.sink.started) return; // shutting down
+        this.failed(key, revision, previous, this.deps.sink.scrub(err));
+        this.deps.requeue(key);
+      },
+    );
+  }
+
+  private failed(key: string, revision: string, previous: Outcome | undefined, reason: string): void {
+    const failures = (previous?.state === 'failed' && previous.revision === revision ? previous.failures : 0) + 1;
+    const delay = Math.min(this.backoff.max, this.backoff.base * 2 ** (failures - 1));
+    this.outcomes.set(key, { revision, state: 'failed', reason: this.deps.sink.scrub(reason), failures, retryAt: Date.now() + Math.round(delay * (0.8 + Math.random() * 0.4)) });
+    this.deps.log('warn', 'git mode: change not pushed, will retry', { key, failures, retryInMs: Math.round(delay), error: this.deps.sink.scrub(reason) });
+  }
+
+  /** The resource is gone: its directory goes (a no-op, and no commit, when the tree never had it). */
+  private remove(key: string, ref: { kind: string; namespace: string; name: string; generation?: number }): void {
+    this.outcomes.delete(key);
+    this.inflight.delete(key);
+    if (!this.deps.sink.started) return;
+    let pending: Promise<ResourceResult>;
+    try {
+      pending = this.deps.sink.delete(ref);
+    } catch (err) {
+      pending = Promise.reject(err);
+    }
+    pending.then(
+      (r) => {
+        if (r.state === 'failed') {
+          this.deps.log('warn', 'git mode: deletion not pushed, will retry', { key, error: this.deps.sink.scrub(r.reason ?? '') });
+          this.deps.requeue(key, this.backoff.base * 5);
+        }
+      },
+      (err: unknown) => {
+        if (this.deps.sink.started) this.deps.log('warn', 'git mode: deletion not handed over', { key, error: this.deps.sink.scrub(err) });
+      },
+    );
+  }
+
+  private async writeStatus(live: Live, next: Status & { conditions: Condition[] }, result: ReconcileResult): Promise<void> {
+    const key = `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`;
+    const sent = digest(next);
+    const last = this.lastStatus.get(key);
+    // The cache still holds the version this status was computed from: the watch event of our
+    // own write has not come yet, and writing the same status again would be a second write.
+    if (last && last.from === live.metadata.resourceVersion && last.sent === sent) return;
+    this.lastStatus.delete(key);
+    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, next, { fit: fitStatus })) {
+      result.statusWritten = true;
+      if (live.metadata.resourceVersion) this.lastStatus.set(key, { from: live.metadata.resourceVersion, sent });
+    }
+  }
+}

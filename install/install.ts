@@ -1,0 +1,349 @@
+/**
+ * kiln's own install manifests, rendered by kiln's cdk8s constructs: the
+ * CRDs (crds/*.yaml), the namespace, a ServiceAccount, least-privilege RBAC
+ * (install/rbac.ts), a metrics Service and a Deployment for the
+ * controller (apply or git mode) and for the runtime agent.
+ *
+ * No Secret is rendered: git mode mounts a Secret the operator creates
+ * (`--git-token-secret`, key `token`) and passes the file to --git-token-file.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { KILN_ENTRYPOINT, NODE_ENV, NODE_FLAGS } from './node-runtime.js';
+import { ApiObject, App, Chart } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { crdDirectory } from '../lib/paths.js';
+import { fromYaml } from '../lib/yaml.js';
+import { compareObjects } from '../kinds/object-order.js';
+import type { K8sObject } from '../kinds/types.js';
+import { AGENT_RULES, clusterRules, leaseRules, TOKEN_RULES, type Component, type NamedRule, type PolicyRule } from './rbac.js';
+
+export interface GitInstallOptions {
+  repo: string;
+  branch: string;
+  basePath?: string;
+  /** This cluster's directory under the base path; no default, as the controller's --cluster. */
+  cluster: string;
+  /** Secret in the install namespace holding the token under key `token`; none for a repository that needs no token. */
+  tokenSecret?: string;
+  /** Basic or Bearer (sets $KILN_GIT_AUTH_SCHEME); default: the controller's default. */
+  authScheme?: 'Basic' | 'Bearer';
+  /** $KILN_GIT_USERNAME for Basic. */
+  username?: string;
+  review?: boolean;
+  reviewBranch?: string;
+  pullRequestApi?: string;
+  author?: string;
+  committer?: string;
+  /** Passes --allow-insecure-http: plain http:// for loopback test servers. */
+  allowInsecureHttp?: boolean;
+  debounceMs?: number;
+  maxWaitMs?: number;
+}
+
+export interface InstallOptions {
+  mode: 'apply' | 'git';
+  version: string;
+  /** Namespace kiln runs in (default kiln-system). */
+  namespace?: string;
+  /** Container image (default kiln:<version>). */
+  image?: string;
+  imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
+  /** Controller replicas (leader election keeps one active). Default 1. */
+  replicas?: number;
+  /** Render the runtime agent. Default true. */
+  agent?: boolean;
+  agentReplicas?: number;
+  /** CRDs: include (default), skip (everything else), only (just the CRDs). */
+  crds?: 'include' | 'skip' | 'only';
+  logLevel?: 'debug' | 'info' | 'warn' | 'error';
+  /** git mode only. */
+  git?: GitInstallOptions;
+  /**
+   * Name of this installation (default kiln): the components are <name>-controller
+   * and <name>-agent (Deployments, ServiceAccounts, ClusterRoles, Leases).
+   */
+  name?: string;
+  /**
+   * Namespaces where ConfigMapSync may act as a ServiceAccount: the apply-mode
+   * controller gets a RoleBinding there to its TokenRequest ClusterRole
+   * (<name>-controller-serviceaccount-tokens) and nowhere else. More can be
+   * bound later by hand, with a RoleBinding to that ClusterRole.
+   */
+  tokenNamespaces?: string[];
+  /**
+   * Namespaces the agent serves. Given, the agent watches only these and its
+   * Secret rights are a ClusterRole (<name>-agent-secrets) bound by a
+   * RoleBinding in each, so it can read no Secret elsewhere (kube-system's,
+   * other teams'). Default: every namespace, with cluster-wide Secret rights.
+   */
+  agentNamespaces?: string[];
+  /**
+   * Rules to leave out, to show what breaks without them: `component:rule-id`
+   * drops a rule, `component:rule-id:verb` one verb of it (e.g.
+   * `controller-apply:jobs:patch`). Components: controller-apply, controller-git, agent.
+   */
+  omitRules?: string[];
+}
+
+export const METRICS_PORT = 8080;
+export const HEALTH_PORT = 8081;
+export const GIT_TOKEN_DIR = '/var/run/secrets/kiln/git';
+/** The image's user (node's `node` user in node:24-slim). */
+const RUN_AS = 1000;
+
+function labels(instance: string, component: string, version: string): Record<string, string> {
+  return {
+    'app.kubernetes.io/name': 'kiln',
+    'app.kubernetes.io/instance': instance,
+    'app.kubernetes.io/component': component,
+    'app.kubernetes.io/part-of': 'kiln',
+    'app.kubernetes.io/version': version,
+  };
+}
+
+function selector(instance: string, component: string): Record<string, string> {
+  return { 'app.kubernetes.io/name': 'kiln', 'app.kubernetes.io/instance': instance, 'app.kubernetes.io/component': component };
+}
+
+/** The rules left after `omit` (see InstallOptions.omitRules). */
+export function keepRules(component: Component, rules: NamedRule[], omit: string[]): PolicyRule[] {
+  return rules.flatMap((r) => {
+    if (omit.includes(`${component}:${r.id}`)) return [];
+    const verbs = r.rule.verbs.filter((v) => !omit.includes(`${component}:${r.id}:${v}`));
+    return verbs.length ? [{ ...r.rule, verbs }] : [];
+  });
+}
+
+/** The CRDs exactly as crds/*.yaml holds them. */
+export class KilnCrds extends Construct {
+  constructor(scope: Construct, id: string) {
+    super(scope, id);
+    const dir = crdDirectory();
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+      const crd = fromYaml(readFileSync(join(dir, file), 'utf8')) as { apiVersion: string; kind: string; metadata: { name: string } } & Record<string, unknown>;
+      const { apiVersion, kind, metadata, ...rest } = crd;
+      new ApiObject(this, crd.metadata.name, { apiVersion, kind, metadata, ...rest });
+    }
+  }
+}
+
+interface ComponentProps {
+  instance: string;
+  namespace: string;
+  version: string;
+  /** controller-apply, controller-git or agent: which rules. */
+  rules: Component;
+  /** Deployment, ServiceAccount, roles and Lease name. */
+  name: string;
+  component: 'controller' | 'agent';
+  image: string;
+  imagePullPolicy: string;
+  replicas: number;
+  args: string[];
+  env?: k8s.EnvVar[];
+  volumes?: k8s.Volume[];
+  volumeMounts?: k8s.VolumeMount[];
+  resources: { cpu: string; memory: string; memoryLimit: string };
+  omitRules: string[];
+  /** Rules granted per namespace only: a ClusterRole <name>-<id> with a RoleBinding in each namespace, no ClusterRoleBinding. */
+  namespaced?: { id: string; rules: NamedRule[]; namespaces: string[] };
+}
+
+/** One kiln process: its identity, its rights, its Deployment and its metrics Service. */
+export class KilnComponent extends Construct {
+  constructor(scope: Construct, id: string, p: ComponentProps) {
+    super(scope, id);
+    const meta = (name: string, namespaced = true) => ({ name, ...(namespaced ? { namespace: p.namespace } : {}), labels: labels(p.instance, p.component, p.version) });
+    const keep = (rules: NamedRule[]) => keepRules(p.rules, rules, p.omitRules);
+    new k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata: meta(p.name), automountServiceAccountToken: true });
+    // A rule granted per namespace is not also granted cluster-wide.
+    const clusterWide = clusterRules(p.rules).filter((r) => !p.namespaced?.rules.some((n) => n.id === r.id));
+    new k8s.KubeClusterRole(this, 'ClusterRole', { metadata: meta(p.name, false), rules: keep(clusterWide) });
+    new k8s.KubeClusterRoleBinding(this, 'ClusterRoleBinding', {
+      metadata: meta(p.name, false),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: p.name },
+      subjects: [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }],
+    });
+    if (p.namespaced) {
+      const n = `${p.name}-${p.namespaced.id}`;
+      new k8s.KubeClusterRole(this, 'NamespacedClusterRole', { metadata: meta(n, false), rules: keep(p.namespaced.rules) });
+      for (const ns of [...new Set(p.namespaced.namespaces)].sort()) {
+        new k8s.KubeRoleBinding(this, `NamespacedRoleBinding-${ns}`, {
+          metadata: { ...meta(n), namespace: ns },
+          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: n },
+          subjects: [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }],
+        });
+      }
+    }
+    const leaderElection = `${p.name}-leader-election`;
+    new k8s.KubeRole(this, 'LeaderElectionRole', { metadata: meta(leaderElection), rules: keep(leaseRules(p.name)) });
+    new k8s.KubeRoleBinding(this, 'LeaderElectionRoleBinding', {
+      metadata: meta(leaderElection),
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: leaderElection },
+      subjects: [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }],
+    });
+    new k8s.KubeService(this, 'MetricsService', {
+      metadata: meta(`${p.name}-metrics`),
+      spec: {
+        type: 'ClusterIP',
+        selector: selector(p.instance, p.component),
+        ports: [{ name: 'metrics', port: METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics'), protocol: 'TCP' }],
+      },
+    });
+    const probe = (path: string, periodSeconds: number, failureThreshold: number): k8s.Probe => ({
+      httpGet: { path, port: k8s.IntOrString.fromString('health'), scheme: 'HTTP' },
+      periodSeconds,
+      timeoutSeconds: 5,
+      failureThreshold,
+      successThreshold: 1,
+    });
+    new k8s.KubeDeployment(this, 'Deployment', {
+      metadata: meta(p.name),
+      spec: {
+        replicas: p.replicas,
+        revisionHistoryLimit: 5,
+        selector: { matchLabels: selector(p.instance, p.component) },
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(1), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
+        template: {
+          metadata: { labels: labels(p.instance, p.component, p.version), annotations: { 'kubectl.kubernetes.io/default-container': p.component } },
+          spec: {
+            serviceAccountName: p.name,
+            automountServiceAccountToken: true,
+            enableServiceLinks: false,
+            terminationGracePeriodSeconds: 30,
+            securityContext: {
+              runAsNonRoot: true,
+              runAsUser: RUN_AS,
+              runAsGroup: RUN_AS,
+              fsGroup: RUN_AS,
+              seccompProfile: { type: 'RuntimeDefault' },
+            },
+            containers: [{
+              name: p.component,
+              image: p.image,
+              imagePullPolicy: p.imagePullPolicy,
+              command: ['node', ...NODE_FLAGS, KILN_ENTRYPOINT],
+              args: p.args,
+              env: [
+                { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                ...Object.entries(NODE_ENV).map(([name, value]) => ({ name, value })),
+                // git writes its configuration and credentials helpers under HOME: the writable /tmp.
+                { name: 'HOME', value: '/tmp' },
+                ...(p.env ?? []),
+              ],
+              ports: [
+                { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
+                { name: 'health', containerPort: HEALTH_PORT, protocol: 'TCP' },
+              ],
+              startupProbe: probe('/healthz', 2, 30),
+              livenessProbe: probe('/healthz', 20, 3),
+              readinessProbe: probe('/readyz', 10, 3),
+              resources: {
+                requests: { cpu: k8s.Quantity.fromString(p.resources.cpu), memory: k8s.Quantity.fromString(p.resources.memory) },
+                limits: { memory: k8s.Quantity.fromString(p.resources.memoryLimit) },
+              },
+              securityContext: {
+                allowPrivilegeEscalation: false,
+                readOnlyRootFilesystem: true,
+                runAsNonRoot: true,
+                privileged: false,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...(p.volumeMounts ?? [])],
+            }],
+            volumes: [{ name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } }, ...(p.volumes ?? [])],
+          },
+        },
+      },
+    });
+  }
+}
+
+/** The whole installation as one chart. */
+export class KilnInstallChart extends Chart {
+  constructor(scope: Construct, id: string, o: InstallOptions) {
+    super(scope, id, { disableResourceNameHashes: true });
+    const crds = o.crds ?? 'include';
+    if (crds !== 'skip') new KilnCrds(this, 'Crds');
+    if (crds === 'only') return;
+    const namespace = o.namespace ?? 'kiln-system';
+    const image = o.image ?? `kiln:${o.version}`;
+    const imagePullPolicy = o.imagePullPolicy ?? 'IfNotPresent';
+    const logLevel = o.logLevel ?? 'info';
+    const omitRules = o.omitRules ?? [];
+    const instance = o.name ?? 'kiln';
+    const CONTROLLER = `${instance}-controller`;
+    const AGENT = `${instance}-agent`;
+    new k8s.KubeNamespace(this, 'Namespace', {
+      metadata: {
+        name: namespace,
+        labels: {
+          ...labels(instance, 'namespace', o.version),
+          // Everything kiln runs passes the restricted Pod Security Standard.
+          'pod-security.kubernetes.io/enforce': 'restricted',
+          'pod-security.kubernetes.io/enforce-version': 'latest',
+        },
+      },
+    });
+    // Replicas stand by on the Lease (leader election is off unless asked for, as in kubebuilder).
+    const common = ['--leader-elect', '--leader-election-namespace', namespace, '--metrics-bind-address', `:${METRICS_PORT}`,
+      '--health-probe-bind-address', `:${HEALTH_PORT}`, '--log-level', logLevel];
+    if (o.mode === 'git') {
+      const g = o.git;
+      if (!g?.repo || !g.branch || !g.cluster) throw new Error('git mode needs the repository URL, branch and cluster name');
+      const args = ['controller', '--mode', 'git', '--leader-election-id', CONTROLLER, ...common, '--repo', g.repo, '--branch', g.branch,
+        '--base-path', g.basePath ?? 'clusters', '--cluster', g.cluster];
+      if (g.allowInsecureHttp) args.push('--allow-insecure-http');
+      if (g.tokenSecret) args.push('--git-token-file', `${GIT_TOKEN_DIR}/token`);
+      if (g.reviewBranch) args.push('--review-branch', g.reviewBranch);
+      else if (g.review) args.push('--review');
+      if (g.pullRequestApi) args.push('--pull-request-api', g.pullRequestApi);
+      if (g.author) args.push('--author', g.author);
+      if (g.committer) args.push('--committer', g.committer);
+      if (g.debounceMs !== undefined) args.push('--debounce', String(g.debounceMs));
+      if (g.maxWaitMs !== undefined) args.push('--max-wait', String(g.maxWaitMs));
+      const env: k8s.EnvVar[] = [];
+      if (g.authScheme) env.push({ name: 'KILN_GIT_AUTH_SCHEME', value: g.authScheme });
+      if (g.username) env.push({ name: 'KILN_GIT_USERNAME', value: g.username });
+      new KilnComponent(this, 'Controller', {
+        instance, namespace, version: o.version, rules: 'controller-git', name: CONTROLLER, component: 'controller', image, imagePullPolicy,
+        replicas: o.replicas ?? 1, args, env, omitRules,
+        // The token is a file from a Secret the operator creates; readable by the pod's group only.
+        volumes: g.tokenSecret ? [{ name: 'git-token', secret: { secretName: g.tokenSecret, defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] } }] : [],
+        volumeMounts: g.tokenSecret ? [{ name: 'git-token', mountPath: GIT_TOKEN_DIR, readOnly: true }] : [],
+        resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
+      });
+    } else {
+      new KilnComponent(this, 'Controller', {
+        instance, namespace, version: o.version, rules: 'controller-apply', name: CONTROLLER, component: 'controller', image, imagePullPolicy,
+        replicas: o.replicas ?? 1, args: ['controller', '--mode', 'apply', '--leader-election-id', CONTROLLER, ...common], omitRules,
+        resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
+        namespaced: { id: 'serviceaccount-tokens', rules: TOKEN_RULES, namespaces: o.tokenNamespaces ?? [] },
+      });
+    }
+    const agentNamespaces = [...new Set(o.agentNamespaces ?? [])].sort();
+    if (o.agent ?? true) {
+      new KilnComponent(this, 'Agent', {
+        instance, namespace, version: o.version, rules: 'agent', name: AGENT, component: 'agent', image, imagePullPolicy,
+        replicas: o.agentReplicas ?? 1, omitRules,
+        args: ['agent', '--leader-election-id', AGENT, ...common, ...(agentNamespaces.length ? ['--namespace', agentNamespaces.join(',')] : [])],
+        // Namespaces given: the agent watches only them, and may read and write Secrets only there.
+        namespaced: agentNamespaces.length ? { id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets'), namespaces: agentNamespaces } : undefined,
+        resources: { cpu: '100m', memory: '128Mi', memoryLimit: '512Mi' },
+      });
+    }
+  }
+}
+
+/** Cluster-scoped and referenced objects first, workloads last (the order `kubectl apply -f` needs). */
+const INSTALL_ORDER = ['CustomResourceDefinition', 'Namespace', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'Service', 'Deployment'];
+
+export function installObjects(o: InstallOptions): K8sObject[] {
+  const app = new App();
+  const chart = new KilnInstallChart(app, 'kiln-install', o);
+  const objects = chart.toJson() as K8sObject[];
+  const rank = (k: string) => (INSTALL_ORDER.includes(k) ? INSTALL_ORDER.indexOf(k) : INSTALL_ORDER.length);
+  return objects.sort((a, b) => rank(a.kind) - rank(b.kind) || compareObjects(a, b));
+}
