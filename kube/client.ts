@@ -21,43 +21,10 @@ import { createInterface } from 'node:readline';
 import { Credentials, toClusterConfig, type Auth, type ClusterConfig, type ClusterConfigInput } from './kubeconfig.js';
 import { HttpProxyAgent, HttpsProxyAgent, proxyFor } from './proxy.js';
 import { pathFor, type ObjectRef } from './resources.js';
+import { ApiError, RequestTimeoutError } from './errors.js';
 
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly reason: string,
-    message: string,
-    readonly method: string,
-    readonly path: string,
-    /** The server's own message (metav1.Status.message), when it sent one. */
-    readonly detail?: string,
-  ) {
-    super(message);
-    this.name = 'ApiError';
-  }
-
-  /** Set on a 401 when the client's credentials renew (exec plugin, oidc, token file): retrying is worth it. */
-  renewableCredentials?: boolean;
-}
-
-/** No complete answer within the client's request timeout; the connection was closed. Worth retrying. */
-export class RequestTimeoutError extends Error {
-  constructor(readonly method: string, readonly path: string, readonly timeoutMs: number) {
-    super(`${method} ${path}: no answer within ${timeoutMs / 1000} s (request timeout; connection closed)`);
-    this.name = 'RequestTimeoutError';
-  }
-}
-
-export const isNotFound = (e: unknown) => e instanceof ApiError && e.status === 404;
-export const isConflict = (e: unknown) => e instanceof ApiError && e.status === 409;
-export const isGone = (e: unknown) => e instanceof ApiError && e.status === 410;
-export const isForbidden = (e: unknown) => e instanceof ApiError && (e.status === 403 || e.status === 401);
-/**
- * Errors that retrying will not fix: the request itself is wrong. A 401 is one
- * only for a fixed credential: one that renews (exec plugin, oidc, token file)
- * has been re-obtained after the 401, so the retry may well succeed.
- */
-export const isPermanent = (e: unknown) => e instanceof ApiError && [400, 403, 401, 404, 405, 409, 413, 415, 422].includes(e.status) && !(e.status === 401 && e.renewableCredentials);
+// The errors live in ./errors.ts (kube/ code that never makes a request needs them too); re-exported for callers of the client.
+export { ApiError, RequestTimeoutError, isConflict, isForbidden, isGone, isNotFound, isPermanent } from './errors.js';
 
 /** Token bucket: `qps` requests per second on average, bursts of up to `burst`. */
 export class RateLimiter {
@@ -135,7 +102,25 @@ export interface WatchEvent<T = Record<string, unknown>> {
 
 export type Verb = 'GET' | 'LIST' | 'WATCH' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
-export class KubeClient {
+/**
+ * What code holding a client calls: the KubeClient below against an API
+ * server, or an in-memory fake (kube/fake-client.ts) in a unit test, as
+ * controller-runtime's client.Client is to its pkg/client/fake.
+ */
+export interface KubeApi {
+  request<T = Record<string, unknown>>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, opts?: RequestOptions): Promise<T>;
+  get<T = Record<string, unknown>>(ref: ObjectRef): Promise<T>;
+  list<T = Record<string, unknown>>(ref: Omit<ObjectRef, 'name'>, query?: RequestOptions['query'], opts?: ReadOptions): Promise<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }>;
+  apply<T = Record<string, unknown>>(obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }, fieldManager: string, subresource?: 'status', opts?: { dryRun?: boolean }): Promise<T>;
+  mergePatch<T = Record<string, unknown>>(ref: ObjectRef, patch: unknown, subresource?: string): Promise<T>;
+  create<T = Record<string, unknown>>(obj: { apiVersion: string; kind: string; metadata: { namespace?: string } }, subresource?: { name: string; sub: string }): Promise<T>;
+  delete(ref: ObjectRef, uid?: string, propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'): Promise<unknown>;
+  watch(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'], onEvent: (e: WatchEvent) => void, signal: AbortSignal, opts?: ReadOptions): Promise<void>;
+  /** Drops pooled connections after a silent watch; a client without a pool has none. */
+  closeIdleConnections?(): void;
+}
+
+export class KubeClient implements KubeApi {
   readonly server: string;
   /** The cluster configuration this client authenticates with (credentials included: never log it). */
   readonly config: ClusterConfig;
