@@ -1,5 +1,5 @@
 /** What every agent reconciler gets: the client, the caches, events, endpoints and intervals. */
-import type { KubeClient } from '../kube/client.js';
+import type { KubeApi } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { KubeObject } from '../kube/informer.js';
 import type { Log } from '../lib/log.js';
@@ -12,7 +12,7 @@ export interface Caches {
 export type WatchedKind = 'DirectoryService' | 'PostgresInstance' | 'PostgresDatabase' | 'Secret';
 
 export interface AgentContext {
-  client: KubeClient;
+  client: KubeApi;
   caches: Caches;
   events: EventRecorder;
   endpoints: Endpoints;

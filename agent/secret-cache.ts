@@ -12,7 +12,7 @@
  * names are fetched by GET when the informer shows a resourceVersion the
  * cache does not hold; a Secret no resource names any more is dropped.
  */
-import { isNotFound, type KubeClient } from '../kube/client.js';
+import { isNotFound, type KubeApi } from '../kube/client.js';
 import type { KubeObject } from '../kube/informer.js';
 import type { SecretObject } from './secrets.js';
 
@@ -28,7 +28,7 @@ export class ReferencedSecrets {
   private readonly data = new Map<string, SecretObject>();
 
   /** `meta` reads the metadata-only informer. */
-  constructor(private readonly client: KubeClient, private readonly meta: (namespace: string, name: string) => KubeObject | undefined) {}
+  constructor(private readonly client: KubeApi, private readonly meta: (namespace: string, name: string) => KubeObject | undefined) {}
 
   get(namespace: string, name: string): SecretObject | undefined {
     return this.data.get(key(namespace, name));

@@ -3,7 +3,7 @@
  * only here and handed to the code that needs them; they never reach a log,
  * a status or an Event.
  */
-import type { KubeClient } from '../kube/client.js';
+import type { KubeApi } from '../kube/client.js';
 import { isConflict, isNotFound } from '../kube/client.js';
 import type { KubeObject } from '../kube/informer.js';
 import { FIELD_MANAGER } from './status.js';
@@ -24,7 +24,7 @@ const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
  * re-reads and takes the winner's value.
  */
 export async function ensureSecretKey(
-  client: KubeClient,
+  client: KubeApi,
   ref: { namespace: string; name: string },
   key: string,
   generate: () => string,

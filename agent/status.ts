@@ -4,7 +4,7 @@
  * conditions list is keyed by type, so the agent's PasswordsSynced and the
  * controller's Ready live side by side. Written only when it changed.
  */
-import type { KubeClient } from '../kube/client.js';
+import type { KubeApi } from '../kube/client.js';
 import type { KubeObject } from '../kube/informer.js';
 import { statusUpToDate, withTransitionTimes, type Condition, type Status } from '../kube/status.js';
 
@@ -27,7 +27,7 @@ export function condition(type: string, ok: boolean, reason: string, message: st
  */
 const lastWrite = new Map<string, { over: string; status: Status }>();
 
-export async function applyAgentStatus(client: KubeClient, live: KubeObject, next: Status, opts: { ownsObservedGeneration?: boolean } = {}): Promise<boolean> {
+export async function applyAgentStatus(client: KubeApi, live: KubeObject, next: Status, opts: { ownsObservedGeneration?: boolean } = {}): Promise<boolean> {
   const uid = live.metadata.uid ?? '';
   const mine = lastWrite.get(uid);
   const liveStatus = mine && mine.over === live.metadata.resourceVersion ? mine.status : (live.status as Status | undefined);

@@ -1,12 +1,12 @@
 /** Kubernetes Events on kiln resources (applied, pruned, failed), best effort. */
-import type { KubeClient } from './client.js';
+import type { KubeApi } from './client.js';
 import type { KubeObject } from './informer.js';
 import { now } from './status.js';
 import { truncate } from './text.js';
 
 export class EventRecorder {
   constructor(
-    private readonly client: KubeClient,
+    private readonly client: KubeApi,
     private readonly component: string,
     private readonly instance: string,
     private readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void,

@@ -11,7 +11,7 @@
  * - a periodic resync hands every cached object to the handler again.
  * The cache is a map from namespace/name to the last object seen.
  */
-import { isGone, isPermanent, type KubeClient, type WatchEvent } from './client.js';
+import { isGone, isPermanent, type KubeApi, type WatchEvent } from './client.js';
 import type { Packer } from './pack.js';
 
 export interface KubeObject {
@@ -125,7 +125,7 @@ export class Informer {
   /** How many times the informer listed (1 + relists); for tests and metrics. */
   lists = 0;
 
-  constructor(private readonly client: KubeClient, readonly opts: InformerOptions) {}
+  constructor(private readonly client: KubeApi, readonly opts: InformerOptions) {}
 
   on(handler: (event: InformerEvent, obj: KubeObject, old?: KubeObject) => void): void {
     this.handlers.push(handler);

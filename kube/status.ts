@@ -15,7 +15,7 @@ export interface Condition {
 
 export type Status = Record<string, unknown> & { observedGeneration?: number; conditions?: Condition[] };
 
-import type { KubeClient } from './client.js';
+import type { KubeApi } from './client.js';
 
 export const now = () => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
@@ -88,7 +88,7 @@ export function sameJson(a: unknown, b: unknown): boolean {
  * Returns whether it wrote.
  */
 export async function applyStatus(
-  client: KubeClient,
+  client: KubeApi,
   fieldManager: string,
   live: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; generation?: number }; status?: Status },
   next: Status,

@@ -11,13 +11,13 @@
 import { backupClaimName } from '../../kinds/directory-backup/chart.js';
 import { selectorLabels } from '../../kinds/shared/labels.js';
 import type { KilnResource } from '../../kinds/types.js';
-import { isNotFound, type KubeClient } from '../../kube/client.js';
+import { isNotFound, type KubeApi } from '../../kube/client.js';
 import type { Informer, KubeObject } from '../../kube/informer.js';
 
 export type ClaimCheck = { ok: true } | { ok: false; waiting: string } | { ok: false; foreign: string };
 
 export interface ClaimCheckDeps {
-  client: KubeClient;
+  client: KubeApi;
   resources: Map<string, Informer>;
   children: Map<string, Informer>;
 }
@@ -70,7 +70,7 @@ async function checkBackupClaim(live: KilnResource, namespace: string, deps: Cla
   return { ok: false, foreign: `PersistentVolumeClaim ${namespace}/${name} is not the backup volume of DirectoryBackup ${backupName} (${controller ? `controlled by ${controller.kind}/${controller.name}` : 'no controller'}): no Job mounts it` };
 }
 
-async function getClaim(client: KubeClient, namespace: string, name: string): Promise<KubeObject | undefined> {
+async function getClaim(client: KubeApi, namespace: string, name: string): Promise<KubeObject | undefined> {
   try {
     return await client.get<KubeObject>(claimRef(namespace, name));
   } catch (err) {

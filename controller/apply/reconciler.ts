@@ -10,7 +10,7 @@ import { APPLY_AFTER_ANNOTATION } from '../../kinds/directory-restore/chart.js';
 import { KILN_API_VERSION } from '../../kinds/registry.js';
 import { validate, formatErrors } from '../../validate/index.js';
 import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, belongsTo, childKey, decorate, describeForeign, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, VERIFY, type OwnWrites } from './applyset.js';
-import { ApiError, isNotFound, isPermanent, type KubeClient } from '../../kube/client.js';
+import { ApiError, isNotFound, isPermanent, type KubeApi } from '../../kube/client.js';
 import { checkClaim } from './claim-check.js';
 import { reconcileConfigMapSync, type ConfigMapSyncDeps } from '../../kinds/config-map-sync/reconcile.js';
 import type { EventRecorder } from '../../kube/events.js';
@@ -21,7 +21,7 @@ import { fitStatus } from '../status-bounds.js';
 import { applyStatus, readyConditions, syncedCondition, type Condition, type Status } from '../../kube/status.js';
 
 export interface ReconcilerDeps {
-  client: KubeClient;
+  client: KubeApi;
   /** Informers for kiln's kinds, by Kind. */
   resources: Map<string, Informer>;
   /** Informers for the kinds kiln renders, by `apiVersion/Kind`. */

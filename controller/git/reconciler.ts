@@ -35,7 +35,7 @@ import { secretProblem } from '../../gitops/layout.js';
 import type { Log } from '../../lib/log.js';
 import { formatErrors, validate } from '../../validate/index.js';
 import { digest, FIELD_MANAGER } from '../apply/applyset.js';
-import type { KubeClient } from '../../kube/client.js';
+import type { KubeApi } from '../../kube/client.js';
 import type { EventRecorder } from '../../kube/events.js';
 import type { GitSink } from './sink.js';
 import type { Informer, KubeObject } from '../../kube/informer.js';
@@ -44,7 +44,7 @@ import { fitStatus } from '../status-bounds.js';
 import { applyStatus, readyConditions, type Condition, type Status } from '../../kube/status.js';
 
 export interface GitReconcilerDeps {
-  client: KubeClient;
+  client: KubeApi;
   /** Informers for kiln's kinds, by Kind. */
   resources: Map<string, Informer>;
   sink: GitSink;
