@@ -2,9 +2,12 @@
  * A work queue keyed by resource (controller-runtime's workqueue, in small):
  * a key waiting is queued once however often it is added; a key being worked
  * on is never handed to a second worker, and if it is added meanwhile it runs
- * again afterwards; failures come back after a per-key exponential backoff.
+ * again afterwards; failures come back after a per-key exponential backoff,
+ * except a TerminalError, which only a change of the object (a new add) retries.
  */
 import { controllerMetrics, type ControllerMetrics, type ReconcileResult } from '../lib/metrics.js';
+import { isTerminal } from './errors.js';
+import type { Reconciler, Result } from './reconcile.js';
 
 export interface QueueOptions {
   concurrency: number;
@@ -12,7 +15,8 @@ export interface QueueOptions {
   maxDelayMs?: number;
 }
 
-export type Worker = (key: string) => Promise<{ requeueAfterMs?: number } | void>;
+/** A reconciler, or just its reconcile function. */
+export type Worker = Reconciler<string, Result> | ((key: string) => Promise<Result | void>);
 
 export class WorkQueue {
   private readonly waiting: string[] = [];
@@ -25,11 +29,17 @@ export class WorkQueue {
   private stopped = true;
   private idleWaiters: (() => void)[] = [];
   onError?: (key: string, err: unknown, retryInMs: number) => void;
+  /** A TerminalError: not retried. */
+  onTerminal?: (key: string, err: unknown) => void;
   /** Set by instrument(): the metrics of the controller a key belongs to, and when each waiting key was added. */
   private metrics?: (key: string) => ControllerMetrics;
   private readonly addedAt = new Map<string, number>();
 
-  constructor(private readonly work: Worker, private readonly opts: QueueOptions) {}
+  private readonly work: (key: string) => Promise<Result | void>;
+
+  constructor(worker: Worker, private readonly opts: QueueOptions) {
+    this.work = typeof worker === 'function' ? worker : (key) => worker.reconcile(key);
+  }
 
   /**
    * Records this queue in lib/metrics.ts as controller-runtime records its
@@ -146,6 +156,11 @@ export class WorkQueue {
       }
     } catch (err) {
       result = 'error';
+      if (isTerminal(err)) {
+        this.failures.delete(key);
+        this.onTerminal?.(key, err);
+        return;
+      }
       const delay = this.backoff(key);
       this.onError?.(key, err, delay);
       this.addAfter(key, delay);

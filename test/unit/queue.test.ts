@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { RateLimiter } from '../../kube/client.js';
 import { WorkQueue } from '../../kube/queue.js';
+import { TerminalError } from '../../kube/errors.js';
+import { requeueAfter, type Reconciler } from '../../kube/reconcile.js';
 
 const tick = (ms = 5) => new Promise((r) => setTimeout(r, ms));
 
@@ -71,6 +73,44 @@ describe('WorkQueue', () => {
     q.start();
     q.add('x');
     await tick(80);
+    expect(n).toBe(2);
+    q.stop();
+  });
+
+  it('drives a Reconciler object, requeue-after included', async () => {
+    const keys: string[] = [];
+    const reconciler: Reconciler = {
+      async reconcile(key) {
+        keys.push(key);
+        return keys.length === 1 ? requeueAfter(20) : {};
+      },
+    };
+    const q = new WorkQueue(reconciler, { concurrency: 1 });
+    q.start();
+    q.add('Kind/ns/a');
+    await tick(70);
+    expect(keys).toEqual(['Kind/ns/a', 'Kind/ns/a']);
+    q.stop();
+  });
+
+  it('does not retry a TerminalError until the key is added again', async () => {
+    let n = 0;
+    const terminal: string[] = [];
+    const retried: string[] = [];
+    const q = new WorkQueue(async () => {
+      n++;
+      throw new TerminalError('spec can never work');
+    }, { concurrency: 1, baseDelayMs: 5 });
+    q.onTerminal = (key) => terminal.push(key);
+    q.onError = (key) => retried.push(key);
+    q.start();
+    q.add('x');
+    await tick(60);
+    expect(n).toBe(1);
+    expect(terminal).toEqual(['x']);
+    expect(retried).toEqual([]);
+    q.add('x');
+    await tick(20);
     expect(n).toBe(2);
     q.stop();
   });
