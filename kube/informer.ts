@@ -11,7 +11,8 @@
  * - a periodic resync hands every cached object to the handler again.
  * The cache is a map from namespace/name to the last object seen.
  */
-import { isGone, isPermanent, type KubeApi, type WatchEvent } from './client.js';
+import type { KubeApi, WatchEvent } from './client.js';
+import { ApiError, isGone, isPermanent } from './errors.js';
 import type { Packer } from './pack.js';
 
 export interface KubeObject {
@@ -298,7 +299,7 @@ export class Informer {
         this.failures = 0;
       } catch (err) {
         if (this.stopped) return;
-        if (isGone(err) || (err as { gone?: boolean }).gone) {
+        if (isGone(err)) {
           this.opts.log?.('info', 'resourceVersion expired, relisting', { kind: this.opts.kind });
           await this.relistWithBackoff();
           continue;
@@ -337,10 +338,11 @@ export class Informer {
     this.failures = 0;
     const obj = e.object as unknown as KubeObject;
     if (e.type === 'ERROR') {
-      const status = e.object as { code?: number; message?: string };
-      const err = new Error(`watch error ${status.code}: ${status.message}`) as Error & { gone?: boolean };
-      if (status.code === 410) err.gone = true;
-      throw err; // ends the watch; client.watch tears the stream down
+      // The server's Status, as an ApiError like any other answer: a 410 here is the same
+      // "resourceVersion too old" as a 410 on the watch request itself.
+      const status = e.object as { code?: number; reason?: string; message?: string };
+      const code = status.code ?? 500;
+      throw new ApiError(code, status.reason ?? String(code), `watch error ${status.code}: ${status.message}`, 'GET', `watch ${this.opts.apiVersion}/${this.opts.kind}`, status.message); // ends the watch; client.watch tears the stream down
     }
     if (obj.metadata?.resourceVersion) this.resourceVersion = obj.metadata.resourceVersion;
     if (e.type === 'BOOKMARK') return;

@@ -34,7 +34,8 @@
  * Requests go through a KubeClient of its own (no client-side rate limit, so
  * renewals never queue behind the controller's work).
  */
-import { ApiError, KubeClient } from './client.js';
+import { KubeClient } from './client.js';
+import { ApiError, isConflict, isNotFound } from './errors.js';
 import type { ClusterConfigInput } from './kubeconfig.js';
 
 interface V1LeaseSpec {
@@ -326,7 +327,7 @@ export class LeaderElector {
     try {
       current = await this.read();
     } catch (err) {
-      if (statusOf(err) !== 404) throw err;
+      if (!isNotFound(err)) throw err;
       const created = await this.write('create', {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
@@ -390,7 +391,7 @@ export class LeaderElector {
       }
       return await this.api.request<V1Lease>('PUT', pathForLease({ ...ref, name: this.name }), { body: { ...LEASE, ...body }, signal: this.timeout() });
     } catch (err) {
-      if (statusOf(err) === 409) return undefined;
+      if (isConflict(err)) return undefined;
       throw err;
     }
   }
@@ -466,7 +467,7 @@ export class LeaderElector {
         }
         // 409: re-read and try again.
       } catch (err) {
-        if (statusOf(err) === 404) {
+        if (isNotFound(err)) {
           this.holding = false;
           return;
         }
@@ -556,10 +557,6 @@ export class LeaderElector {
 
 function pathForLease(ref: { namespace: string; name?: string }): string {
   return `/apis/coordination.k8s.io/v1/namespaces/${encodeURIComponent(ref.namespace)}/leases${ref.name ? `/${encodeURIComponent(ref.name)}` : ''}`;
-}
-
-function statusOf(err: unknown): number | undefined {
-  return err instanceof ApiError ? err.status : undefined;
 }
 
 /** A short description of an error: for API errors the status and the server's message, not the whole response. */
