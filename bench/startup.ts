@@ -19,7 +19,11 @@
  * (KILN_USE_BUILD=1 forces build/); the "runs" line says which it was, from
  * the loaded modules. Prints a table and writes bench/results/startup.json.
  *
- *   npm run bench:startup [-- --tree /tmp/kiln-before --tree . --runs 3 --idle 10 --synth-input examples/directory/directoryservice.yaml]
+ *   npm run bench:startup [-- --tree /tmp/kiln-before --tree . --runs 3 --idle 10 --synth-input examples/directory/directoryservice.yaml --node-args '--optimize-for-size']
+ *
+ * As the image runs it (compiled, the Deployment's node flags and malloc settings):
+ *
+ *   KILN_USE_BUILD=1 MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=65536 npm run bench:startup -- --node-args '--max-semi-space-size=2 --optimize-for-size'
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,6 +42,8 @@ const runs = Number(flag('runs', '3'));
 const idleSeconds = Number(flag('idle', '10'));
 /** The same input file for every tree, from this checkout: examples may move between trees. */
 const synthInput = resolve(root, flag('synth-input', 'examples/directory/directoryservice.yaml'));
+/** node flags for every kiln process, e.g. those the install's Deployment uses (install/node-runtime.ts); its MALLOC_* variables pass through from this environment. */
+const nodeArgs = flag('node-args', '').split(' ').filter(Boolean);
 if (!(runs > 0) || !(idleSeconds >= 0)) throw new Error('--runs must be positive, --idle 0 or more');
 
 const node = process.execPath;
@@ -107,7 +113,7 @@ interface Sample { readyMs?: number; rssMiB?: number; hwmMiB?: number; cpuSecond
 function start(tree: string, kargs: string[], countModules: boolean) {
   const modulesFile = join(work, `modules-${Math.random().toString(36).slice(2)}.json`);
   const t0 = performance.now();
-  const child = spawn(node, [...(countModules ? ['--import', hook] : []), join(tree, 'bin/kiln.js'), ...kargs], {
+  const child = spawn(node, [...nodeArgs, ...(countModules ? ['--import', hook] : []), join(tree, 'bin/kiln.js'), ...kargs], {
     cwd: tree,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, KUBECONFIG: '', KILN_BENCH_MODULES_FILE: modulesFile },
@@ -230,7 +236,7 @@ const result = {
   benchmark: 'startup',
   date: new Date().toISOString(),
   machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? '', node: process.version, kubernetes: cluster.version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadavg().map((l) => round(l, 2)) },
-  settings: { runs, idleSeconds, synthInput: synthInput.replace(root, ''), kilnUseBuild: process.env['KILN_USE_BUILD'] ?? null, note: 'median and min of the measured runs; readyMs: spawn of node bin/kiln.js until GET /readyz answers 200 (polled every 10 ms); rssMiB/hwmMiB: VmRSS/VmHWM after idleSeconds without work (a namespace with no kiln resources); cpuSeconds: user+system by then; wallMs: spawn to exit; modules: counted in an extra unmeasured run' },
+  settings: { runs, idleSeconds, synthInput: synthInput.replace(root, ''), kilnUseBuild: process.env['KILN_USE_BUILD'] ?? null, nodeArgs, mallocEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_'))), note: 'median and min of the measured runs; readyMs: spawn of node bin/kiln.js until GET /readyz answers 200 (polled every 10 ms); rssMiB/hwmMiB: VmRSS/VmHWM after idleSeconds without work (a namespace with no kiln resources); cpuSeconds: user+system by then; wallMs: spawn to exit; modules: counted in an extra unmeasured run' },
   trees: results,
 };
 writeFileSync(new URL('results/startup.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
@@ -254,7 +260,7 @@ const rows: [string, (r: (typeof results)[number]) => string][] = [
   ['--version: modules loaded', (r) => `${r.cases.version!.moduleSummary?.total ?? '-'}`],
   ...(['agent', 'controller', 'synth', 'version'] as const).map((c): (typeof rows)[number] => [`${c === 'version' ? '--version' : c}: heavy packages loaded`, (r) => r.cases[c]!.moduleSummary?.heavyPackages.join(', ') || '-']),
 ];
-console.log(`\nStart-up, ${result.date.slice(0, 10)}, ${result.machine.cores} cores, Node ${result.machine.node}, load ${loadAtStart.join(' ')} -> ${result.machine.loadAverageAtEnd.join(' ')}; median (min) of ${runs} runs; synth input ${result.settings.synthInput}\n`);
+console.log(`\nStart-up, ${result.date.slice(0, 10)}, ${result.machine.cores} cores, Node ${result.machine.node}, load ${loadAtStart.join(' ')} -> ${result.machine.loadAverageAtEnd.join(' ')}; median (min) of ${runs} runs; synth input ${result.settings.synthInput}${nodeArgs.length ? `; node ${nodeArgs.join(' ')}` : ''}\n`);
 console.log(`| metric | ${results.map((r) => `${r.info.tree} (${r.info.commit}${r.info.uncommittedFiles ? '+' : ''})`).join(' | ')} |`);
 console.log(`|---|${results.map(() => '---:').join('|')}|`);
 for (const [name, f] of rows) console.log(`| ${name} | ${results.map(f).join(' | ')} |`);
