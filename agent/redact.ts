@@ -3,18 +3,9 @@
  * before they reach a log line, a status field or an Event.
  */
 import { randomBytes } from 'node:crypto';
+import { redact } from '../kube/redact.js';
 
-const URI_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/[^:/?#@\s]*):[^@\s/]*@/gi;
-const VERIFIER = /SCRAM-SHA-256\$[^\s'"]+/g;
-
-/** `text` with every known secret value, URI password and SCRAM verifier replaced by ***. */
-export function redact(text: string, secrets: Iterable<string | undefined> = []): string {
-  let out = text.replace(URI_CREDENTIALS, '$1:***@').replace(VERIFIER, 'SCRAM-SHA-256$***');
-  // Longest first, so a secret that contains another is replaced whole.
-  const values = [...secrets].filter((s): s is string => !!s && s.length >= 4).sort((a, b) => b.length - a.length);
-  for (const s of values) out = out.split(s).join('***');
-  return out;
-}
+export { redact };
 
 export function errorMessage(err: unknown, secrets: Iterable<string | undefined> = []): string {
   const e = err as { message?: unknown; code?: unknown };

@@ -25,6 +25,7 @@
  * be sent to api.github.com).
  */
 import type { Log } from '../lib/log.js';
+import { redact } from '../kube/redact.js';
 
 export interface PullRequestOptions {
   /** The branch with kiln's commits (the review branch). */
@@ -103,7 +104,7 @@ export function parseRepositoryUrl(url: string): { host: string; owner: string; 
     host = scp[1]!.toLowerCase();
     path = scp[2]!;
   } else {
-    throw new Error(`cannot tell owner and repository from ${JSON.stringify(url.replace(/\/\/[^/@]*@/, '//***@'))}`);
+    throw new Error(`cannot tell owner and repository from ${JSON.stringify(redact(url))}`);
   }
   const parts = path.replace(/\/+$/, '').replace(/\.git$/, '').split('/').filter(Boolean);
   if (parts.length < 2) throw new Error(`cannot tell owner and repository from the path ${JSON.stringify(path)}`);
@@ -191,9 +192,7 @@ export class GitHubPullRequests implements PullRequestProvider {
   }
 
   private scrub(text: string): string {
-    let out = text;
-    for (const t of this.tokens) for (const s of [t, encodeURIComponent(t)]) if (s.length >= 4) out = out.split(s).join('***');
-    return out.replace(/(authorization:\s*\S+\s+)\S+/gi, '$1***');
+    return redact(text, this.tokens);
   }
 
   private get repoPath(): string {

@@ -45,6 +45,7 @@ import { simpleGit, type SimpleGit } from 'simple-git';
 import type { Log } from '../lib/log.js';
 import { normalizeBasePath } from './layout.js';
 import { listTree, readRegularFile, writeOwnedTree, type TreeChange } from './tree.js';
+import { redact } from '../kube/redact.js';
 
 export interface GitIdentity {
   name: string;
@@ -276,9 +277,7 @@ export class GitRepoWriter {
 
   /** Replaces every credential in a text (for errors and logs). */
   scrub(text: string): string {
-    let out = text;
-    for (const s of this.secrets) if (s.length >= 4) out = out.split(s).join('***');
-    return out.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]+@/gi, '$1***@').replace(/(authorization:\s*\S+\s+)\S+/gi, '$1***');
+    return redact(text, this.secrets);
   }
 
   private fail(err: unknown, what: string, reason: GitFailure = 'failed'): GitWriterError {

@@ -16,6 +16,7 @@ import https from 'node:https';
 import net, { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { redact } from './redact.js';
 
 export class ProxyConfigError extends Error {}
 
@@ -34,7 +35,7 @@ export function parseProxyUrl(raw: string): URL {
 
 /** A proxy URL for messages: without its password. */
 export function redactProxy(raw: string): string {
-  return raw.replace(/\/\/([^/@:]*):[^/@]*@/, '//$1:***@');
+  return redact(raw);
 }
 
 const envAny = (env: NodeJS.ProcessEnv, ...names: string[]) => {
