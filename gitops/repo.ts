@@ -17,7 +17,7 @@
  *   committed. A conflict outside the base path, or any other failure, is an
  *   error: kiln never resolves other writers' files.
  *
- * Review mode (to come) is this writer with `branch` = the review branch
+ * Review mode is this writer with `branch` = the review branch
  * (`<target>-next` or a named one) and `baseBranch` = the target branch; the
  * pull request is opened by a provider after push().
  *
