@@ -10,13 +10,9 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { KilnResource } from '../../kinds/types.js';
-import {
-  CONFIGMAPSYNC_FINALIZER,
-  reconcileConfigMapSync,
-  ServiceAccountTokens,
-  type ConfigMapSyncDeps,
-  type ConfigMapSyncOutcome,
-} from '../../kinds/config-map-sync/reconcile.js';
+import { reconcileConfigMapSync, type ConfigMapSyncDeps, type ConfigMapSyncOutcome } from '../../kinds/config-map-sync/reconcile.js';
+import { CONFIGMAPSYNC_FINALIZER } from '../../kinds/config-map-sync/finalizer.js';
+import { ServiceAccountTokens } from '../../kube/service-account-clients.js';
 import { KubeClient } from '../../kube/client.js';
 import { loadKubeConfig } from '../../kube/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
