@@ -41,6 +41,11 @@ export class WorkQueue {
     this.work = typeof worker === 'function' ? worker : (key) => worker.reconcile(key);
   }
 
+  /** Workers that run at once. */
+  get concurrency(): number {
+    return this.opts.concurrency;
+  }
+
   /**
    * Records this queue in lib/metrics.ts as controller-runtime records its
    * controllers: each key belongs to the controller `controllerOf(kind)`
