@@ -363,7 +363,7 @@ export class FakeKubeClient implements KubeApi {
     return this.doList(this.targetOfRef({ ...ref, name: undefined }), query, opts.metadataOnly ?? false) as { metadata: { resourceVersion: string; continue?: string }; items: T[] };
   }
 
-  async apply<T = Json>(obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }, fieldManager: string, subresource?: 'status', opts: { dryRun?: boolean } = {}): Promise<T> {
+  async apply<T = Json>(obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [key: string]: unknown }; [key: string]: unknown }, fieldManager: string, subresource?: 'status', opts: { dryRun?: boolean } = {}): Promise<T> {
     return this.doApply({ ...this.targetOf(obj as FakeObject), subresource }, obj as FakeObject, fieldManager, opts.dryRun ?? false) as T;
   }
 
@@ -371,7 +371,7 @@ export class FakeKubeClient implements KubeApi {
     return this.doMerge({ ...this.targetOfRef(ref), subresource }, patch, undefined) as T;
   }
 
-  async create<T = Json>(obj: { apiVersion: string; kind: string; metadata: { namespace?: string } }, subresource?: { name: string; sub: string }): Promise<T> {
+  async create<T = Json>(obj: { apiVersion: string; kind: string; metadata: { namespace?: string; [key: string]: unknown }; [key: string]: unknown }, subresource?: { name: string; sub: string }): Promise<T> {
     if (subresource) throw this.error(405, 'MethodNotAllowed', `the fake client does not create subresources (${subresource.sub})`, 'POST', this.targetOf({ ...obj, metadata: { ...obj.metadata, name: subresource.name } } as FakeObject));
     return this.doCreate({ ...this.targetOf({ ...obj, metadata: { name: '', ...obj.metadata } } as FakeObject), name: undefined }, obj as FakeObject, undefined) as T;
   }

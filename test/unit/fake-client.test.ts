@@ -9,7 +9,7 @@ import { FakeKubeClient, labelMatcher } from '../../kube/fake-client.js';
 import { Informer, type KubeObject } from '../../kube/informer.js';
 
 const cm = (name: string, data: Record<string, string>, labels?: Record<string, string>) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'ns', ...(labels ? { labels } : {}) }, data });
-type Managed = KubeObject & { data?: Record<string, string>; status?: Record<string, unknown>; spec?: Record<string, unknown>; metadata: { managedFields?: { manager: string; operation: string; subresource?: string; fieldsV1: Record<string, unknown> }[] } };
+type Managed = Omit<KubeObject, 'metadata'> & { data?: Record<string, string>; status?: Record<string, unknown>; spec?: Record<string, unknown>; metadata: Omit<KubeObject['metadata'], 'managedFields'> & { managedFields?: { manager: string; operation: string; subresource?: string; fieldsV1: Record<string, unknown> }[] } };
 
 describe('FakeKubeClient', () => {
   it('creates with uid, generation 1 and a resourceVersion; a second create is 409 AlreadyExists', async () => {
