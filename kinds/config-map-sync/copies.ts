@@ -60,7 +60,7 @@ async function deleteCopy(ctx: Ctx, cm: V1ConfigMap): Promise<boolean> {
   const name = cm.metadata!.name!;
   const ns = cm.metadata!.namespace!;
   try {
-    await ctx.core.delete({ ...CONFIG_MAP, namespace: ns, name }, cm.metadata!.uid!);
+    await ctx.core.delete({ ...CONFIG_MAP, namespace: ns, name }, cm.metadata!.uid);
     ctx.log('info', 'deleted ConfigMap copy', { resource: who(ctx.resource), namespace: ns, name });
     return true;
   } catch (err) {
