@@ -24,8 +24,11 @@ import type { Log } from '../lib/log.js';
 import { Endpoints, type AgentContext, type Caches, type WatchedKind } from './context.js';
 import { DatabaseReconciler, ServerPools, connectionSecretName, type PostgresDatabase } from './database-reconciler.js';
 import { DEFAULT_POLICY, type PostgresPolicy } from './policy.js';
-import { reconcileDirectory } from './directory-reconciler.js';
-import { reconcileInstance, superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';
+import { DirectoryReconciler } from './directory-reconciler.js';
+import { InstanceReconciler, superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';
+import { agentStatusWriter } from './status.js';
+import { parseKey, type NamespacedName, type Reconciler } from '../kube/reconcile.js';
+import type { StatusWriter } from '../kube/status.js';
 import { redact } from './redact.js';
 import { ReferencedSecrets, secretMetadata } from './secret-cache.js';
 
@@ -72,6 +75,10 @@ export class Agent {
   private readonly informers = new Map<WatchedKind, MultiInformer>();
   private readonly all: Informer[] = [];
   private readonly databases: DatabaseReconciler;
+  /** The reconciler of each kind the agent carries out (Secrets only wake them). */
+  private readonly reconcilers: Record<Exclude<WatchedKind, 'Secret'>, Reconciler<NamespacedName>>;
+  /** The agent's status writes, and what it last wrote until the caches see it. */
+  readonly status: StatusWriter;
   private readonly ctx: AgentContext;
   /** The only Secrets whose contents the agent holds: those kiln resources name. */
   readonly secrets: ReferencedSecrets;
@@ -115,13 +122,17 @@ export class Agent {
     };
     const policy = opts.postgres ?? DEFAULT_POLICY;
     const pools = new ServerPools((instance, err) => opts.log('warn', 'postgres connection dropped', { instance, error: redact(err.message) }), policy.timeouts);
-    this.databases = new DatabaseReconciler(this.ctx, pools, policy);
+    this.status = agentStatusWriter(this.client);
+    this.databases = new DatabaseReconciler(this.ctx, pools, this.status, policy);
+    this.reconcilers = {
+      DirectoryService: new DirectoryReconciler(this.ctx, this.status),
+      PostgresInstance: new InstanceReconciler(this.ctx, this.status),
+      PostgresDatabase: this.databases,
+    };
     this.queue = new WorkQueue(async (key) => {
-      const [kind, ns, name] = key.split('/') as [WatchedKind, string, string];
-      await this.secrets.load(ns, this.secretsNamedBy(kind, ns, name));
-      const r = kind === 'DirectoryService' ? await reconcileDirectory(this.ctx, ns, name)
-        : kind === 'PostgresInstance' ? await reconcileInstance(this.ctx, ns, name)
-        : await this.databases.reconcile(ns, name);
+      const { kind, namespace, name } = parseKey(key) as { kind: Exclude<WatchedKind, 'Secret'>; namespace: string; name: string };
+      await this.secrets.load(namespace, this.secretsNamedBy(kind, namespace, name));
+      const r = await this.reconcilers[kind].reconcile({ namespace, name });
       this.reconciles++;
       return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
     }, { concurrency: opts.concurrency, maxDelayMs: 30_000 });

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { isNotFound } from '../kube/client.js';
 import type { KubeObject } from '../kube/informer.js';
 import { readyConditions, sameJson } from '../kube/status.js';
-import type { AgentContext, ReconcileOutcome } from './context.js';
+import type { AgentContext } from './context.js';
 import { postgresServiceAddress } from './context.js';
 import { superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';
 import { InstanceGate } from './instance-gate.js';
@@ -21,7 +21,9 @@ import { InsecureAuthError, PostgresServer, TakeoverRefusedError, type Marker, t
 import { errorMessage, generatePassword } from './redact.js';
 import { RetryLater } from './directory-reconciler.js';
 import { secretValue, type SecretObject } from './secrets.js';
-import { applyAgentStatus, condition, FIELD_MANAGER, forgetStatus } from './status.js';
+import { condition, FIELD_MANAGER } from './status.js';
+import type { StatusWriter } from '../kube/status.js';
+import type { NamespacedName, Reconciler, Result } from '../kube/reconcile.js';
 
 /** A Stalled resource is looked at again this often (its server or spec may have been fixed). */
 const STALLED_RECHECK_MS = 60_000;
@@ -97,17 +99,7 @@ interface Outcome {
   applied: boolean;
 }
 
-async function writeStatus(ctx: AgentContext, db: PostgresDatabase, o: Outcome): Promise<boolean> {
-  const gen = db.metadata.generation;
-  return applyAgentStatus(ctx.client, db, {
-    applied: o.applied,
-    message: o.message,
-    secretName: connectionSecretName(db),
-    conditions: [...readyConditions(o, gen), condition(DATABASE_READY, o.kind === 'ready', o.reason, o.message, gen)],
-  }, { ownsObservedGeneration: true });
-}
-
-export class DatabaseReconciler {
+export class DatabaseReconciler implements Reconciler<NamespacedName> {
   /** uid -> generation whose extensions are in place (extensions are checked on change, not on every poll). */
   private readonly extensionsDone = new Map<string, number>();
   /** uid -> the password last written to the connection Secret. */
@@ -121,7 +113,19 @@ export class DatabaseReconciler {
   private lateDropped: PostgresDatabase[] = [];
   private readonly gate = new InstanceGate();
 
-  constructor(private readonly ctx: AgentContext, readonly pools: ServerPools, private readonly policy: PostgresPolicy = DEFAULT_POLICY) {}
+  constructor(private readonly ctx: AgentContext, readonly pools: ServerPools, private readonly status: StatusWriter, private readonly policy: PostgresPolicy = DEFAULT_POLICY) {}
+
+  /** The agent owns this kind's whole status: observedGeneration included. */
+  private async writeStatus(db: PostgresDatabase, o: Outcome): Promise<boolean> {
+    const gen = db.metadata.generation;
+    const w = await this.status.write(db, {
+      applied: o.applied,
+      message: o.message,
+      secretName: connectionSecretName(db),
+      conditions: [...readyConditions(o, gen), condition(DATABASE_READY, o.kind === 'ready', o.reason, o.message, gen)],
+    }, { ownsObservedGeneration: true });
+    return w.written;
+  }
 
   /** Which of this reconciler's caches hold something of the resource `uid` (for tests of eviction). */
   cachedFor(uid: string): string[] {
@@ -132,7 +136,7 @@ export class DatabaseReconciler {
     ];
   }
 
-  async reconcile(namespace: string, name: string): Promise<ReconcileOutcome> {
+  async reconcile({ namespace, name }: NamespacedName): Promise<Result> {
     const { ctx } = this;
     const started = performance.now();
     const db = ctx.caches.get('PostgresDatabase', namespace, name) as PostgresDatabase | undefined;
@@ -150,7 +154,7 @@ export class DatabaseReconciler {
     } catch (err) {
       if (!(err instanceof InvalidNameError)) throw err;
       if (db.metadata.deletionTimestamp) return this.finish(db);
-      await writeStatus(ctx, db, { kind: 'stalled', reason: 'InvalidName', message: err.message, applied: false });
+      await this.writeStatus(db, { kind: 'stalled', reason: 'InvalidName', message: err.message, applied: false });
       return {};
     }
     const instanceKey = `${namespace}/${db.spec.instance}`;
@@ -163,13 +167,13 @@ export class DatabaseReconciler {
     const holder = claimant(ctx.caches.list('PostgresDatabase', namespace) as PostgresDatabase[], db);
     if (holder) {
       const what = holder.spec.name === db.spec.name ? `database ${db.spec.name}` : `owner role ${ownerRole(db)}`;
-      await writeStatus(ctx, db, { kind: 'stalled', reason: 'AlreadyClaimed', message: `spec.name: ${what} on instance ${db.spec.instance} is already managed by PostgresDatabase ${namespace}/${holder.metadata.name}`, applied: false });
+      await this.writeStatus(db, { kind: 'stalled', reason: 'AlreadyClaimed', message: `spec.name: ${what} on instance ${db.spec.instance} is already managed by PostgresDatabase ${namespace}/${holder.metadata.name}`, applied: false });
       return {};
     }
     const refused = (db.spec.extensions ?? []).map((e, i) => [e, i] as const).filter(([e]) => !this.policy.extensions.has(e));
     if (refused.length) {
       const list = refused.map(([e, i]) => `spec.extensions[${i}] ${e}`).join(', ');
-      await writeStatus(ctx, db, { kind: 'stalled', reason: 'ExtensionNotAllowed', message: `${list}: not on the agent's extension allowlist (--allowed-extension; extensions are created as superuser). Allowed: ${[...this.policy.extensions].sort().join(', ')}`, applied: false });
+      await this.writeStatus(db, { kind: 'stalled', reason: 'ExtensionNotAllowed', message: `${list}: not on the agent's extension allowlist (--allowed-extension; extensions are created as superuser). Allowed: ${[...this.policy.extensions].sort().join(', ')}`, applied: false });
       return {};
     }
 
@@ -177,7 +181,7 @@ export class DatabaseReconciler {
     return r ? r.value : { requeueAfterMs: BUSY_RETRY_MS };
   }
 
-  private async converge(db: PostgresDatabase, secrets: string[], started: number): Promise<ReconcileOutcome> {
+  private async converge(db: PostgresDatabase, secrets: string[], started: number): Promise<Result> {
     const { ctx } = this;
     const namespace = db.metadata.namespace!;
     const name = db.metadata.name;
@@ -195,7 +199,7 @@ export class DatabaseReconciler {
 
       const present = await server.database(db.spec.name);
       if (!present.exists && db.spec.recreateIfDropped === false && this.wasReady(db)) {
-        await writeStatus(ctx, db, { kind: 'stalled', reason: 'DatabaseDropped', message: `database ${db.spec.name} was dropped and spec.recreateIfDropped is false`, applied: false });
+        await this.writeStatus(db, { kind: 'stalled', reason: 'DatabaseDropped', message: `database ${db.spec.name} was dropped and spec.recreateIfDropped is false`, applied: false });
         return { requeueAfterMs: ctx.databaseCheckMs };
       }
       // Both checked before either is touched: a refusal leaves role, database and Secret as they were.
@@ -216,24 +220,24 @@ export class DatabaseReconciler {
       if (roleChange === 'updated') ctx.events.normal(db, 'RolePasswordSet', `set the password of role ${role} from Secret ${connName}`);
       if (roleChange !== 'unchanged' || dbChange !== 'unchanged') ctx.log('info', 'database reconciled', { resource: `${namespace}/${name}`, database: db.spec.name, role: roleChange, db: dbChange });
       ctx.task('PostgresDatabase', 'database', 'success');
-      await writeStatus(ctx, db, { kind: 'ready', reason: 'DatabaseReady', message: `database ${db.spec.name} on instance ${db.spec.instance} is ready, owned by ${role}`, applied: true });
+      await this.writeStatus(db, { kind: 'ready', reason: 'DatabaseReady', message: `database ${db.spec.name} on instance ${db.spec.instance} is ready, owned by ${role}`, applied: true });
       // Drops are caught by droppedDatabases() between full checks; the full check (role password,
       // owner, Secret) comes round on the slower interval, one interval after this one began.
       return { requeueAfterMs: Math.max(0, ctx.fullCheckMs - (performance.now() - started)) };
     } catch (err) {
       if (err instanceof WaitFor) {
-        await writeStatus(ctx, db, { kind: 'reconciling', reason: err.reason, message: err.message, applied: false });
+        await this.writeStatus(db, { kind: 'reconciling', reason: err.reason, message: err.message, applied: false });
         return { requeueAfterMs: 5_000 };
       }
       const refusal = this.refusal(db, err);
       if (refusal) {
         ctx.task('PostgresDatabase', 'database', 'error');
-        await writeStatus(ctx, db, { kind: 'stalled', reason: refusal.reason, message: `instance ${db.spec.instance}: ${errorMessage(refusal.message, secrets)}`, applied: false });
+        await this.writeStatus(db, { kind: 'stalled', reason: refusal.reason, message: `instance ${db.spec.instance}: ${errorMessage(refusal.message, secrets)}`, applied: false });
         return { requeueAfterMs: STALLED_RECHECK_MS };
       }
       const message = errorMessage(err, secrets);
       ctx.task('PostgresDatabase', 'database', 'error');
-      await writeStatus(ctx, db, { kind: 'reconciling', reason: 'PostgresError', message: `instance ${db.spec.instance}: ${message}`, applied: false });
+      await this.writeStatus(db, { kind: 'reconciling', reason: 'PostgresError', message: `instance ${db.spec.instance}: ${message}`, applied: false });
       throw new RetryLater(message);
     }
   }
@@ -263,7 +267,7 @@ export class DatabaseReconciler {
     if (!uid) return;
     this.written.delete(uid);
     this.extensionsDone.delete(uid);
-    forgetStatus(uid);
+    this.status.forget(uid);
   }
 
   /**
@@ -376,7 +380,7 @@ export class DatabaseReconciler {
     } as never, FIELD_MANAGER);
   }
 
-  private async finish(db: PostgresDatabase): Promise<ReconcileOutcome> {
+  private async finish(db: PostgresDatabase): Promise<Result> {
     try {
       await this.setFinalizer(db, false);
     } catch (err) {
@@ -387,7 +391,7 @@ export class DatabaseReconciler {
     return {};
   }
 
-  private async delete(db: PostgresDatabase, secrets: string[]): Promise<ReconcileOutcome> {
+  private async delete(db: PostgresDatabase, secrets: string[]): Promise<Result> {
     const { ctx } = this;
     if (!db.metadata.finalizers?.includes(RECLAIM_FINALIZER)) return {};
     if (db.spec.reclaimPolicy !== 'Delete') return this.finish(db);
@@ -406,7 +410,7 @@ export class DatabaseReconciler {
     } catch (err) {
       const message = errorMessage(err, secrets);
       ctx.task('PostgresDatabase', 'reclaim', 'error');
-      await writeStatus(ctx, db, { kind: 'reconciling', reason: 'DeleteFailed', message: `reclaimPolicy Delete: ${message}`, applied: false }).catch(() => {});
+      await this.writeStatus(db, { kind: 'reconciling', reason: 'DeleteFailed', message: `reclaimPolicy Delete: ${message}`, applied: false }).catch(() => {});
       throw new RetryLater(message);
     }
     return this.finish(db);

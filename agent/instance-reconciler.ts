@@ -5,10 +5,12 @@
  * outlives the resource, because the data directory keeps that password.
  */
 import type { KubeObject } from '../kube/informer.js';
-import type { AgentContext, ReconcileOutcome } from './context.js';
+import type { AgentContext } from './context.js';
+import type { NamespacedName, Reconciler, Result } from '../kube/reconcile.js';
+import type { StatusWriter } from '../kube/status.js';
 import { generatePassword } from './redact.js';
 import { ensureSecretKey, secretValue, type SecretObject } from './secrets.js';
-import { applyAgentStatus, condition } from './status.js';
+import { condition } from './status.js';
 
 export type PostgresInstance = KubeObject & {
   spec: {
@@ -26,26 +28,31 @@ export function superuserSecretRef(pi: PostgresInstance): { name: string; key: s
   return name ? { name, key: pi.spec.superuserSecret?.key ?? 'password', generated: false } : { name: `${pi.metadata.name}-superuser`, key: 'password', generated: true };
 }
 
-export async function reconcileInstance(ctx: AgentContext, namespace: string, name: string): Promise<ReconcileOutcome> {
-  const pi = ctx.caches.get('PostgresInstance', namespace, name) as PostgresInstance | undefined;
-  if (!pi || pi.metadata.deletionTimestamp) return {};
-  const ref = superuserSecretRef(pi);
-  const gen = pi.metadata.generation;
-  let present = secretValue(ctx.caches.get('Secret', namespace, ref.name) as SecretObject | undefined, ref.key) !== undefined;
-  if (!present && ref.generated) {
-    await ensureSecretKey(ctx.client, { namespace, name: ref.name }, ref.key, () => generatePassword(), {
-      labels: { 'app.kubernetes.io/managed-by': 'kiln-agent', 'kiln.dev/postgres-instance': name },
-      data: { username: 'postgres' },
+export class InstanceReconciler implements Reconciler<NamespacedName> {
+  constructor(private readonly ctx: AgentContext, private readonly status: StatusWriter) {}
+
+  async reconcile({ namespace, name }: NamespacedName): Promise<Result> {
+    const { ctx } = this;
+    const pi = ctx.caches.get('PostgresInstance', namespace, name) as PostgresInstance | undefined;
+    if (!pi || pi.metadata.deletionTimestamp) return {};
+    const ref = superuserSecretRef(pi);
+    const gen = pi.metadata.generation;
+    let present = secretValue(ctx.caches.get('Secret', namespace, ref.name) as SecretObject | undefined, ref.key) !== undefined;
+    if (!present && ref.generated) {
+      await ensureSecretKey(ctx.client, { namespace, name: ref.name }, ref.key, () => generatePassword(), {
+        labels: { 'app.kubernetes.io/managed-by': 'kiln-agent', 'kiln.dev/postgres-instance': name },
+        data: { username: 'postgres' },
+      });
+      ctx.events.normal(pi, 'SuperuserSecretGenerated', `generated the superuser password into Secret ${ref.name}`);
+      ctx.task('PostgresInstance', 'superuser-secret', 'success');
+      present = true;
+    }
+    await this.status.write(pi, {
+      superuserSecret: ref.name,
+      conditions: [present
+        ? condition(SUPERUSER_READY, true, 'SecretPresent', `Secret ${ref.name} holds the superuser password (key ${ref.key})`, gen)
+        : condition(SUPERUSER_READY, false, 'SecretMissing', `spec.superuserSecret: Secret ${ref.name} has no key ${ref.key}; the server cannot start without it`, gen)],
     });
-    ctx.events.normal(pi, 'SuperuserSecretGenerated', `generated the superuser password into Secret ${ref.name}`);
-    ctx.task('PostgresInstance', 'superuser-secret', 'success');
-    present = true;
+    return {};
   }
-  await applyAgentStatus(ctx.client, pi, {
-    superuserSecret: ref.name,
-    conditions: [present
-      ? condition(SUPERUSER_READY, true, 'SecretPresent', `Secret ${ref.name} holds the superuser password (key ${ref.key})`, gen)
-      : condition(SUPERUSER_READY, false, 'SecretMissing', `spec.superuserSecret: Secret ${ref.name} has no key ${ref.key}; the server cannot start without it`, gen)],
-  });
-  return {};
 }

@@ -81,37 +81,110 @@ export function sameJson(a: unknown, b: unknown): boolean {
   return ka.length === kb.length && ka.every((k) => sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
 }
 
+/** What a status write needs of the object: its identity, versions and current status. */
+export interface StatusTarget {
+  apiVersion?: string;
+  kind?: string;
+  metadata: { name: string; namespace?: string; uid?: string; resourceVersion?: string; generation?: number };
+  status?: unknown;
+}
+
+/** What write() did: whether it wrote, and the object's version and generation the server answered with. */
+export interface StatusWrite {
+  written: boolean;
+  resourceVersion?: string;
+  generation?: number;
+}
+
+export interface StatusWriterOptions {
+  /** Cuts the status to the resource's schema bounds (the CRD's maxLength/maxItems); default: as it is. */
+  fit?: (kind: string, status: Status) => Status;
+  /** Whether this writer sets observedGeneration (it owns the whole status); default true. */
+  ownsObservedGeneration?: boolean;
+  /** Objects remembered at most; past it the memo starts afresh (a spare write each, nothing worse). */
+  max?: number;
+}
+
 /**
- * The status patch helper (Flux's, in small): `next` gets observedGeneration
- * and lastTransitionTimes carried over, and is server-side applied to the
- * status subresource only when the resource does not already say it.
- * Returns whether it wrote.
+ * The one status writer (Flux's patch helper, in small), one per manager or
+ * agent and field manager: `next` gets observedGeneration and the
+ * lastTransitionTimes carried over, and is server-side applied to the status
+ * subresource only when the resource does not already say it.
+ *
+ * It also remembers, per object (uid), what it last wrote and over which
+ * resourceVersion. An informer cache still holding that version has not seen
+ * the write yet (the watch event of our own write comes later): the written
+ * status stands in for the cached one, so a second reconcile right after the
+ * first does not write the same status again.
+ */
+export class StatusWriter {
+  private readonly written = new Map<string, { over: string; status: Status; resourceVersion?: string; generation?: number }>();
+  private readonly max: number;
+
+  constructor(private readonly client: KubeApi, readonly fieldManager: string, private readonly opts: StatusWriterOptions = {}) {
+    this.max = opts.max ?? 50_000;
+  }
+
+  /** Is the cached copy `live` older than this writer's last write to it (the watch has not brought that write yet)? */
+  behind(live: StatusTarget): boolean {
+    const mine = live.metadata.uid === undefined ? undefined : this.written.get(live.metadata.uid);
+    return !!mine && mine.over === (live.metadata.resourceVersion ?? '');
+  }
+
+  /** The status as this writer knows it: its own last write while the cache is behind it, else the cached one. */
+  current(live: StatusTarget): Status | undefined {
+    return this.behind(live) ? this.written.get(live.metadata.uid!)!.status : (live.status as Status | undefined);
+  }
+
+  async write(live: StatusTarget, next: Status, opts: { ownsObservedGeneration?: boolean } = {}): Promise<StatusWrite> {
+    const liveStatus = this.current(live);
+    const ownsGeneration = opts.ownsObservedGeneration ?? this.opts.ownsObservedGeneration ?? true;
+    // Cut to the CRD's bounds first: an over-long message would make the server refuse the whole
+    // write (and the queue retry it forever), and the comparison must see what the server keeps.
+    const fit = this.opts.fit ?? ((_kind: string, st: Status) => st);
+    const status: Status = fit(live.kind ?? '', {
+      ...next,
+      ...(ownsGeneration ? { observedGeneration: live.metadata.generation } : {}),
+      conditions: withTransitionTimes(next.conditions ?? [], liveStatus?.conditions),
+    });
+    if (statusUpToDate(liveStatus, status)) return { written: false };
+    const body = { apiVersion: live.apiVersion!, kind: live.kind!, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status };
+    const answer = await this.client.apply<{ metadata?: { resourceVersion?: string; generation?: number } }>(body, this.fieldManager, 'status');
+    const uid = live.metadata.uid;
+    if (uid !== undefined) {
+      if (this.written.size >= this.max) this.written.clear();
+      this.written.set(uid, { over: live.metadata.resourceVersion ?? '', status: { ...liveStatus, ...status }, resourceVersion: answer.metadata?.resourceVersion, generation: answer.metadata?.generation });
+    }
+    return { written: true, resourceVersion: answer.metadata?.resourceVersion, generation: answer.metadata?.generation };
+  }
+
+  /** The object is gone: nothing to remember of it. */
+  forget(uid: string | undefined): void {
+    if (uid !== undefined) this.written.delete(uid);
+  }
+
+  /** Objects remembered (tests: none once they are gone). */
+  get size(): number {
+    return this.written.size;
+  }
+}
+
+/**
+ * A one-off status write with no memory of earlier ones (StatusWriter.write
+ * without the memo). Returns whether it wrote.
  */
 export async function applyStatus(
   client: KubeApi,
   fieldManager: string,
-  live: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; generation?: number }; status?: Status },
+  live: StatusTarget & { apiVersion: string; kind: string },
   next: Status,
   opts: {
     onResponse?: (written: { metadata?: { resourceVersion?: string; generation?: number } }) => void;
-    /** Cuts the status to the resource's schema bounds (the CRD's maxLength/maxItems); default: as it is. */
     fit?: (kind: string, status: Status) => Status;
   } = {},
 ): Promise<boolean> {
-  // Cut to the CRD's bounds first: an over-long message would make the server refuse the whole
-  // write (and the queue retry it forever), and the comparison must see what the server keeps.
-  const fit = opts.fit ?? ((_kind: string, s: Status) => s);
-  const status: Status = fit(live.kind, {
-    ...next,
-    observedGeneration: live.metadata.generation,
-    conditions: withTransitionTimes(next.conditions ?? [], live.status?.conditions),
-  });
-  if (statusUpToDate(live.status, status)) return false;
-  const written = await client.apply<{ metadata?: { resourceVersion?: string; generation?: number } }>(
-    { apiVersion: live.apiVersion, kind: live.kind, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status } as never,
-    fieldManager,
-    'status',
-  );
-  opts.onResponse?.(written);
-  return true;
+  const { uid: _uid, ...metadata } = live.metadata;
+  const w = await new StatusWriter(client, fieldManager, { fit: opts.fit }).write({ ...live, metadata }, next);
+  if (w.written) opts.onResponse?.({ metadata: { resourceVersion: w.resourceVersion, generation: w.generation } });
+  return w.written;
 }
