@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { applySetId, belongsTo, childCodec, contains, decorate, describeForeign, DESIRED_DIGEST, drift, ownedDigest, ownedFieldsDrift, OwnWrites, PART_OF, pickFields, projectChild, projectedOwnedDigest, prunable, VERIFY } from '../../controller/apply/applyset.js';
+import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, belongsTo, childCodec, contains, decorate, describeForeign, DESIRED_DIGEST, drift, Interner, ownedDigest, ownedFieldsDrift, OwnWrites, PART_OF, parentMetadata, pickFields, projectChild, projectedOwnedDigest, prunable, VERIFY } from '../../controller/apply/applyset.js';
 import type { KubeObject } from '../../kube/informer.js';
 import { statusUpToDate, withTransitionTimes } from '../../kube/status.js';
 
@@ -176,5 +176,28 @@ describe('ownership and own writes', () => {
     writes.record(obj({ resourceVersion: '8' }), desired, '7');
     expect(writes.take('v1/Service/n/s', '8')).toBeDefined();
     expect(writes.size).toBe(0);
+  });
+});
+
+describe('ApplySet parts', () => {
+  it('parentMetadata: nothing to write when the parent says it all; recorded group-kinds are kept', () => {
+    const id = 'applyset-x-v1';
+    const have = { metadata: { labels: { [APPLYSET_ID]: id }, annotations: { [APPLYSET_TOOLING]: 'kiln/1', [APPLYSET_GROUP_KINDS]: 'ConfigMap,StatefulSet.apps' } } };
+    expect(parentMetadata(have, id, ['StatefulSet.apps'], 'kiln/1')).toBeUndefined();
+    expect(parentMetadata(have, id, ['Service'], 'kiln/1')?.annotations[APPLYSET_GROUP_KINDS]).toBe('ConfigMap,Service,StatefulSet.apps');
+    expect(parentMetadata(have, id, ['ConfigMap'], 'kiln/2')?.annotations[APPLYSET_TOOLING]).toBe('kiln/2');
+  });
+
+  it('projectChild interns with the Interner it is given: two managers keep their own', () => {
+    const child = () => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'x', namespace: 'tenant-a', labels: {} } }) as KubeObject;
+    const one = new Interner();
+    const two = new Interner();
+    const a = projectChild(child(), undefined, one);
+    const b = projectChild(child(), undefined, one);
+    expect(one.size).toBe(1);
+    expect(two.size).toBe(0);
+    expect(a.metadata.namespace).toBe(b.metadata.namespace);
+    projectChild(child(), undefined, two);
+    expect(two.size).toBe(1);
   });
 });
