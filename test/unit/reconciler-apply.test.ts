@@ -67,7 +67,7 @@ describe('apply reconciler on the fake API server', () => {
     expect(events(fake)).toEqual(['Applied: applied 1 of 1 objects']);
   });
 
-  it('writes nothing when nothing changed, neither on the next reconcile nor after a restart (a fresh reconciler compares owned fields)', async () => {
+  it('writes nothing when nothing changed, neither on the next reconcile nor after a restart (a fresh reconciler trusts the owned-fields digests its status recorded)', async () => {
     const { fake, reconciler } = await harness([GRID]);
     await reconciler().reconcile(GRID_KEY);
     await fake.settled();
@@ -79,6 +79,18 @@ describe('apply reconciler on the fake API server', () => {
     await fake.settled();
     expect(await same.reconcile(GRID_KEY)).toMatchObject({ applied: 0, statusWritten: false });
     expect(fake.writes()).toBe(writes);
+  });
+
+  it('a member whose owned-fields digest the status does not record is read and compared, not re-applied', async () => {
+    const { fake, reconciler } = await harness([GRID]);
+    await reconciler().reconcile(GRID_KEY);
+    await fake.mergePatch(gridRef, { status: { inventory: null } }, 'status');
+    await fake.settled();
+    const before = fake.actions.length;
+    const r = await reconciler().reconcile(GRID_KEY);
+    expect(r).toMatchObject({ applied: 0, statusWritten: true });
+    expect(fake.actions.slice(before).filter((a) => a.op === 'get' && a.name === 'session-cache-grid-sessions')).toHaveLength(1);
+    expect(fake.peek<Live>(gridRef)!.status?.inventory).toEqual([expect.objectContaining({ name: 'session-cache-grid-sessions', ownedFieldsDigest: expect.any(String) })]);
   });
 
   it('re-applies a field another writer took over (owned-fields drift)', async () => {
