@@ -9,6 +9,7 @@
  */
 import { KubeClient } from './client.js';
 import type { ClusterConfig, ClusterConfigInput } from './kubeconfig.js';
+import { redact } from './redact.js';
 import { pathFor } from './resources.js';
 
 /** The TokenRequest API's minimum lifetime. */
@@ -19,9 +20,6 @@ const MIN_TOKEN_SECONDS = 600;
  * still has a fifth of its lifetime to finish.
  */
 const REFRESH_AT = 0.8;
-
-const BEARER = /Bearer\s+[^\s"',;]+/gi;
-const JWT = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+/g;
 
 interface CachedToken {
   token: string;
@@ -132,9 +130,10 @@ export class ServiceAccountTokens {
 
   /** `text` without bearer credentials, anything that looks like a JWT, or any token this cache holds. */
   redact(text: string): string {
-    let out = text.replace(BEARER, 'Bearer [redacted]').replace(JWT, '[redacted-token]');
-    for (const e of this.cache.values()) if (e.token && out.includes(e.token)) out = out.split(e.token).join('[redacted-token]');
-    return out;
+    return redact(
+      text,
+      [...this.cache.values()].map((e) => e.token),
+    );
   }
 }
 

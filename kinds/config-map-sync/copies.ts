@@ -80,10 +80,7 @@ export async function removeCopies(ctx: Ctx, ns: string, copies?: V1ConfigMap[])
   return removed;
 }
 
-export type CopyResult =
-  | { ns: string; kind: 'synced'; wrote: boolean }
-  | { ns: string; kind: 'foreign'; name: string }
-  | { ns: string; kind: 'failed'; reason: string };
+export type CopyResult = { ns: string; kind: 'synced'; wrote: boolean } | { ns: string; kind: 'foreign'; name: string } | { ns: string; kind: 'failed'; reason: string };
 
 /** Makes the copy in `desired`'s namespace equal `desired`, writing only when it differs; never throws. */
 export async function syncCopy(ctx: Ctx, desired: K8sObject): Promise<CopyResult> {
@@ -112,7 +109,8 @@ export async function syncCopy(ctx: Ctx, desired: K8sObject): Promise<CopyResult
 
     const data = desired['data'] as Record<string, string> | undefined;
     const binaryData = desired['binaryData'] as Record<string, string> | undefined;
-    const current = live !== undefined &&
+    const current =
+      live !== undefined &&
       hasEntries(live.metadata?.labels, desired.metadata.labels) &&
       hasEntries(live.metadata?.annotations, desired.metadata.annotations) &&
       isDeepStrictEqual(live.data ?? {}, data ?? {}) &&
@@ -145,16 +143,16 @@ export async function syncCopy(ctx: Ctx, desired: K8sObject): Promise<CopyResult
         ...extraBinary.map((k) => ({ op: 'remove', path: `/binaryData/${pointerToken(k)}` })),
       ];
       await ctx.core.request('PATCH', pathFor({ ...CONFIG_MAP, namespace: ns, name }), {
-        body: ops, contentType: 'application/json-patch+json', query: { fieldManager: ctx.deps.fieldManager },
+        body: ops,
+        contentType: 'application/json-patch+json',
+        query: { fieldManager: ctx.deps.fieldManager },
       });
     }
     ctx.log('info', live ? 'updated ConfigMap copy' : 'created ConfigMap copy', { resource: who(ctx.resource), namespace: ns, name });
     return { ns, kind: 'synced', wrote: true };
   } catch (err) {
     const code = statusOf(err);
-    const reason = live?.metadata?.uid && (code === 409 || code === 422)
-      ? `ConfigMap ${ns}/${name} changed while it was being synced (UID precondition): ${note(ctx, err)}`
-      : note(ctx, err);
+    const reason = live?.metadata?.uid && (code === 409 || code === 422) ? `ConfigMap ${ns}/${name} changed while it was being synced (UID precondition): ${note(ctx, err)}` : note(ctx, err);
     ctx.log('warn', 'cannot sync ConfigMap copy', { resource: who(ctx.resource), namespace: ns, name, code, error: reason });
     return { ns, kind: 'failed', reason };
   }

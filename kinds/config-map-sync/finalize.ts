@@ -58,7 +58,8 @@ export async function finalize(ctx: Ctx, recorded: RecordedNamespaces): Promise<
   }
   if (outcome.failed.length > 0) {
     ctx.log('warn', 'copies left in place: the ServiceAccount may not delete them', {
-      resource: who(ctx.resource), namespaces: outcome.failed.map((f) => f.namespace),
+      resource: who(ctx.resource),
+      namespaces: outcome.failed.map((f) => f.namespace),
     });
   }
   await removeFinalizer(ctx);

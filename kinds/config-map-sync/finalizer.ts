@@ -17,16 +17,17 @@ async function jsonPatchSelf(ctx: ControllerCtx, body: unknown[]): Promise<void>
 
 export async function addFinalizer(ctx: ControllerCtx): Promise<void> {
   const existing = ctx.resource.metadata['finalizers'] as string[] | undefined;
-  const body = existing && existing.length > 0
-    ? [
-        { op: 'test', path: '/metadata/finalizers', value: existing },
-        { op: 'add', path: '/metadata/finalizers/-', value: CONFIGMAPSYNC_FINALIZER },
-      ]
-    : [
-        // A JSON patch test of a missing path against null passes: nobody added finalizers meanwhile.
-        { op: 'test', path: '/metadata/finalizers', value: null },
-        { op: 'add', path: '/metadata/finalizers', value: [CONFIGMAPSYNC_FINALIZER] },
-      ];
+  const body =
+    existing && existing.length > 0
+      ? [
+          { op: 'test', path: '/metadata/finalizers', value: existing },
+          { op: 'add', path: '/metadata/finalizers/-', value: CONFIGMAPSYNC_FINALIZER },
+        ]
+      : [
+          // A JSON patch test of a missing path against null passes: nobody added finalizers meanwhile.
+          { op: 'test', path: '/metadata/finalizers', value: null },
+          { op: 'add', path: '/metadata/finalizers', value: [CONFIGMAPSYNC_FINALIZER] },
+        ];
   await jsonPatchSelf(ctx, body);
   ctx.log('info', 'added finalizer', { resource: who(ctx.resource), finalizer: CONFIGMAPSYNC_FINALIZER });
 }

@@ -75,9 +75,7 @@ function tokensFor(deps: ConfigMapSyncDeps): ServiceAccountTokens {
 function recordedNamespaces(resource: KilnResource): RecordedNamespaces {
   const status = (resource.status ?? {}) as { synced?: unknown; failed?: unknown };
   const synced = Array.isArray(status.synced) ? status.synced.filter((s): s is string => typeof s === 'string') : [];
-  const failed = Array.isArray(status.failed)
-    ? status.failed.map((f) => (f as { namespace?: unknown })?.namespace).filter((s): s is string => typeof s === 'string')
-    : [];
+  const failed = Array.isArray(status.failed) ? status.failed.map((f) => (f as { namespace?: unknown })?.namespace).filter((s): s is string => typeof s === 'string') : [];
   const sortedUnique = (xs: string[]) => [...new Set(xs)].sort();
   return { synced: sortedUnique(synced), all: sortedUnique([...synced, ...failed]) };
 }
@@ -93,7 +91,10 @@ export async function reconcileConfigMapSync(resource: KilnResource, deps: Confi
   const recorded = recordedNamespaces(resource);
   const untouched = (stalled: ConfigMapSyncOutcome['stalled']): ConfigMapSyncOutcome => ({
     // Nothing was checked or changed: keep what status recorded, so a later prune still knows it.
-    synced: recorded.synced, failed: [], pruned: [], stalled,
+    synced: recorded.synced,
+    failed: [],
+    pruned: [],
+    stalled,
   });
 
   const finalizers = (resource.metadata['finalizers'] as string[] | undefined) ?? [];
@@ -131,9 +132,10 @@ export async function reconcileConfigMapSync(resource: KilnResource, deps: Confi
     const code = statusOf(err);
     const message = apiMessage(err);
     // kiln may request tokens only where the platform admin bound its token ClusterRole: say how to grant it.
-    const hint = code === 403 && !/being terminated/.test(message)
-      ? ` (kiln may request ServiceAccount tokens only in namespaces where the platform admin bound its ClusterRole <install name>-controller-serviceaccount-tokens with a RoleBinding, e.g. kiln install --token-namespace ${namespace})`
-      : '';
+    const hint =
+      code === 403 && !/being terminated/.test(message)
+        ? ` (kiln may request ServiceAccount tokens only in namespaces where the platform admin bound its ClusterRole <install name>-controller-serviceaccount-tokens with a RoleBinding, e.g. kiln install --token-namespace ${namespace})`
+        : '';
     const msg = `TokenRequest for ServiceAccount ${namespace}/${serviceAccount}: ${tokens.redact(message)}${hint}`;
     log('warn', 'cannot obtain a ServiceAccount token', { resource: who(resource), code, error: msg });
     if (deleting && (code === 404 || (code === 403 && /being terminated/.test(message)))) {

@@ -36,9 +36,7 @@ export async function sync(ctx: Ctx, recorded: RecordedNamespaces): Promise<Conf
   if (selector) {
     try {
       const list = await ctx.core.list<V1Namespace>({ apiVersion: 'v1', kind: 'Namespace' });
-      selected = list.items
-        .filter((n: V1Namespace) => n.status?.phase !== 'Terminating' && matchesSelector(n.metadata?.labels, selector))
-        .map((n) => n.metadata!.name!);
+      selected = list.items.filter((n: V1Namespace) => n.status?.phase !== 'Terminating' && matchesSelector(n.metadata?.labels, selector)).map((n) => n.metadata!.name!);
     } catch (err) {
       targetsKnown = false;
       stalls.push({ reason: 'NamespacesUnreadable', message: `spec.targets.namespaceSelector: cannot list namespaces: ${note(ctx, err)}` });

@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { ApiError, KubeClient, type RequestOptions } from '../../kube/client.js';
 import { ServiceAccountTokens } from '../../kube/service-account-clients.js';
 
-interface TokenRequestBody { spec: { expirationSeconds: number } }
+interface TokenRequestBody {
+  spec: { expirationSeconds: number };
+}
 
 /** Grants `lifetimeSeconds` (or what was asked) per TokenRequest; `fail` makes the next one a 403. */
 class TokenIssuer extends KubeClient {
@@ -71,10 +73,7 @@ describe('ServiceAccountTokens', () => {
     const [a1, a2, b] = await Promise.all([tokens.get('team-a', 'tenant'), tokens.get('team-a', 'tenant'), tokens.get('team-b', 'tenant')]);
     expect(a2).toBe(a1);
     expect(b).not.toBe(a1);
-    expect(issuer.requests.map((r) => r.path)).toEqual([
-      'POST /api/v1/namespaces/team-a/serviceaccounts/tenant/token',
-      'POST /api/v1/namespaces/team-b/serviceaccounts/tenant/token',
-    ]);
+    expect(issuer.requests.map((r) => r.path)).toEqual(['POST /api/v1/namespaces/team-a/serviceaccounts/tenant/token', 'POST /api/v1/namespaces/team-b/serviceaccounts/tenant/token']);
   });
 
   it('caches no failure: the next call asks again', async () => {
