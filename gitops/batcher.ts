@@ -33,6 +33,7 @@ import {
   resourceDir,
   treeFromManifests,
   type LayoutOptions,
+  type Refusal,
   type RenderedResource,
   type ResourceRef,
 } from './layout.js';
@@ -86,6 +87,8 @@ export interface ResourceResult extends ResourceRef {
   /** Whether this batch changed the resource's files (false: the tree already held them). */
   changed?: boolean;
   reason?: string;
+  /** refused: why, as a code (the message is `reason`). */
+  refusal?: Refusal;
   /** Something kiln refused and repaired on the way (a symbolic link where its files go), for the resource's status. */
   warning?: string;
 }
@@ -264,7 +267,7 @@ export class GitBatcher {
     await this.flush();
   }
 
-  private apply(change: Change): { result?: Omit<ResourceResult, 'state'> & { state: 'refused'; reason: string } } {
+  private apply(change: Change): { result?: Omit<ResourceResult, 'state'> & { state: 'refused'; reason: string; refusal: Refusal } } {
     if (change.action === 'delete') {
       this.state.delete(dirKey(change.ref));
       return {};
@@ -275,9 +278,9 @@ export class GitBatcher {
     try {
       outcome = renderManifest(r);
     } catch (err) {
-      outcome = { ok: false, reason: `cannot write its objects as YAML: ${err instanceof Error ? err.message : String(err)}` };
+      outcome = { ok: false, reason: `cannot write its objects as YAML: ${err instanceof Error ? err.message : String(err)}`, refusal: 'NotCommittable' };
     }
-    if (!outcome.ok) return { result: { ...ref, generation: r.generation, action: 'upsert', state: 'refused', reason: outcome.reason } };
+    if (!outcome.ok) return { result: { ...ref, generation: r.generation, action: 'upsert', state: 'refused', reason: outcome.reason, refusal: outcome.refusal } };
     const key = dirKey(r);
     if (outcome.empty) this.state.delete(key);
     else this.state.set(key, { ref, content: outcome.content, generation: r.generation });

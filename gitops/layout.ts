@@ -142,12 +142,22 @@ export type ManifestOutcome =
   | { ok: true; empty: false; content: string }
   /** Renders no objects: no directory. */
   | { ok: true; empty: true }
-  | { ok: false; reason: string };
+  | { ok: false; reason: string; refusal: Refusal };
+
+/**
+ * Why a resource's change was not written, for callers that act on it (the
+ * git reconciler's Stalled reason) without reading the message: a Secret
+ * carrying values, or anything else that cannot be committed (a name that
+ * cannot be a path, objects that cannot be written as YAML).
+ */
+export type Refusal = 'SecretInRender' | 'NotCommittable';
 
 /** The manifest.yaml of one resource: kiln's header, then its objects sorted, as one multi-document stream. */
 export function renderManifest(r: RenderedResource): ManifestOutcome {
-  const problem = refProblem(r) ?? secretProblem(r.objects);
-  if (problem) return { ok: false, reason: problem };
+  const badRef = refProblem(r);
+  if (badRef) return { ok: false, reason: badRef, refusal: 'NotCommittable' };
+  const secret = secretProblem(r.objects);
+  if (secret) return { ok: false, reason: secret, refusal: 'SecretInRender' };
   if (r.objects.length === 0) return { ok: true, empty: true };
   const id = { apiVersion: '', kind: r.kind, metadata: { name: r.name, namespace: r.namespace }, spec: {} } as KilnResource;
   return { ok: true, empty: false, content: header(id) + toYamlStream([...r.objects].sort(compareObjects)) };
