@@ -1,0 +1,158 @@
+/**
+ * The git-mode reconciler's decisions, on the in-memory API server
+ * (kube/fake-client.ts) with real informers, committing through the real
+ * GitSink into a bare repository in a temporary directory (plain git, no
+ * network): what it commits, what it refuses, and what its status says.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { KILN_API_VERSION, KILN_KINDS } from '../../kinds/api.js';
+import { GitReconciler } from '../../controller/git/reconciler.js';
+import { GitSink } from '../../controller/git/sink.js';
+import { EventRecorder } from '../../kube/events.js';
+import { FakeKubeClient, type FakeObject } from '../../kube/fake-client.js';
+import { Informer, slim } from '../../kube/informer.js';
+import type { Condition } from '../../kube/status.js';
+import type { K8sObject, KilnResource } from '../../kinds/types.js';
+import { initBareRepo, plainGit } from '../harness/git.js';
+
+type Live = FakeObject & { status?: { observedGeneration?: number; conditions?: Condition[]; commit?: string; revision?: string } };
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function harness(seed: FakeObject[], opts: { render?: (r: KilnResource) => K8sObject[] } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-git-reconciler-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const bare = join(dir, 'remote.git');
+  initBareRepo(bare, dir);
+  const fake = new FakeKubeClient(seed);
+  const resources = new Map<string, Informer>();
+  for (const k of KILN_KINDS) resources.set(k.kind, new Informer(fake, { ...k, resyncSeconds: 0, transform: slim }));
+  await Promise.all([...resources.values()].map((i) => i.start()));
+  const log = () => undefined;
+  const sink = new GitSink({ repo: bare, branch: 'main', basePath: 'clusters', cluster: 'prod', workDir: join(dir, 'clone'), debounceMs: 10, maxPushAttempts: 1, retryDelayMs: { base: 1, max: 1 } }, log);
+  await sink.start([], []);
+  cleanups.push(async () => {
+    [...resources.values()].forEach((i) => i.stop());
+    await sink.close().catch(() => undefined);
+  });
+  // The queue: each requeue of a key resolves the next `requeued()`.
+  const waiting: ((key: string) => void)[] = [];
+  const requeued = () => new Promise<string>((resolve) => waiting.push(resolve));
+  const reconciler = new GitReconciler({
+    client: fake, resources, sink, log,
+    events: new EventRecorder(fake, 'kiln-controller', 'test', log),
+    requeue: (key) => waiting.shift()?.(key),
+    failureBackoffMs: { base: 60_000, max: 60_000 },
+    ...(opts.render ? { render: opts.render } : {}),
+  });
+  const main = () => plainGit(dir, ['--git-dir', bare, 'rev-parse', 'main']).trim();
+  const show = (path: string) => plainGit(dir, ['--git-dir', bare, 'show', `main:${path}`]);
+  const files = () => plainGit(dir, ['--git-dir', bare, 'ls-tree', '-r', '--name-only', 'main']).split('\n').filter(Boolean);
+  return { fake, reconciler, requeued, main, show, files, bare };
+}
+
+const GRID = { apiVersion: KILN_API_VERSION, kind: 'DataGrid', metadata: { name: 'sessions', namespace: 'web' }, spec: { cache: 'session-cache', gridType: 'Session', partitions: 31 } };
+const GRID_KEY = 'DataGrid/web/sessions';
+const gridRef = { apiVersion: KILN_API_VERSION, kind: 'DataGrid', namespace: 'web', name: 'sessions' };
+const MANIFEST = 'clusters/prod/web/datagrid/sessions/manifest.yaml';
+const condition = (live: Live | undefined, type: string) => live?.status?.conditions?.find((c) => c.type === type);
+
+describe('git reconciler on the fake API server and a real repository', () => {
+  it('hands the render to the batcher, and once pushed says the commit in the status: Ready, reason Committed', async () => {
+    const { fake, reconciler, requeued, main, show } = await harness([GRID]);
+    const flushed = requeued();
+    const first = await reconciler.reconcile(GRID_KEY);
+    expect(first).toMatchObject({ queued: true, statusWritten: false });
+    expect(await flushed).toBe(GRID_KEY);
+    expect(show(MANIFEST)).toContain('name: session-cache-grid-sessions');
+    const second = await reconciler.reconcile(GRID_KEY);
+    expect(second).toMatchObject({ queued: false, statusWritten: true });
+    const grid = fake.peek<Live>(gridRef)!;
+    expect(grid.status?.commit).toBe(main());
+    expect(grid.status?.revision).toMatch(/^sha256:/);
+    expect(condition(grid, 'Ready')).toMatchObject({ status: 'True', reason: 'Committed', observedGeneration: 1 });
+    expect(condition(grid, 'Ready')!.message).toContain(`in ${main().slice(0, 12)}`);
+  });
+
+  it('an unchanged resource: no commit and no status write on the next reconciles', async () => {
+    const { fake, reconciler, requeued, main } = await harness([GRID]);
+    const flushed = requeued();
+    await reconciler.reconcile(GRID_KEY);
+    await flushed;
+    await reconciler.reconcile(GRID_KEY);
+    await fake.settled();
+    const head = main();
+    const writes = fake.writes();
+    const again = await reconciler.reconcile(GRID_KEY);
+    expect(again).toMatchObject({ queued: false, statusWritten: false });
+    await fake.settled();
+    expect(await reconciler.reconcile(GRID_KEY)).toMatchObject({ queued: false, statusWritten: false });
+    expect(fake.writes()).toBe(writes);
+    expect(main()).toBe(head);
+  });
+
+  it('an invalid spec: Stalled InvalidSpec naming the field, nothing committed', async () => {
+    const bad = { apiVersion: KILN_API_VERSION, kind: 'DirectoryService', metadata: { name: 'bad-replicas', namespace: 'web' }, spec: { replicas: -1, image: 'ds:7' } };
+    const { fake, reconciler, main, files } = await harness([bad]);
+    const head = main();
+    const r = await reconciler.reconcile('DirectoryService/web/bad-replicas');
+    expect(r).toMatchObject({ queued: false, statusWritten: true });
+    const stalled = condition(fake.peek<Live>({ apiVersion: KILN_API_VERSION, kind: 'DirectoryService', namespace: 'web', name: 'bad-replicas' }), 'Stalled')!;
+    expect(stalled).toMatchObject({ status: 'True', reason: 'InvalidSpec' });
+    expect(stalled.message).toContain('spec.replicas');
+    expect(main()).toBe(head);
+    expect(files()).toEqual(['README.md']);
+  });
+
+  it('a render carrying Secret data: Stalled SecretInRender, nothing committed', async () => {
+    const withSecret = (r: KilnResource): K8sObject[] => [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: `${r.metadata.name}-creds`, namespace: r.metadata.namespace }, data: { password: 'c2VjcmV0' } } as K8sObject];
+    const { fake, reconciler, main } = await harness([GRID], { render: withSecret });
+    const head = main();
+    const r = await reconciler.reconcile(GRID_KEY);
+    expect(r.queued).toBe(false);
+    expect(condition(fake.peek<Live>(gridRef), 'Stalled')).toMatchObject({ status: 'True', reason: 'SecretInRender' });
+    expect(main()).toBe(head);
+  });
+
+  it('ConfigMapSync: Stalled NotSupportedInGitMode', async () => {
+    const sync = { apiVersion: KILN_API_VERSION, kind: 'ConfigMapSync', metadata: { name: 'settings', namespace: 'web' }, spec: { source: { name: 'x' }, targets: { namespaces: ['a'] }, serviceAccountName: 'sync' } };
+    const { fake, reconciler } = await harness([sync]);
+    await reconciler.reconcile('ConfigMapSync/web/settings');
+    const stalled = condition(fake.peek<Live>({ apiVersion: KILN_API_VERSION, kind: 'ConfigMapSync', namespace: 'web', name: 'settings' }), 'Stalled')!;
+    expect(stalled).toMatchObject({ status: 'True', reason: 'NotSupportedInGitMode' });
+    expect(stalled.message).toContain('not supported in git mode');
+  });
+
+  it('a deleted resource: its directory leaves the tree', async () => {
+    const { fake, reconciler, requeued, files } = await harness([GRID]);
+    const flushed = requeued();
+    await reconciler.reconcile(GRID_KEY);
+    await flushed;
+    expect(files()).toContain(MANIFEST);
+    await fake.delete(gridRef);
+    await fake.settled();
+    expect(await reconciler.reconcile(GRID_KEY)).toMatchObject({ queued: true });
+    // The deletion goes with the next batch (debounced); wait for it to be pushed.
+    for (let i = 0; i < 100 && files().includes(MANIFEST); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(files()).not.toContain(MANIFEST);
+  });
+
+  it('a push that fails: Stalled PushFailed with the writer\'s message, retried after the backoff', async () => {
+    const { fake, reconciler, requeued, bare } = await harness([GRID]);
+    rmSync(bare, { recursive: true, force: true });
+    const flushed = requeued();
+    await reconciler.reconcile(GRID_KEY);
+    await flushed;
+    const r = await reconciler.reconcile(GRID_KEY);
+    expect(r.requeueAfterMs).toBeGreaterThan(30_000);
+    const stalled = condition(fake.peek<Live>(gridRef), 'Stalled')!;
+    expect(stalled).toMatchObject({ status: 'True', reason: 'PushFailed' });
+    expect(stalled.message.length).toBeGreaterThan(0);
+  });
+});
