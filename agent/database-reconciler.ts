@@ -267,7 +267,8 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
     if (!uid) return;
     this.written.delete(uid);
     this.extensionsDone.delete(uid);
-    this.status.forget(uid);
+    const [namespace, name] = key.split('/') as [string, string];
+    this.status.forget({ kind: 'PostgresDatabase', metadata: { namespace, name } });
   }
 
   /**

@@ -111,14 +111,14 @@ export interface StatusWriterOptions {
  * lastTransitionTimes carried over, and is server-side applied to the status
  * subresource only when the resource does not already say it.
  *
- * It also remembers, per object (uid), what it last wrote and over which
- * resourceVersion. An informer cache still holding that version has not seen
+ * It also remembers, per object (kind, namespace, name and uid), what it last
+ * wrote and over which resourceVersion. An informer cache still holding that version has not seen
  * the write yet (the watch event of our own write comes later): the written
  * status stands in for the cached one, so a second reconcile right after the
  * first does not write the same status again.
  */
 export class StatusWriter {
-  private readonly written = new Map<string, { over: string; status: Status; resourceVersion?: string; generation?: number }>();
+  private readonly written = new Map<string, { uid: string | undefined; over: string; status: Status }>();
   private readonly max: number;
 
   constructor(private readonly client: KubeApi, readonly fieldManager: string, private readonly opts: StatusWriterOptions = {}) {
@@ -127,13 +127,13 @@ export class StatusWriter {
 
   /** Is the cached copy `live` older than this writer's last write to it (the watch has not brought that write yet)? */
   behind(live: StatusTarget): boolean {
-    const mine = live.metadata.uid === undefined ? undefined : this.written.get(live.metadata.uid);
-    return !!mine && mine.over === (live.metadata.resourceVersion ?? '');
+    const mine = this.written.get(identity(live));
+    return !!mine && mine.uid === live.metadata.uid && mine.over === (live.metadata.resourceVersion ?? '');
   }
 
   /** The status as this writer knows it: its own last write while the cache is behind it, else the cached one. */
   current(live: StatusTarget): Status | undefined {
-    return this.behind(live) ? this.written.get(live.metadata.uid!)!.status : (live.status as Status | undefined);
+    return this.behind(live) ? this.written.get(identity(live))!.status : (live.status as Status | undefined);
   }
 
   async write(live: StatusTarget, next: Status, opts: { ownsObservedGeneration?: boolean } = {}): Promise<StatusWrite> {
@@ -150,17 +150,14 @@ export class StatusWriter {
     if (statusUpToDate(liveStatus, status)) return { written: false };
     const body = { apiVersion: live.apiVersion!, kind: live.kind!, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status };
     const answer = await this.client.apply<{ metadata?: { resourceVersion?: string; generation?: number } }>(body, this.fieldManager, 'status');
-    const uid = live.metadata.uid;
-    if (uid !== undefined) {
-      if (this.written.size >= this.max) this.written.clear();
-      this.written.set(uid, { over: live.metadata.resourceVersion ?? '', status: { ...liveStatus, ...status }, resourceVersion: answer.metadata?.resourceVersion, generation: answer.metadata?.generation });
-    }
+    if (this.written.size >= this.max) this.written.clear();
+    this.written.set(identity(live), { uid: live.metadata.uid, over: live.metadata.resourceVersion ?? '', status: { ...liveStatus, ...status } });
     return { written: true, resourceVersion: answer.metadata?.resourceVersion, generation: answer.metadata?.generation };
   }
 
   /** The object is gone: nothing to remember of it. */
-  forget(uid: string | undefined): void {
-    if (uid !== undefined) this.written.delete(uid);
+  forget(ref: { kind?: string; metadata: { namespace?: string; name: string } }): void {
+    this.written.delete(identity(ref));
   }
 
   /** Objects remembered (tests: none once they are gone). */
@@ -168,6 +165,8 @@ export class StatusWriter {
     return this.written.size;
   }
 }
+
+const identity = (o: { kind?: string; metadata: { namespace?: string; name: string } }) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 /**
  * A one-off status write with no memory of earlier ones (StatusWriter.write
@@ -183,8 +182,7 @@ export async function applyStatus(
     fit?: (kind: string, status: Status) => Status;
   } = {},
 ): Promise<boolean> {
-  const { uid: _uid, ...metadata } = live.metadata;
-  const w = await new StatusWriter(client, fieldManager, { fit: opts.fit }).write({ ...live, metadata }, next);
+  const w = await new StatusWriter(client, fieldManager, { fit: opts.fit }).write(live, next);
   if (w.written) opts.onResponse?.({ metadata: { resourceVersion: w.resourceVersion, generation: w.generation } });
   return w.written;
 }

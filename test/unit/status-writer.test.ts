@@ -55,9 +55,16 @@ describe('StatusWriter', () => {
     await one.write(cached('7'), ready('a'));
     expect(two.behind(cached('7'))).toBe(false);
     expect((await two.write(cached('7'), ready('a'))).written).toBe(true);
-    one.forget('u1');
+    one.forget({ kind: 'DirectoryService', metadata: { namespace: 'ns', name: 'ds' } });
     expect(one.size).toBe(0);
     expect((await one.write(cached('7'), ready('a'))).written).toBe(true);
+  });
+
+  it('does not take its write for a same-named successor (another uid)', async () => {
+    const writer = new StatusWriter(new StatusApplies(), 'kiln');
+    await writer.write(cached('7'), ready('a'));
+    const successor = { ...cached('7'), metadata: { ...cached('7').metadata, uid: 'u2' } };
+    expect(writer.behind(successor)).toBe(false);
   });
 
   it('sets observedGeneration only when it owns it', async () => {
