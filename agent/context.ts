@@ -3,6 +3,10 @@ import type { KubeApi } from '../kube/client.js';
 import type { EventRecorder } from '../kube/events.js';
 import type { KubeObject } from '../kube/informer.js';
 import type { Log } from '../lib/log.js';
+import { directoryUrl } from '../kinds/directory-service/names.js';
+import { POSTGRES_PORT, postgresServiceAddress } from '../kinds/postgres-instance/names.js';
+
+export { postgresServiceAddress };
 
 export interface Caches {
   get(kind: WatchedKind, namespace: string, name: string): KubeObject | undefined;
@@ -42,7 +46,7 @@ export class Endpoints {
 
   /** ldaps to member 0 through the headless Service. */
   directory(namespace: string, name: string): string {
-    return this.overrides[`DirectoryService/${namespace}/${name}`] ?? `ldaps://${name}-0.${name}.${namespace}.svc:1636`;
+    return this.overrides[`DirectoryService/${namespace}/${name}`] ?? directoryUrl(namespace, name);
   }
 
   /** The host and port the agent connects to. */
@@ -50,15 +54,10 @@ export class Endpoints {
     const o = this.overrides[`PostgresInstance/${namespace}/${name}`];
     if (o) {
       const i = o.lastIndexOf(':');
-      return i > 0 ? { host: o.slice(0, i), port: Number(o.slice(i + 1)) } : { host: o, port: 5432 };
+      return i > 0 ? { host: o.slice(0, i), port: Number(o.slice(i + 1)) } : { host: o, port: POSTGRES_PORT };
     }
     return postgresServiceAddress(namespace, name, servicePort);
   }
-}
-
-/** The address applications in the cluster use: the instance's client Service. */
-export function postgresServiceAddress(namespace: string, name: string, port: number): { host: string; port: number } {
-  return { host: `${name}-client.${namespace}.svc`, port };
 }
 
 /** `--endpoint Kind/namespace/name=address`, parsed. */

@@ -11,7 +11,6 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { ClusterConfigInput } from '../kube/kubeconfig.js';
 import { KubeClient } from '../kube/client.js';
-import { ServiceAccountTokens } from '../kinds/config-map-sync/reconcile.js';
 import { EventRecorder } from '../kube/events.js';
 import { Informer, MultiInformer, packedJson, slim, type KubeObject } from '../kube/informer.js';
 import { packer } from '../kube/pack.js';
@@ -23,7 +22,8 @@ import { Reconciler, type ReconcileResult } from './apply/reconciler.js';
 import { GitReconciler } from './git/reconciler.js';
 import { GitSink, type GitSinkOptions } from './git/sink.js';
 import { CHILD_KINDS, KILN_KINDS } from '../kinds/api.js';
-import { childCodec, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
+import { carriedOutBy, childKindsWrittenAcrossNamespaces } from '../kinds/registry.js';
+import { childCodec, FIELD_MANAGER, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../kinds/shared/labels.js';
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 
@@ -55,10 +55,12 @@ export interface ManagerOptions {
   git?: GitSinkOptions;
 }
 
-/** The agent carries PostgresDatabase out; the apply-mode controller has nothing to render for it. */
 /** The resource caches' codec: deflate with a dictionary of what kiln's charts render. */
 const CACHE_CODEC = packedJson(packer(packDictionary));
-const RECONCILED_KINDS = KILN_KINDS.filter((k) => k.kind !== 'PostgresDatabase');
+/** Kinds the agent carries out are not the controller's to watch. */
+const RECONCILED_KINDS = KILN_KINDS.filter((k) => carriedOutBy(k.kind).by !== 'agent');
+/** Child kinds some kind writes in other namespaces than its own: watched in all. */
+const WRITTEN_ACROSS_NAMESPACES = childKindsWrittenAcrossNamespaces();
 const MANAGED_BY_KILN = 'app.kubernetes.io/managed-by=kiln';
 
 /**
@@ -100,8 +102,7 @@ export class Manager {
     if (opts.sink === 'git' && !opts.git) throw new Error('git mode needs the repository options (git)');
     // Git mode applies nothing, so it watches none of the objects kiln renders.
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
-      // ConfigMapSync copies live in tenant namespaces: watch ConfigMaps everywhere kiln writes them.
-      for (const ns of k.kind === 'ConfigMap' && opts.namespaces.length > 0 ? [undefined] : namespaces) {
+      for (const ns of WRITTEN_ACROSS_NAMESPACES.has(`${k.apiVersion}/${k.kind}`) && opts.namespaces.length > 0 ? [undefined] : namespaces) {
         const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: (o) => projectChild(o, this.ownWrites), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
         inf.on((event, obj) => this.onChild(event, obj));
         this.informers.push(inf);
@@ -124,7 +125,7 @@ export class Manager {
       resources: this.resources,
       children: this.children,
       events,
-      configMapSync: { kc: opts.kc, fieldManager: 'kiln', tokens: new ServiceAccountTokens(opts.kc), log: opts.log },
+      custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log },
       ownWrites: this.ownWrites,
       version: opts.version,
       log: opts.log,
@@ -155,9 +156,10 @@ export class Manager {
   }
 
   private onResource(event: string, obj: KubeObject, old?: KubeObject): void {
-    // Apply mode: an update that changed neither spec (generation) nor metadata kiln reads is a
-    // status write (most often kiln's own): nothing to render (controller-runtime's GenerationChangedPredicate).
-    if (event === 'updated' && old && this.opts.sink !== 'git' && obj.kind !== 'ConfigMapSync' && sameInputs(old, obj)) return;
+    // Apply mode: an update of a rendered kind that changed neither spec (generation) nor metadata kiln
+    // reads is a status write (most often kiln's own): nothing to render (controller-runtime's
+    // GenerationChangedPredicate). A custom reconciler sees every update.
+    if (event === 'updated' && old && this.opts.sink !== 'git' && carriedOutBy(obj.kind!).by === 'render' && sameInputs(old, obj)) return;
     this.queue.add(`${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`);
   }
 

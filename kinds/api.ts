@@ -26,5 +26,12 @@ export const CHILD_KINDS: { apiVersion: string; kind: string }[] = [
   { apiVersion: 'snapshot.storage.k8s.io/v1', kind: 'VolumeSnapshot' },
 ];
 
+/**
+ * On a rendered object: apply it only once another object of the same render
+ * reaches a condition (`batch/v1/Job/<name>:Complete`). Until then it waits
+ * and is not pruned.
+ */
+export const APPLY_AFTER_ANNOTATION = `${GROUP}/apply-after`;
+
 export const isKilnKind = (apiVersion: string, kind: string) => apiVersion === KILN_API_VERSION && KILN_KINDS.some((k) => k.kind === kind);
 export { groupKind };

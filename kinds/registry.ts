@@ -1,43 +1,119 @@
-/** apiVersion/kind -> the chart that renders it. The only place kinds are listed for rendering. */
-import type { Chart } from 'cdk8s';
-import type { Construct } from 'constructs';
+/**
+ * Every kind and what it has (kinds/kind.ts says what each part means and its
+ * default). The one place kinds are listed: generic code asks here. Heavy (it
+ * loads every chart and cdk8s); what the agent needs is in kinds/api.ts and
+ * the kinds' names.ts.
+ */
 import { CacheClusterChart, type CacheClusterResource } from './cache-cluster/chart.js';
+import { checkCacheCluster } from './cache-cluster/checks.js';
 import { ConfigMapSyncChart, type ConfigMapSyncResource } from './config-map-sync/chart.js';
+import { NOT_SERVER_SIDE_APPLIED, NOT_SUPPORTED_CONFIGMAPSYNC } from './config-map-sync/delivery.js';
+import { inputsFromObjects, sourceNotInInputs } from './config-map-sync/render-inputs.js';
 import { DataGridChart, type DataGridResource } from './data-grid/chart.js';
+import { checkDataGrid } from './data-grid/checks.js';
 import { DirectoryBackupChart, type DirectoryBackupResource } from './directory-backup/chart.js';
+import { checkDataClaimOf } from './directory-backup/claim-check.js';
 import { DirectoryRestoreChart, type DirectoryRestoreResource } from './directory-restore/chart.js';
+import { checkBackupClaimOf } from './directory-restore/claim-check.js';
 import { DirectoryServiceChart, type DirectoryServiceResource } from './directory-service/chart.js';
+import { checkDirectoryService } from './directory-service/checks.js';
 import { PostgresDatabaseChart, type PostgresDatabaseResource } from './postgres-database/chart.js';
 import { PostgresInstanceChart, type PostgresInstanceResource } from './postgres-instance/chart.js';
-import type { KilnResource, RenderContext } from './types.js';
+import { checkPostgresInstance } from './postgres-instance/checks.js';
+import type { CarriedOutBy, ChartFactory, KindDefinition } from './kind.js';
+import type { KilnResource } from './types.js';
 
 import { KILN_API_VERSION } from './api.js';
 
 export { KILN_API_VERSION };
+export type { ChartFactory, KindDefinition };
 
-type ChartFactory = (scope: Construct, id: string, resource: KilnResource, context: RenderContext) => Chart;
+const DEFINITIONS: KindDefinition[] = [
+  {
+    kind: 'DirectoryService',
+    chart: (s, id, r) => new DirectoryServiceChart(s, id, r as DirectoryServiceResource),
+    ready: 'members',
+    checks: checkDirectoryService,
+  },
+  {
+    kind: 'DirectoryBackup',
+    chart: (s, id, r) => new DirectoryBackupChart(s, id, r as DirectoryBackupResource),
+    ready: 'job',
+    preApply: checkDataClaimOf,
+  },
+  {
+    kind: 'DirectoryRestore',
+    chart: (s, id, r) => new DirectoryRestoreChart(s, id, r as DirectoryRestoreResource),
+    ready: 'job',
+    preApply: checkBackupClaimOf,
+  },
+  {
+    kind: 'PostgresInstance',
+    chart: (s, id, r) => new PostgresInstanceChart(s, id, r as PostgresInstanceResource),
+    ready: 'members',
+    checks: checkPostgresInstance,
+  },
+  {
+    kind: 'PostgresDatabase',
+    chart: (s, id, r) => new PostgresDatabaseChart(s, id, r as unknown as PostgresDatabaseResource),
+    carriedOutBy: { by: 'agent', why: 'the runtime agent carries it out; apply mode renders nothing for it' },
+  },
+  {
+    kind: 'CacheCluster',
+    chart: (s, id, r) => new CacheClusterChart(s, id, r as CacheClusterResource),
+    ready: 'members',
+    checks: checkCacheCluster,
+  },
+  {
+    kind: 'DataGrid',
+    chart: (s, id, r) => new DataGridChart(s, id, r as unknown as DataGridResource),
+    checks: checkDataGrid,
+  },
+  {
+    kind: 'ConfigMapSync',
+    chart: (s, id, r, c) => new ConfigMapSyncChart(s, id, r as unknown as ConfigMapSyncResource, c),
+    carriedOutBy: {
+      by: 'custom',
+      why: NOT_SERVER_SIDE_APPLIED,
+      load: async () => (await import('./config-map-sync/apply-mode.js')).configMapSyncReconciler,
+    },
+    inputs: inputsFromObjects,
+    offlineNote: sourceNotInInputs,
+    notInGitMode: NOT_SUPPORTED_CONFIGMAPSYNC,
+    // Copies go to tenant namespaces.
+    writesOutsideNamespace: [{ apiVersion: 'v1', kind: 'ConfigMap' }],
+  },
+];
 
-const CHARTS: Record<string, ChartFactory> = {
-  DirectoryService: (s, id, r) => new DirectoryServiceChart(s, id, r as DirectoryServiceResource),
-  DirectoryBackup: (s, id, r) => new DirectoryBackupChart(s, id, r as DirectoryBackupResource),
-  DirectoryRestore: (s, id, r) => new DirectoryRestoreChart(s, id, r as DirectoryRestoreResource),
-  PostgresInstance: (s, id, r) => new PostgresInstanceChart(s, id, r as PostgresInstanceResource),
-  PostgresDatabase: (s, id, r) => new PostgresDatabaseChart(s, id, r as unknown as PostgresDatabaseResource),
-  CacheCluster: (s, id, r) => new CacheClusterChart(s, id, r as CacheClusterResource),
-  DataGrid: (s, id, r) => new DataGridChart(s, id, r as unknown as DataGridResource),
-  ConfigMapSync: (s, id, r, c) => new ConfigMapSyncChart(s, id, r as unknown as ConfigMapSyncResource, c),
-};
+const BY_KIND = new Map(DEFINITIONS.map((d) => [d.kind, d]));
 
-export const KIND_NAMES = Object.keys(CHARTS);
+export const KIND_NAMES = DEFINITIONS.map((d) => d.kind);
+
+/** The definition of `kind` (of kiln's group), or undefined for a kind kiln does not have. */
+export function kindDefinition(kind: string): KindDefinition | undefined {
+  return BY_KIND.get(kind);
+}
+
+const RENDERED: CarriedOutBy = { by: 'render' };
+
+/** Who carries `kind` out in the cluster (default: the controller, by its render). */
+export function carriedOutBy(kind: string): CarriedOutBy {
+  return BY_KIND.get(kind)?.carriedOutBy ?? RENDERED;
+}
+
+/** Child kinds some kind writes outside its own namespace, as `apiVersion/Kind`. */
+export function childKindsWrittenAcrossNamespaces(): Set<string> {
+  return new Set(DEFINITIONS.flatMap((d) => (d.writesOutsideNamespace ?? []).map((k) => `${k.apiVersion}/${k.kind}`)));
+}
 
 export function isKilnResource(obj: unknown): obj is KilnResource {
   if (typeof obj !== 'object' || obj === null) return false;
   const o = obj as { apiVersion?: unknown; kind?: unknown };
-  return o.apiVersion === KILN_API_VERSION && typeof o.kind === 'string' && o.kind in CHARTS;
+  return o.apiVersion === KILN_API_VERSION && typeof o.kind === 'string' && BY_KIND.has(o.kind);
 }
 
 export function chartFactory(apiVersion: string, kind: string): ChartFactory {
-  const factory = apiVersion === KILN_API_VERSION ? CHARTS[kind] : undefined;
+  const factory = apiVersion === KILN_API_VERSION ? BY_KIND.get(kind)?.chart : undefined;
   if (!factory) throw new Error(`kiln renders no ${apiVersion}/${kind}`);
   return factory;
 }

@@ -1,5 +1,5 @@
 /** One input document -> its YAML, a note on why it renders nothing offline, or the reasons it cannot be rendered. Pure. */
-import { sourceOf, type ConfigMapSyncResource } from '../kinds/config-map-sync/chart.js';
+import { kindDefinition } from '../kinds/registry.js';
 import { render, RenderError } from '../kinds/render.js';
 import type { KilnResource, RenderContext } from '../kinds/types.js';
 import { validate, type FieldError } from '../validate/index.js';
@@ -15,15 +15,6 @@ export type Outcome =
   | { resource: KilnResource; note: string }
   | { errors: FieldError[] };
 
-/**
- * A ConfigMapSync whose source ConfigMap is not among the inputs: offline there
- * is nothing to copy, and in the cluster the controller reads the source itself.
- */
-export function sourceNotInInputs(resource: KilnResource): string {
-  const source = sourceOf(resource as ConfigMapSyncResource);
-  return `renders nothing offline (its source ConfigMap is not among the inputs): copies are made in the cluster from ${source.namespace}/${source.name}`;
-}
-
 /** `<outDir>/<namespace>/<kind>/<name>.k8s.yaml` */
 export function outputPath(outDir: string, r: KilnResource): string {
   return join(outDir, r.metadata.namespace ?? 'default', r.kind.toLowerCase(), `${r.metadata.name}.k8s.yaml`);
@@ -36,7 +27,8 @@ export function renderDocument(doc: unknown, context: RenderContext): Outcome {
   const resource = v.resource;
   if (!resource.metadata.namespace) resource.metadata = { ...resource.metadata, namespace: 'default' };
   const id = { apiVersion: resource.apiVersion, kind: resource.kind, metadata: { name: resource.metadata.name, namespace: resource.metadata.namespace } } as KilnResource;
-  if (resource.kind === 'ConfigMapSync' && !context.configMapSync?.source) return { resource: id, note: sourceNotInInputs(resource) };
+  const note = kindDefinition(resource.kind)?.offlineNote?.(resource, context);
+  if (note) return { resource: id, note };
   try {
     const objects = render(resource, context);
     const body = objects.length > 0 ? toYamlStream(objects) : `# ${resource.kind} renders no objects: the kiln agent carries it out.\n`;

@@ -67,9 +67,9 @@ export interface SynthReport {
   rendered: { resource: string; file?: string }[];
   warnings: Warning[];
   problems: Problem[];
-  /** Valid resources that render nothing offline, and why (not errors): a ConfigMapSync whose source is not among the inputs. */
+  /** Valid resources that render nothing offline, and why (not errors): e.g. one whose render inputs are not among the input files. */
   notes: Note[];
-  /** Documents that are not kiln resources (used as context, e.g. ConfigMapSync sources). */
+  /** Documents that are not kiln resources (render inputs of those that need some, e.g. a ConfigMap to copy). */
   other: number;
 }
 
@@ -285,8 +285,8 @@ export interface CollectedInputs {
 /**
  * Reads files and directories as `kiln synth` does: unreadable YAML is a
  * problem, documents of kiln.dev/ are resources (a resource given twice is a
- * problem), every other document is context (a ConfigMapSync's source and
- * Namespaces). Shared with `kiln diff`.
+ * problem), every other document is a render input of the kinds that have
+ * some (kinds/registry.ts `inputs`). Shared with `kiln diff`.
  */
 export function collectInputs(paths: string[], o: { strict?: boolean; limits?: InputLimits } = {}): CollectedInputs {
   const docs = readInputs(paths, o.limits);
@@ -321,9 +321,7 @@ export function collectInputs(paths: string[], o: { strict?: boolean; limits?: I
 
   const items = unique.map((d) => ({
     doc: d.value,
-    context: (d.value as KilnResource).apiVersion === KILN_API_VERSION && (d.value as KilnResource).kind === 'ConfigMapSync'
-      ? contextFromObjects(d.value as KilnResource, plain)
-      : {},
+    context: (d.value as KilnResource).apiVersion === KILN_API_VERSION ? contextFromObjects(d.value as KilnResource, plain) : {},
     source: d,
   }));
   return { items, problems, other: plain.length, warnings };

@@ -11,26 +11,25 @@
  * of the resource's ApplySet that are no longer rendered and that the
  * reconciler would prune (prunable()) are shown as removals.
  *
- * Not covered: ConfigMapSync (its copies are written with a tenant's
- * ServiceAccount, not with kiln's field manager and ApplySet) and
- * PostgresDatabase (the runtime agent's). Nothing here writes: every PATCH is
- * a dry run, everything else is a GET or a LIST.
+ * Not covered: kinds apply mode does not server-side apply (a custom
+ * reconciler's or the runtime agent's: kinds/registry.ts says why). Nothing
+ * here writes: every PATCH is a dry run, everything else is a GET or a LIST.
  */
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from 'diff';
-import { APPLY_AFTER_ANNOTATION } from '../../kinds/directory-restore/chart.js';
 import { render } from '../../kinds/render.js';
 import type { K8sObject, KilnResource, RenderContext } from '../../kinds/types.js';
 import { toYaml } from '../../lib/yaml.js';
 import { applySetId, decorate, FIELD_MANAGER, PART_OF, prunable } from './applyset.js';
 import { ApiError, isNotFound, type KubeClient } from '../../kube/client.js';
 import type { KubeObject } from '../../kube/informer.js';
-import { CHILD_KINDS } from '../../kinds/api.js';
+import { APPLY_AFTER_ANNOTATION, CHILD_KINDS } from '../../kinds/api.js';
+import { carriedOutBy } from '../../kinds/registry.js';
 
-/** Kinds `kiln diff` does not cover, and why. */
-export const NOT_COVERED: Record<string, string> = {
-  ConfigMapSync: 'its copies are written with the tenant\'s ServiceAccount, not by server-side apply as kiln',
-  PostgresDatabase: 'the runtime agent carries it out; apply mode renders nothing for it',
-};
+/** Why `kiln diff` does not cover `kind` (apply mode does not server-side apply it), or undefined when it does. */
+export function notCovered(kind: string): string | undefined {
+  const by = carriedOutBy(kind);
+  return by.by === 'render' ? undefined : by.why;
+}
 
 /** Fields the API server owns: never part of a diff (kubectl diff drops managedFields too). */
 export const SERVER_METADATA = ['managedFields', 'resourceVersion', 'generation', 'uid', 'creationTimestamp'] as const;
@@ -160,7 +159,7 @@ export function desiredObjects(resource: KilnResource, parentUid: string | undef
 export async function diffResource(client: KubeClient, target: DiffTarget): Promise<ResourceDiff> {
   const r = target.resource;
   const out: ResourceDiff = { resource: resourceLabel(r), changes: [], notes: [], errors: [] };
-  const why = NOT_COVERED[r.kind];
+  const why = notCovered(r.kind);
   if (why) {
     out.notes.push(`not covered by kiln diff: ${why}`);
     return out;

@@ -6,13 +6,12 @@
  */
 import { render } from '../../kinds/render.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
-import { APPLY_AFTER_ANNOTATION } from '../../kinds/directory-restore/chart.js';
-import { KILN_API_VERSION } from '../../kinds/registry.js';
+import { APPLY_AFTER_ANNOTATION } from '../../kinds/api.js';
+import type { CustomEnv, CustomReconciler } from '../../kinds/kind.js';
+import { carriedOutBy, kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import { validate, formatErrors } from '../../validate/index.js';
 import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, belongsTo, childKey, decorate, describeForeign, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, VERIFY, type OwnWrites } from './applyset.js';
 import { ApiError, isNotFound, isPermanent, type KubeApi } from '../../kube/client.js';
-import { checkClaim } from './claim-check.js';
-import { reconcileConfigMapSync, type ConfigMapSyncDeps } from '../../kinds/config-map-sync/reconcile.js';
 import type { EventRecorder } from '../../kube/events.js';
 import type { Informer, KubeObject } from '../../kube/informer.js';
 import { groupKind } from '../../kube/resources.js';
@@ -27,7 +26,8 @@ export interface ReconcilerDeps {
   /** Informers for the kinds kiln renders, by `apiVersion/Kind`. */
   children: Map<string, Informer>;
   events: EventRecorder;
-  configMapSync: ConfigMapSyncDeps;
+  /** What a kind's custom reconciler is started with (kinds/kind.ts). */
+  custom: CustomEnv;
   /** What kiln's own applies wrote, shared with the child informers' transform (projectChild). */
   ownWrites: OwnWrites;
   version: string;
@@ -41,8 +41,6 @@ export interface ReconcileResult {
   statusWritten: boolean;
 }
 
-const WORKLOAD_KINDS = new Set(['DirectoryService', 'PostgresInstance', 'CacheCluster']);
-const JOB_KINDS = new Set(['DirectoryBackup', 'DirectoryRestore']);
 const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;
 const CONFLICT_RECHECK_MS = 60_000;
 
@@ -67,6 +65,8 @@ export class Reconciler {
    * is, nothing), so it stops there. Nothing else is kept per resource.
    */
   private readonly done = new Map<string, string[]>();
+  /** Kind -> its custom reconciler, started on first use. */
+  private readonly custom = new Map<string, Promise<CustomReconciler>>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -104,7 +104,8 @@ export class Reconciler {
       this.done.delete(key);
       return result;
     }
-    if (kind === 'ConfigMapSync') return this.reconcileConfigMapSync(live, result);
+    const by = carriedOutBy(kind);
+    if (by.by === 'custom') return this.reconcileCustom(kind, by.load, live, result);
     if (live.metadata.deletionTimestamp) {
       this.done.delete(key);
       return result;
@@ -145,18 +146,17 @@ export class Reconciler {
     parentPatch.catch(() => undefined);
     const desired = rendered.map((o) => decorate(o, live, id));
 
-    // A backup or restore copies a claim into a Job running the image it names: only a claim that
-    // belongs to what it names (checkClaim), and nothing of it before that is known.
-    const reader = desired.find((o) => (live.kind === 'DirectoryBackup' ? o.kind === 'VolumeSnapshot' : o.kind === 'Job'));
-    const claim = await checkClaim(live, reader, this.deps);
-    if (!claim.ok) {
-      if ('foreign' in claim) {
-        await this.writeStatus(live, { conditions: stalled('ForeignClaim', claim.foreign, generation) }, result);
-        if (result.statusWritten) this.deps.events.warning(live, 'ForeignClaim', claim.foreign);
+    // The kind's check of what its render reads (a backup copies only a claim that belongs to what it
+    // names): nothing is applied before it passes.
+    const check = (await kindDefinition(kind)?.preApply?.(live, desired, this.deps)) ?? { ok: true };
+    if (!check.ok) {
+      if ('foreign' in check) {
+        await this.writeStatus(live, { conditions: stalled('ForeignClaim', check.foreign, generation) }, result);
+        if (result.statusWritten) this.deps.events.warning(live, 'ForeignClaim', check.foreign);
         return { ...result, requeueAfterMs: CONFLICT_RECHECK_MS };
       }
       await this.writeStatus(live, {
-        conditions: [...readyConditions({ kind: 'reconciling', reason: 'Waiting', message: claim.waiting }, generation), syncedCondition(false, 'Waiting', claim.waiting, generation)],
+        conditions: [...readyConditions({ kind: 'reconciling', reason: 'Waiting', message: check.waiting }, generation), syncedCondition(false, 'Waiting', check.waiting, generation)],
       }, result);
       return { ...result, requeueAfterMs: 5_000 };
     }
@@ -330,16 +330,18 @@ export class Reconciler {
   }
 
   /**
-   * Whether the applied objects run: the StatefulSet's rollout for kinds with
-   * members (and the scale subresource's fields), the Job's outcome for
-   * backups and restores; other kinds are ready once applied.
+   * Whether the applied objects run, as the kind says (kinds/kind.ts ReadyWhen):
+   * the StatefulSet's rollout for kinds with members (and the scale
+   * subresource's fields), the Job's outcome for kinds that run one; other
+   * kinds are ready once applied.
    */
   private health(live: KilnResource, desired: K8sObject[], appliedNow: Set<string>): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
-    if (WORKLOAD_KINDS.has(live.kind)) {
+    const ready = kindDefinition(live.kind)?.ready ?? 'applied';
+    if (ready === 'members') {
       const sts = desired.find((o) => o.kind === 'StatefulSet');
       if (sts) return this.rolloutHealth(live, sts, appliedNow.has(childKey(sts)));
     }
-    if (JOB_KINDS.has(live.kind)) {
+    if (ready === 'job') {
       const job = desired.find((o) => o.kind === 'Job');
       if (job) {
         const current = this.child('batch/v1', 'Job', job.metadata.namespace, job.metadata.name) as (KubeObject & { status?: { startTime?: string; completionTime?: string } }) | undefined;
@@ -410,19 +412,22 @@ export class Reconciler {
     if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, status, { onResponse, fit: fitStatus })) result.statusWritten = true;
   }
 
-  private async reconcileConfigMapSync(live: KubeObject & KilnResource, result: ReconcileResult): Promise<ReconcileResult> {
-    const outcome = await reconcileConfigMapSync(live, this.deps.configMapSync);
-    if (live.metadata.deletionTimestamp) return result;
-    const generation = live.metadata.generation;
-    const failed = outcome.failed.length > 0 ? `; not synced: ${outcome.failed.map((f) => `${f.namespace} (${f.reason})`).join(', ')}` : '';
-    const conditions = outcome.stalled
-      ? readyConditions({ kind: 'stalled', reason: outcome.stalled.reason, message: outcome.stalled.message + failed }, generation)
-      : outcome.failed.length > 0
-        ? readyConditions({ kind: 'stalled', reason: 'TargetsDenied', message: `synced to ${outcome.synced.length} namespaces${failed}` }, generation)
-        : readyConditions({ kind: 'ready', reason: 'Synced', message: `synced to ${outcome.synced.length} namespaces` }, generation);
-    if (outcome.pruned.length > 0) this.deps.events.normal(live, 'Pruned', `removed copies from ${outcome.pruned.join(', ')}`);
-    await this.writeStatus(live, { conditions, synced: outcome.synced, failed: outcome.failed }, result);
-    if (outcome.stalled && result.statusWritten) this.deps.events.warning(live, outcome.stalled.reason, outcome.stalled.message);
+  /** A kind with its own reconciler (kinds/kind.ts CarriedOutBy 'custom'): it acts and reports, this writes its status. */
+  private async reconcileCustom(kind: string, load: () => Promise<(env: CustomEnv) => CustomReconciler>, live: KubeObject & KilnResource, result: ReconcileResult): Promise<ReconcileResult> {
+    let reconciler = this.custom.get(kind);
+    if (!reconciler) {
+      reconciler = load().then((start) => start(this.deps.custom));
+      // A failed load is tried again by the next reconcile, not remembered.
+      reconciler.catch(() => this.custom.delete(kind));
+      this.custom.set(kind, reconciler);
+    }
+    await (await reconciler).reconcile(live, {
+      events: this.deps.events,
+      writeStatus: async (status) => {
+        await this.writeStatus(live, status, result);
+        return result.statusWritten;
+      },
+    });
     return result;
   }
 }

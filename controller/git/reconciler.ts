@@ -15,8 +15,8 @@
  *   what the repository holds stays);
  * - a Secret carrying data in the render: Stalled, reason SecretInRender
  *   (nothing committed; secret values never go to Git);
- * - ConfigMapSync: Stalled, reason NotSupportedInGitMode (its copies are
- *   written with the tenant's rights in the cluster);
+ * - a kind git mode cannot carry out (kinds/registry.ts notInGitMode):
+ *   Stalled, reason NotSupportedInGitMode, with the kind's reason;
  * - commit or push failed: Stalled, reason PushFailed, with the writer's
  *   message (credentials scrubbed); retried with backoff, Ready once pushed.
  *
@@ -29,7 +29,7 @@
  */
 import { render as renderChart } from '../../kinds/render.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
-import { KILN_API_VERSION } from '../../kinds/registry.js';
+import { kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import type { ResourceResult } from '../../gitops/batcher.js';
 import { secretProblem } from '../../gitops/layout.js';
 import type { Log } from '../../lib/log.js';
@@ -61,9 +61,6 @@ export interface GitReconcileResult extends ReconcileResult {
   /** The change was handed to the batcher (status follows when it is pushed). */
   queued: boolean;
 }
-
-export const NOT_SUPPORTED_CONFIGMAPSYNC =
-  'not supported in git mode: copies are written with the tenant\'s rights in the cluster; run apply mode for ConfigMapSync';
 
 /** What the last batch carrying a resource's revision did with it. */
 interface Outcome {
@@ -112,9 +109,10 @@ export class GitReconciler {
     const generation = live.metadata.generation;
     const carried = this.delivered(live);
 
-    if (kind === 'ConfigMapSync') {
-      await this.writeStatus(live, { ...carried, conditions: readyConditions({ kind: 'stalled', reason: 'NotSupportedInGitMode', message: NOT_SUPPORTED_CONFIGMAPSYNC }, generation) }, result);
-      if (result.statusWritten) this.deps.events.warning(live, 'NotSupportedInGitMode', NOT_SUPPORTED_CONFIGMAPSYNC);
+    const unsupported = kindDefinition(kind)?.notInGitMode;
+    if (unsupported) {
+      await this.writeStatus(live, { ...carried, conditions: readyConditions({ kind: 'stalled', reason: 'NotSupportedInGitMode', message: unsupported }, generation) }, result);
+      if (result.statusWritten) this.deps.events.warning(live, 'NotSupportedInGitMode', unsupported);
       return result;
     }
 

@@ -8,6 +8,7 @@
 import { Chart } from 'cdk8s';
 import type { Construct } from 'constructs';
 import type { DirectoryRestoreSpec } from '../../imports/kiln.dev.js';
+import { APPLY_AFTER_ANNOTATION } from '../api.js';
 import { backupClaimName } from '../directory-backup/chart.js';
 import { DirectoryToolJob } from '../shared/directory-job.js';
 import { standardLabels } from '../shared/labels.js';
@@ -15,8 +16,6 @@ import { Claim, VolumeSnapshot } from '../shared/volumes.js';
 import type { KilnResource, ResourceRequirements } from '../types.js';
 
 export type DirectoryRestoreResource = KilnResource<Omit<DirectoryRestoreSpec, 'resources'> & { resources?: ResourceRequirements }>;
-
-export const APPLY_AFTER_ANNOTATION = 'kiln.dev/apply-after';
 
 export class DirectoryRestoreChart extends Chart {
   constructor(scope: Construct, id: string, resource: DirectoryRestoreResource) {

@@ -13,6 +13,7 @@ import { containerResources } from '../shared/quantity.js';
 import { podScheduling, type SchedulingSpec } from '../shared/scheduling.js';
 import { claimTemplate, ROLLING_UPDATE, ClientService, HeadlessService, MemberDisruptionBudget, type ClientServiceType, type ServicePort } from '../shared/workload.js';
 import type { KilnResource, ResourceRequirements } from '../types.js';
+import { LDAPS_PORT } from './names.js';
 
 export type DirectoryServiceResource = KilnResource<
   Omit<DirectoryServiceSpec, 'resources' | 'scheduling' | 'service' | 'env' | 'envFrom'> & {
@@ -30,7 +31,7 @@ const DS_UID = 11111;
 export const DATA_DIR = '/opt/opendj/data';
 export const DIRECTORY_PORTS: ServicePort[] = [
   { name: 'ldap', port: 1389 },
-  { name: 'ldaps', port: 1636 },
+  { name: 'ldaps', port: LDAPS_PORT },
   { name: 'admin', port: 4444 },
   { name: 'replication', port: 8989 },
   { name: 'http', port: 8080 },

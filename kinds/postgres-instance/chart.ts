@@ -17,6 +17,7 @@ import { containerResources } from '../shared/quantity.js';
 import { podScheduling, type SchedulingSpec } from '../shared/scheduling.js';
 import { claimTemplate, ROLLING_UPDATE, ClientService, HeadlessService, type ClientServiceType } from '../shared/workload.js';
 import type { KilnResource, ResourceRequirements } from '../types.js';
+import { POSTGRES_PORT } from './names.js';
 
 export type PostgresInstanceResource = KilnResource<
   Omit<PostgresInstanceSpec, 'resources' | 'scheduling' | 'service'> & {
@@ -39,7 +40,7 @@ export const RESERVED_PARAMETERS = ['listen_addresses', 'port', 'data_directory'
 
 const BASE_PARAMETERS: Record<string, string> = {
   listen_addresses: '*',
-  port: '5432',
+  port: String(POSTGRES_PORT),
   unix_socket_directories: '/var/run/postgresql',
   password_encryption: 'scram-sha-256',
 };
@@ -77,15 +78,15 @@ export class PostgresInstanceChart extends Chart {
       metadata: { name: `${name}-config`, labels: standardLabels(APP, 'config', resource) },
       data: { 'postgresql.conf': conf },
     });
-    const ports = [{ name: 'postgres', port: 5432 }];
+    const ports = [{ name: 'postgres', port: POSTGRES_PORT }];
     new HeadlessService(this, 'Headless', { resource, app: APP, selector, ports, publishNotReadyAddresses: false });
     new ClientService(this, 'Client', {
       resource, app: APP, selector,
-      ports: [{ name: 'postgres', port: spec.service?.port ?? 5432, targetPort: 5432 }],
+      ports: [{ name: 'postgres', port: spec.service?.port ?? POSTGRES_PORT, targetPort: POSTGRES_PORT }],
       type: spec.service?.type, annotations: spec.service?.annotations,
     });
 
-    const isReady = { exec: { command: ['pg_isready', '-h', '127.0.0.1', '-p', '5432', '-U', 'postgres'] } };
+    const isReady = { exec: { command: ['pg_isready', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', 'postgres'] } };
     const labels = standardLabels(APP, 'database', resource);
     new k8s.KubeStatefulSet(this, 'StatefulSet', {
       metadata: { name, labels },
@@ -112,7 +113,7 @@ export class PostgresInstanceChart extends Chart {
                 image: postgresImage(spec),
                 imagePullPolicy: spec.imagePullPolicy ?? 'IfNotPresent',
                 args: ['-c', 'config_file=/etc/postgresql/postgresql.conf'],
-                ports: [{ name: 'postgres', containerPort: 5432, protocol: 'TCP' }],
+                ports: [{ name: 'postgres', containerPort: POSTGRES_PORT, protocol: 'TCP' }],
                 env: [
                   { name: 'PGDATA', value: `${DATA_MOUNT}/pgdata` },
                   { name: 'POSTGRES_USER', value: 'postgres' },

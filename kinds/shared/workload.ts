@@ -2,6 +2,7 @@ import { Construct } from 'constructs';
 import { k8s } from 'cdk8s-plus-28';
 import type { KilnResource } from '../types.js';
 import { standardLabels } from './labels.js';
+import { clientServiceName, headlessServiceName } from '../names.js';
 
 export interface ServicePort {
   name: string;
@@ -20,7 +21,7 @@ export class HeadlessService extends Construct {
   }) {
     super(scope, id);
     new k8s.KubeService(this, 'Resource', {
-      metadata: { name: props.resource.metadata.name, labels: standardLabels(props.app, 'headless-service', props.resource) },
+      metadata: { name: headlessServiceName(props.resource.metadata.name), labels: standardLabels(props.app, 'headless-service', props.resource) },
       spec: {
         clusterIp: 'None',
         publishNotReadyAddresses: props.publishNotReadyAddresses,
@@ -44,7 +45,7 @@ export class ClientService extends Construct {
     if (type === 'None') return;
     new k8s.KubeService(this, 'Resource', {
       metadata: {
-        name: `${props.resource.metadata.name}-client`,
+        name: clientServiceName(props.resource.metadata.name),
         labels: standardLabels(props.app, 'client-service', props.resource),
         annotations: props.annotations && Object.keys(props.annotations).length > 0 ? props.annotations : undefined,
       },

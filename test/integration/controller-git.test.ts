@@ -17,7 +17,7 @@ import { render } from '../../kinds/render.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { digest } from '../../controller/apply/applyset.js';
 import { KubeClient } from '../../kube/client.js';
-import { NOT_SUPPORTED_CONFIGMAPSYNC } from '../../controller/git/reconciler.js';
+import { NOT_SUPPORTED_CONFIGMAPSYNC } from '../../kinds/config-map-sync/delivery.js';
 import { Manager } from '../../controller/manager.js';
 import type { FlushReport } from '../../gitops/batcher.js';
 import { validate } from '../../validate/index.js';

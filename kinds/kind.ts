@@ -1,0 +1,114 @@
+/**
+ * What a kind has, as kinds/registry.ts declares it per kind. Generic code
+ * (the controller's reconcilers and manager, `kiln synth` and `kiln diff`,
+ * validate/) asks the registry and never names a kind. Every part but `kind`
+ * and `chart` is optional; the default is documented on each, as cdk8s-plus
+ * documents its props.
+ */
+import type { Chart } from 'cdk8s';
+import type { Construct } from 'constructs';
+import type { KubeApi } from '../kube/client.js';
+import type { EventRecorder } from '../kube/events.js';
+import type { Informer, KubeObject } from '../kube/informer.js';
+import type { ClusterConfigInput } from '../kube/kubeconfig.js';
+import type { Status } from '../kube/status.js';
+import type { PlainObject } from '../lib/selector.js';
+import type { FieldError } from '../validate/errors.js';
+import type { K8sObject, KilnResource, RenderContext } from './types.js';
+
+export type ChartFactory = (scope: Construct, id: string, resource: KilnResource, context: RenderContext) => Chart;
+
+/** A resource as the controller's cache holds it. */
+export type LiveResource = KubeObject & KilnResource;
+
+/** What a custom reconciler is given once, when the controller starts. */
+export interface CustomEnv {
+  /** The controller's own identity (cluster configuration). */
+  kc: ClusterConfigInput;
+  /** The field manager of kiln's writes. */
+  fieldManager: string;
+  log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+/** How a custom reconciler reports: events, and the status the controller writes. */
+export interface CustomIo {
+  events: EventRecorder;
+  /** Writes `status` on the resource when it differs from what is there; resolves whether it wrote. */
+  writeStatus(status: Status): Promise<boolean>;
+}
+
+export interface CustomReconciler {
+  /** Carries `live` out, also while it is being deleted (finalizers are its own). */
+  reconcile(live: LiveResource, io: CustomIo): Promise<void>;
+}
+
+/**
+ * Who carries a resource of the kind out in the cluster.
+ * - render: the controller renders the chart, then applies and prunes (apply mode) or commits (git mode);
+ * - custom: apply mode runs the kind's own reconciler instead of applying a render;
+ * - agent: the runtime agent does; the controller does not watch the kind.
+ */
+export type CarriedOutBy =
+  | { by: 'render' }
+  | {
+    by: 'custom';
+    /** Why apply mode does not server-side apply its render (`kiln diff` says so instead of a diff). */
+    why: string;
+    /** Loads the reconciler when first needed, so its client code stays out of the renderer's import graph. */
+    load(): Promise<(env: CustomEnv) => CustomReconciler>;
+  }
+  | { by: 'agent'; why: string };
+
+/**
+ * When a rendered resource is Ready, and what its status carries beyond conditions.
+ * - applied: once every object is applied and in sync;
+ * - members: its StatefulSet's rollout (replicas, readyReplicas and selector for the scale
+ *   subresource, an Available condition, spec.progressDeadlineSeconds);
+ * - job: its Job's outcome (result, startTime, completionTime).
+ */
+export type ReadyWhen = 'applied' | 'members' | 'job';
+
+/** A check before anything is applied: go on, wait (retried shortly), or refuse (Stalled). */
+export type PreApplyCheck = { ok: true } | { ok: false; waiting: string } | { ok: false; foreign: string };
+
+/** What a pre-apply check may read: the client, the kiln resources' caches by Kind, the children's by `apiVersion/Kind`. */
+export interface PreApplyDeps {
+  client: KubeApi;
+  resources: Map<string, Informer>;
+  children: Map<string, Informer>;
+}
+
+// Specs are checked after admission: their shape is the schema's, read loosely here.
+export type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+export interface KindDefinition {
+  readonly kind: string;
+  /** Renders one resource (in a fresh App: kinds/render.ts). */
+  readonly chart: ChartFactory;
+  /** Default: `{ by: 'render' }`. */
+  readonly carriedOutBy?: CarriedOutBy;
+  /** Default: 'applied'. */
+  readonly ready?: ReadyWhen;
+  /** kiln's own checks, after the schema and CEL: what they cannot say. Default: none. */
+  readonly checks?: (spec: Spec, out: FieldError[]) => void;
+  /**
+   * The render inputs of `resource` beyond itself, picked from objects at hand (the input files
+   * offline; the apply-mode custom reconciler reads its own). Called before validation: an
+   * invalid resource gets none. Default: none (`{}`).
+   */
+  readonly inputs?: (resource: KilnResource, objects: PlainObject[]) => RenderContext;
+  /** Why a valid resource renders nothing offline with `context` (synth notes it; not an error). Default: it renders. */
+  readonly offlineNote?: (resource: KilnResource, context: RenderContext) => string | undefined;
+  /**
+   * Apply mode, after render and before any apply: whether what the render reads may be read.
+   * Default: nothing to check.
+   */
+  readonly preApply?: (live: LiveResource, desired: K8sObject[], deps: PreApplyDeps) => Promise<PreApplyCheck>;
+  /** Why git mode cannot carry it out (the resource is Stalled, reason NotSupportedInGitMode). Default: git mode commits its render. */
+  readonly notInGitMode?: string;
+  /**
+   * Child kinds it writes outside its own namespace: apply mode watches these in every
+   * namespace, even when it watches only some. Default: none.
+   */
+  readonly writesOutsideNamespace?: readonly { apiVersion: string; kind: string }[];
+}
