@@ -6,6 +6,24 @@ import { addRuntimeOptions, logFormatOption, logLevelOption, nonNegativeNumber, 
 const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
 const repeat = (v: string, prev: string[]) => [...prev, v];
 
+/** The values commander parses from `kiln agent`'s own flags (defaults applied); runtimeSettings reads the shared ones. */
+interface AgentFlags {
+  kubeconfig?: string;
+  context?: string;
+  namespace: string[];
+  concurrency: number;
+  qps: number;
+  burst: number;
+  passwordInterval: number;
+  databaseCheckInterval: number;
+  endpoint: string[];
+  allowedExtension: string[];
+  allowInsecureAuthNamespace: string[];
+  postgresTimeout: number;
+  logLevel: LogLevel;
+  logFormat?: LogFormat;
+}
+
 export function registerAgent(program: Command, version: string): void {
   const command = program
     .command('agent')
@@ -25,7 +43,7 @@ export function registerAgent(program: Command, version: string): void {
   addRuntimeOptions(command, { leaseName: 'kiln-agent' })
     .addOption(logLevelOption())
     .addOption(logFormatOption())
-    .action(async (opts, cmd: Command) => {
+    .action(async (opts: AgentFlags, cmd: Command) => {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln agent: ${w}\n`);
       const { loadKubeConfig, NoClusterConfigError } = await import('../kube/kubeconfig.js');
@@ -35,14 +53,14 @@ export function registerAgent(program: Command, version: string): void {
       const { newLogger } = await import('../lib/log.js');
       const { instrumentClient, recordAgentTask, setLeaderCheck } = await import('../lib/metrics.js');
       const { startHttpServers } = await import('../lib/http-server.js');
-      const log = newLogger(opts.logLevel as LogLevel, 'kiln-agent', opts.logFormat as LogFormat | undefined);
+      const log = newLogger(opts.logLevel, 'kiln-agent', opts.logFormat);
       const fail = (message: string): never => {
         process.stderr.write(`kiln agent: ${message}\n`);
         process.exit(2);
       };
       let endpoints: Record<string, string> = {};
       try {
-        endpoints = Object.fromEntries((opts.endpoint as string[]).map(parseEndpoint));
+        endpoints = Object.fromEntries(opts.endpoint.map(parseEndpoint));
       } catch (err) {
         fail((err as Error).message);
       }

@@ -35,7 +35,7 @@ export function registerController(program: Command, version: string): void {
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>" (default: kiln <noreply@kiln.dev>)')
     .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', wholeNumber(0), 2000)
     .option('--max-wait <ms>', 'git mode: longest wait after the first change of a batch', wholeNumber(0), 30_000)
-    .action(async (opts, cmd: Command) => {
+    .action(async (opts: ControllerFlags, cmd: Command) => {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln controller: ${w}\n`);
       // Loaded here, not at the top: `kiln --help` and `kiln synth` need none of it.
@@ -43,7 +43,7 @@ export function registerController(program: Command, version: string): void {
       const { Manager } = await import('../controller/manager.js');
       const { exitOnLostLeadership, lostLeadershipGraceMs } = await import('../kube/leader.js');
       const { newLogger } = await import('../lib/log.js');
-      const log = newLogger(opts.logLevel as LogLevel, 'kiln-controller', opts.logFormat as LogFormat | undefined);
+      const log = newLogger(opts.logLevel, 'kiln-controller', opts.logFormat);
       if (opts.mode !== 'apply' && opts.mode !== 'git') {
         process.stderr.write(`kiln controller: --mode must be apply or git (got ${JSON.stringify(opts.mode)})\n`);
         process.exit(2);
@@ -141,6 +141,21 @@ export function registerController(program: Command, version: string): void {
     });
 }
 
+/** The values commander parses from `kiln controller`'s own flags (defaults applied); runtimeSettings reads the shared ones. */
+interface ControllerFlags extends GitFlags {
+  /** Checked at run time: apply or git. */
+  mode: string;
+  kubeconfig?: string;
+  context?: string;
+  namespace: string[];
+  concurrency: number;
+  qps: number;
+  burst: number;
+  resync: number;
+  logLevel: LogLevel;
+  logFormat?: LogFormat;
+}
+
 interface GitFlags {
   repo?: string;
   branch?: string;
@@ -184,7 +199,7 @@ export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = proce
         return watched();
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        throw new Error(code ? `cannot read --git-token-file ${file} (${code})` : (err as Error).message);
+        throw new Error(code ? `cannot read --git-token-file ${file} (${code})` : (err as Error).message, { cause: err });
       }
     };
     firstToken = read().token;

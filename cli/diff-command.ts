@@ -4,7 +4,7 @@ import { fileSystemError } from './errors.js';
 import { addInputLimitOptions } from './synth-command.js';
 import { DEFAULT_INPUT_LIMITS, type InputLimits } from '../lib/input-limits.js';
 import { wholeNumber } from './runtime-options.js';
-import type { KilnResource, RenderContext } from '../kinds/types.js';
+import type { KilnResource } from '../kinds/types.js';
 import type { DiffTarget, ResourceDiff } from '../controller/apply/diff.js';
 import type { KubeClient } from '../kube/client.js';
 import type { KubeObject } from '../kube/informer.js';
@@ -138,7 +138,7 @@ async function targetsFromFiles(inputs: string[], namespace: string | undefined,
     }
     const resource = v.resource;
     if (!resource.metadata.namespace) resource.metadata = { ...resource.metadata, namespace: namespace ?? 'default' };
-    targets.push({ resource, context: item.context as RenderContext });
+    targets.push({ resource, context: item.context });
   }
   return { targets, problems, warnings: collected.warnings };
 }

@@ -145,7 +145,10 @@ export function bootstrapYaml(input: Partial<BootstrapOptions> & { repo: string 
 /** Which tool the flags name: exactly one of --flux, --argocd (or the older --only <tool>); else a message. */
 export function chooseTool(opts: { flux?: boolean; argocd?: boolean; only?: string }): GitopsTool | { error: string } {
   if (opts.only !== undefined && opts.only !== 'flux' && opts.only !== 'argocd') return { error: `--only must be flux or argocd (got ${JSON.stringify(opts.only)})` };
-  const tools = new Set<GitopsTool>([...(opts.flux ? ['flux' as const] : []), ...(opts.argocd ? ['argocd' as const] : []), ...(opts.only ? [opts.only as GitopsTool] : [])]);
+  const tools = new Set<GitopsTool>();
+  if (opts.flux) tools.add('flux');
+  if (opts.argocd) tools.add('argocd');
+  if (opts.only) tools.add(opts.only);
   if (tools.size === 1) return [...tools][0]!;
   if (tools.size === 0) return { error: 'say which tool applies the repository: --flux (a GitRepository and a Kustomization) or --argocd (an Application)' };
   return { error: '--flux and --argocd print objects for different tools: give one (run it twice for both)' };

@@ -1,7 +1,38 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Option, type Command } from 'commander';
+import type { InstallOptions } from '../install/install.js';
 import { wholeNumber } from './runtime-options.js';
+
+/** The values commander parses from `kiln install`'s flags (defaults applied). */
+interface InstallFlags {
+  mode: InstallOptions['mode'];
+  namespace: string;
+  name: string;
+  image?: string;
+  imagePullPolicy: NonNullable<InstallOptions['imagePullPolicy']>;
+  replicas: number;
+  agentReplicas: number;
+  agent: boolean;
+  agentNamespace: string[];
+  tokenNamespace: string[];
+  crds: NonNullable<InstallOptions['crds']>;
+  logLevel: NonNullable<InstallOptions['logLevel']>;
+  repo?: string;
+  branch?: string;
+  basePath: string;
+  cluster?: string;
+  allowInsecureHttp: boolean;
+  gitTokenSecret: string;
+  gitAuthScheme?: 'Basic' | 'Bearer';
+  gitUsername?: string;
+  review: boolean;
+  reviewBranch?: string;
+  pullRequestApi?: string;
+  author?: string;
+  committer?: string;
+  output?: string;
+}
 
 export function registerInstall(program: Command, version: string): void {
   program
@@ -33,7 +64,7 @@ export function registerInstall(program: Command, version: string): void {
     .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>"')
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>"')
     .option('-o, --output <file>', 'write to this file instead of standard output')
-    .action(async (opts) => {
+    .action(async (opts: InstallFlags) => {
       const { installObjects } = await import('../install/install.js');
       const { toYamlStream } = await import('../lib/yaml.js');
       const fail = (message: string): never => {
@@ -66,10 +97,11 @@ export function registerInstall(program: Command, version: string): void {
         logLevel: opts.logLevel,
         git: opts.mode === 'git'
           ? {
-              repo: opts.repo,
-              branch: opts.branch,
+              // Checked above; only --crds only gets here without them, and renders no controller.
+              repo: opts.repo ?? '',
+              branch: opts.branch ?? '',
               basePath: opts.basePath,
-              cluster: opts.cluster,
+              cluster: opts.cluster ?? '',
               tokenSecret: opts.gitTokenSecret || undefined,
               authScheme: opts.gitAuthScheme,
               username: opts.gitUsername,
