@@ -10,14 +10,11 @@
  * read twice per --database-check-interval (10 s) so a dropped database is
  * back within that interval.
  */
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
 import type { ClusterConfigInput } from '../kube/kubeconfig.js';
-import { KubeClient } from '../kube/client.js';
+import type { KubeClient } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
-import { Informer, MultiInformer, type KubeObject } from '../kube/informer.js';
-import { campaign, type LeaderElector } from '../kube/leader.js';
-import { waitForApiServer } from '../kube/startup.js';
+import { Host, type Lifecycle } from '../kube/host.js';
+import { MultiInformer, type KubeObject } from '../kube/informer.js';
 import { WorkQueue } from '../kube/queue.js';
 import { KILN_API_VERSION } from '../kinds/api.js';
 import type { Log } from '../lib/log.js';
@@ -73,7 +70,6 @@ export class Agent {
   readonly client: KubeClient;
   readonly queue: WorkQueue;
   private readonly informers = new Map<WatchedKind, MultiInformer>();
-  private readonly all: Informer[] = [];
   private readonly databases: DatabaseReconciler;
   /** The reconciler of each kind the agent carries out (Secrets only wake them). */
   private readonly reconcilers: Record<Exclude<WatchedKind, 'Secret'>, Reconciler<NamespacedName>>;
@@ -82,9 +78,9 @@ export class Agent {
   private readonly ctx: AgentContext;
   /** The only Secrets whose contents the agent holds: those kiln resources name. */
   readonly secrets: ReferencedSecrets;
-  private elector: LeaderElector | undefined;
-  private leading = false;
-  readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
+  private readonly host: Host;
+  private readonly lifecycle: Lifecycle;
+  readonly identity: string;
   /** Reconciles finished, for tests and metrics. */
   reconciles = 0;
   /** Dropped-database checks finished (one catalog query per instance each). */
@@ -93,16 +89,17 @@ export class Agent {
   private dropCheckRunning = false;
 
   constructor(private readonly opts: AgentOptions) {
-    this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst });
+    this.host = new Host({ kc: opts.kc, qps: opts.qps, burst: opts.burst, startupTimeoutSeconds: opts.startupTimeoutSeconds, leaderElection: opts.leaderElection, onLostLeadership: opts.onLostLeadership, log: opts.log });
+    this.client = this.host.client;
+    this.identity = this.host.identity;
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of KINDS) {
       // Secrets: metadata only on the wire, names and resourceVersions only in the cache (see ReferencedSecrets);
       // contents are read by name when a resource names them.
       const secret = k.kind === 'Secret';
-      const list = namespaces.map((ns) => new Informer(this.client, { ...k, namespace: ns, resyncSeconds: 0, log: opts.log, transform: secret ? secretMetadata : undefined, metadataOnly: secret }));
+      const list = namespaces.map((ns) => this.host.informer({ ...k, namespace: ns, resyncSeconds: 0, log: opts.log, transform: secret ? secretMetadata : undefined, metadataOnly: secret }));
       for (const inf of list) inf.on((event, obj, old) => this.onEvent(k.kind, event, obj, old));
       this.informers.set(k.kind, new MultiInformer(list));
-      this.all.push(...list);
     }
     this.secrets = new ReferencedSecrets(this.client, (ns, name) => this.informers.get('Secret')!.get(ns, name));
     const caches: Caches = {
@@ -138,6 +135,17 @@ export class Agent {
     }, { concurrency: opts.concurrency, maxDelayMs: 30_000 });
     // Messages were scrubbed where they were made; this is the last line of defence.
     this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'agent task failed', { key, error: redact(err instanceof Error ? err.message : String(err)), retryInMs });
+    this.lifecycle = {
+      leading: () => {
+        for (const kind of ['PostgresInstance', 'PostgresDatabase', 'DirectoryService'] as const) {
+          for (const o of this.ctx.caches.list(kind)) this.enqueue(kind, o);
+        }
+        this.dropTimer = setInterval(() => void this.checkDropped(), Math.max(250, this.ctx.databaseCheckMs / 2));
+        this.dropTimer.unref();
+      },
+      lost: () => this.stopDropChecks(),
+      stopping: () => this.databases.pools.close(),
+    };
   }
 
   private enqueue(kind: WatchedKind, o: KubeObject): void {
@@ -213,44 +221,24 @@ export class Agent {
   }
 
   isLeader(): boolean {
-    return this.leading;
+    return this.host.isLeader();
   }
 
   hasSynced(): boolean {
-    return this.all.every((i) => i.hasSynced());
+    return this.host.hasSynced();
   }
 
   /**
    * Waits for the API server (startupTimeoutSeconds), fills the caches, then (once leading) starts
-   * the workers. Rejects with StartupTimeoutError, or LeaseUnavailableError (see Manager.start).
+   * the workers. Rejects with StartupTimeoutError, or LeaseUnavailableError (see kube/host.ts).
    */
   async start(): Promise<void> {
-    if (this.opts.startupTimeoutSeconds) await waitForApiServer(this.client, this.opts.startupTimeoutSeconds);
-    await Promise.all(this.all.map((i) => i.start()));
-    this.opts.log('info', 'caches synced', { informers: this.all.length });
-    if (this.opts.leaderElection) {
-      const { elector, leading } = campaign({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection }, () => {
-        this.leading = false;
-        this.stopDropChecks();
-        this.queue.stop();
-        this.opts.onLostLeadership?.();
-      });
-      this.elector = elector;
-      await leading;
-    }
-    this.leading = true;
-    for (const kind of ['PostgresInstance', 'PostgresDatabase', 'DirectoryService'] as const) {
-      for (const o of this.ctx.caches.list(kind)) this.enqueue(kind, o);
-    }
-    this.opts.log('info', 'leading; starting workers', { concurrency: this.opts.concurrency });
-    this.queue.start();
-    this.dropTimer = setInterval(() => void this.checkDropped(), Math.max(250, this.ctx.databaseCheckMs / 2));
-    this.dropTimer.unref();
+    await this.host.start(this.queue, this.lifecycle);
   }
 
   /** Wakes the resources whose database is gone; a check still running is not started twice. */
   private async checkDropped(): Promise<void> {
-    if (this.dropCheckRunning || !this.leading) return;
+    if (this.dropCheckRunning || !this.host.isLeader()) return;
     this.dropCheckRunning = true;
     try {
       this.secrets.retain(this.referencedSecrets());
@@ -272,9 +260,6 @@ export class Agent {
 
   async stop(opts: { release?: boolean } = {}): Promise<void> {
     this.stopDropChecks();
-    this.queue.stop();
-    for (const i of this.all) i.stop();
-    await this.databases.pools.close();
-    await this.elector?.stop({ release: opts.release ?? true });
+    await this.host.stop(this.queue, this.lifecycle, opts);
   }
 }
