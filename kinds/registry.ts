@@ -18,7 +18,7 @@ import { checkBackupClaimOf } from './directory-restore/claim-check.js';
 import { DirectoryServiceChart, type DirectoryServiceResource } from './directory-service/chart.js';
 import { checkDirectoryService } from './directory-service/checks.js';
 import { PostgresDatabaseChart, type PostgresDatabaseResource } from './postgres-database/chart.js';
-import { PostgresInstanceChart, type PostgresInstanceResource } from './postgres-instance/chart.js';
+import { PostgresInstanceChart } from './postgres-instance/chart.js';
 import { checkPostgresInstance } from './postgres-instance/checks.js';
 import type { CarriedOutBy, ChartFactory, KindDefinition } from './kind.js';
 import type { KilnResource } from './types.js';
@@ -49,7 +49,7 @@ const DEFINITIONS: KindDefinition[] = [
   },
   {
     kind: 'PostgresInstance',
-    chart: (s, id, r) => new PostgresInstanceChart(s, id, r as PostgresInstanceResource),
+    chart: (s, id, r) => new PostgresInstanceChart(s, id, r),
     ready: 'members',
     checks: checkPostgresInstance,
   },

@@ -4,7 +4,6 @@
  * Each kind's are its own (kinds/<kind>/checks.ts, through kinds/registry.ts).
  */
 import { kindDefinition } from '../kinds/registry.js';
-import type { Spec } from '../kinds/kind.js';
 import type { KilnResource } from '../kinds/types.js';
 import type { FieldError } from './errors.js';
 
@@ -16,6 +15,6 @@ export function kilnChecks(resource: KilnResource): FieldError[] {
   if (meta.namespace !== undefined && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(meta.namespace)) {
     out.push({ path: 'metadata.namespace', message: 'Invalid value: must be a DNS label' });
   }
-  kindDefinition(resource.kind)?.checks?.(resource.spec as Spec, out);
+  kindDefinition(resource.kind)?.checks?.(resource.spec, out);
   return out;
 }

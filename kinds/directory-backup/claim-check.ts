@@ -47,7 +47,7 @@ async function checkDataClaim(live: KilnResource, namespace: string, deps: PreAp
   const controller = (claim.metadata.ownerReferences ?? []).find((o) => o.controller);
   const foreignController = controller && !(controller.kind === 'StatefulSet' && sts && controller.uid === sts.metadata.uid);
   if (labelled && !foreignController) return OK;
-  return { ok: false, foreign: `PersistentVolumeClaim ${namespace}/${name} is not a data volume of DirectoryService ${spec.directoryService} (${foreignController ? `controlled by ${controller!.kind}/${controller!.name}` : `it lacks the labels ${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(', ')}`}): no snapshot or Job is made from it` };
+  return { ok: false, foreign: `PersistentVolumeClaim ${namespace}/${name} is not a data volume of DirectoryService ${spec.directoryService} (${foreignController ? `controlled by ${controller.kind}/${controller.name}` : `it lacks the labels ${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(', ')}`}): no snapshot or Job is made from it` };
 }
 
 export async function getClaim(client: KubeApi, namespace: string, name: string): Promise<KubeObject | undefined> {
