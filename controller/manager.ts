@@ -23,7 +23,10 @@ import { GitReconciler } from './git/reconciler.js';
 import { GitSink, type GitSinkOptions } from './git/sink.js';
 import { CHILD_KINDS, KILN_KINDS } from '../kinds/api.js';
 import { carriedOutBy, childKindsWrittenAcrossNamespaces } from '../kinds/registry.js';
-import { childCodec, FIELD_MANAGER, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
+import { childCodec, FIELD_MANAGER, Interner, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
+import { fitStatus } from './status-bounds.js';
+import { StatusWriter } from '../kube/status.js';
+import type { Reconciler as ReconcilerContract } from '../kube/reconcile.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../kinds/shared/labels.js';
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 
@@ -76,7 +79,7 @@ export class Manager {
   readonly resources = new Map<string, Informer>();
   readonly children = new Map<string, Informer>();
   private readonly informers: Informer[] = [];
-  private readonly reconciler: { reconcile(key: string): Promise<ReconcileResult> };
+  private readonly reconciler: ReconcilerContract<string, ReconcileResult>;
   /** Git mode's writer and batcher. */
   readonly git: GitSink | undefined;
   private elector: LeaderElector | undefined;
@@ -86,9 +89,14 @@ export class Manager {
   reconciles = 0;
   /** What kiln's own applies wrote, until the watch brings it: this Manager's, gone with it. */
   readonly ownWrites = new OwnWrites();
+  /** The child caches' shared strings: this Manager's, not the process's. */
+  private readonly names = new Interner();
+  /** Status writes to kiln's resources, and what was written until the caches see it. */
+  readonly status: StatusWriter;
 
   constructor(private readonly opts: ManagerOptions) {
     this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst, requestTimeoutMs: opts.timeouts?.requestMs });
+    this.status = new StatusWriter(this.client, FIELD_MANAGER, { fit: fitStatus });
     const watchdogSeconds = opts.timeouts?.watchSilentSeconds;
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of RECONCILED_KINDS) {
@@ -103,7 +111,7 @@ export class Manager {
     // Git mode applies nothing, so it watches none of the objects kiln renders.
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       for (const ns of WRITTEN_ACROSS_NAMESPACES.has(`${k.apiVersion}/${k.kind}`) && opts.namespaces.length > 0 ? [undefined] : namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: (o) => projectChild(o, this.ownWrites), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
+        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: (o) => projectChild(o, this.ownWrites, this.names), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
         inf.on((event, obj) => this.onChild(event, obj));
         this.informers.push(inf);
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);
@@ -120,6 +128,7 @@ export class Manager {
       log: opts.log,
       render: opts.git!.render,
       failureBackoffMs: opts.git!.failureBackoffMs,
+      status: this.status,
     }) : new Reconciler({
       client: this.client,
       resources: this.resources,
@@ -127,6 +136,7 @@ export class Manager {
       events,
       custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log },
       ownWrites: this.ownWrites,
+      status: this.status,
       version: opts.version,
       log: opts.log,
     });
@@ -141,6 +151,7 @@ export class Manager {
       return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
     }), { concurrency: opts.concurrency });
     this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'reconcile failed', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err), retryInMs });
+    this.queue.onTerminal = (key, err) => opts.log('error', 'reconcile failed; not retried until the resource changes', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err) });
   }
 
   /** One informer per namespace: a lookup by kind goes to the right one. */

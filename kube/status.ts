@@ -155,6 +155,11 @@ export class StatusWriter {
     return { written: true, resourceVersion: answer.metadata?.resourceVersion, generation: answer.metadata?.generation };
   }
 
+  /** Whether anything is remembered of the object (tests: nothing, once it is gone). */
+  remembers(ref: { kind?: string; metadata: { namespace?: string; name: string } }): boolean {
+    return this.written.has(identity(ref));
+  }
+
   /** The object is gone: nothing to remember of it. */
   forget(ref: { kind?: string; metadata: { namespace?: string; name: string } }): void {
     this.written.delete(identity(ref));
@@ -167,22 +172,3 @@ export class StatusWriter {
 }
 
 const identity = (o: { kind?: string; metadata: { namespace?: string; name: string } }) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-
-/**
- * A one-off status write with no memory of earlier ones (StatusWriter.write
- * without the memo). Returns whether it wrote.
- */
-export async function applyStatus(
-  client: KubeApi,
-  fieldManager: string,
-  live: StatusTarget & { apiVersion: string; kind: string },
-  next: Status,
-  opts: {
-    onResponse?: (written: { metadata?: { resourceVersion?: string; generation?: number } }) => void;
-    fit?: (kind: string, status: Status) => Status;
-  } = {},
-): Promise<boolean> {
-  const w = await new StatusWriter(client, fieldManager, { fit: opts.fit }).write(live, next);
-  if (w.written) opts.onResponse?.({ metadata: { resourceVersion: w.resourceVersion, generation: w.generation } });
-  return w.written;
-}

@@ -38,9 +38,6 @@ export class Interner {
   }
 }
 
-/** Until every caller passes its Manager's Interner (controller/manager.ts). */
-const unowned = new Interner();
-
 /** Labels a child keeps in the cache: membership and the owner labels the manager maps events with. */
 const KEPT_LABELS = [PART_OF, 'kiln.dev/owner-kind', 'kiln.dev/owner-name', 'kiln.dev/owner-namespace'];
 
@@ -60,9 +57,10 @@ const NONE = Object.freeze([]) as unknown as { manager: string; operation: strin
 /** Status fields the reconciler reads: members and rollout (StatefulSet), result (Job). */
 const STATUS_KEPT = ['replicas', 'readyReplicas', 'updatedReplicas', 'currentReplicas', 'observedGeneration', 'startTime', 'completionTime', 'succeeded', 'failed'];
 
-export function projectChild<T extends KubeObject>(obj: T, ownWrites?: OwnWrites, names: Interner = unowned): T {
+export function projectChild<T extends KubeObject>(obj: T, ownWrites?: OwnWrites, names?: Interner): T {
   const m = obj.metadata;
-  const intern = (v: string) => names.intern(v);
+  // Without an Interner (a one-off projection), every string is its own.
+  const intern = (v: string) => (names ? names.intern(v) : v);
   const kilnEntry = kilnApplyEntry(obj);
   const labels: Record<string, string> = {};
   const digestValue = m.annotations?.[DESIRED_DIGEST];

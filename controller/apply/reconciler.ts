@@ -10,14 +10,17 @@ import { APPLY_AFTER_ANNOTATION } from '../../kinds/api.js';
 import type { CustomEnv, CustomReconciler } from '../../kinds/kind.js';
 import { carriedOutBy, kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import { validate, formatErrors } from '../../validate/index.js';
-import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, belongsTo, childKey, decorate, describeForeign, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, VERIFY, type OwnWrites } from './applyset.js';
-import { ApiError, isNotFound, isPermanent, type KubeApi } from '../../kube/client.js';
+import { applySetId, parentMetadata } from './applyset-labels.js';
+import { belongsTo, childKey, decorate, describeForeign, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, VERIFY, type OwnWrites } from './applyset.js';
+import type { KubeApi } from '../../kube/client.js';
+import { ApiError, isConflict, isNotFound, isPermanent } from '../../kube/errors.js';
+import { parseKey, type Reconciler as ReconcilerContract, type Result } from '../../kube/reconcile.js';
 import type { EventRecorder } from '../../kube/events.js';
 import type { Informer, KubeObject } from '../../kube/informer.js';
 import { groupKind } from '../../kube/resources.js';
 import { jobHealth, progressDeadline, statefulSetRollout, type Health, type RolloutProgress } from '../../kube/rollout.js';
 import { fitStatus } from '../status-bounds.js';
-import { applyStatus, readyConditions, syncedCondition, type Condition, type Status } from '../../kube/status.js';
+import { readyConditions, syncedCondition, StatusWriter, type Condition, type Status } from '../../kube/status.js';
 
 export interface ReconcilerDeps {
   client: KubeApi;
@@ -30,12 +33,13 @@ export interface ReconcilerDeps {
   custom: CustomEnv;
   /** What kiln's own applies wrote, shared with the child informers' transform (projectChild). */
   ownWrites: OwnWrites;
+  /** The manager's status writer; default: one of this reconciler's own (field manager kiln, cut to the CRDs' bounds). */
+  status?: StatusWriter;
   version: string;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 }
 
-export interface ReconcileResult {
-  requeueAfterMs?: number;
+export interface ReconcileResult extends Result {
   applied: number;
   pruned: number;
   statusWritten: boolean;
@@ -52,12 +56,9 @@ const uidPreconditionFailed = (err: unknown) => err instanceof ApiError && (err.
 
 interface InventoryEntry { apiVersion: string; kind: string; namespace?: string; name: string; ownedFieldsDigest?: string }
 
-export function parseKey(key: string): { kind: string; namespace: string; name: string } {
-  const [kind, namespace, name] = key.split('/');
-  return { kind: kind!, namespace: namespace!, name: name! };
-}
+export { parseKey };
 
-export class Reconciler {
+export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
   /**
    * key -> what the last complete reconcile saw and left: the resource's
    * resourceVersion and its members' resourceVersions. A reconcile whose inputs
@@ -68,11 +69,16 @@ export class Reconciler {
   /** Kind -> its custom reconciler, started on first use. */
   private readonly custom = new Map<string, Promise<CustomReconciler>>();
 
-  constructor(private readonly deps: ReconcilerDeps) {}
+  private readonly status: StatusWriter;
+
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.status = deps.status ?? new StatusWriter(deps.client, FIELD_MANAGER, { fit: fitStatus });
+  }
 
   /** Whether anything is kept for `key` (tests: nothing is, once the resource is deleted). */
   remembers(key: string): boolean {
-    return this.done.has(key);
+    const { kind, namespace, name } = parseKey(key);
+    return this.done.has(key) || this.status.remembers({ kind, metadata: { namespace, name } });
   }
 
   /** The members' resourceVersions in the cache now, by `apiVersion/Kind/namespace/name`. */
@@ -102,6 +108,7 @@ export class Reconciler {
     if (!live) {
       // Deleted: its children go by garbage collection, and nothing is kept of it here.
       this.done.delete(key);
+      this.status.forget({ kind, metadata: { namespace, name } });
       return result;
     }
     const by = carriedOutBy(kind);
@@ -275,7 +282,7 @@ export class Reconciler {
           result.pruned++;
           prunedNames.push(`${member.kind}/${member.metadata.name}`);
         } catch (err) {
-          if ((err as { status?: number }).status !== 404 && (err as { status?: number }).status !== 409) throw err;
+          if (!isNotFound(err) && !isConflict(err)) throw err;
         }
       }
     }
@@ -384,17 +391,11 @@ export class Reconciler {
   /** The parent carries the ApplySet id and the group-kinds it may contain; written only when they change. */
   /** Returns the resource's new resourceVersion when it wrote. */
   private async ensureParentMetadata(live: KubeObject & KilnResource, id: string, rendered: K8sObject[]): Promise<string | undefined> {
-    const kinds = [...new Set(rendered.map((o) => groupKind(o.apiVersion, o.kind)))].sort().join(',');
-    const tooling = `kiln/${this.deps.version}`;
-    const labels = live.metadata.labels ?? {};
-    const annotations = live.metadata.annotations ?? {};
-    const known = (annotations[APPLYSET_GROUP_KINDS] ?? '').split(',').filter(Boolean);
-    // Keep kinds recorded before, so members of a kind no longer rendered can still be found and pruned.
-    const merged = [...new Set([...known, ...kinds.split(',').filter(Boolean)])].sort().join(',');
-    if (labels[APPLYSET_ID] === id && annotations[APPLYSET_TOOLING] === tooling && annotations[APPLYSET_GROUP_KINDS] === merged) return undefined;
+    const metadata = parentMetadata(live, id, [...new Set(rendered.map((o) => groupKind(o.apiVersion, o.kind)))], `kiln/${this.deps.version}`);
+    if (!metadata) return undefined;
     const patched = await this.deps.client.mergePatch<KubeObject>(
       { apiVersion: KILN_API_VERSION, kind: live.kind, namespace: live.metadata.namespace, name: live.metadata.name },
-      { metadata: { labels: { [APPLYSET_ID]: id }, annotations: { [APPLYSET_TOOLING]: tooling, [APPLYSET_GROUP_KINDS]: merged } } },
+      { metadata },
     );
     // As for the status write: a version of a newer generation is not one this reconcile saw.
     return patched.metadata?.generation === live.metadata.generation ? patched.metadata?.resourceVersion : undefined;
@@ -406,10 +407,10 @@ export class Reconciler {
     // A write that landed on a newer generation (the user changed the spec while this reconcile
     // ran; neither write has a precondition) returns that generation's version: remembering it as
     // reconciled would skip the change for good. Only a version of the generation rendered counts.
-    const onResponse = (w: { metadata?: { resourceVersion?: string; generation?: number } }) => {
-      if (w.metadata?.resourceVersion && w.metadata.generation === live.metadata.generation) onVersion?.(w.metadata.resourceVersion);
-    };
-    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, status, { onResponse, fit: fitStatus })) result.statusWritten = true;
+    const w = await this.status.write({ ...live, apiVersion: KILN_API_VERSION }, status);
+    if (!w.written) return;
+    result.statusWritten = true;
+    if (w.resourceVersion && w.generation === live.metadata.generation) onVersion?.(w.resourceVersion);
   }
 
   /** A kind with its own reconciler (kinds/kind.ts CarriedOutBy 'custom'): it acts and reports, this writes its status. */

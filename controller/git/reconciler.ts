@@ -31,6 +31,7 @@ import { render as renderChart } from '../../kinds/render.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import type { ResourceResult } from '../../gitops/batcher.js';
+import type { Refusal } from '../../gitops/layout.js';
 import { secretProblem } from '../../gitops/layout.js';
 import type { Log } from '../../lib/log.js';
 import { formatErrors, validate } from '../../validate/index.js';
@@ -39,9 +40,10 @@ import type { KubeApi } from '../../kube/client.js';
 import type { EventRecorder } from '../../kube/events.js';
 import type { GitSink } from './sink.js';
 import type { Informer, KubeObject } from '../../kube/informer.js';
-import { parseKey, type ReconcileResult } from '../apply/reconciler.js';
+import type { ReconcileResult } from '../apply/reconciler.js';
+import { parseKey, type Reconciler } from '../../kube/reconcile.js';
 import { fitStatus } from '../status-bounds.js';
-import { applyStatus, readyConditions, type Condition, type Status } from '../../kube/status.js';
+import { readyConditions, StatusWriter, type Condition, type Status } from '../../kube/status.js';
 
 export interface GitReconcilerDeps {
   client: KubeApi;
@@ -53,6 +55,8 @@ export interface GitReconcilerDeps {
   requeue: (key: string, afterMs?: number) => void;
   log: Log;
   render?: (resource: KilnResource) => K8sObject[];
+  /** The manager's status writer; default: one of this reconciler's own. */
+  status?: StatusWriter;
   /** Backoff before a failed commit or push is tried again (default 1 s doubling to 60 s). */
   failureBackoffMs?: { base: number; max: number };
 }
@@ -69,6 +73,8 @@ interface Outcome {
   /** committed: the commit holding the content. */
   commit?: string;
   reason?: string;
+  /** refused: why, as the layout says it. */
+  refusal?: Refusal;
   /** failed: consecutive failures, and when to try again. */
   failures: number;
   retryAt?: number;
@@ -81,12 +87,12 @@ interface Outcome {
 
 type Live = KubeObject & KilnResource & { status?: Status };
 
+/** kinds/render.ts's refusal of a Secret with data: a RenderError with no type of its own yet, so told apart by its message. */
 const SECRET_IN_RENDER = /rendered Secret .* carries (?:data|stringData)/;
 
-export class GitReconciler {
+export class GitReconciler implements Reconciler<string, GitReconcileResult> {
   private readonly outcomes = new Map<string, Outcome>();
-  /** key -> the resourceVersion a status write was computed from, and what it sent (until the cache moves on). */
-  private readonly lastStatus = new Map<string, { from: string; sent: string }>();
+  private readonly status: StatusWriter;
   /** Changes handed to the batcher and not flushed yet: key -> revision. */
   private readonly inflight = new Map<string, { revision: string; token: symbol }>();
   private readonly render: (resource: KilnResource) => K8sObject[];
@@ -95,6 +101,7 @@ export class GitReconciler {
   constructor(private readonly deps: GitReconcilerDeps) {
     this.render = deps.render ?? ((r) => renderChart(r));
     this.backoff = deps.failureBackoffMs ?? { base: 1000, max: 60_000 };
+    this.status = deps.status ?? new StatusWriter(deps.client, FIELD_MANAGER, { fit: fitStatus });
   }
 
   async reconcile(key: string): Promise<GitReconcileResult> {
@@ -102,7 +109,7 @@ export class GitReconciler {
     const live = this.deps.resources.get(kind)?.get(namespace, name) as Live | undefined;
     const result: GitReconcileResult = { applied: 0, pruned: 0, statusWritten: false, queued: false };
     if (!live || live.metadata.deletionTimestamp) {
-      this.lastStatus.delete(key);
+      this.status.forget({ kind, metadata: { namespace, name } });
       this.remove(key, { kind, namespace, name, generation: live?.metadata.generation });
       return { ...result, queued: true };
     }
@@ -147,7 +154,7 @@ export class GitReconciler {
         return result;
       }
       if (outcome.state === 'refused') {
-        const reason = SECRET_IN_RENDER.test(outcome.reason ?? '') ? 'SecretInRender' : 'NotCommittable';
+        const reason = outcome.refusal ?? 'NotCommittable';
         return this.stalled(live, carried, reason, outcome.reason ?? 'refused by the repository layout', result);
       }
       // failed: report, and hand it over again once the backoff has passed.
@@ -200,7 +207,7 @@ export class GitReconciler {
           const keep = r.changed === false && liveStatus['revision'] === revision && typeof liveStatus['commit'] === 'string';
           this.outcomes.set(key, { revision, state: 'committed', commit: keep ? (liveStatus['commit'] as string) : r.sha, failures: 0, changed: r.changed, warning: r.warning });
         } else if (r.state === 'refused') {
-          this.outcomes.set(key, { revision, state: 'refused', reason: r.reason, failures: 0 });
+          this.outcomes.set(key, { revision, state: 'refused', reason: r.reason, refusal: r.refusal, failures: 0 });
         } else {
           this.failed(key, revision, previous, r.reason ?? 'commit or push failed');
         }
@@ -248,16 +255,6 @@ export class GitReconciler {
   }
 
   private async writeStatus(live: Live, next: Status & { conditions: Condition[] }, result: ReconcileResult): Promise<void> {
-    const key = `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`;
-    const sent = digest(next);
-    const last = this.lastStatus.get(key);
-    // The cache still holds the version this status was computed from: the watch event of our
-    // own write has not come yet, and writing the same status again would be a second write.
-    if (last && last.from === live.metadata.resourceVersion && last.sent === sent) return;
-    this.lastStatus.delete(key);
-    if (await applyStatus(this.deps.client, FIELD_MANAGER, { ...live, apiVersion: KILN_API_VERSION } as never, next, { fit: fitStatus })) {
-      result.statusWritten = true;
-      if (live.metadata.resourceVersion) this.lastStatus.set(key, { from: live.metadata.resourceVersion, sent });
-    }
+    if ((await this.status.write({ ...live, apiVersion: KILN_API_VERSION }, next)).written) result.statusWritten = true;
   }
 }

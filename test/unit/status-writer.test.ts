@@ -55,7 +55,10 @@ describe('StatusWriter', () => {
     await one.write(cached('7'), ready('a'));
     expect(two.behind(cached('7'))).toBe(false);
     expect((await two.write(cached('7'), ready('a'))).written).toBe(true);
-    one.forget({ kind: 'DirectoryService', metadata: { namespace: 'ns', name: 'ds' } });
+    const ref = { kind: 'DirectoryService', metadata: { namespace: 'ns', name: 'ds' } };
+    expect(one.remembers(ref)).toBe(true);
+    one.forget(ref);
+    expect(one.remembers(ref)).toBe(false);
     expect(one.size).toBe(0);
     expect((await one.write(cached('7'), ready('a'))).written).toBe(true);
   });
