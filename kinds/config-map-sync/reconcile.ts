@@ -29,9 +29,6 @@ import { finalize } from './finalize.js';
 import { addFinalizer, CONFIGMAPSYNC_FINALIZER, removeFinalizer } from './finalizer.js';
 import { sync } from './sync.js';
 
-// Callers that build the deps import the token cache from here too.
-export { ServiceAccountTokens } from '../../kube/service-account-clients.js';
-
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface ConfigMapSyncDeps {

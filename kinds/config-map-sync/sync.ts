@@ -4,7 +4,7 @@
  * target that fails does not stop the others; what cannot progress without
  * someone's change is reported as `stalled`.
  */
-import { matchesSelector, type LabelSelector } from '../../lib/context.js';
+import { matchesSelector, type LabelSelector } from '../../lib/selector.js';
 import { mapLimit } from '../../lib/map-limit.js';
 import { render } from '../render.js';
 import { sourceOf, targetNamespaces } from './chart.js';
