@@ -272,7 +272,7 @@ export class GitHubPullRequests implements PullRequestProvider {
   async findPullRequest(head: string, base: string): Promise<GitHubPullRequest | undefined> {
     // per_page: GitHub's page size; limit: Gitea's.
     const query = new URLSearchParams({ state: 'open', head: `${this.owner}:${head}`, base, per_page: '100', limit: '50' });
-    let next: string | undefined = `${this.repoPath}/pulls?${query}`;
+    let next: string | undefined = `${this.repoPath}/pulls?${query.toString()}`;
     for (let page = 0; next && page < this.maxPages; page++) {
       const { data, next: following }: { data: GitHubPullRequest[]; next: string | undefined } = await this.call<GitHubPullRequest[]>('GET', next);
       if (!Array.isArray(data)) throw new PullRequestError(`GET ${this.repoPath}/pulls: expected a list`, 200, 'GET', `${this.repoPath}/pulls`);

@@ -223,6 +223,7 @@ export class GitRepoWriter {
     const url = options.url;
     const problem = repositoryUrlProblem(url, options.allowInsecureHttp);
     if (problem) throw new Error(problem);
+    // eslint-disable-next-line no-control-regex -- matching control characters is the point: they are refused.
     if (url.startsWith('-') || /[\0-\x1f\x7f]/.test(url)) throw new Error('repository URL must not start with "-" or hold control characters');
     if (!BRANCH.test(options.branch)) throw new Error(`invalid branch name ${JSON.stringify(options.branch)}`);
     if (options.baseBranch !== undefined && !BRANCH.test(options.baseBranch)) throw new Error(`invalid base branch name ${JSON.stringify(options.baseBranch)}`);

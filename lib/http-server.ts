@@ -64,7 +64,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     }
     if (serveProbes && (path === '/healthz' || path === '/livez' || path === '/readyz')) {
       const check = path === '/readyz' ? opts.ready : opts.healthy;
-      let ok = true;
+      let ok: boolean;
       try {
         ok = check ? check() : true;
       } catch {

@@ -80,7 +80,7 @@ export function kilnLookalike(value: unknown, kinds: readonly string[], apiVersi
   const kilnKind = typeof kind === 'string' ? kinds.find((k) => k.toLowerCase() === kind.toLowerCase()) : undefined;
   const plain = 'so the document is read as a plain input and not rendered';
   if (typeof av !== 'string' || av.trim() === '') {
-    return kilnKind ? `kind ${kind} is a kiln kind but the document has no apiVersion (kiln's is ${apiVersion}), ${plain}` : undefined;
+    return kilnKind ? `kind ${String(kind)} is a kiln kind but the document has no apiVersion (kiln's is ${apiVersion}), ${plain}` : undefined;
   }
   if (av.startsWith(`${KILN_GROUP}/`)) return undefined; // a kiln resource; validation checks its version
   const slash = av.indexOf('/');
@@ -91,7 +91,7 @@ export function kilnLookalike(value: unknown, kinds: readonly string[], apiVersi
     return `apiVersion ${av} is close to kiln's ${apiVersion} but not it, ${plain}`;
   }
   if (kilnKind && group === '') {
-    return `kind ${kind} is a kiln kind but apiVersion ${av} has no group (kiln's is ${apiVersion}), ${plain}`;
+    return `kind ${String(kind)} is a kiln kind but apiVersion ${av} has no group (kiln's is ${apiVersion}), ${plain}`;
   }
   return undefined;
 }

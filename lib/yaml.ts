@@ -76,7 +76,7 @@ function literalBlock(s: string, indent: string): string | undefined {
 function emit(value: unknown, indent: string, out: string[]): void {
   // Called for values that need their own lines (non-empty objects and arrays).
   if (Array.isArray(value)) {
-    for (const item of value) {
+    for (const item of value as unknown[]) {
       if (item !== null && typeof item === 'object' && !isEmpty(item)) {
         const lines: string[] = [];
         emit(item, `${indent}  `, lines);

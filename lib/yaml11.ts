@@ -8,7 +8,7 @@
  * An input like that is refused, so what kiln renders is what its author
  * meant whichever tool they checked it with.
  */
-import { isPair, isScalar, isSeq, Scalar, visit, type Document, type Node } from 'yaml';
+import { isPair, isScalar, isSeq, Scalar, visit, type Document } from 'yaml';
 
 interface Reading {
   pattern: RegExp;
@@ -55,7 +55,7 @@ function pathOf(ancestors: readonly unknown[], node: unknown): string {
     const parent = ancestors[i];
     const child = ancestors[i + 1] ?? node;
     if (isPair(parent)) out += `${out ? '.' : ''}${keyText(parent.key)}`;
-    else if (isSeq(parent)) out += `[${parent.items.indexOf(child as Node)}]`;
+    else if (isSeq(parent)) out += `[${parent.items.indexOf(child)}]`;
   }
   return out;
 }
