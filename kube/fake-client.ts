@@ -118,7 +118,19 @@ interface Watcher {
 const MERGE_PATCH = 'application/merge-patch+json';
 const APPLY_PATCH = 'application/apply-patch+yaml';
 /** Fields of metadata the server sets or that name the object: in no field set. */
-const SERVER_METADATA = new Set(['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'managedFields', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'generateName', 'selfLink']);
+const SERVER_METADATA = new Set([
+  'name',
+  'namespace',
+  'uid',
+  'resourceVersion',
+  'generation',
+  'creationTimestamp',
+  'managedFields',
+  'deletionTimestamp',
+  'deletionGracePeriodSeconds',
+  'generateName',
+  'selfLink',
+]);
 /** Lists merged by key in server-side apply (the rest are atomic): the kstatus conditions, by type. */
 const LIST_MAP_KEYS: Record<string, string> = { conditions: 'type' };
 
@@ -206,7 +218,7 @@ function removePath(obj: Json, path: string[]): void {
     }
   }
   for (let i = parents.length - 1; i >= 0; i--) {
-    const { container, at } = parents[i]!;
+    const { container, at } = parents[i];
     const value = Array.isArray(container) ? container[at as number] : container[at as string];
     const empty = i === parents.length - 1 || (isMap(value) && Object.keys(value).length === 0) || (Array.isArray(value) && value.length === 0);
     if (!empty) return;
@@ -231,18 +243,24 @@ function isItemKey(path: string[]): boolean {
   return !!item?.startsWith('k:') && Object.keys(JSON.parse(item.slice(2)) as object).some((k) => path[path.length - 1] === `f:${k}`);
 }
 
+/** A server's answer never comes in the same tick as the call. */
+const roundTrip = () => Promise.resolve();
+
 const isPrefix = (a: string[], b: string[]) => a.length <= b.length && a.every((s, i) => s === b[i]);
 
 /** `labelSelector` as a predicate (the equality- and set-based forms). */
 export function labelMatcher(selector: string | undefined): (labels: Record<string, string> | undefined) => boolean {
   if (!selector) return () => true;
-  const terms = selector.match(/([^,(]+(\([^)]*\))?)/g)!.map((t) => t.trim()).filter(Boolean);
+  const terms = selector
+    .match(/([^,(]+(\([^)]*\))?)/g)!
+    .map((t) => t.trim())
+    .filter(Boolean);
   const tests = terms.map((term): ((l: Record<string, string>) => boolean) => {
     let m = /^(\S+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(term);
     if (m) {
-      const values = m[3]!.split(',').map((v) => v.trim());
-      const key = m[1]!;
-      return m[2] === 'in' ? (l) => key in l && values.includes(l[key]!) : (l) => !(key in l) || !values.includes(l[key]!);
+      const values = m[3].split(',').map((v) => v.trim());
+      const key = m[1];
+      return m[2] === 'in' ? (l) => key in l && values.includes(l[key]) : (l) => !(key in l) || !values.includes(l[key]);
     }
     m = /^([^!=\s]+)\s*(==|=|!=)\s*(\S*)$/.exec(term);
     if (m) {
@@ -257,16 +275,16 @@ export function labelMatcher(selector: string | undefined): (labels: Record<stri
 
 /** `/api/v1/namespaces/ns/secrets/name/status` -> its parts. */
 function parsePath(path: string): Target {
-  const m = /^\/(?:api\/(v1)|apis\/([^/]+\/[^/]+))\/(.*)$/.exec(path.split('?')[0]!);
+  const m = /^\/(?:api\/(v1)|apis\/([^/]+\/[^/]+))\/(.*)$/.exec(path.split('?')[0]);
   if (!m) throw new Error(`fake client: not an API path: ${path}`);
-  const apiVersion = m[1] ?? m[2]!;
-  let segs = m[3]!.split('/').filter(Boolean).map(decodeURIComponent);
+  const apiVersion = m[1] ?? m[2];
+  let segs = m[3].split('/').filter(Boolean).map(decodeURIComponent);
   let namespace: string | undefined;
   if (segs[0] === 'namespaces' && segs.length >= 3) {
     namespace = segs[1];
     segs = segs.slice(2);
   }
-  return { apiVersion, resource: segs[0]!, namespace, name: segs[1], subresource: segs[2] };
+  return { apiVersion, resource: segs[0], namespace, name: segs[1], subresource: segs[2] };
 }
 
 const typeKeyOf = (t: { apiVersion: string; resource: string }) => `${t.apiVersion}/${t.resource}`;
@@ -334,6 +352,7 @@ export class FakeKubeClient implements KubeApi {
   // KubeApi
 
   async request<T = Json>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, opts: RequestOptions = {}): Promise<T> {
+    await roundTrip();
     const t = parsePath(path);
     const fieldManager = opts.query?.['fieldManager'] === undefined ? undefined : String(opts.query['fieldManager']);
     const metadataOnly = opts.accept?.includes('as=PartialObjectMetadata') ?? false;
@@ -356,27 +375,48 @@ export class FakeKubeClient implements KubeApi {
   }
 
   async get<T = Json>(ref: ObjectRef): Promise<T> {
+    await roundTrip();
     return this.doGet(this.targetOfRef(ref)) as T;
   }
 
   async list<T = Json>(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'] = {}, opts: ReadOptions = {}): Promise<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }> {
+    await roundTrip();
     return this.doList(this.targetOfRef({ ...ref, name: undefined }), query, opts.metadataOnly ?? false) as { metadata: { resourceVersion: string; continue?: string }; items: T[] };
   }
 
-  async apply<T = Json>(obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [key: string]: unknown }; [key: string]: unknown }, fieldManager: string, subresource?: 'status', opts: { dryRun?: boolean } = {}): Promise<T> {
-    return this.doApply({ ...this.targetOf(obj as FakeObject), subresource }, obj as FakeObject, fieldManager, opts.dryRun ?? false) as T;
+  async apply<T = Json>(
+    obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; [key: string]: unknown }; [key: string]: unknown },
+    fieldManager: string,
+    subresource?: 'status',
+    opts: { dryRun?: boolean } = {},
+  ): Promise<T> {
+    await roundTrip();
+    return this.doApply({ ...this.targetOf(obj), subresource }, obj, fieldManager, opts.dryRun ?? false) as T;
   }
 
   async mergePatch<T = Json>(ref: ObjectRef, patch: unknown, subresource?: string): Promise<T> {
+    await roundTrip();
     return this.doMerge({ ...this.targetOfRef(ref), subresource }, patch, undefined) as T;
   }
 
-  async create<T = Json>(obj: { apiVersion: string; kind: string; metadata: { namespace?: string; [key: string]: unknown }; [key: string]: unknown }, subresource?: { name: string; sub: string }): Promise<T> {
-    if (subresource) throw this.error(405, 'MethodNotAllowed', `the fake client does not create subresources (${subresource.sub})`, 'POST', this.targetOf({ ...obj, metadata: { ...obj.metadata, name: subresource.name } } as FakeObject));
-    return this.doCreate({ ...this.targetOf({ ...obj, metadata: { name: '', ...obj.metadata } } as FakeObject), name: undefined }, obj as FakeObject, undefined) as T;
+  async create<T = Json>(
+    obj: { apiVersion: string; kind: string; metadata: { namespace?: string; [key: string]: unknown }; [key: string]: unknown },
+    subresource?: { name: string; sub: string },
+  ): Promise<T> {
+    await roundTrip();
+    if (subresource)
+      throw this.error(
+        405,
+        'MethodNotAllowed',
+        `the fake client does not create subresources (${subresource.sub})`,
+        'POST',
+        this.targetOf({ ...obj, metadata: { ...obj.metadata, name: subresource.name } }),
+      );
+    return this.doCreate({ ...this.targetOf({ ...obj, metadata: { name: '', ...obj.metadata } }), name: undefined }, obj as FakeObject, undefined) as T;
   }
 
   async delete(ref: ObjectRef, uid?: string): Promise<unknown> {
+    await roundTrip();
     return this.doDelete(this.targetOfRef(ref), uid);
   }
 
@@ -393,7 +433,7 @@ export class FakeKubeClient implements KubeApi {
       scheduled: false,
     };
     return new Promise<void>((resolve, reject) => {
-      const stop = (err?: unknown) => {
+      const stop = (err?: Error) => {
         this.watchers.delete(watcher);
         watcher.queue.length = 0;
         signal.removeEventListener('abort', aborted);
@@ -417,7 +457,7 @@ export class FakeKubeClient implements KubeApi {
         try {
           onEvent(e);
         } catch (err) {
-          stop(err);
+          stop(err as Error);
         }
       };
     });
@@ -523,7 +563,7 @@ export class FakeKubeClient implements KubeApi {
     const typeKey = typeKeyOf(t);
     const objects = this.store.get(typeKey) ?? new Map<string, Stored>();
     this.store.set(typeKey, objects);
-    if (next?.obj.metadata.deletionTimestamp && !(next.obj.metadata.finalizers?.length)) next = undefined;
+    if (next?.obj.metadata.deletionTimestamp && !next.obj.metadata.finalizers?.length) next = undefined;
     if (!next) {
       if (!before) return undefined;
       objects.delete(objectKeyOf(before.obj.metadata.namespace, before.obj.metadata.name));
@@ -572,7 +612,7 @@ export class FakeKubeClient implements KubeApi {
     else if (was) type = 'DELETED';
     else return;
     const object = w.metadataOnly ? { apiVersion: 'meta.k8s.io/v1', kind: 'PartialObjectMetadata', metadata: clone(e.obj.metadata) } : clone(e.obj);
-    w.queue.push({ type, object: object as Json });
+    w.queue.push({ type, object: object });
     if (w.scheduled) return;
     w.scheduled = true;
     // Delivered after the write's answer, in order, as a watch stream delivers them.
@@ -589,7 +629,11 @@ export class FakeKubeClient implements KubeApi {
     return this.output(s);
   }
 
-  private doList(t: Target, query: NonNullable<RequestOptions['query']>, metadataOnly: boolean): { apiVersion: string; kind: string; metadata: { resourceVersion: string; continue?: string }; items: Json[] } {
+  private doList(
+    t: Target,
+    query: NonNullable<RequestOptions['query']>,
+    metadataOnly: boolean,
+  ): { apiVersion: string; kind: string; metadata: { resourceVersion: string; continue?: string }; items: Json[] } {
     this.record({ verb: 'LIST', op: 'list', ...t });
     const matches = labelMatcher(query['labelSelector'] === undefined ? undefined : String(query['labelSelector']));
     const all = [...(this.store.get(typeKeyOf(t))?.values() ?? [])]
@@ -639,10 +683,11 @@ export class FakeKubeClient implements KubeApi {
     const s = this.find(t);
     if (!s) throw this.notFound(t, 'PUT');
     this.checkVersion(s, t, body.metadata?.resourceVersion, 'PUT');
-    const next = t.subresource === 'status'
-      ? { ...clone(s.obj), status: clone(body['status']) }
-      : { ...clone(body), metadata: { ...clone(body.metadata), ...this.serverMetadata(s.obj) }, ...(s.obj['status'] === undefined ? {} : { status: clone(s.obj['status']) }) };
-    return this.write(t, s, next as FakeObject, fieldManager ?? 'unknown', 'Update', ownablePaths(body, t.subresource), false);
+    const next =
+      t.subresource === 'status'
+        ? { ...clone(s.obj), status: clone(body['status']) }
+        : { ...clone(body), metadata: { ...clone(body.metadata), ...this.serverMetadata(s.obj) }, ...(s.obj['status'] === undefined ? {} : { status: clone(s.obj['status']) }) };
+    return this.write(t, s, next, fieldManager ?? 'unknown', 'Update', ownablePaths(body, t.subresource), false);
   }
 
   private doMerge(t: Target, patch: unknown, fieldManager: string | undefined): FakeObject {
@@ -672,7 +717,8 @@ export class FakeKubeClient implements KubeApi {
     const uid = body.metadata.uid;
     if (!s) {
       if (t.subresource === 'status') throw this.notFound(t, 'PATCH');
-      if (uid) throw this.error(409, 'Conflict', `Operation cannot be fulfilled on ${this.qualified(t)} "${t.name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: `, 'PATCH', t);
+      if (uid)
+        throw this.error(409, 'Conflict', `Operation cannot be fulfilled on ${this.qualified(t)} "${t.name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: `, 'PATCH', t);
       const created = clone(body);
       delete created['status'];
       const m = created.metadata;
@@ -698,12 +744,20 @@ export class FakeKubeClient implements KubeApi {
   /** The fields the server keeps whatever a write sends. */
   private serverMetadata(live: FakeObject): Json {
     const m = live.metadata;
-    return Object.fromEntries(['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'generateName'].filter((k) => m[k] !== undefined).map((k) => [k, m[k]]));
+    return Object.fromEntries(
+      ['name', 'namespace', 'uid', 'resourceVersion', 'generation', 'creationTimestamp', 'deletionTimestamp', 'generateName'].filter((k) => m[k] !== undefined).map((k) => [k, m[k]]),
+    );
   }
 
   private checkVersion(s: Stored, t: Target, resourceVersion: string | undefined, method: string): void {
     if (resourceVersion && resourceVersion !== s.obj.metadata.resourceVersion) {
-      throw this.error(409, 'Conflict', `Operation cannot be fulfilled on ${this.qualified(t)} "${t.name}": the object has been modified; please apply your changes to the latest version and try again`, method, t);
+      throw this.error(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${this.qualified(t)} "${t.name}": the object has been modified; please apply your changes to the latest version and try again`,
+        method,
+        t,
+      );
     }
   }
 
@@ -744,7 +798,13 @@ export class FakeKubeClient implements KubeApi {
     const s = this.find(t);
     if (!s) throw this.notFound(t, 'DELETE');
     if (uid && uid !== s.obj.metadata.uid) {
-      throw this.error(409, 'Conflict', `Operation cannot be fulfilled on ${this.qualified(t)} "${t.name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: ${s.obj.metadata.uid}`, 'DELETE', t);
+      throw this.error(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${this.qualified(t)} "${t.name}": Precondition failed: UID in precondition: ${uid}, UID in object meta: ${s.obj.metadata.uid}`,
+        'DELETE',
+        t,
+      );
     }
     if (s.obj.metadata.finalizers?.length) {
       if (s.obj.metadata.deletionTimestamp) return this.output(s);

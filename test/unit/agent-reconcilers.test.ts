@@ -58,7 +58,10 @@ function agent(seed: FakeObject[]) {
     return fake.objects<FakeObject & { reason: string; message: string }>({ apiVersion: 'v1', kind: 'Event', namespace: 'ns' }).map((e) => `${e.reason}: ${e.message}`);
   };
   return {
-    fake, get, condition, events,
+    fake,
+    get,
+    condition,
+    events,
     instances: new InstanceReconciler(ctx, status),
     databases: new DatabaseReconciler(ctx, pools, status),
     directories: new DirectoryReconciler(ctx, status),
@@ -66,10 +69,18 @@ function agent(seed: FakeObject[]) {
 }
 
 const instance = (spec: Record<string, unknown> = {}): FakeObject => ({ apiVersion: KILN_API_VERSION, kind: 'PostgresInstance', metadata: { name: 'pg', namespace: 'ns' }, spec });
-const database = (name: string, spec: Record<string, unknown>, created = '2026-01-01T00:00:00Z'): FakeObject =>
-  ({ apiVersion: KILN_API_VERSION, kind: 'PostgresDatabase', metadata: { name, namespace: 'ns', creationTimestamp: created }, spec: { instance: 'pg', ...spec } });
-const secret = (name: string, data: Record<string, string>, extra: Partial<FakeObject['metadata']> = {}): FakeObject =>
-  ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: 'ns', ...extra }, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])) });
+const database = (name: string, spec: Record<string, unknown>, created = '2026-01-01T00:00:00Z'): FakeObject => ({
+  apiVersion: KILN_API_VERSION,
+  kind: 'PostgresDatabase',
+  metadata: { name, namespace: 'ns', creationTimestamp: created },
+  spec: { instance: 'pg', ...spec },
+});
+const secret = (name: string, data: Record<string, string>, extra: Partial<FakeObject['metadata']> = {}): FakeObject => ({
+  apiVersion: 'v1',
+  kind: 'Secret',
+  metadata: { name, namespace: 'ns', ...extra },
+  data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, b64(v)])),
+});
 const key = (name: string) => ({ namespace: 'ns', name });
 
 describe('PostgresInstance (agent)', () => {
@@ -96,7 +107,7 @@ describe('PostgresInstance (agent)', () => {
     expect(c.message).toContain('spec.superuserSecret: Secret mine has no key password');
   });
 
-  it('racing another writer to create the Secret, it takes the winner\'s password and overwrites nothing', async () => {
+  it("racing another writer to create the Secret, it takes the winner's password and overwrites nothing", async () => {
     const { fake, get, instances } = agent([instance()]);
     let raced = false;
     fake.reactor = (a) => {
@@ -130,7 +141,7 @@ describe('PostgresDatabase (agent), before any server is reached', () => {
     expect(fake.actions.filter((a) => a.resource === 'secrets')).toEqual([]);
   });
 
-  it('waits for the instance\'s superuser Secret: Reconciling SuperuserSecretMissing', async () => {
+  it("waits for the instance's superuser Secret: Reconciling SuperuserSecretMissing", async () => {
     const { condition, databases } = agent([instance(), database('orders', { name: 'orders' })]);
     await databases.reconcile(key('orders'));
     expect(condition('PostgresDatabase', 'orders', 'Reconciling')).toMatchObject({ status: 'True', reason: 'SuperuserSecretMissing' });
@@ -145,11 +156,7 @@ describe('PostgresDatabase (agent), before any server is reached', () => {
   });
 
   it('the younger of two resources claiming one database: Stalled AlreadyClaimed naming the older', async () => {
-    const { condition, databases } = agent([
-      instance(),
-      database('first', { name: 'orders' }, '2026-01-01T00:00:00Z'),
-      database('second', { name: 'orders' }, '2026-01-02T00:00:00Z'),
-    ]);
+    const { condition, databases } = agent([instance(), database('first', { name: 'orders' }, '2026-01-01T00:00:00Z'), database('second', { name: 'orders' }, '2026-01-02T00:00:00Z')]);
     await databases.reconcile(key('second'));
     const stalled = condition('PostgresDatabase', 'second', 'Stalled')!;
     expect(stalled).toMatchObject({ status: 'True', reason: 'AlreadyClaimed' });
@@ -168,8 +175,10 @@ describe('PostgresDatabase (agent), before any server is reached', () => {
 
   it('a connection Secret of its name that kiln does not own: Reconciling SecretConflict, the Secret left alone', async () => {
     const { fake, condition, databases } = agent([
-      instance(), secret('pg-superuser', { username: 'postgres', password: 'pw' }),
-      database('orders', { name: 'orders' }), secret('orders-connection', { password: 'someone-elses' }),
+      instance(),
+      secret('pg-superuser', { username: 'postgres', password: 'pw' }),
+      database('orders', { name: 'orders' }),
+      secret('orders-connection', { password: 'someone-elses' }),
     ]);
     const r = await databases.reconcile(key('orders'));
     expect(r.requeueAfterMs).toBe(5_000);
@@ -196,7 +205,12 @@ describe('PostgresDatabase (agent), before any server is reached', () => {
 });
 
 describe('DirectoryService passwords (agent), before the directory is reached', () => {
-  const ds = (passwords: Record<string, unknown>): FakeObject => ({ apiVersion: KILN_API_VERSION, kind: 'DirectoryService', metadata: { name: 'ds', namespace: 'ns' }, spec: { image: 'ds:7', passwords } });
+  const ds = (passwords: Record<string, unknown>): FakeObject => ({
+    apiVersion: KILN_API_VERSION,
+    kind: 'DirectoryService',
+    metadata: { name: 'ds', namespace: 'ns' },
+    spec: { image: 'ds:7', passwords },
+  });
 
   it('no uid=admin entry: PasswordsSynced False NoAdminEntry', async () => {
     const { condition, directories } = agent([ds({ 'uid=app,ou=people,dc=example,dc=com': { secretName: 'app' } }), secret('app', { password: 'x' })]);
@@ -204,7 +218,7 @@ describe('DirectoryService passwords (agent), before the directory is reached', 
     expect(condition('DirectoryService', 'ds', 'PasswordsSynced')).toMatchObject({ status: 'False', reason: 'NoAdminEntry' });
   });
 
-  it('the admin entry\'s Secret missing (create not asked): SecretMissing, looked at again on the password interval', async () => {
+  it("the admin entry's Secret missing (create not asked): SecretMissing, looked at again on the password interval", async () => {
     const { fake, condition, directories } = agent([ds({ 'uid=admin': { secretName: 'admin' } })]);
     const r = await directories.reconcile(key('ds'));
     expect(r.requeueAfterMs).toBe(300_000);
@@ -232,12 +246,12 @@ describe('InstanceGate', () => {
     let release!: () => void;
     const held = gate.tryRun('ns/pg', () => new Promise<string>((r) => (release = () => r('first'))));
     let ran = false;
-    expect(await gate.tryRun('ns/pg', async () => (ran = true))).toBeUndefined();
+    expect(await gate.tryRun('ns/pg', () => Promise.resolve((ran = true)))).toBeUndefined();
     expect(ran).toBe(false);
-    expect(await gate.tryRun('ns/other', async () => 'other')).toEqual({ value: 'other' });
+    expect(await gate.tryRun('ns/other', () => Promise.resolve('other'))).toEqual({ value: 'other' });
     release();
     expect(await held).toEqual({ value: 'first' });
-    await expect(gate.tryRun('ns/pg', async () => { throw new Error('boom'); })).rejects.toThrow('boom');
+    await expect(gate.tryRun('ns/pg', () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     expect(gate.isBusy('ns/pg')).toBe(false);
   });
 });

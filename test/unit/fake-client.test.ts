@@ -8,8 +8,18 @@ import { isConflict, isNotFound } from '../../kube/errors.js';
 import { FakeKubeClient, labelMatcher } from '../../kube/fake-client.js';
 import { Informer, type KubeObject } from '../../kube/informer.js';
 
-const cm = (name: string, data: Record<string, string>, labels?: Record<string, string>) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'ns', ...(labels ? { labels } : {}) }, data });
-type Managed = Omit<KubeObject, 'metadata'> & { data?: Record<string, string>; status?: Record<string, unknown>; spec?: Record<string, unknown>; metadata: Omit<KubeObject['metadata'], 'managedFields'> & { managedFields?: { manager: string; operation: string; subresource?: string; fieldsV1: Record<string, unknown> }[] } };
+const cm = (name: string, data: Record<string, string>, labels?: Record<string, string>) => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name, namespace: 'ns', ...(labels ? { labels } : {}) },
+  data,
+});
+type Managed = Omit<KubeObject, 'metadata'> & {
+  data?: Record<string, string>;
+  status?: Record<string, unknown>;
+  spec?: Record<string, unknown>;
+  metadata: Omit<KubeObject['metadata'], 'managedFields'> & { managedFields?: { manager: string; operation: string; subresource?: string; fieldsV1: Record<string, unknown> }[] };
+};
 
 describe('FakeKubeClient', () => {
   it('creates with uid, generation 1 and a resourceVersion; a second create is 409 AlreadyExists', async () => {
@@ -51,7 +61,10 @@ describe('FakeKubeClient', () => {
     await fake.apply(cm('a', { x: '1', y: '2' }), 'kiln');
     await fake.apply(cm('a', { z: '3' }), 'someone-else');
     let live = await fake.get<Managed>({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'a' });
-    expect(live.metadata.managedFields!.map((f) => [f.manager, f.operation, Object.keys(f.fieldsV1['f:data'] as object)])).toEqual([['kiln', 'Apply', ['f:x', 'f:y']], ['someone-else', 'Apply', ['f:z']]]);
+    expect(live.metadata.managedFields!.map((f) => [f.manager, f.operation, Object.keys(f.fieldsV1['f:data'] as object)])).toEqual([
+      ['kiln', 'Apply', ['f:x', 'f:y']],
+      ['someone-else', 'Apply', ['f:z']],
+    ]);
     await fake.apply(cm('a', { x: '1' }), 'kiln');
     live = await fake.get<Managed>({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'a' });
     expect(live.data).toEqual({ x: '1', z: '3' });
@@ -79,7 +92,9 @@ describe('FakeKubeClient', () => {
     const fake = new FakeKubeClient();
     const made = await fake.create<Managed>(cm('a', { k: 'v' }));
     await fake.mergePatch({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'a' }, { data: { k: 'w' } });
-    const stale = await fake.request('PATCH', '/api/v1/namespaces/ns/configmaps/a', { body: { metadata: { resourceVersion: made.metadata.resourceVersion }, data: { k: 'x' } }, contentType: 'application/merge-patch+json' }).catch((e: unknown) => e);
+    const stale = await fake
+      .request('PATCH', '/api/v1/namespaces/ns/configmaps/a', { body: { metadata: { resourceVersion: made.metadata.resourceVersion }, data: { k: 'x' } }, contentType: 'application/merge-patch+json' })
+      .catch((e: unknown) => e);
     expect(isConflict(stale)).toBe(true);
     expect(isConflict(await fake.delete({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'a' }, 'not-its-uid').catch((e: unknown) => e))).toBe(true);
     const wrongUid = await fake.apply({ ...cm('a', {}), metadata: { name: 'a', namespace: 'ns', uid: 'other' } }, 'kiln').catch((e: unknown) => e);
@@ -115,13 +130,23 @@ describe('FakeKubeClient', () => {
     const events: string[] = [];
     informer.on((e, o) => events.push(`${e} ${o.metadata.name}`));
     await informer.start();
-    expect(informer.list().map((o) => o.metadata.name).sort()).toEqual(['c0', 'c2', 'c4']);
+    expect(
+      informer
+        .list()
+        .map((o) => o.metadata.name)
+        .sort(),
+    ).toEqual(['c0', 'c2', 'c4']);
     await fake.mergePatch({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'c1' }, { metadata: { labels: { app: 'y' } } });
     await fake.mergePatch({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'c0' }, { metadata: { labels: { app: 'x' } } });
     await fake.delete({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'c2' });
     await fake.settled();
     informer.stop();
     expect(events.slice(3)).toEqual(['added c1', 'deleted c0', 'deleted c2']);
-    expect(informer.list().map((o) => o.metadata.name).sort()).toEqual(['c1', 'c4']);
+    expect(
+      informer
+        .list()
+        .map((o) => o.metadata.name)
+        .sort(),
+    ).toEqual(['c1', 'c4']);
   });
 });

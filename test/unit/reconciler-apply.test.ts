@@ -27,17 +27,26 @@ async function harness(seed: FakeObject[] = []) {
   const children = new Map<string, Informer>();
   for (const k of KILN_KINDS) resources.set(k.kind, new Informer(fake, { ...k, resyncSeconds: 0, transform: slim }));
   for (const k of CHILD_KINDS) {
-    children.set(`${k.apiVersion}/${k.kind}`, new Informer(fake, { ...k, labelSelector: 'app.kubernetes.io/managed-by=kiln', resyncSeconds: 0, transform: (o) => projectChild(o, ownWrites), codec: childCodec, indexLabel: PART_OF }));
+    children.set(
+      `${k.apiVersion}/${k.kind}`,
+      new Informer(fake, { ...k, labelSelector: 'app.kubernetes.io/managed-by=kiln', resyncSeconds: 0, transform: (o) => projectChild(o, ownWrites), codec: childCodec, indexLabel: PART_OF }),
+    );
   }
   const informers = [...resources.values(), ...children.values()];
   await Promise.all(informers.map((i) => i.start()));
   stops.push(() => informers.forEach((i) => i.stop()));
   const log = () => undefined;
-  const reconciler = () => new Reconciler({
-    client: fake, resources, children, ownWrites, version: 'test', log,
-    events: new EventRecorder(fake, 'kiln-controller', 'test', log),
-    custom: { kc: { server: 'http://127.0.0.1:1' }, fieldManager: 'kiln', log },
-  });
+  const reconciler = () =>
+    new Reconciler({
+      client: fake,
+      resources,
+      children,
+      ownWrites,
+      version: 'test',
+      log,
+      events: new EventRecorder(fake, 'kiln-controller', 'test', log),
+      custom: { kc: { server: 'http://127.0.0.1:1' }, fieldManager: 'kiln', log },
+    });
   return { fake, reconciler, ownWrites };
 }
 
@@ -123,7 +132,7 @@ describe('apply reconciler on the fake API server', () => {
     expect(events(fake).filter((e) => e.startsWith('InvalidSpec'))).toHaveLength(1);
   });
 
-  it('refuses to take over an object of a child\'s name it does not own (ConflictingObject), and leaves it as it is', async () => {
+  it("refuses to take over an object of a child's name it does not own (ConflictingObject), and leaves it as it is", async () => {
     const tenant = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'session-cache-grid-sessions', namespace: 'web' }, data: { mine: 'yes' } };
     const { fake, reconciler } = await harness([GRID, tenant]);
     const r = await reconciler().reconcile(GRID_KEY);
@@ -135,8 +144,18 @@ describe('apply reconciler on the fake API server', () => {
     expect(fake.actions.filter((a) => a.op === 'apply' && a.resource === 'configmaps')).toEqual([]);
   });
 
-  it('refuses an object another owner controls, even labelled as kiln\'s', async () => {
-    const other = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'session-cache-grid-sessions', namespace: 'web', labels: { 'app.kubernetes.io/managed-by': 'kiln' }, ownerReferences: [{ apiVersion: KILN_API_VERSION, kind: 'DataGrid', name: 'sessions', uid: 'an-earlier-grid', controller: true }] }, data: {} };
+  it("refuses an object another owner controls, even labelled as kiln's", async () => {
+    const other = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: {
+        name: 'session-cache-grid-sessions',
+        namespace: 'web',
+        labels: { 'app.kubernetes.io/managed-by': 'kiln' },
+        ownerReferences: [{ apiVersion: KILN_API_VERSION, kind: 'DataGrid', name: 'sessions', uid: 'an-earlier-grid', controller: true }],
+      },
+      data: {},
+    };
     const { fake, reconciler } = await harness([GRID, other]);
     await reconciler().reconcile(GRID_KEY);
     expect(condition(fake.peek<Live>(gridRef), 'Stalled')!.message).toContain('is controlled by DataGrid/sessions (uid an-earlier-grid)');

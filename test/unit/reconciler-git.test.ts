@@ -35,7 +35,10 @@ async function harness(seed: FakeObject[], opts: { render?: (r: KilnResource) =>
   for (const k of KILN_KINDS) resources.set(k.kind, new Informer(fake, { ...k, resyncSeconds: 0, transform: slim }));
   await Promise.all([...resources.values()].map((i) => i.start()));
   const log = () => undefined;
-  const sink = new GitSink({ repo: bare, branch: 'main', basePath: 'clusters', cluster: 'prod', workDir: join(dir, 'clone'), debounceMs: 10, maxPushAttempts: 1, retryDelayMs: { base: 1, max: 1 } }, log);
+  const sink = new GitSink(
+    { repo: bare, branch: 'main', basePath: 'clusters', cluster: 'prod', workDir: join(dir, 'clone'), debounceMs: 10, maxPushAttempts: 1, retryDelayMs: { base: 1, max: 1 } },
+    log,
+  );
   await sink.start([], []);
   cleanups.push(async () => {
     [...resources.values()].forEach((i) => i.stop());
@@ -45,7 +48,10 @@ async function harness(seed: FakeObject[], opts: { render?: (r: KilnResource) =>
   const waiting: ((key: string) => void)[] = [];
   const requeued = () => new Promise<string>((resolve) => waiting.push(resolve));
   const reconciler = new GitReconciler({
-    client: fake, resources, sink, log,
+    client: fake,
+    resources,
+    sink,
+    log,
     events: new EventRecorder(fake, 'kiln-controller', 'test', log),
     requeue: (key) => waiting.shift()?.(key),
     failureBackoffMs: { base: 60_000, max: 60_000 },
@@ -112,7 +118,9 @@ describe('git reconciler on the fake API server and a real repository', () => {
   });
 
   it('a render carrying Secret data: Stalled SecretInRender, nothing committed', async () => {
-    const withSecret = (r: KilnResource): K8sObject[] => [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: `${r.metadata.name}-creds`, namespace: r.metadata.namespace }, data: { password: 'c2VjcmV0' } } as K8sObject];
+    const withSecret = (r: KilnResource): K8sObject[] => [
+      { apiVersion: 'v1', kind: 'Secret', metadata: { name: `${r.metadata.name}-creds`, namespace: r.metadata.namespace }, data: { password: 'c2VjcmV0' } },
+    ];
     const { fake, reconciler, main } = await harness([GRID], { render: withSecret });
     const head = main();
     const r = await reconciler.reconcile(GRID_KEY);
@@ -122,7 +130,12 @@ describe('git reconciler on the fake API server and a real repository', () => {
   });
 
   it('ConfigMapSync: Stalled NotSupportedInGitMode', async () => {
-    const sync = { apiVersion: KILN_API_VERSION, kind: 'ConfigMapSync', metadata: { name: 'settings', namespace: 'web' }, spec: { source: { name: 'x' }, targets: { namespaces: ['a'] }, serviceAccountName: 'sync' } };
+    const sync = {
+      apiVersion: KILN_API_VERSION,
+      kind: 'ConfigMapSync',
+      metadata: { name: 'settings', namespace: 'web' },
+      spec: { source: { name: 'x' }, targets: { namespaces: ['a'] }, serviceAccountName: 'sync' },
+    };
     const { fake, reconciler } = await harness([sync]);
     await reconciler.reconcile('ConfigMapSync/web/settings');
     const stalled = condition(fake.peek<Live>({ apiVersion: KILN_API_VERSION, kind: 'ConfigMapSync', namespace: 'web', name: 'settings' }), 'Stalled')!;
@@ -144,7 +157,7 @@ describe('git reconciler on the fake API server and a real repository', () => {
     expect(files()).not.toContain(MANIFEST);
   });
 
-  it('a push that fails: Stalled PushFailed with the writer\'s message, retried after the backoff', async () => {
+  it("a push that fails: Stalled PushFailed with the writer's message, retried after the backoff", async () => {
     const { fake, reconciler, requeued, bare } = await harness([GRID]);
     rmSync(bare, { recursive: true, force: true });
     const flushed = requeued();
