@@ -102,14 +102,14 @@ async function liveResource(client: KubeClient, r: KilnResource): Promise<(KubeO
   } catch (err) {
     // A 404 for the resource type itself (no CRD) is not "this resource does not exist yet".
     if (isNotFound(err) && !/could not find the requested resource/.test((err as ApiError).detail ?? '')) return undefined;
-    if (isNotFound(err)) throw new Error(`the cluster does not serve ${r.apiVersion} ${r.kind}: are kiln's CRDs installed?`);
+    if (isNotFound(err)) throw new Error(`the cluster does not serve ${r.apiVersion} ${r.kind}: are kiln's CRDs installed?`, { cause: err });
     throw err;
   }
 }
 
-async function getOrUndefined(client: KubeClient, o: { apiVersion: string; kind: string; metadata: { namespace?: string; name: string } }): Promise<KubeObject | undefined> {
+async function getOrUndefined<T extends KubeObject = KubeObject>(client: KubeClient, o: { apiVersion: string; kind: string; metadata: { namespace?: string; name: string } }): Promise<T | undefined> {
   try {
-    return await client.get<KubeObject>({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name });
+    return await client.get<T>({ apiVersion: o.apiVersion, kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name });
   } catch (err) {
     if (isNotFound(err)) return undefined;
     throw err;
@@ -123,7 +123,7 @@ async function getOrUndefined(client: KubeClient, o: { apiVersion: string; kind:
 async function dependencyMet(client: KubeClient, after: string, namespace: string | undefined): Promise<boolean> {
   const m = /^(.+)\/([^/]+)\/([^/:]+):(\w+)$/.exec(after);
   if (!m) return true;
-  const obj = await getOrUndefined(client, { apiVersion: m[1]!, kind: m[2]!, metadata: { namespace, name: m[3]! } }) as (KubeObject & { status?: { conditions?: { type: string; status: string }[] } }) | undefined;
+  const obj = await getOrUndefined<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(client, { apiVersion: m[1], kind: m[2], metadata: { namespace, name: m[3] } });
   return !!obj?.status?.conditions?.some((c) => c.type === m[4] && c.status === 'True');
 }
 
@@ -221,19 +221,8 @@ export async function diffResource(client: KubeClient, target: DiffTarget): Prom
   return out;
 }
 
-/** Runs `fn` over `items`, at most `limit` at a time; results in input order. */
-export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return results;
-}
+/** `kiln diff` runs its resources through the shared limiter. */
+export { mapLimit } from '../../lib/map-limit.js';
 
 /** One line per resource that would change: what is created, changed and pruned. */
 export function summaryLine(d: ResourceDiff): string | undefined {
