@@ -5,16 +5,14 @@
  */
 import { App } from 'cdk8s';
 import { chartFactory, isKilnResource } from '../kinds/registry.js';
-import type { KilnResource } from '../kinds/types.js';
 import { contextFromObjects, type PlainObject } from '../lib/context.js';
 import { readInputs } from '../lib/inputs.js';
 
 const docs = readInputs(process.argv.slice(2)).map((d) => d.value);
 const plain = docs.filter((d) => !isKilnResource(d)) as PlainObject[];
 const app = new App();
-for (const d of docs) {
-  if (!isKilnResource(d)) continue;
-  const r = d as KilnResource;
+for (const r of docs) {
+  if (!isKilnResource(r)) continue;
   const id = `${r.kind.toLowerCase()}-${r.metadata.namespace ?? 'default'}-${r.metadata.name}`;
   chartFactory(r.apiVersion, r.kind)(app, id, r, contextFromObjects(r, plain));
 }

@@ -93,17 +93,17 @@ function resource(i: number, variant: 0 | 1): KilnResource {
         resources: { requests: { cpu: '1', memory: '3Gi' }, limits: { memory: '3Gi' } },
         storage: { size: '100Gi', storageClassName: 'fast', volumeSnapshotClassName: 'csi-snapshots' },
         passwords: { 'uid=admin': { secretName: `${metadata.name}-pw`, key: 'dirmanager.pw' }, 'uid=am-config,ou=admins,ou=am-config': { secretName: `${metadata.name}-pw`, key: 'am', create: true } },
-      } } as KilnResource;
+      } };
     case 'PostgresInstance':
       return { ...base, spec: {
         version: 16, replicas: 1, storage: { size: '50Gi' },
         parameters: { max_connections: String(200 + variant), shared_buffers: '256MB' },
         service: { type: 'ClusterIP', port: 5432 },
-      } } as KilnResource;
+      } };
     case 'CacheCluster':
-      return { ...base, spec: { size: 5, catalogServers: 3, capacity: '4Gi', image: `registry.example.com/cache/xsld:8.6.${1 + variant}`, storage: { size: '5Gi' } } } as KilnResource;
+      return { ...base, spec: { size: 5, catalogServers: 3, capacity: '4Gi', image: `registry.example.com/cache/xsld:8.6.${1 + variant}`, storage: { size: '5Gi' } } };
     case 'DataGrid':
-      return { ...base, spec: { cache: `cache-${String(i - 1).padStart(5, '0')}`, gridType: 'Session', partitions: 31, capacity: `${8 + variant}Gi`, timeToLiveSeconds: 1800 } } as KilnResource;
+      return { ...base, spec: { cache: `cache-${String(i - 1).padStart(5, '0')}`, gridType: 'Session', partitions: 31, capacity: `${8 + variant}Gi`, timeToLiveSeconds: 1800 } };
   }
 }
 
@@ -201,7 +201,7 @@ const diffTally = (a: Tally, b: Tally): Tally => ({
   status: b.status - a.status,
   events: b.events - a.events,
   other: b.other - a.other,
-  byVerb: Object.fromEntries(Object.keys(b.byVerb).map((v) => [v, b.byVerb[v]! - (a.byVerb[v] ?? 0)]).filter(([, n]) => n !== 0)),
+  byVerb: Object.fromEntries(Object.keys(b.byVerb).map((v): [string, number] => [v, b.byVerb[v]! - (a.byVerb[v] ?? 0)]).filter(([, n]) => n !== 0)),
 });
 const writesOf = (t: Tally) => t.status + t.events + t.other;
 
@@ -481,7 +481,7 @@ try {
   }
 
   log('resync: every key queued again');
-  const resyncQueued = await resync('resync (every key queued)', async () => ({ m: current!.manager, fresh: false }), true);
+  const resyncQueued = await resync('resync (every key queued)', () => Promise.resolve({ m: current!.manager, fresh: false }), true);
   phases.push(resyncQueued);
 
   // 3b. restart: a new Manager with a fresh clone
