@@ -7,16 +7,13 @@
  * to a repository (controller/git/sink.ts, controller/git/reconciler.ts) and
  * watches no rendered objects, since it applies none.
  */
-import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
 import type { ClusterConfigInput } from '../kube/kubeconfig.js';
-import { KubeClient } from '../kube/client.js';
+import type { KubeClient } from '../kube/client.js';
+import { Host, type Lifecycle } from '../kube/host.js';
 import { EventRecorder } from '../kube/events.js';
-import { Informer, MultiInformer, packedJson, slim, type KubeObject } from '../kube/informer.js';
+import { MultiInformer, type Informer, packedJson, slim, type KubeObject } from '../kube/informer.js';
 import { packer } from '../kube/pack.js';
 import { packDictionary } from './pack-dictionary.js';
-import { campaign, type LeaderElector } from '../kube/leader.js';
-import { waitForApiServer } from '../kube/startup.js';
 import { WorkQueue } from '../kube/queue.js';
 import { Reconciler, type ReconcileResult } from './apply/reconciler.js';
 import { GitReconciler } from './git/reconciler.js';
@@ -78,13 +75,12 @@ export class Manager {
   readonly queue: WorkQueue;
   readonly resources = new Map<string, Informer>();
   readonly children = new Map<string, Informer>();
-  private readonly informers: Informer[] = [];
   private readonly reconciler: ReconcilerContract<string, ReconcileResult>;
   /** Git mode's writer and batcher. */
   readonly git: GitSink | undefined;
-  private elector: LeaderElector | undefined;
-  private leading = false;
-  readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
+  private readonly host: Host;
+  private readonly lifecycle: Lifecycle;
+  readonly identity: string;
   /** Reconciles finished, for metrics and tests. */
   reconciles = 0;
   /** What kiln's own applies wrote, until the watch brings it: this Manager's, gone with it. */
@@ -95,15 +91,19 @@ export class Manager {
   readonly status: StatusWriter;
 
   constructor(private readonly opts: ManagerOptions) {
-    this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst, requestTimeoutMs: opts.timeouts?.requestMs });
+    this.host = new Host({
+      kc: opts.kc, qps: opts.qps, burst: opts.burst, requestTimeoutMs: opts.timeouts?.requestMs,
+      startupTimeoutSeconds: opts.startupTimeoutSeconds, leaderElection: opts.leaderElection, onLostLeadership: opts.onLostLeadership, log: opts.log,
+    });
+    this.client = this.host.client;
+    this.identity = this.host.identity;
     this.status = new StatusWriter(this.client, FIELD_MANAGER, { fit: fitStatus });
     const watchdogSeconds = opts.timeouts?.watchSilentSeconds;
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     for (const k of RECONCILED_KINDS) {
       for (const ns of namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, watchdogSeconds, log: opts.log, codec: CACHE_CODEC, transform: slimResource });
+        const inf = this.host.informer({ ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, watchdogSeconds, log: opts.log, codec: CACHE_CODEC, transform: slimResource });
         inf.on((event, obj, old) => this.onResource(event, obj, old));
-        this.informers.push(inf);
         this.shared(this.resources, k.kind, inf);
       }
     }
@@ -111,9 +111,8 @@ export class Manager {
     // Git mode applies nothing, so it watches none of the objects kiln renders.
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       for (const ns of WRITTEN_ACROSS_NAMESPACES.has(`${k.apiVersion}/${k.kind}`) && opts.namespaces.length > 0 ? [undefined] : namespaces) {
-        const inf = new Informer(this.client, { ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: (o) => projectChild(o, this.ownWrites, this.names), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
+        const inf = this.host.informer({ ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: (o) => projectChild(o, this.ownWrites, this.names), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
         inf.on((event, obj) => this.onChild(event, obj));
-        this.informers.push(inf);
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);
       }
     }
@@ -152,6 +151,22 @@ export class Manager {
     }), { concurrency: opts.concurrency });
     this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'reconcile failed', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err), retryInMs });
     this.queue.onTerminal = (key, err) => opts.log('error', 'reconcile failed; not retried until the resource changes', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err) });
+    const git = this.git;
+    this.lifecycle = {
+      // Git mode: the clone is synced, and what the repository holds for deleted resources found, before the first reconcile.
+      leading: git ? async () => {
+        const present = [...this.resources.values()].flatMap((i) => i.list()).map((o) => ({ kind: o.kind!, namespace: o.metadata.namespace!, name: o.metadata.name }));
+        await git.start(present, opts.namespaces);
+        opts.log('info', 'git mode: clone synced', git.describe());
+      } : undefined,
+      lost: () => git?.abandon(),
+      // Pending changes are pushed while this replica still leads; a replica that lost the lease leaves them.
+      stopping: async (release) => {
+        if (!git) return;
+        if (release) await git.close().catch((err: unknown) => opts.log('error', 'git mode: final flush failed', { error: git.scrub(err) }));
+        else git.abandon();
+      },
+    };
   }
 
   /** One informer per namespace: a lookup by kind goes to the right one. */
@@ -193,11 +208,11 @@ export class Manager {
   }
 
   isLeader(): boolean {
-    return this.leading;
+    return this.host.isLeader();
   }
 
   hasSynced(): boolean {
-    return this.informers.every((i) => i.hasSynced());
+    return this.host.hasSynced();
   }
 
   /**
@@ -206,37 +221,12 @@ export class Manager {
    * when the Lease's namespace is missing or the Lease forbidden.
    */
   async start(): Promise<void> {
-    if (this.opts.startupTimeoutSeconds) await waitForApiServer(this.client, this.opts.startupTimeoutSeconds);
-    await Promise.all(this.informers.map((i) => i.start()));
-    this.opts.log('info', 'caches synced', { informers: this.informers.length });
-    if (this.opts.leaderElection) {
-      const { elector, leading } = campaign({ kc: this.opts.kc, identity: this.identity, log: this.opts.log, ...this.opts.leaderElection }, () => {
-        this.leading = false;
-        this.queue.stop();
-        this.git?.abandon();
-        this.opts.onLostLeadership?.();
-      });
-      this.elector = elector;
-      await leading;
-    }
-    this.leading = true;
-    if (this.git) {
-      const present = [...this.resources.values()].flatMap((i) => i.list()).map((o) => ({ kind: o.kind!, namespace: o.metadata.namespace!, name: o.metadata.name }));
-      await this.git.start(present, this.opts.namespaces);
-      this.opts.log('info', 'git mode: clone synced', this.git.describe());
-    }
-    this.opts.log('info', 'leading; starting workers', { concurrency: this.opts.concurrency });
-    this.queue.start();
+    await this.host.start(this.queue, this.lifecycle);
   }
 
   /** Stops everything; `release: false` leaves the Lease to expire, as a crashed replica would. */
   async stop(opts: { release?: boolean } = {}): Promise<void> {
-    this.queue.stop();
-    for (const i of this.informers) i.stop();
-    // Pending changes are pushed while this replica still leads; a replica that lost the lease leaves them.
-    if (opts.release ?? true) await this.git?.close().catch((err: unknown) => this.opts.log('error', 'git mode: final flush failed', { error: this.git!.scrub(err) }));
-    else this.git?.abandon();
-    await this.elector?.stop({ release: opts.release ?? true });
+    await this.host.stop(this.queue, this.lifecycle, opts);
   }
 }
 
