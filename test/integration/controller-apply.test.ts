@@ -7,7 +7,6 @@ import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { render } from '../../kinds/render.js';
-import type { KilnResource } from '../../kinds/types.js';
 import { applySetId, PART_OF } from '../../controller/apply/applyset.js';
 import { Manager } from '../../controller/manager.js';
 import { validate } from '../../validate/index.js';
@@ -25,7 +24,7 @@ const kinds = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid
 const examples = exampleResources()
   .map((e) => e.resource)
   .filter((r) => kinds.includes(r.kind))
-  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }) as KilnResource);
+  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }));
 const short: Record<string, string> = { DirectoryService: 'directoryservices', PostgresInstance: 'pgi', CacheCluster: 'cache', DataGrid: 'grid', DirectoryBackup: 'dsbackup', DirectoryRestore: 'dsrestore' };
 
 async function getJson<T = any>(args: string[]): Promise<T | undefined> { // eslint-disable-line @typescript-eslint/no-explicit-any

@@ -63,7 +63,7 @@ const kinds = ['DataGrid', 'CacheCluster', 'PostgresInstance'];
 const examples = exampleResources()
   .map((e) => e.resource)
   .filter((r) => kinds.includes(r.kind))
-  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }) as KilnResource);
+  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }));
 
 type Live = KilnResource & { metadata: { generation: number; resourceVersion: string }; status?: { observedGeneration?: number; commit?: string; revision?: string; conditions?: { type: string; status: string; reason: string; message: string; observedGeneration?: number }[] } };
 
@@ -118,7 +118,7 @@ async function settle(m = manager): Promise<void> {
 function renderForTest(r: KilnResource): K8sObject[] {
   const objects = render(r);
   if (r.metadata.name !== 'leaky') return objects;
-  return [...objects, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'leaky-admin', namespace: r.metadata.namespace }, stringData: { password: LEAKED } } as K8sObject];
+  return [...objects, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'leaky-admin', namespace: r.metadata.namespace }, stringData: { password: LEAKED } }];
 }
 
 let clones = 0;
@@ -390,8 +390,8 @@ describe('kiln controller --mode git (the command, a token, Git over HTTP)', () 
       '--repo', `${http.url}/deploy.git`, '--allow-insecure-http', '--branch', 'main', '--cluster', 'cli', '--git-token-file', tokenFile,
       '--author', 'CLI bot <cli-bot@example.com>', '--debounce', '300', '--health-probe-bind-address', '0', '--metrics-bind-address', '0', ...args,
     ], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     return { child, output: () => out, exited };
   };

@@ -41,7 +41,7 @@ const kinds = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid
 const examples = exampleResources()
   .map((e) => e.resource)
   .filter((r) => kinds.includes(r.kind))
-  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }) as KilnResource);
+  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }));
 const plural: Record<string, string> = { DirectoryService: 'directoryservices', PostgresInstance: 'pgi', CacheCluster: 'cache', DataGrid: 'grid', DirectoryBackup: 'dsbackup', DirectoryRestore: 'dsrestore' };
 const ds = examples.find((r) => r.kind === 'DirectoryService')!;
 
@@ -260,7 +260,7 @@ describe('kiln diff', () => {
 
     // The same from the changed file.
     const changed = join(scratch, 'ds-no-client-service.yaml');
-    writeFileSync(changed, toYamlStream([{ ...ds, spec: { ...(ds.spec as object), service: { type: 'None' } } }]));
+    writeFileSync(changed, toYamlStream([{ ...ds, spec: { ...ds.spec, service: { type: 'None' } } }]));
     const fromFile = await kilnDiff(changed);
     expect(fromFile.code, fromFile.stderr).toBe(1);
     expect(fromFile.stderr).toContain('would prune Service/ds-idrepo-client');

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { render } from '../../kinds/render.js';
-import type { K8sObject, KilnResource } from '../../kinds/types.js';
+import type { KilnResource } from '../../kinds/types.js';
 import { validate } from '../../validate/index.js';
 import { renderDocument } from '../../lib/render-document.js';
 import { parseYamlStream } from '../../lib/yaml.js';
@@ -143,7 +143,7 @@ describe('gitops layout', () => {
   it('refuses a rendered Secret carrying data or stringData', () => {
     const secret = (field: 'data' | 'stringData'): RenderedResource => ({
       kind: 'DirectoryService', namespace: 'id', name: `leaky-${field.toLowerCase()}`, generation: 1,
-      objects: [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'creds', namespace: 'id' }, [field]: { password: 'hunter2' } } as K8sObject],
+      objects: [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'creds', namespace: 'id' }, [field]: { password: 'hunter2' } }],
     });
     const tree = layoutTree([secret('data'), secret('stringData'), cache('fine')], LAYOUT);
     expect(tree.errors.map((e) => refKey(e.resource))).toEqual(['DirectoryService/id/leaky-data', 'DirectoryService/id/leaky-stringdata']);
@@ -242,15 +242,15 @@ describe('git mode: batched commits to a bare repository', () => {
     const before = commitCount(bare);
     const leaky: RenderedResource = {
       kind: 'DirectoryService', namespace: 'identity', name: 'leaky', generation: 1,
-      objects: [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'leaky-admin', namespace: 'identity' }, stringData: { password: 'correct-horse-battery-staple' } } as K8sObject],
+      objects: [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'leaky-admin', namespace: 'identity' }, stringData: { password: 'correct-horse-battery-staple' } }],
     };
     const alone = await ctx.batcher.upsert(leaky);
     expect(alone).toMatchObject({ state: 'refused' });
     expect(alone.reason).toMatch(/Secret identity\/leaky-admin carries data/);
     expect(commitCount(bare)).toBe(before);
     const [refused, fine] = await Promise.all([ctx.batcher.upsert(leaky), ctx.batcher.upsert(cache('fine'))]);
-    expect(refused!.state).toBe('refused');
-    expect(fine!.state).toBe('committed');
+    expect(refused.state).toBe('refused');
+    expect(fine.state).toBe('committed');
     expect(commitCount(bare)).toBe(before + 1);
     expect(treeFiles(bare).some((f) => f.includes('leaky'))).toBe(false);
     expect(git(bare, 'log', '-p', '--all')).not.toContain('correct-horse-battery-staple');

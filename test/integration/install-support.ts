@@ -92,8 +92,8 @@ export function startKiln(args: string[], opts: { bin?: string; cwd?: string; en
   let out = '';
   let partial = '';
   const waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => {
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
     partial += d.toString();
     const parts = partial.split('\n');
     partial = parts.pop()!;

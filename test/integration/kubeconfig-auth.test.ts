@@ -48,7 +48,7 @@ function connectProxy(): Promise<{ port: number; connects: string[]; close: () =
       const m = /^CONNECT (\S+):(\d+) HTTP\/1\.1\r\n/.exec(head.toString('latin1'));
       if (!m) return void client.end('HTTP/1.1 405 Method Not Allowed\r\n\r\n');
       connects.push(`${m[1]}:${m[2]}`);
-      const upstream = net.connect(Number(m[2]), m[1]!, () => {
+      const upstream = net.connect(Number(m[2]), m[1], () => {
         client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
         upstream.pipe(client).pipe(upstream);
       });

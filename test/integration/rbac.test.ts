@@ -53,7 +53,7 @@ const KINDS = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid
 const examples = exampleResources()
   .map((e) => e.resource)
   .filter((r) => KINDS.includes(r.kind))
-  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: work } }) as KilnResource);
+  .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: work } }));
 const sync = (n: string): KilnResource => ({
   apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: n, namespace: work },
   spec: { source: { name: 'ca-bundle' }, targets: { namespaces: [tenant] }, serviceAccountName: 'tenant-sync' },

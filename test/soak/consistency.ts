@@ -14,7 +14,7 @@ import { parseAllDocuments } from 'yaml';
 import { render } from '../../kinds/render.js';
 import { digest } from '../../controller/apply/applyset.js';
 import { plainGit } from '../harness/git.js';
-import type { K8sObject, KilnResource } from '../../kinds/types.js';
+import type { K8sObject } from '../../kinds/types.js';
 import type { KubeClient } from '../../kube/client.js';
 import { validate } from '../../validate/index.js';
 import { kstatus } from '../harness/kstatus.js';
@@ -147,7 +147,7 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
           findings.push(`${id}: the live resource does not validate: ${JSON.stringify(v.errors)}`);
           continue;
         }
-        const want = render(v.resource as KilnResource);
+        const want = render(v.resource);
         rendered.set(o.metadata.uid, new Set(want.map((c) => `${c.kind}/${c.metadata.name}`)));
         // A Stalled resource's children are what kiln could apply before it stopped: only a Ready one must equal its render.
         if (r?.status !== 'True') continue;
@@ -280,7 +280,7 @@ function checkRepository(bare: string, ns: string, live: Any[]): string[] {
     if (cond(o, 'Ready')?.status !== 'True') continue; // reported above, unless Stalled with a reason
     const v = validate(o);
     if (!v.ok) continue;
-    const want = render(v.resource as KilnResource);
+    const want = render(v.resource);
     const revision = `sha256:${digest(want)}`;
     if (o.status?.revision !== revision) findings.push(`${id}: status.revision ${o.status?.revision} is not its render's ${revision}`);
     const commit = o.status?.commit as string | undefined;
@@ -294,7 +294,7 @@ function checkRepository(bare: string, ns: string, live: Any[]): string[] {
       findings.push(`${id}: Ready, but main has no ${file}`);
       continue;
     }
-    const docs = parseAllDocuments(git('show', `main:${file}`)).map((d) => d.toJSON() as Any).filter(Boolean);
+    const docs = parseAllDocuments(git('show', `main:${file}`)).map((d) => d.toJSON()).filter(Boolean);
     const names = (xs: Any[]) => xs.map((x) => `${x.kind}/${x.metadata.name}`).sort().join(' ');
     if (names(docs) !== names(want)) findings.push(`${id}: ${file} holds ${names(docs)}, the render ${names(want)}`);
     for (const w of want) {

@@ -155,7 +155,7 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     const baselineLoop = (async () => {
       await sleep(opts.warmupSeconds * 1000);
       const windowEnd = Math.min(endAt, Date.now() + 60_000);
-      let peak = sampleAll();
+      const peak = sampleAll();
       while (Date.now() < windowEnd) {
         await sleep(5_000);
         const now = sampleAll();

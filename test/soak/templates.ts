@@ -120,5 +120,5 @@ export function resource(kind: SoakKind, ns: string, name: string, v: number, la
         return { source: { name: 'settings' }, targets: { namespaces: [layout.targets[ns]!] }, serviceAccountName: 'soak-sync' };
     }
   })();
-  return { ...base, spec } as unknown as KilnResource;
+  return { ...base, spec };
 }

@@ -75,7 +75,7 @@ describe('the agent\'s PostgreSQL policy', () => {
 
 describe('PostgresInstance spec.tls', () => {
   const instance = (spec: Record<string, unknown>) => {
-    const v = validate({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'db', namespace: 'shop' }, spec } as Any);
+    const v = validate({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'db', namespace: 'shop' }, spec });
     if (!v.ok) throw new Error(JSON.stringify(v.errors));
     const objs = render(v.resource, contextFromObjects(v.resource, []));
     const sts = objs.find((o: K8sObject) => o.kind === 'StatefulSet') as Any;

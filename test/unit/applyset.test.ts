@@ -80,7 +80,7 @@ describe('child projection', () => {
   const desired = decorate({
     apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 's', namespace: 'ns', labels: { app: 'x' } },
     spec: { replicas: 3, template: { spec: { containers: [{ name: 'c', image: 'i:1', resources: { requests: { memory: '1.5Gi' } } }] } } },
-  } as never, parent, 'id');
+  }, parent, 'id');
   const fieldsV1 = {
     'f:metadata': { 'f:labels': { 'f:app': {}, [`f:${PART_OF}`]: {} }, 'f:annotations': { [`f:${DESIRED_DIGEST}`]: {} }, 'f:ownerReferences': { 'k:{"uid":"u-1"}': {} } },
     'f:spec': { 'f:replicas': {}, 'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"c"}': { '.': {}, 'f:name': {}, 'f:image': {}, 'f:resources': { 'f:requests': { 'f:memory': {} } } } } } } },
@@ -133,7 +133,7 @@ describe('child projection', () => {
     expect(back).toEqual(p);
     expect(drift(back, desired, ownedDigest(liveObject()))).toBeUndefined();
     expect(childCodec.encode(back).length).toBeLessThan(JSON.stringify(back).length / 2);
-    const bare = projectChild({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'x', namespace: 'n', labels: { other: 'y' } } } as KubeObject);
+    const bare = projectChild({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'x', namespace: 'n', labels: { other: 'y' } } });
     expect(childCodec.decode(childCodec.encode(bare), { apiVersion: 'v1', kind: 'Service' })).toEqual(bare);
   });
 
@@ -153,7 +153,7 @@ describe('child projection', () => {
 describe('ownership and own writes', () => {
   const parent = { metadata: { uid: 'u-1' } };
   const id = 'applyset-x-v1';
-  const obj = (meta: Partial<KubeObject['metadata']>): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's', namespace: 'n', ...meta } }) as KubeObject;
+  const obj = (meta: Partial<KubeObject['metadata']>): KubeObject => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 's', namespace: 'n', ...meta } });
 
   it('belongsTo: only an object whose controller is the resource (by UID), or a member of its ApplySet without a controller', () => {
     expect(belongsTo(obj({ ownerReferences: [{ apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', name: 'd', uid: 'u-1', controller: true }] }), parent, id)).toBe(true);

@@ -51,7 +51,7 @@ describe('field stripping', () => {
     b.metadata.uid = 'other';
     b.metadata.creationTimestamp = '2026-01-01T00:00:00Z';
     b.metadata.managedFields = [];
-    b.status = { loadBalancer: { ingress: [{ ip: '10.0.0.1' }] } } as never;
+    b.status = { loadBalancer: { ingress: [{ ip: '10.0.0.1' }] } };
     expect(formatObjectDiff('v1.Service.identity.ds-idrepo', a, b)).toBe('');
   });
 });

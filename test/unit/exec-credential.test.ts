@@ -114,7 +114,7 @@ describe('ExecAuthenticator', () => {
     const all = await Promise.all([a.get(), a.get(), a.get()]);
     expect(all.map((c) => c.token)).toEqual(['t1', 't1', 't1']);
     expect(runsOf(f)).toBe(1);
-    const used = all[0]!;
+    const used = all[0];
     await Promise.all([a.unauthorized(used), a.unauthorized(used)]);
     expect(runsOf(f)).toBe(2);
     expect((await a.get()).token).toBe('t2');

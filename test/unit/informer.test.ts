@@ -57,7 +57,7 @@ describe('Informer', () => {
     const big = (name: string, rv: string, set: string): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, labels: { set } }, data: { text: 'x'.repeat(2000) } });
     c.listResult = [big('a', '5', 's1'), big('b', '6', 's1')];
     c.script.push(async (emit) => {
-      emit({ type: 'MODIFIED', object: big('b', '12', 's2') as never });
+      emit({ type: 'MODIFIED', object: big('b', '12', 's2') });
     });
     const inf = informer(c, { codec: packedJson, indexLabel: 'set' });
     const olds: string[] = [];
@@ -78,10 +78,10 @@ describe('Informer', () => {
     const c = new ScriptedClient();
     c.listResult = [cm('a', '5')];
     c.script.push(async (emit) => {
-      emit({ type: 'ADDED', object: cm('b', '11') as never });
-      emit({ type: 'MODIFIED', object: cm('a', '12') as never });
-      emit({ type: 'DELETED', object: cm('b', '13') as never });
-      emit({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '20' } } as never });
+      emit({ type: 'ADDED', object: cm('b', '11') });
+      emit({ type: 'MODIFIED', object: cm('a', '12') });
+      emit({ type: 'DELETED', object: cm('b', '13') });
+      emit({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '20' } } });
     });
     const inf = informer(c);
     const seen: string[] = [];
@@ -99,7 +99,7 @@ describe('Informer', () => {
     const c = new ScriptedClient();
     c.listResult = [partial('a', '5')];
     c.script.push(async (emit) => {
-      emit({ type: 'ADDED', object: partial('b', '11') as never });
+      emit({ type: 'ADDED', object: partial('b', '11') });
     });
     const inf = informer(c, { metadataOnly: true });
     await inf.start();
@@ -118,7 +118,7 @@ describe('Informer', () => {
   it('relists on 410 Gone and reports what changed meanwhile', async () => {
     const c = new ScriptedClient();
     c.listResult = [cm('a', '5'), cm('b', '6')];
-    c.script.push(async (emit) => emit({ type: 'ERROR', object: { code: 410, message: 'too old resource version' } as never }));
+    c.script.push(async (emit) => emit({ type: 'ERROR', object: { code: 410, message: 'too old resource version' } }));
     const inf = informer(c);
     const seen: string[] = [];
     inf.on((e, o) => seen.push(`${e}:${o.metadata.name}`));
@@ -160,7 +160,7 @@ describe('Informer', () => {
     c.script.push(async () => { throw new Error('connection reset'); });
     c.script.push(async () => { throw new Error('connection reset'); });
     c.script.push(async (emit) => {
-      emit({ type: 'ADDED', object: cm('x', '11') as never });
+      emit({ type: 'ADDED', object: cm('x', '11') });
       throw new Error('connection reset');
     });
     const delays: number[] = [];

@@ -188,7 +188,7 @@ describe('rest_client_* of a KubeClient', () => {
         return {};
       },
     };
-    instrumentClient(client as never);
+    instrumentClient(client);
     await client.request('GET', '/api/v1/namespaces/a/configmaps');
     await client.request('POST', '/api/v1/namespaces/a/configmap');
     await expect(client.request('GET', '/gone')).rejects.toThrow(/404/);

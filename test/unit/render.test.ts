@@ -176,7 +176,7 @@ describe('other charts', () => {
   });
   it('ConfigMapSync that is invalid is still an error, source or not', () => {
     const cms = examples.find((e) => e.resource.kind === 'ConfigMapSync')!.resource;
-    const outcome = renderDocument({ ...cms, spec: { ...(cms.spec as object), targets: {} } }, {});
+    const outcome = renderDocument({ ...cms, spec: { ...(cms.spec), targets: {} } }, {});
     expect(outcome).toEqual({ errors: [expect.objectContaining({ path: 'spec.targets' })] });
   });
   it('postgresql.conf quotes values so a value cannot add a setting', async () => {

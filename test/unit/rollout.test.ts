@@ -3,7 +3,7 @@ import type { KubeObject } from '../../kube/informer.js';
 import { jobHealth, progressDeadline, statefulSetRollout } from '../../kube/rollout.js';
 
 const sts = (generation: number, status: Record<string, unknown>): KubeObject =>
-  ({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'ds', namespace: 'n', generation }, status }) as KubeObject;
+  ({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'ds', namespace: 'n', generation }, status });
 
 describe('StatefulSet rollout (kstatus rules)', () => {
   it('is complete only when every member is ready and updated and the controller saw the spec', () => {

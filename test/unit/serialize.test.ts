@@ -24,8 +24,8 @@ describe('chartObjects', () => {
   for (const { resource } of exampleResources()) {
     variants.push(resource);
     const spec = resource.spec as Record<string, unknown>;
-    variants.push({ ...resource, spec: { ...spec, resources: { requests: { cpu: 2, memory: '1Gi' }, limits: { cpu: '1500m' } } } } as KilnResource);
-    variants.push({ ...resource, spec: { ...spec, scheduling: { antiAffinity: 'Hard', nodeSelector: { zone: 'a' } } } } as KilnResource);
+    variants.push({ ...resource, spec: { ...spec, resources: { requests: { cpu: 2, memory: '1Gi' }, limits: { cpu: '1500m' } } } });
+    variants.push({ ...resource, spec: { ...spec, scheduling: { antiAffinity: 'Hard', nodeSelector: { zone: 'a' } } } });
   }
   for (const r of variants) {
     it(`equals chart.toJson() for ${r.kind} ${r.metadata.name}`, () => {

@@ -19,7 +19,7 @@ function readWithJs(text: string): Record<'js-yaml' | 'yaml', ReaderResult> {
   const present = (d: unknown) => d !== null && d !== undefined;
   const jsYaml = (): ReaderResult => {
     try {
-      return { docs: (loadAll(text) as unknown[]).filter(present).map(tagged) };
+      return { docs: (loadAll(text)).filter(present).map(tagged) };
     } catch (err) {
       return { error: String(err) };
     }
