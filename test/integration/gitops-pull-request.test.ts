@@ -184,7 +184,7 @@ class FakeForge {
         next.searchParams.set('page', String(page + 1));
         const last = new URL(next);
         last.searchParams.set('page', String(Math.ceil(list.length / size)));
-        headers['link'] = `<${next}>; rel="next", <${last}>; rel="last"`;
+        headers['link'] = `<${next.href}>; rel="next", <${last.href}>; rel="last"`;
       }
       if (this.options.flavor === 'gitea') headers['x-total-count'] = String(list.length);
       this.send(res, 200, items.map((p) => this.render(p)), headers);

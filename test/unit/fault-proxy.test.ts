@@ -19,7 +19,7 @@ beforeAll(async () => {
     serverSockets.add(s);
     s.on('close', () => serverSockets.delete(s));
     s.on('error', () => {});
-    s.on('data', (d) => s.write(`echo:${d}`));
+    s.on('data', (d) => s.write(`echo:${d.toString()}`));
   });
   echoPort = await new Promise<number>((r) => echo.listen(0, '127.0.0.1', () => r((echo.address() as net.AddressInfo).port)));
 });

@@ -10,8 +10,8 @@ import { Informer, packedJson as packedCodec, type KubeObject } from '../../kube
 import { packer } from '../../kube/pack.js';
 import { packDictionary } from '../../controller/pack-dictionary.js';
 
-const { pack, unpack } = packer(packDictionary);
-const packedJson = packedCodec({ pack, unpack });
+const codec = packer(packDictionary);
+const packedJson = packedCodec(codec);
 import { SAMPLES } from '../../controller/pack-dictionary.js';
 import { validate } from '../../validate/index.js';
 
@@ -223,7 +223,7 @@ describe('pack (compact cache text)', () => {
 
   it('round-trips short and long texts, unicode included', () => {
     for (const text of ['{}', '"é ü 漢字"', resource(1), `${resource(2)}${'x'.repeat(5000)}`, JSON.stringify({ s: 'ünïcödé '.repeat(200) })]) {
-      expect(unpack(pack(text))).toBe(text);
+      expect(codec.unpack(codec.pack(text))).toBe(text);
     }
   });
 
@@ -233,7 +233,7 @@ describe('pack (compact cache text)', () => {
 
   it('keeps a cached resource in a small fraction of its JSON (the preset dictionary)', () => {
     const text = resource(7);
-    const packed = pack(text);
+    const packed = codec.pack(text);
     expect(packed.startsWith('y')).toBe(true);
     expect(packed.length).toBeLessThan(text.length / 4);
   });

@@ -127,7 +127,7 @@ describe('reconcile fields', () => {
       ['reconciled', 'DataGrid', 'web', 'sessions'],
       ['after', undefined, undefined, undefined],
     ]);
-    const ids = lines.filter((l) => l.reconcileID).map((l) => `${l.name}:${l.reconcileID}`);
+    const ids = lines.filter((l) => l.reconcileID).map((l) => `${String(l.name)}:${String(l.reconcileID)}`);
     expect(ids.every((id) => /:[0-9a-f-]{36}$/.test(id))).toBe(true);
     // One id per reconcile.
     expect(new Set(ids).size).toBe(2);

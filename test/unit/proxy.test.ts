@@ -12,7 +12,7 @@ let echoPort: number;
 const listen = (s: net.Server) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as net.AddressInfo).port)));
 
 beforeAll(async () => {
-  echo = net.createServer((s) => s.on('data', (d) => s.write(`echo:${d}`)));
+  echo = net.createServer((s) => s.on('data', (d) => s.write(`echo:${d.toString()}`)));
   echoPort = await listen(echo);
 });
 afterAll(() => echo.close());
@@ -59,7 +59,7 @@ describe('openTunnel', () => {
           c.write(Buffer.from([5, methods.includes(2) ? 2 : 0]));
         } else if (stage === 1) {
           const ul = d[1]!;
-          auth = `${d.subarray(2, 2 + ul)}:${d.subarray(3 + ul, 3 + ul + d[2 + ul]!)}`;
+          auth = `${d.subarray(2, 2 + ul).toString()}:${d.subarray(3 + ul, 3 + ul + d[2 + ul]!).toString()}`;
           stage = 2;
           c.write(Buffer.from([1, auth === 'kiln:pw' ? 0 : 1]));
         } else {
