@@ -1,19 +1,12 @@
 import type { Command } from 'commander';
 import type { LogFormat, LogLevel } from '../lib/log.js';
 import { DEFAULT_EXTENSIONS, postgresPolicy } from '../agent/policy.js';
-import { addRuntimeOptions, logFormatOption, logLevelOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
-
-const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
+import { addKubeAccessOptions, clusterConfig, collect, failer, serve, type KubeAccessFlags } from './process-shell.js';
+import { addRuntimeOptions, logFormatOption, logLevelOption, runtimeSettings, wholeNumber } from './runtime-options.js';
 const repeat = (v: string, prev: string[]) => [...prev, v];
 
 /** The values commander parses from `kiln agent`'s own flags (defaults applied); runtimeSettings reads the shared ones. */
-interface AgentFlags {
-  kubeconfig?: string;
-  context?: string;
-  namespace: string[];
-  concurrency: number;
-  qps: number;
-  burst: number;
+interface AgentFlags extends KubeAccessFlags {
   passwordInterval: number;
   databaseCheckInterval: number;
   endpoint: string[];
@@ -25,15 +18,16 @@ interface AgentFlags {
 }
 
 export function registerAgent(program: Command, version: string): void {
-  const command = program
-    .command('agent')
-    .description('Run the kiln runtime agent: keep directory passwords equal to their Secrets (LDAP) and Postgres databases, roles and connection Secrets in place (pg).')
-    .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
-    .option('--context <name>', 'kubeconfig context')
-    .option('-n, --namespace <ns>', 'watch only this namespace (repeatable, or comma-separated); default all', collect, [])
-    .option('--concurrency <n>', 'resources worked on at once', wholeNumber(1), 4)
-    .option('--qps <n>', 'client-side limit, average API requests per second (0, the default: none, the API server\'s Priority and Fairness governs)', nonNegativeNumber, 0)
-    .option('--burst <n>', 'API request burst when --qps is set', wholeNumber(1), 30)
+  const command = addKubeAccessOptions(
+    program
+      .command('agent')
+      .description('Run the kiln runtime agent: keep directory passwords equal to their Secrets (LDAP) and Postgres databases, roles and connection Secrets in place (pg).'),
+    {
+      concurrency: 'resources worked on at once',
+      qps: { default: 0, help: 'client-side limit, average API requests per second (0, the default: none, the API server\'s Priority and Fairness governs)' },
+      burst: 'API request burst when --qps is set',
+    },
+  )
     .option('--password-interval <seconds>', 'check directory passwords, and each database\'s role, owner and connection Secret, again this often when nothing changed (a Secret or spec change is acted on at once)', wholeNumber(1), 300)
     .option('--database-check-interval <seconds>', 'the longest a dropped database stays missing: each instance\'s catalog is read (one query) twice per interval and a dropped database is re-created (recreateIfDropped) or reported', wholeNumber(1), 10)
     .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, [])
@@ -46,18 +40,13 @@ export function registerAgent(program: Command, version: string): void {
     .action(async (opts: AgentFlags, cmd: Command) => {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln agent: ${w}\n`);
-      const { loadKubeConfig, NoClusterConfigError } = await import('../kube/kubeconfig.js');
       const { Agent } = await import('../agent/agent.js');
       const { exitOnLostLeadership, lostLeadershipGraceMs } = await import('../kube/leader.js');
       const { parseEndpoint } = await import('../agent/context.js');
       const { newLogger } = await import('../lib/log.js');
-      const { instrumentClient, recordAgentTask, setLeaderCheck } = await import('../lib/metrics.js');
-      const { startHttpServers } = await import('../lib/http-server.js');
+      const { recordAgentTask } = await import('../lib/metrics.js');
       const log = newLogger(opts.logLevel, 'kiln-agent', opts.logFormat);
-      const fail = (message: string): never => {
-        process.stderr.write(`kiln agent: ${message}\n`);
-        process.exit(2);
-      };
+      const fail: (message: string) => never = failer('agent');
       let endpoints: Record<string, string> = {};
       try {
         endpoints = Object.fromEntries(opts.endpoint.map(parseEndpoint));
@@ -67,13 +56,7 @@ export function registerAgent(program: Command, version: string): void {
       for (const flag of ['passwordInterval', 'databaseCheckInterval', 'concurrency'] as const) {
         if (!Number.isInteger(opts[flag]) || opts[flag] < 1) fail(`--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} must be a positive whole number`);
       }
-      let kc;
-      try {
-        kc = loadKubeConfig({ kubeconfig: opts.kubeconfig, context: opts.context });
-      } catch (err) {
-        if (err instanceof NoClusterConfigError) fail(err.message);
-        throw err;
-      }
+      const kc = await clusterConfig(opts, fail);
       const agent = new Agent({
         kc,
         namespaces: opts.namespace,
@@ -91,31 +74,9 @@ export function registerAgent(program: Command, version: string): void {
         onLostLeadership: exitOnLostLeadership({ component: 'agent', log, stop: (): Promise<void> => agent.stop({ release: false }), graceMs: lostLeadershipGraceMs(runtime.leaderElection) }),
       });
       agent.queue.instrument((kind) => `${kind.toLowerCase()}-agent`, ['DirectoryService', 'PostgresInstance', 'PostgresDatabase']);
-      instrumentClient(agent.client);
-      if (runtime.leaderElection) setLeaderCheck(runtime.leaderElection.name, () => agent.isLeader());
-      const servers = await startHttpServers({
-        metrics: runtime.metrics,
-        health: runtime.health,
-        ready: () => agent.hasSynced(),
-        info: { version, component: 'agent' },
-        log,
-      }).catch((err: Error) => fail(`cannot listen: ${err.message}`));
-      const shutdown = async (signal: string) => {
-        log('info', 'shutting down', { signal });
-        await agent.stop();
-        await Promise.all(servers.map((s) => s.close()));
-        process.exit(0);
-      };
-      process.once('SIGTERM', () => void shutdown('SIGTERM'));
-      process.once('SIGINT', () => void shutdown('SIGINT'));
-      log('info', 'starting', { server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, endpoints: Object.keys(endpoints) });
-      try {
-        await agent.start();
-      } catch (err) {
-        // The API server never answered, or the Lease cannot be used: one message, no retrying.
-        const message = await startupFailure(err);
-        if (message) fail(message);
-        throw err;
-      }
+      await serve({
+        component: 'agent', version, runtime, log, process: agent, fail,
+        starting: { server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, endpoints: Object.keys(endpoints) },
+      });
     });
 }

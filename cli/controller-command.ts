@@ -1,21 +1,17 @@
 import type { Command } from 'commander';
 import type { LogFormat, LogLevel } from '../lib/log.js';
 import type { GitSinkOptions } from '../controller/git/sink.js';
-import { addRuntimeOptions, logFormatOption, logLevelOption, nonNegativeNumber, runtimeSettings, startupFailure, wholeNumber } from './runtime-options.js';
-
-const collect = (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)];
+import { addKubeAccessOptions, clusterConfig, failer, serve, type KubeAccessFlags } from './process-shell.js';
+import { addRuntimeOptions, logFormatOption, logLevelOption, runtimeSettings, wholeNumber } from './runtime-options.js';
 
 export function registerController(program: Command, version: string): void {
-  const command = program
-    .command('controller')
-    .description('Run the kiln controller: watch kiln resources and keep the cluster (apply mode) or a Git repository (git mode) equal to what kiln renders.')
-    .option('--mode <mode>', 'apply (server-side apply into the cluster) or git (commit to a repository)', 'apply')
-    .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
-    .option('--context <name>', 'kubeconfig context')
-    .option('-n, --namespace <ns>', 'watch only this namespace (repeatable, or comma-separated); default all', collect, [])
-    .option('--concurrency <n>', 'resources reconciled at once', wholeNumber(1), 4)
-    .option('--qps <n>', 'average API requests per second (0: no limit)', nonNegativeNumber, 20)
-    .option('--burst <n>', 'API request burst', wholeNumber(1), 30)
+  const command = addKubeAccessOptions(
+    program
+      .command('controller')
+      .description('Run the kiln controller: watch kiln resources and keep the cluster (apply mode) or a Git repository (git mode) equal to what kiln renders.')
+      .option('--mode <mode>', 'apply (server-side apply into the cluster) or git (commit to a repository)', 'apply'),
+    { concurrency: 'resources reconciled at once', qps: { default: 20, help: 'average API requests per second (0: no limit)' }, burst: 'API request burst' },
+  )
     .option('--resync <seconds>', 'reconcile every resource again this often (0: never)', wholeNumber(0), 300);
   addRuntimeOptions(command, { leaseName: 'kiln-controller', bindAddressAlias: true })
     .addOption(logLevelOption())
@@ -39,35 +35,22 @@ export function registerController(program: Command, version: string): void {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln controller: ${w}\n`);
       // Loaded here, not at the top: `kiln --help` and `kiln synth` need none of it.
-      const { loadKubeConfig, NoClusterConfigError } = await import('../kube/kubeconfig.js');
       const { Manager } = await import('../controller/manager.js');
       const { exitOnLostLeadership, lostLeadershipGraceMs } = await import('../kube/leader.js');
       const { newLogger } = await import('../lib/log.js');
       const log = newLogger(opts.logLevel, 'kiln-controller', opts.logFormat);
-      if (opts.mode !== 'apply' && opts.mode !== 'git') {
-        process.stderr.write(`kiln controller: --mode must be apply or git (got ${JSON.stringify(opts.mode)})\n`);
-        process.exit(2);
-      }
+      const fail: (message: string) => never = failer('controller');
+      if (opts.mode !== 'apply' && opts.mode !== 'git') fail(`--mode must be apply or git (got ${JSON.stringify(opts.mode)})`);
       let git: GitSinkOptions | undefined;
       if (opts.mode === 'git') {
         try {
           git = await gitOptions(opts);
         } catch (err) {
           // Messages name options and files, never a token.
-          process.stderr.write(`kiln controller: ${(err as Error).message}\n`);
-          process.exit(2);
+          fail((err as Error).message);
         }
       }
-      let kc;
-      try {
-        kc = loadKubeConfig({ kubeconfig: opts.kubeconfig, context: opts.context });
-      } catch (err) {
-        if (err instanceof NoClusterConfigError) {
-          process.stderr.write(`kiln controller: ${err.message}\n`);
-          process.exit(2);
-        }
-        throw err;
-      }
+      const kc = await clusterConfig(opts, fail);
       let manager: InstanceType<typeof Manager>;
       if (git) {
         const { kubeSystemUid } = await import('../controller/git/sink.js');
@@ -94,63 +77,27 @@ export function registerController(program: Command, version: string): void {
       } catch (err) {
         if (opts.mode !== 'git') throw err;
         // The repository options the writer refuses (branch name, a token with a non-https URL): no credential in these.
-        process.stderr.write(`kiln controller: ${(err as Error).message}\n`);
-        process.exit(2);
+        fail((err as Error).message);
       }
-      // Metrics: every API response, every run of the work queue (a reconcile of the key's kind), the Lease.
-      const { instrumentClient, setLeaderCheck } = await import('../lib/metrics.js');
-      const { startHttpServers } = await import('../lib/http-server.js');
-      instrumentClient(manager.client);
       manager.queue.instrument(undefined, [...manager.resources.keys()]);
-      if (runtime.leaderElection) setLeaderCheck(runtime.leaderElection.name, () => manager.isLeader());
-      try {
-        await startHttpServers({
-          metrics: runtime.metrics,
-          health: runtime.health,
-          ready: () => manager.hasSynced(),
-          info: { version, component: 'controller' },
-          log,
-        });
-      } catch (err) {
-        process.stderr.write(`kiln controller: cannot serve metrics or probes: ${(err as Error).message}\n`);
-        process.exit(2);
-      }
-      const shutdown = async (signal: string) => {
-        log('info', 'shutting down', { signal });
-        await manager.stop();
-        process.exit(0);
-      };
-      process.once('SIGTERM', () => void shutdown('SIGTERM'));
-      process.once('SIGINT', () => void shutdown('SIGINT'));
-      log('info', 'starting', { mode: opts.mode, server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, ...manager.git?.describe() });
-      try {
-        await manager.start();
-      } catch (err) {
-        // The API server never answered, or the Lease cannot be used: one message, no retrying.
-        const message = await startupFailure(err);
-        if (message) {
-          process.stderr.write(`kiln controller: ${message}\n`);
-          process.exit(2);
-        }
-        if (!manager.git) throw err;
+      const sink = manager.git;
+      await serve({
+        component: 'controller', version, runtime, log, process: manager, fail,
+        starting: { mode: opts.mode, server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, ...sink?.describe() },
         // A clone that cannot be made (URL, credentials) ends here; the writer's messages hold no credential.
-        log('error', 'could not start', { error: manager.git.scrub(err) });
-        await manager.stop().catch(() => undefined);
-        process.exit(1);
-      }
+        onStartError: sink ? async (err) => {
+          log('error', 'could not start', { error: sink.scrub(err) });
+          await manager.stop().catch(() => undefined);
+          process.exit(1);
+        } : undefined,
+      });
     });
 }
 
 /** The values commander parses from `kiln controller`'s own flags (defaults applied); runtimeSettings reads the shared ones. */
-interface ControllerFlags extends GitFlags {
+interface ControllerFlags extends GitFlags, KubeAccessFlags {
   /** Checked at run time: apply or git. */
   mode: string;
-  kubeconfig?: string;
-  context?: string;
-  namespace: string[];
-  concurrency: number;
-  qps: number;
-  burst: number;
   resync: number;
   logLevel: LogLevel;
   logFormat?: LogFormat;
