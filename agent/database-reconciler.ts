@@ -356,7 +356,7 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
     const live = this.ctx.caches.get('Secret', db.metadata.namespace!, name) as SecretObject | undefined;
     if (live && sameJson(live.data, data) && live.metadata.ownerReferences?.some((o) => o.uid === db.metadata.uid && o.controller)) return;
     this.written.set(db.metadata.uid!, c.password);
-    await this.ctx.client.apply({
+    const secret = {
       apiVersion: 'v1',
       kind: 'Secret',
       type: 'Opaque',
@@ -367,18 +367,16 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
         ownerReferences: [{ apiVersion: db.apiVersion!, kind: db.kind!, name: db.metadata.name, uid: db.metadata.uid!, controller: true, blockOwnerDeletion: true }],
       },
       data,
-    } as never, FIELD_MANAGER);
+    };
+    await this.ctx.client.apply(secret, FIELD_MANAGER);
   }
 
   /** Adds or removes the reclaim finalizer with the agent's field manager (finalizers merge as a set). */
   private async setFinalizer(db: PostgresDatabase, want: boolean): Promise<void> {
     const has = db.metadata.finalizers?.includes(RECLAIM_FINALIZER) ?? false;
     if (has === want) return;
-    await this.ctx.client.apply({
-      apiVersion: db.apiVersion!,
-      kind: db.kind!,
-      metadata: { name: db.metadata.name, namespace: db.metadata.namespace, ...(want ? { finalizers: [RECLAIM_FINALIZER] } : {}) },
-    } as never, FIELD_MANAGER);
+    const finalizers = { apiVersion: db.apiVersion!, kind: db.kind!, metadata: { name: db.metadata.name, namespace: db.metadata.namespace, ...(want ? { finalizers: [RECLAIM_FINALIZER] } : {}) } };
+    await this.ctx.client.apply(finalizers, FIELD_MANAGER);
   }
 
   private async finish(db: PostgresDatabase): Promise<Result> {

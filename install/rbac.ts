@@ -30,6 +30,7 @@
  * No wildcard verb, resource or group anywhere; Secrets only for the agent.
  */
 import { KINDS } from '../crds/schema/kinds.js';
+import { GROUP } from '../kinds/api.js';
 
 export interface PolicyRule {
   apiGroups: string[];
@@ -48,7 +49,6 @@ export interface NamedRule {
 
 export type Component = 'controller-apply' | 'controller-git' | 'agent';
 
-const GROUP = 'kiln.dev';
 /** PostgresDatabase is the agent's: the controller neither watches nor renders it. */
 const CONTROLLER_KINDS = KINDS.filter((k) => k.kind !== 'PostgresDatabase').map((k) => k.plural).sort();
 const AGENT_KINDS = ['directoryservices', 'postgresdatabases', 'postgresinstances'];

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { parseInputYaml } from './yaml.js';
 import { InputRefused, type InputLimits, DEFAULT_INPUT_LIMITS } from './input-limits.js';
+import { GROUP as KILN_GROUP } from '../kinds/api.js';
 
 export { DEFAULT_INPUT_LIMITS, InputRefused, type InputLimits };
 
@@ -45,7 +46,6 @@ export function readInputs(paths: string[], limits: InputLimits = DEFAULT_INPUT_
   });
 }
 
-const KILN_GROUP = 'kiln.dev';
 
 /** Edit distance with transpositions (optimal string alignment), stopping early past `limit`. */
 function distance(a: string, b: string, limit: number): number {
