@@ -32,10 +32,6 @@ export interface AgentContext {
   task(kind: string, task: string, outcome: 'success' | 'error'): void;
 }
 
-export interface ReconcileOutcome {
-  requeueAfterMs?: number;
-}
-
 /**
  * Where the agent reaches a server. In the cluster: the DNS names kiln's
  * charts give the Services. Outside it (tests, a laptop, a port-forward):

@@ -8,8 +8,8 @@
  *   list + watch; no GET: reconcilers read the caches), server-side applies
  *   status (PATCH .../status), merge-patches the ApplySet labels and
  *   annotations onto each resource (controller/apply/reconciler.ts) and the
- *   ConfigMapSync finalizer (kinds/config-map-sync/reconcile.ts);
- * - apply mode also watches the kinds it renders (kube/resources.ts
+ *   ConfigMapSync finalizer (kinds/config-map-sync/finalizer.ts);
+ * - apply mode also watches the kinds it renders (kinds/api.ts
  *   CHILD_KINDS, label selector managed-by=kiln), applies them (a server-side
  *   apply PATCH, which the API server authorizes as `create` when the object
  *   does not exist yet and as `patch` when it does), prunes them with DELETE (never a

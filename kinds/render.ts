@@ -19,11 +19,19 @@ export class RenderError extends Error {
   }
 }
 
+/** A chart rendered a Secret with data: refused, whichever sink asked (git mode reports SecretInRender). */
+export class SecretInRenderError extends RenderError {
+  constructor(resource: string, secret: string) {
+    super(resource, `rendered Secret ${secret} carries data; kiln never renders secret values`);
+    this.name = 'SecretInRenderError';
+  }
+}
+
 /** Secrets are referenced and generated in the cluster, never rendered with data. */
 function assertNoSecretData(objects: K8sObject[], who: string): void {
   for (const o of objects) {
     if (o.kind === 'Secret' && (o['data'] !== undefined || o['stringData'] !== undefined)) {
-      throw new RenderError(who, `rendered Secret ${o.metadata.name} carries data; kiln never renders secret values`);
+      throw new SecretInRenderError(who, o.metadata.name);
     }
   }
 }

@@ -1,6 +1,6 @@
 /**
  * Offline render: input files -> validate -> render -> one YAML file per
- * resource. Shared by `kiln synth`, the cdk8s app (main.ts) and the benchmarks.
+ * resource. Shared by `kiln synth`, the cdk8s app (cdk8s.yaml runs `kiln synth`) and the benchmarks.
  * Large inputs are spread over worker threads; the output does not depend on
  * how many.
  */

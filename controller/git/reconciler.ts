@@ -27,7 +27,7 @@
  * names is kept. A deleted resource (or one being deleted) is removed from the
  * tree.
  */
-import { render as renderChart } from '../../kinds/render.js';
+import { render as renderChart, SecretInRenderError } from '../../kinds/render.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import type { ResourceResult } from '../../gitops/batcher.js';
@@ -87,8 +87,6 @@ interface Outcome {
 
 type Live = KubeObject & KilnResource & { status?: Status };
 
-/** kinds/render.ts's refusal of a Secret with data: a RenderError with no type of its own yet, so told apart by its message. */
-const SECRET_IN_RENDER = /rendered Secret .* carries (?:data|stringData)/;
 
 export class GitReconciler implements Reconciler<string, GitReconcileResult> {
   private readonly outcomes = new Map<string, Outcome>();
@@ -131,7 +129,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
       objects = this.render(v.resource);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
-      return this.stalled(live, carried, SECRET_IN_RENDER.test(message) ? 'SecretInRender' : 'RenderFailed', message, result);
+      return this.stalled(live, carried, err instanceof SecretInRenderError ? 'SecretInRender' : 'RenderFailed', message, result);
     }
     const secret = secretProblem(objects);
     if (secret) return this.stalled(live, carried, 'SecretInRender', secret, result);

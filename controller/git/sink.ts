@@ -4,8 +4,8 @@
  * replica leads, and closed (pending changes flushed) when it stops.
  *
  * - `branch` is where Flux or Argo CD read from. With `reviewBranch`, kiln
- *   pushes there instead, starting it from `branch` when it does not exist yet
- *   (opening the pull request is not implemented yet).
+ *   pushes there instead, starting it from `branch` when it does not exist yet,
+ *   and opens or updates the pull request into `branch` (`pullRequests`).
  * - Credentials: `auth`, else KILN_GIT_TOKEN (authFromEnv), else none (a local
  *   path, file://, ssh with the pod's key). The token is handed to the writer
  *   only, which sends it as an http.extraHeader and scrubs it from messages.
