@@ -218,7 +218,7 @@ function removePath(obj: Json, path: string[]): void {
     }
   }
   for (let i = parents.length - 1; i >= 0; i--) {
-    const { container, at } = parents[i];
+    const { container, at } = parents[i]!;
     const value = Array.isArray(container) ? container[at as number] : container[at as string];
     const empty = i === parents.length - 1 || (isMap(value) && Object.keys(value).length === 0) || (Array.isArray(value) && value.length === 0);
     if (!empty) return;
@@ -258,9 +258,9 @@ export function labelMatcher(selector: string | undefined): (labels: Record<stri
   const tests = terms.map((term): ((l: Record<string, string>) => boolean) => {
     let m = /^(\S+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(term);
     if (m) {
-      const values = m[3].split(',').map((v) => v.trim());
-      const key = m[1];
-      return m[2] === 'in' ? (l) => key in l && values.includes(l[key]) : (l) => !(key in l) || !values.includes(l[key]);
+      const [, key, op, list] = m as unknown as [string, string, string, string];
+      const values = list.split(',').map((v) => v.trim());
+      return op === 'in' ? (l) => key in l && values.includes(l[key]!) : (l) => !(key in l) || !values.includes(l[key]!);
     }
     m = /^([^!=\s]+)\s*(==|=|!=)\s*(\S*)$/.exec(term);
     if (m) {
@@ -275,16 +275,19 @@ export function labelMatcher(selector: string | undefined): (labels: Record<stri
 
 /** `/api/v1/namespaces/ns/secrets/name/status` -> its parts. */
 function parsePath(path: string): Target {
-  const m = /^\/(?:api\/(v1)|apis\/([^/]+\/[^/]+))\/(.*)$/.exec(path.split('?')[0]);
+  const m = /^\/(?:api\/(v1)|apis\/([^/]+\/[^/]+))\/(.*)$/.exec(path.split('?')[0]!);
   if (!m) throw new Error(`fake client: not an API path: ${path}`);
-  const apiVersion = m[1] ?? m[2];
-  let segs = m[3].split('/').filter(Boolean).map(decodeURIComponent);
+  // exactly one of the two alternatives matched
+  const apiVersion = (m[1] ?? m[2])!;
+  let segs = m[3]!.split('/').filter(Boolean).map(decodeURIComponent);
   let namespace: string | undefined;
   if (segs[0] === 'namespaces' && segs.length >= 3) {
     namespace = segs[1];
     segs = segs.slice(2);
   }
-  return { apiVersion, resource: segs[0], namespace, name: segs[1], subresource: segs[2] };
+  const [resource, name, subresource] = segs;
+  if (!resource) throw new Error(`fake client: not an API path: ${path}`);
+  return { apiVersion, resource, namespace, name, subresource };
 }
 
 const typeKeyOf = (t: { apiVersion: string; resource: string }) => `${t.apiVersion}/${t.resource}`;

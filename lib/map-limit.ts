@@ -5,7 +5,7 @@ export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) =>
   const worker = async () => {
     while (next < items.length) {
       const i = next++;
-      results[i] = await fn(items[i]);
+      results[i] = await fn(items[i] as T);
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));

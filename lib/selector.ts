@@ -13,7 +13,7 @@ export function matchesSelector(labels: Record<string, string> = {}, selector: L
   for (const e of selector.matchExpressions ?? []) {
     const has = Object.hasOwn(labels, e.key);
     const value = labels[e.key];
-    const inValues = has && (e.values ?? []).includes(value);
+    const inValues = has && value !== undefined && (e.values ?? []).includes(value);
     if (e.operator === 'In' && !inValues) return false;
     if (e.operator === 'NotIn' && inValues) return false;
     if (e.operator === 'Exists' && !has) return false;

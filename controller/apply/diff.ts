@@ -123,8 +123,9 @@ async function getOrUndefined<T extends KubeObject = KubeObject>(client: KubeCli
 async function dependencyMet(client: KubeClient, after: string, namespace: string | undefined): Promise<boolean> {
   const m = /^(.+)\/([^/]+)\/([^/:]+):(\w+)$/.exec(after);
   if (!m) return true;
-  const obj = await getOrUndefined<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(client, { apiVersion: m[1], kind: m[2], metadata: { namespace, name: m[3] } });
-  return !!obj?.status?.conditions?.some((c) => c.type === m[4] && c.status === 'True');
+  const [, apiVersion, kind, name, condition] = m as unknown as [string, string, string, string, string];
+  const obj = await getOrUndefined<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(client, { apiVersion, kind, metadata: { namespace, name } });
+  return !!obj?.status?.conditions?.some((c) => c.type === condition && c.status === 'True');
 }
 
 /** Live members of the ApplySet `id` in `namespace`, as the controller's child informers select them. */

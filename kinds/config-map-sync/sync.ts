@@ -87,7 +87,7 @@ export async function sync(ctx: Ctx, recorded: RecordedNamespaces): Promise<Conf
   outcome.synced.sort();
   outcome.failed.sort((a, b) => a.namespace.localeCompare(b.namespace));
   outcome.pruned.sort();
-  if (stalls.length > 0) {
+  if (stalls[0]) {
     outcome.stalled = { reason: stalls[0].reason, message: stalls.map((s) => s.message).join('; ') };
   }
   return outcome;

@@ -152,7 +152,7 @@ describe('ConfigMapSync with tenant-bounded rights', { timeout: 120_000 }, () =>
   let first: ConfigMapSyncOutcome;
 
   beforeAll(async () => {
-    [src, a, b, c, d] = await Promise.all(['cms-src', 'cms-a', 'cms-b', 'cms-c', 'cms-d'].map((p) => namespace(p)));
+    [src, a, b, c, d] = await Promise.all([namespace('cms-src'), namespace('cms-a'), namespace('cms-b'), namespace('cms-c'), namespace('cms-d')]);
     sa.namespace = src;
     await serviceAccount(src, sa.name);
     await apply({

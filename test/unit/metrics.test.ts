@@ -120,24 +120,24 @@ describe('metrics and probes', () => {
 
   it('splits metrics and probes over two ports, or one, or turns them off', async () => {
     const probe = await startHttpServer({ port: 0, host: '127.0.0.1' });
-    const free = [probe.port];
+    const first = probe.port;
     await probe.close();
     const probe2 = await startHttpServer({ port: 0, host: '127.0.0.1' });
-    free.push(probe2.port);
+    const second = probe2.port;
     await probe2.close();
-    const two = await startHttpServers({ metrics: { host: '127.0.0.1', port: free[0] }, health: { host: '127.0.0.1', port: free[1] }, ready: () => true });
+    const two = await startHttpServers({ metrics: { host: '127.0.0.1', port: first }, health: { host: '127.0.0.1', port: second }, ready: () => true });
     servers.push(...two);
     expect(two).toHaveLength(2);
-    expect((await get(free[0], '/metrics')).status).toBe(200);
-    expect((await get(free[0], '/healthz')).status).toBe(404);
-    expect((await get(free[1], '/readyz')).status).toBe(200);
-    expect((await get(free[1], '/metrics')).status).toBe(404);
+    expect((await get(first, '/metrics')).status).toBe(200);
+    expect((await get(first, '/healthz')).status).toBe(404);
+    expect((await get(second, '/readyz')).status).toBe(200);
+    expect((await get(second, '/metrics')).status).toBe(404);
     await Promise.all(servers.splice(0).map((s) => s.close()));
-    const one = await startHttpServers({ metrics: { host: '127.0.0.1', port: free[0] }, health: { host: '127.0.0.1', port: free[0] } });
+    const one = await startHttpServers({ metrics: { host: '127.0.0.1', port: first }, health: { host: '127.0.0.1', port: first } });
     servers.push(...one);
     expect(one).toHaveLength(1);
-    expect((await get(free[0], '/metrics')).status).toBe(200);
-    expect((await get(free[0], '/healthz')).status).toBe(200);
+    expect((await get(first, '/metrics')).status).toBe(200);
+    expect((await get(first, '/healthz')).status).toBe(200);
     expect(await startHttpServers({})).toEqual([]);
     await Promise.all(servers.splice(0).map((s) => s.close()));
     // Port 0 (":0"): each server on a port of its own that the kernel picks, even when both ask for 0.

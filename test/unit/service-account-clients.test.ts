@@ -53,7 +53,7 @@ describe('ServiceAccountTokens', () => {
     expect(second).not.toBe(first);
     expect(issuer.requests).toHaveLength(2);
     await new ServiceAccountTokens(issuer, { expirationSeconds: 60 }).get('team-a', 'tenant');
-    expect(issuer.requests[2].expirationSeconds).toBe(600);
+    expect(issuer.requests[2]?.expirationSeconds).toBe(600);
   });
 
   it('refreshes by the lifetime the API granted, not the one it asked for', async () => {
