@@ -191,7 +191,7 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
       const role = ownerRole(db);
       const marker: Marker = { resource: `${namespace}/${name}`, uid: db.metadata.uid!, created: true };
       const connName = connectionSecretName(db);
-      const connLive = ctx.caches.get('Secret', namespace, connName) as SecretObject | undefined;
+      const connLive = ctx.caches.get('Secret', namespace, connName);
       if (connLive && !ownedBy(connLive, db)) throw new WaitFor('SecretConflict', `Secret ${connName} exists and kiln does not own it; rename or remove it`);
       // The cache may not show a Secret written a moment ago yet: the value written wins over a new one.
       const password = secretValue(connLive, 'password') ?? this.written.get(db.metadata.uid!) ?? generatePassword();
@@ -328,7 +328,7 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
     const instance = this.ctx.caches.get('PostgresInstance', ns, db.spec.instance) as PostgresInstance | undefined;
     if (!instance) throw new WaitFor('InstanceNotFound', `spec.instance: PostgresInstance ${ns}/${db.spec.instance} does not exist (yet)`);
     const ref = superuserSecretRef(instance);
-    const secret = this.ctx.caches.get('Secret', ns, ref.name) as SecretObject | undefined;
+    const secret = this.ctx.caches.get('Secret', ns, ref.name);
     const password = secretValue(secret, ref.key);
     if (password === undefined) throw new WaitFor('SuperuserSecretMissing', `the superuser Secret ${ref.name} (key ${ref.key}) of instance ${db.spec.instance} does not exist (yet)`);
     secrets.push(password);
@@ -338,7 +338,7 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
     let tls: ServerAddress['tls'];
     const tlsSecret = instance.spec.tls?.secretName;
     if (tlsSecret) {
-      const ca = secretValue(this.ctx.caches.get('Secret', ns, tlsSecret) as SecretObject | undefined, 'ca.crt');
+      const ca = secretValue(this.ctx.caches.get('Secret', ns, tlsSecret), 'ca.crt');
       if (!ca) throw new WaitFor('TLSSecretMissing', `spec.tls.secretName: Secret ${tlsSecret} of instance ${db.spec.instance} has no ca.crt (yet)`);
       // The name applications use (the client Service), whatever address the agent dials.
       tls = { ca, servername: postgresServiceAddress(ns, db.spec.instance, servicePort).host };
@@ -353,7 +353,7 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
     const stringData: Record<string, string> = { ...c, uri };
     const data = Object.fromEntries(Object.entries(stringData).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]));
     const name = connectionSecretName(db);
-    const live = this.ctx.caches.get('Secret', db.metadata.namespace!, name) as SecretObject | undefined;
+    const live = this.ctx.caches.get('Secret', db.metadata.namespace!, name);
     if (live && sameJson(live.data, data) && live.metadata.ownerReferences?.some((o) => o.uid === db.metadata.uid && o.controller)) return;
     this.written.set(db.metadata.uid!, c.password);
     const secret = {

@@ -9,7 +9,7 @@ import type { AgentContext } from './context.js';
 import type { NamespacedName, Reconciler, Result } from '../kube/reconcile.js';
 import type { StatusWriter } from '../kube/status.js';
 import { errorMessage, generatePassword } from './redact.js';
-import { ensureSecretKey, secretValue, trustedCas, type SecretObject } from './secrets.js';
+import { ensureSecretKey, secretValue, trustedCas } from './secrets.js';
 import { condition } from './status.js';
 
 interface PasswordRef {
@@ -48,7 +48,7 @@ export class DirectoryReconciler implements Reconciler<NamespacedName> {
     for (const dn of dns) {
       const ref = passwords[dn]!;
       const key = ref.key ?? 'password';
-      let value = secretValue(ctx.caches.get('Secret', namespace, ref.secretName) as SecretObject | undefined, key);
+      let value = secretValue(ctx.caches.get('Secret', namespace, ref.secretName), key);
       if (value === undefined && ref.create) {
         value = await ensureSecretKey(ctx.client, { namespace, name: ref.secretName }, key, () => generatePassword(), {
           labels: { 'app.kubernetes.io/managed-by': 'kiln-agent' },
@@ -76,7 +76,7 @@ export class DirectoryReconciler implements Reconciler<NamespacedName> {
     }
 
     const truststore = ds.spec.secrets?.truststore;
-    const ca = truststore ? trustedCas(ctx.caches.get('Secret', namespace, truststore) as SecretObject | undefined) : undefined;
+    const ca = truststore ? trustedCas(ctx.caches.get('Secret', namespace, truststore)) : undefined;
     const url = ctx.endpoints.directory(namespace, name);
     const entries = dns.filter((dn) => dn !== adminDn && values.has(dn)).map((dn) => ({ dn, password: values.get(dn)! }));
 

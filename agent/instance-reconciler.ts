@@ -9,7 +9,7 @@ import type { AgentContext } from './context.js';
 import type { NamespacedName, Reconciler, Result } from '../kube/reconcile.js';
 import type { StatusWriter } from '../kube/status.js';
 import { generatePassword } from './redact.js';
-import { ensureSecretKey, secretValue, type SecretObject } from './secrets.js';
+import { ensureSecretKey, secretValue } from './secrets.js';
 import { condition } from './status.js';
 
 export type PostgresInstance = KubeObject & {
@@ -37,7 +37,7 @@ export class InstanceReconciler implements Reconciler<NamespacedName> {
     if (!pi || pi.metadata.deletionTimestamp) return {};
     const ref = superuserSecretRef(pi);
     const gen = pi.metadata.generation;
-    let present = secretValue(ctx.caches.get('Secret', namespace, ref.name) as SecretObject | undefined, ref.key) !== undefined;
+    let present = secretValue(ctx.caches.get('Secret', namespace, ref.name), ref.key) !== undefined;
     if (!present && ref.generated) {
       await ensureSecretKey(ctx.client, { namespace, name: ref.name }, ref.key, () => generatePassword(), {
         labels: { 'app.kubernetes.io/managed-by': 'kiln-agent', 'kiln.dev/postgres-instance': name },

@@ -302,7 +302,7 @@ export function decodeExecCredential(stdout: string, apiVersion: string, command
   }
   if (!d.status || typeof d.status !== 'object') throw new ExecPluginError("exec plugin didn't return a status field");
   const s = d.status as Record<string, unknown>;
-  const str = (k: string) => (typeof s[k] === 'string' ? (s[k] as string) : '');
+  const str = (k: string) => (typeof s[k] === 'string' ? s[k] : '');
   const token = str('token');
   const cert = str('clientCertificateData');
   const key = str('clientKeyData');

@@ -182,10 +182,10 @@ export class Credentials {
           this.fileToken = { value: readFileSync(c.tokenFile, 'utf8').trim(), readAt: now };
         } catch (err) {
           // Keep the last token while the file is being rotated; say which file, never what it held.
-          if (!this.fileToken) throw new Error(`cannot read token file ${c.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+          if (!this.fileToken) throw new Error(`cannot read token file ${c.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
         }
       }
-      return `Bearer ${this.fileToken!.value}`;
+      return `Bearer ${this.fileToken.value}`;
     }
     if (c.token) return `Bearer ${c.token}`;
     if (c.username !== undefined && c.password !== undefined) return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString('base64')}`;
@@ -236,7 +236,7 @@ function readKubeconfigs(files: string[]): KubeconfigFile & { origin: Map<unknow
   for (const file of files) {
     let doc: KubeconfigFile;
     try {
-      doc = (load(readFileSync(file, 'utf8')) ?? {}) as KubeconfigFile;
+      doc = load(readFileSync(file, 'utf8')) ?? {};
     } catch (err) {
       throw new NoClusterConfigError(`kubeconfig ${file}: ${(err as Error).message.split('\n')[0]}`);
     }
@@ -288,7 +288,7 @@ export function loadKubeConfig(opts: { kubeconfig?: string; context?: string } =
   const clusterBase = dirname(kc.origin.get(clusterEntry) ?? present[0]!);
   const userBase = dirname(kc.origin.get(userEntry) ?? present[0]!);
   const source = `kubeconfig ${where}, context ${contextName}`;
-  const str = (o: Record<string, unknown>, k: string) => (typeof o[k] === 'string' && o[k] ? (o[k] as string) : undefined);
+  const str = (o: Record<string, unknown>, k: string) => (typeof o[k] === 'string' && o[k] ? o[k] : undefined);
   const tokenFile = str(user, 'tokenFile');
   const ca = fileOrData(cluster, 'certificate-authority-data', 'certificate-authority', clusterBase);
   const proxyUrl = str(cluster, 'proxy-url');

@@ -67,7 +67,7 @@ export function projectChild<T extends KubeObject>(obj: T, ownWrites?: OwnWrites
   const controller = m.ownerReferences?.find((o) => o.controller);
   // The owner labels only matter where no controller reference names the owner (ConfigMapSync copies).
   const kept = controller?.apiVersion.startsWith(`${GROUP}/`) ? [PART_OF] : KEPT_LABELS;
-  for (const k of kept) if (m.labels?.[k] !== undefined) labels[k] = k === 'kiln.dev/owner-name' || k === PART_OF ? m.labels[k]! : intern(m.labels[k]!);
+  for (const k of kept) if (m.labels?.[k] !== undefined) labels[k] = k === 'kiln.dev/owner-name' || k === PART_OF ? m.labels[k] : intern(m.labels[k]);
   const status = obj['status'] as Record<string, unknown> | undefined;
   const key = childKey(obj);
   // kiln's own apply answered with this version: its digest is known.
