@@ -44,15 +44,15 @@ describe('InstanceGate', () => {
     const gate = new InstanceGate();
     let release!: () => void;
     const first = gate.tryRun('ns/a', () => new Promise<string>((r) => (release = () => r('first'))));
-    expect(await gate.tryRun('ns/a', async () => 'second')).toBeUndefined();
-    expect(await gate.tryRun('ns/b', async () => 'other')).toEqual({ value: 'other' });
+    expect(await gate.tryRun('ns/a', () => Promise.resolve('second'))).toBeUndefined();
+    expect(await gate.tryRun('ns/b', () => Promise.resolve('other'))).toEqual({ value: 'other' });
     release();
     expect(await first).toEqual({ value: 'first' });
-    expect(await gate.tryRun('ns/a', async () => 'third')).toEqual({ value: 'third' });
+    expect(await gate.tryRun('ns/a', () => Promise.resolve('third'))).toEqual({ value: 'third' });
   });
   it('is free again after a failure', async () => {
     const gate = new InstanceGate();
-    await expect(gate.tryRun('k', async () => { throw new Error('x'); })).rejects.toThrow('x');
+    await expect(gate.tryRun('k', () => Promise.reject(new Error('x')))).rejects.toThrow('x');
     expect(gate.isBusy('k')).toBe(false);
   });
 });

@@ -25,10 +25,10 @@ class ScriptedClient {
   listResult: KubeObject[] = [];
   rv = '10';
   script: ((emit: (e: WatchEvent) => void, signal: AbortSignal) => Promise<void>)[] = [];
-  async list(_ref: unknown, _query: unknown, opts: { metadataOnly?: boolean } = {}) {
+  list(_ref: unknown, _query: unknown, opts: { metadataOnly?: boolean } = {}) {
     this.reads.push(`list:${opts.metadataOnly ?? false}`);
     this.lists.push(this.listResult.map((o) => o.metadata.name));
-    return { metadata: { resourceVersion: this.rv }, items: this.listResult };
+    return Promise.resolve({ metadata: { resourceVersion: this.rv }, items: this.listResult });
   }
   async watch(_ref: unknown, query: { resourceVersion?: string }, onEvent: (e: WatchEvent) => void, signal: AbortSignal, opts: { metadataOnly?: boolean } = {}) {
     this.reads.push(`watch:${opts.metadataOnly ?? false}`);
@@ -56,8 +56,9 @@ describe('Informer', () => {
     const c = new ScriptedClient();
     const big = (name: string, rv: string, set: string): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion: rv, labels: { set } }, data: { text: 'x'.repeat(2000) } });
     c.listResult = [big('a', '5', 's1'), big('b', '6', 's1')];
-    c.script.push(async (emit) => {
+    c.script.push((emit) => {
       emit({ type: 'MODIFIED', object: big('b', '12', 's2') });
+      return Promise.resolve();
     });
     const inf = informer(c, { codec: packedJson, indexLabel: 'set' });
     const olds: string[] = [];
@@ -77,11 +78,12 @@ describe('Informer', () => {
   it('lists, then watches from the list resourceVersion and applies events to its cache', async () => {
     const c = new ScriptedClient();
     c.listResult = [cm('a', '5')];
-    c.script.push(async (emit) => {
+    c.script.push((emit) => {
       emit({ type: 'ADDED', object: cm('b', '11') });
       emit({ type: 'MODIFIED', object: cm('a', '12') });
       emit({ type: 'DELETED', object: cm('b', '13') });
       emit({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '20' } } });
+      return Promise.resolve();
     });
     const inf = informer(c);
     const seen: string[] = [];
@@ -98,8 +100,9 @@ describe('Informer', () => {
     const partial = (name: string, rv: string) => ({ apiVersion: 'meta.k8s.io/v1', kind: 'PartialObjectMetadata', ...cm(name, rv) });
     const c = new ScriptedClient();
     c.listResult = [partial('a', '5')];
-    c.script.push(async (emit) => {
+    c.script.push((emit) => {
       emit({ type: 'ADDED', object: partial('b', '11') });
+      return Promise.resolve();
     });
     const inf = informer(c, { metadataOnly: true });
     await inf.start();
@@ -118,7 +121,10 @@ describe('Informer', () => {
   it('relists on 410 Gone and reports what changed meanwhile', async () => {
     const c = new ScriptedClient();
     c.listResult = [cm('a', '5'), cm('b', '6')];
-    c.script.push(async (emit) => emit({ type: 'ERROR', object: { code: 410, message: 'too old resource version' } }));
+    c.script.push(async (emit) => {
+      await Promise.resolve(); // as from a real server, the 410 comes after start() has returned
+      emit({ type: 'ERROR', object: { code: 410, message: 'too old resource version' } });
+    });
     const inf = informer(c);
     const seen: string[] = [];
     inf.on((e, o) => seen.push(`${e}:${o.metadata.name}`));
@@ -133,8 +139,8 @@ describe('Informer', () => {
 
   it('restarts a failed watch with backoff, relisting first', async () => {
     const c = new ScriptedClient();
-    c.script.push(async () => { throw new ApiError(500, 'InternalError', 'boom', 'GET', '/'); });
-    c.script.push(async () => { throw new Error('connection reset'); });
+    c.script.push(() => Promise.reject(new ApiError(500, 'InternalError', 'boom', 'GET', '/')));
+    c.script.push(() => Promise.reject(new Error('connection reset')));
     const inf = informer(c);
     await inf.start();
     await until(() => c.watches.length >= 3);
@@ -147,7 +153,7 @@ describe('Informer', () => {
     // Each watch answers 200 and ends at once (one turn of the event loop, as real I/O would take).
     for (let i = 0; i < 100_000; i++) c.script.push(() => new Promise<void>((r) => setImmediate(r)));
     const logged: string[] = [];
-    const inf = informer(c, { maxBackoffSeconds: 0.1, log: (_l, msg, f) => logged.push(`${msg} ${String(f?.['error'] ?? '')}`) });
+    const inf = informer(c, { maxBackoffSeconds: 0.1, log: (_l, msg, f) => logged.push(`${msg} ${(f?.['error'] as string | undefined) ?? ''}`) });
     await inf.start();
     await new Promise((r) => setTimeout(r, 500));
     inf.stop();
@@ -157,11 +163,11 @@ describe('Informer', () => {
 
   it('a watch that delivered an event resets the backoff: the next failure waits the base delay, not the grown one', async () => {
     const c = new ScriptedClient();
-    c.script.push(async () => { throw new Error('connection reset'); });
-    c.script.push(async () => { throw new Error('connection reset'); });
-    c.script.push(async (emit) => {
+    c.script.push(() => Promise.reject(new Error('connection reset')));
+    c.script.push(() => Promise.reject(new Error('connection reset')));
+    c.script.push((emit) => {
       emit({ type: 'ADDED', object: cm('x', '11') });
-      throw new Error('connection reset');
+      return Promise.reject(new Error('connection reset'));
     });
     const delays: number[] = [];
     const inf = informer(c, { maxBackoffSeconds: 30, log: (_l, msg, f) => { if (msg === 'watch failed, retrying') delays.push(f?.['retryInMs'] as number); } });
@@ -196,7 +202,7 @@ describe('Informer', () => {
     inf.stop();
 
     const denied = new ScriptedClient();
-    denied.list = async () => { throw new ApiError(403, 'Forbidden', 'no', 'GET', '/'); };
+    denied.list = () => Promise.reject(new ApiError(403, 'Forbidden', 'no', 'GET', '/'));
     await expect(informer(denied).start()).rejects.toThrow(/no/);
   });
 

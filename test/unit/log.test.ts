@@ -136,9 +136,7 @@ describe('reconcile fields', () => {
 
   it('a failed reconcile hands its fields to the line that reports the failure', async () => {
     const fields = reconcileFields('CacheCluster/web/session-cache');
-    const err = await withLogFields(fields, async () => {
-      throw new Error('conflict');
-    }).catch((e: unknown) => e);
+    const err = await withLogFields(fields, () => Promise.reject(new Error('conflict'))).catch((e: unknown) => e);
     expect(logFieldsOf(err)).toEqual(fields);
     expect(logFieldsOf(new Error('other'))).toEqual({});
   });

@@ -53,9 +53,9 @@ describe('WorkQueue', () => {
 
   it('retries failures with per-key exponential backoff, capped', async () => {
     const at: number[] = [];
-    const q = new WorkQueue(async () => {
+    const q = new WorkQueue(() => {
       at.push(performance.now());
-      if (at.length < 5) throw new Error('transient');
+      return at.length < 5 ? Promise.reject(new Error('transient')) : Promise.resolve();
     }, { concurrency: 1, baseDelayMs: 20, maxDelayMs: 60 });
     const delays: number[] = [];
     q.onError = (_k, _e, ms) => delays.push(ms);
@@ -69,7 +69,7 @@ describe('WorkQueue', () => {
 
   it('requeues after the delay a reconcile asks for', async () => {
     let n = 0;
-    const q = new WorkQueue(async () => (++n === 1 ? { requeueAfterMs: 30 } : undefined), { concurrency: 1 });
+    const q = new WorkQueue(() => Promise.resolve(++n === 1 ? { requeueAfterMs: 30 } : undefined), { concurrency: 1 });
     q.start();
     q.add('x');
     await tick(80);
@@ -80,9 +80,9 @@ describe('WorkQueue', () => {
   it('drives a Reconciler object, requeue-after included', async () => {
     const keys: string[] = [];
     const reconciler: Reconciler = {
-      async reconcile(key) {
+      reconcile(key) {
         keys.push(key);
-        return keys.length === 1 ? requeueAfter(20) : {};
+        return Promise.resolve(keys.length === 1 ? requeueAfter(20) : {});
       },
     };
     const q = new WorkQueue(reconciler, { concurrency: 1 });
@@ -97,9 +97,9 @@ describe('WorkQueue', () => {
     let n = 0;
     const terminal: string[] = [];
     const retried: string[] = [];
-    const q = new WorkQueue(async () => {
+    const q = new WorkQueue(() => {
       n++;
-      throw new TerminalError('spec can never work');
+      return Promise.reject(new TerminalError('spec can never work'));
     }, { concurrency: 1, baseDelayMs: 5 });
     q.onTerminal = (key) => terminal.push(key);
     q.onError = (key) => retried.push(key);

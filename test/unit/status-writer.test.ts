@@ -6,9 +6,9 @@ import { StatusWriter, type Status, type StatusTarget } from '../../kube/status.
 class StatusApplies implements KubeApi {
   readonly sent: { fieldManager: string; status: Status }[] = [];
   private rv = 100;
-  async apply<T>(obj: { metadata: { name: string } }, fieldManager: string): Promise<T> {
+  apply<T>(obj: { metadata: { name: string } }, fieldManager: string): Promise<T> {
     this.sent.push({ fieldManager, status: (obj as unknown as { status: Status }).status });
-    return { metadata: { resourceVersion: String(++this.rv), generation: 3 } } as T;
+    return Promise.resolve({ metadata: { resourceVersion: String(++this.rv), generation: 3 } } as T);
   }
   request(): never { throw new Error('not used'); }
   get(): never { throw new Error('not used'); }
