@@ -75,7 +75,7 @@ function strictClient(allowInsecure: boolean): typeof pg.Client {
     override end(...args: any[]): any {
       const con = (this as unknown as { connection: { stream?: { destroy(): void } } }).connection;
       setTimeout(() => con.stream?.destroy(), END_GRACE_MS).unref();
-      return (super.end as (...a: unknown[]) => unknown)(...args);
+      return (super.end as (...a: unknown[]) => unknown)(...(args as unknown[]));
     }
   };
 }
@@ -193,7 +193,7 @@ export class PostgresServer {
 
   async role(name: string, password?: string): Promise<RoleState> {
     roleName(name);
-    const r = await this.pool.query(ROLE_QUERY, [name]);
+    const r = await this.pool.query<RoleRow>(ROLE_QUERY, [name]);
     return roleState(r.rows[0], password);
   }
 
@@ -213,7 +213,7 @@ export class PostgresServer {
   }
 
   private async assertRoleManageable(c: pg.ClientBase, name: string, marker: Marker): Promise<void> {
-    const r = await c.query(ROLE_QUERY, [name]);
+    const r = await c.query<RoleRow>(ROLE_QUERY, [name]);
     const state = roleState(r.rows[0]);
     if (state.exists) refuseRole(name, state, marker);
   }

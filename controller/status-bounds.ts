@@ -23,7 +23,7 @@ export function fitToSchema<T>(value: T, schema: Schema | undefined): T {
   if (typeof value === 'string') return (schema.maxLength !== undefined ? truncate(value, schema.maxLength) : value) as T;
   if (Array.isArray(value)) {
     const items = schema.maxItems !== undefined && value.length > schema.maxItems ? value.slice(0, schema.maxItems) : value;
-    return items.map((v) => fitToSchema(v, schema.items)) as T;
+    return items.map((v: unknown) => fitToSchema(v, schema.items)) as T;
   }
   if (typeof value === 'object') {
     const out: Record<string, unknown> = {};

@@ -190,8 +190,9 @@ export class KubeClient implements KubeApi {
   }
 
   /** Closes the client's connections (watches included). */
-  async close(): Promise<void> {
+  close(): Promise<void> {
     this.agent.destroy();
+    return Promise.resolve();
   }
 
   /** Sends one request; resolves with the response (its body still to be read). */

@@ -41,10 +41,10 @@ export interface CacheCodec {
 }
 
 /** Deflated JSON (see pack.ts): for objects of any shape. */
-export function packedJson({ pack, unpack }: Packer): CacheCodec {
+export function packedJson(packer: Packer): CacheCodec {
   return {
-    encode: (obj) => pack(JSON.stringify(obj)),
-    decode: (text) => JSON.parse(unpack(text)) as KubeObject,
+    encode: (obj) => packer.pack(JSON.stringify(obj)),
+    decode: (text) => JSON.parse(packer.unpack(text)) as KubeObject,
   };
 }
 
@@ -236,7 +236,7 @@ export class Informer {
 
   private async relist(): Promise<void> {
     let cont: string | undefined;
-    let rv = '';
+    let rv: string;
     const seen = new Set<string>();
     const transform = this.opts.transform ?? slim;
     do {

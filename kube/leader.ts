@@ -578,7 +578,7 @@ function microTime(t: string | Date): string {
 function timeKey(t: unknown): string | null {
   if (t === undefined || t === null) return null;
   if (t instanceof Date) return t.toISOString();
-  return String(t);
+  return typeof t === 'string' ? t : JSON.stringify(t);
 }
 
 /**

@@ -35,7 +35,7 @@ export interface Rollout {
  * just written the StatefulSet, so the cached copy predates the change.
  */
 export function statefulSetRollout(sts: KubeObject | undefined, want: number, appliedNow: boolean): Rollout {
-  const s = (sts as (KubeObject & { status?: StatefulSetStatus }) | undefined)?.status ?? {};
+  const s = (sts?.status as StatefulSetStatus | undefined) ?? {};
   const ready = s.readyReplicas ?? 0;
   const updated = s.updatedReplicas ?? 0;
   const replicas = s.replicas ?? 0;
@@ -87,7 +87,7 @@ interface JobStatus {
 
 /** A Job's outcome: ready when it succeeded, failed (with the Job's message) when it failed. */
 export function jobHealth(job: KubeObject | undefined, name: string): Health & { result: 'Pending' | 'Running' | 'Succeeded' | 'Failed' } {
-  const s = (job as (KubeObject & { status?: JobStatus }) | undefined)?.status;
+  const s = job?.status as JobStatus | undefined;
   const failed = s?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True');
   const complete = (s?.succeeded ?? 0) > 0 || !!s?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
   if (complete) return { state: 'ready', reason: 'JobSucceeded', message: `Job ${name} succeeded`, result: 'Succeeded' };

@@ -203,8 +203,8 @@ function evaluate(rule: CelRule, value: unknown): boolean | string {
  * every error. An unknown kind is itself an error.
  */
 export function admit(resource: Record<string, unknown>): { errors: FieldError[]; blocking: boolean } {
-  const apiVersion = String(resource['apiVersion'] ?? '');
-  const kind = String(resource['kind'] ?? '');
+  const apiVersion = text(resource['apiVersion']);
+  const kind = text(resource['kind']);
   const entry = kinds().get(`${apiVersion}/${kind}`);
   if (!entry) return { errors: [{ path: 'kind', message: `kiln serves no ${apiVersion}/${kind}` }], blocking: true };
   const errors: FieldError[] = [];
@@ -216,6 +216,9 @@ export function admit(resource: Record<string, unknown>): { errors: FieldError[]
   if (!blocking) celErrors(toCel(resource, entry.schema), entry.schema, [], errors);
   return { errors, blocking };
 }
+
+/** A field of an unvalidated resource, for a lookup key and a message. */
+const text = (v: unknown): string => (typeof v === 'string' ? v : v === undefined || v === null ? '' : JSON.stringify(v));
 
 export function knownKinds(): string[] {
   return [...kinds().keys()];

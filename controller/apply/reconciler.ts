@@ -97,8 +97,9 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     return digest([resourceVersion, [...all].map(([k, rv]) => `${k}@${rv}`).sort()]);
   }
 
-  private child(apiVersion: string, kind: string, namespace: string | undefined, name: string): KubeObject | undefined {
-    return this.deps.children.get(`${apiVersion}/${kind}`)?.get(namespace, name);
+  /** A child from its informer's cache; `T` names the fields the caller reads (the cache holds what the server sent). */
+  private child<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string): T | undefined {
+    return this.deps.children.get(`${apiVersion}/${kind}`)?.get(namespace, name) as T | undefined;
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -112,7 +113,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       return result;
     }
     const by = carriedOutBy(kind);
-    if (by.by === 'custom') return this.reconcileCustom(kind, by.load, live, result);
+    if (by.by === 'custom') return this.reconcileCustom(kind, () => by.load(), live, result);
     if (live.metadata.deletionTimestamp) {
       this.done.delete(key);
       return result;
@@ -211,7 +212,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       if (current.metadata.uid) uids.set(childKey(obj), current.metadata.uid);
       const why = drift(current, obj, recorded.get(childKey(obj)));
       if (why === VERIFY) toVerify.push(obj);
-      else if (why === undefined) owned.set(childKey(obj), projectedOwnedDigest(current!));
+      else if (why === undefined) owned.set(childKey(obj), projectedOwnedDigest(current));
       else applyFor(obj, why);
     }
     // Members whose owned fields kiln has no record of (after a restart of a kiln that kept none,
@@ -243,7 +244,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     }
     for (const obj of toApply) this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why: reasons.get(obj) });
     const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply<KubeObject>(withUid(obj, uids.get(childKey(obj))), FIELD_MANAGER)));
-    let transient: unknown;
+    let transient: Error | undefined;
     const written = new Map<string, string>();
     outcomes.forEach((o, i) => {
       if (o.status === 'fulfilled') {
@@ -254,9 +255,9 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
         if (o.value.metadata?.resourceVersion) written.set(childKey(obj), o.value.metadata.resourceVersion);
       }
       // The object went or was replaced since kiln read it: the next try reads it again.
-      else if (uidPreconditionFailed(o.reason)) transient ??= o.reason;
+      else if (uidPreconditionFailed(o.reason)) transient ??= o.reason as Error;
       else if (isPermanent(o.reason)) failures.push(`${toApply[i]!.kind}/${toApply[i]!.metadata.name}: ${(o.reason as Error).message}`);
-      else transient ??= o.reason;
+      else transient ??= o.reason as Error;
     });
     const patchedVersion = await parentPatch;
     let parentVersion = patchedVersion ?? live.metadata.resourceVersion;
@@ -312,7 +313,9 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       revision: `sha256:${digest(desired)}`,
       ...health.status,
     };
-    const wasStalled = (live.status as Status | undefined)?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === outcome.reason);
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- not unnecessary: without it tsc types `.conditions` as unknown (KubeObject's index signature)
+    const liveStatus = live.status as Status | undefined;
+    const wasStalled = liveStatus?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === outcome.reason);
     await this.writeStatus(live, status, result, (rv) => (parentVersion = rv));
     if (outcome.state === 'failed' && !wasStalled && result.statusWritten) this.deps.events.warning(live, outcome.reason, outcome.message);
     // A resource still rolling out is looked at again when its deadline passes, even if nothing changes.
@@ -332,7 +335,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     // `batch/v1/Job/<name>:Complete`
     const m = /^(.+)\/([^/]+)\/([^/:]+):(\w+)$/.exec(after);
     if (!m) return true;
-    const obj = this.child(m[1]!, m[2]!, namespace, m[3]!) as (KubeObject & { status?: { conditions?: { type: string; status: string }[] } }) | undefined;
+    const obj = this.child<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(m[1]!, m[2]!, namespace, m[3]!);
     return !!obj?.status?.conditions?.some((c) => c.type === m[4] && c.status === 'True');
   }
 
@@ -351,7 +354,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     if (ready === 'job') {
       const job = desired.find((o) => o.kind === 'Job');
       if (job) {
-        const current = this.child('batch/v1', 'Job', job.metadata.namespace, job.metadata.name) as (KubeObject & { status?: { startTime?: string; completionTime?: string } }) | undefined;
+        const current = this.child<KubeObject & { status?: { startTime?: string; completionTime?: string } }>('batch/v1', 'Job', job.metadata.namespace, job.metadata.name);
         const { result, ...health } = jobHealth(current, job.metadata.name);
         const s = current?.status;
         return { health, status: { result, ...(s?.startTime ? { startTime: s.startTime } : {}), ...(s?.completionTime ? { completionTime: s.completionTime } : {}) } };
@@ -361,7 +364,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
   }
 
   private rolloutHealth(live: KilnResource, sts: K8sObject, appliedNow: boolean): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
-    const current = this.child('apps/v1', 'StatefulSet', sts.metadata.namespace, sts.metadata.name) as (KubeObject & { status?: { replicas?: number; readyReplicas?: number } }) | undefined;
+    const current = this.child<KubeObject & { status?: { replicas?: number; readyReplicas?: number } }>('apps/v1', 'StatefulSet', sts.metadata.namespace, sts.metadata.name);
     const want = (sts as { spec?: { replicas?: number } }).spec?.replicas ?? 1;
     const rollout = statefulSetRollout(current, want, appliedNow);
     const selector = (sts as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};

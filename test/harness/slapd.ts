@@ -105,6 +105,7 @@ export function sshaHash(password: string): string {
 
 /** One LDIF attribute line; base64 (`::`) unless the value is a plain SAFE-STRING. */
 function ldifLine(attr: string, value: string): string {
+  // eslint-disable-next-line no-control-regex -- RFC 2849 SAFE-STRING is defined by control-character ranges
   return /^[\x01-\x09\x0b\x0c\x0e-\x1f\x21-\x39\x3b\x3d-\x7f][\x01-\x09\x0b\x0c\x0e-\x7f]*$/.test(value) && !value.endsWith(' ')
     ? `${attr}: ${value}`
     : `${attr}:: ${Buffer.from(value, 'utf8').toString('base64')}`;
