@@ -211,7 +211,7 @@ async function renderInWorkers(workers: Worker[], items: WorkItem[], stagingDir:
   return parts.flat();
 }
 
-async function renderHere(items: WorkItem[], stagingDir: string, onProgress?: (done: number, total: number) => void): Promise<Summary> {
+function renderHere(items: WorkItem[], stagingDir: string, onProgress?: (done: number, total: number) => void): Summary {
   const writer = new StagedWriter(stagingDir);
   const summary = items.map((item, i) => {
     if (onProgress && i % 500 === 0) onProgress(i, items.length);
@@ -344,7 +344,7 @@ async function synthWith(early: Worker[], options: SynthOptions): Promise<SynthR
   }
   let summary: Summary;
   try {
-    summary = workers.length > 1 ? await renderInWorkers(workers, items, stagingDir, options.onProgress) : await renderHere(items, stagingDir, options.onProgress);
+    summary = workers.length > 1 ? await renderInWorkers(workers, items, stagingDir, options.onProgress) : renderHere(items, stagingDir, options.onProgress);
   } catch (err) {
     rmSync(stagingDir, { recursive: true, force: true });
     throw err;

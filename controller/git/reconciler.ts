@@ -194,7 +194,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
     try {
       pending = this.deps.sink.upsert(rendered);
     } catch (err) {
-      pending = Promise.reject(err);
+      pending = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     pending.then(
       (r) => {
@@ -237,7 +237,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
     try {
       pending = this.deps.sink.delete(ref);
     } catch (err) {
-      pending = Promise.reject(err);
+      pending = Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
     pending.then(
       (r) => {
