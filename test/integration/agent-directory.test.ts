@@ -32,7 +32,7 @@ const APP = `uid=app,ou=people,${SUFFIX}`;
 const pw = () => `pw-${randomBytes(9).toString('hex')}`;
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 
-const get = async (kind: string, name: string): Promise<Any | undefined> => {
+const get = async (kind: string, name: string): Promise<Any> => {
   try {
     return await agent.client.get({ apiVersion: kind === 'Secret' ? 'v1' : 'kiln.dev/v1alpha1', kind, namespace: ns, name });
   } catch (err) {

@@ -34,7 +34,7 @@ const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
 const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-15).join('\n'));
 
-const get = async (kind: string, name: string, namespace = ns): Promise<Any | undefined> => {
+const get = async (kind: string, name: string, namespace = ns): Promise<Any> => {
   try {
     return await agent.client.get({ apiVersion: kind === 'Secret' ? 'v1' : 'kiln.dev/v1alpha1', kind, namespace, name });
   } catch (err) {

@@ -26,7 +26,7 @@ const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, time
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
 
-const get = async (kind: string, name: string): Promise<Any | undefined> => {
+const get = async (kind: string, name: string): Promise<Any> => {
   try {
     return await agent.client.get({ apiVersion: kind === 'Secret' ? 'v1' : 'kiln.dev/v1alpha1', kind, namespace: ns, name });
   } catch (err) {

@@ -40,7 +40,7 @@ const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, time
 const apply = (obj: unknown) => cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(obj) });
 const sqlName = (s: string) => s.replace(/-/g, '_');
 
-async function ready(name: string): Promise<Any | undefined> {
+async function ready(name: string): Promise<Any> {
   const r = await cp.kubectl(['get', '-n', ns, 'postgresdatabase', name, '-o', 'json']);
   if (r.code !== 0) return undefined;
   return JSON.parse(r.stdout).status?.conditions?.find((c: Any) => c.type === 'DatabaseReady');

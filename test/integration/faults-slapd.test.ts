@@ -42,7 +42,7 @@ const MANY = Array.from({ length: 6 }, (_, i) => `uid=many-${i},ou=people,${SUFF
 const names = FAULTS.flatMap((f) => [`bad-${f.kind}`, `good-${f.kind}`]).concat('many');
 const accountOf = (name: string) => `uid=${name},ou=people,${SUFFIX}`;
 
-async function condition(name: string): Promise<Any | undefined> {
+async function condition(name: string): Promise<Any> {
   const r = await cp.kubectl(['get', '-n', ns, 'directoryservice', name, '-o', 'json']);
   if (r.code !== 0) return undefined;
   return JSON.parse(r.stdout).status?.conditions?.find((c: Any) => c.type === 'PasswordsSynced');

@@ -73,7 +73,7 @@ function logTail(): string {
   return running.map((p, i) => `--- process ${i} (${p.child.spawnargs.slice(-12).join(' ')}):\n${p.lines.slice(-15).join('\n')}`).join('\n');
 }
 
-const getJson = async (args: string[]): Promise<Any | undefined> => {
+const getJson = async (args: string[]): Promise<Any> => {
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
   return r.code === 0 ? JSON.parse(r.stdout) : undefined;
 };

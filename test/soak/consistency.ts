@@ -89,7 +89,7 @@ const WAITING_FOR = /^(\w+) ([a-z0-9-]+)\/([a-z0-9-]+) not found$/;
 const cond = (o: Any, type: string): Condition | undefined => o?.status?.conditions?.find((c: Condition) => c.type === type);
 
 async function listAll(client: KubeClient, path: string): Promise<Any[]> {
-  return ((await client.request('GET', path)) as { items: Any[] }).items;
+  return (await client.request<{ items: Any[] }>('GET', path)).items;
 }
 
 export async function checkConsistency(deps: { client: KubeClient; layout: SoakLayout; postgres: PostgresServer; slapd: SlapdServer; runId: string; bareRepo: string }): Promise<ConsistencyResult> {

@@ -19,10 +19,10 @@ export function startPvcProtection(client: KubeClient, namespaces: string[], eve
   let released = 0;
   const once = async () => {
     for (const ns of namespaces) {
-      const claims = ((await client.request('GET', `/api/v1/namespaces/${ns}/persistentvolumeclaims`)) as { items: Any[] }).items
+      const claims = (await client.request<{ items: Any[] }>('GET', `/api/v1/namespaces/${ns}/persistentvolumeclaims`)).items
         .filter((c) => c.metadata.deletionTimestamp && c.metadata.finalizers?.includes(FINALIZER));
       if (!claims.length) continue;
-      const pods = ((await client.request('GET', `/api/v1/namespaces/${ns}/pods`)) as { items: Any[] }).items
+      const pods = (await client.request<{ items: Any[] }>('GET', `/api/v1/namespaces/${ns}/pods`)).items
         .filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
       const used = new Set(pods.flatMap((p) => (p.spec.volumes ?? []).map((v: Any) => v.persistentVolumeClaim?.claimName).filter(Boolean)));
       for (const c of claims) {
