@@ -32,7 +32,7 @@ const ns = `kiln-agent-trust-${suffix}`;
 const legacyNs = `kiln-agent-legacy-${suffix}`;
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-15).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-15).join('\n'));
 
 const get = async (kind: string, name: string, namespace = ns): Promise<Any> => {
   try {
@@ -151,14 +151,14 @@ describe('agent: a PostgreSQL server it must not trust', () => {
     expect(fakes.cleartext.passwords()).toEqual([]);
     // In the listed namespace the (fake) server gets what it asked for.
     await database('legacy', { instance: 'clear', name: 'legacy_app' }, legacyNs);
-    await waitFor('the password sent where allowed', async () => fakes.allowed.passwords().length > 0);
+    await waitFor('the password sent where allowed', () => fakes.allowed.passwords().length > 0);
     expect(fakes.allowed.passwords()[0]).toBe(server.password);
   });
 
   it('a server that never answers: the timeout fires, and another instance\'s database is created meanwhile', async () => {
     // More resources on the hung server than the agent has workers.
     for (const i of [1, 2, 3, 4, 5]) await database(`hung-${i}`, { instance: 'hang', name: `hung_${i}` });
-    await waitFor('the hung server queried', async () => fakes.hang.messages.some((m) => m.type === 'Q' || m.type === 'P'));
+    await waitFor('the hung server queried', () => fakes.hang.messages.some((m) => m.type === 'Q' || m.type === 'P'));
     const started = Date.now();
     await database('meanwhile', { name: 'meanwhile' });
     await withCondition('meanwhile', 'Ready', 20_000);
@@ -255,13 +255,13 @@ describe('agent: a PostgreSQL server it must not trust', () => {
     const reconciler = (agent as Any).databases;
     expect(reconciler.written.has(d.metadata.uid)).toBe(true);
     await cp.kubectlOk(['-n', ns, 'delete', 'postgresdatabase', 'evict-me', '--wait=true', '--timeout=30s']);
-    await waitFor('evict-me forgotten', async () => !reconciler.written.has(d.metadata.uid), 10_000).catch(() => undefined);
+    await waitFor('evict-me forgotten', () => !reconciler.written.has(d.metadata.uid), 10_000).catch(() => undefined);
     expect(reconciler.written.has(d.metadata.uid)).toBe(false);
     expect(reconciler.extensionsDone.has(d.metadata.uid)).toBe(false);
     expect(reconciler.pools.pools.has(`${ns}/tls`)).toBe(true);
     await cp.kubectlOk(['-n', ns, 'delete', 'postgresdatabase', 'over-tls', '--wait=true', '--timeout=30s']);
     await cp.kubectlOk(['-n', ns, 'delete', 'postgresinstance', 'tls', '--wait=true', '--timeout=30s']);
-    await waitFor('the tls pool closed', async () => !reconciler.pools.pools.has(`${ns}/tls`), 15_000).catch(() => undefined);
+    await waitFor('the tls pool closed', () => !reconciler.pools.pools.has(`${ns}/tls`), 15_000).catch(() => undefined);
     expect(reconciler.pools.pools.has(`${ns}/tls`)).toBe(false);
   });
 

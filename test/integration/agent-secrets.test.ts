@@ -74,7 +74,7 @@ it('holds no contents of a Secret no kiln resource names (a 10,000-byte Helm rel
   expect(agent.secrets.keys()).toEqual([`${ns}/pg-superuser`]);
 });
 
-it('lists Secrets as metadata: a 10,000-byte Secret\'s data never crosses the wire to the agent', async () => {
+it('lists Secrets as metadata: a 10,000-byte Secret\'s data never crosses the wire to the agent', () => {
   // Two 10,000-byte Helm releases in the watched namespaces: a list of full Secrets carries 20,000 bytes.
   console.log(`Secret LIST bytes received: ${secretBytes.LIST}`);
   expect(secretBytes.LIST).toBeGreaterThan(0);
@@ -86,7 +86,7 @@ it('watches Secrets as metadata: a 10,000-byte change costs its metadata on the 
   const release = randomBytes(7500).toString('base64');
   await cp.kubectlOk(['-n', other, 'patch', 'secret', HELM, '--type=merge', '-p', JSON.stringify({ stringData: { release } })]);
   const rv = (await cp.kubectlOk(['-n', other, 'get', 'secret', HELM, '-o', 'jsonpath={.metadata.resourceVersion}'])).trim();
-  await waitFor('the change in the Secret informer', async () => informerSecrets().some((s) => s.metadata.namespace === other && s.metadata.name === HELM && s.metadata.resourceVersion === rv), 10_000);
+  await waitFor('the change in the Secret informer', () => informerSecrets().some((s) => s.metadata.namespace === other && s.metadata.name === HELM && s.metadata.resourceVersion === rv), 10_000);
   const received = secretBytes.WATCH - watchBefore;
   console.log(`Secret WATCH bytes received for a 10,000-byte change: ${received}`);
   expect(received).toBeGreaterThan(0);
@@ -95,9 +95,9 @@ it('watches Secrets as metadata: a 10,000-byte change costs its metadata on the 
 
 it('reads a named Secret again when it changes, and drops it when no resource names it', async () => {
   await cp.kubectlOk(['-n', ns, 'patch', 'secret', 'pg-superuser', '--type=merge', '-p', JSON.stringify({ stringData: { password: 'second' } })]);
-  await waitFor('the new value in the agent\'s cache', async () => Buffer.from(agent.secrets.get(ns, 'pg-superuser')?.data?.password ?? '', 'base64').toString() === 'second', 10_000);
+  await waitFor('the new value in the agent\'s cache', () => Buffer.from(agent.secrets.get(ns, 'pg-superuser')?.data?.password ?? '', 'base64').toString() === 'second', 10_000);
   await cp.kubectlOk(['-n', ns, 'delete', 'postgresinstance', 'pg']);
-  await waitFor('the Secret dropped from the agent\'s cache', async () => agent.secrets.keys().length === 0, 10_000, () => agent.secrets.keys().join(', '));
+  await waitFor('the Secret dropped from the agent\'s cache', () => agent.secrets.keys().length === 0, 10_000, () => agent.secrets.keys().join(', '));
 });
 
 it('starts in a namespace that holds no Secret (a metadata-only list of nothing has "items": null)', async () => {

@@ -37,7 +37,7 @@ async function getJson<T = any>(args: string[]): Promise<T | undefined> { // esl
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
 }
 
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-30).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-30).join('\n'));
 
 /** Ready for its current generation (re-read each poll, so a later patch is waited for too). */
 async function readyAt(resource: string, name: string, timeoutMs?: number) {

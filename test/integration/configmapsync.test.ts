@@ -70,7 +70,7 @@ afterAll(async () => {
   for (const ns of createdNamespaces) await cp.kubectl(['delete', 'namespace', ns, '--wait=false']);
 });
 
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs);
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs);
 
 async function namespace(prefix: string, labels: Record<string, string> = {}): Promise<string> {
   const ns = `${prefix}-${suffix()}`;
@@ -83,6 +83,7 @@ async function apply(manifest: unknown): Promise<void> {
   await cp.kubectlOk(['apply', '-f', '-'], { input: JSON.stringify(manifest) });
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- kubectl's JSON, read field by field in each test
 async function getJson<T = Record<string, any>>(args: string[]): Promise<T | undefined> {
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
   if (r.code === 0) return JSON.parse(r.stdout) as T;
@@ -476,7 +477,7 @@ describe('ServiceAccountTokens', () => {
 });
 
 describe('secrecy', () => {
-  it('no token appears in any outcome or log line', async () => {
+  it('no token appears in any outcome or log line', () => {
     const haystack = JSON.stringify(outcomes) + '\n' + logLines.join('\n');
     expect(outcomes.length).toBeGreaterThan(5);
     expect(logLines.length).toBeGreaterThan(5);

@@ -32,7 +32,7 @@ async function getJson<T = any>(args: string[]): Promise<T | undefined> { // esl
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
 }
 
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
 
 async function readyAt(kind: string, name: string, generation?: number) {
   return waitFor(`${kind}/${name} Ready`, async () => {

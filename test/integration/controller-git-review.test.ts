@@ -52,7 +52,7 @@ function startApi(): Promise<string> {
       }
       if (req.method === 'POST') {
         const n = pulls.length + 1;
-        const pr = { number: n, html_url: `https://git.example.com/platform/deploy/pull/${n}`, title: String(body!['title']), body: String(body!['body']), state: 'open', head: { ref: String(body!['head']), label: `platform:${body!['head']}`, repo: { full_name: 'platform/deploy' } }, base: { ref: String(body!['base']) } };
+        const pr = { number: n, html_url: `https://git.example.com/platform/deploy/pull/${n}`, title: String(body!['title']), body: String(body!['body']), state: 'open', head: { ref: String(body!['head']), label: `platform:${String(body!['head'])}`, repo: { full_name: 'platform/deploy' } }, base: { ref: String(body!['base']) } };
         pulls.push(pr);
         return json(201, pr);
       }

@@ -76,7 +76,7 @@ async function getLive(kind: string, name: string): Promise<Live | undefined> {
 }
 
 const condition = (o: Live | undefined, type: string) => o?.status?.conditions?.find((c) => c.type === type);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-25).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-25).join('\n'));
 
 async function readyAt(kind: string, name: string, generation?: number): Promise<Live> {
   return waitFor(`${kind}/${name} Ready`, async () => {
@@ -285,7 +285,7 @@ describe('git mode controller', () => {
   it('deleting a resource removes its directory in a new commit', async () => {
     const before = commitCount();
     await cp.kubectlOk(['delete', '-n', ns, 'postgresinstance', 'orders-db']);
-    await waitFor('orders-db directory gone', async () => !treeFiles().some((f) => f.startsWith(`${nsDir}/postgresinstance/`)));
+    await waitFor('orders-db directory gone', () => !treeFiles().some((f) => f.startsWith(`${nsDir}/postgresinstance/`)));
     await settle();
     expect(commitCount()).toBe(before + 1);
     expect(subject()).toMatch(new RegExp(`^kiln: delete ${ns}/orders-db \\(PostgresInstance(, generation \\d+)?\\) in test$`));
@@ -413,7 +413,7 @@ describe('kiln controller --mode git (the command, a token, Git over HTTP)', () 
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     const proc = run(['--work-dir', join(tmp, 'cli-clone')], tokenFile);
     try {
-      await waitUntil('controller started', async () => /leading; starting workers/.test(proc.output()) || (proc.child.exitCode !== null && 'exited'), 60_000, proc.output).then((v) => {
+      await waitUntil('controller started', () => /leading; starting workers/.test(proc.output()) || (proc.child.exitCode !== null && 'exited'), 60_000, proc.output).then((v) => {
         if (v === 'exited') throw new Error(`controller exited:\n${proc.output()}`);
       });
       const cache = examples.find((r) => r.kind === 'CacheCluster')!;

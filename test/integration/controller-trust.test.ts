@@ -17,7 +17,7 @@ let manager: Manager;
 const ns = `kiln-trust-${randomBytes(3).toString('hex')}`;
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
 const IMAGE = 'registry.example.com/forgerock/ds:7.5.1';
 /** Status PATCHes sent, by resource name. */
 const statusWrites = new Map<string, number>();

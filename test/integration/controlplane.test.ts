@@ -17,7 +17,7 @@ beforeAll(() => {
 
 const suffix = () => randomBytes(3).toString('hex');
 
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000) => waitUntil(what, fn, timeoutMs);
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000) => waitUntil(what, fn, timeoutMs);
 
 async function createNamespace(prefix: string): Promise<string> {
   const ns = `${prefix}-${suffix()}`;

@@ -35,7 +35,7 @@ let manager: Manager | undefined;
 const ns = process.env['KILN_DIFF_NAMESPACE'] ?? `kiln-diff-${randomBytes(3).toString('hex')}`;
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
 
 const kinds = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid', 'DirectoryBackup', 'DirectoryRestore'];
 const examples = exampleResources()

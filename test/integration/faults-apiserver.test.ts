@@ -43,7 +43,7 @@ const logsSince = (n: number) => logs.slice(n);
 const cache = { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'c', namespace: ns }, spec: { image: 'x', size: 1, catalogServers: 1 } };
 const grid = { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g1', namespace: ns }, spec: { cache: 'c' } };
 
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number) => waitUntil(what, fn, timeoutMs, () => logs.slice(-25).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number) => waitUntil(what, fn, timeoutMs, () => logs.slice(-25).join('\n'));
 
 async function partitions(): Promise<number | undefined> {
   const r = await cp.kubectl(['get', '-n', ns, 'configmap', 'c-grid-g1', '-o', 'json']);
@@ -98,7 +98,7 @@ describe('one informer behind a partition', () => {
       // The partition ends for new connections; those open stay dead, as after a dropped NAT entry.
       p.setFault({ kind: 'none' });
       const healed = Date.now();
-      await waitFor('the missed ConfigMap', async () => seen.includes('added made-during-partition'), 15_000);
+      await waitFor('the missed ConfigMap', () => seen.includes('added made-during-partition'), 15_000);
       console.log(`[faults-apiserver] informer: missed event delivered ${Date.now() - healed} ms after the partition ended (watchdog 2 s)`);
     } finally {
       inf.stop();
@@ -115,7 +115,7 @@ describe('kube-apiserver behind a faulty network', () => {
     it(`${fault.kind}: noticed in bounded time, in-flight work freed, converges when it ends`, async () => {
       const mark = logs.length;
       const want = primes.shift()!;
-      let noticed = '';
+      let noticed: string;
       const faultAt = Date.now();
       proxy.setFault(fault, { existing: true });
       await setPartitions(want);
@@ -127,7 +127,7 @@ describe('kube-apiserver behind a faulty network', () => {
         const err = await manager.client.get({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', namespace: ns, name: 'g1' }).then(() => undefined, (e: unknown) => e as Error);
         expect(err?.message).toMatch(fault.kind === 'blackhole' ? `GET /apis/kiln.dev/v1alpha1/namespaces/${ns}/datagrids/g1: no answer within ${REQUEST_MS / 1000} s` : /ECONNRESET|socket hang up|socket disconnected/);
         expect(Date.now() - started).toBeLessThan(REQUEST_MS + 1500);
-        const line = await waitFor(`the informers noticing ${fault.kind}`, async () => logsSince(mark).find((l) => detected[fault.kind]!.test(l)), DETECT_MS);
+        const line = await waitFor(`the informers noticing ${fault.kind}`, () => logsSince(mark).find((l) => detected[fault.kind]!.test(l)), DETECT_MS);
         noticed = `after ${Date.now() - faultAt} ms (${line.slice(0, 160)})`;
         expect(await partitions()).not.toBe(want);
       } finally {

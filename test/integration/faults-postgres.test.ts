@@ -35,7 +35,7 @@ const ns = `kiln-faults-pg-${randomBytes(3).toString('hex')}`;
 const t0 = Date.now();
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number) => waitUntil(what, fn, timeoutMs, () => logs.slice(-15).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number) => waitUntil(what, fn, timeoutMs, () => logs.slice(-15).join('\n'));
 
 const apply = (obj: unknown) => cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(obj) });
 const sqlName = (s: string) => s.replace(/-/g, '_');

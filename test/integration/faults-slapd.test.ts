@@ -36,7 +36,7 @@ const ns = `kiln-faults-ds-${randomBytes(3).toString('hex')}`;
 const t0 = Date.now();
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs: number) => waitUntil(what, fn, timeoutMs, () => logs.slice(-15).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number) => waitUntil(what, fn, timeoutMs, () => logs.slice(-15).join('\n'));
 
 const MANY = Array.from({ length: 6 }, (_, i) => `uid=many-${i},ou=people,${SUFFIX}`);
 const names = FAULTS.flatMap((f) => [`bad-${f.kind}`, `good-${f.kind}`]).concat('many');
@@ -96,7 +96,7 @@ describe('slapd behind a faulty network', () => {
         const before = proxy.accepted;
         await createDirectory(bad, badPw);
         // Let the faulted sync take the only worker before the healthy one queues behind it.
-        await waitFor(`a connection for ${bad}`, async () => proxy.accepted > before, 10_000);
+        await waitFor(`a connection for ${bad}`, () => proxy.accepted > before, 10_000);
         await createDirectory(good, goodPw);
         if (fault.kind === 'delay') {
           await waitFor(`${bad} synced through a ${fault.ms} ms delay`, async () => (await condition(bad))?.status === 'True', DETECT_MS);
@@ -126,10 +126,10 @@ describe('slapd behind a faulty network', () => {
     // Slow enough (200 ms each way) that the sync of 7 entries is still running when the partition starts.
     proxy.setFault({ kind: 'delay', ms: 200 });
     const before = proxy.accepted;
-    let cut = 0;
+    let cut: number;
     try {
       await createDirectory('many', pw, MANY);
-      await waitFor('the sync under way', async () => proxy.accepted >= before + 2, 10_000);
+      await waitFor('the sync under way', () => proxy.accepted >= before + 2, 10_000);
       await new Promise((r) => setTimeout(r, 2500));
       proxy.setFault({ kind: 'blackhole' }, { existing: true });
       cut = Date.now();

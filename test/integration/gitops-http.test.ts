@@ -55,7 +55,7 @@ async function gitAsync(cwd: string, args: string[], bearer?: string): Promise<{
   if (bearer) Object.assign(env, { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.extraHeader', GIT_CONFIG_VALUE_0: `Authorization: Bearer ${bearer}` });
   return new Promise((resolve, reject) => {
     execFile('git', ['-c', 'user.name=other writer', '-c', 'user.email=other@example.com', ...args], { cwd, env, encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) => {
-      if (err && typeof err.code !== 'number') reject(err);
+      if (err && typeof err.code !== 'number') reject(new Error(`git ${args[0] ?? ''}: ${err.message}`, { cause: err }));
       else resolve({ code: err ? (err.code as unknown as number) : 0, stdout, stderr });
     });
   });

@@ -36,7 +36,7 @@ const t0 = Date.now();
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) =>
   logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-30).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-30).join('\n'));
 
 /** A CONNECT proxy that records what it was asked to reach. */
 function connectProxy(): Promise<{ port: number; connects: string[]; close: () => void }> {
@@ -183,7 +183,7 @@ describe('exec credential plugin with short-lived tokens', () => {
     const seen: string[] = [];
     const informer = new Informer(client, { apiVersion: 'v1', kind: 'ConfigMap', namespace: ns, resyncSeconds: 0, log: (level, msg, f) => seen.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`) });
     const started = informer.start();
-    await waitFor('the informer to report the plugin failure', async () => seen.some((l) => l.includes('aws sso login')), 15_000);
+    await waitFor('the informer to report the plugin failure', () => seen.some((l) => l.includes('aws sso login')), 15_000);
     // Fix the plugin: the informer's retry gets a token and lists.
     writeFileSync(script, `#!/bin/sh\nexec ${JSON.stringify(webhook.plugin)}\n`, { mode: 0o755 });
     await started;
@@ -209,7 +209,7 @@ describe('proxy-url', () => {
       const events: string[] = [];
       const watching = client.watch({ apiVersion: 'v1', kind: 'Namespace' }, { resourceVersion: list.metadata.resourceVersion }, (e) => events.push(e.type), abort.signal).catch(() => undefined);
       await cp.kubectlOk(['create', 'namespace', 'kiln-proxied']);
-      await waitFor('a watch event through the proxy', async () => events.includes('ADDED'));
+      await waitFor('a watch event through the proxy', () => events.includes('ADDED'));
       await client.get({ apiVersion: 'v1', kind: 'Namespace', name: 'kiln-proxied' });
       expect(proxy.connects).toEqual([`127.0.0.1:${apiPort}`, `127.0.0.1:${apiPort}`]);
       abort.abort();
@@ -234,7 +234,7 @@ describe('impersonation', () => {
     const err = await client.list({ apiVersion: 'v1', kind: 'Secret', namespace: ns }).then(() => undefined, (e: unknown) => e as Error);
     expect(err?.message).toMatch(/User "jane" cannot list resource "secrets"/);
     await client.close();
-    const event = await waitFor('the audit event of the impersonated request', async () => {
+    const event = await waitFor('the audit event of the impersonated request', () => {
       const lines = readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { verb: string; objectRef?: { resource?: string; namespace?: string }; user: { username: string }; impersonatedUser?: { username: string; uid?: string; groups?: string[] } });
       return lines.find((e) => e.objectRef?.resource === 'secrets' && e.objectRef.namespace === ns && e.impersonatedUser);
     }, 10_000);

@@ -24,7 +24,7 @@ let manager: Manager;
 const ns = `kiln-ready-${randomBytes(3).toString('hex')}`;
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
-const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
 
 interface Cond { type: string; status: string; reason: string; message: string }
 interface Live { metadata: { generation: number }; status?: { observedGeneration?: number; conditions?: Cond[]; readyReplicas?: number; rollout?: { members: string; lastProgressTime: string }; result?: string } }

@@ -58,7 +58,8 @@ export function firstDifference(want: unknown, live: unknown, path = ''): string
   // The API server leaves out a field at its zero value (Go's omitempty): rendered false, "", [] or {} is the same as absent.
   if (live === undefined && (want === false || want === '' || (Array.isArray(want) && !want.length) || (want !== null && typeof want === 'object' && !Object.keys(want).length))) return undefined;
   if (want === null || typeof want !== 'object') {
-    if (want === live || (live !== undefined && live !== null && typeof live !== 'object' && String(want) === String(live))) return undefined;
+    const scalar = typeof live === 'string' || typeof live === 'number' || typeof live === 'boolean' ? String(live) : undefined;
+    if (want === live || (scalar !== undefined && String(want) === scalar)) return undefined;
     return `${path || '.'}: rendered ${JSON.stringify(want)}, live ${JSON.stringify(live)}`;
   }
   if (Array.isArray(want)) {
