@@ -89,7 +89,15 @@ export class Agent {
   private dropCheckRunning = false;
 
   constructor(private readonly opts: AgentOptions) {
-    this.host = new Host({ kc: opts.kc, qps: opts.qps, burst: opts.burst, startupTimeoutSeconds: opts.startupTimeoutSeconds, leaderElection: opts.leaderElection, onLostLeadership: opts.onLostLeadership, log: opts.log });
+    this.host = new Host({
+      kc: opts.kc,
+      qps: opts.qps,
+      burst: opts.burst,
+      startupTimeoutSeconds: opts.startupTimeoutSeconds,
+      leaderElection: opts.leaderElection,
+      onLostLeadership: opts.onLostLeadership,
+      log: opts.log,
+    });
     this.client = this.host.client;
     this.identity = this.host.identity;
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
@@ -104,7 +112,11 @@ export class Agent {
     this.secrets = new ReferencedSecrets(this.client, (ns, name) => this.informers.get('Secret')!.get(ns, name));
     const caches: Caches = {
       get: (kind, ns, name) => (kind === 'Secret' ? this.secrets.get(ns, name) : this.informers.get(kind)!.get(ns, name)),
-      list: (kind, ns) => this.informers.get(kind)!.list().filter((o) => ns === undefined || o.metadata.namespace === ns),
+      list: (kind, ns) =>
+        this.informers
+          .get(kind)!
+          .list()
+          .filter((o) => ns === undefined || o.metadata.namespace === ns),
     };
     this.ctx = {
       client: this.client,
@@ -126,13 +138,16 @@ export class Agent {
       PostgresInstance: new InstanceReconciler(this.ctx, this.status),
       PostgresDatabase: this.databases,
     };
-    this.queue = new WorkQueue(async (key) => {
-      const { kind, namespace, name } = parseKey(key) as { kind: Exclude<WatchedKind, 'Secret'>; namespace: string; name: string };
-      await this.secrets.load(namespace, this.secretsNamedBy(kind, namespace, name));
-      const r = await this.reconcilers[kind].reconcile({ namespace, name });
-      this.reconciles++;
-      return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
-    }, { concurrency: opts.concurrency, maxDelayMs: 30_000 });
+    this.queue = new WorkQueue(
+      async (key) => {
+        const { kind, namespace, name } = parseKey(key) as { kind: Exclude<WatchedKind, 'Secret'>; namespace: string; name: string };
+        await this.secrets.load(namespace, this.secretsNamedBy(kind, namespace, name));
+        const r = await this.reconcilers[kind].reconcile({ namespace, name });
+        this.reconciles++;
+        return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
+      },
+      { concurrency: opts.concurrency, maxDelayMs: 30_000 },
+    );
     // Messages were scrubbed where they were made; this is the last line of defence.
     this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'agent task failed', { key, error: redact(err instanceof Error ? err.message : String(err)), retryInMs });
     this.lifecycle = {
@@ -164,9 +179,14 @@ export class Agent {
         return;
       case 'PostgresDatabase': {
         // The agent's own status writes come back as updates: only spec and lifecycle changes matter.
-        if (event === 'updated' && old && old.metadata.generation === obj.metadata.generation
-          && old.metadata.deletionTimestamp === obj.metadata.deletionTimestamp
-          && (old.metadata.finalizers ?? []).join() === (obj.metadata.finalizers ?? []).join()) return;
+        if (
+          event === 'updated' &&
+          old &&
+          old.metadata.generation === obj.metadata.generation &&
+          old.metadata.deletionTimestamp === obj.metadata.deletionTimestamp &&
+          (old.metadata.finalizers ?? []).join() === (obj.metadata.finalizers ?? []).join()
+        )
+          return;
         this.enqueue(kind, obj);
         // A deleted or changed claim may free a name another resource waits for.
         if (event === 'deleted' || obj.metadata.deletionTimestamp) {

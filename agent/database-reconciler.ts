@@ -51,7 +51,10 @@ const ownerRole = (db: PostgresDatabase) => db.spec.owner ?? db.spec.name;
 /** One connection pool per instance, replaced when its address, TLS, auth policy or superuser password changes. */
 export class ServerPools {
   private readonly pools = new Map<string, { fingerprint: string; server: PostgresServer }>();
-  constructor(private readonly onError: (instance: string, err: Error) => void, private readonly timeouts: Timeouts = DEFAULT_TIMEOUTS) {}
+  constructor(
+    private readonly onError: (instance: string, err: Error) => void,
+    private readonly timeouts: Timeouts = DEFAULT_TIMEOUTS,
+  ) {}
 
   get(instance: string, address: ServerAddress): PostgresServer {
     const fingerprint = createHash('sha256').update(JSON.stringify(address)).digest('hex');
@@ -84,11 +87,12 @@ export class ServerPools {
 
 /** The resource that holds the claim on a database or role name in an instance: the oldest one. */
 export function claimant(all: PostgresDatabase[], db: PostgresDatabase): PostgresDatabase | undefined {
-  const rivals = all.filter((o) => o.metadata.uid !== db.metadata.uid && !o.metadata.deletionTimestamp
-    && o.spec.instance === db.spec.instance && (o.spec.name === db.spec.name || ownerRole(o) === ownerRole(db)));
+  const rivals = all.filter(
+    (o) => o.metadata.uid !== db.metadata.uid && !o.metadata.deletionTimestamp && o.spec.instance === db.spec.instance && (o.spec.name === db.spec.name || ownerRole(o) === ownerRole(db)),
+  );
   const older = (a: PostgresDatabase, b: PostgresDatabase) =>
-    (a.metadata as { creationTimestamp?: string }).creationTimestamp! < (b.metadata as { creationTimestamp?: string }).creationTimestamp!
-    || ((a.metadata as { creationTimestamp?: string }).creationTimestamp === (b.metadata as { creationTimestamp?: string }).creationTimestamp && a.metadata.name < b.metadata.name);
+    (a.metadata as { creationTimestamp?: string }).creationTimestamp! < (b.metadata as { creationTimestamp?: string }).creationTimestamp! ||
+    ((a.metadata as { creationTimestamp?: string }).creationTimestamp === (b.metadata as { creationTimestamp?: string }).creationTimestamp && a.metadata.name < b.metadata.name);
   return rivals.find((r) => older(r, db));
 }
 
@@ -113,27 +117,32 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
   private lateDropped: PostgresDatabase[] = [];
   private readonly gate = new InstanceGate();
 
-  constructor(private readonly ctx: AgentContext, readonly pools: ServerPools, private readonly status: StatusWriter, private readonly policy: PostgresPolicy = DEFAULT_POLICY) {}
+  constructor(
+    private readonly ctx: AgentContext,
+    readonly pools: ServerPools,
+    private readonly status: StatusWriter,
+    private readonly policy: PostgresPolicy = DEFAULT_POLICY,
+  ) {}
 
   /** The agent owns this kind's whole status: observedGeneration included. */
   private async writeStatus(db: PostgresDatabase, o: Outcome): Promise<boolean> {
     const gen = db.metadata.generation;
-    const w = await this.status.write(db, {
-      applied: o.applied,
-      message: o.message,
-      secretName: connectionSecretName(db),
-      conditions: [...readyConditions(o, gen), condition(DATABASE_READY, o.kind === 'ready', o.reason, o.message, gen)],
-    }, { ownsObservedGeneration: true });
+    const w = await this.status.write(
+      db,
+      {
+        applied: o.applied,
+        message: o.message,
+        secretName: connectionSecretName(db),
+        conditions: [...readyConditions(o, gen), condition(DATABASE_READY, o.kind === 'ready', o.reason, o.message, gen)],
+      },
+      { ownsObservedGeneration: true },
+    );
     return w.written;
   }
 
   /** Which of this reconciler's caches hold something of the resource `uid` (for tests of eviction). */
   cachedFor(uid: string): string[] {
-    return [
-      ...(this.written.has(uid) ? ['written'] : []),
-      ...(this.extensionsDone.has(uid) ? ['extensionsDone'] : []),
-      ...([...this.uids.values()].includes(uid) ? ['uids'] : []),
-    ];
+    return [...(this.written.has(uid) ? ['written'] : []), ...(this.extensionsDone.has(uid) ? ['extensionsDone'] : []), ...([...this.uids.values()].includes(uid) ? ['uids'] : [])];
   }
 
   async reconcile({ namespace, name }: NamespacedName): Promise<Result> {
@@ -167,13 +176,23 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
     const holder = claimant(ctx.caches.list('PostgresDatabase', namespace) as PostgresDatabase[], db);
     if (holder) {
       const what = holder.spec.name === db.spec.name ? `database ${db.spec.name}` : `owner role ${ownerRole(db)}`;
-      await this.writeStatus(db, { kind: 'stalled', reason: 'AlreadyClaimed', message: `spec.name: ${what} on instance ${db.spec.instance} is already managed by PostgresDatabase ${namespace}/${holder.metadata.name}`, applied: false });
+      await this.writeStatus(db, {
+        kind: 'stalled',
+        reason: 'AlreadyClaimed',
+        message: `spec.name: ${what} on instance ${db.spec.instance} is already managed by PostgresDatabase ${namespace}/${holder.metadata.name}`,
+        applied: false,
+      });
       return {};
     }
     const refused = (db.spec.extensions ?? []).map((e, i) => [e, i] as const).filter(([e]) => !this.policy.extensions.has(e));
     if (refused.length) {
       const list = refused.map(([e, i]) => `spec.extensions[${i}] ${e}`).join(', ');
-      await this.writeStatus(db, { kind: 'stalled', reason: 'ExtensionNotAllowed', message: `${list}: not on the agent's extension allowlist (--allowed-extension; extensions are created as superuser). Allowed: ${[...this.policy.extensions].sort().join(', ')}`, applied: false });
+      await this.writeStatus(db, {
+        kind: 'stalled',
+        reason: 'ExtensionNotAllowed',
+        message: `${list}: not on the agent's extension allowlist (--allowed-extension; extensions are created as superuser). Allowed: ${[...this.policy.extensions].sort().join(', ')}`,
+        applied: false,
+      });
       return {};
     }
 
@@ -291,26 +310,30 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
     this.pools.retain((instance) => live.has(instance));
     for (const instance of this.unreachable) if (!live.has(instance)) this.unreachable.delete(instance);
     const dropped: PostgresDatabase[] = [];
-    const round = [...byInstance.entries()].filter(([instance]) => !this.checking.has(instance)).map(([instance, dbs]) => {
-      const check = this.gate.tryRun(instance, async () => {
-        const secrets: string[] = [];
-        try {
-          const names = await this.server(dbs[0]!, secrets).databaseNames();
-          dropped.push(...dbs.filter((db) => !names.has(db.spec.name)));
-          this.unreachable.delete(instance);
-        } catch (err) {
-          // Said once per outage, not every few seconds.
-          if (!(err instanceof WaitFor) && !this.unreachable.has(instance)) {
-            this.unreachable.add(instance);
-            this.ctx.log('warn', 'dropped-database check cannot reach the instance', { instance, error: errorMessage(err, secrets) });
-          }
-        }
-      }).then(() => {
-        this.checking.delete(instance);
+    const round = [...byInstance.entries()]
+      .filter(([instance]) => !this.checking.has(instance))
+      .map(([instance, dbs]) => {
+        const check = this.gate
+          .tryRun(instance, async () => {
+            const secrets: string[] = [];
+            try {
+              const names = await this.server(dbs[0]!, secrets).databaseNames();
+              dropped.push(...dbs.filter((db) => !names.has(db.spec.name)));
+              this.unreachable.delete(instance);
+            } catch (err) {
+              // Said once per outage, not every few seconds.
+              if (!(err instanceof WaitFor) && !this.unreachable.has(instance)) {
+                this.unreachable.add(instance);
+                this.ctx.log('warn', 'dropped-database check cannot reach the instance', { instance, error: errorMessage(err, secrets) });
+              }
+            }
+          })
+          .then(() => {
+            this.checking.delete(instance);
+          });
+        this.checking.set(instance, check);
+        return check;
       });
-      this.checking.set(instance, check);
-      return check;
-    });
     await Promise.race([Promise.all(round), new Promise((r) => setTimeout(r, Math.max(250, this.ctx.databaseCheckMs / 2)).unref())]);
     // What a slow check finds after its round ended is handed to the next one.
     void Promise.all(round).then(() => this.lateDropped.push(...dropped.splice(0)));
@@ -423,7 +446,10 @@ function ownedBy(secret: SecretObject, db: PostgresDatabase): boolean {
 
 /** Something the resource depends on is not there yet: Reconciling, and a look again soon. */
 class WaitFor extends Error {
-  constructor(readonly reason: string, message: string) {
+  constructor(
+    readonly reason: string,
+    message: string,
+  ) {
     super(message);
   }
 }

@@ -26,7 +26,10 @@ export const PASSWORDS_SYNCED = 'PasswordsSynced';
 export class RetryLater extends Error {}
 
 export class DirectoryReconciler implements Reconciler<NamespacedName> {
-  constructor(private readonly ctx: AgentContext, private readonly status: StatusWriter) {}
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly status: StatusWriter,
+  ) {}
 
   async reconcile({ namespace, name }: NamespacedName): Promise<Result> {
     const { ctx } = this;

@@ -33,7 +33,10 @@ export interface EntryResult {
 }
 
 export class AdminBindError extends Error {
-  constructor(readonly dn: string, reason: string) {
+  constructor(
+    readonly dn: string,
+    reason: string,
+  ) {
     super(`bind as ${dn} failed: ${reason}`);
     this.name = 'AdminBindError';
   }
@@ -118,7 +121,7 @@ export async function syncPasswords(t: DirectoryTarget, entries: { dn: string; p
     try {
       await admin.bind(t.adminDn, t.adminPassword);
     } catch (err) {
-      if (err instanceof InvalidCredentialsError) throw new AdminBindError(t.adminDn, 'invalid credentials (the directory does not accept the password in the admin entry\'s Secret)');
+      if (err instanceof InvalidCredentialsError) throw new AdminBindError(t.adminDn, "invalid credentials (the directory does not accept the password in the admin entry's Secret)");
       throw err instanceof ResultCodeError ? err : unreachable(err, t);
     }
     const results: EntryResult[] = [];

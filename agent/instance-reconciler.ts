@@ -29,7 +29,10 @@ export function superuserSecretRef(pi: PostgresInstance): { name: string; key: s
 }
 
 export class InstanceReconciler implements Reconciler<NamespacedName> {
-  constructor(private readonly ctx: AgentContext, private readonly status: StatusWriter) {}
+  constructor(
+    private readonly ctx: AgentContext,
+    private readonly status: StatusWriter,
+  ) {}
 
   async reconcile({ namespace, name }: NamespacedName): Promise<Result> {
     const { ctx } = this;
@@ -49,9 +52,11 @@ export class InstanceReconciler implements Reconciler<NamespacedName> {
     }
     await this.status.write(pi, {
       superuserSecret: ref.name,
-      conditions: [present
-        ? condition(SUPERUSER_READY, true, 'SecretPresent', `Secret ${ref.name} holds the superuser password (key ${ref.key})`, gen)
-        : condition(SUPERUSER_READY, false, 'SecretMissing', `spec.superuserSecret: Secret ${ref.name} has no key ${ref.key}; the server cannot start without it`, gen)],
+      conditions: [
+        present
+          ? condition(SUPERUSER_READY, true, 'SecretPresent', `Secret ${ref.name} holds the superuser password (key ${ref.key})`, gen)
+          : condition(SUPERUSER_READY, false, 'SecretMissing', `spec.superuserSecret: Secret ${ref.name} has no key ${ref.key}; the server cannot start without it`, gen),
+      ],
     });
     return {};
   }

@@ -9,7 +9,10 @@ const PG_IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
 const SYSTEM_DATABASES = new Set(['postgres', 'template0', 'template1']);
 
 export class InvalidNameError extends Error {
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(`${field}: ${message}`);
     this.name = 'InvalidNameError';
   }

@@ -31,7 +31,27 @@ export interface PostgresPolicy {
  * database owner could create them without superuser); none reads files,
  * opens connections or runs an untrusted language.
  */
-export const DEFAULT_EXTENSIONS = ['btree_gin', 'btree_gist', 'citext', 'cube', 'fuzzystrmatch', 'hstore', 'intarray', 'isn', 'lo', 'ltree', 'pg_trgm', 'pgcrypto', 'seg', 'tablefunc', 'tcn', 'tsm_system_rows', 'tsm_system_time', 'unaccent', 'uuid-ossp'];
+export const DEFAULT_EXTENSIONS = [
+  'btree_gin',
+  'btree_gist',
+  'citext',
+  'cube',
+  'fuzzystrmatch',
+  'hstore',
+  'intarray',
+  'isn',
+  'lo',
+  'ltree',
+  'pg_trgm',
+  'pgcrypto',
+  'seg',
+  'tablefunc',
+  'tcn',
+  'tsm_system_rows',
+  'tsm_system_time',
+  'unaccent',
+  'uuid-ossp',
+];
 
 export function timeouts(statementSeconds: number): Timeouts {
   const ms = statementSeconds * 1000;

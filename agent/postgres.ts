@@ -36,7 +36,10 @@ export class InsecureAuthError extends Error {
 
 /** A role or database kiln must not touch: it exists and kiln did not make it for this resource, or it is privileged. */
 export class TakeoverRefusedError extends Error {
-  constructor(readonly reason: 'RoleNotManaged' | 'PrivilegedRole' | 'DatabaseNotManaged', message: string) {
+  constructor(
+    readonly reason: 'RoleNotManaged' | 'PrivilegedRole' | 'DatabaseNotManaged',
+    message: string,
+  ) {
     super(message);
     this.name = 'TakeoverRefusedError';
   }
@@ -99,7 +102,9 @@ const NO_STATEMENT_LOGGING = [
   'debug_print_rewritten=off',
   'debug_print_plan=off',
   'auto_explain.log_min_duration=-1',
-].map((s) => `-c ${s}`).join(' ');
+]
+  .map((s) => `-c ${s}`)
+  .join(' ');
 
 /** Role attributes kiln never manages: each is a way out of the tenant's own databases. */
 const PRIVILEGED = ['superuser', 'replication', 'bypassrls', 'createrole'] as const;
@@ -156,7 +161,11 @@ export class PostgresServer {
   private readonly pool: pg.Pool;
   private readonly Client: typeof pg.Client;
 
-  constructor(readonly address: ServerAddress, private readonly onError: (err: Error) => void = () => {}, readonly timeouts: Timeouts = DEFAULT_TIMEOUTS) {
+  constructor(
+    readonly address: ServerAddress,
+    private readonly onError: (err: Error) => void = () => {},
+    readonly timeouts: Timeouts = DEFAULT_TIMEOUTS,
+  ) {
     this.Client = strictClient(address.allowInsecureAuth === true);
     this.pool = new pg.Pool({
       ...this.clientConfig('postgres'),
@@ -242,9 +251,7 @@ export class PostgresServer {
       await c.query('SET LOCAL log_min_duration_statement = -1');
       // Checked again inside the transaction, on this connection: the look-up above may be stale.
       if (state.exists) await this.assertRoleManageable(c, name, marker);
-      await c.query(state.exists
-        ? `ALTER ROLE ${quoteIdent(name)} WITH LOGIN PASSWORD ${verifier}`
-        : `CREATE ROLE ${quoteIdent(name)} WITH LOGIN PASSWORD ${verifier}`);
+      await c.query(state.exists ? `ALTER ROLE ${quoteIdent(name)} WITH LOGIN PASSWORD ${verifier}` : `CREATE ROLE ${quoteIdent(name)} WITH LOGIN PASSWORD ${verifier}`);
       if (!state.exists || state.marker?.uid !== marker.uid) {
         const created = state.exists ? false : true;
         await c.query(`COMMENT ON ROLE ${quoteIdent(name)} IS ${quoteLiteral(formatMarker({ ...marker, created }))}`);
@@ -362,17 +369,19 @@ export class PostgresServer {
       // A pinned search_path: no object a user created can stand in for a catalog function.
       options: '-c search_path=pg_catalog',
       application_name: 'kiln-agent',
-      ...(a.tls ? {
-        ssl: {
-          ca: a.tls.ca,
-          rejectUnauthorized: true,
-          // The name is checked against the Service DNS name whatever address the agent dials (an --endpoint override).
-          servername: a.tls.servername,
-          checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(a.tls!.servername, cert),
-        },
-        // SCRAM-SHA-256-PLUS ties the login to this TLS session.
-        enableChannelBinding: true,
-      } : {}),
+      ...(a.tls
+        ? {
+            ssl: {
+              ca: a.tls.ca,
+              rejectUnauthorized: true,
+              // The name is checked against the Service DNS name whatever address the agent dials (an --endpoint override).
+              servername: a.tls.servername,
+              checkServerIdentity: (_host: string, cert: PeerCertificate) => checkServerIdentity(a.tls!.servername, cert),
+            },
+            // SCRAM-SHA-256-PLUS ties the login to this TLS session.
+            enableChannelBinding: true,
+          }
+        : {}),
     };
   }
 }

@@ -38,6 +38,5 @@ export function verifierMatches(stored: string | null | undefined, password: str
   const { storedKey, serverKey } = keys(password, Buffer.from(m[2]!, 'base64'), Number(m[1]));
   const wantStored = Buffer.from(m[3]!, 'base64');
   const wantServer = Buffer.from(m[4]!, 'base64');
-  return wantStored.length === storedKey.length && wantServer.length === serverKey.length
-    && timingSafeEqual(wantStored, storedKey) && timingSafeEqual(wantServer, serverKey);
+  return wantStored.length === storedKey.length && wantServer.length === serverKey.length && timingSafeEqual(wantStored, storedKey) && timingSafeEqual(wantServer, serverKey);
 }

@@ -28,7 +28,10 @@ export class ReferencedSecrets {
   private readonly data = new Map<string, SecretObject>();
 
   /** `meta` reads the metadata-only informer. */
-  constructor(private readonly client: KubeApi, private readonly meta: (namespace: string, name: string) => KubeObject | undefined) {}
+  constructor(
+    private readonly client: KubeApi,
+    private readonly meta: (namespace: string, name: string) => KubeObject | undefined,
+  ) {}
 
   get(namespace: string, name: string): SecretObject | undefined {
     return this.data.get(key(namespace, name));
@@ -36,23 +39,25 @@ export class ReferencedSecrets {
 
   /** Brings the named Secrets up to the informer's resourceVersion (one GET each that changed). */
   async load(namespace: string, names: Iterable<string>): Promise<void> {
-    await Promise.all([...new Set(names)].map(async (name) => {
-      const k = key(namespace, name);
-      const seen = this.meta(namespace, name);
-      if (!seen) {
-        this.data.delete(k);
-        return;
-      }
-      if (this.data.get(k)?.metadata.resourceVersion === seen.metadata.resourceVersion) return;
-      try {
-        const s = await this.client.get<SecretObject>({ apiVersion: 'v1', kind: 'Secret', namespace, name });
-        const { managedFields: _m, ...metadata } = s.metadata;
-        this.data.set(k, { apiVersion: 'v1', kind: 'Secret', type: s.type, metadata, data: s.data });
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-        this.data.delete(k);
-      }
-    }));
+    await Promise.all(
+      [...new Set(names)].map(async (name) => {
+        const k = key(namespace, name);
+        const seen = this.meta(namespace, name);
+        if (!seen) {
+          this.data.delete(k);
+          return;
+        }
+        if (this.data.get(k)?.metadata.resourceVersion === seen.metadata.resourceVersion) return;
+        try {
+          const s = await this.client.get<SecretObject>({ apiVersion: 'v1', kind: 'Secret', namespace, name });
+          const { managedFields: _m, ...metadata } = s.metadata;
+          this.data.set(k, { apiVersion: 'v1', kind: 'Secret', type: s.type, metadata, data: s.data });
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+          this.data.delete(k);
+        }
+      }),
+    );
   }
 
   forget(namespace: string, name: string): void {

@@ -45,7 +45,9 @@ export async function ensureSecretKey(
         await client.request('POST', `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/secrets`, {
           query: { fieldManager: FIELD_MANAGER },
           body: {
-            apiVersion: 'v1', kind: 'Secret', type: 'Opaque',
+            apiVersion: 'v1',
+            kind: 'Secret',
+            type: 'Opaque',
             metadata: { name: ref.name, namespace: ref.namespace, labels: extra.labels },
             data: { ...Object.fromEntries(Object.entries(extra.data ?? {}).map(([k, v]) => [k, b64(v)])), [key]: b64(value) },
           },
@@ -70,6 +72,9 @@ export function trustedCas(secret: SecretObject | undefined): string | undefined
   if (!secret?.data) return undefined;
   const ca = secretValue(secret, 'ca.crt');
   if (ca) return ca;
-  const pems = Object.keys(secret.data).sort().map((k) => secretValue(secret, k) ?? '').filter((v) => v.includes('-----BEGIN CERTIFICATE-----'));
+  const pems = Object.keys(secret.data)
+    .sort()
+    .map((k) => secretValue(secret, k) ?? '')
+    .filter((v) => v.includes('-----BEGIN CERTIFICATE-----'));
   return pems.length ? pems.join('\n') : undefined;
 }

@@ -64,21 +64,25 @@ let agent: Agent | undefined;
 
 /** N x CREATE ROLE + CREATE DATABASE over `sessions` connections; the time of the n-th finish is its latency. */
 async function baseline(prefix: string, sessions: number): Promise<{ seconds: number; perDatabaseMs: number; latency: ReturnType<typeof stats> }> {
-  const clients = await Promise.all(Array.from({ length: sessions }, async () => {
-    const c = new pg.Client({ host: server!.host, port: server!.port, user: 'postgres', password: server!.password, database: 'postgres' });
-    await c.connect();
-    return c;
-  }));
+  const clients = await Promise.all(
+    Array.from({ length: sessions }, async () => {
+      const c = new pg.Client({ host: server!.host, port: server!.port, user: 'postgres', password: server!.password, database: 'postgres' });
+      await c.connect();
+      return c;
+    }),
+  );
   const done: number[] = [];
   let next = 0;
   const t0 = performance.now();
-  await Promise.all(clients.map(async (c) => {
-    for (let i = next++; i < count; i = next++) {
-      await c.query(`CREATE ROLE ${prefix}_${i} LOGIN`);
-      await c.query(`CREATE DATABASE ${prefix}_${i} OWNER ${prefix}_${i}`);
-      done.push(performance.now() - t0);
-    }
-  }));
+  await Promise.all(
+    clients.map(async (c) => {
+      for (let i = next++; i < count; i = next++) {
+        await c.query(`CREATE ROLE ${prefix}_${i} LOGIN`);
+        await c.query(`CREATE DATABASE ${prefix}_${i} OWNER ${prefix}_${i}`);
+        done.push(performance.now() - t0);
+      }
+    }),
+  );
   const seconds = (performance.now() - t0) / 1000;
   await Promise.all(clients.map((c) => c.end()));
   return { seconds: round(seconds), perDatabaseMs: round((seconds * 1000) / count, 0), latency: stats(done) };
@@ -159,10 +163,19 @@ try {
   await cp.kubectlOk(['-n', NS, 'create', 'secret', 'generic', 'ds-admin', `--from-literal=password=${ldap.adminPassword}`]);
   await cp.kubectlOk(['-n', NS, 'create', 'secret', 'generic', 'svc-password', '--from-literal=password=initial-value']);
   await cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
-    input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [
-      { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'pg', namespace: NS }, spec: { superuserSecret: { name: 'pg-superuser' } } },
-      { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'ds', namespace: NS }, spec: { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [ACCOUNT]: { secretName: 'svc-password' } } } },
-    ] }),
+    input: JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'pg', namespace: NS }, spec: { superuserSecret: { name: 'pg-superuser' } } },
+        {
+          apiVersion: 'kiln.dev/v1alpha1',
+          kind: 'DirectoryService',
+          metadata: { name: 'ds', namespace: NS },
+          spec: { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [ACCOUNT]: { secretName: 'svc-password' } } },
+        },
+      ],
+    }),
   });
 
   log(`baseline: ${count} x CREATE ROLE + CREATE DATABASE in one session, then over ${concurrency} sessions`);
@@ -171,7 +184,13 @@ try {
 
   log(`agent: concurrency ${concurrency}, qps ${qps}, burst ${burst}`);
   agent = new Agent({
-    kc, namespaces: [NS], concurrency, qps, burst, passwordIntervalSeconds: 300, databaseCheckSeconds: 10,
+    kc,
+    namespaces: [NS],
+    concurrency,
+    qps,
+    burst,
+    passwordIntervalSeconds: 300,
+    databaseCheckSeconds: 10,
     endpoints: { [`PostgresInstance/${NS}/pg`]: `${server.host}:${server.port}`, [`DirectoryService/${NS}/ds`]: ldap.url },
     log: logFile ? (level, msg, fields) => appendFileSync(logFile, `${level} ${msg} ${JSON.stringify(fields ?? {})}\n`) : () => {},
   });
@@ -190,20 +209,51 @@ try {
     machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? '', node: process.version, loadavg: loadavg().map((l) => round(l)) },
     settings: { databases: count, rate, rotations, concurrency, qps, burst, databaseCheckSeconds: 10, postgres: '15 (Debian), fsync off', ldap: 'OpenLDAP slapd 2.5 (Debian), ldap://' },
     rows: [
-      { case: `psql-style script: ${count} CREATE ROLE + CREATE DATABASE, one session, sequential`, seconds: base.seconds, p50Ms: base.perDatabaseMs, p95Ms: null, maxMs: null, note: 'no Secret, no status, no retry' },
-      { case: `the same over ${concurrency} sessions at once (the server's ceiling; latency = start of the script to that database)`, seconds: parallel.seconds, ...parallel.latency, note: 'no Secret, no status, no retry' },
-      { case: `kiln agent: ${count} PostgresDatabase created at once -> DatabaseReady`, seconds: kiln.seconds, ...kiln.latency, note: `per resource, creation to DatabaseReady; ${kiln.writes} API writes` },
-      { case: `kiln agent: ${count} PostgresDatabase created ${rate} per second -> DatabaseReady`, seconds: steady.seconds, ...steady.latency, note: `per resource, creation to DatabaseReady; ${steady.writes} API writes` },
+      {
+        case: `psql-style script: ${count} CREATE ROLE + CREATE DATABASE, one session, sequential`,
+        seconds: base.seconds,
+        p50Ms: base.perDatabaseMs,
+        p95Ms: null,
+        maxMs: null,
+        note: 'no Secret, no status, no retry',
+      },
+      {
+        case: `the same over ${concurrency} sessions at once (the server's ceiling; latency = start of the script to that database)`,
+        seconds: parallel.seconds,
+        ...parallel.latency,
+        note: 'no Secret, no status, no retry',
+      },
+      {
+        case: `kiln agent: ${count} PostgresDatabase created at once -> DatabaseReady`,
+        seconds: kiln.seconds,
+        ...kiln.latency,
+        note: `per resource, creation to DatabaseReady; ${kiln.writes} API writes`,
+      },
+      {
+        case: `kiln agent: ${count} PostgresDatabase created ${rate} per second -> DatabaseReady`,
+        seconds: steady.seconds,
+        ...steady.latency,
+        note: `per resource, creation to DatabaseReady; ${steady.writes} API writes`,
+      },
       { case: `kiln agent: password rotation, Secret change -> bind works (${rotations} times)`, seconds: null, ...rot, note: 'watch-driven, no polling interval' },
     ],
-    targets: { serverCanMeetBurst: parallel.latency.maxMs <= 2000, databaseReadyWithin2sBurst: kiln.latency.maxMs <= 2000, databaseReadyWithin2sSteady: steady.latency.maxMs <= 2000, rotationWithin2s: rot.maxMs <= 2000 },
+    targets: {
+      serverCanMeetBurst: parallel.latency.maxMs <= 2000,
+      databaseReadyWithin2sBurst: kiln.latency.maxMs <= 2000,
+      databaseReadyWithin2sSteady: steady.latency.maxMs <= 2000,
+      rotationWithin2s: rot.maxMs <= 2000,
+    },
   };
   writeFileSync(new URL('results/agent.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`\nRuntime agent, ${result.date.slice(0, 10)}, ${result.machine.cores} cores, load ${result.machine.loadavg.join(' ')}; agent --concurrency ${concurrency} --qps ${qps} --burst ${burst}\n`);
+  console.log(
+    `\nRuntime agent, ${result.date.slice(0, 10)}, ${result.machine.cores} cores, load ${result.machine.loadavg.join(' ')}; agent --concurrency ${concurrency} --qps ${qps} --burst ${burst}\n`,
+  );
   console.log('| case | total s | p50 ms | p95 ms | max ms | note |\n|---|---:|---:|---:|---:|---|');
   for (const r of result.rows) console.log(`| ${r.case} | ${r.seconds ?? '-'} | ${r.p50Ms ?? '-'} | ${r.p95Ms ?? '-'} | ${r.maxMs ?? '-'} | ${r.note} |`);
   const verdict = (ok: boolean) => (ok ? 'met' : 'MISSED');
-  console.log(`\ntargets: each database ready within 2 s: ${verdict(result.targets.databaseReadyWithin2sBurst)} for ${count} at once (the server alone, ${concurrency} sessions: ${verdict(result.targets.serverCanMeetBurst)}), ${verdict(result.targets.databaseReadyWithin2sSteady)} at ${rate}/s; rotation within 2 s: ${verdict(result.targets.rotationWithin2s)}`);
+  console.log(
+    `\ntargets: each database ready within 2 s: ${verdict(result.targets.databaseReadyWithin2sBurst)} for ${count} at once (the server alone, ${concurrency} sessions: ${verdict(result.targets.serverCanMeetBurst)}), ${verdict(result.targets.databaseReadyWithin2sSteady)} at ${rate}/s; rotation within 2 s: ${verdict(result.targets.rotationWithin2s)}`,
+  );
 } finally {
   await agent?.stop().catch(() => {});
   await ldap?.destroy().catch(() => {});

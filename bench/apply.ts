@@ -100,7 +100,12 @@ function directoryService(i: number, namespace: string) {
 // ---------------------------------------------------------------------------
 // processes
 
-interface Timed { seconds: number; peakRssMiB: number | null; cpuSeconds: number | null; stdout: string }
+interface Timed {
+  seconds: number;
+  peakRssMiB: number | null;
+  cpuSeconds: number | null;
+  stdout: string;
+}
 
 /** Runs a command under /usr/bin/time: wall time, peak RSS and CPU time. */
 function timed(cmd: string, cmdArgs: string[], timeoutMs: number): Promise<Timed> {
@@ -138,8 +143,7 @@ function serverCpu(pids: Record<string, number>): Record<string, number> {
   return out;
 }
 
-const cpuSince = (a: Record<string, number>, b: Record<string, number>) =>
-  Object.fromEntries(Object.keys(b).map((k) => [k, Number((b[k]! - (a[k] ?? 0)).toFixed(2))]));
+const cpuSince = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.keys(b).map((k) => [k, Number((b[k]! - (a[k] ?? 0)).toFixed(2))]));
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -175,16 +179,41 @@ class Controller {
   /** most sockets seen open at once (sampled with the CPU): shows whether connections are reused */
   peakSockets = 0;
 
-  constructor(readonly kubeconfig: string, readonly namespace: string, readonly healthPort: number, readonly logFile: string) {
+  constructor(
+    readonly kubeconfig: string,
+    readonly namespace: string,
+    readonly healthPort: number,
+    readonly logFile: string,
+  ) {
     const fd = openSync(logFile, 'a');
-    this.child = spawn(node, [
-      ...controllerNodeArgs,
-      join(root, 'build/cli/kiln.js'), 'controller',
-      '--kubeconfig', kubeconfig, '--namespace', namespace,
-      '--qps', String(qps), '--burst', String(qps), '--concurrency', String(concurrency),
-      // /metrics on the probe port: no fixed port another process may hold.
-      '--health-probe-bind-address', `:${healthPort}`, '--metrics-bind-address', `:${healthPort}`, '--resync', '0', '--log-level', 'warn',
-    ], { cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, ...NODE_ENV, KUBECONFIG: '' } });
+    this.child = spawn(
+      node,
+      [
+        ...controllerNodeArgs,
+        join(root, 'build/cli/kiln.js'),
+        'controller',
+        '--kubeconfig',
+        kubeconfig,
+        '--namespace',
+        namespace,
+        '--qps',
+        String(qps),
+        '--burst',
+        String(qps),
+        '--concurrency',
+        String(concurrency),
+        // /metrics on the probe port: no fixed port another process may hold.
+        '--health-probe-bind-address',
+        `:${healthPort}`,
+        '--metrics-bind-address',
+        `:${healthPort}`,
+        '--resync',
+        '0',
+        '--log-level',
+        'warn',
+      ],
+      { cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, ...NODE_ENV, KUBECONFIG: '' } },
+    );
     closeSync(fd);
     controllers.add(this.child);
     this.exit = new Promise((resolve) => this.child.once('exit', () => resolve()));
@@ -312,7 +341,15 @@ interface AuditEvent {
   stageTimestamp: string;
 }
 
-interface ApiRequest { user: string; verb: string; endpoint: string; object?: string; at: number; code?: number; latencyMs?: number }
+interface ApiRequest {
+  user: string;
+  verb: string;
+  endpoint: string;
+  object?: string;
+  at: number;
+  code?: number;
+  latencyMs?: number;
+}
 
 class AuditLog {
   readonly requests = new Map<string, ApiRequest>();
@@ -324,12 +361,14 @@ class AuditLog {
 
   static policy(users: string[]): string {
     // ResponseStarted marks a watch as soon as it is open; ResponseComplete ends every request.
-    return toYamlStream([{
-      apiVersion: 'audit.k8s.io/v1',
-      kind: 'Policy',
-      omitStages: ['RequestReceived'],
-      rules: [{ level: 'Metadata', users }, { level: 'None' }],
-    }]);
+    return toYamlStream([
+      {
+        apiVersion: 'audit.k8s.io/v1',
+        kind: 'Policy',
+        omitStages: ['RequestReceived'],
+        rules: [{ level: 'Metadata', users }, { level: 'None' }],
+      },
+    ]);
   }
 
   /** Reads what was appended since the last call. */
@@ -447,11 +486,13 @@ function summarize(reqs: ApiRequest[]) {
       ]),
     ),
     repeatedWrites: [...writesPerObject.values()].reduce((a, n) => a + n - 1, 0),
-    repeatedWritesByEndpoint: [...writesPerObject].filter(([, n]) => n > 1).reduce<Record<string, number>>((acc, [k, n]) => {
-      const endpoint = k.split(' ').slice(0, 2).join(' ');
-      acc[endpoint] = (acc[endpoint] ?? 0) + n - 1;
-      return acc;
-    }, {}),
+    repeatedWritesByEndpoint: [...writesPerObject]
+      .filter(([, n]) => n > 1)
+      .reduce<Record<string, number>>((acc, [k, n]) => {
+        const endpoint = k.split(' ').slice(0, 2).join(' ');
+        acc[endpoint] = (acc[endpoint] ?? 0) + n - 1;
+        return acc;
+      }, {}),
     byVerb,
     byEndpoint: Object.fromEntries(Object.entries(byEndpoint).sort(([, a], [, b]) => b - a)),
     errorsByCode,
@@ -584,7 +625,9 @@ try {
   const perResource = objects.length / count;
   log(`kubectl apply --server-side of ${objects.length} objects`);
   const cpuBeforeBaseline = serverCpu(cp.pids);
-  const baseline = skipBaseline ? { seconds: 0, peakRssMiB: null, cpuSeconds: null, stdout: '' } : await timed(kubectl, ['--kubeconfig', kubectlId.kubeconfig, 'apply', '--server-side', '--field-manager=bench', '-n', nsA, '-f', baselineFile], timeoutS * 1000);
+  const baseline = skipBaseline
+    ? { seconds: 0, peakRssMiB: null, cpuSeconds: null, stdout: '' }
+    : await timed(kubectl, ['--kubeconfig', kubectlId.kubeconfig, 'apply', '--server-side', '--field-manager=bench', '-n', nsA, '-f', baselineFile], timeoutS * 1000);
   const baselineServerCpu = cpuSince(cpuBeforeBaseline, serverCpu(cp.pids));
   await sleep(300);
   audit.poll();
@@ -728,12 +771,18 @@ try {
   const lat = (s: ReturnType<typeof summarize>) => (s.serverLatencyMs ? `p50 ${s.serverLatencyMs.p50} / p90 ${s.serverLatencyMs.p90} ms` : '-');
   console.log(`control-plane CPU seconds: kubectl phase ${JSON.stringify(baselineServerCpu)}, converge ${JSON.stringify(convergeServerCpu)}`);
   console.log(`API server time per request: kubectl ${lat(baselineRequests)}, kiln converge ${lat(convergeRequests)}`);
-  console.log(`converge floor: control plane + creating kubectl used ${convergeFloor.cpuSecondsOutsideController} CPU s while kiln converged; on ${convergeFloor.cores} cores a controller sending the same requests at no CPU cost of its own could not be done before ${convergeFloor.seconds} s (kiln ${round(convergeSeconds)} s, its own CPU ${convergeProc.cpuSeconds} s)`);
+  console.log(
+    `converge floor: control plane + creating kubectl used ${convergeFloor.cpuSecondsOutsideController} CPU s while kiln converged; on ${convergeFloor.cores} cores a controller sending the same requests at no CPU cost of its own could not be done before ${convergeFloor.seconds} s (kiln ${round(convergeSeconds)} s, its own CPU ${convergeProc.cpuSeconds} s)`,
+  );
   const pr = perResourceTimes;
   if (pr.createToFirstControllerWriteMs && pr.firstWriteToStatusWriteMs) {
-    console.log(`per resource: create -> first controller write p50 ${pr.createToFirstControllerWriteMs.p50} / p90 ${pr.createToFirstControllerWriteMs.p90} ms; first write -> status p50 ${pr.firstWriteToStatusWriteMs.p50} / p90 ${pr.firstWriteToStatusWriteMs.p90} ms`);
+    console.log(
+      `per resource: create -> first controller write p50 ${pr.createToFirstControllerWriteMs.p50} / p90 ${pr.createToFirstControllerWriteMs.p90} ms; first write -> status p50 ${pr.firstWriteToStatusWriteMs.p50} / p90 ${pr.firstWriteToStatusWriteMs.p90} ms`,
+    );
   }
-  console.log(`controller: readyz after ${round(readyAfterS)} s (restart ${round(resyncReadyAfterS)} s), peak open sockets ${firstRunSockets} (restart ${ctrl.peakSockets}), RSS at end ${settleProc.rssMiB} MiB`);
+  console.log(
+    `controller: readyz after ${round(readyAfterS)} s (restart ${round(resyncReadyAfterS)} s), peak open sockets ${firstRunSockets} (restart ${ctrl.peakSockets}), RSS at end ${settleProc.rssMiB} MiB`,
+  );
   if (problems1.count + problems2.count > 0) console.log(`controller warnings/errors: ${JSON.stringify({ ...problems1.byMessage, ...problems2.byMessage })}`);
   const resultsFile = join(root, 'bench/results/apply.json');
   const previous = existsSync(resultsFile) ? (JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, unknown>) : undefined;

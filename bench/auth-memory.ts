@@ -21,7 +21,9 @@ const runs = Number(process.argv[process.argv.indexOf('--runs') + 1]) || 5;
 const work = path.join(root, 'node_modules/.cache/kiln-auth-memory');
 mkdirSync(work, { recursive: true });
 const probe = path.join(work, 'probe.mjs');
-writeFileSync(probe, `
+writeFileSync(
+  probe,
+  `
 for (const m of ['node:child_process', 'node:https', 'node:http', 'node:net', 'node:tls', 'node:crypto', 'node:readline', 'js-yaml']) await import(m);
 const snap = () => { globalThis.gc(); globalThis.gc(); const m = process.memoryUsage(); return { rss: m.rss, heap: m.heapUsed }; };
 await new Promise((r) => setTimeout(r, 50));
@@ -30,9 +32,18 @@ if (process.argv[2] !== 'none') await import(process.argv[2]);
 await new Promise((r) => setTimeout(r, 50));
 const b = snap();
 console.log(JSON.stringify({ rss: (b.rss - a.rss) / 1048576, heap: (b.heap - a.heap) / 1048576 }));
-`);
+`,
+);
 const bundle = path.join(work, 'kiln-auth.mjs');
-execFileSync(path.join(root, 'node_modules/.bin/esbuild'), [path.join(root, 'kube/kubeconfig.ts'), '--bundle', '--platform=node', '--format=esm', '--external:js-yaml', `--outfile=${bundle}`, '--log-level=warning']);
+execFileSync(path.join(root, 'node_modules/.bin/esbuild'), [
+  path.join(root, 'kube/kubeconfig.ts'),
+  '--bundle',
+  '--platform=node',
+  '--format=esm',
+  '--external:js-yaml',
+  `--outfile=${bundle}`,
+  '--log-level=warning',
+]);
 const cn = path.join(root, 'node_modules/@kubernetes/client-node/dist');
 const targets: [string, string][] = [
   ['nothing (baseline)', 'none'],

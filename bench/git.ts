@@ -88,18 +88,30 @@ function resource(i: number, variant: 0 | 1): KilnResource {
   const dsImage = `registry.example.com/forgerock/ds:7.5.${1 + variant}`;
   switch (k.kind) {
     case 'DirectoryService':
-      return { ...base, spec: {
-        replicas: 3, image: dsImage,
-        resources: { requests: { cpu: '1', memory: '3Gi' }, limits: { memory: '3Gi' } },
-        storage: { size: '100Gi', storageClassName: 'fast', volumeSnapshotClassName: 'csi-snapshots' },
-        passwords: { 'uid=admin': { secretName: `${metadata.name}-pw`, key: 'dirmanager.pw' }, 'uid=am-config,ou=admins,ou=am-config': { secretName: `${metadata.name}-pw`, key: 'am', create: true } },
-      } };
+      return {
+        ...base,
+        spec: {
+          replicas: 3,
+          image: dsImage,
+          resources: { requests: { cpu: '1', memory: '3Gi' }, limits: { memory: '3Gi' } },
+          storage: { size: '100Gi', storageClassName: 'fast', volumeSnapshotClassName: 'csi-snapshots' },
+          passwords: {
+            'uid=admin': { secretName: `${metadata.name}-pw`, key: 'dirmanager.pw' },
+            'uid=am-config,ou=admins,ou=am-config': { secretName: `${metadata.name}-pw`, key: 'am', create: true },
+          },
+        },
+      };
     case 'PostgresInstance':
-      return { ...base, spec: {
-        version: 16, replicas: 1, storage: { size: '50Gi' },
-        parameters: { max_connections: String(200 + variant), shared_buffers: '256MB' },
-        service: { type: 'ClusterIP', port: 5432 },
-      } };
+      return {
+        ...base,
+        spec: {
+          version: 16,
+          replicas: 1,
+          storage: { size: '50Gi' },
+          parameters: { max_connections: String(200 + variant), shared_buffers: '256MB' },
+          service: { type: 'ClusterIP', port: 5432 },
+        },
+      };
     case 'CacheCluster':
       return { ...base, spec: { size: 5, catalogServers: 3, capacity: '4Gi', image: `registry.example.com/cache/xsld:8.6.${1 + variant}`, storage: { size: '5Gi' } } };
     case 'DataGrid':
@@ -130,7 +142,11 @@ function checkInputs(): { objectsPerVariant: number } {
 
 const git = (cwd: string, ...gitArgs: string[]): string => plainGit(cwd, gitArgs, undefined, 256 * 2 ** 20);
 
-interface Push { at: number; sha: string; ref: string }
+interface Push {
+  at: number;
+  sha: string;
+  ref: string;
+}
 
 /** A post-receive hook appends `<epoch ns> <new sha> <ref>` for every ref update. */
 function seedBareRepo(bare: string, scratch: string, pushLog: string): void {
@@ -142,22 +158,36 @@ function seedBareRepo(bare: string, scratch: string, pushLog: string): void {
 
 function readPushes(pushLog: string): Push[] {
   if (!existsSync(pushLog)) return [];
-  return readFileSync(pushLog, 'utf8').trim().split('\n').filter(Boolean).map((l) => {
-    const [ns, sha, ref] = l.split(' ');
-    return { at: Number(BigInt(ns!) / 1_000_000n), sha: sha!, ref: ref! };
-  });
+  return readFileSync(pushLog, 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [ns, sha, ref] = l.split(' ');
+      return { at: Number(BigInt(ns!) / 1_000_000n), sha: sha!, ref: ref! };
+    });
 }
 
 function repoSize(bare: string): { duBytes: number; countObjects: Record<string, string> } {
   const du = Number(spawnSync('du', ['-sb', bare], { encoding: 'utf8' }).stdout.split('\t')[0]);
-  const countObjects = Object.fromEntries(git(bare, 'count-objects', '-vH').trim().split('\n').map((l) => l.split(': ') as [string, string]));
+  const countObjects = Object.fromEntries(
+    git(bare, 'count-objects', '-vH')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(': ') as [string, string]),
+  );
   return { duBytes: du, countObjects };
 }
 
 // ---------------------------------------------------------------------------
 // the Manager, in process
 
-interface Tally { status: number; events: number; other: number; byVerb: Record<string, number> }
+interface Tally {
+  status: number;
+  events: number;
+  other: number;
+  byVerb: Record<string, number>;
+}
 const newTally = (): Tally => ({ status: 0, events: 0, other: 0, byVerb: {} });
 
 const flushes: (FlushReport & { at: number; manager: number })[] = [];
@@ -176,12 +206,24 @@ function newManager(cp: ControlPlane, bare: string, work: string, logStream: Nod
     if (msg.startsWith('git batch')) batchLog.push({ manager: id, msg, ...fields });
   };
   const manager = new Manager({
-    kc, namespaces: [NS], concurrency, qps, burst: qps, resyncSeconds: 0, version: 'bench', log: managerLog,
+    kc,
+    namespaces: [NS],
+    concurrency,
+    qps,
+    burst: qps,
+    resyncSeconds: 0,
+    version: 'bench',
+    log: managerLog,
     sink: 'git',
     git: {
-      repo: bare, branch: 'main', basePath: BASE, cluster: CLUSTER, workDir: join(work, `clone-${id}`),
+      repo: bare,
+      branch: 'main',
+      basePath: BASE,
+      cluster: CLUSTER,
+      workDir: join(work, `clone-${id}`),
       author: { name: 'kiln bench', email: 'kiln-bench@example.com' },
-      debounceMs, maxWaitMs,
+      debounceMs,
+      maxWaitMs,
       onFlush: (r) => flushes.push({ ...r, at: Date.now(), manager: id }),
     },
   });
@@ -201,7 +243,11 @@ const diffTally = (a: Tally, b: Tally): Tally => ({
   status: b.status - a.status,
   events: b.events - a.events,
   other: b.other - a.other,
-  byVerb: Object.fromEntries(Object.keys(b.byVerb).map((v): [string, number] => [v, b.byVerb[v]! - (a.byVerb[v] ?? 0)]).filter(([, n]) => n !== 0)),
+  byVerb: Object.fromEntries(
+    Object.keys(b.byVerb)
+      .map((v): [string, number] => [v, b.byVerb[v]! - (a.byVerb[v] ?? 0)])
+      .filter(([, n]) => n !== 0),
+  ),
 });
 const writesOf = (t: Tally) => t.status + t.events + t.other;
 
@@ -291,8 +337,14 @@ const logStream = createWriteStream(managerLogFile, { flags: 'a' });
 const deadline = () => Date.now() + timeoutS * 1000;
 const commitCount = () => Number(git(bare, 'rev-list', '--count', 'main').trim());
 const mainSha = () => git(bare, 'rev-parse', 'main').trim();
-const manifestsIn = (sha: string) => git(bare, 'ls-tree', '-r', '--name-only', sha, '--', `${NS_DIR}/`).split('\n').filter((f) => f.endsWith('/manifest.yaml')).length;
-const manifestsChanged = (from: string, to: string) => git(bare, 'diff', '--name-only', from, to, '--', `${NS_DIR}/`).split('\n').filter((f) => f.endsWith('/manifest.yaml')).length;
+const manifestsIn = (sha: string) =>
+  git(bare, 'ls-tree', '-r', '--name-only', sha, '--', `${NS_DIR}/`)
+    .split('\n')
+    .filter((f) => f.endsWith('/manifest.yaml')).length;
+const manifestsChanged = (from: string, to: string) =>
+  git(bare, 'diff', '--name-only', from, to, '--', `${NS_DIR}/`)
+    .split('\n')
+    .filter((f) => f.endsWith('/manifest.yaml')).length;
 
 let cp: ControlPlane | undefined;
 let current: { manager: Manager; tally: Tally } | undefined;
@@ -301,10 +353,13 @@ let failed = true;
 const stopManager = async (m: Manager | undefined) => {
   if (!m) return;
   let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<void>((r) => (timer = setTimeout(() => {
-    log('the Manager did not stop within 60 s');
-    r();
-  }, 60_000)));
+  const timeout = new Promise<void>(
+    (r) =>
+      (timer = setTimeout(() => {
+        log('the Manager did not stop within 60 s');
+        r();
+      }, 60_000)),
+  );
   await Promise.race([m.stop().catch((err: unknown) => log(`manager stop: ${String(err)}`)), timeout]);
   clearTimeout(timer);
 };
@@ -379,7 +434,9 @@ try {
     log(`${name}: all Ready ${round((ready.at - lastChangeAt) / 1000)} s after the apply; settling`);
     await settle(m, pushLog, deadline());
     const cpu = process.cpuUsage(cpuBefore);
-    const pushes = readPushes(pushLog).slice(pushesBefore).filter((p) => p.ref === 'refs/heads/main');
+    const pushes = readPushes(pushLog)
+      .slice(pushesBefore)
+      .filter((p) => p.ref === 'refs/heads/main');
     const full = pushes.find((p) => holdsAll(p.sha));
     const tip = mainSha();
     const newCommits = git(bare, 'rev-list', '--reverse', `${tipBefore}..${tip}`).trim().split('\n').filter(Boolean);
@@ -390,7 +447,9 @@ try {
         sha,
         pushedAfterLastChangeS: at === undefined ? NaN : round((at - lastChangeAt) / 1000),
         subject: git(bare, 'log', '-1', '--format=%s', sha).trim(),
-        manifestsChanged: git(bare, 'diff-tree', '--no-commit-id', '--name-only', '-r', sha).split('\n').filter((f) => f.endsWith('/manifest.yaml')).length,
+        manifestsChanged: git(bare, 'diff-tree', '--no-commit-id', '--name-only', '-r', sha)
+          .split('\n')
+          .filter((f) => f.endsWith('/manifest.yaml')).length,
       };
     });
     const after = ready.items;
@@ -426,14 +485,28 @@ try {
   }
 
   // 1. create
-  phases.push(await burst('create', 0, (sha) => manifestsIn(sha) === count, (tip) => {
-    createTip = tip;
-    return `main holds ${manifestsIn(tip)}/${count} manifests`;
-  }));
+  phases.push(
+    await burst(
+      'create',
+      0,
+      (sha) => manifestsIn(sha) === count,
+      (tip) => {
+        createTip = tip;
+        return `main holds ${manifestsIn(tip)}/${count} manifests`;
+      },
+    ),
+  );
   sizes['afterCreate'] = repoSize(bare);
 
   // 2. change all N
-  phases.push(await burst('change', 1, (sha) => manifestsChanged(createTip, sha) === count, (tip) => `${manifestsChanged(createTip, tip)}/${count} manifests changed since the create phase`));
+  phases.push(
+    await burst(
+      'change',
+      1,
+      (sha) => manifestsChanged(createTip, sha) === count,
+      (tip) => `${manifestsChanged(createTip, tip)}/${count} manifests changed since the create phase`,
+    ),
+  );
   sizes['afterChange'] = repoSize(bare);
 
   /** 3. A resync of N unchanged resources: `start` returns the Manager to watch and whether its counts start now (running) or at zero (new). */
@@ -486,12 +559,16 @@ try {
 
   // 3b. restart: a new Manager with a fresh clone
   log('resync: restart the Manager (fresh clone)');
-  const resyncRestart = await resync('resync (restart, fresh clone)', async () => {
-    await stopManager(current!.manager);
-    current = newManager(cp!, bare, work, logStream);
-    await current.manager.start();
-    return { m: current.manager, fresh: true };
-  }, false);
+  const resyncRestart = await resync(
+    'resync (restart, fresh clone)',
+    async () => {
+      await stopManager(current!.manager);
+      current = newManager(cp!, bare, work, logStream);
+      await current.manager.start();
+      return { m: current.manager, fresh: true };
+    },
+    false,
+  );
   phases.push(resyncRestart);
 
   await stopManager(current.manager);
@@ -515,7 +592,12 @@ try {
   }));
   const mib = (b: number) => round(b / 2 ** 20);
   const sizeRows = Object.entries(sizes).map(([when, s]) => ({
-    when, duMiB: mib(s.duBytes), sizePack: s.countObjects['size-pack'], looseSize: s.countObjects['size'], looseObjects: Number(s.countObjects['count']), packedObjects: Number(s.countObjects['in-pack']),
+    when,
+    duMiB: mib(s.duBytes),
+    sizePack: s.countObjects['size-pack'],
+    looseSize: s.countObjects['size'],
+    looseObjects: Number(s.countObjects['count']),
+    packedObjects: Number(s.countObjects['in-pack']),
   }));
   const change = phases[1]!;
   const create = phases[0]!;
@@ -530,7 +612,15 @@ try {
   const result = {
     benchmark: 'git',
     date: new Date().toISOString(),
-    machine: { cores: availableParallelism(), cpu: cpus()[0]?.model, node: process.version, git: git(work, '--version').trim(), kubernetes: cp.version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: load() },
+    machine: {
+      cores: availableParallelism(),
+      cpu: cpus()[0]?.model,
+      node: process.version,
+      git: git(work, '--version').trim(),
+      kubernetes: cp.version,
+      loadAverageAtStart: loadAtStart,
+      loadAverageAtEnd: load(),
+    },
     settings: {
       resources: count,
       kinds: KINDS.map((k) => k.kind),
@@ -543,7 +633,7 @@ try {
       controllerDefaultQps: 20,
       manager: 'in process (controller/manager.ts, sink git), one namespace, no leader election, informer resync off',
       repository: 'bare repository on local disk, seeded with one commit; kiln writes clusters/bench/<namespace>/...',
-      note: 'Each burst is one `kubectl apply --server-side` of N resources; the last change = the end of that command. pushAfterLastChangeS: from then to the push (post-receive hook time) of the first commit holding all N (change: all N manifests differ from the create tip); negative when that push landed before kubectl returned. readyAfterLastChangeS: until all N are Ready for their generation with status.commit (500 ms polls). Writes are the Manager client\'s POST/PUT/PATCH/DELETE (status = PATCH .../status; events = POST events). Resync rows: queued = every key added to the running Manager\'s queue; restart = a new Manager with a fresh clone, its writes counted from start. cpuS = this process (Manager + bench), user + system.',
+      note: "Each burst is one `kubectl apply --server-side` of N resources; the last change = the end of that command. pushAfterLastChangeS: from then to the push (post-receive hook time) of the first commit holding all N (change: all N manifests differ from the create tip); negative when that push landed before kubectl returned. readyAfterLastChangeS: until all N are Ready for their generation with status.commit (500 ms polls). Writes are the Manager client's POST/PUT/PATCH/DELETE (status = PATCH .../status; events = POST events). Resync rows: queued = every key added to the running Manager's queue; restart = a new Manager with a fresh clone, its writes counted from start. cpuS = this process (Manager + bench), user + system.",
     },
     targets: TARGETS,
     verdict,
@@ -551,8 +641,22 @@ try {
     repositorySize: sizeRows,
     details: {
       managerStartSeconds: round(managerStartS),
-      phases: phases.map(({ commitsDetail, contentCheck, statusCommits, firstPushAfterApplyStartS, phase }) => ({ phase, firstPushAfterApplyStartS, statusCommitsDistinct: statusCommits, contentCheck, commits: commitsDetail })),
-      flushes: flushes.map((f) => ({ manager: f.manager, commit: f.commit ?? null, sha: f.sha ?? null, changed: f.changed.length, results: f.results.length, push: f.push ?? null, error: f.error ?? null })),
+      phases: phases.map(({ commitsDetail, contentCheck, statusCommits, firstPushAfterApplyStartS, phase }) => ({
+        phase,
+        firstPushAfterApplyStartS,
+        statusCommitsDistinct: statusCommits,
+        contentCheck,
+        commits: commitsDetail,
+      })),
+      flushes: flushes.map((f) => ({
+        manager: f.manager,
+        commit: f.commit ?? null,
+        sha: f.sha ?? null,
+        changed: f.changed.length,
+        results: f.results.length,
+        push: f.push ?? null,
+        error: f.error ?? null,
+      })),
       batcherLog: batchLog,
       managerLogProblems: logProblems,
       repositorySize: sizes,
@@ -561,7 +665,9 @@ try {
   console.table(rows);
   console.table(sizeRows);
   for (const p of phases) console.log(`${p.phase}: ${p.contentCheck}`);
-  console.log(`targets: <= ${TARGETS.commitsPerBurst} commits per burst (create ${create.commits}, change ${change.commits}); pushed within ${TARGETS.pushWithinSecondsOfLastChange} s of the last change (create ${create.pushAfterLastChangeS} s, change ${change.pushAfterLastChangeS} s); resync 0 commits (${resyncQueued.commits} + ${resyncRestart.commits}) and 0 writes (${resyncQueued.apiWrites} + ${resyncRestart.apiWrites})`);
+  console.log(
+    `targets: <= ${TARGETS.commitsPerBurst} commits per burst (create ${create.commits}, change ${change.commits}); pushed within ${TARGETS.pushWithinSecondsOfLastChange} s of the last change (create ${create.pushAfterLastChangeS} s, change ${change.pushAfterLastChangeS} s); resync 0 commits (${resyncQueued.commits} + ${resyncRestart.commits}) and 0 writes (${resyncQueued.apiWrites} + ${resyncRestart.apiWrites})`,
+  );
   if (Object.keys(logProblems).length > 0) console.log(`manager warnings/errors: ${JSON.stringify(logProblems)}`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   writeFileSync(join(root, 'bench/results/git.json'), `${JSON.stringify(result, null, 2)}\n`);

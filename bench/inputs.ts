@@ -12,7 +12,17 @@ export function mixedResources(n: number): unknown[] {
     const meta = { name, namespace };
     const k = i % 8;
     const base = { apiVersion: 'kiln.dev/v1alpha1', metadata: meta };
-    if (k === 0) docs.push({ ...base, kind: 'DirectoryService', spec: { replicas: 3, image: 'registry.example.com/ds:7.5.1', passwords: { 'uid=admin': { secretName: `${name}-pw` }, 'uid=am-config,ou=admins,ou=am-config': { secretName: `${name}-pw`, key: 'am', create: true } }, storage: { size: '20Gi' } } });
+    if (k === 0)
+      docs.push({
+        ...base,
+        kind: 'DirectoryService',
+        spec: {
+          replicas: 3,
+          image: 'registry.example.com/ds:7.5.1',
+          passwords: { 'uid=admin': { secretName: `${name}-pw` }, 'uid=am-config,ou=admins,ou=am-config': { secretName: `${name}-pw`, key: 'am', create: true } },
+          storage: { size: '20Gi' },
+        },
+      });
     if (k === 1) docs.push({ ...base, kind: 'PostgresInstance', spec: { version: 16, parameters: { max_connections: '100' }, service: { type: 'LoadBalancer' } } });
     if (k === 2) docs.push({ ...base, kind: 'PostgresDatabase', spec: { instance: 'pg', name: `db_${i}` } });
     if (k === 3) docs.push({ ...base, kind: 'CacheCluster', spec: { size: 5, catalogServers: 3, capacity: '2Gi', image: 'registry.example.com/cache:1' } });
@@ -35,4 +45,3 @@ export function writeMixedInputs(dir: string, n: number): void {
     writeFileSync(join(dir, `batch-${String(f).padStart(4, '0')}.yaml`), toYamlStream(docs.slice(f * perFile, (f + 1) * perFile)));
   }
 }
-

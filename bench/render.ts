@@ -19,7 +19,12 @@ const flag = flags(args).get;
 const counts = flag('counts', '1000,10000').split(',').map(Number);
 const cdk8sTimeoutS = Number(flag('cdk8s-timeout', '300'));
 
-interface Run { seconds: number | null; files: number; peakRssMiB: number | null; note?: string }
+interface Run {
+  seconds: number | null;
+  files: number;
+  peakRssMiB: number | null;
+  note?: string;
+}
 
 /** Runs a command under /usr/bin/time for wall time and peak memory. */
 function timed(cmd: string[], timeoutS: number, outDir: string): Run {
@@ -57,11 +62,7 @@ try {
       rows.push({ count: n, tool: 'kiln synth (output on disk)', run: diskRun });
     }
     const cdkOut = join(work, `cdk8s-${n}`);
-    const cdkRun = timed(
-      [node, 'node_modules/.bin/cdk8s', 'synth', '--no-check-upgrade', '--app', `${node} build/bench/cdk8s-one-app.js ${input}`, '--output', cdkOut],
-      cdk8sTimeoutS,
-      cdkOut,
-    );
+    const cdkRun = timed([node, 'node_modules/.bin/cdk8s', 'synth', '--no-check-upgrade', '--app', `${node} build/bench/cdk8s-one-app.js ${input}`, '--output', cdkOut], cdk8sTimeoutS, cdkOut);
     rows.push({ count: n, tool: 'cdk8s synth (one App)', run: cdkRun });
     console.error(`done ${n}`);
   }

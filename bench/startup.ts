@@ -54,14 +54,17 @@ const round = (n: number, d = 0) => Math.round(n * 10 ** d) / 10 ** d;
 
 const work = mkdtempSync(join(tmpdir(), 'kiln-bench-startup-'));
 const hook = join(work, 'count-modules.mjs');
-writeFileSync(hook, [
-  "import { registerHooks } from 'node:module';",
-  "import { writeFileSync } from 'node:fs';",
-  'const seen = new Set();',
-  'registerHooks({ load(url, context, next) { seen.add(url); return next(url, context); } });',
-  "process.on('exit', () => writeFileSync(process.env.KILN_BENCH_MODULES_FILE, JSON.stringify([...seen])));",
-  '',
-].join('\n'));
+writeFileSync(
+  hook,
+  [
+    "import { registerHooks } from 'node:module';",
+    "import { writeFileSync } from 'node:fs';",
+    'const seen = new Set();',
+    'registerHooks({ load(url, context, next) { seen.add(url); return next(url, context); } });',
+    "process.on('exit', () => writeFileSync(process.env.KILN_BENCH_MODULES_FILE, JSON.stringify([...seen])));",
+    '',
+  ].join('\n'),
+);
 
 // ---------------------------------------------------------------------------
 // the shared dev cluster
@@ -107,7 +110,14 @@ function procStatus(pid: number): { rssMiB: number; hwmMiB: number; cpuSeconds: 
   return { rssMiB: round(kib('VmRSS') / 1024, 1), hwmMiB: round(kib('VmHWM') / 1024, 1), cpuSeconds: round((Number(f[11]) + Number(f[12])) / clockTicks, 2) };
 }
 
-interface Sample { readyMs?: number; rssMiB?: number; hwmMiB?: number; cpuSeconds?: number; wallMs?: number; modules?: string[] }
+interface Sample {
+  readyMs?: number;
+  rssMiB?: number;
+  hwmMiB?: number;
+  cpuSeconds?: number;
+  wallMs?: number;
+  modules?: string[];
+}
 
 /** One process, node [--import hook] <tree>/bin/kiln.js <args>. */
 function start(tree: string, kargs: string[], countModules: boolean) {
@@ -129,8 +139,11 @@ function start(tree: string, kargs: string[], countModules: boolean) {
 /** `kiln agent` or `kiln controller`: spawn -> /readyz 200, then RSS after idling. */
 async function daemon(tree: string, command: 'agent' | 'controller', countModules: boolean): Promise<Sample> {
   const port = await freePort();
-  const p = start(tree, [command, '--kubeconfig', cluster.kubeconfig, '--namespace', namespace,
-    '--health-probe-bind-address', `127.0.0.1:${port}`, '--metrics-bind-address', `127.0.0.1:${port}`, '--log-level', 'warn'], countModules);
+  const p = start(
+    tree,
+    [command, '--kubeconfig', cluster.kubeconfig, '--namespace', namespace, '--health-probe-bind-address', `127.0.0.1:${port}`, '--metrics-bind-address', `127.0.0.1:${port}`, '--log-level', 'warn'],
+    countModules,
+  );
   let exitCode: number | null | undefined;
   void p.exited.then((c) => (exitCode = c));
   let sample: Sample;
@@ -166,7 +179,11 @@ async function oneShot(tree: string, kargs: string[], countModules: boolean): Pr
 // ---------------------------------------------------------------------------
 // cases
 
-interface Metric { median: number; min: number; n: number }
+interface Metric {
+  median: number;
+  min: number;
+  n: number;
+}
 const metric = (xs: number[]): Metric => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
@@ -201,7 +218,12 @@ function describeModules(tree: string, urls: string[] | undefined) {
 
 function treeInfo(tree: string) {
   const git = (...g: string[]) => spawnSync('git', ['-C', tree, ...g], { encoding: 'utf8' }).stdout.trim();
-  return { tree, commit: git('rev-parse', '--short', 'HEAD'), subject: git('log', '-1', '--format=%s').slice(0, 80), uncommittedFiles: git('status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results').split('\n').filter(Boolean).length };
+  return {
+    tree,
+    commit: git('rev-parse', '--short', 'HEAD'),
+    subject: git('log', '-1', '--format=%s').slice(0, 80),
+    uncommittedFiles: git('status', '--porcelain', '--untracked-files=no', '--', '.', ':!bench/results').split('\n').filter(Boolean).length,
+  };
 }
 
 const results: { info: ReturnType<typeof treeInfo>; cases: Record<string, Awaited<ReturnType<typeof measure>> & { moduleSummary?: ReturnType<typeof describeModules> }> }[] = [];
@@ -235,8 +257,23 @@ try {
 const result = {
   benchmark: 'startup',
   date: new Date().toISOString(),
-  machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? '', node: process.version, kubernetes: cluster.version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadavg().map((l) => round(l, 2)) },
-  settings: { runs, idleSeconds, synthInput: synthInput.replace(root, ''), kilnUseBuild: process.env['KILN_USE_BUILD'] ?? null, nodeArgs, mallocEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_'))), note: 'median and min of the measured runs; readyMs: spawn of node bin/kiln.js until GET /readyz answers 200 (polled every 10 ms); rssMiB/hwmMiB: VmRSS/VmHWM after idleSeconds without work (a namespace with no kiln resources); cpuSeconds: user+system by then; wallMs: spawn to exit; modules: counted in an extra unmeasured run' },
+  machine: {
+    cores: cpus().length,
+    cpu: cpus()[0]?.model ?? '',
+    node: process.version,
+    kubernetes: cluster.version,
+    loadAverageAtStart: loadAtStart,
+    loadAverageAtEnd: loadavg().map((l) => round(l, 2)),
+  },
+  settings: {
+    runs,
+    idleSeconds,
+    synthInput: synthInput.replace(root, ''),
+    kilnUseBuild: process.env['KILN_USE_BUILD'] ?? null,
+    nodeArgs,
+    mallocEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('MALLOC_'))),
+    note: 'median and min of the measured runs; readyMs: spawn of node bin/kiln.js until GET /readyz answers 200 (polled every 10 ms); rssMiB/hwmMiB: VmRSS/VmHWM after idleSeconds without work (a namespace with no kiln resources); cpuSeconds: user+system by then; wallMs: spawn to exit; modules: counted in an extra unmeasured run',
+  },
   trees: results,
 };
 writeFileSync(new URL('results/startup.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
@@ -248,19 +285,36 @@ const rows: [string, (r: (typeof results)[number]) => string][] = [
   [`agent: RSS after ${idleSeconds} s idle, MiB`, (r) => cell(r.cases.agent!.rssMiB)],
   ['agent: peak RSS, MiB', (r) => cell(r.cases.agent!.hwmMiB)],
   [`agent: CPU s by then`, (r) => cell(r.cases.agent!.cpuSeconds)],
-  ['agent: modules loaded (kiln / packages)', (r) => { const m = r.cases.agent!.moduleSummary; return m ? `${m.total} (${m.kiln} / ${m.nodeModules})` : '-'; }],
+  [
+    'agent: modules loaded (kiln / packages)',
+    (r) => {
+      const m = r.cases.agent!.moduleSummary;
+      return m ? `${m.total} (${m.kiln} / ${m.nodeModules})` : '-';
+    },
+  ],
   ['controller: spawn -> ready, ms', (r) => cell(r.cases.controller!.readyMs)],
   [`controller: RSS after ${idleSeconds} s idle, MiB`, (r) => cell(r.cases.controller!.rssMiB)],
   ['controller: peak RSS, MiB', (r) => cell(r.cases.controller!.hwmMiB)],
   ['controller: CPU s by then', (r) => cell(r.cases.controller!.cpuSeconds)],
-  ['controller: modules loaded (kiln / packages)', (r) => { const m = r.cases.controller!.moduleSummary; return m ? `${m.total} (${m.kiln} / ${m.nodeModules})` : '-'; }],
+  [
+    'controller: modules loaded (kiln / packages)',
+    (r) => {
+      const m = r.cases.controller!.moduleSummary;
+      return m ? `${m.total} (${m.kiln} / ${m.nodeModules})` : '-';
+    },
+  ],
   ['synth one file: wall ms', (r) => cell(r.cases.synth!.wallMs)],
   ['synth: modules loaded', (r) => `${r.cases.synth!.moduleSummary?.total ?? '-'}`],
   ['--version: wall ms', (r) => cell(r.cases.version!.wallMs)],
   ['--version: modules loaded', (r) => `${r.cases.version!.moduleSummary?.total ?? '-'}`],
-  ...(['agent', 'controller', 'synth', 'version'] as const).map((c): (typeof rows)[number] => [`${c === 'version' ? '--version' : c}: heavy packages loaded`, (r) => r.cases[c]!.moduleSummary?.heavyPackages.join(', ') || '-']),
+  ...(['agent', 'controller', 'synth', 'version'] as const).map((c): (typeof rows)[number] => [
+    `${c === 'version' ? '--version' : c}: heavy packages loaded`,
+    (r) => r.cases[c]!.moduleSummary?.heavyPackages.join(', ') || '-',
+  ]),
 ];
-console.log(`\nStart-up, ${result.date.slice(0, 10)}, ${result.machine.cores} cores, Node ${result.machine.node}, load ${loadAtStart.join(' ')} -> ${result.machine.loadAverageAtEnd.join(' ')}; median (min) of ${runs} runs; synth input ${result.settings.synthInput}${nodeArgs.length ? `; node ${nodeArgs.join(' ')}` : ''}\n`);
+console.log(
+  `\nStart-up, ${result.date.slice(0, 10)}, ${result.machine.cores} cores, Node ${result.machine.node}, load ${loadAtStart.join(' ')} -> ${result.machine.loadAverageAtEnd.join(' ')}; median (min) of ${runs} runs; synth input ${result.settings.synthInput}${nodeArgs.length ? `; node ${nodeArgs.join(' ')}` : ''}\n`,
+);
 console.log(`| metric | ${results.map((r) => `${r.info.tree} (${r.info.commit}${r.info.uncommittedFiles ? '+' : ''})`).join(' | ')} |`);
 console.log(`|---|${results.map(() => '---:').join('|')}|`);
 for (const [name, f] of rows) console.log(`| ${name} | ${results.map(f).join(' | ')} |`);

@@ -19,21 +19,49 @@ interface AgentFlags extends KubeAccessFlags {
 
 export function registerAgent(program: Command, version: string): void {
   const command = addKubeAccessOptions(
-    program
-      .command('agent')
-      .description('Run the kiln runtime agent: keep directory passwords equal to their Secrets (LDAP) and Postgres databases, roles and connection Secrets in place (pg).'),
+    program.command('agent').description('Run the kiln runtime agent: keep directory passwords equal to their Secrets (LDAP) and Postgres databases, roles and connection Secrets in place (pg).'),
     {
       concurrency: 'resources worked on at once',
-      qps: { default: 0, help: 'client-side limit, average API requests per second (0, the default: none, the API server\'s Priority and Fairness governs)' },
+      qps: { default: 0, help: "client-side limit, average API requests per second (0, the default: none, the API server's Priority and Fairness governs)" },
       burst: 'API request burst when --qps is set',
     },
   )
-    .option('--password-interval <seconds>', 'check directory passwords, and each database\'s role, owner and connection Secret, again this often when nothing changed (a Secret or spec change is acted on at once)', wholeNumber(1), 300)
-    .option('--database-check-interval <seconds>', 'the longest a dropped database stays missing: each instance\'s catalog is read (one query) twice per interval and a dropped database is re-created (recreateIfDropped) or reported', wholeNumber(1), 10)
-    .option('--endpoint <Kind/namespace/name=address>', 'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)', repeat, [])
-    .option('--allowed-extension <name>', `an extension PostgresDatabase spec.extensions may name (they are created as superuser; repeatable, or comma-separated; replaces the default list: ${DEFAULT_EXTENSIONS.join(', ')})`, collect, [])
-    .option('--allow-insecure-auth-namespace <ns>', 'a namespace whose PostgresInstances may set spec.allowInsecureAuth: the agent then answers cleartext and MD5 password requests there (repeatable, or comma-separated; default none: only SCRAM-SHA-256)', collect, [])
-    .option('--postgres-timeout <seconds>', 'the longest one PostgreSQL statement may take (statement_timeout, and the client-side read timeout 5 s later); connecting has a third of it, lock_timeout a third', wholeNumber(3, 3600), 30);
+    .option(
+      '--password-interval <seconds>',
+      "check directory passwords, and each database's role, owner and connection Secret, again this often when nothing changed (a Secret or spec change is acted on at once)",
+      wholeNumber(1),
+      300,
+    )
+    .option(
+      '--database-check-interval <seconds>',
+      "the longest a dropped database stays missing: each instance's catalog is read (one query) twice per interval and a dropped database is re-created (recreateIfDropped) or reported",
+      wholeNumber(1),
+      10,
+    )
+    .option(
+      '--endpoint <Kind/namespace/name=address>',
+      'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)',
+      repeat,
+      [],
+    )
+    .option(
+      '--allowed-extension <name>',
+      `an extension PostgresDatabase spec.extensions may name (they are created as superuser; repeatable, or comma-separated; replaces the default list: ${DEFAULT_EXTENSIONS.join(', ')})`,
+      collect,
+      [],
+    )
+    .option(
+      '--allow-insecure-auth-namespace <ns>',
+      'a namespace whose PostgresInstances may set spec.allowInsecureAuth: the agent then answers cleartext and MD5 password requests there (repeatable, or comma-separated; default none: only SCRAM-SHA-256)',
+      collect,
+      [],
+    )
+    .option(
+      '--postgres-timeout <seconds>',
+      'the longest one PostgreSQL statement may take (statement_timeout, and the client-side read timeout 5 s later); connecting has a third of it, lock_timeout a third',
+      wholeNumber(3, 3600),
+      30,
+    );
   addRuntimeOptions(command, { leaseName: 'kiln-agent' })
     .addOption(logLevelOption())
     .addOption(logFormatOption())
@@ -75,7 +103,12 @@ export function registerAgent(program: Command, version: string): void {
       });
       agent.queue.instrument((kind) => `${kind.toLowerCase()}-agent`, ['DirectoryService', 'PostgresInstance', 'PostgresDatabase']);
       await serve({
-        component: 'agent', version, runtime, log, process: agent, fail,
+        component: 'agent',
+        version,
+        runtime,
+        log,
+        process: agent,
+        fail,
         starting: { server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, endpoints: Object.keys(endpoints) },
       });
     });

@@ -11,22 +11,34 @@ export function registerController(program: Command, version: string): void {
       .description('Run the kiln controller: watch kiln resources and keep the cluster (apply mode) or a Git repository (git mode) equal to what kiln renders.')
       .option('--mode <mode>', 'apply (server-side apply into the cluster) or git (commit to a repository)', 'apply'),
     { concurrency: 'resources reconciled at once', qps: { default: 20, help: 'average API requests per second (0: no limit)' }, burst: 'API request burst' },
-  )
-    .option('--resync <seconds>', 'reconcile every resource again this often (0: never)', wholeNumber(0), 300);
+  ).option('--resync <seconds>', 'reconcile every resource again this often (0: never)', wholeNumber(0), 300);
   addRuntimeOptions(command, { leaseName: 'kiln-controller', bindAddressAlias: true })
     .addOption(logLevelOption())
     .addOption(logFormatOption())
-    .option('--repo <url>', 'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line (a URL with credentials is refused)')
+    .option(
+      '--repo <url>',
+      'git mode: repository URL (https, ssh, file:// or a path); a token comes from --git-token-file or $KILN_GIT_TOKEN, never from the command line (a URL with credentials is refused)',
+    )
     .option('--allow-insecure-http', 'git mode: accept plain http:// for the repository and the pull-request API (the token and manifests travel unencrypted; for loopback test servers)', false)
     .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
     .option('--review', 'git mode: push to a review branch (<branch>-next unless --review-branch) and open or update a pull request into --branch', false)
     .option('--review-branch <branch>', 'git mode: the review branch (implies --review), started from --branch')
-    .option('--pull-request-api <url>', 'git mode, review: GitHub-compatible REST API (default https://api.github.com, for github.com repositories only; Gitea: https://<host>/api/v1); "none" pushes the review branch without a pull request')
+    .option(
+      '--pull-request-api <url>',
+      'git mode, review: GitHub-compatible REST API (default https://api.github.com, for github.com repositories only; Gitea: https://<host>/api/v1); "none" pushes the review branch without a pull request',
+    )
     .option('--base-path <path>', 'git mode: the directory kiln owns in the repository', 'clusters')
-    .option('--cluster <name>', 'git mode (required): this cluster\'s directory under the base path; marked with the cluster\'s identity (kube-system\'s UID), so another cluster is refused')
-    .option('--allow-mass-delete', 'git mode: let start-up delete more than half of the cluster\'s resources from the repository (refused by default: a wrong --cluster or kube context would empty it)', false)
+    .option('--cluster <name>', "git mode (required): this cluster's directory under the base path; marked with the cluster's identity (kube-system's UID), so another cluster is refused")
+    .option(
+      '--allow-mass-delete',
+      "git mode: let start-up delete more than half of the cluster's resources from the repository (refused by default: a wrong --cluster or kube context would empty it)",
+      false,
+    )
     .option('--work-dir <dir>', 'git mode: the local clone (default: one under the temporary directory per repository and branch)')
-    .option('--git-token-file <file>', 'git mode: file holding the token for an https repository (a mounted Secret), read again when it changes; $KILN_GIT_USERNAME and $KILN_GIT_AUTH_SCHEME (Basic|Bearer) apply')
+    .option(
+      '--git-token-file <file>',
+      'git mode: file holding the token for an https repository (a mounted Secret), read again when it changes; $KILN_GIT_USERNAME and $KILN_GIT_AUTH_SCHEME (Basic|Bearer) apply',
+    )
     .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>" (default: the committer)')
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>" (default: kiln <noreply@kiln.dev>)')
     .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', wholeNumber(0), 2000)
@@ -82,14 +94,21 @@ export function registerController(program: Command, version: string): void {
       manager.queue.instrument(undefined, [...manager.resources.keys()]);
       const sink = manager.git;
       await serve({
-        component: 'controller', version, runtime, log, process: manager, fail,
+        component: 'controller',
+        version,
+        runtime,
+        log,
+        process: manager,
+        fail,
         starting: { mode: opts.mode, server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, ...sink?.describe() },
         // A clone that cannot be made (URL, credentials) ends here; the writer's messages hold no credential.
-        onStartError: sink ? async (err) => {
-          log('error', 'could not start', { error: sink.scrub(err) });
-          await manager.stop().catch(() => undefined);
-          process.exit(1);
-        } : undefined,
+        onStartError: sink
+          ? async (err) => {
+              log('error', 'could not start', { error: sink.scrub(err) });
+              await manager.stop().catch(() => undefined);
+              process.exit(1);
+            }
+          : undefined,
       });
     });
 }

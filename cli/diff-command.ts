@@ -43,10 +43,17 @@ Git mode's preview is \`kiln synth <inputs> --git <work-tree>\` then \`git diff\
 export function registerDiff(program: Command): void {
   const command = program
     .command('diff')
-    .description('Show what apply mode would change in a live cluster: render, server-side apply as a dry run with what the controller adds (ApplySet label, ownerReference, digest annotation), and print a unified diff of the live and would-be objects, plus the objects it would prune.')
+    .description(
+      'Show what apply mode would change in a live cluster: render, server-side apply as a dry run with what the controller adds (ApplySet label, ownerReference, digest annotation), and print a unified diff of the live and would-be objects, plus the objects it would prune.',
+    )
     .argument('[inputs...]', 'files or directories of kiln resources, read and validated as kiln synth reads them')
     .option('--from-cluster', 'diff the kiln resources in the cluster instead of files', false)
-    .option('-n, --namespace <ns>', 'with --from-cluster: only this namespace (repeatable, or comma-separated; default all). With files: the namespace of resources that name none (default "default")', collect, [])
+    .option(
+      '-n, --namespace <ns>',
+      'with --from-cluster: only this namespace (repeatable, or comma-separated; default all). With files: the namespace of resources that name none (default "default")',
+      collect,
+      [],
+    )
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
     .option('--context <name>', 'kubeconfig context')
     .option('--concurrency <n>', 'resources diffed at once', wholeNumber(1), 4);
@@ -76,7 +83,10 @@ export async function runDiff(inputs: string[], opts: DiffOptions, stdout: NodeJ
   let errors = 0;
   let targets: DiffTarget[] = [];
   if (!opts.fromCluster) {
-    const read = await targetsFromFiles(inputs, opts.namespace[0], { maxFileBytes: opts.maxFileSize ?? DEFAULT_INPUT_LIMITS.maxFileBytes, maxTotalBytes: opts.maxInputSize ?? DEFAULT_INPUT_LIMITS.maxTotalBytes });
+    const read = await targetsFromFiles(inputs, opts.namespace[0], {
+      maxFileBytes: opts.maxFileSize ?? DEFAULT_INPUT_LIMITS.maxFileBytes,
+      maxTotalBytes: opts.maxInputSize ?? DEFAULT_INPUT_LIMITS.maxTotalBytes,
+    });
     if ('error' in read) return fail(read.error);
     for (const w of read.warnings) stderr.write(`${w.file} [document ${w.index}]: warning: ${w.message}\n`);
     for (const line of read.problems) stderr.write(`${line}\n`);

@@ -78,10 +78,17 @@ export function bootstrapObjects(input: Partial<BootstrapOptions> & { repo: stri
   if (!o.repo) throw new Error('--repo is required');
   const layout = checkLayoutOptions({ basePath: o.basePath, cluster: o.cluster });
   const name = o.name ?? `kiln-${layout.cluster}`;
-  for (const [flag, value] of [['--name', name], ['--namespace', o.namespace], ['--argocd-namespace', o.argocdNamespace]] as const) {
+  for (const [flag, value] of [
+    ['--name', name],
+    ['--namespace', o.namespace],
+    ['--argocd-namespace', o.argocdNamespace],
+  ] as const) {
     if (value.length > 63 || !DNS_LABEL.test(value)) throw new Error(`${flag} must be a DNS-1123 label (got ${JSON.stringify(value)})`);
   }
-  for (const [flag, value] of [['--interval', o.interval], ['--sync-interval', o.syncInterval]] as const) {
+  for (const [flag, value] of [
+    ['--interval', o.interval],
+    ['--sync-interval', o.syncInterval],
+  ] as const) {
     if (!DURATION.test(value)) throw new Error(`${flag} must be a duration such as 1m or 30s (got ${JSON.stringify(value)})`);
   }
   if (!o.branch || /\s/.test(o.branch)) throw new Error(`--branch must be a branch name (got ${JSON.stringify(o.branch)})`);
@@ -159,12 +166,12 @@ export function registerGitops(program: Command): void {
   gitops
     .command('bootstrap')
     .description('Print the objects that make Flux (--flux: a GitRepository and a Kustomization) or Argo CD (--argocd: an Application) apply <base-path>/<cluster> from the repository.')
-    .option('--flux', 'print Flux\'s objects (source.toolkit.fluxcd.io GitRepository, kustomize.toolkit.fluxcd.io Kustomization)')
-    .option('--argocd', 'print Argo CD\'s object (argoproj.io Application)')
+    .option('--flux', "print Flux's objects (source.toolkit.fluxcd.io GitRepository, kustomize.toolkit.fluxcd.io Kustomization)")
+    .option('--argocd', "print Argo CD's object (argoproj.io Application)")
     .requiredOption('--repo <url>', 'repository URL, as Flux / Argo CD fetch it')
     .option('--branch <branch>', 'branch to follow (kiln controller --branch)', BOOTSTRAP_DEFAULTS.branch)
     .option('--base-path <path>', 'the directory kiln owns in the repository', BOOTSTRAP_DEFAULTS.basePath)
-    .requiredOption('--cluster <name>', 'the cluster\'s directory under the base path (kiln controller --cluster)')
+    .requiredOption('--cluster <name>', "the cluster's directory under the base path (kiln controller --cluster)")
     .option('--namespace <ns>', 'namespace of the Flux objects', BOOTSTRAP_DEFAULTS.namespace)
     .option('--argocd-namespace <ns>', 'namespace of the Argo CD Application', BOOTSTRAP_DEFAULTS.argocdNamespace)
     .option('--name <name>', 'name of the objects (default kiln-<cluster>)')

@@ -37,8 +37,10 @@ interface InstallFlags {
 export function registerInstall(program: Command, version: string): void {
   program
     .command('install')
-    .description('Print the manifests that install kiln (CRDs, namespace, ServiceAccounts, least-privilege RBAC, controller and agent Deployments), rendered by kiln\'s own cdk8s constructs. Apply them with `kubectl apply --server-side -f`. No Secret is rendered: git mode mounts one you create.')
-    .addOption(new Option('--mode <mode>', 'the controller\'s mode: apply (server-side apply into the cluster) or git (commit to a repository)').choices(['apply', 'git']).default('apply'))
+    .description(
+      "Print the manifests that install kiln (CRDs, namespace, ServiceAccounts, least-privilege RBAC, controller and agent Deployments), rendered by kiln's own cdk8s constructs. Apply them with `kubectl apply --server-side -f`. No Secret is rendered: git mode mounts one you create.",
+    )
+    .addOption(new Option('--mode <mode>', "the controller's mode: apply (server-side apply into the cluster) or git (commit to a repository)").choices(['apply', 'git']).default('apply'))
     .option('--namespace <ns>', 'namespace kiln runs in (its Deployments, ServiceAccounts and Leases)', 'kiln-system')
     .option('--name <name>', 'name of the installation: the components are <name>-controller and <name>-agent', 'kiln')
     .option('--image <image>', 'container image of the controller and the agent (default: kiln:<version>)')
@@ -46,16 +48,32 @@ export function registerInstall(program: Command, version: string): void {
     .option('--replicas <n>', 'controller replicas (one leads, the others stand by)', wholeNumber(0), 1)
     .option('--agent-replicas <n>', 'agent replicas (one leads, the others stand by)', wholeNumber(0), 1)
     .option('--no-agent', 'leave out the runtime agent (its Deployment, ServiceAccount and RBAC)')
-    .option('--agent-namespace <ns>', 'the runtime agent serves only this namespace, and may read and write Secrets only there (a RoleBinding to <name>-agent-secrets; repeatable, or comma-separated; default: every namespace, with cluster-wide Secret rights)', (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)], [] as string[])
-    .option('--token-namespace <ns>', 'apply mode: a namespace where ConfigMapSync may act as a ServiceAccount: the controller may request tokens there (a RoleBinding to <name>-controller-serviceaccount-tokens) and nowhere else (repeatable, or comma-separated; default none)', (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)], [] as string[])
-    .addOption(new Option('--crds <what>', 'include the CRDs, skip them (upgrade or uninstall kiln but keep every kiln resource), or only them').choices(['include', 'skip', 'only']).default('include'))
+    .option(
+      '--agent-namespace <ns>',
+      'the runtime agent serves only this namespace, and may read and write Secrets only there (a RoleBinding to <name>-agent-secrets; repeatable, or comma-separated; default: every namespace, with cluster-wide Secret rights)',
+      (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)],
+      [] as string[],
+    )
+    .option(
+      '--token-namespace <ns>',
+      'apply mode: a namespace where ConfigMapSync may act as a ServiceAccount: the controller may request tokens there (a RoleBinding to <name>-controller-serviceaccount-tokens) and nowhere else (repeatable, or comma-separated; default none)',
+      (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)],
+      [] as string[],
+    )
+    .addOption(
+      new Option('--crds <what>', 'include the CRDs, skip them (upgrade or uninstall kiln but keep every kiln resource), or only them').choices(['include', 'skip', 'only']).default('include'),
+    )
     .addOption(new Option('--log-level <level>', 'the --log-level of the controller and the agent').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .option('--repo <url>', 'git mode: repository URL the controller commits to')
     .option('--branch <branch>', 'git mode: the branch Flux or Argo CD read')
     .option('--base-path <path>', 'git mode: the directory kiln owns in the repository', 'clusters')
-    .option('--cluster <name>', 'git mode: this cluster\'s directory under the base path (required in git mode: two clusters sharing one name would prune each other)')
+    .option('--cluster <name>', "git mode: this cluster's directory under the base path (required in git mode: two clusters sharing one name would prune each other)")
     .option('--allow-insecure-http', 'git mode: let the controller use plain http:// for the repository and the pull-request API (for loopback test servers)', false)
-    .option('--git-token-secret <name>', 'git mode: Secret in --namespace whose key "token" is mounted as the --git-token-file (create it yourself; "" for a repository that needs no token)', 'kiln-git')
+    .option(
+      '--git-token-secret <name>',
+      'git mode: Secret in --namespace whose key "token" is mounted as the --git-token-file (create it yourself; "" for a repository that needs no token)',
+      'kiln-git',
+    )
     .addOption(new Option('--git-auth-scheme <scheme>', 'git mode: how the token is sent ($KILN_GIT_AUTH_SCHEME)').choices(['Basic', 'Bearer']))
     .option('--git-username <name>', 'git mode: user name sent with the token for Basic ($KILN_GIT_USERNAME)')
     .option('--review', 'git mode: push to <branch>-next and open a pull request', false)
@@ -73,7 +91,10 @@ export function registerInstall(program: Command, version: string): void {
       };
       if (opts.mode === 'git' && opts.crds !== 'only' && (!opts.repo || !opts.branch || !opts.cluster)) fail('--mode git needs --repo <url>, --branch <branch> and --cluster <name>');
       if (opts.mode === 'git' && !opts.allowInsecureHttp) {
-        for (const [flag, url] of [['--repo', opts.repo], ['--pull-request-api', opts.pullRequestApi]] as const) {
+        for (const [flag, url] of [
+          ['--repo', opts.repo],
+          ['--pull-request-api', opts.pullRequestApi],
+        ] as const) {
           if (typeof url === 'string' && /^http:\/\//i.test(url)) fail(`${flag} ${url}: plain http:// sends the token and manifests unencrypted; use https://, or pass --allow-insecure-http`);
         }
       }
@@ -95,24 +116,25 @@ export function registerInstall(program: Command, version: string): void {
         agentNamespaces: opts.agentNamespace,
         crds: opts.crds,
         logLevel: opts.logLevel,
-        git: opts.mode === 'git'
-          ? {
-              // Checked above; only --crds only gets here without them, and renders no controller.
-              repo: opts.repo ?? '',
-              branch: opts.branch ?? '',
-              basePath: opts.basePath,
-              cluster: opts.cluster ?? '',
-              tokenSecret: opts.gitTokenSecret || undefined,
-              authScheme: opts.gitAuthScheme,
-              username: opts.gitUsername,
-              review: opts.review,
-              reviewBranch: opts.reviewBranch,
-              pullRequestApi: opts.pullRequestApi,
-              author: opts.author,
-              committer: opts.committer,
-              allowInsecureHttp: opts.allowInsecureHttp || undefined,
-            }
-          : undefined,
+        git:
+          opts.mode === 'git'
+            ? {
+                // Checked above; only --crds only gets here without them, and renders no controller.
+                repo: opts.repo ?? '',
+                branch: opts.branch ?? '',
+                basePath: opts.basePath,
+                cluster: opts.cluster ?? '',
+                tokenSecret: opts.gitTokenSecret || undefined,
+                authScheme: opts.gitAuthScheme,
+                username: opts.gitUsername,
+                review: opts.review,
+                reviewBranch: opts.reviewBranch,
+                pullRequestApi: opts.pullRequestApi,
+                author: opts.author,
+                committer: opts.committer,
+                allowInsecureHttp: opts.allowInsecureHttp || undefined,
+              }
+            : undefined,
       });
       const text = toYamlStream(objects);
       if (opts.output) {

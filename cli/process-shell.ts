@@ -83,8 +83,9 @@ export async function serve(p: {
   // Metrics: every API response, every run of the work queue, the Lease.
   instrumentClient(proc.client);
   if (runtime.leaderElection) setLeaderCheck(runtime.leaderElection.name, () => proc.isLeader());
-  const servers = await startHttpServers({ metrics: runtime.metrics, health: runtime.health, ready: () => proc.hasSynced(), info: { version: p.version, component: p.component }, log })
-    .catch((err: Error) => fail(`cannot serve metrics or probes: ${err.message}`));
+  const servers = await startHttpServers({ metrics: runtime.metrics, health: runtime.health, ready: () => proc.hasSynced(), info: { version: p.version, component: p.component }, log }).catch(
+    (err: Error) => fail(`cannot serve metrics or probes: ${err.message}`),
+  );
   const shutdown = async (signal: string) => {
     log('info', 'shutting down', { signal });
     await proc.stop();

@@ -34,7 +34,10 @@ export function buildProgram(o: ProgramOptions = {}): Command {
     // --help and --version exit 0, every usage error exits 2 (commander's own is 1).
     .exitOverride((err: CommanderError) => exit(err.exitCode === 0 ? 0 : USAGE_EXIT, err));
   if (o.output) program.configureOutput(o.output);
-  program.command('version').description('print the version').action(() => console.log(version));
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => console.log(version));
   registerSynth(program);
   registerDiff(program);
   registerController(program, version);

@@ -114,20 +114,45 @@ const usedNegation = new WeakMap<Command, boolean>();
  */
 export function addRuntimeOptions(cmd: Command, o: { leaseName: string; bindAddressAlias?: boolean }): Command {
   cmd
-    .addOption(new Option('--leader-elect [bool]', 'campaign for a Lease so that one replica works and the others stand by (needed when more than one replica runs); off unless given, as in kubebuilder; --leader-elect=false also accepted').argParser(parseBool).default(false))
+    .addOption(
+      new Option(
+        '--leader-elect [bool]',
+        'campaign for a Lease so that one replica works and the others stand by (needed when more than one replica runs); off unless given, as in kubebuilder; --leader-elect=false also accepted',
+      )
+        .argParser(parseBool)
+        .default(false),
+    )
     .option('--leader-election-namespace <ns>', 'namespace of the Lease (with --leader-elect); it must exist', process.env['POD_NAMESPACE'] ?? 'kiln-system')
     .option('--leader-election-id <name>', 'name of the Lease (with --leader-elect)', o.leaseName)
     .option('--lease-duration <seconds>', 'how long a lease is valid without renewal (whole seconds, more than --renew-deadline)', seconds, 15)
     .option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops (whole seconds, more than --retry-period)', seconds, 10)
     .option('--retry-period <seconds>', 'how often to try to acquire or renew (whole seconds)', seconds, 2)
-    .addOption(new Option('--metrics-bind-address <address>', 'where /metrics (Prometheus text format) listens: ":8080" (every interface), "127.0.0.1:8080", or "0" (off); the same address as --health-probe-bind-address: one server for all three paths').default(':8080').argParser(checked))
-    .addOption(new Option('--health-probe-bind-address <address>', 'where /healthz (alive) and /readyz (caches filled) listen: ":8081", "127.0.0.1:8081", or "0" (off)').default(':8081').argParser(checked))
-    .addOption(new Option('--startup-timeout <seconds>', 'exit 2 if the API server has not answered within this many seconds of start-up (an outage after start-up is retried, as always)').argParser(positiveSeconds).default(60))
+    .addOption(
+      new Option(
+        '--metrics-bind-address <address>',
+        'where /metrics (Prometheus text format) listens: ":8080" (every interface), "127.0.0.1:8080", or "0" (off); the same address as --health-probe-bind-address: one server for all three paths',
+      )
+        .default(':8080')
+        .argParser(checked),
+    )
+    .addOption(
+      new Option('--health-probe-bind-address <address>', 'where /healthz (alive) and /readyz (caches filled) listen: ":8081", "127.0.0.1:8081", or "0" (off)').default(':8081').argParser(checked),
+    )
+    .addOption(
+      new Option('--startup-timeout <seconds>', 'exit 2 if the API server has not answered within this many seconds of start-up (an outage after start-up is retried, as always)')
+        .argParser(positiveSeconds)
+        .default(60),
+    )
     .addOption(new Option('--no-leader-elect', 'deprecated: leader election is off unless --leader-elect is given').helpGroup(DEPRECATED))
     .addOption(new Option('--metrics-port <port>', 'deprecated: use --metrics-bind-address :<port> (0: off)').argParser(port).conflicts('metricsBindAddress').helpGroup(DEPRECATED))
     .addOption(new Option('--health-port <port>', 'deprecated: use --health-probe-bind-address :<port> (0: off)').argParser(port).conflicts('healthProbeBindAddress').helpGroup(DEPRECATED));
   if (o.bindAddressAlias) {
-    cmd.addOption(new Option('--bind-address <address>', 'deprecated: give the host in --metrics-bind-address and --health-probe-bind-address (e.g. 127.0.0.1:8080); sets the host of each address given without one').helpGroup(DEPRECATED));
+    cmd.addOption(
+      new Option(
+        '--bind-address <address>',
+        'deprecated: give the host in --metrics-bind-address and --health-probe-bind-address (e.g. 127.0.0.1:8080); sets the host of each address given without one',
+      ).helpGroup(DEPRECATED),
+    );
   }
   cmd.on('option:no-leader-elect', () => usedNegation.set(cmd, true));
   return cmd;
@@ -165,13 +190,18 @@ export function runtimeSettings(cmd: Command): RuntimeSettings {
     const parsed = alias === undefined ? parseBindAddress(address) : alias === 0 ? undefined : { port: alias };
     return parsed && host !== undefined && parsed.host === undefined ? { host, port: parsed.port } : parsed;
   };
-  if (fromCli('metricsPort')) warnings.push(`--metrics-port is deprecated and will be removed in the next release: use --metrics-bind-address ${f.metricsPort === 0 ? '0' : `${host ?? ''}:${f.metricsPort}`}`);
-  if (fromCli('healthPort')) warnings.push(`--health-port is deprecated and will be removed in the next release: use --health-probe-bind-address ${f.healthPort === 0 ? '0' : `${host ?? ''}:${f.healthPort}`}`);
-  if (host !== undefined) warnings.push('--bind-address is deprecated and will be removed in the next release: give the host in --metrics-bind-address and --health-probe-bind-address (e.g. 127.0.0.1:8080)');
+  if (fromCli('metricsPort'))
+    warnings.push(`--metrics-port is deprecated and will be removed in the next release: use --metrics-bind-address ${f.metricsPort === 0 ? '0' : `${host ?? ''}:${f.metricsPort}`}`);
+  if (fromCli('healthPort'))
+    warnings.push(`--health-port is deprecated and will be removed in the next release: use --health-probe-bind-address ${f.healthPort === 0 ? '0' : `${host ?? ''}:${f.healthPort}`}`);
+  if (host !== undefined)
+    warnings.push('--bind-address is deprecated and will be removed in the next release: give the host in --metrics-bind-address and --health-probe-bind-address (e.g. 127.0.0.1:8080)');
   if (f.leaderElect) {
     // client-go's rules (leaderelection.NewLeaderElector): a leader must renew well within its lease.
-    if (f.renewDeadline >= f.leaseDuration) cmd.error(`error: --lease-duration (${f.leaseDuration}) must be greater than --renew-deadline (${f.renewDeadline})`, { exitCode: 2, code: 'kiln.invalidArgument' });
-    if (f.renewDeadline <= 1.2 * f.retryPeriod) cmd.error(`error: --renew-deadline (${f.renewDeadline}) must be greater than 1.2 x --retry-period (${f.retryPeriod})`, { exitCode: 2, code: 'kiln.invalidArgument' });
+    if (f.renewDeadline >= f.leaseDuration)
+      cmd.error(`error: --lease-duration (${f.leaseDuration}) must be greater than --renew-deadline (${f.renewDeadline})`, { exitCode: 2, code: 'kiln.invalidArgument' });
+    if (f.renewDeadline <= 1.2 * f.retryPeriod)
+      cmd.error(`error: --renew-deadline (${f.renewDeadline}) must be greater than 1.2 x --retry-period (${f.retryPeriod})`, { exitCode: 2, code: 'kiln.invalidArgument' });
   }
   return {
     leaderElection: f.leaderElect
@@ -192,9 +222,10 @@ export async function startupFailure(err: unknown): Promise<string | undefined> 
     return `${err.message}. Check the cluster address (--kubeconfig, --context, $KUBECONFIG) and that the API server runs; --startup-timeout sets how long to wait.`;
   }
   if (err instanceof LeaseUnavailableError) {
-    const fix = err.reason === 'NamespaceNotFound'
-      ? `create the namespace (kubectl create namespace ${err.namespace}), pass --leader-election-namespace <an existing namespace>, or run without --leader-elect (one replica only)`
-      : `grant get, create and update on leases in namespace "${err.namespace}" (kiln install's Role does), pass --leader-election-namespace <a namespace where it may>, or run without --leader-elect (one replica only)`;
+    const fix =
+      err.reason === 'NamespaceNotFound'
+        ? `create the namespace (kubectl create namespace ${err.namespace}), pass --leader-election-namespace <an existing namespace>, or run without --leader-elect (one replica only)`
+        : `grant get, create and update on leases in namespace "${err.namespace}" (kiln install's Role does), pass --leader-election-namespace <a namespace where it may>, or run without --leader-elect (one replica only)`;
     return `leader election: ${err.message}. To fix: ${fix}.`;
   }
   return undefined;
@@ -207,5 +238,8 @@ export function logLevelOption(): Option {
 
 /** --log-format, the same on every long-running command (lib/log.ts). */
 export function logFormatOption(): Option {
-  return new Option('--log-format <format>', 'console: one readable line per entry (local time, colour); json: one JSON object per line with an ISO 8601 "time" and the level\'s name, for log collectors (default: console when stderr is a terminal, json otherwise)').choices(['console', 'json']);
+  return new Option(
+    '--log-format <format>',
+    'console: one readable line per entry (local time, colour); json: one JSON object per line with an ISO 8601 "time" and the level\'s name, for log collectors (default: console when stderr is a terminal, json otherwise)',
+  ).choices(['console', 'json']);
 }

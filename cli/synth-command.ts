@@ -53,7 +53,12 @@ const sizeText = (n: number) => `${n / 2 ** 20}Mi`;
 /** --max-file-size and --max-input-size, shared by synth and diff. */
 export function addInputLimitOptions(command: Command): Command {
   return command
-    .option('--max-file-size <size>', `largest input file read (bytes, or with Ki/Mi/Gi; default ${sizeText(DEFAULT_INPUT_LIMITS.maxFileBytes)})`, byteSize('--max-file-size'), DEFAULT_INPUT_LIMITS.maxFileBytes)
+    .option(
+      '--max-file-size <size>',
+      `largest input file read (bytes, or with Ki/Mi/Gi; default ${sizeText(DEFAULT_INPUT_LIMITS.maxFileBytes)})`,
+      byteSize('--max-file-size'),
+      DEFAULT_INPUT_LIMITS.maxFileBytes,
+    )
     .option('--max-input-size <size>', `largest total of all input files (default ${sizeText(DEFAULT_INPUT_LIMITS.maxTotalBytes)})`, byteSize('--max-input-size'), DEFAULT_INPUT_LIMITS.maxTotalBytes);
 }
 
@@ -111,7 +116,10 @@ export function registerSynth(program: Command): void {
     .option('--clean', "empty the output directory first; refused (exit 2, nothing deleted) for a directory that holds an input, the current or home directory, or a Git repository's root", false)
     .option('-j, --jobs <n>', 'worker threads (default: one per core for large inputs)', wholeNumber(1))
     .option('-q, --quiet', 'print nothing but errors', false)
-    .option('--git <dir>', 'write the git-mode layout (<base-path>/<cluster>/<namespace>/<kind>/<name>/manifest.yaml and kustomization.yaml files) into this working tree instead, replacing everything under the base path: exactly what a commit would contain')
+    .option(
+      '--git <dir>',
+      'write the git-mode layout (<base-path>/<cluster>/<namespace>/<kind>/<name>/manifest.yaml and kustomization.yaml files) into this working tree instead, replacing everything under the base path: exactly what a commit would contain',
+    )
     .option('--cluster <name>', 'with --git: the cluster directory', 'default')
     .option('--base-path <path>', 'with --git: the directory kiln owns in the repository', 'clusters')
     .option('--output-from-env', 'take the output directory from CDK8S_OUTDIR and the inputs from KILN_INPUT (as `cdk8s synth` runs its app)', false);
@@ -193,9 +201,7 @@ async function runSynth(inputs: string[], opts: SynthFlags, layout: LayoutOption
       reportVersion: 1,
       exitCode,
       output: opts.git && layout ? join(opts.git, layout.basePath, layout.cluster) : opts.output,
-      written: preview
-        ? preview.written.map((file) => ({ file: join(opts.git!, file) }))
-        : report.rendered,
+      written: preview ? preview.written.map((file) => ({ file: join(opts.git!, file) })) : report.rendered,
       ...(preview ? { deleted: preview.deleted.map((f) => join(opts.git!, f)) } : {}),
       errors: report.problems.flatMap((p) => p.errors.map((e) => ({ file: p.file, document: p.index, ...(p.resource ? { resource: p.resource } : {}), field: e.path, message: e.message }))),
       warnings: report.warnings.map((w) => ({ file: w.file, document: w.index, message: w.message })),

@@ -92,8 +92,14 @@ export class Manager {
 
   constructor(private readonly opts: ManagerOptions) {
     this.host = new Host({
-      kc: opts.kc, qps: opts.qps, burst: opts.burst, requestTimeoutMs: opts.timeouts?.requestMs,
-      startupTimeoutSeconds: opts.startupTimeoutSeconds, leaderElection: opts.leaderElection, onLostLeadership: opts.onLostLeadership, log: opts.log,
+      kc: opts.kc,
+      qps: opts.qps,
+      burst: opts.burst,
+      requestTimeoutMs: opts.timeouts?.requestMs,
+      startupTimeoutSeconds: opts.startupTimeoutSeconds,
+      leaderElection: opts.leaderElection,
+      onLostLeadership: opts.onLostLeadership,
+      log: opts.log,
     });
     this.client = this.host.client;
     this.identity = this.host.identity;
@@ -111,54 +117,74 @@ export class Manager {
     // Git mode applies nothing, so it watches none of the objects kiln renders.
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
       for (const ns of WRITTEN_ACROSS_NAMESPACES.has(`${k.apiVersion}/${k.kind}`) && opts.namespaces.length > 0 ? [undefined] : namespaces) {
-        const inf = this.host.informer({ ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: (o) => projectChild(o, this.ownWrites, this.names), codec: childCodec, indexLabel: PART_OF, pageSize: LIST_PAGE_SIZE });
+        const inf = this.host.informer({
+          ...k,
+          namespace: ns,
+          labelSelector: MANAGED_BY_KILN,
+          resyncSeconds: 0,
+          watchdogSeconds,
+          log: opts.log,
+          transform: (o) => projectChild(o, this.ownWrites, this.names),
+          codec: childCodec,
+          indexLabel: PART_OF,
+          pageSize: LIST_PAGE_SIZE,
+        });
         inf.on((event, obj) => this.onChild(event, obj));
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);
       }
     }
     const events = new EventRecorder(this.client, 'kiln-controller', this.identity, opts.log);
     this.git = opts.sink === 'git' ? new GitSink(opts.git!, opts.log) : undefined;
-    this.reconciler = this.git ? new GitReconciler({
-      client: this.client,
-      resources: this.resources,
-      sink: this.git,
-      events,
-      requeue: (key, afterMs) => (afterMs ? this.queue.addAfter(key, afterMs) : this.queue.add(key)),
-      log: opts.log,
-      render: opts.git!.render,
-      failureBackoffMs: opts.git!.failureBackoffMs,
-      status: this.status,
-    }) : new Reconciler({
-      client: this.client,
-      resources: this.resources,
-      children: this.children,
-      events,
-      custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log },
-      ownWrites: this.ownWrites,
-      status: this.status,
-      version: opts.version,
-      log: opts.log,
-    });
+    this.reconciler = this.git
+      ? new GitReconciler({
+          client: this.client,
+          resources: this.resources,
+          sink: this.git,
+          events,
+          requeue: (key, afterMs) => (afterMs ? this.queue.addAfter(key, afterMs) : this.queue.add(key)),
+          log: opts.log,
+          render: opts.git!.render,
+          failureBackoffMs: opts.git!.failureBackoffMs,
+          status: this.status,
+        })
+      : new Reconciler({
+          client: this.client,
+          resources: this.resources,
+          children: this.children,
+          events,
+          custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log },
+          ownWrites: this.ownWrites,
+          status: this.status,
+          version: opts.version,
+          log: opts.log,
+        });
     // Every line logged during a reconcile carries its kind, namespace, name and a reconcileID.
-    this.queue = new WorkQueue((key) => withLogFields(reconcileFields(key), async () => {
-      const started = performance.now();
-      const r = await this.reconciler.reconcile(key);
-      this.reconciles++;
-      if (r.applied || r.pruned || r.statusWritten) {
-        opts.log('info', 'reconciled', { key, applied: r.applied, pruned: r.pruned, statusWritten: r.statusWritten, ms: Math.round(performance.now() - started) });
-      }
-      return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
-    }), { concurrency: opts.concurrency });
+    this.queue = new WorkQueue(
+      (key) =>
+        withLogFields(reconcileFields(key), async () => {
+          const started = performance.now();
+          const r = await this.reconciler.reconcile(key);
+          this.reconciles++;
+          if (r.applied || r.pruned || r.statusWritten) {
+            opts.log('info', 'reconciled', { key, applied: r.applied, pruned: r.pruned, statusWritten: r.statusWritten, ms: Math.round(performance.now() - started) });
+          }
+          return r.requeueAfterMs === undefined ? undefined : { requeueAfterMs: r.requeueAfterMs };
+        }),
+      { concurrency: opts.concurrency },
+    );
     this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'reconcile failed', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err), retryInMs });
-    this.queue.onTerminal = (key, err) => opts.log('error', 'reconcile failed; not retried until the resource changes', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err) });
+    this.queue.onTerminal = (key, err) =>
+      opts.log('error', 'reconcile failed; not retried until the resource changes', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err) });
     const git = this.git;
     this.lifecycle = {
       // Git mode: the clone is synced, and what the repository holds for deleted resources found, before the first reconcile.
-      leading: git ? async () => {
-        const present = [...this.resources.values()].flatMap((i) => i.list()).map((o) => ({ kind: o.kind!, namespace: o.metadata.namespace!, name: o.metadata.name }));
-        await git.start(present, opts.namespaces);
-        opts.log('info', 'git mode: clone synced', git.describe());
-      } : undefined,
+      leading: git
+        ? async () => {
+            const present = [...this.resources.values()].flatMap((i) => i.list()).map((o) => ({ kind: o.kind!, namespace: o.metadata.namespace!, name: o.metadata.name }));
+            await git.start(present, opts.namespaces);
+            opts.log('info', 'git mode: clone synced', git.describe());
+          }
+        : undefined,
       lost: () => git?.abandon(),
       // Pending changes are pushed while this replica still leads; a replica that lost the lease leaves them.
       stopping: async (release) => {
@@ -239,9 +265,14 @@ const sameMap = (a: Record<string, string> | undefined, b: Record<string, string
 function sameInputs(a: KubeObject, b: KubeObject): boolean {
   const ma = a.metadata;
   const mb = b.metadata;
-  return ma.uid === mb.uid && ma.generation === mb.generation && ma.deletionTimestamp === mb.deletionTimestamp &&
-    sameMap(ma.labels, mb.labels) && sameMap(ma.annotations, mb.annotations) &&
-    (ma.finalizers ?? []).join(',') === (mb.finalizers ?? []).join(',');
+  return (
+    ma.uid === mb.uid &&
+    ma.generation === mb.generation &&
+    ma.deletionTimestamp === mb.deletionTimestamp &&
+    sameMap(ma.labels, mb.labels) &&
+    sameMap(ma.annotations, mb.annotations) &&
+    (ma.finalizers ?? []).join(',') === (mb.finalizers ?? []).join(',')
+  );
 }
 
 /** What the cache keeps of a kiln resource: all but its managedFields (who wrote what; kiln reads none of it). */

@@ -16,7 +16,8 @@ export const SAMPLES = [
   {
     kind: 'DirectoryService',
     spec: {
-      replicas: 3, image: 'registry.example.com/forgerock/ds:7.5.1',
+      replicas: 3,
+      image: 'registry.example.com/forgerock/ds:7.5.1',
       resources: { requests: { cpu: '1', memory: '3Gi' }, limits: { memory: '3Gi' } },
       storage: { size: '100Gi', storageClassName: 'fast' },
       secrets: { masterKeypair: 'ds-master-keypair', sslKeypair: 'ds-ssl-keypair', truststore: 'ds-truststore' },
@@ -29,10 +30,26 @@ export const SAMPLES = [
 const STATUS_SAMPLE = {
   observedGeneration: 1,
   conditions: [
-    ...['Ready', 'Reconciling', 'Stalled'].map((type) => ({ type, status: 'True', reason: 'RolloutComplete', message: '3/3 members ready', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 })),
-    ...['Synced', 'Available'].map((type) => ({ type, status: 'False', reason: 'Applied', message: '4 objects applied and in sync', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 1 })),
+    ...['Ready', 'Reconciling', 'Stalled'].map((type) => ({
+      type,
+      status: 'True',
+      reason: 'RolloutComplete',
+      message: '3/3 members ready',
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+      observedGeneration: 1,
+    })),
+    ...['Synced', 'Available'].map((type) => ({
+      type,
+      status: 'False',
+      reason: 'Applied',
+      message: '4 objects applied and in sync',
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+      observedGeneration: 1,
+    })),
   ],
-  revision: 'sha256:', replicas: 0, readyReplicas: 0,
+  revision: 'sha256:',
+  replicas: 0,
+  readyReplicas: 0,
 };
 
 function build(): Buffer {

@@ -246,9 +246,12 @@ export class GitBatcher {
       this.firstAt ??= now;
       const due = Math.min(now + this.debounceMs, this.firstAt + this.maxWaitMs);
       if (this.timer) clearTimeout(this.timer);
-      this.timer = setTimeout(() => {
-        this.flush().catch((err: unknown) => this.log('error', 'git flush failed', { error: this.writer.scrub(String(err)) }));
-      }, Math.max(0, due - now));
+      this.timer = setTimeout(
+        () => {
+          this.flush().catch((err: unknown) => this.log('error', 'git flush failed', { error: this.writer.scrub(String(err)) }));
+        },
+        Math.max(0, due - now),
+      );
     });
   }
 

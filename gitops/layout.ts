@@ -68,7 +68,10 @@ const KIND = /^[A-Za-z][A-Za-z0-9]*$/;
 
 /** `clusters`, `deploy/clusters`: relative, no `.`/`..`, no empty segment, no `.git`. */
 export function normalizeBasePath(basePath: string): string {
-  const trimmed = basePath.replace(/\\/g, '/').replace(/^\.\/+/, '').replace(/\/+$/, '');
+  const trimmed = basePath
+    .replace(/\\/g, '/')
+    .replace(/^\.\/+/, '')
+    .replace(/\/+$/, '');
   const segments = trimmed.split('/');
   if (trimmed === '' || trimmed.startsWith('/') || segments.some((s) => s === '' || s === '.' || s === '..' || s.toLowerCase() === '.git')) {
     throw new Error(`base path must be a relative directory inside the repository (got ${JSON.stringify(basePath)})`);

@@ -106,7 +106,11 @@ export function parseRepositoryUrl(url: string): { host: string; owner: string; 
   } else {
     throw new Error(`cannot tell owner and repository from ${JSON.stringify(redact(url))}`);
   }
-  const parts = path.replace(/\/+$/, '').replace(/\.git$/, '').split('/').filter(Boolean);
+  const parts = path
+    .replace(/\/+$/, '')
+    .replace(/\.git$/, '')
+    .split('/')
+    .filter(Boolean);
   if (parts.length < 2) throw new Error(`cannot tell owner and repository from the path ${JSON.stringify(path)}`);
   return { host, owner: parts[parts.length - 2]!, repo: parts[parts.length - 1]! };
 }

@@ -106,7 +106,10 @@ export type GitFailure = 'rejected' | 'conflict' | 'failed';
 
 /** A Git operation that failed; its message never holds a credential. */
 export class GitWriterError extends Error {
-  constructor(message: string, readonly reason: GitFailure) {
+  constructor(
+    message: string,
+    readonly reason: GitFailure,
+  ) {
     super(message);
     this.name = 'GitWriterError';
   }
@@ -380,7 +383,10 @@ export class GitRepoWriter {
     }
     // `config --list` always prints (core.* at least): read what is set, write only what differs.
     const current = new Map(
-      (await this.git(['config', '--local', '--list'])).split('\n').filter(Boolean).map((l) => [l.slice(0, l.indexOf('=')).toLowerCase(), l.slice(l.indexOf('=') + 1)] as const),
+      (await this.git(['config', '--local', '--list']))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => [l.slice(0, l.indexOf('=')).toLowerCase(), l.slice(l.indexOf('=') + 1)] as const),
     );
     if (!current.has('remote.origin.url')) await this.git(['remote', 'add', 'origin', this.url]);
     else if (current.get('remote.origin.url') !== this.url) await this.git(['remote', 'set-url', 'origin', this.url]);
@@ -470,12 +476,17 @@ export class GitRepoWriter {
       if (!m || m[1] === '100644' || m[1] === '100755' || m[1] === '040000') continue;
       const [, mode, path] = m as unknown as [string, string, string];
       if (path !== this.basePath && !this.inBasePath(path)) {
-        throw new GitWriterError(`${path} in ${this.branch} is ${describeMode(mode)} (git mode ${mode}) above kiln's base path ${this.basePath}: kiln never writes through links; make it a plain directory`, 'failed');
+        throw new GitWriterError(
+          `${path} in ${this.branch} is ${describeMode(mode)} (git mode ${mode}) above kiln's base path ${this.basePath}: kiln never writes through links; make it a plain directory`,
+          'failed',
+        );
       }
       this.irregular.set(path, mode);
     }
     if (this.irregular.size > 0) {
-      this.log('warn', 'the repository holds links or submodules under the base path: kiln does not read them and replaces them with its own files', { paths: [...this.irregular.keys()].slice(0, 20) });
+      this.log('warn', 'the repository holds links or submodules under the base path: kiln does not read them and replaces them with its own files', {
+        paths: [...this.irregular.keys()].slice(0, 20),
+      });
     }
   }
 
@@ -565,7 +576,10 @@ export class GitRepoWriter {
     }
     for (const path of committed.keys()) if (!files.has(path)) wrong.push(`${path} (not kiln's)`);
     if (wrong.length > 0) {
-      throw new GitWriterError(`commit ${head.slice(0, 12)} does not hold kiln's tree under ${prefix}/: ${wrong.slice(0, 5).join(', ')}${wrong.length > 5 ? `, and ${wrong.length - 5} more` : ''} (a .gitignore, .gitattributes filter or hook?)`, 'failed');
+      throw new GitWriterError(
+        `commit ${head.slice(0, 12)} does not hold kiln's tree under ${prefix}/: ${wrong.slice(0, 5).join(', ')}${wrong.length > 5 ? `, and ${wrong.length - 5} more` : ''} (a .gitignore, .gitattributes filter or hook?)`,
+        'failed',
+      );
     }
   }
 
@@ -631,7 +645,8 @@ export class GitRepoWriter {
       const { files, prefix } = this.lastTree;
       await this.writeTreeNow(files, prefix);
       if (pending.length > 0) {
-        const message = pending.length === 1 ? pending[0]!.message : `kiln: ${pending.length} batches written again on top of origin/${this.branch}\n\n${pending.map((p) => p.message.trim()).join('\n\n')}`;
+        const message =
+          pending.length === 1 ? pending[0]!.message : `kiln: ${pending.length} batches written again on top of origin/${this.branch}\n\n${pending.map((p) => p.message.trim()).join('\n\n')}`;
         await this.commitNow(message, pending[pending.length - 1]!.author);
       }
       return 'rewritten';
@@ -698,4 +713,3 @@ export class GitRepoWriter {
     return this.lastTree?.files;
   }
 }
-

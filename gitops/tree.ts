@@ -19,7 +19,10 @@ const WRITE_NOFOLLOW = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUN
 
 /** A path kiln will not go through: a symbolic link (or a file where a directory must be) on the way to kiln's files. */
 export class LinkedPathError extends Error {
-  constructor(readonly path: string, readonly kind: 'link' | 'not-a-directory') {
+  constructor(
+    readonly path: string,
+    readonly kind: 'link' | 'not-a-directory',
+  ) {
     const what = kind === 'link' ? 'it is a symbolic link' : 'it is not a directory';
     super(`refusing ${path}: ${what}; kiln never reads or writes through symbolic links, and writes only inside the work tree (replace it with a plain directory in the repository)`);
     this.name = 'LinkedPathError';

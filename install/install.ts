@@ -121,7 +121,9 @@ export class KilnCrds extends Construct {
   constructor(scope: Construct, id: string) {
     super(scope, id);
     const dir = crdDirectory();
-    for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+    for (const file of readdirSync(dir)
+      .filter((f) => f.endsWith('.yaml'))
+      .sort()) {
       const crd = fromYaml(readFileSync(join(dir, file), 'utf8')) as { apiVersion: string; kind: string; metadata: { name: string } } & Record<string, unknown>;
       const { apiVersion, kind, metadata, ...rest } = crd;
       new ApiObject(this, crd.metadata.name, { apiVersion, kind, metadata, ...rest });
@@ -220,39 +222,41 @@ export class KilnComponent extends Construct {
               fsGroup: RUN_AS,
               seccompProfile: { type: 'RuntimeDefault' },
             },
-            containers: [{
-              name: p.component,
-              image: p.image,
-              imagePullPolicy: p.imagePullPolicy,
-              command: ['node', ...NODE_FLAGS, KILN_ENTRYPOINT],
-              args: p.args,
-              env: [
-                { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
-                ...Object.entries(NODE_ENV).map(([name, value]) => ({ name, value })),
-                // git writes its configuration and credentials helpers under HOME: the writable /tmp.
-                { name: 'HOME', value: '/tmp' },
-                ...(p.env ?? []),
-              ],
-              ports: [
-                { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
-                { name: 'health', containerPort: HEALTH_PORT, protocol: 'TCP' },
-              ],
-              startupProbe: probe('/healthz', 2, 30),
-              livenessProbe: probe('/healthz', 20, 3),
-              readinessProbe: probe('/readyz', 10, 3),
-              resources: {
-                requests: { cpu: k8s.Quantity.fromString(p.resources.cpu), memory: k8s.Quantity.fromString(p.resources.memory) },
-                limits: { memory: k8s.Quantity.fromString(p.resources.memoryLimit) },
+            containers: [
+              {
+                name: p.component,
+                image: p.image,
+                imagePullPolicy: p.imagePullPolicy,
+                command: ['node', ...NODE_FLAGS, KILN_ENTRYPOINT],
+                args: p.args,
+                env: [
+                  { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+                  ...Object.entries(NODE_ENV).map(([name, value]) => ({ name, value })),
+                  // git writes its configuration and credentials helpers under HOME: the writable /tmp.
+                  { name: 'HOME', value: '/tmp' },
+                  ...(p.env ?? []),
+                ],
+                ports: [
+                  { name: 'metrics', containerPort: METRICS_PORT, protocol: 'TCP' },
+                  { name: 'health', containerPort: HEALTH_PORT, protocol: 'TCP' },
+                ],
+                startupProbe: probe('/healthz', 2, 30),
+                livenessProbe: probe('/healthz', 20, 3),
+                readinessProbe: probe('/readyz', 10, 3),
+                resources: {
+                  requests: { cpu: k8s.Quantity.fromString(p.resources.cpu), memory: k8s.Quantity.fromString(p.resources.memory) },
+                  limits: { memory: k8s.Quantity.fromString(p.resources.memoryLimit) },
+                },
+                securityContext: {
+                  allowPrivilegeEscalation: false,
+                  readOnlyRootFilesystem: true,
+                  runAsNonRoot: true,
+                  privileged: false,
+                  capabilities: { drop: ['ALL'] },
+                },
+                volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...(p.volumeMounts ?? [])],
               },
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                runAsNonRoot: true,
-                privileged: false,
-                capabilities: { drop: ['ALL'] },
-              },
-              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }, ...(p.volumeMounts ?? [])],
-            }],
+            ],
             volumes: [{ name: 'tmp', emptyDir: { sizeLimit: k8s.Quantity.fromString('1Gi') } }, ...(p.volumes ?? [])],
           },
         },
@@ -288,13 +292,36 @@ export class KilnInstallChart extends Chart {
       },
     });
     // Replicas stand by on the Lease (leader election is off unless asked for, as in kubebuilder).
-    const common = ['--leader-elect', '--leader-election-namespace', namespace, '--metrics-bind-address', `:${METRICS_PORT}`,
-      '--health-probe-bind-address', `:${HEALTH_PORT}`, '--log-level', logLevel];
+    const common = [
+      '--leader-elect',
+      '--leader-election-namespace',
+      namespace,
+      '--metrics-bind-address',
+      `:${METRICS_PORT}`,
+      '--health-probe-bind-address',
+      `:${HEALTH_PORT}`,
+      '--log-level',
+      logLevel,
+    ];
     if (o.mode === 'git') {
       const g = o.git;
       if (!g?.repo || !g.branch || !g.cluster) throw new Error('git mode needs the repository URL, branch and cluster name');
-      const args = ['controller', '--mode', 'git', '--leader-election-id', CONTROLLER, ...common, '--repo', g.repo, '--branch', g.branch,
-        '--base-path', g.basePath ?? 'clusters', '--cluster', g.cluster];
+      const args = [
+        'controller',
+        '--mode',
+        'git',
+        '--leader-election-id',
+        CONTROLLER,
+        ...common,
+        '--repo',
+        g.repo,
+        '--branch',
+        g.branch,
+        '--base-path',
+        g.basePath ?? 'clusters',
+        '--cluster',
+        g.cluster,
+      ];
       if (g.allowInsecureHttp) args.push('--allow-insecure-http');
       if (g.tokenSecret) args.push('--git-token-file', `${GIT_TOKEN_DIR}/token`);
       if (g.reviewBranch) args.push('--review-branch', g.reviewBranch);
@@ -308,8 +335,18 @@ export class KilnInstallChart extends Chart {
       if (g.authScheme) env.push({ name: 'KILN_GIT_AUTH_SCHEME', value: g.authScheme });
       if (g.username) env.push({ name: 'KILN_GIT_USERNAME', value: g.username });
       new KilnComponent(this, 'Controller', {
-        instance, namespace, version: o.version, rules: 'controller-git', name: CONTROLLER, component: 'controller', image, imagePullPolicy,
-        replicas: o.replicas ?? 1, args, env, omitRules,
+        instance,
+        namespace,
+        version: o.version,
+        rules: 'controller-git',
+        name: CONTROLLER,
+        component: 'controller',
+        image,
+        imagePullPolicy,
+        replicas: o.replicas ?? 1,
+        args,
+        env,
+        omitRules,
         // The token is a file from a Secret the operator creates; readable by the pod's group only.
         volumes: g.tokenSecret ? [{ name: 'git-token', secret: { secretName: g.tokenSecret, defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] } }] : [],
         volumeMounts: g.tokenSecret ? [{ name: 'git-token', mountPath: GIT_TOKEN_DIR, readOnly: true }] : [],
@@ -317,8 +354,17 @@ export class KilnInstallChart extends Chart {
       });
     } else {
       new KilnComponent(this, 'Controller', {
-        instance, namespace, version: o.version, rules: 'controller-apply', name: CONTROLLER, component: 'controller', image, imagePullPolicy,
-        replicas: o.replicas ?? 1, args: ['controller', '--mode', 'apply', '--leader-election-id', CONTROLLER, ...common], omitRules,
+        instance,
+        namespace,
+        version: o.version,
+        rules: 'controller-apply',
+        name: CONTROLLER,
+        component: 'controller',
+        image,
+        imagePullPolicy,
+        replicas: o.replicas ?? 1,
+        args: ['controller', '--mode', 'apply', '--leader-election-id', CONTROLLER, ...common],
+        omitRules,
         resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
         namespaced: { id: 'serviceaccount-tokens', rules: TOKEN_RULES, namespaces: o.tokenNamespaces ?? [] },
       });
@@ -326,8 +372,16 @@ export class KilnInstallChart extends Chart {
     const agentNamespaces = [...new Set(o.agentNamespaces ?? [])].sort();
     if (o.agent ?? true) {
       new KilnComponent(this, 'Agent', {
-        instance, namespace, version: o.version, rules: 'agent', name: AGENT, component: 'agent', image, imagePullPolicy,
-        replicas: o.agentReplicas ?? 1, omitRules,
+        instance,
+        namespace,
+        version: o.version,
+        rules: 'agent',
+        name: AGENT,
+        component: 'agent',
+        image,
+        imagePullPolicy,
+        replicas: o.agentReplicas ?? 1,
+        omitRules,
         args: ['agent', '--leader-election-id', AGENT, ...common, ...(agentNamespaces.length ? ['--namespace', agentNamespaces.join(',')] : [])],
         // Namespaces given: the agent watches only them, and may read and write Secrets only there.
         namespaced: agentNamespaces.length ? { id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets'), namespaces: agentNamespaces } : undefined,

@@ -50,7 +50,9 @@ export interface NamedRule {
 export type Component = 'controller-apply' | 'controller-git' | 'agent';
 
 /** PostgresDatabase is the agent's: the controller neither watches nor renders it. */
-const CONTROLLER_KINDS = KINDS.filter((k) => k.kind !== 'PostgresDatabase').map((k) => k.plural).sort();
+const CONTROLLER_KINDS = KINDS.filter((k) => k.kind !== 'PostgresDatabase')
+  .map((k) => k.plural)
+  .sort();
 const AGENT_KINDS = ['directoryservices', 'postgresdatabases', 'postgresinstances'];
 
 const kilnRead = (kinds: string[]): NamedRule => ({
@@ -127,7 +129,7 @@ export const CONTROLLER_APPLY_RULES: NamedRule[] = [
 export const TOKEN_RULES: NamedRule[] = [
   {
     id: 'serviceaccount-tokens',
-    why: 'request a token for a ConfigMapSync\'s spec.serviceAccountName (TokenRequest) in a namespace bound to it; the copies are written with that token\'s rights',
+    why: "request a token for a ConfigMapSync's spec.serviceAccountName (TokenRequest) in a namespace bound to it; the copies are written with that token's rights",
     rule: { apiGroups: [''], resources: ['serviceaccounts/token'], verbs: ['create'] },
   },
 ];
@@ -139,7 +141,7 @@ export const CONTROLLER_GIT_RULES: NamedRule[] = [
   eventsCreate,
   {
     id: 'cluster-identity',
-    why: 'read the kube-system namespace\'s UID, the cluster\'s identity kept in <base-path>/<cluster>/.kiln-cluster: a controller of another cluster (or a wrong kube context) with the same --cluster is refused',
+    why: "read the kube-system namespace's UID, the cluster's identity kept in <base-path>/<cluster>/.kiln-cluster: a controller of another cluster (or a wrong kube context) with the same --cluster is refused",
     rule: { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
   },
 ];

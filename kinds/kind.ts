@@ -51,12 +51,12 @@ export interface CustomReconciler {
 export type CarriedOutBy =
   | { by: 'render' }
   | {
-    by: 'custom';
-    /** Why apply mode does not server-side apply its render (`kiln diff` says so instead of a diff). */
-    why: string;
-    /** Loads the reconciler when first needed, so its client code stays out of the renderer's import graph. */
-    load(): Promise<(env: CustomEnv) => CustomReconciler>;
-  }
+      by: 'custom';
+      /** Why apply mode does not server-side apply its render (`kiln diff` says so instead of a diff). */
+      why: string;
+      /** Loads the reconciler when first needed, so its client code stays out of the renderer's import graph. */
+      load(): Promise<(env: CustomEnv) => CustomReconciler>;
+    }
   | { by: 'agent'; why: string };
 
 /**

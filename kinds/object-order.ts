@@ -2,10 +2,7 @@
 import type { K8sObject } from './types.js';
 
 /** Install order: what others reference comes first. Unknown kinds sort last, by name. */
-const KIND_ORDER = [
-  'Namespace', 'ServiceAccount', 'Secret', 'ConfigMap', 'PersistentVolumeClaim', 'VolumeSnapshot',
-  'Service', 'PodDisruptionBudget', 'StatefulSet', 'Deployment', 'Job',
-];
+const KIND_ORDER = ['Namespace', 'ServiceAccount', 'Secret', 'ConfigMap', 'PersistentVolumeClaim', 'VolumeSnapshot', 'Service', 'PodDisruptionBudget', 'StatefulSet', 'Deployment', 'Job'];
 
 function rank(kind: string): number {
   const i = KIND_ORDER.indexOf(kind);
@@ -13,10 +10,5 @@ function rank(kind: string): number {
 }
 
 export function compareObjects(a: K8sObject, b: K8sObject): number {
-  return (
-    rank(a.kind) - rank(b.kind) ||
-    a.kind.localeCompare(b.kind) ||
-    (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') ||
-    a.metadata.name.localeCompare(b.metadata.name)
-  );
+  return rank(a.kind) - rank(b.kind) || a.kind.localeCompare(b.kind) || (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.metadata.name.localeCompare(b.metadata.name);
 }

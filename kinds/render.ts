@@ -13,7 +13,10 @@ import type { K8sObject, KilnResource, RenderContext } from './types.js';
 export { compareObjects };
 
 export class RenderError extends Error {
-  constructor(readonly resource: string, message: string) {
+  constructor(
+    readonly resource: string,
+    message: string,
+  ) {
     super(`${resource}: ${message}`);
     this.name = 'RenderError';
   }
@@ -42,9 +45,7 @@ export function resourceKey(r: KilnResource): string {
 
 export function render(resource: KilnResource, context: RenderContext = {}): K8sObject[] {
   const who = resourceKey(resource);
-  const normalized: KilnResource = resource.metadata.namespace
-    ? resource
-    : { ...resource, metadata: { ...resource.metadata, namespace: 'default' } };
+  const normalized: KilnResource = resource.metadata.namespace ? resource : { ...resource, metadata: { ...resource.metadata, namespace: 'default' } };
   const factory = chartFactory(resource.apiVersion, resource.kind);
   let objects: K8sObject[];
   try {

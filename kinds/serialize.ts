@@ -49,8 +49,13 @@ function clean(value: unknown, dropEmpty: boolean): unknown {
 
 function metadataOf(o: ApiObject): Record<string, unknown> {
   const m = o.metadata as unknown as {
-    _additionalAttributes: Record<string, unknown>; name?: string; namespace?: string;
-    annotations: unknown; finalizers: unknown; ownerReferences: unknown; labels: unknown;
+    _additionalAttributes: Record<string, unknown>;
+    name?: string;
+    namespace?: string;
+    annotations: unknown;
+    finalizers: unknown;
+    ownerReferences: unknown;
+    labels: unknown;
   };
   const raw = { ...m._additionalAttributes, name: m.name, namespace: m.namespace, annotations: m.annotations, finalizers: m.finalizers, ownerReferences: m.ownerReferences, labels: m.labels };
   return (clean(raw, true) as Record<string, unknown>) ?? {};
@@ -75,5 +80,8 @@ function serialize(o: ApiObject): K8sObject {
 
 /** Every ApiObject of the chart, serialized (in construct order; callers sort). */
 export function chartObjects(chart: Chart): K8sObject[] {
-  return chart.node.findAll().filter((c): c is ApiObject => ApiObject.isApiObject(c)).map(serialize);
+  return chart.node
+    .findAll()
+    .filter((c): c is ApiObject => ApiObject.isApiObject(c))
+    .map(serialize);
 }

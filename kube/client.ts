@@ -33,7 +33,10 @@ export class RateLimiter {
   private queue: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly qps: number, private readonly burst: number) {
+  constructor(
+    private readonly qps: number,
+    private readonly burst: number,
+  ) {
     this.tokens = burst;
   }
 
@@ -110,8 +113,17 @@ export type Verb = 'GET' | 'LIST' | 'WATCH' | 'POST' | 'PUT' | 'PATCH' | 'DELETE
 export interface KubeApi {
   request<T = Record<string, unknown>>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, opts?: RequestOptions): Promise<T>;
   get<T = Record<string, unknown>>(ref: ObjectRef): Promise<T>;
-  list<T = Record<string, unknown>>(ref: Omit<ObjectRef, 'name'>, query?: RequestOptions['query'], opts?: ReadOptions): Promise<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }>;
-  apply<T = Record<string, unknown>>(obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }, fieldManager: string, subresource?: 'status', opts?: { dryRun?: boolean }): Promise<T>;
+  list<T = Record<string, unknown>>(
+    ref: Omit<ObjectRef, 'name'>,
+    query?: RequestOptions['query'],
+    opts?: ReadOptions,
+  ): Promise<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }>;
+  apply<T = Record<string, unknown>>(
+    obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } },
+    fieldManager: string,
+    subresource?: 'status',
+    opts?: { dryRun?: boolean },
+  ): Promise<T>;
   mergePatch<T = Record<string, unknown>>(ref: ObjectRef, patch: unknown, subresource?: string): Promise<T>;
   create<T = Record<string, unknown>>(obj: { apiVersion: string; kind: string; metadata: { namespace?: string } }, subresource?: { name: string; sub: string }): Promise<T>;
   delete(ref: ObjectRef, uid?: string, propagationPolicy?: 'Background' | 'Foreground' | 'Orphan'): Promise<unknown>;
@@ -278,7 +290,11 @@ export class KubeClient implements KubeApi {
     return this.request<T>('GET', pathFor(ref));
   }
 
-  list<T = Record<string, unknown>>(ref: Omit<ObjectRef, 'name'>, query: RequestOptions['query'] = {}, opts: ReadOptions = {}): Promise<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }> {
+  list<T = Record<string, unknown>>(
+    ref: Omit<ObjectRef, 'name'>,
+    query: RequestOptions['query'] = {},
+    opts: ReadOptions = {},
+  ): Promise<{ metadata: { resourceVersion: string; continue?: string }; items: T[] }> {
     return this.request('GET', pathFor({ ...ref, name: undefined }), { query, ...(opts.metadataOnly ? { accept: METADATA_LIST } : {}) });
   }
 
@@ -291,7 +307,12 @@ export class KubeClient implements KubeApi {
    * ownership) and answers with the object it would store, storing nothing
    * (`dryRun=All`; `kiln diff`).
    */
-  apply<T = Record<string, unknown>>(obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } }, fieldManager: string, subresource?: 'status', opts: { dryRun?: boolean } = {}): Promise<T> {
+  apply<T = Record<string, unknown>>(
+    obj: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } },
+    fieldManager: string,
+    subresource?: 'status',
+    opts: { dryRun?: boolean } = {},
+  ): Promise<T> {
     return this.request<T>('PATCH', pathFor({ apiVersion: obj.apiVersion, kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name }, subresource), {
       query: { fieldManager, force: true, fieldValidation: 'Ignore', ...(opts.dryRun ? { dryRun: 'All' } : {}) },
       body: obj,

@@ -26,7 +26,11 @@ export class ApiError extends Error {
 
 /** No complete answer within the client's request timeout; the connection was closed. Worth retrying. */
 export class RequestTimeoutError extends Error {
-  constructor(readonly method: string, readonly path: string, readonly timeoutMs: number) {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly timeoutMs: number,
+  ) {
     super(`${method} ${path}: no answer within ${timeoutMs / 1000} s (request timeout; connection closed)`);
     this.name = 'RequestTimeoutError';
   }

@@ -110,7 +110,8 @@ export function parseExecConfig(raw: unknown): ExecConfig {
   }
   let mode = e['interactiveMode'];
   if (mode === undefined || mode === '') {
-    if (apiVersion === 'client.authentication.k8s.io/v1') throw new ExecConfigError('exec plugin: interactiveMode must be specified for client.authentication.k8s.io/v1 (Never, IfAvailable or Always)');
+    if (apiVersion === 'client.authentication.k8s.io/v1')
+      throw new ExecConfigError('exec plugin: interactiveMode must be specified for client.authentication.k8s.io/v1 (Never, IfAvailable or Always)');
     mode = 'IfAvailable';
   }
   if (mode !== 'Never' && mode !== 'IfAvailable' && mode !== 'Always') throw new ExecConfigError(`exec plugin: invalid interactiveMode ${JSON.stringify(mode)} (Never, IfAvailable or Always)`);
@@ -169,7 +170,10 @@ export class ExecAuthenticator {
   private readonly environ: () => NodeJS.ProcessEnv;
   private readonly timeoutMs: number;
 
-  constructor(readonly config: ExecConfig, opts: ExecAuthenticatorOptions = {}) {
+  constructor(
+    readonly config: ExecConfig,
+    opts: ExecAuthenticatorOptions = {},
+  ) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.now = opts.now ?? Date.now;
     this.isTerminal = opts.isTerminal ?? (() => process.stdin.isTTY === true);

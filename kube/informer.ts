@@ -126,7 +126,10 @@ export class Informer {
   /** How many times the informer listed (1 + relists); for tests and metrics. */
   lists = 0;
 
-  constructor(private readonly client: KubeApi, readonly opts: InformerOptions) {}
+  constructor(
+    private readonly client: KubeApi,
+    readonly opts: InformerOptions,
+  ) {}
 
   on(handler: (event: InformerEvent, obj: KubeObject, old?: KubeObject) => void): void {
     this.handlers.push(handler);
@@ -181,7 +184,11 @@ export class Informer {
     const keys = this.index.get(value);
     if (!keys?.includes(key)) return;
     if (keys.length === 1) this.index.delete(value);
-    else this.index.set(value, keys.filter((k) => k !== key));
+    else
+      this.index.set(
+        value,
+        keys.filter((k) => k !== key),
+      );
   }
 
   hasSynced(): boolean {
@@ -202,16 +209,21 @@ export class Informer {
     if (resync > 0) this.timers.push(setInterval(() => this.resync(), resync * 1000));
     const watchdog = (this.opts.watchdogSeconds ?? 120) * 1000;
     // A watch that has said nothing (not even a bookmark) for this long is presumed dead.
-    this.timers.push(setInterval(() => {
-      const silentMs = Date.now() - this.lastActivity;
-      if (silentMs > watchdog && this.abort) {
-        this.opts.log?.('warn', 'watch silent, restarting', { kind: this.opts.kind, namespace: this.opts.namespace, silentSeconds: Math.round(silentMs / 1000) });
-        this.abort.abort();
-        // The server sends a bookmark at least every minute: this silence means a dead connection,
-        // and the idle ones in the pool are likely dead too. The next watch must not reuse them.
-        this.client.closeIdleConnections?.();
-      }
-    }, Math.min(watchdog, 10_000)));
+    this.timers.push(
+      setInterval(
+        () => {
+          const silentMs = Date.now() - this.lastActivity;
+          if (silentMs > watchdog && this.abort) {
+            this.opts.log?.('warn', 'watch silent, restarting', { kind: this.opts.kind, namespace: this.opts.namespace, silentSeconds: Math.round(silentMs / 1000) });
+            this.abort.abort();
+            // The server sends a bookmark at least every minute: this silence means a dead connection,
+            // and the idle ones in the pool are likely dead too. The next watch must not reuse them.
+            this.client.closeIdleConnections?.();
+          }
+        },
+        Math.min(watchdog, 10_000),
+      ),
+    );
   }
 
   stop(): void {

@@ -72,8 +72,15 @@ export interface Impersonation {
 export interface KubeConfigLike {
   getCurrentCluster(): { server: string; caData?: string; caFile?: string; skipTLSVerify?: boolean; tlsServerName?: string } | null;
   getCurrentUser(): {
-    token?: string; certData?: string; certFile?: string; keyData?: string; keyFile?: string; username?: string; password?: string;
-    authProvider?: { name?: string; config?: Record<string, string> }; exec?: unknown;
+    token?: string;
+    certData?: string;
+    certFile?: string;
+    keyData?: string;
+    keyFile?: string;
+    username?: string;
+    password?: string;
+    authProvider?: { name?: string; config?: Record<string, string> };
+    exec?: unknown;
   } | null;
 }
 
@@ -212,13 +219,17 @@ export class Credentials {
 /** kubectl's messages for the auth-providers client-go removed in 1.26; undefined for others. */
 export function authProviderMessage(name: string): string | undefined {
   if (name === 'gcp') {
-    return 'the gcp auth-provider was removed from kubectl and client-go in Kubernetes 1.26; use the "gke-gcloud-auth-plugin" exec credential plugin instead ' +
+    return (
+      'the gcp auth-provider was removed from kubectl and client-go in Kubernetes 1.26; use the "gke-gcloud-auth-plugin" exec credential plugin instead ' +
       '(gcloud components install gke-gcloud-auth-plugin, then gcloud container clusters get-credentials writes the exec entry); ' +
-      'see https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl#install_plugin';
+      'see https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl#install_plugin'
+    );
   }
   if (name === 'azure') {
-    return 'the azure auth-provider was removed from kubectl and client-go in Kubernetes 1.26; use the "kubelogin" exec credential plugin instead ' +
-      '(kubelogin convert-kubeconfig rewrites the entry); see https://azure.github.io/kubelogin';
+    return (
+      'the azure auth-provider was removed from kubectl and client-go in Kubernetes 1.26; use the "kubelogin" exec credential plugin instead ' +
+      '(kubelogin convert-kubeconfig rewrites the entry); see https://azure.github.io/kubelogin'
+    );
   }
   return undefined;
 }
@@ -263,14 +274,15 @@ function fileOrData(entry: Record<string, unknown>, dataKey: string, fileKey: st
 export function loadKubeConfig(opts: { kubeconfig?: string; context?: string } = {}): ClusterConfig {
   const files = opts.kubeconfig
     ? [opts.kubeconfig]
-    : (process.env['KUBECONFIG'] ?? '').split(':').filter(Boolean).concat(process.env['KUBECONFIG'] ? [] : [join(homedir(), '.kube', 'config')]);
+    : (process.env['KUBECONFIG'] ?? '')
+        .split(':')
+        .filter(Boolean)
+        .concat(process.env['KUBECONFIG'] ? [] : [join(homedir(), '.kube', 'config')]);
   const present = files.filter((f) => existsSync(f));
   if (opts.kubeconfig && present.length === 0) throw new NoClusterConfigError(`kubeconfig ${opts.kubeconfig} does not exist`);
   if (present.length === 0) {
     if (process.env['KUBERNETES_SERVICE_HOST'] && existsSync(join(SA_DIR, 'token'))) return inCluster();
-    throw new NoClusterConfigError(
-      'no cluster configuration found: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run inside a cluster',
-    );
+    throw new NoClusterConfigError('no cluster configuration found: pass --kubeconfig, set KUBECONFIG, create ~/.kube/config, or run inside a cluster');
   }
   const where = present.join(':');
   const kc = readKubeconfigs(present);

@@ -105,9 +105,9 @@ export class LeaseUnavailableError extends Error {
     /** The API server's own message. */
     readonly detail: string,
   ) {
-    super(reason === 'NamespaceNotFound'
-      ? `the namespace "${namespace}" of the Lease ${namespace}/${leaseName} does not exist (${detail})`
-      : `may not use the Lease ${namespace}/${leaseName} (${detail})`);
+    super(
+      reason === 'NamespaceNotFound' ? `the namespace "${namespace}" of the Lease ${namespace}/${leaseName} does not exist (${detail})` : `may not use the Lease ${namespace}/${leaseName} (${detail})`,
+    );
     this.name = 'LeaseUnavailableError';
   }
 }
@@ -116,9 +116,7 @@ type State = 'idle' | 'campaigning' | 'leading';
 
 type Attempt =
   /** `at`: performance.now() when the attempt started (before renewTime was taken) */
-  | { ok: true; at: number }
-  | { ok: false; reason: 'held'; holder: string }
-  | { ok: false; reason: 'conflict' };
+  { ok: true; at: number } | { ok: false; reason: 'held'; holder: string } | { ok: false; reason: 'conflict' };
 
 /** Jitter added to the retry period while campaigning (fraction of it), so standbys do not move in lockstep. */
 const CAMPAIGN_JITTER = 0.2;
@@ -374,10 +372,14 @@ export class LeaderElector {
     this.observe(updated, performance.now());
     this.holding = true;
     if (!renewing) {
-      this.log('info', 'leader election: acquired lease', this.fields({
-        previousHolder: holder || undefined,
-        leaseTransitions: updated.spec?.leaseTransitions,
-      }));
+      this.log(
+        'info',
+        'leader election: acquired lease',
+        this.fields({
+          previousHolder: holder || undefined,
+          leaseTransitions: updated.spec?.leaseTransitions,
+        }),
+      );
     }
     return { ok: true, at: nowMono };
   }
@@ -422,13 +424,7 @@ export class LeaderElector {
   private observe(lease: V1Lease, nowMono: number): void {
     this.lease = lease;
     const s = lease.spec ?? {};
-    const key = JSON.stringify([
-      s.holderIdentity ?? '',
-      s.leaseDurationSeconds ?? null,
-      timeKey(s.acquireTime),
-      timeKey(s.renewTime),
-      s.leaseTransitions ?? null,
-    ]);
+    const key = JSON.stringify([s.holderIdentity ?? '', s.leaseDurationSeconds ?? null, timeKey(s.acquireTime), timeKey(s.renewTime), s.leaseTransitions ?? null]);
     if (key !== this.observedKey) {
       this.observedKey = key;
       this.observedAt = nowMono;
@@ -621,10 +617,13 @@ export function exitOnLostLeadership(opts: {
       opts.log('error', 'lost leadership: work still in flight after the grace period; exiting now', { component: opts.component, graceMs });
       exit(1);
     }, graceMs);
-    opts.stop().catch(() => undefined).finally(() => {
-      clearTimeout(timer);
-      exit(1);
-    });
+    opts
+      .stop()
+      .catch(() => undefined)
+      .finally(() => {
+        clearTimeout(timer);
+        exit(1);
+      });
   };
 }
 

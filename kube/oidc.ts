@@ -56,7 +56,10 @@ export class OidcAuthProvider {
   /** Token refreshes so far. */
   refreshes = 0;
 
-  constructor(readonly config: Record<string, string>, private readonly opts: OidcOptions & { base?: string } = {}) {
+  constructor(
+    readonly config: Record<string, string>,
+    private readonly opts: OidcOptions & { base?: string } = {},
+  ) {
     this.now = opts.now ?? Date.now;
   }
 

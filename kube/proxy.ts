@@ -130,9 +130,10 @@ export function openTunnel(proxy: URL, host: string, port: number, timeoutMs = 3
   return new Promise((resolve, reject) => {
     const proxyPort = Number(proxy.port) || (proxy.protocol === 'https:' ? 443 : proxy.protocol === 'socks5:' ? 1080 : 80);
     const proxyHost = proxy.hostname.replace(/^\[|\]$/g, '');
-    const socket: net.Socket = proxy.protocol === 'https:'
-      ? tls.connect({ host: proxyHost, port: proxyPort, servername: isIP(proxyHost) ? undefined : proxyHost, ALPNProtocols: ['http/1.1'] })
-      : net.connect({ host: proxyHost, port: proxyPort });
+    const socket: net.Socket =
+      proxy.protocol === 'https:'
+        ? tls.connect({ host: proxyHost, port: proxyPort, servername: isIP(proxyHost) ? undefined : proxyHost, ALPNProtocols: ['http/1.1'] })
+        : net.connect({ host: proxyHost, port: proxyPort });
     const fail = (err: Error) => {
       socket.destroy();
       reject(err);
@@ -187,9 +188,12 @@ function socks5(socket: net.Socket, host: string, port: number, user: string, pa
   socket.once('connect', () => socket.write(Buffer.from([0x05, methods.length, ...methods])));
   const request = () => {
     const ipv = isIP(host);
-    const addr = ipv === 4 ? Buffer.from([0x01, ...host.split('.').map(Number)])
-      : ipv === 6 ? Buffer.concat([Buffer.from([0x04]), ipv6Bytes(host)])
-      : Buffer.concat([Buffer.from([0x03, Buffer.byteLength(host)]), Buffer.from(host)]);
+    const addr =
+      ipv === 4
+        ? Buffer.from([0x01, ...host.split('.').map(Number)])
+        : ipv === 6
+          ? Buffer.concat([Buffer.from([0x04]), ipv6Bytes(host)])
+          : Buffer.concat([Buffer.from([0x03, Buffer.byteLength(host)]), Buffer.from(host)]);
     socket.write(Buffer.concat([Buffer.from([0x05, 0x01, 0x00]), addr, Buffer.from([port >> 8, port & 0xff])]));
     stage = 2;
   };
@@ -236,7 +240,10 @@ type ConnectCallback = (err: Error | null, stream: Duplex) => void;
 
 /** An https.Agent whose connections are tunnels through `proxy`, TLS to the API server inside. */
 export class HttpsProxyAgent extends https.Agent {
-  constructor(private readonly proxy: URL, opts: https.AgentOptions) {
+  constructor(
+    private readonly proxy: URL,
+    opts: https.AgentOptions,
+  ) {
     super(opts);
   }
 
@@ -257,12 +264,18 @@ export class HttpsProxyAgent extends https.Agent {
 
 /** The same for a plain-http server (the tunnel carries the HTTP directly). */
 export class HttpProxyAgent extends http.Agent {
-  constructor(private readonly proxy: URL, opts: http.AgentOptions) {
+  constructor(
+    private readonly proxy: URL,
+    opts: http.AgentOptions,
+  ) {
     super(opts);
   }
 
   override createConnection(options: http.ClientRequestArgs, cb?: ConnectCallback): Duplex | undefined {
-    openTunnel(this.proxy, (options.host ?? 'localhost').replace(/^\[|\]$/g, ''), Number(options.port) || 80).then((s) => cb?.(null, s), (err: Error) => cb?.(err, undefined as never));
+    openTunnel(this.proxy, (options.host ?? 'localhost').replace(/^\[|\]$/g, ''), Number(options.port) || 80).then(
+      (s) => cb?.(null, s),
+      (err: Error) => cb?.(err, undefined as never),
+    );
     return undefined;
   }
 }

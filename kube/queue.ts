@@ -37,7 +37,10 @@ export class WorkQueue {
 
   private readonly work: (key: string) => Promise<Result | void>;
 
-  constructor(worker: Worker, private readonly opts: QueueOptions) {
+  constructor(
+    worker: Worker,
+    private readonly opts: QueueOptions,
+  ) {
     this.work = typeof worker === 'function' ? worker : (key) => worker.reconcile(key);
   }
 

@@ -12,7 +12,10 @@ export interface ObjectRef {
   name?: string;
 }
 
-export interface KindInfo { plural: string; namespaced: boolean }
+export interface KindInfo {
+  plural: string;
+  namespaced: boolean;
+}
 
 const BUILTIN: Record<string, KindInfo> = {
   'v1/ConfigMap': { plural: 'configmaps', namespaced: true },

@@ -6,10 +6,7 @@
  */
 import type { KubeObject } from './informer.js';
 
-export type Health =
-  | { state: 'ready'; reason: string; message: string }
-  | { state: 'progressing'; reason: string; message: string }
-  | { state: 'failed'; reason: string; message: string };
+export type Health = { state: 'ready'; reason: string; message: string } | { state: 'progressing'; reason: string; message: string } | { state: 'failed'; reason: string; message: string };
 
 interface StatefulSetStatus {
   replicas?: number;
@@ -68,9 +65,7 @@ export function progressDeadline(
   now: Date,
   deadlineSeconds: number,
 ): { progress: RolloutProgress; exceeded: boolean; remainingMs: number; recheckMs: number } {
-  const since = previous && previous.members === members && !Number.isNaN(Date.parse(previous.lastProgressTime))
-    ? previous.lastProgressTime
-    : now.toISOString().replace(/\.\d+Z$/, 'Z');
+  const since = previous && previous.members === members && !Number.isNaN(Date.parse(previous.lastProgressTime)) ? previous.lastProgressTime : now.toISOString().replace(/\.\d+Z$/, 'Z');
   const remainingMs = Date.parse(since) + deadlineSeconds * 1000 - now.getTime();
   // Looked at again just after the deadline, at most an hour ahead: a spec may ask for up to 2^31 s,
   // and a timer past 2^31 ms fires at once (Node clamps it to 1 ms), which would spin the reconcile.

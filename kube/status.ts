@@ -24,7 +24,11 @@ export function readyConditions(
   generation: number | undefined,
 ): Condition[] {
   const c = (type: string, status: boolean, reason: string, message: string): Condition => ({
-    type, status: status ? 'True' : 'False', reason, message, observedGeneration: generation,
+    type,
+    status: status ? 'True' : 'False',
+    reason,
+    message,
+    observedGeneration: generation,
   });
   switch (outcome.kind) {
     case 'ready':
@@ -62,7 +66,15 @@ export function statusUpToDate(live: Status | undefined, next: Status): boolean 
   for (const [k, v] of Object.entries(next)) {
     if (k === 'conditions') {
       const liveConds = live.conditions ?? [];
-      if (!(v as Condition[]).every((c) => sameCondition(c, liveConds.find((l) => l.type === c.type)))) return false;
+      if (
+        !(v as Condition[]).every((c) =>
+          sameCondition(
+            c,
+            liveConds.find((l) => l.type === c.type),
+          ),
+        )
+      )
+        return false;
     } else if (!sameJson(live[k], v)) {
       return false;
     }
@@ -121,7 +133,11 @@ export class StatusWriter {
   private readonly written = new Map<string, { uid: string | undefined; over: string; status: Status }>();
   private readonly max: number;
 
-  constructor(private readonly client: KubeApi, readonly fieldManager: string, private readonly opts: StatusWriterOptions = {}) {
+  constructor(
+    private readonly client: KubeApi,
+    readonly fieldManager: string,
+    private readonly opts: StatusWriterOptions = {},
+  ) {
     this.max = opts.max ?? 50_000;
   }
 

@@ -46,7 +46,6 @@ export function readInputs(paths: string[], limits: InputLimits = DEFAULT_INPUT_
   });
 }
 
-
 /** Edit distance with transpositions (optimal string alignment), stopping early past `limit`. */
 function distance(a: string, b: string, limit: number): number {
   if (Math.abs(a.length - b.length) > limit) return limit + 1;

@@ -43,9 +43,7 @@ export function loggerOptions(level: LogLevel, name: string, format: LogFormat):
     redact: { paths: REDACT, censor: '[redacted]' },
     // Fields of the reconcile this line is logged in, if any (the line's own fields win).
     mixin: () => context.getStore() ?? {},
-    ...(format === 'json'
-      ? { timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label: string) => ({ level: label }) } }
-      : {}),
+    ...(format === 'json' ? { timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label: string) => ({ level: label }) } } : {}),
   };
 }
 

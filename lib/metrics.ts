@@ -56,8 +56,9 @@ const reconcileTime = new Histogram({
   name: 'controller_runtime_reconcile_time_seconds',
   help: 'Length of time per reconciliation per controller',
   labelNames: ['controller'] as const,
-  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
-    1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60],
+  buckets: [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5, 6, 7, 8, 9, 10, 15, 20, 25, 30, 40, 50, 60,
+  ],
   registers: [registry],
 });
 const maxConcurrentReconciles = new Gauge({
@@ -108,7 +109,7 @@ const workDuration = new Histogram({
 const controllers = new Map<string, ControllerMetrics>();
 new Gauge({
   name: 'workqueue_unfinished_work_seconds',
-  help: 'How many seconds of work has been done that is in progress and hasn\'t been observed by work_duration. Large values indicate stuck threads. One can deduce the number of stuck threads by observing the rate at which this increases.',
+  help: "How many seconds of work has been done that is in progress and hasn't been observed by work_duration. Large values indicate stuck threads. One can deduce the number of stuck threads by observing the rate at which this increases.",
   labelNames: ['name', 'controller'] as const,
   registers: [registry],
   collect() {
@@ -168,7 +169,7 @@ const agentTasks = new Counter({
 let leaderCheck: { name: string; check: () => boolean } | undefined;
 const leaderStatus = new Gauge({
   name: 'leader_election_master_status',
-  help: 'Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. \'name\' is the string used to identify the lease. Please make sure to group by name.',
+  help: "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
   labelNames: ['name'] as const,
   registers: [registry],
   collect() {

@@ -20,7 +20,6 @@ export function outputPath(outDir: string, r: KilnResource): string {
   return join(outDir, r.metadata.namespace ?? 'default', r.kind.toLowerCase(), `${r.metadata.name}.k8s.yaml`);
 }
 
-
 export function renderDocument(doc: unknown, context: RenderContext): Outcome {
   const v = validate(doc);
   if (!v.ok) return { errors: v.errors };

@@ -1,7 +1,17 @@
 /** Plain objects as input files hold them, and Kubernetes label selectors over them. Pure. */
 
-interface Meta { name: string; namespace?: string; labels?: Record<string, string> }
-export interface PlainObject { apiVersion?: string; kind?: string; metadata?: Meta; data?: Record<string, string>; binaryData?: Record<string, string> }
+interface Meta {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+}
+export interface PlainObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: Meta;
+  data?: Record<string, string>;
+  binaryData?: Record<string, string>;
+}
 
 export interface LabelSelector {
   matchLabels?: Record<string, string>;

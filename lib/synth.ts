@@ -181,9 +181,7 @@ function startWorkers(jobs: number): Worker[] {
   const workerUrl = new URL(`./render-worker${fromSource ? '.ts' : '.js'}`, import.meta.url);
   // Running from TypeScript sources, the worker needs tsx's loader too.
   return Array.from({ length: jobs }, () =>
-    fromSource
-      ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); })`, { eval: true })
-      : new Worker(workerUrl),
+    fromSource ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); })`, { eval: true }) : new Worker(workerUrl),
   );
 }
 

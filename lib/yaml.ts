@@ -70,7 +70,10 @@ function literalBlock(s: string, indent: string): string | undefined {
   const body = s.endsWith('\n') ? s.slice(0, -1) : s;
   if (body.endsWith('\n')) return undefined; // several trailing newlines: keep it simple, quote it
   const chomp = s.endsWith('\n') ? '|' : '|-';
-  return `${chomp}\n${body.split('\n').map((l) => (l.length > 0 ? indent + l : '')).join('\n')}`;
+  return `${chomp}\n${body
+    .split('\n')
+    .map((l) => (l.length > 0 ? indent + l : ''))
+    .join('\n')}`;
 }
 
 function emit(value: unknown, indent: string, out: string[]): void {

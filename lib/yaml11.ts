@@ -22,14 +22,31 @@ const digits = (t: string) => t.replace(/_/g, '');
 
 /** First match wins. */
 const READINGS: Reading[] = [
-  { pattern: /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/, why: (t) => `${t} is a string to kiln (YAML 1.2) but the boolean ${/^(y|yes|on)$/i.test(t)} to ${YAML11}: write true/false for a boolean, or quote it for a string` },
-  { pattern: /^[-+]?0[0-7_]+$/, when: (t) => /[0-7]/.test(t.slice(1)), why: (t) => `${t} is ${/_/.test(t) ? 'a string' : Number(t)} to kiln (YAML 1.2) but the octal ${parseInt(digits(t), 8)} to ${YAML11}: write it without the leading zero, or quote it for a string` },
+  {
+    pattern: /^(y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$/,
+    why: (t) => `${t} is a string to kiln (YAML 1.2) but the boolean ${/^(y|yes|on)$/i.test(t)} to ${YAML11}: write true/false for a boolean, or quote it for a string`,
+  },
+  {
+    pattern: /^[-+]?0[0-7_]+$/,
+    when: (t) => /[0-7]/.test(t.slice(1)),
+    why: (t) => `${t} is ${/_/.test(t) ? 'a string' : Number(t)} to kiln (YAML 1.2) but the octal ${parseInt(digits(t), 8)} to ${YAML11}: write it without the leading zero, or quote it for a string`,
+  },
   { pattern: /^[-+]?0[0-9_]+$/, why: (t) => `${t} has a leading zero, which ${YAML11} do not read as kiln does (YAML 1.2): write it without the leading zero, or quote it for a string` },
-  { pattern: /^[-+]?0o[0-7]+$/, why: (t) => `${t} is the octal number ${parseInt(t.replace('0o', ''), 8)} to kiln (YAML 1.2) but a string to ${YAML11}: write it in decimal, or quote it for a string` },
+  {
+    pattern: /^[-+]?0o[0-7]+$/,
+    why: (t) => `${t} is the octal number ${parseInt(t.replace('0o', ''), 8)} to kiln (YAML 1.2) but a string to ${YAML11}: write it in decimal, or quote it for a string`,
+  },
   { pattern: /^[-+]?0b[01_]+$/, why: (t) => `${t} is a string to kiln (YAML 1.2) but a binary number to ${YAML11}: quote it for a string, or write it in decimal` },
-  { pattern: /^[-+]0x[0-9a-fA-F_]+$|^0x[0-9a-fA-F]*_[0-9a-fA-F_]*$/, why: (t) => `${t} is a string to kiln (YAML 1.2) but a number to ${YAML11}: quote it for a string, or write the number in decimal` },
+  {
+    pattern: /^[-+]0x[0-9a-fA-F_]+$|^0x[0-9a-fA-F]*_[0-9a-fA-F_]*$/,
+    why: (t) => `${t} is a string to kiln (YAML 1.2) but a number to ${YAML11}: quote it for a string, or write the number in decimal`,
+  },
   { pattern: /^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$/, why: (t) => `${t} is a string to kiln (YAML 1.2) but a base-60 number to ${YAML11}: quote it` },
-  { pattern: /^[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?$/, when: (t) => t.includes('_'), why: (t) => `${t} is a string to kiln (YAML 1.2) but a number to ${YAML11}: quote it for a string, or write the number without underscores` },
+  {
+    pattern: /^[-+]?[0-9][0-9_]*(\.[0-9_]*)?([eE][-+]?[0-9]+)?$/,
+    when: (t) => t.includes('_'),
+    why: (t) => `${t} is a string to kiln (YAML 1.2) but a number to ${YAML11}: quote it for a string, or write the number without underscores`,
+  },
   { pattern: /^<<$/, why: () => `<< merges a mapping for ${YAML11} but is an ordinary key to kiln (YAML 1.2): write the keys out` },
 ];
 
@@ -73,4 +90,3 @@ export function yaml11Ambiguities(doc: Document): Ambiguity[] {
   });
   return found;
 }
-

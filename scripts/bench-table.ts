@@ -7,7 +7,8 @@ const root = new URL('..', import.meta.url);
 const file = new URL('bench/results/render.json', root);
 if (!existsSync(file)) throw new Error('run npm run bench:render first');
 const r = JSON.parse(readFileSync(file, 'utf8')) as {
-  date: string; machine: { cores: number; cpu: string; node: string; outputOn: string };
+  date: string;
+  machine: { cores: number; cpu: string; node: string; outputOn: string };
   rows: { resources: number; tool: string; seconds: number | null; resourcesPerSecond: number | null; peakRssMiB: number | null; speedupVsCdk8s: number | null; note: string }[];
   perResourceCostRatioLargeToSmall: number | null;
 };
@@ -17,7 +18,9 @@ const lines = [
   '',
   '| resources | tool | seconds | resources/s | peak RSS (MiB) | vs cdk8s synth | note |',
   '|---:|---|---:|---:|---:|---:|---|',
-  ...r.rows.map((x) => `| ${x.resources} | ${x.tool} | ${x.seconds ?? '-'} | ${x.resourcesPerSecond ?? '-'} | ${x.peakRssMiB ?? '-'} | ${x.speedupVsCdk8s ? `${x.speedupVsCdk8s}x` : '-'} | ${x.note} |`),
+  ...r.rows.map(
+    (x) => `| ${x.resources} | ${x.tool} | ${x.seconds ?? '-'} | ${x.resourcesPerSecond ?? '-'} | ${x.peakRssMiB ?? '-'} | ${x.speedupVsCdk8s ? `${x.speedupVsCdk8s}x` : '-'} | ${x.note} |`,
+  ),
   '',
   `Per-resource cost at the largest count divided by that at the smallest: ${r.perResourceCostRatioLargeToSmall} (1.0 is linear; below 1 the fixed start-up cost is being spread).`,
   ...applyTable(),
@@ -31,16 +34,21 @@ function applyTable(): string[] {
   const f = new URL('bench/results/apply.json', root);
   if (!existsSync(f)) return [];
   const a = JSON.parse(readFileSync(f, 'utf8')) as {
-    date: string; settings: { resources: number; qps: number; concurrency: number; controllerNodeArgs?: string[]; controllerEnv?: Record<string, string> };
+    date: string;
+    settings: { resources: number; qps: number; concurrency: number; controllerNodeArgs?: string[]; controllerEnv?: Record<string, string> };
     rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[];
     scale?: Record<string, { date: string; rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[] }>;
     details?: { convergeFloor?: { cpuSecondsOutsideController: number; cores: number; seconds: number } };
   };
   const floor = a.details?.convergeFloor;
   const kubectlRow = a.rows.find((x) => x.phase.startsWith('kubectl'));
-  const env = Object.entries(a.settings.controllerEnv ?? {}).map(([k, v]) => `${k}=${v}`).join(' ');
+  const env = Object.entries(a.settings.controllerEnv ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' ');
   const nodeArgs = a.settings.controllerNodeArgs?.length ? `, started as the install's Deployment starts it: ${env ? `${env} ` : ''}node ${a.settings.controllerNodeArgs.join(' ')}` : '';
-  const scaleRows = Object.entries(a.scale ?? {}).flatMap(([n, sc]) => sc.rows.filter((x) => x.phase.startsWith('kiln')).map((x) => ({ ...x, phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline)` })));
+  const scaleRows = Object.entries(a.scale ?? {}).flatMap(([n, sc]) =>
+    sc.rows.filter((x) => x.phase.startsWith('kiln')).map((x) => ({ ...x, phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline)` })),
+  );
   return [
     '',
     `Apply mode (\`npm run bench:apply\`), ${a.date.slice(0, 10)}: ${a.settings.resources} DirectoryServices (4 objects each) against the local control plane; controller with --qps ${a.settings.qps} --concurrency ${a.settings.concurrency}${nodeArgs}. Targets: converge at least as fast as kubectl, 0 writes on resync, at most 200 MB (190.7 MiB) at 10,000 resources.`,
@@ -48,10 +56,12 @@ function applyTable(): string[] {
     '| phase | seconds | API requests | writes | peak RSS (MiB) |',
     '|---|---:|---:|---:|---:|',
     ...[...a.rows, ...scaleRows].map((x) => `| ${x.phase} | ${x.seconds ?? '-'} | ${x.requests} | ${x.writes} | ${x.peakRssMiB ?? '-'} |`),
-    ...(floor ? [
-      '',
-      `Converge floor on this machine: while kiln converged, the control plane and the kubectl creating the resources used ${floor.cpuSecondsOutsideController} CPU seconds; over ${floor.cores} cores that is ${floor.seconds} s, the soonest a controller sending the same requests could be done even if it used no CPU itself (kubectl baseline ${kubectlRow?.seconds ?? '-'} s).`,
-    ] : []),
+    ...(floor
+      ? [
+          '',
+          `Converge floor on this machine: while kiln converged, the control plane and the kubectl creating the resources used ${floor.cpuSecondsOutsideController} CPU seconds; over ${floor.cores} cores that is ${floor.seconds} s, the soonest a controller sending the same requests could be done even if it used no CPU itself (kubectl baseline ${kubectlRow?.seconds ?? '-'} s).`,
+        ]
+      : []),
   ];
 }
 const readmeUrl = new URL('README.md', root);
@@ -66,7 +76,8 @@ function gitTable(): string[] {
   const f = new URL('bench/results/git.json', root);
   if (!existsSync(f)) return [];
   const g = JSON.parse(readFileSync(f, 'utf8')) as {
-    date: string; settings: { resources: number; debounceMs: number; qps: number };
+    date: string;
+    settings: { resources: number; debounceMs: number; qps: number };
     rows: { phase: string; commits: number; pushAfterLastChangeS: number | null; readyAfterLastChangeS: number | null; statusWrites: number; apiWrites: number }[];
   };
   return [
@@ -84,7 +95,9 @@ function agentTable(): string[] {
   const f = new URL('bench/results/agent.json', root);
   if (!existsSync(f)) return [];
   const g = JSON.parse(readFileSync(f, 'utf8')) as {
-    date: string; machine: { loadavg: number[] }; settings: { databases: number; concurrency: number; qps: number; burst: number; postgres: string; ldap: string };
+    date: string;
+    machine: { loadavg: number[] };
+    settings: { databases: number; concurrency: number; qps: number; burst: number; postgres: string; ldap: string };
     rows: { case: string; seconds: number | null; p50Ms: number | null; p95Ms: number | null; maxMs: number | null; note: string }[];
   };
   return [

@@ -17,14 +17,7 @@ import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  attachControlPlane,
-  defaultCacheRoot,
-  defaultCrdPaths,
-  ensureBinaries,
-  startControlPlane,
-  type ControlPlaneInfo,
-} from '../test/harness/controlplane.js';
+import { attachControlPlane, defaultCacheRoot, defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlaneInfo } from '../test/harness/controlplane.js';
 import { startStandInKubelet } from '../test/harness/stand-in-kubelet.js';
 
 interface State extends ControlPlaneInfo {
@@ -67,7 +60,10 @@ function exportLine(s: State): string {
 
 async function logTail(lines = 40): Promise<string> {
   try {
-    return (await readFile(logFile, 'utf8')).split('\n').slice(-lines - 1).join('\n');
+    return (await readFile(logFile, 'utf8'))
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch {
     return '(no log)';
   }

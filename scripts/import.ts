@@ -9,7 +9,9 @@ import { join } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const crdDir = join(root, 'crds');
-const files = readdirSync(crdDir).filter((f) => f.endsWith('.yaml')).sort();
+const files = readdirSync(crdDir)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort();
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-import-'));
 // `cdk8s import` records what it imported in cdk8s.yaml; kiln's list is the crds/ files, kept as is.
 const config = join(root, 'cdk8s.yaml');
@@ -17,11 +19,7 @@ const savedConfig = readFileSync(config, 'utf8');
 const bundle = join(tmp, 'kiln.dev.yaml');
 writeFileSync(bundle, files.map((f) => readFileSync(join(crdDir, f), 'utf8')).join('\n---\n'));
 try {
-  execFileSync(
-    join(root, 'node_modules/.bin/cdk8s'),
-    ['import', '--no-check-upgrade', '--language', 'typescript', '--output', join(root, 'imports'), bundle],
-    { stdio: 'inherit', cwd: root },
-  );
+  execFileSync(join(root, 'node_modules/.bin/cdk8s'), ['import', '--no-check-upgrade', '--language', 'typescript', '--output', join(root, 'imports'), bundle], { stdio: 'inherit', cwd: root });
 } finally {
   writeFileSync(config, savedConfig);
   rmSync(tmp, { recursive: true, force: true });

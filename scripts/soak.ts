@@ -12,7 +12,16 @@ import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, write
 import os from 'node:os';
 import path from 'node:path';
 import { flags } from '../bench/args.js';
-import { attachControlPlane, defaultCacheRoot, defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlane, type ControlPlaneClient, type ControlPlaneInfo } from '../test/harness/controlplane.js';
+import {
+  attachControlPlane,
+  defaultCacheRoot,
+  defaultCrdPaths,
+  ensureBinaries,
+  startControlPlane,
+  type ControlPlane,
+  type ControlPlaneClient,
+  type ControlPlaneInfo,
+} from '../test/harness/controlplane.js';
 import { startStandInKubelet, type StandInKubelet } from '../test/harness/stand-in-kubelet.js';
 import { formatReport, runSoak } from '../test/soak/driver.js';
 

@@ -71,7 +71,14 @@ function newAjv(): Ajv {
   (addFormats as unknown as (a: Ajv) => void)(ajv);
   ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
   ajv.addFormat('int64', { type: 'number', validate: (n: number) => Number.isSafeInteger(n) });
-  for (const kw of ['x-kubernetes-int-or-string', 'x-kubernetes-preserve-unknown-fields', 'x-kubernetes-list-type', 'x-kubernetes-list-map-keys', 'x-kubernetes-map-type', 'x-kubernetes-validations']) {
+  for (const kw of [
+    'x-kubernetes-int-or-string',
+    'x-kubernetes-preserve-unknown-fields',
+    'x-kubernetes-list-type',
+    'x-kubernetes-list-map-keys',
+    'x-kubernetes-map-type',
+    'x-kubernetes-validations',
+  ]) {
     ajv.addKeyword(kw);
   }
   return ajv;
@@ -84,7 +91,9 @@ function kinds(): Map<string, LoadedKind> {
   const ajv = newAjv();
   loaded = new Map();
   const dir = crdDirectory();
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith('.yaml'))
+    .sort()) {
     const crd = fromYaml(readFileSync(join(dir, file), 'utf8')) as {
       spec: { group: string; names: { kind: string }; versions: { name: string; schema: { openAPIV3Schema: Schema } }[] };
     };
@@ -108,7 +117,12 @@ export function fieldPath(segments: string[]): string {
 }
 
 function pointerSegments(pointer: string): string[] {
-  return pointer === '' ? [] : pointer.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+  return pointer === ''
+    ? []
+    : pointer
+        .slice(1)
+        .split('/')
+        .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
 }
 
 function ajvError(e: ErrorObject): FieldError {
@@ -134,7 +148,7 @@ function ajvError(e: ErrorObject): FieldError {
 /** Integers become CEL ints (bigint); the schema says which numbers are integers. */
 function toCel(value: unknown, schema: Schema | undefined): unknown {
   if (value === null || value === undefined) return value;
-  if (typeof value === 'number') return schema?.type === 'integer' || Number.isInteger(value) && schema?.type !== 'number' ? BigInt(value) : value;
+  if (typeof value === 'number') return schema?.type === 'integer' || (Number.isInteger(value) && schema?.type !== 'number') ? BigInt(value) : value;
   if (Array.isArray(value)) return value.map((v) => toCel(v, schema?.items));
   if (typeof value === 'object') {
     const out: Record<string, unknown> = {};

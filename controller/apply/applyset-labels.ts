@@ -17,7 +17,9 @@ export const DESIRED_DIGEST = 'kiln.dev/desired-digest';
 
 /** The parent's id: base64url(sha256("<name>.<namespace>.<Kind>.<group>")), as the KEP defines it. */
 export function applySetId(r: KilnResource): string {
-  const digest = createHash('sha256').update(`${r.metadata.name}.${r.metadata.namespace ?? 'default'}.${r.kind}.${GROUP}`).digest('base64url');
+  const digest = createHash('sha256')
+    .update(`${r.metadata.name}.${r.metadata.namespace ?? 'default'}.${r.kind}.${GROUP}`)
+    .digest('base64url');
   return `applyset-${digest}-v1`;
 }
 

@@ -25,9 +25,10 @@ export { OwnWrites } from './own-writes.js';
 /** What the controller adds to each rendered object: membership, ownership, the digest of the rest. */
 export function decorate(obj: K8sObject, parent: KilnResource & { metadata: { uid?: string } }, id: string): K8sObject {
   const sameNamespace = (obj.metadata.namespace ?? parent.metadata.namespace) === parent.metadata.namespace;
-  const ownerReferences = sameNamespace && parent.metadata.uid
-    ? [{ apiVersion: parent.apiVersion, kind: parent.kind, name: parent.metadata.name, uid: parent.metadata.uid, controller: true, blockOwnerDeletion: true }]
-    : undefined;
+  const ownerReferences =
+    sameNamespace && parent.metadata.uid
+      ? [{ apiVersion: parent.apiVersion, kind: parent.kind, name: parent.metadata.name, uid: parent.metadata.uid, controller: true, blockOwnerDeletion: true }]
+      : undefined;
   const withOwnership: K8sObject = {
     ...obj,
     metadata: {

@@ -45,7 +45,6 @@ const KEPT_LABELS = [PART_OF, 'kiln.dev/owner-kind', 'kiln.dev/owner-name', 'kil
 const KILN_APPLIED = Object.freeze([Object.freeze({ manager: FIELD_MANAGER, operation: 'Apply' })]) as unknown as { manager: string; operation: string }[];
 const NONE = Object.freeze([]) as unknown as { manager: string; operation: string }[];
 
-
 /**
  * What the cache keeps of an object kiln renders: identity, membership, the
  * controller reference, who manages it, the digest kiln applied, the status
@@ -94,7 +93,9 @@ export function projectChild<T extends KubeObject>(obj: T, ownWrites?: OwnWrites
   if (status) {
     // A Job's failure message is shown on the resource; other messages are not read.
     const conditions = Array.isArray(status['conditions'])
-      ? (status['conditions'] as { type: string; status: string; message?: string }[]).map((c) => (c.type === 'Failed' && c.status === 'True' && c.message ? { type: c.type, status: c.status, message: c.message } : { type: c.type, status: c.status }))
+      ? (status['conditions'] as { type: string; status: string; message?: string }[]).map((c) =>
+          c.type === 'Failed' && c.status === 'True' && c.message ? { type: c.type, status: c.status, message: c.message } : { type: c.type, status: c.status },
+        )
       : undefined;
     const kept: Record<string, unknown> = {};
     for (const k of STATUS_KEPT) if (status[k] !== undefined) kept[k] = status[k];
@@ -124,11 +125,20 @@ export const childCodec: CacheCodec = {
     const { [PART_OF]: partOf, ...otherLabels } = m.labels ?? {};
     const owner = m.ownerReferences?.[0];
     const fields = [
-      m.name, m.namespace ?? '', m.uid ?? '', m.resourceVersion ?? '', partOf ?? '',
+      m.name,
+      m.namespace ?? '',
+      m.uid ?? '',
+      m.resourceVersion ?? '',
+      partOf ?? '',
       Object.keys(otherLabels).length > 0 ? JSON.stringify(otherLabels) : '',
       m.annotations?.[DESIRED_DIGEST] ?? '',
-      owner?.apiVersion ?? '', owner?.kind ?? '', owner?.name ?? '', owner?.uid ?? '',
-      m.managedFields?.length ? '1' : '', m.deletionTimestamp ?? '', p[OWNED_DIGEST] ?? '',
+      owner?.apiVersion ?? '',
+      owner?.kind ?? '',
+      owner?.name ?? '',
+      owner?.uid ?? '',
+      m.managedFields?.length ? '1' : '',
+      m.deletionTimestamp ?? '',
+      p[OWNED_DIGEST] ?? '',
       p['status'] === undefined ? '' : JSON.stringify(p['status']),
       m.generation === undefined ? '' : String(m.generation),
     ];
@@ -161,7 +171,6 @@ export const childCodec: CacheCodec = {
   },
 };
 const SEP = '\u0001';
-
 
 /** The owned-fields digest of a projected child (projectChild), if it has one. */
 export const projectedOwnedDigest = (child: KubeObject): string | undefined => (child as ProjectedChild)[OWNED_DIGEST];

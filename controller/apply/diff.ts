@@ -168,7 +168,7 @@ export async function diffResource(client: KubeClient, target: DiffTarget): Prom
   let live: (KubeObject & KilnResource) | undefined;
   let desired: K8sObject[];
   try {
-    live = target.live ?? await liveResource(client, r);
+    live = target.live ?? (await liveResource(client, r));
     if (live?.metadata.deletionTimestamp) {
       out.notes.push('being deleted: the controller applies and prunes nothing for it');
       return out;
@@ -180,23 +180,22 @@ export async function diffResource(client: KubeClient, target: DiffTarget): Prom
     return out;
   }
 
-  const results = await Promise.all(desired.map(async (obj): Promise<ObjectChange | { note: string } | { error: string } | undefined> => {
-    try {
-      const after = obj.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
-      if (after && !(await dependencyMet(client, after, obj.metadata.namespace))) {
-        return { note: `${member(obj)} waits for ${after}: the controller applies it once that holds` };
+  const results = await Promise.all(
+    desired.map(async (obj): Promise<ObjectChange | { note: string } | { error: string } | undefined> => {
+      try {
+        const after = obj.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
+        if (after && !(await dependencyMet(client, after, obj.metadata.namespace))) {
+          return { note: `${member(obj)} waits for ${after}: the controller applies it once that holds` };
+        }
+        const [current, merged] = await Promise.all([getOrUndefined(client, obj), client.apply<KubeObject>(obj, FIELD_MANAGER, undefined, { dryRun: true })]);
+        const name = diffName(obj);
+        const patch = formatObjectDiff(name, current, merged);
+        return patch ? { action: current ? 'change' : 'create', object: member(obj), name, patch } : undefined;
+      } catch (err) {
+        return { error: `${member(obj)}: ${message(err)}` };
       }
-      const [current, merged] = await Promise.all([
-        getOrUndefined(client, obj),
-        client.apply<KubeObject>(obj, FIELD_MANAGER, undefined, { dryRun: true }),
-      ]);
-      const name = diffName(obj);
-      const patch = formatObjectDiff(name, current, merged);
-      return patch ? { action: current ? 'change' : 'create', object: member(obj), name, patch } : undefined;
-    } catch (err) {
-      return { error: `${member(obj)}: ${message(err)}` };
-    }
-  }));
+    }),
+  );
   for (const res of results) {
     if (!res) continue;
     if ('note' in res) out.notes.push(res.note);
@@ -209,9 +208,7 @@ export async function diffResource(client: KubeClient, target: DiffTarget): Prom
   try {
     const wanted = new Set(desired.map((o) => diffName(o)));
     const members = await applySetMembers(client, applySetId(r), r.metadata.namespace);
-    const gone = members
-      .filter((m) => !wanted.has(diffName(m as K8sObject)) && prunable(m, live?.metadata.uid))
-      .sort((a, b) => diffName(a as K8sObject).localeCompare(diffName(b as K8sObject)));
+    const gone = members.filter((m) => !wanted.has(diffName(m as K8sObject)) && prunable(m, live?.metadata.uid)).sort((a, b) => diffName(a as K8sObject).localeCompare(diffName(b as K8sObject)));
     for (const m of gone) {
       const name = diffName(m as K8sObject);
       out.changes.push({ action: 'prune', object: member(m), name, patch: formatObjectDiff(name, m, undefined) });

@@ -89,6 +89,11 @@ export function ownedFieldsDrift(live: KubeObject, desired: K8sObject): string |
   const entry = kilnApplyEntry(live);
   if (!entry) return (live.metadata.managedFields ?? []).length > 0 ? 'kiln owns no field of it' : firstDifference(live, rest);
   // Identity (apiVersion, kind, name, namespace) is in no field set.
-  const { apiVersion: _a, kind: _k, metadata: { name: _n, namespace: _ns, ...metadata }, ...spec } = rest;
+  const {
+    apiVersion: _a,
+    kind: _k,
+    metadata: { name: _n, namespace: _ns, ...metadata },
+    ...spec
+  } = rest;
   return firstDifference(pickFields(live, entry.fieldsV1 ?? {}), { ...spec, metadata });
 }

@@ -10,7 +10,9 @@ import { digest } from './digest.js';
 export const FIELD_MANAGER = 'kiln';
 
 /** A field set (managedFields' fieldsV1): `f:name`, `k:{...}`, `v:...`, `i:n` keys down to the owned leaves. */
-export interface FieldsV1 { [key: string]: FieldsV1 }
+export interface FieldsV1 {
+  [key: string]: FieldsV1;
+}
 
 type ManagedFieldsEntry = { manager?: string; operation?: string; subresource?: string; fieldsV1?: FieldsV1 };
 

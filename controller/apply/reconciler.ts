@@ -11,7 +11,22 @@ import type { CustomEnv, CustomReconciler } from '../../kinds/kind.js';
 import { carriedOutBy, kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import { validate, formatErrors } from '../../validate/index.js';
 import { applySetId, parentMetadata } from './applyset-labels.js';
-import { belongsTo, childKey, decorate, describeForeign, digest, drift, FIELD_MANAGER, ownedDigest, ownedFieldsDrift, PART_OF, projectedOwnedDigest, prunable, VERIFY, type OwnWrites } from './applyset.js';
+import {
+  belongsTo,
+  childKey,
+  decorate,
+  describeForeign,
+  digest,
+  drift,
+  FIELD_MANAGER,
+  ownedDigest,
+  ownedFieldsDrift,
+  PART_OF,
+  projectedOwnedDigest,
+  prunable,
+  VERIFY,
+  type OwnWrites,
+} from './applyset.js';
 import type { KubeApi } from '../../kube/client.js';
 import { ApiError, isConflict, isNotFound, isPermanent } from '../../kube/errors.js';
 import { parseKey, type Reconciler as ReconcilerContract, type Result } from '../../kube/reconcile.js';
@@ -54,7 +69,13 @@ const withUid = (obj: K8sObject, uid: string | undefined): K8sObject => (uid ? {
 /** The API server's answer to an apply whose UID precondition failed: 409 (object gone) or 422 (metadata.uid differs). */
 const uidPreconditionFailed = (err: unknown) => err instanceof ApiError && (err.status === 409 || err.status === 422) && /\buid\b/.test(err.detail ?? err.message);
 
-interface InventoryEntry { apiVersion: string; kind: string; namespace?: string; name: string; ownedFieldsDigest?: string }
+interface InventoryEntry {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+  ownedFieldsDigest?: string;
+}
 
 export { parseKey };
 
@@ -163,9 +184,13 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
         if (result.statusWritten) this.deps.events.warning(live, 'ForeignClaim', check.foreign);
         return { ...result, requeueAfterMs: CONFLICT_RECHECK_MS };
       }
-      await this.writeStatus(live, {
-        conditions: [...readyConditions({ kind: 'reconciling', reason: 'Waiting', message: check.waiting }, generation), syncedCondition(false, 'Waiting', check.waiting, generation)],
-      }, result);
+      await this.writeStatus(
+        live,
+        {
+          conditions: [...readyConditions({ kind: 'reconciling', reason: 'Waiting', message: check.waiting }, generation), syncedCondition(false, 'Waiting', check.waiting, generation)],
+        },
+        result,
+      );
       return { ...result, requeueAfterMs: 5_000 };
     }
 
@@ -218,23 +243,25 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     // Members whose owned fields kiln has no record of (after a restart of a kiln that kept none,
     // or a change by another writer), and objects the cache does not hold: read them, check they
     // are this resource's, and compare field by field.
-    await Promise.all(toVerify.map(async (obj) => {
-      let why: string | undefined;
-      try {
-        const full = await this.deps.client.get<KubeObject>({ apiVersion: obj.apiVersion, kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name });
-        if (!belongsTo(full, live, id)) {
-          conflicts.push(describeForeign({ ...full, kind: obj.kind }));
-          return;
+    await Promise.all(
+      toVerify.map(async (obj) => {
+        let why: string | undefined;
+        try {
+          const full = await this.deps.client.get<KubeObject>({ apiVersion: obj.apiVersion, kind: obj.kind, namespace: obj.metadata.namespace, name: obj.metadata.name });
+          if (!belongsTo(full, live, id)) {
+            conflicts.push(describeForeign({ ...full, kind: obj.kind }));
+            return;
+          }
+          if (full.metadata.uid) uids.set(childKey(obj), full.metadata.uid);
+          why = ownedFieldsDrift(full, obj);
+          if (why === undefined) owned.set(childKey(obj), ownedDigest(full));
+        } catch (err) {
+          if (!isNotFound(err)) throw err;
+          why = 'absent';
         }
-        if (full.metadata.uid) uids.set(childKey(obj), full.metadata.uid);
-        why = ownedFieldsDrift(full, obj);
-        if (why === undefined) owned.set(childKey(obj), ownedDigest(full));
-      } catch (err) {
-        if (!isNotFound(err)) throw err;
-        why = 'absent';
-      }
-      if (why !== undefined) applyFor(obj, why);
-    }));
+        if (why !== undefined) applyFor(obj, why);
+      }),
+    );
     if (conflicts.length > 0) {
       const message = `refusing to take over objects kiln does not own: ${conflicts.sort().join('; ')}; delete or rename them, or give this resource another name`;
       await this.writeStatus(live, { conditions: stalled('ConflictingObject', message, generation) }, result);
@@ -242,7 +269,8 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       // The cache does not see an unlabelled object go away: look again now and then.
       return { ...result, requeueAfterMs: CONFLICT_RECHECK_MS };
     }
-    for (const obj of toApply) this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why: reasons.get(obj) });
+    for (const obj of toApply)
+      this.deps.log('info', 'applying', { resource: `${live.kind}/${live.metadata.namespace}/${live.metadata.name}`, object: `${obj.kind}/${obj.metadata.name}`, why: reasons.get(obj) });
     const outcomes = await Promise.allSettled(toApply.map((obj) => this.deps.client.apply<KubeObject>(withUid(obj, uids.get(childKey(obj))), FIELD_MANAGER)));
     let transient: Error | undefined;
     const written = new Map<string, string>();
@@ -289,21 +317,15 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     }
     if (prunedNames.length > 0) this.deps.events.normal(live, 'Pruned', `pruned ${prunedNames.join(', ')}`);
 
-    const synced = waiting.length === 0
-      ? syncedCondition(true, 'Applied', `${desired.length} objects applied and in sync`, generation)
-      : syncedCondition(false, 'Waiting', waiting.join('; '), generation);
+    const synced =
+      waiting.length === 0 ? syncedCondition(true, 'Applied', `${desired.length} objects applied and in sync`, generation) : syncedCondition(false, 'Waiting', waiting.join('; '), generation);
     const appliedNow = new Set(toApply.map((o) => childKey(o)));
     const health = this.health(live, desired, appliedNow);
     // Ready only when everything is applied AND running; a failure wins over waiting.
-    const outcome: Health = health.health.state !== 'ready' ? health.health
-      : waiting.length > 0 ? { state: 'progressing', reason: 'Progressing', message: waiting.join('; ') }
-        : health.health;
+    const outcome: Health = health.health.state !== 'ready' ? health.health : waiting.length > 0 ? { state: 'progressing', reason: 'Progressing', message: waiting.join('; ') } : health.health;
     const status: Status = {
       conditions: [
-        ...readyConditions(
-          outcome.state === 'ready' ? { kind: 'ready', ...outcome } : outcome.state === 'failed' ? { kind: 'stalled', ...outcome } : { kind: 'reconciling', ...outcome },
-          generation,
-        ),
+        ...readyConditions(outcome.state === 'ready' ? { kind: 'ready', ...outcome } : outcome.state === 'failed' ? { kind: 'stalled', ...outcome } : { kind: 'reconciling', ...outcome }, generation),
         synced,
       ],
       inventory: desired.map((o): InventoryEntry => {
@@ -325,7 +347,10 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       // too: the watch events of the resource and of its members come on different streams, so a
       // member's event may arrive while the cache still holds an older version of the resource.
       const versions = [...new Set([parentVersion, patchedVersion, live.metadata.resourceVersion].filter((v): v is string => v !== undefined))];
-      this.done.set(key, versions.map((rv) => this.fingerprint(rv, members, written)));
+      this.done.set(
+        key,
+        versions.map((rv) => this.fingerprint(rv, members, written)),
+      );
     }
     const requeueAfterMs = waiting.length > 0 ? 5_000 : health.recheckMs;
     return { ...result, requeueAfterMs };
@@ -370,13 +395,19 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     const selector = (sts as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};
     const generation = live.metadata.generation;
     const available: Condition = {
-      type: 'Available', status: rollout.ready >= want ? 'True' : 'False', reason: rollout.ready >= want ? 'MembersReady' : 'MembersNotReady',
-      message: `${rollout.ready}/${want} members ready`, observedGeneration: generation,
+      type: 'Available',
+      status: rollout.ready >= want ? 'True' : 'False',
+      reason: rollout.ready >= want ? 'MembersReady' : 'MembersNotReady',
+      message: `${rollout.ready}/${want} members ready`,
+      observedGeneration: generation,
     };
     const status: Record<string, unknown> = {
       replicas: current?.status?.replicas ?? 0,
       readyReplicas: rollout.ready,
-      selector: Object.keys(selector).sort().map((k) => `${k}=${selector[k]}`).join(','),
+      selector: Object.keys(selector)
+        .sort()
+        .map((k) => `${k}=${selector[k]}`)
+        .join(','),
       extraConditions: [available],
     };
     if (rollout.complete) return { health: { state: 'ready', reason: 'RolloutComplete', message: rollout.members }, status };
@@ -396,10 +427,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
   private async ensureParentMetadata(live: KubeObject & KilnResource, id: string, rendered: K8sObject[]): Promise<string | undefined> {
     const metadata = parentMetadata(live, id, [...new Set(rendered.map((o) => groupKind(o.apiVersion, o.kind)))], `kiln/${this.deps.version}`);
     if (!metadata) return undefined;
-    const patched = await this.deps.client.mergePatch<KubeObject>(
-      { apiVersion: KILN_API_VERSION, kind: live.kind, namespace: live.metadata.namespace, name: live.metadata.name },
-      { metadata },
-    );
+    const patched = await this.deps.client.mergePatch<KubeObject>({ apiVersion: KILN_API_VERSION, kind: live.kind, namespace: live.metadata.namespace, name: live.metadata.name }, { metadata });
     // As for the status write: a version of a newer generation is not one this reconcile saw.
     return patched.metadata?.generation === live.metadata.generation ? patched.metadata?.resourceVersion : undefined;
   }
@@ -425,7 +453,9 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       reconciler.catch(() => this.custom.delete(kind));
       this.custom.set(kind, reconciler);
     }
-    await (await reconciler).reconcile(live, {
+    await (
+      await reconciler
+    ).reconcile(live, {
       events: this.deps.events,
       writeStatus: async (status) => {
         await this.writeStatus(live, status, result);

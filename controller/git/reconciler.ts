@@ -87,7 +87,6 @@ interface Outcome {
 
 type Live = KubeObject & KilnResource & { status?: Status };
 
-
 export class GitReconciler implements Reconciler<string, GitReconcileResult> {
   private readonly outcomes = new Map<string, Outcome>();
   private readonly status: StatusWriter;
@@ -138,12 +137,23 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
     const outcome = this.outcomes.get(key);
     if (outcome?.revision === revision) {
       if (outcome.state === 'committed') {
-        await this.writeStatus(live, {
-          conditions: readyConditions({ kind: 'ready', reason: 'Committed', message: `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit!.slice(0, 12)}${outcome.warning ? `; ${outcome.warning}` : ''}` }, generation),
-          commit: outcome.commit,
-          revision,
-          ...(this.deps.sink.pullRequestUrl ? { pullRequest: this.deps.sink.pullRequestUrl } : {}),
-        }, result);
+        await this.writeStatus(
+          live,
+          {
+            conditions: readyConditions(
+              {
+                kind: 'ready',
+                reason: 'Committed',
+                message: `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit!.slice(0, 12)}${outcome.warning ? `; ${outcome.warning}` : ''}`,
+              },
+              generation,
+            ),
+            commit: outcome.commit,
+            revision,
+            ...(this.deps.sink.pullRequestUrl ? { pullRequest: this.deps.sink.pullRequestUrl } : {}),
+          },
+          result,
+        );
         if (result.statusWritten && outcome.changed && !outcome.announced) {
           outcome.announced = true;
           this.deps.events.normal(live, 'Committed', `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit}`);

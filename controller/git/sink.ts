@@ -108,9 +108,14 @@ export const MASS_DELETE_SHARE = 0.5;
 /** Why start-up must not delete `stale` of the `total` resources the cluster's directory holds, if it must not. */
 export function massDeleteProblem(stale: readonly ResourceRef[], total: number, where: string): string | undefined {
   if (stale.length === 0 || stale.length <= total * MASS_DELETE_SHARE) return undefined;
-  const names = stale.slice(0, 5).map((r) => `${r.kind}/${r.namespace}/${r.name}`).join(', ');
-  return `start-up would delete ${stale.length} of the ${total} resources under ${where} (${names}${stale.length > 5 ? ', ...' : ''}), which this cluster does not have: ` +
-    'refusing; check --cluster and the kube context, or pass --allow-mass-delete if they are really gone';
+  const names = stale
+    .slice(0, 5)
+    .map((r) => `${r.kind}/${r.namespace}/${r.name}`)
+    .join(', ');
+  return (
+    `start-up would delete ${stale.length} of the ${total} resources under ${where} (${names}${stale.length > 5 ? ', ...' : ''}), which this cluster does not have: ` +
+    'refusing; check --cluster and the kube context, or pass --allow-mass-delete if they are really gone'
+  );
 }
 
 /**
@@ -123,14 +128,19 @@ export async function kubeSystemUid(get: (ref: { apiVersion: string; kind: strin
   try {
     return (await get({ apiVersion: 'v1', kind: 'Namespace', name: 'kube-system' })).metadata?.uid;
   } catch (err) {
-    log('warn', 'git mode: cannot read the kube-system namespace (the cluster\'s identity): the cluster marker is not checked; grant get on namespaces/kube-system', { error: err instanceof Error ? err.message : String(err) });
+    log('warn', "git mode: cannot read the kube-system namespace (the cluster's identity): the cluster marker is not checked; grant get on namespaces/kube-system", {
+      error: err instanceof Error ? err.message : String(err),
+    });
     return undefined;
   }
 }
 
 /** One clone per repository and branch under the temporary directory. */
 export function defaultWorkDir(repo: string, branch: string): string {
-  const id = createHash('sha256').update(`${displayUrl(repo)}\n${branch}`).digest('hex').slice(0, 16);
+  const id = createHash('sha256')
+    .update(`${displayUrl(repo)}\n${branch}`)
+    .digest('hex')
+    .slice(0, 16);
   return join(tmpdir(), 'kiln-git', id);
 }
 
@@ -144,7 +154,10 @@ export class GitSink {
   /** Review mode: the pull request carrying kiln's pushed changes, once opened. */
   pullRequestUrl: string | undefined;
 
-  constructor(readonly options: GitSinkOptions, private readonly log: Log) {
+  constructor(
+    readonly options: GitSinkOptions,
+    private readonly log: Log,
+  ) {
     this.layout = checkLayoutOptions({ basePath: options.basePath ?? 'clusters', cluster: options.cluster ?? 'default' });
     this.pushBranch = options.reviewBranch ?? options.branch;
     this.writer = new GitRepoWriter({

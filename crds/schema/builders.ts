@@ -89,7 +89,9 @@ export function camelEnumValues(s: Schema): string[] | undefined {
 export function camelEnum(field: string, description: string, values: string[], renamed: Record<string, string>, dflt?: string): Schema {
   const quote = (v: string) => `'${v}'`;
   const list = values.map(quote).join(', ');
-  const map = `{${Object.entries(renamed).map(([from, to]) => `${quote(from)}: ${quote(to)}`).join(', ')}}`;
+  const map = `{${Object.entries(renamed)
+    .map(([from, to]) => `${quote(from)}: ${quote(to)}`)
+    .join(', ')}}`;
   const s: Schema = {
     type: 'string',
     description,
@@ -98,9 +100,7 @@ export function camelEnum(field: string, description: string, values: string[], 
     'x-kubernetes-validations': [
       {
         rule: `self in [${list}]`,
-        messageExpression:
-          `self in ${map} ? '${field} "' + self + '" is now "' + ${map}[self] + '"'` +
-          ` : '${field} "' + self + '" is not one of ${values.join(', ')}'`,
+        messageExpression: `self in ${map} ? '${field} "' + self + '" is now "' + ${map}[self] + '"'` + ` : '${field} "' + self + '" is not one of ${values.join(', ')}'`,
       },
     ],
   };
@@ -108,11 +108,7 @@ export function camelEnum(field: string, description: string, values: string[], 
   return s;
 }
 
-export const obj = (
-  description: string,
-  properties: Record<string, Schema>,
-  extra: Extra = {},
-): Schema => ({ type: 'object', description, properties, ...extra });
+export const obj = (description: string, properties: Record<string, Schema>, extra: Extra = {}): Schema => ({ type: 'object', description, properties, ...extra });
 
 export const list = (description: string, items: Schema, extra: Extra = {}): Schema => ({
   type: 'array',
@@ -129,17 +125,14 @@ export const stringMap = (description: string, extra: Extra = {}): Schema => ({
 });
 
 /** Kubernetes resource.Quantity, as the API server's own regexp spells it. */
-export const QUANTITY_PATTERN =
-  '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$';
+export const QUANTITY_PATTERN = '^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$';
 
 /** A quantity written as a string (e.g. storage sizes, `10Gi`). */
 export const quantity = (description: string, dflt?: string): Schema => ({
   type: 'string',
   description,
   maxLength: 64,
-  'x-kubernetes-validations': [
-    { rule: 'isQuantity(self)', message: 'must be a Kubernetes quantity such as 10Gi or 500m' },
-  ],
+  'x-kubernetes-validations': [{ rule: 'isQuantity(self)', message: 'must be a Kubernetes quantity such as 10Gi or 500m' }],
   ...(dflt === undefined ? {} : { default: dflt }),
 });
 
@@ -156,11 +149,9 @@ export const DNS_SUBDOMAIN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-
 /** RFC 1123 DNS label: namespaces, and names that become Service names. */
 export const DNS_LABEL = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$';
 
-export const objectName = (description: string): Schema =>
-  str(description, { minLength: 1, maxLength: 253, pattern: DNS_SUBDOMAIN });
+export const objectName = (description: string): Schema => str(description, { minLength: 1, maxLength: 253, pattern: DNS_SUBDOMAIN });
 
-export const namespaceName = (description: string): Schema =>
-  str(description, { minLength: 1, maxLength: 63, pattern: DNS_LABEL });
+export const namespaceName = (description: string): Schema => str(description, { minLength: 1, maxLength: 63, pattern: DNS_LABEL });
 
 export const immutable = (what: string): CelRule => ({
   rule: 'self == oldSelf',

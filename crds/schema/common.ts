@@ -1,19 +1,5 @@
 /** Schema fragments shared by several kinds: one definition, one meaning. */
-import {
-  bool,
-  camelEnum,
-  enumOf,
-  int,
-  intOrQuantity,
-  list,
-  namespaceName,
-  obj,
-  objectName,
-  quantity,
-  str,
-  stringMap,
-  type Schema,
-} from './builders.js';
+import { bool, camelEnum, enumOf, int, intOrQuantity, list, namespaceName, obj, objectName, quantity, str, stringMap, type Schema } from './builders.js';
 
 export const image = (what: string): Schema =>
   str(`Container image for ${what}, e.g. registry.example.com/${what}:1.2.3.`, {
@@ -21,12 +7,7 @@ export const image = (what: string): Schema =>
     maxLength: 512,
   });
 
-export const imagePullPolicy = (): Schema =>
-  enumOf(
-    'When the kubelet pulls the image (Always, IfNotPresent, Never). Default IfNotPresent.',
-    ['Always', 'IfNotPresent', 'Never'],
-    'IfNotPresent',
-  );
+export const imagePullPolicy = (): Schema => enumOf('When the kubelet pulls the image (Always, IfNotPresent, Never). Default IfNotPresent.', ['Always', 'IfNotPresent', 'Never'], 'IfNotPresent');
 
 const resourceList = (what: string): Schema => ({
   type: 'object',
@@ -36,13 +17,10 @@ const resourceList = (what: string): Schema => ({
 });
 
 export const resources = (defaults: string): Schema =>
-  obj(
-    `Compute resources of the main container. When omitted kiln sets ${defaults}; kiln never leaves them unset.`,
-    {
-      requests: resourceList('Minimum resources the scheduler reserves'),
-      limits: resourceList('Maximum resources the container may use'),
-    },
-  );
+  obj(`Compute resources of the main container. When omitted kiln sets ${defaults}; kiln never leaves them unset.`, {
+    requests: resourceList('Minimum resources the scheduler reserves'),
+    limits: resourceList('Maximum resources the container may use'),
+  });
 
 const keyRef = (what: string): Schema =>
   obj(
@@ -63,28 +41,26 @@ export const env = (): Schema =>
       {
         name: str('Variable name.', { minLength: 1, maxLength: 256, pattern: '^[-._a-zA-Z][-._a-zA-Z0-9]*$' }),
         value: str('Literal value.', { maxLength: 32768 }),
-        valueFrom: obj('Source of the value when it is not a literal.', {
-          secretKeyRef: keyRef('Secret'),
-          configMapKeyRef: keyRef('ConfigMap'),
-          fieldRef: obj(
-            'A field of the pod, e.g. metadata.name.',
-            { fieldPath: str('Path of the field, e.g. metadata.name or status.podIP.', { minLength: 1 }) },
-            { required: ['fieldPath'] },
-          ),
-        }, {
-          'x-kubernetes-validations': [
-            {
-              rule: '[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef)].filter(x, x).size() == 1',
-              message: 'valueFrom must name exactly one of secretKeyRef, configMapKeyRef, fieldRef',
-            },
-          ],
-        }),
+        valueFrom: obj(
+          'Source of the value when it is not a literal.',
+          {
+            secretKeyRef: keyRef('Secret'),
+            configMapKeyRef: keyRef('ConfigMap'),
+            fieldRef: obj('A field of the pod, e.g. metadata.name.', { fieldPath: str('Path of the field, e.g. metadata.name or status.podIP.', { minLength: 1 }) }, { required: ['fieldPath'] }),
+          },
+          {
+            'x-kubernetes-validations': [
+              {
+                rule: '[has(self.secretKeyRef), has(self.configMapKeyRef), has(self.fieldRef)].filter(x, x).size() == 1',
+                message: 'valueFrom must name exactly one of secretKeyRef, configMapKeyRef, fieldRef',
+              },
+            ],
+          },
+        ),
       },
       {
         required: ['name'],
-        'x-kubernetes-validations': [
-          { rule: '!(has(self.value) && has(self.valueFrom))', message: 'value and valueFrom are mutually exclusive' },
-        ],
+        'x-kubernetes-validations': [{ rule: '!(has(self.value) && has(self.valueFrom))', message: 'value and valueFrom are mutually exclusive' }],
       },
     ),
     { maxItems: 128, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] },
@@ -101,9 +77,7 @@ export const envFrom = (): Schema =>
         secretRef: obj('A Secret.', { name: objectName('Secret name.'), optional: bool('Whether it may be missing.') }, { required: ['name'] }),
       },
       {
-        'x-kubernetes-validations': [
-          { rule: 'has(self.configMapRef) != has(self.secretRef)', message: 'exactly one of configMapRef and secretRef' },
-        ],
+        'x-kubernetes-validations': [{ rule: 'has(self.configMapRef) != has(self.secretRef)', message: 'exactly one of configMapRef and secretRef' }],
       },
     ),
     { maxItems: 32, 'x-kubernetes-list-type': 'atomic' },
@@ -161,15 +135,13 @@ export const serviceType = (what: string): Schema =>
     'ClusterIP',
   );
 
-export const serviceAnnotations = (): Schema =>
-  stringMap('Annotations for the client Service (load balancer settings, for example).', { maxProperties: 64 });
+export const serviceAnnotations = (): Schema => stringMap('Annotations for the client Service (load balancer settings, for example).', { maxProperties: 64 });
 
-export const replicas = (description: string, dflt: number, max?: number): Schema =>
-  int(description, { minimum: 0, default: dflt, ...(max === undefined ? {} : { maximum: max }) });
+export const replicas = (description: string, dflt: number, max?: number): Schema => int(description, { minimum: 0, default: dflt, ...(max === undefined ? {} : { maximum: max }) });
 
 const condition = (): Schema =>
   obj(
-    'A kstatus condition (Ready, Reconciling, Stalled, and the agent\'s own).',
+    "A kstatus condition (Ready, Reconciling, Stalled, and the agent's own).",
     {
       type: str('Condition type.', { maxLength: 316 }),
       status: enumOf('True, False or Unknown.', ['True', 'False', 'Unknown']),
@@ -187,14 +159,17 @@ const inventoryEntry = (): Schema =>
     kind: str('Kind of the object.'),
     namespace: namespaceName('Namespace of the object; empty for cluster-scoped objects.'),
     name: str('Name of the object.'),
-    ownedFieldsDigest: str('Digest of the values kiln\'s field manager owns in the object, as the API server last returned them: a restarted controller confirms the object unchanged from it without reading the object.', { maxLength: 64 }),
+    ownedFieldsDigest: str(
+      "Digest of the values kiln's field manager owns in the object, as the API server last returned them: a restarted controller confirms the object unchanged from it without reading the object.",
+      { maxLength: 64 },
+    ),
   });
 
 /** Status common to every kind; `extra` adds the kind's own fields. */
 export const status = (extra: Record<string, Schema> = {}): Schema =>
   obj('Observed state, written by the kiln controller and the kiln agent.', {
     observedGeneration: { type: 'integer', format: 'int64', description: 'The metadata.generation the controller last acted on.' },
-    conditions: list('kstatus conditions: Ready, Reconciling, Stalled, plus the agent\'s.', condition(), {
+    conditions: list("kstatus conditions: Ready, Reconciling, Stalled, plus the agent's.", condition(), {
       'x-kubernetes-list-type': 'map',
       'x-kubernetes-list-map-keys': ['type'],
     }),
@@ -217,4 +192,7 @@ export const replicaStatus = (): Record<string, Schema> => ({
 
 /** How long a rollout may make no progress before the resource is Stalled (ProgressDeadlineExceeded). */
 export const progressDeadlineSeconds = (): Schema =>
-  int('Seconds a rollout may go without progress (a member becoming ready or updated) before the resource is reported Stalled with reason ProgressDeadlineExceeded; the rollout itself goes on. Default 600, as a Deployment\'s.', { minimum: 1, default: 600 });
+  int(
+    "Seconds a rollout may go without progress (a member becoming ready or updated) before the resource is reported Stalled with reason ProgressDeadlineExceeded; the rollout itself goes on. Default 600, as a Deployment's.",
+    { minimum: 1, default: 600 },
+  );

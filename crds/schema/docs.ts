@@ -33,7 +33,10 @@ export function apiReference(): string {
   const out: string[] = [START, ''];
   for (const def of KINDS) {
     out.push(`### ${def.kind} (\`${def.shortNames.join('`, `')}\`)`, '', def.description, '');
-    const rules = (def.spec['x-kubernetes-validations'] ?? []).concat(def.rules ?? []).map((r) => r.message).filter(Boolean);
+    const rules = (def.spec['x-kubernetes-validations'] ?? [])
+      .concat(def.rules ?? [])
+      .map((r) => r.message)
+      .filter(Boolean);
     out.push('| field | type | meaning |', '|---|---|---|');
     rows(def.spec, 'spec.', def.spec.required ?? [], out);
     out.push('');

@@ -1,36 +1,6 @@
 /** The API of group kiln.dev/v1alpha1: one entry per kind. */
-import {
-  bool,
-  camelEnum,
-  DNS_LABEL,
-  enumOf,
-  immutable,
-  int,
-  list,
-  namespaceName,
-  obj,
-  objectName,
-  quantity,
-  str,
-  stringMap,
-  type CelRule,
-  type Schema,
-} from './builders.js';
-import {
-  env,
-  envFrom,
-  image,
-  imagePullPolicy,
-  progressDeadlineSeconds,
-  replicaStatus,
-  replicas,
-  resources,
-  scheduling,
-  serviceAnnotations,
-  serviceType,
-  status,
-  storage,
-} from './common.js';
+import { bool, camelEnum, DNS_LABEL, enumOf, immutable, int, list, namespaceName, obj, objectName, quantity, str, stringMap, type CelRule, type Schema } from './builders.js';
+import { env, envFrom, image, imagePullPolicy, progressDeadlineSeconds, replicaStatus, replicas, resources, scheduling, serviceAnnotations, serviceType, status, storage } from './common.js';
 
 export interface PrinterColumn {
   name: string;
@@ -114,7 +84,7 @@ export const directoryService: KindDef = {
         additionalProperties: obj(
           'Where the password for this DN lives.',
           {
-            secretName: objectName('Secret holding the password, in the resource\'s namespace.'),
+            secretName: objectName("Secret holding the password, in the resource's namespace."),
             key: str('Key within the Secret. Default password.', { minLength: 1, default: 'password' }),
             create: bool('Generate a random password into the Secret when the key is missing. Default false.', false),
           },
@@ -123,10 +93,14 @@ export const directoryService: KindDef = {
       },
       scheduling: scheduling('directory'),
       progressDeadlineSeconds: progressDeadlineSeconds(),
-      service: obj('The client Service.', {
-        type: serviceType('the directory'),
-        annotations: serviceAnnotations(),
-      }, { default: {} }),
+      service: obj(
+        'The client Service.',
+        {
+          type: serviceType('the directory'),
+          annotations: serviceAnnotations(),
+        },
+        { default: {} },
+      ),
       init: obj(
         'How a member with an empty volume is initialised. Members that already hold data are never re-initialised.',
         {
@@ -134,9 +108,7 @@ export const directoryService: KindDef = {
           fromBackup: objectName('VolumeSnapshot (e.g. the one a DirectoryRestore leaves) from which new volumes are created.'),
         },
         {
-          'x-kubernetes-validations': [
-            { rule: '!(has(self.ldifConfigMap) && has(self.fromBackup))', message: 'init takes ldifConfigMap or fromBackup, not both' },
-          ],
+          'x-kubernetes-validations': [{ rule: '!(has(self.ldifConfigMap) && has(self.fromBackup))', message: 'init takes ldifConfigMap or fromBackup, not both' }],
         },
       ),
     },
@@ -171,12 +143,12 @@ export const directoryBackup: KindDef = {
   plural: 'directorybackups',
   shortNames: ['dsbackup'],
   description:
-    'A backup of one directory member\'s volume: a VolumeSnapshot of its claim, a claim cloned from that snapshot, and a Job that exports the clone into a backup volume named after this resource.',
+    "A backup of one directory member's volume: a VolumeSnapshot of its claim, a claim cloned from that snapshot, and a Job that exports the clone into a backup volume named after this resource.",
   spec: obj(
     'What to back up and where.',
     {
       directoryService: objectName('Name of the DirectoryService (same namespace).'),
-      ordinal: int('Which member\'s volume (data-<directoryService>-<ordinal>). Default 0.', { minimum: 0, default: 0 }),
+      ordinal: int("Which member's volume (data-<directoryService>-<ordinal>). Default 0.", { minimum: 0, default: 0 }),
       image: image('ds'),
       imagePullPolicy: imagePullPolicy(),
       volumeSnapshotClassName: objectName('VolumeSnapshotClass for the snapshot. Default: the cluster default.'),
@@ -187,12 +159,7 @@ export const directoryBackup: KindDef = {
   ),
   status: status(jobStatus()),
   rules: statefulName(),
-  columns: [
-    { name: 'Directory', type: 'string', jsonPath: '.spec.directoryService' },
-    { name: 'Result', type: 'string', jsonPath: '.status.result' },
-    ...renderedColumns,
-    ageColumn,
-  ],
+  columns: [{ name: 'Directory', type: 'string', jsonPath: '.spec.directoryService' }, { name: 'Result', type: 'string', jsonPath: '.status.result' }, ...renderedColumns, ageColumn],
 };
 
 export const directoryRestore: KindDef = {
@@ -215,12 +182,7 @@ export const directoryRestore: KindDef = {
   ),
   status: status(jobStatus()),
   rules: statefulName(),
-  columns: [
-    { name: 'Backup', type: 'string', jsonPath: '.spec.backup' },
-    { name: 'Result', type: 'string', jsonPath: '.status.result' },
-    ...renderedColumns,
-    ageColumn,
-  ],
+  columns: [{ name: 'Backup', type: 'string', jsonPath: '.spec.backup' }, { name: 'Result', type: 'string', jsonPath: '.status.result' }, ...renderedColumns, ageColumn],
 };
 
 /** PostgreSQL majors `version` accepts: the oldest the PostgreSQL project still supports, up to a sanity bound. */
@@ -231,8 +193,7 @@ export const postgresInstance: KindDef = {
   kind: 'PostgresInstance',
   plural: 'postgresinstances',
   shortNames: ['pgi'],
-  description:
-    'A PostgreSQL server: a StatefulSet with a volume, a headless and a client Service, and a ConfigMap of postgresql.conf parameters. kiln runs one primary; replicas is 0 (stopped) or 1.',
+  description: 'A PostgreSQL server: a StatefulSet with a volume, a headless and a client Service, and a ConfigMap of postgresql.conf parameters. kiln runs one primary; replicas is 0 (stopped) or 1.',
   spec: obj(
     'Desired state of the instance.',
     {
@@ -245,15 +206,16 @@ export const postgresInstance: KindDef = {
       replicas: replicas('1 to run the server, 0 to stop it (the volume stays). Streaming replicas are not supported yet. Default 1.', 1, 1),
       storage: storage('10Gi'),
       resources: resources('requests cpu 250m, memory 512Mi and limit memory 1Gi'),
-      parameters: stringMap(
-        'postgresql.conf settings, e.g. max_connections: "200". listen_addresses, port, data_directory, hba_file and ident_file are kiln\'s.',
-        { maxProperties: 256 },
+      parameters: stringMap('postgresql.conf settings, e.g. max_connections: "200". listen_addresses, port, data_directory, hba_file and ident_file are kiln\'s.', { maxProperties: 256 }),
+      service: obj(
+        'The client Service.',
+        {
+          type: serviceType('the server'),
+          port: int('Port of the client Service. Default 5432.', { minimum: 1, maximum: 65535, default: 5432 }),
+          annotations: serviceAnnotations(),
+        },
+        { default: {} },
       ),
-      service: obj('The client Service.', {
-        type: serviceType('the server'),
-        port: int('Port of the client Service. Default 5432.', { minimum: 1, maximum: 65535, default: 5432 }),
-        annotations: serviceAnnotations(),
-      }, { default: {} }),
       superuserSecret: obj(
         'Secret with the superuser password. When omitted, the kiln agent generates <name>-superuser in the cluster.',
         {
@@ -268,7 +230,7 @@ export const postgresInstance: KindDef = {
         { required: ['secretName'] },
       ),
       allowInsecureAuth: bool(
-        'Let the kiln agent answer a cleartext or MD5 password request from this server. Honoured only in namespaces the agent\'s operator lists (--allow-insecure-auth-namespace); elsewhere the agent uses SCRAM-SHA-256 only and reports the request as Stalled. Default false.',
+        "Let the kiln agent answer a cleartext or MD5 password request from this server. Honoured only in namespaces the agent's operator lists (--allow-insecure-auth-namespace); elsewhere the agent uses SCRAM-SHA-256 only and reports the request as Stalled. Default false.",
       ),
       scheduling: scheduling('postgres'),
       progressDeadlineSeconds: progressDeadlineSeconds(),
@@ -282,12 +244,7 @@ export const postgresInstance: KindDef = {
   ),
   status: status({ ...replicaStatus(), superuserSecret: objectName('Secret holding the superuser password.') }),
   rules: statefulName(),
-  columns: [
-    { name: 'Version', type: 'integer', jsonPath: '.spec.version' },
-    { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' },
-    ...renderedColumns,
-    ageColumn,
-  ],
+  columns: [{ name: 'Version', type: 'integer', jsonPath: '.spec.version' }, { name: 'Replicas', type: 'integer', jsonPath: '.spec.replicas' }, ...renderedColumns, ageColumn],
   scale: { specReplicasPath: '.spec.replicas' },
 };
 
@@ -313,10 +270,14 @@ export const postgresDatabase: KindDef = {
         maxLength: 63,
         pattern: PG_IDENTIFIER,
       }),
-      extensions: list('Extensions to create in the database (CREATE EXTENSION IF NOT EXISTS ... SCHEMA public, as superuser): only those on the kiln agent\'s allowlist (--allowed-extension; by default the trusted contrib ones such as pgcrypto, citext, hstore, uuid-ossp, pg_trgm); any other makes the resource Stalled.', str('Extension name.', { maxLength: 63, pattern: '^[a-z_][a-z0-9_-]{0,62}$' }), {
-        maxItems: 32,
-        'x-kubernetes-list-type': 'set',
-      }),
+      extensions: list(
+        "Extensions to create in the database (CREATE EXTENSION IF NOT EXISTS ... SCHEMA public, as superuser): only those on the kiln agent's allowlist (--allowed-extension; by default the trusted contrib ones such as pgcrypto, citext, hstore, uuid-ossp, pg_trgm); any other makes the resource Stalled.",
+        str('Extension name.', { maxLength: 63, pattern: '^[a-z_][a-z0-9_-]{0,62}$' }),
+        {
+          maxItems: 32,
+          'x-kubernetes-list-type': 'set',
+        },
+      ),
       reclaimPolicy: enumOf('Retain keeps the database and role when the resource is deleted; Delete drops them. Default Retain.', ['Retain', 'Delete'], 'Retain'),
       dropWithForce: bool('With reclaimPolicy Delete, use DROP DATABASE ... WITH (FORCE), ending open sessions. Default false.', false),
       recreateIfDropped: bool('Re-create the database when it disappears. Default true.', true),
@@ -336,12 +297,7 @@ export const postgresDatabase: KindDef = {
     message: str('Last outcome of the agent, without secrets.', { maxLength: 32768 }),
     secretName: objectName('Connection Secret.'),
   }),
-  columns: [
-    { name: 'Instance', type: 'string', jsonPath: '.spec.instance' },
-    { name: 'Database', type: 'string', jsonPath: '.spec.name' },
-    ...readyColumns,
-    ageColumn,
-  ],
+  columns: [{ name: 'Instance', type: 'string', jsonPath: '.spec.instance' }, { name: 'Database', type: 'string', jsonPath: '.spec.name' }, ...readyColumns, ageColumn],
 };
 
 export const cacheCluster: KindDef = {
@@ -364,13 +320,15 @@ export const cacheCluster: KindDef = {
       storage: storage('5Gi'),
       scheduling: scheduling('cache'),
       progressDeadlineSeconds: progressDeadlineSeconds(),
-      clusterDomain: str('Cluster DNS domain used in member addresses. Default cluster.local.', { default: 'cluster.local', maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$' }),
+      clusterDomain: str('Cluster DNS domain used in member addresses. Default cluster.local.', {
+        default: 'cluster.local',
+        maxLength: 253,
+        pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+      }),
     },
     {
       required: ['image'],
-      'x-kubernetes-validations': [
-        { rule: 'self.catalogServers <= self.size || self.size == 0', message: 'catalogServers must not exceed size', fieldPath: '.catalogServers' },
-      ],
+      'x-kubernetes-validations': [{ rule: 'self.catalogServers <= self.size || self.size == 0', message: 'catalogServers must not exceed size', fieldPath: '.catalogServers' }],
     },
   ),
   status: status({ ...replicaStatus(), catalogServers: list('DNS names of the catalog servers.', str('DNS name.'), { 'x-kubernetes-list-type': 'atomic' }) }),
@@ -389,8 +347,7 @@ export const dataGrid: KindDef = {
   kind: 'DataGrid',
   plural: 'datagrids',
   shortNames: ['grid'],
-  description:
-    'A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache>, which the members load.',
+  description: 'A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache>, which the members load.',
   spec: obj(
     'The grid configuration.',
     {
@@ -441,7 +398,7 @@ export const configMapSync: KindDef = {
         'The ConfigMap to copy.',
         {
           name: objectName('Name of the source ConfigMap.'),
-          namespace: namespaceName('Namespace of the source. Default: this resource\'s namespace.'),
+          namespace: namespaceName("Namespace of the source. Default: this resource's namespace."),
         },
         { required: ['name'] },
       ),
@@ -453,11 +410,15 @@ export const configMapSync: KindDef = {
             matchLabels: stringMap('Labels a namespace must carry.', { maxProperties: 32 }),
             matchExpressions: list(
               'Set-based requirements.',
-              obj('A requirement.', {
-                key: str('Label key.', { maxLength: 316 }),
-                operator: enumOf('In, NotIn, Exists or DoesNotExist.', ['In', 'NotIn', 'Exists', 'DoesNotExist']),
-                values: list('Values for In and NotIn.', str('A value.', { maxLength: 63 }), { maxItems: 64, 'x-kubernetes-list-type': 'atomic' }),
-              }, { required: ['key', 'operator'] }),
+              obj(
+                'A requirement.',
+                {
+                  key: str('Label key.', { maxLength: 316 }),
+                  operator: enumOf('In, NotIn, Exists or DoesNotExist.', ['In', 'NotIn', 'Exists', 'DoesNotExist']),
+                  values: list('Values for In and NotIn.', str('A value.', { maxLength: 63 }), { maxItems: 64, 'x-kubernetes-list-type': 'atomic' }),
+                },
+                { required: ['key', 'operator'] },
+              ),
               { maxItems: 16, 'x-kubernetes-list-type': 'atomic' },
             ),
           }),
@@ -471,7 +432,7 @@ export const configMapSync: KindDef = {
           ],
         },
       ),
-      serviceAccountName: str('ServiceAccount in this resource\'s namespace whose rights every read and write uses.', {
+      serviceAccountName: str("ServiceAccount in this resource's namespace whose rights every read and write uses.", {
         minLength: 1,
         maxLength: 253,
         pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
@@ -481,27 +442,18 @@ export const configMapSync: KindDef = {
   ),
   status: status({
     synced: list('Namespaces holding a current copy.', namespaceName('A namespace.'), { 'x-kubernetes-list-type': 'atomic' }),
-    failed: list('Targets that could not be written, with the reason.', obj('A failed target.', {
-      namespace: namespaceName('The namespace.'),
-      reason: str('Why (e.g. the RBAC denial).', { maxLength: 4096 }),
-    }), { 'x-kubernetes-list-type': 'atomic' }),
+    failed: list(
+      'Targets that could not be written, with the reason.',
+      obj('A failed target.', {
+        namespace: namespaceName('The namespace.'),
+        reason: str('Why (e.g. the RBAC denial).', { maxLength: 4096 }),
+      }),
+      { 'x-kubernetes-list-type': 'atomic' },
+    ),
   }),
-  columns: [
-    { name: 'Source', type: 'string', jsonPath: '.spec.source.name' },
-    ...readyColumns,
-    ageColumn,
-  ],
+  columns: [{ name: 'Source', type: 'string', jsonPath: '.spec.source.name' }, ...readyColumns, ageColumn],
 };
 
-export const KINDS: KindDef[] = [
-  directoryService,
-  directoryBackup,
-  directoryRestore,
-  postgresInstance,
-  postgresDatabase,
-  cacheCluster,
-  dataGrid,
-  configMapSync,
-];
+export const KINDS: KindDef[] = [directoryService, directoryBackup, directoryRestore, postgresInstance, postgresDatabase, cacheCluster, dataGrid, configMapSync];
 
 export { DNS_LABEL };

@@ -16,9 +16,7 @@ import { podScheduling, type SchedulingSpec } from '../shared/scheduling.js';
 import { claimTemplate, ROLLING_UPDATE, ClientService, HeadlessService, MemberDisruptionBudget, type ServicePort } from '../shared/workload.js';
 import type { KilnResource, ResourceRequirements } from '../types.js';
 
-export type CacheClusterResource = KilnResource<
-  Omit<CacheClusterSpec, 'resources' | 'scheduling' | 'env'> & { resources?: ResourceRequirements; scheduling?: SchedulingSpec; env?: k8s.EnvVar[] }
->;
+export type CacheClusterResource = KilnResource<Omit<CacheClusterSpec, 'resources' | 'scheduling' | 'env'> & { resources?: ResourceRequirements; scheduling?: SchedulingSpec; env?: k8s.EnvVar[] }>;
 
 const APP = 'cache';
 const CACHE_UID = 1001;
@@ -57,7 +55,10 @@ export class CacheClusterChart extends Chart {
     new MemberDisruptionBudget(this, 'Budget', { resource, app: APP, selector });
 
     const volumes: k8s.Volume[] = [{ name: 'tmp', emptyDir: {} }];
-    const mounts: k8s.VolumeMount[] = [{ name: 'data', mountPath: '/opt/kiln/data' }, { name: 'tmp', mountPath: '/tmp' }];
+    const mounts: k8s.VolumeMount[] = [
+      { name: 'data', mountPath: '/opt/kiln/data' },
+      { name: 'tmp', mountPath: '/tmp' },
+    ];
     let command: string[] | undefined;
     if (spec.entrypointConfigMap) {
       volumes.push({ name: 'entrypoint', configMap: { name: spec.entrypointConfigMap, defaultMode: 0o744 } });
@@ -112,9 +113,7 @@ export class CacheClusterChart extends Chart {
             volumes,
           },
         },
-        volumeClaimTemplates: [
-          claimTemplate({ name: 'data', size: spec.storage?.size ?? '5Gi', storageClassName: spec.storage?.storageClassName, labels: selector }),
-        ],
+        volumeClaimTemplates: [claimTemplate({ name: 'data', size: spec.storage?.size ?? '5Gi', storageClassName: spec.storage?.storageClassName, labels: selector })],
       },
     });
   }

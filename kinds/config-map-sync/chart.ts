@@ -31,7 +31,13 @@ export class ConfigMapSyncChart extends Chart {
     const source = sourceOf(resource);
     if (!input?.source) throw new Error(`spec.source: ConfigMap ${source.namespace}/${source.name} was not provided`);
     const sorted = (m: Record<string, string> | undefined) =>
-      m && Object.keys(m).length > 0 ? Object.fromEntries(Object.keys(m).sort().map((k) => [k, m[k]!])) : undefined;
+      m && Object.keys(m).length > 0
+        ? Object.fromEntries(
+            Object.keys(m)
+              .sort()
+              .map((k) => [k, m[k]!]),
+          )
+        : undefined;
     for (const namespace of targetNamespaces(resource, input.selectedNamespaces)) {
       new k8s.KubeConfigMap(this, `Copy-${namespace}`, {
         metadata: {

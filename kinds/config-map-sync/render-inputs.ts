@@ -8,13 +8,9 @@ export function inputsFromObjects(resource: KilnResource, objects: PlainObject[]
   // Called before validation in synth: an invalid resource simply gets no context.
   if (typeof cms.spec?.source?.name !== 'string' || typeof cms.spec.targets !== 'object') return {};
   const src = sourceOf(cms);
-  const source = objects.find(
-    (o) => o.kind === 'ConfigMap' && o.metadata?.name === src.name && (o.metadata.namespace ?? 'default') === src.namespace,
-  );
+  const source = objects.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === src.name && (o.metadata.namespace ?? 'default') === src.namespace);
   const selector = cms.spec.targets.namespaceSelector as LabelSelector | undefined;
-  const selectedNamespaces = selector
-    ? objects.filter((o) => o.kind === 'Namespace' && o.metadata && matchesSelector(o.metadata.labels, selector)).map((o) => o.metadata!.name)
-    : [];
+  const selectedNamespaces = selector ? objects.filter((o) => o.kind === 'Namespace' && o.metadata && matchesSelector(o.metadata.labels, selector)).map((o) => o.metadata!.name) : [];
   return { configMapSync: { source: source ? { data: source.data, binaryData: source.binaryData } : undefined, selectedNamespaces } };
 }
 

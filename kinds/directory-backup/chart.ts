@@ -24,14 +24,20 @@ export class DirectoryBackupChart extends Chart {
     const labels = standardLabels('ds', 'backup', resource);
     const size = spec.storage?.size ?? '10Gi';
     new VolumeSnapshot(this, 'Snapshot', {
-      name: `${name}-source`, labels,
+      name: `${name}-source`,
+      labels,
       claimName: `data-${spec.directoryService}-${spec.ordinal ?? 0}`,
       volumeSnapshotClassName: spec.volumeSnapshotClassName,
     });
     new Claim(this, 'Source', { name: `${name}-source`, labels, size, storageClassName: spec.storage?.storageClassName, fromSnapshot: `${name}-source` });
     new Claim(this, 'Backup', { name: backupClaimName(name), labels, size, storageClassName: spec.storage?.storageClassName });
     new DirectoryToolJob(this, 'Job', {
-      resource, name: `${name}-backup`, labels, command: 'backup', dataClaim: `${name}-source`, backupClaim: backupClaimName(name),
+      resource,
+      name: `${name}-backup`,
+      labels,
+      command: 'backup',
+      dataClaim: `${name}-source`,
+      backupClaim: backupClaimName(name),
     });
   }
 }

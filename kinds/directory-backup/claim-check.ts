@@ -22,12 +22,25 @@ export const OK: PreApplyCheck = { ok: true };
  * copy is made.
  */
 export function readerExists(live: LiveResource, reader: K8sObject | undefined, deps: PreApplyDeps): boolean {
-  return !!reader && !!deps.children.get(`${reader.apiVersion}/${reader.kind}`)?.get(live.metadata.namespace, reader.metadata.name)?.metadata.ownerReferences?.some((o) => o.controller && o.uid === live.metadata.uid);
+  return (
+    !!reader &&
+    !!deps.children
+      .get(`${reader.apiVersion}/${reader.kind}`)
+      ?.get(live.metadata.namespace, reader.metadata.name)
+      ?.metadata.ownerReferences?.some((o) => o.controller && o.uid === live.metadata.uid)
+  );
 }
 
 /** The backup's VolumeSnapshot reads the data claim. */
 export async function checkDataClaimOf(live: LiveResource, desired: K8sObject[], deps: PreApplyDeps): Promise<PreApplyCheck> {
-  if (readerExists(live, desired.find((o) => o.kind === 'VolumeSnapshot'), deps)) return OK;
+  if (
+    readerExists(
+      live,
+      desired.find((o) => o.kind === 'VolumeSnapshot'),
+      deps,
+    )
+  )
+    return OK;
   return checkDataClaim(live, live.metadata.namespace!, deps);
 }
 
@@ -47,7 +60,16 @@ async function checkDataClaim(live: KilnResource, namespace: string, deps: PreAp
   const controller = (claim.metadata.ownerReferences ?? []).find((o) => o.controller);
   const foreignController = controller && !(controller.kind === 'StatefulSet' && sts && controller.uid === sts.metadata.uid);
   if (labelled && !foreignController) return OK;
-  return { ok: false, foreign: `PersistentVolumeClaim ${namespace}/${name} is not a data volume of DirectoryService ${spec.directoryService} (${foreignController ? `controlled by ${controller.kind}/${controller.name}` : `it lacks the labels ${Object.entries(wanted).map(([k, v]) => `${k}=${v}`).join(', ')}`}): no snapshot or Job is made from it` };
+  return {
+    ok: false,
+    foreign: `PersistentVolumeClaim ${namespace}/${name} is not a data volume of DirectoryService ${spec.directoryService} (${
+      foreignController
+        ? `controlled by ${controller.kind}/${controller.name}`
+        : `it lacks the labels ${Object.entries(wanted)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(', ')}`
+    }): no snapshot or Job is made from it`,
+  };
 }
 
 export async function getClaim(client: KubeApi, namespace: string, name: string): Promise<KubeObject | undefined> {

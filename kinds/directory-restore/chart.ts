@@ -25,10 +25,18 @@ export class DirectoryRestoreChart extends Chart {
     const labels = standardLabels('ds', 'restore', resource);
     new Claim(this, 'Target', { name: target, labels, size: spec.storage?.size ?? '10Gi', storageClassName: spec.storage?.storageClassName });
     new DirectoryToolJob(this, 'Job', {
-      resource, name: target, labels, command: 'restore', dataClaim: target, backupClaim: backupClaimName(spec.backup),
+      resource,
+      name: target,
+      labels,
+      command: 'restore',
+      dataClaim: target,
+      backupClaim: backupClaimName(spec.backup),
     });
     new VolumeSnapshot(this, 'Snapshot', {
-      name: target, labels, claimName: target, volumeSnapshotClassName: spec.volumeSnapshotClassName,
+      name: target,
+      labels,
+      claimName: target,
+      volumeSnapshotClassName: spec.volumeSnapshotClassName,
       annotations: { [APPLY_AFTER_ANNOTATION]: `batch/v1/Job/${target}:Complete` },
     });
   }

@@ -6,7 +6,14 @@ import type { LiveResource, PreApplyCheck, PreApplyDeps } from '../kind.js';
 
 /** The restore's Job reads the backup claim. */
 export async function checkBackupClaimOf(live: LiveResource, desired: K8sObject[], deps: PreApplyDeps): Promise<PreApplyCheck> {
-  if (readerExists(live, desired.find((o) => o.kind === 'Job'), deps)) return OK;
+  if (
+    readerExists(
+      live,
+      desired.find((o) => o.kind === 'Job'),
+      deps,
+    )
+  )
+    return OK;
   return checkBackupClaim(live, live.metadata.namespace!, deps);
 }
 
@@ -21,5 +28,8 @@ async function checkBackupClaim(live: KilnResource, namespace: string, deps: Pre
   if (!claim) return { ok: false, waiting: `PersistentVolumeClaim ${namespace}/${name} not found` };
   const controller = (claim.metadata.ownerReferences ?? []).find((o) => o.controller);
   if (controller?.kind === 'DirectoryBackup' && controller.uid === backup.metadata.uid) return OK;
-  return { ok: false, foreign: `PersistentVolumeClaim ${namespace}/${name} is not the backup volume of DirectoryBackup ${backupName} (${controller ? `controlled by ${controller.kind}/${controller.name}` : 'no controller'}): no Job mounts it` };
+  return {
+    ok: false,
+    foreign: `PersistentVolumeClaim ${namespace}/${name} is not the backup volume of DirectoryBackup ${backupName} (${controller ? `controlled by ${controller.kind}/${controller.name}` : 'no controller'}): no Job mounts it`,
+  };
 }

@@ -51,9 +51,12 @@ export class DirectoryServiceChart extends Chart {
 
     new HeadlessService(this, 'Headless', { resource, app: APP, selector, ports: DIRECTORY_PORTS, publishNotReadyAddresses: true });
     new ClientService(this, 'Client', {
-      resource, app: APP, selector,
+      resource,
+      app: APP,
+      selector,
       ports: DIRECTORY_PORTS.filter((p) => p.name !== 'replication'),
-      type: spec.service?.type, annotations: spec.service?.annotations,
+      type: spec.service?.type,
+      annotations: spec.service?.annotations,
     });
     new MemberDisruptionBudget(this, 'Budget', { resource, app: APP, selector });
 
@@ -94,11 +97,13 @@ export class DirectoryServiceChart extends Chart {
       // no-op when the backend already holds data.
       initContainers.push({
         name: 'init',
-        image, imagePullPolicy,
+        image,
+        imagePullPolicy,
         args: ['init'],
         env: [...env, { name: 'DS_INIT_LDIF_DIR', value: '/var/run/kiln/ldif' }],
         volumeMounts: [...mounts, { name: 'init-ldif', mountPath: '/var/run/kiln/ldif', readOnly: true }],
-        resources, securityContext: security,
+        resources,
+        securityContext: security,
       });
     }
 
@@ -122,7 +127,8 @@ export class DirectoryServiceChart extends Chart {
             containers: [
               {
                 name: 'ds',
-                image, imagePullPolicy,
+                image,
+                imagePullPolicy,
                 args: ['start-ds'],
                 ports: DIRECTORY_PORTS.map((p) => ({ name: p.name, containerPort: p.port, protocol: 'TCP' })),
                 env: mergeEnv(env, spec.env),
@@ -145,9 +151,7 @@ export class DirectoryServiceChart extends Chart {
             size: spec.storage?.size ?? '10Gi',
             storageClassName: spec.storage?.storageClassName,
             labels: selector,
-            dataSource: spec.init?.fromBackup
-              ? { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: spec.init.fromBackup }
-              : undefined,
+            dataSource: spec.init?.fromBackup ? { apiGroup: 'snapshot.storage.k8s.io', kind: 'VolumeSnapshot', name: spec.init.fromBackup } : undefined,
           }),
         ],
       },

@@ -81,9 +81,12 @@ export class PostgresInstanceChart extends Chart {
     const ports = [{ name: 'postgres', port: POSTGRES_PORT }];
     new HeadlessService(this, 'Headless', { resource, app: APP, selector, ports, publishNotReadyAddresses: false });
     new ClientService(this, 'Client', {
-      resource, app: APP, selector,
+      resource,
+      app: APP,
+      selector,
       ports: [{ name: 'postgres', port: spec.service?.port ?? POSTGRES_PORT, targetPort: POSTGRES_PORT }],
-      type: spec.service?.type, annotations: spec.service?.annotations,
+      type: spec.service?.type,
+      annotations: spec.service?.annotations,
     });
 
     const isReady = { exec: { command: ['pg_isready', '-h', '127.0.0.1', '-p', String(POSTGRES_PORT), '-U', 'postgres'] } };
@@ -146,9 +149,7 @@ export class PostgresInstanceChart extends Chart {
             ],
           },
         },
-        volumeClaimTemplates: [
-          claimTemplate({ name: 'data', size: spec.storage?.size ?? '10Gi', storageClassName: spec.storage?.storageClassName, labels: selector }),
-        ],
+        volumeClaimTemplates: [claimTemplate({ name: 'data', size: spec.storage?.size ?? '10Gi', storageClassName: spec.storage?.storageClassName, labels: selector })],
       },
     });
   }

@@ -12,11 +12,18 @@ const JOB_RESOURCES: ResourceRequirements = { requests: { cpu: '250m', memory: '
  * data volume at /opt/opendj/data and the backup volume at /backup.
  */
 export class DirectoryToolJob extends Construct {
-  constructor(scope: Construct, id: string, props: {
-    resource: KilnResource<{ image: string; imagePullPolicy?: string; resources?: ResourceRequirements }>;
-    name: string; labels: Record<string, string>; command: 'backup' | 'restore';
-    dataClaim: string; backupClaim: string;
-  }) {
+  constructor(
+    scope: Construct,
+    id: string,
+    props: {
+      resource: KilnResource<{ image: string; imagePullPolicy?: string; resources?: ResourceRequirements }>;
+      name: string;
+      labels: Record<string, string>;
+      command: 'backup' | 'restore';
+      dataClaim: string;
+      backupClaim: string;
+    },
+  ) {
     super(scope, id);
     const { spec } = props.resource;
     new k8s.KubeJob(this, 'Resource', {
@@ -34,7 +41,10 @@ export class DirectoryToolJob extends Construct {
                 image: spec.image,
                 imagePullPolicy: spec.imagePullPolicy ?? 'IfNotPresent',
                 args: [props.command],
-                env: [{ name: 'DS_DATA_DIR', value: '/opt/opendj/data' }, { name: 'DS_BACKUP_DIR', value: '/backup' }],
+                env: [
+                  { name: 'DS_DATA_DIR', value: '/opt/opendj/data' },
+                  { name: 'DS_BACKUP_DIR', value: '/backup' },
+                ],
                 resources: containerResources(spec.resources, JOB_RESOURCES),
                 securityContext: containerSecurity({ readOnlyRootFilesystem: false, runAsUser: DS_UID, runAsGroup: 0 }),
                 volumeMounts: [

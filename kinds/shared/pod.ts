@@ -22,10 +22,12 @@ export function containerSecurity(opts: { readOnlyRootFilesystem: boolean; runAs
  * Pod-level settings every kiln workload shares: the pods never talk to the
  * Kubernetes API, so no token is mounted and no service links are injected.
  */
-export function podDefaults(opts: { fsGroup: number; runAsUser: number; runAsGroup: number; terminationGracePeriodSeconds: number }): Pick<
-  k8s.PodSpec,
-  'automountServiceAccountToken' | 'enableServiceLinks' | 'securityContext' | 'terminationGracePeriodSeconds'
-> {
+export function podDefaults(opts: {
+  fsGroup: number;
+  runAsUser: number;
+  runAsGroup: number;
+  terminationGracePeriodSeconds: number;
+}): Pick<k8s.PodSpec, 'automountServiceAccountToken' | 'enableServiceLinks' | 'securityContext' | 'terminationGracePeriodSeconds'> {
   return {
     automountServiceAccountToken: false,
     enableServiceLinks: false,

@@ -15,10 +15,7 @@ function quantities(map: QuantityMap | undefined): Record<string, k8s.Quantity> 
  * The user's requests/limits, or the chart's documented defaults when the user
  * set none: kiln never leaves a container without resources.
  */
-export function containerResources(
-  given: ResourceRequirements | undefined,
-  defaults: ResourceRequirements,
-): k8s.ResourceRequirements {
+export function containerResources(given: ResourceRequirements | undefined, defaults: ResourceRequirements): k8s.ResourceRequirements {
   const chosen = given && (given.requests || given.limits) ? given : defaults;
   return { requests: quantities(chosen.requests), limits: quantities(chosen.limits) };
 }
@@ -30,8 +27,20 @@ export function quantityToNumber(q: string): number {
   const m = /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))([a-zA-Z]*)$/.exec(q.trim());
   if (!m) throw new Error(`not a quantity: ${q}`);
   const factors: Record<string, number> = {
-    '': 1, m: 1e-3, k: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15, E: 1e18,
-    Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50, Ei: 2 ** 60,
+    '': 1,
+    m: 1e-3,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    P: 1e15,
+    E: 1e18,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+    Pi: 2 ** 50,
+    Ei: 2 ** 60,
   };
   const f = factors[m[2]!];
   if (f === undefined) throw new Error(`not a quantity: ${q}`);

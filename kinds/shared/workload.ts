@@ -16,9 +16,17 @@ export interface ServicePort {
  * other before they are ready, hence publishNotReadyAddresses where asked.
  */
 export class HeadlessService extends Construct {
-  constructor(scope: Construct, id: string, props: {
-    resource: KilnResource; app: string; selector: Record<string, string>; ports: ServicePort[]; publishNotReadyAddresses: boolean;
-  }) {
+  constructor(
+    scope: Construct,
+    id: string,
+    props: {
+      resource: KilnResource;
+      app: string;
+      selector: Record<string, string>;
+      ports: ServicePort[];
+      publishNotReadyAddresses: boolean;
+    },
+  ) {
     super(scope, id);
     new k8s.KubeService(this, 'Resource', {
       metadata: { name: headlessServiceName(props.resource.metadata.name), labels: standardLabels(props.app, 'headless-service', props.resource) },
@@ -36,10 +44,18 @@ export type ClientServiceType = 'ClusterIP' | 'LoadBalancer' | 'NodePort' | 'Non
 
 /** The client Service `<name>-client`; type None renders nothing. */
 export class ClientService extends Construct {
-  constructor(scope: Construct, id: string, props: {
-    resource: KilnResource; app: string; selector: Record<string, string>; ports: ServicePort[];
-    type?: ClientServiceType; annotations?: Record<string, string>;
-  }) {
+  constructor(
+    scope: Construct,
+    id: string,
+    props: {
+      resource: KilnResource;
+      app: string;
+      selector: Record<string, string>;
+      ports: ServicePort[];
+      type?: ClientServiceType;
+      annotations?: Record<string, string>;
+    },
+  ) {
     super(scope, id);
     const type = props.type ?? 'ClusterIP';
     if (type === 'None') return;
@@ -71,7 +87,10 @@ export class MemberDisruptionBudget extends Construct {
 
 /** A volumeClaimTemplate; `dataSource` pre-fills new claims (only claims that do not exist yet). */
 export function claimTemplate(props: {
-  name: string; size: string; storageClassName?: string; labels: Record<string, string>;
+  name: string;
+  size: string;
+  storageClassName?: string;
+  labels: Record<string, string>;
   dataSource?: { apiGroup: string; kind: string; name: string };
 }): k8s.KubePersistentVolumeClaimProps {
   return {

@@ -194,9 +194,7 @@ export async function ensureBinaries(): Promise<string> {
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     child.on('error', reject);
-    child.on('exit', (code, signal) =>
-      code === 0 ? resolve(out) : reject(new Error(`${BUILD_SCRIPT} failed (${signal ?? `exit ${code}`})`)),
-    );
+    child.on('exit', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${BUILD_SCRIPT} failed (${signal ?? `exit ${code}`})`))));
   });
   const lines = stdout.trim().split('\n');
   return lines[lines.length - 1]!.trim();
@@ -216,7 +214,10 @@ async function runOk(cmd: string, args: string[], opts: { input?: string; timeou
 async function tail(file: string, lines = 40): Promise<string> {
   try {
     const text = await readFile(file, 'utf8');
-    return text.split('\n').slice(-lines - 1).join('\n');
+    return text
+      .split('\n')
+      .slice(-lines - 1)
+      .join('\n');
   } catch {
     return '(no log)';
   }
@@ -247,24 +248,31 @@ async function createCa(dir: string): Promise<{ caCert: string; caKey: string }>
   const caCert = path.join(dir, 'client-ca.crt');
   const caKey = path.join(dir, 'client-ca.key');
   await runOk('openssl', [
-    'req', '-x509', '-new', '-nodes',
-    '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-    '-keyout', caKey, '-out', caCert, '-days', '3650',
-    '-subj', '/CN=kiln-test-client-ca',
-    '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    'req',
+    '-x509',
+    '-new',
+    '-nodes',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-keyout',
+    caKey,
+    '-out',
+    caCert,
+    '-days',
+    '3650',
+    '-subj',
+    '/CN=kiln-test-client-ca',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   return { caCert, caKey };
 }
 
-function kubeconfigYaml(opts: {
-  server: string;
-  caData: string;
-  user: string;
-  token?: string;
-  certData?: string;
-  keyData?: string;
-}): string {
+function kubeconfigYaml(opts: { server: string; caData: string; user: string; token?: string; certData?: string; keyData?: string }): string {
   const user: Record<string, string> = {};
   if (opts.token) user.token = opts.token;
   if (opts.certData) user['client-certificate-data'] = opts.certData;
@@ -310,22 +318,37 @@ export function attachControlPlane(info: ControlPlaneInfo): ControlPlaneClient {
     async mintIdentity(name: string, groups: string[] = []): Promise<Identity> {
       const idDir = path.join(info.dir, 'identities');
       await mkdir(idDir, { recursive: true });
-      const base = path.join(
-        idDir,
-        `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}-${process.pid}-${++minted}-${randomBytes(3).toString('hex')}`,
-      );
+      const base = path.join(idDir, `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}-${process.pid}-${++minted}-${randomBytes(3).toString('hex')}`);
       const certFile = `${base}.crt`;
       const keyFile = `${base}.key`;
       const subj = [subjectPart('CN', name), ...groups.map((g) => subjectPart('O', g))].join('');
       await runOk('openssl', [
-        'req', '-x509', '-new', '-nodes',
-        '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
-        '-CA', path.join(info.dir, 'client-ca.crt'), '-CAkey', path.join(info.dir, 'client-ca.key'),
-        '-keyout', keyFile, '-out', certFile, '-days', '365',
-        '-subj', subj,
-        '-addext', 'basicConstraints=critical,CA:FALSE',
-        '-addext', 'keyUsage=critical,digitalSignature',
-        '-addext', 'extendedKeyUsage=clientAuth',
+        'req',
+        '-x509',
+        '-new',
+        '-nodes',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-CA',
+        path.join(info.dir, 'client-ca.crt'),
+        '-CAkey',
+        path.join(info.dir, 'client-ca.key'),
+        '-keyout',
+        keyFile,
+        '-out',
+        certFile,
+        '-days',
+        '365',
+        '-subj',
+        subj,
+        '-addext',
+        'basicConstraints=critical,CA:FALSE',
+        '-addext',
+        'keyUsage=critical,digitalSignature',
+        '-addext',
+        'extendedKeyUsage=clientAuth',
       ]);
       const kubeconfig = `${base}.kubeconfig`;
       await writeFile(
@@ -420,13 +443,7 @@ function installExitHandlers() {
   }
 }
 
-async function startServer(
-  name: string,
-  bin: string,
-  args: string[],
-  dir: string,
-  ownerPid: number,
-): Promise<Server> {
+async function startServer(name: string, bin: string, args: string[], dir: string, ownerPid: number): Promise<Server> {
   const log = path.join(dir, `${name}.log`);
   const fh = await open(log, 'a');
   const child = spawn('bash', ['-c', WRAPPER, 'kiln-wrapper', String(ownerPid), bin, ...args], {
@@ -465,10 +482,7 @@ async function stopServer(s: Server, graceMs = 10_000) {
     /* already gone */
   }
   let timer: NodeJS.Timeout | undefined;
-  const done = await Promise.race([
-    s.exited.then(() => true),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs))),
-  ]);
+  const done = await Promise.race([s.exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), graceMs)))]);
   clearTimeout(timer);
   if (!done) {
     try {
@@ -480,12 +494,7 @@ async function stopServer(s: Server, graceMs = 10_000) {
   }
 }
 
-async function waitReady(
-  s: Server,
-  check: () => Promise<boolean>,
-  timeoutMs: number,
-  what: string,
-): Promise<void> {
+async function waitReady(s: Server, check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (s.exitCode !== undefined) {
@@ -582,15 +591,23 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
       'etcd',
       path.join(binDir, 'etcd'),
       [
-        '--name', 'kiln',
-        '--data-dir', path.join(dir, 'etcd'),
-        '--listen-client-urls', etcdUrl,
-        '--advertise-client-urls', etcdUrl,
-        '--listen-peer-urls', peerUrl,
-        '--initial-advertise-peer-urls', peerUrl,
-        '--initial-cluster', `kiln=${peerUrl}`,
+        '--name',
+        'kiln',
+        '--data-dir',
+        path.join(dir, 'etcd'),
+        '--listen-client-urls',
+        etcdUrl,
+        '--advertise-client-urls',
+        etcdUrl,
+        '--listen-peer-urls',
+        peerUrl,
+        '--initial-advertise-peer-urls',
+        peerUrl,
+        '--initial-cluster',
+        `kiln=${peerUrl}`,
         '--unsafe-no-fsync',
-        '--log-level', 'warn',
+        '--log-level',
+        'warn',
       ],
       dir,
       ownerPid,
@@ -619,22 +636,36 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
     await waitReady(etcd, async () => (await probe(`${etcdUrl}/health`)) === 200, timeout, 'healthy');
 
     const apiserverArgs = [
-      '--etcd-servers', etcdUrl,
-      '--secure-port', String(apiPort),
-      '--bind-address', '127.0.0.1',
-      '--advertise-address', '127.0.0.1',
-      '--cert-dir', certDir,
-      '--service-cluster-ip-range', '10.96.0.0/16',
+      '--etcd-servers',
+      etcdUrl,
+      '--secure-port',
+      String(apiPort),
+      '--bind-address',
+      '127.0.0.1',
+      '--advertise-address',
+      '127.0.0.1',
+      '--cert-dir',
+      certDir,
+      '--service-cluster-ip-range',
+      '10.96.0.0/16',
       '--allow-privileged=true',
-      '--authorization-mode', 'RBAC',
-      '--disable-admission-plugins', 'ServiceAccount',
-      '--service-account-issuer', `${server}/`,
-      '--service-account-key-file', saPub,
-      '--service-account-signing-key-file', saKey,
-      '--token-auth-file', tokenFile,
-      '--client-ca-file', path.join(dir, 'client-ca.crt'),
+      '--authorization-mode',
+      'RBAC',
+      '--disable-admission-plugins',
+      'ServiceAccount',
+      '--service-account-issuer',
+      `${server}/`,
+      '--service-account-key-file',
+      saPub,
+      '--service-account-signing-key-file',
+      saKey,
+      '--token-auth-file',
+      tokenFile,
+      '--client-ca-file',
+      path.join(dir, 'client-ca.crt'),
       // no kubelets/endpoints here: skip the loopback "kubernetes" endpoint reconciler noise
-      '--endpoint-reconciler-type', 'none',
+      '--endpoint-reconciler-type',
+      'none',
       '--profiling=false',
       ...(opts.apiserverArgs ?? []),
     ];
@@ -644,8 +675,7 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
 
     const caFile = path.join(certDir, 'apiserver.crt');
     const auth = { Authorization: `Bearer ${adminToken}` };
-    const apiserverReady = (s: Server) =>
-      waitReady(s, async () => (await probe(`${server}/readyz`, auth)) === 200, timeout, 'ready');
+    const apiserverReady = (s: Server) => waitReady(s, async () => (await probe(`${server}/readyz`, auth)) === 200, timeout, 'ready');
     await apiserverReady(apiserver);
 
     const kubeconfig = path.join(dir, 'admin.kubeconfig');
@@ -672,27 +702,29 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
         'kube-controller-manager',
         path.join(binDir, 'kube-controller-manager'),
         [
-          '--kubeconfig', kubeconfig,
-          '--controllers', (opts.controllers ?? DEFAULT_CONTROLLERS).join(','),
+          '--kubeconfig',
+          kubeconfig,
+          '--controllers',
+          (opts.controllers ?? DEFAULT_CONTROLLERS).join(','),
           '--leader-elect=false',
           '--use-service-account-credentials=false',
-          '--bind-address', '127.0.0.1',
-          '--secure-port', String(kcmPort),
-          '--cert-dir', path.join(dir, 'kcm-certs'),
-          '--service-account-private-key-file', saKey,
-          '--root-ca-file', caFile,
+          '--bind-address',
+          '127.0.0.1',
+          '--secure-port',
+          String(kcmPort),
+          '--cert-dir',
+          path.join(dir, 'kcm-certs'),
+          '--service-account-private-key-file',
+          saKey,
+          '--root-ca-file',
+          caFile,
           '--profiling=false',
         ],
         dir,
         ownerPid,
       );
       servers.push(kcm);
-      await waitReady(
-        kcm,
-        async () => (await probe(`https://127.0.0.1:${kcmPort}/healthz`)) === 200,
-        timeout,
-        'healthy',
-      );
+      await waitReady(kcm, async () => (await probe(`https://127.0.0.1:${kcmPort}/healthz`)) === 200, timeout, 'healthy');
     }
 
     let stopped: Promise<void> | undefined;

@@ -48,10 +48,11 @@ export async function startFakePostgres(mode: FakeMode): Promise<FakePostgres> {
     connections: 0,
     messages: [],
     passwords: () => fake.messages.filter((m) => m.type === 'p').map((m) => m.body.toString('utf8').replace(/\0$/, '')),
-    close: () => new Promise((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
   const server = net.createServer((socket) => {
     fake.connections++;

@@ -44,7 +44,9 @@ export function serveGitHttpBackend(req: IncomingMessage, res: ServerResponse, o
   child.stdin.on('error', () => undefined);
   res.on('error', () => undefined);
   // A client that goes away mid-request (a reset, a half-close) must not leave the CGI process behind.
-  res.on('close', () => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  res.on('close', () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
   let head = Buffer.alloc(0);
   let headersDone = false;
   let stderr = '';

@@ -6,12 +6,19 @@ import { join } from 'node:path';
 /** The environment without the caller's GIT_* variables, so a test sees only what it sets. */
 export const plainGitEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GIT_')));
 
-export interface GitIdentity { name: string; email: string }
+export interface GitIdentity {
+  name: string;
+  email: string;
+}
 const SEED: GitIdentity = { name: 'seed', email: 'seed@example.com' };
 
 export function plainGit(cwd: string, args: string[], identity: GitIdentity = SEED, maxBuffer = 64 * 2 ** 20): string {
   return execFileSync('git', ['-c', `user.name=${identity.name}`, '-c', `user.email=${identity.email}`, ...args], {
-    cwd, env: plainGitEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer,
+    cwd,
+    env: plainGitEnv,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    maxBuffer,
   });
 }
 

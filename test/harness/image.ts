@@ -25,7 +25,11 @@ export interface AssembledImage {
 
 /** The runtime stage: everything after the last FROM. */
 export function runtimeStage(): string[] {
-  const lines = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = readFileSync(join(ROOT, 'Dockerfile'), 'utf8')
+    .replace(/\\\n\s*/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const from = lines.map((l, i) => (/^FROM /i.test(l) ? i : -1)).filter((i) => i >= 0);
   return lines.slice(from[from.length - 1]! + 1);
 }
@@ -35,8 +39,11 @@ export async function assembleImage(work: string): Promise<AssembledImage> {
   const buildDir = join(work, 'build-stage');
   const app = join(work, 'app');
   const writable = join(work, 'tmp');
-  await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', buildDir], { cwd: ROOT, timeout: 600_000 })
-    .catch((err: Error & { stdout?: string }) => { throw new Error(`the build stage (tsc -p tsconfig.build.json) failed:\n${err.stdout ?? err.message}`); });
+  await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(ROOT, 'tsconfig.build.json'), '--outDir', buildDir], { cwd: ROOT, timeout: 600_000 }).catch(
+    (err: Error & { stdout?: string }) => {
+      throw new Error(`the build stage (tsc -p tsconfig.build.json) failed:\n${err.stdout ?? err.message}`);
+    },
+  );
   mkdirSync(app, { recursive: true });
   mkdirSync(writable, { recursive: true });
   const env: NodeJS.ProcessEnv = { PATH: `${dirname(process.execPath)}:/usr/bin:/bin`, HOME: writable, TMPDIR: writable };

@@ -57,7 +57,6 @@ const SUPERUSER = 'postgres';
 // ---------------------------------------------------------------------------
 // helpers
 
-
 /** Environment for the PostgreSQL tools: none of the caller's PG* variables. */
 const pgEnv: NodeJS.ProcessEnv = {
   ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PG'))),
@@ -187,10 +186,7 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
     const pwFile = path.join(dir, 'superuser.pw');
     await writeFile(pwFile, `${password}\n`, { mode: 0o600 });
     if (ids) chownSync(pwFile, ids.uid, ids.gid);
-    await toolOk('initdb', [
-      '-D', dataDir, '-U', SUPERUSER, `--pwfile=${pwFile}`, '--auth-local=trust', '--auth-host=scram-sha-256',
-      '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions',
-    ]);
+    await toolOk('initdb', ['-D', dataDir, '-U', SUPERUSER, `--pwfile=${pwFile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions']);
     await rm(pwFile);
     appendFileSync(
       path.join(dataDir, 'postgresql.conf'),

@@ -258,9 +258,23 @@ export async function startSlapd(opts: SlapdOptions = {}): Promise<SlapdServer> 
     const certFile = path.join(dir, 'cert.pem');
 
     await runOk('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-      '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-      '-keyout', path.join(dir, 'key.pem'), '-out', certFile,
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      certFile,
     ]);
     const caPem = readFileSync(certFile, 'utf8');
     await writeFile(adminPwFile, adminPassword, { mode: 0o600 }); // -y reads the whole file: no newline

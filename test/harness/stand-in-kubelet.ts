@@ -115,7 +115,7 @@ export function startStandInKubelet(info: ControlPlaneInfo, log: (msg: string) =
     const ownedByJob = pod.metadata.ownerReferences?.some((o) => o.kind === 'Job');
     const readyNow = pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
     if (ownedByJob ? phase === 'Succeeded' || phase === 'Failed' : phase === 'Running' && readyNow) return;
-    if (!only && await isManual(namespace)) return;
+    if (!only && (await isManual(namespace))) return;
     const key = `${namespace}/${name}/${pod.metadata.resourceVersion}`;
     if (done.has(key)) return;
     done.add(key);
@@ -128,28 +128,32 @@ export function startStandInKubelet(info: ControlPlaneInfo, log: (msg: string) =
   };
 
   const watch = (resourceVersion: string) => {
-    const req = request(new URL(`${podsPath}?watch=1&allowWatchBookmarks=true&resourceVersion=${resourceVersion}`, info.server), {
-      headers: { authorization: `Bearer ${info.adminToken}`, accept: 'application/json' },
-      ca: readFileSync(info.caFile),
-    }, (res) => {
-      let buf = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf('\n')) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (!line.trim()) continue;
-          const ev = JSON.parse(line) as { type: string; object: Pod };
-          if (ev.type === 'ADDED' || ev.type === 'MODIFIED') void handle(ev.object);
-          if (ev.type === 'BOOKMARK' || ev.type === 'ADDED' || ev.type === 'MODIFIED') resourceVersion = ev.object.metadata.resourceVersion ?? resourceVersion;
-          if (ev.type === 'ERROR') resourceVersion = ''; // expired: list again
-        }
-      });
-      res.on('end', () => restart(resourceVersion));
-      res.on('error', () => restart(''));
-    });
+    const req = request(
+      new URL(`${podsPath}?watch=1&allowWatchBookmarks=true&resourceVersion=${resourceVersion}`, info.server),
+      {
+        headers: { authorization: `Bearer ${info.adminToken}`, accept: 'application/json' },
+        ca: readFileSync(info.caFile),
+      },
+      (res) => {
+        let buf = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let nl;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            if (!line.trim()) continue;
+            const ev = JSON.parse(line) as { type: string; object: Pod };
+            if (ev.type === 'ADDED' || ev.type === 'MODIFIED') void handle(ev.object);
+            if (ev.type === 'BOOKMARK' || ev.type === 'ADDED' || ev.type === 'MODIFIED') resourceVersion = ev.object.metadata.resourceVersion ?? resourceVersion;
+            if (ev.type === 'ERROR') resourceVersion = ''; // expired: list again
+          }
+        });
+        res.on('end', () => restart(resourceVersion));
+        res.on('error', () => restart(''));
+      },
+    );
     req.on('error', () => restart(''));
     req.end();
     current = req;

@@ -18,8 +18,30 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 export async function makeCa(commonName = 'kiln test CA'): Promise<TestCa> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-ca-'));
   try {
-    await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', `/CN=${commonName}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+    await openssl(
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        'ca.key',
+        '-out',
+        'ca.crt',
+        '-days',
+        '2',
+        '-subj',
+        `/CN=${commonName}`,
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
+        '-addext',
+        'keyUsage=critical,keyCertSign,cRLSign',
+      ],
+      dir,
+    );
     const ca = await readFile(path.join(dir, 'ca.crt'), 'utf8');
     const caKey = await readFile(path.join(dir, 'ca.key'), 'utf8');
     return {

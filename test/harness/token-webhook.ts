@@ -75,31 +75,37 @@ export async function startTokenWebhook(dir: string, opts: { username?: string; 
       }
       if (m) reviews.push({ at: Date.now(), serial: Number(m[1]), result });
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({
-        apiVersion: 'authentication.k8s.io/v1',
-        kind: 'TokenReview',
-        status: result === 'ok'
-          ? { authenticated: true, user: { username: opts.username ?? 'exec-user', groups: opts.groups ?? ['system:masters'] } }
-          : { authenticated: false, error: `token ${result}` },
-      }));
+      res.end(
+        JSON.stringify({
+          apiVersion: 'authentication.k8s.io/v1',
+          kind: 'TokenReview',
+          status:
+            result === 'ok' ? { authenticated: true, user: { username: opts.username ?? 'exec-user', groups: opts.groups ?? ['system:masters'] } } : { authenticated: false, error: `token ${result}` },
+        }),
+      );
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
 
   const configFile = path.join(dir, 'webhook.kubeconfig');
-  await writeFile(configFile, JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'webhook', cluster: { server: url } }],
-    users: [{ name: 'apiserver', user: {} }],
-    contexts: [{ name: 'webhook', context: { cluster: 'webhook', user: 'apiserver' } }],
-    'current-context': 'webhook',
-  }));
+  await writeFile(
+    configFile,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'webhook', cluster: { server: url } }],
+      users: [{ name: 'apiserver', user: {} }],
+      contexts: [{ name: 'webhook', context: { cluster: 'webhook', user: 'apiserver' } }],
+      'current-context': 'webhook',
+    }),
+  );
 
   // The plugin: serial from a counter file, expiry from ttl-ms, signed with the secret.
   const plugin = path.join(dir, 'issue-token.mjs');
-  await writeFile(plugin, `#!${process.execPath}
+  await writeFile(
+    plugin,
+    `#!${process.execPath}
 import { createHmac } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 const dir = ${JSON.stringify(dir)};
@@ -113,7 +119,8 @@ const expires = Date.now() + Number(read('ttl-ms', '60000'));
 const body = serial + '.' + expires;
 const token = 'kiln-exec.' + body + '.' + createHmac('sha256', readFileSync(${JSON.stringify(secretFile)}, 'utf8')).update(body).digest('base64url');
 process.stdout.write(JSON.stringify({ apiVersion: info.apiVersion || 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token, expirationTimestamp: new Date(expires).toISOString() } }));
-`);
+`,
+  );
   await chmod(plugin, 0o755);
 
   const serialNow = () => (existsSync(path.join(dir, 'serial')) ? Number(readFileSync(path.join(dir, 'serial'), 'utf8')) : 0);
@@ -126,11 +133,7 @@ process.stdout.write(JSON.stringify({ apiVersion: info.apiVersion || 'client.aut
     nextSerial: serialNow,
     setTtl: (ms) => writeFile(path.join(dir, 'ttl-ms'), String(ms)),
     runs: () => (existsSync(path.join(dir, 'runs')) ? Number(readFileSync(path.join(dir, 'runs'), 'utf8')) : 0),
-    apiserverArgs: () => [
-      `--authentication-token-webhook-config-file=${configFile}`,
-      '--authentication-token-webhook-version=v1',
-      '--authentication-token-webhook-cache-ttl=1s',
-    ],
+    apiserverArgs: () => [`--authentication-token-webhook-config-file=${configFile}`, '--authentication-token-webhook-version=v1', '--authentication-token-webhook-cache-ttl=1s'],
     close: () => new Promise<void>((r) => server.close(() => r())),
   };
 }

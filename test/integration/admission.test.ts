@@ -39,10 +39,23 @@ beforeAll(async () => {
 
 describe('kiln CRDs', () => {
   it('are installed and Established', async () => {
-    const out = await cp.kubectlOk(['get', 'crd', '-l', 'app.kubernetes.io/part-of=kiln', '-o', 'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}']);
+    const out = await cp.kubectlOk([
+      'get',
+      'crd',
+      '-l',
+      'app.kubernetes.io/part-of=kiln',
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Established")].status}{"\\n"}{end}',
+    ]);
     expect(out.trim().split('\n').sort()).toEqual([
-      'cacheclusters.kiln.dev=True', 'configmapsyncs.kiln.dev=True', 'datagrids.kiln.dev=True', 'directorybackups.kiln.dev=True',
-      'directoryrestores.kiln.dev=True', 'directoryservices.kiln.dev=True', 'postgresdatabases.kiln.dev=True', 'postgresinstances.kiln.dev=True',
+      'cacheclusters.kiln.dev=True',
+      'configmapsyncs.kiln.dev=True',
+      'datagrids.kiln.dev=True',
+      'directorybackups.kiln.dev=True',
+      'directoryrestores.kiln.dev=True',
+      'directoryservices.kiln.dev=True',
+      'postgresdatabases.kiln.dev=True',
+      'postgresinstances.kiln.dev=True',
     ]);
   });
   it('explain their fields (descriptions reach kubectl explain)', async () => {
@@ -56,9 +69,15 @@ describe('kiln CRDs', () => {
 });
 
 /** One served resource as aggregated discovery (apidiscovery.k8s.io/v2) lists it. */
-interface Served { group: string; resource: string; singular: string; shortNames: string[] }
+interface Served {
+  group: string;
+  resource: string;
+  singular: string;
+  shortNames: string[];
+}
 
-function getJson(path: string, accept: string): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function getJson(path: string, accept: string): Promise<any> {
   const url = new URL(path, cp.server);
   return new Promise((resolve, reject) => {
     const req = request(url, { ca: readFileSync(cp.caFile), headers: { authorization: `Bearer ${cp.adminToken}`, accept } }, (res) => {
@@ -112,7 +131,7 @@ describe('short names on the real API server', () => {
     expect(served.find((s) => s.group === 'kiln.dev' && s.resource === 'directoryservices')!.shortNames).toEqual(['dirsvc']);
   });
 
-  it('the check finds a collision where there is one (ds is DaemonSets\' short name)', () => {
+  it("the check finds a collision where there is one (ds is DaemonSets' short name)", () => {
     expect(collisions('ds', served)).toContain('apps/daemonsets');
     expect(collisions('svc', served)).toContain('core/services');
     expect(collisions('deployment', served)).toContain('apps/deployments');
@@ -125,7 +144,11 @@ describe('short names on the real API server', () => {
     // ...nor another kiln kind's.
     const kiln = served.filter((s) => s.group === 'kiln.dev');
     for (const r of kiln) {
-      for (const n of r.shortNames) expect(kiln.filter((o) => o !== r && namesOf(o).includes(n)).map((o) => o.resource), n).toEqual([]);
+      for (const n of r.shortNames)
+        expect(
+          kiln.filter((o) => o !== r && namesOf(o).includes(n)).map((o) => o.resource),
+          n,
+        ).toEqual([]);
     }
   });
 
@@ -160,7 +183,10 @@ describe('API conventions at admission', () => {
       expect(r.stderr).toBe('');
       expect(r.code).toBe(0);
     }
-    for (const [v, bound] of [[13, 'greater than or equal to 14'], [100, 'less than or equal to 99']] as const) {
+    for (const [v, bound] of [
+      [13, 'greater than or equal to 14'],
+      [100, 'less than or equal to 99'],
+    ] as const) {
       expect(validate(pg(`pg-v${v}`, v))).toEqual({ ok: false, errors: [{ path: 'spec.version', message: `Invalid value: should be ${bound}` }] });
       const r = await dryRunApply(pg(`pg-v${v}`, v));
       expect(r.code).not.toBe(0);

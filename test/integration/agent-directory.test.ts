@@ -44,23 +44,34 @@ const setSecret = (name: string, key: string, value: string) =>
   agent.client.request('PATCH', `/api/v1/namespaces/${ns}/secrets/${name}`, { body: { data: { [key]: b64(value) } }, contentType: 'application/merge-patch+json' });
 const synced = (o: Any) => o?.status?.conditions?.find((c: { type: string }) => c.type === 'PasswordsSynced');
 const passwordsSynced = (pred: (c: Any, o: Any) => boolean = (c) => c?.status === 'True', what = 'PasswordsSynced=True', timeoutMs = 30_000) =>
-  waitFor(`DirectoryService ds ${what}`, async () => {
-    const o = await get('DirectoryService', 'ds');
-    return pred(synced(o), o) ? o : undefined;
-  }, timeoutMs);
+  waitFor(
+    `DirectoryService ds ${what}`,
+    async () => {
+      const o = await get('DirectoryService', 'ds');
+      return pred(synced(o), o) ? o : undefined;
+    },
+    timeoutMs,
+  );
 
 let amPassword = pw();
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
-  ldap = await startSlapd({ accounts: [{ dn: AM, password: 'the-old-wrong-one' }, { dn: APP, password: 'app-initial-value' }] });
+  ldap = await startSlapd({
+    accounts: [
+      { dn: AM, password: 'the-old-wrong-one' },
+      { dn: APP, password: 'app-initial-value' },
+    ],
+  });
   await cp.kubectlOk(['create', 'namespace', ns]);
   await cp.kubectlOk(['-n', ns, 'create', 'secret', 'generic', 'ds-admin', `--from-literal=password=${ldap.adminPassword}`]);
   await cp.kubectlOk(['-n', ns, 'create', 'secret', 'generic', 'svc-passwords', `--from-literal=am-config.pw=${amPassword}`]);
   await cp.kubectlOk(['-n', ns, 'create', 'secret', 'generic', 'ds-truststore', `--from-literal=ca.crt=${ldap.caPem}`]);
   await cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
     input: JSON.stringify({
-      apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'ds', namespace: ns },
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'DirectoryService',
+      metadata: { name: 'ds', namespace: ns },
       spec: {
         image: 'registry.example.com/ds:7.5',
         secrets: { truststore: 'ds-truststore' },
@@ -74,7 +85,13 @@ beforeAll(async () => {
   });
   const kc = loadKubeConfig({ kubeconfig: cp.kubeconfig });
   agent = new Agent({
-    kc, namespaces: [ns], concurrency: 4, qps: 0, burst: 0, passwordIntervalSeconds: 300, databaseCheckSeconds: 10,
+    kc,
+    namespaces: [ns],
+    concurrency: 4,
+    qps: 0,
+    burst: 0,
+    passwordIntervalSeconds: 300,
+    databaseCheckSeconds: 10,
     endpoints: { [`DirectoryService/${ns}/ds`]: ldap.ldapsUrl },
     log,
   });
@@ -92,18 +109,21 @@ afterAll(async () => {
 });
 
 describe('agent: directory passwords', () => {
-  it('rotates a wrong password in the directory to the Secret\'s value (over ldaps, trusting the truststore CA)', async () => {
+  it("rotates a wrong password in the directory to the Secret's value (over ldaps, trusting the truststore CA)", async () => {
     const o = await passwordsSynced();
     expect(o.status.passwords).toEqual({ synced: 3, total: 3 });
     expect(await ldap.canBind(AM, amPassword)).toBe(true);
     expect(await ldap.canBind(AM, 'the-old-wrong-one')).toBe(false);
   });
 
-  it('the agent\'s condition and the controller\'s live side by side, each under its own field manager', async () => {
+  it("the agent's condition and the controller's live side by side, each under its own field manager", async () => {
     const o = await passwordsSynced((c, d) => c?.status === 'True' && d.status.conditions.some((x: Any) => x.type === 'Ready' && x.status === 'True'), 'PasswordsSynced and Ready');
     expect(o.status.conditions.map((c: Any) => c.type).sort()).toEqual(['Available', 'PasswordsSynced', 'Ready', 'Reconciling', 'Stalled', 'Synced']);
     expect(o.status.observedGeneration).toBe(o.metadata.generation);
-    const managers = (o.metadata.managedFields as Any[]).filter((f) => f.subresource === 'status').map((f) => f.manager).sort();
+    const managers = (o.metadata.managedFields as Any[])
+      .filter((f) => f.subresource === 'status')
+      .map((f) => f.manager)
+      .sort();
     expect(managers).toEqual(['kiln', 'kiln-agent']);
     // Another round of both writes nothing over the other's fields.
     await new Promise((r) => setTimeout(r, 1000));

@@ -49,16 +49,24 @@ const database = (name: string, spec: Record<string, unknown>, namespace = ns) =
   apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresDatabase', metadata: { name, namespace }, spec: { instance: 'pg', ...spec } });
 const condition = (o: Any, type: string) => o?.status?.conditions?.find((c: { type: string }) => c.type === type);
 const withCondition = (name: string, type: string, timeoutMs = 30_000, namespace = ns) =>
-  waitFor(`PostgresDatabase ${name} ${type}`, async () => {
-    const o = await get('PostgresDatabase', name, namespace);
-    return condition(o, type)?.status === 'True' ? o : undefined;
-  }, timeoutMs);
+  waitFor(
+    `PostgresDatabase ${name} ${type}`,
+    async () => {
+      const o = await get('PostgresDatabase', name, namespace);
+      return condition(o, type)?.status === 'True' ? o : undefined;
+    },
+    timeoutMs,
+  );
 /** Until the agent has acted on the resource: Ready or Stalled (today's harm shows as Ready). */
 const settled = (name: string, timeoutMs = 30_000) =>
-  waitFor(`PostgresDatabase ${name} Ready or Stalled`, async () => {
-    const o = await get('PostgresDatabase', name);
-    return condition(o, 'Ready')?.status === 'True' || condition(o, 'Stalled')?.status === 'True' ? o : undefined;
-  }, timeoutMs);
+  waitFor(
+    `PostgresDatabase ${name} Ready or Stalled`,
+    async () => {
+      const o = await get('PostgresDatabase', name);
+      return condition(o, 'Ready')?.status === 'True' || condition(o, 'Stalled')?.status === 'True' ? o : undefined;
+    },
+    timeoutMs,
+  );
 const sql = (q: string, db?: string) => server.sql(q, db);
 const secretData = (s: Any) => Object.fromEntries(Object.entries(s.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
 
@@ -82,10 +90,14 @@ beforeAll(async () => {
     await cp.kubectlOk(['create', 'namespace', n]);
     await cp.kubectlOk(['-n', n, 'create', 'secret', 'generic', 'pg-superuser', `--from-literal=password=${server.password}`]);
   }
-  const tlsSecret = (name: string, caPem: string) => apply({
-    apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, type: 'kubernetes.io/tls',
-    stringData: { 'tls.crt': serverCert.cert, 'tls.key': serverCert.key, 'ca.crt': caPem },
-  });
+  const tlsSecret = (name: string, caPem: string) =>
+    apply({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: ns },
+      type: 'kubernetes.io/tls',
+      stringData: { 'tls.crt': serverCert.cert, 'tls.key': serverCert.key, 'ca.crt': caPem },
+    });
   await tlsSecret('pg-tls', ca.ca);
   await tlsSecret('pg-tls-other-ca', otherCa.ca);
   await instance('pg');
@@ -99,8 +111,13 @@ beforeAll(async () => {
   await instance('wrongca', { tls: { secretName: 'pg-tls-other-ca' } });
   const at = (s: { host: string; port: number }) => `${s.host}:${s.port}`;
   agent = new Agent({
-    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }), namespaces: [ns, legacyNs], concurrency: 4, qps: 0, burst: 0,
-    passwordIntervalSeconds: 300, databaseCheckSeconds: 10,
+    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }),
+    namespaces: [ns, legacyNs],
+    concurrency: 4,
+    qps: 0,
+    burst: 0,
+    passwordIntervalSeconds: 300,
+    databaseCheckSeconds: 10,
     endpoints: {
       [`PostgresInstance/${ns}/pg`]: at(server),
       [`PostgresInstance/${ns}/clear`]: at(fakes.cleartext),
@@ -111,7 +128,10 @@ beforeAll(async () => {
       [`PostgresInstance/${ns}/wrongname`]: at(tlsServer),
       [`PostgresInstance/${ns}/wrongca`]: at(tlsServer),
     },
-    postgres: { ...postgresPolicy({ insecureAuthNamespaces: [legacyNs] }), timeouts: { connectMs: 5_000, queryMs: 3_000, statementMs: 2_000, lockMs: 1_000, idleInTransactionMs: 10_000, keepAliveMs: 1_000 } },
+    postgres: {
+      ...postgresPolicy({ insecureAuthNamespaces: [legacyNs] }),
+      timeouts: { connectMs: 5_000, queryMs: 3_000, statementMs: 2_000, lockMs: 1_000, idleInTransactionMs: 10_000, keepAliveMs: 1_000 },
+    },
     log,
   });
   await agent.start();
@@ -140,7 +160,7 @@ describe('agent: a PostgreSQL server it must not trust', () => {
     expect(condition(o, 'Stalled').message).toContain('SCRAM-SHA-256');
   });
 
-  it('spec.allowInsecureAuth is honoured only in a namespace the agent\'s operator listed', async () => {
+  it("spec.allowInsecureAuth is honoured only in a namespace the agent's operator listed", async () => {
     await instance('clear', { allowInsecureAuth: true });
     await database('via-clear-asked', { instance: 'clear', name: 'via_clear_asked' });
     const refused = await waitFor('via-clear-asked Stalled naming the flag', async () => {
@@ -155,7 +175,7 @@ describe('agent: a PostgreSQL server it must not trust', () => {
     expect(fakes.allowed.passwords()[0]).toBe(server.password);
   });
 
-  it('a server that never answers: the timeout fires, and another instance\'s database is created meanwhile', async () => {
+  it("a server that never answers: the timeout fires, and another instance's database is created meanwhile", async () => {
     // More resources on the hung server than the agent has workers.
     for (const i of [1, 2, 3, 4, 5]) await database(`hung-${i}`, { instance: 'hang', name: `hung_${i}` });
     await waitFor('the hung server queried', () => fakes.hang.messages.some((m) => m.type === 'Q' || m.type === 'P'));
@@ -163,10 +183,14 @@ describe('agent: a PostgreSQL server it must not trust', () => {
     await database('meanwhile', { name: 'meanwhile' });
     await withCondition('meanwhile', 'Ready', 20_000);
     console.log(`database on a healthy instance ready ${((Date.now() - started) / 1000).toFixed(2)} s after the hung server took its first query`);
-    const hung = await waitFor('hung-1 reports the timeout', async () => {
-      const d = await get('PostgresDatabase', 'hung-1');
-      return /timeout/i.test(condition(d, 'Reconciling')?.message ?? '') ? d : undefined;
-    }, 20_000);
+    const hung = await waitFor(
+      'hung-1 reports the timeout',
+      async () => {
+        const d = await get('PostgresDatabase', 'hung-1');
+        return /timeout/i.test(condition(d, 'Reconciling')?.message ?? '') ? d : undefined;
+      },
+      20_000,
+    );
     expect(condition(hung, 'Ready').status).toBe('False');
   });
 
@@ -182,7 +206,7 @@ describe('agent: a PostgreSQL server it must not trust', () => {
     expect(condition(o, 'Stalled').message).toContain('role boss has SUPERUSER');
   });
 
-  it('refuses to take over another tenant\'s role or an existing database: password and owner unchanged, no Secret', async () => {
+  it("refuses to take over another tenant's role or an existing database: password and owner unchanged, no Secret", async () => {
     await sql("CREATE ROLE other_owner LOGIN PASSWORD 'other-secret-1'");
     await sql('CREATE DATABASE legacy OWNER other_owner');
     const password = await sql("SELECT rolpassword FROM pg_authid WHERE rolname = 'other_owner'");
@@ -226,7 +250,9 @@ describe('agent: a PostgreSQL server it must not trust', () => {
     expect(condition(bad, 'Stalled').message).toContain('spec.extensions[1] file_fdw');
     await database('ext-ok', { name: 'ext_ok', extensions: ['pg_trgm', 'uuid-ossp'] });
     await withCondition('ext-ok', 'Ready');
-    expect(await sql("SELECT string_agg(extname || ':' || extnamespace::regnamespace, ',' ORDER BY extname) FROM pg_extension WHERE extname <> 'plpgsql'", 'ext_ok')).toBe('pg_trgm:public,uuid-ossp:public');
+    expect(await sql("SELECT string_agg(extname || ':' || extnamespace::regnamespace, ',' ORDER BY extname) FROM pg_extension WHERE extname <> 'plpgsql'", 'ext_ok')).toBe(
+      'pg_trgm:public,uuid-ossp:public',
+    );
     const lines = server.readLog().split('\n');
     const create = lines.findIndex((l) => l.includes('CREATE EXTENSION IF NOT EXISTS "pg_trgm" SCHEMA public'));
     expect(create).toBeGreaterThan(0);
@@ -249,7 +275,7 @@ describe('agent: a PostgreSQL server it must not trust', () => {
     expect(await tlsServer.sql("SELECT count(*) FROM pg_database WHERE datname IN ('wrong_name', 'wrong_ca')")).toBe('0');
   });
 
-  it('evicts a deleted resource\'s password and state from the agent\'s caches, and a deleted instance\'s pool', async () => {
+  it("evicts a deleted resource's password and state from the agent's caches, and a deleted instance's pool", async () => {
     await database('evict-me', { name: 'evict_me', extensions: ['citext'] });
     const d = await withCondition('evict-me', 'Ready');
     const reconciler = (agent as Any).databases;

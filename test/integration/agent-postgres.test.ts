@@ -38,10 +38,14 @@ const apply = (obj: unknown) => cp.kubectlOk(['apply', '--server-side', '-f', '-
 const database = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresDatabase', metadata: { name, namespace: ns }, spec: { instance: 'pg', ...spec } });
 const condition = (o: Any, type: string) => o?.status?.conditions?.find((c: { type: string }) => c.type === type);
 const databaseReady = (name: string, timeoutMs = 30_000) =>
-  waitFor(`PostgresDatabase ${name} DatabaseReady`, async () => {
-    const o = await get('PostgresDatabase', name);
-    return condition(o, 'DatabaseReady')?.status === 'True' && o.status.observedGeneration === o.metadata.generation ? o : undefined;
-  }, timeoutMs);
+  waitFor(
+    `PostgresDatabase ${name} DatabaseReady`,
+    async () => {
+      const o = await get('PostgresDatabase', name);
+      return condition(o, 'DatabaseReady')?.status === 'True' && o.status.observedGeneration === o.metadata.generation ? o : undefined;
+    },
+    timeoutMs,
+  );
 const exists = async (kind: 'database' | 'role', name: string) =>
   (await server.sql(kind === 'database' ? `SELECT count(*) FROM pg_database WHERE datname = '${name}'` : `SELECT count(*) FROM pg_roles WHERE rolname = '${name}'`)).trim() === '1';
 const secretData = (s: Any) => Object.fromEntries(Object.entries(s.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]));
@@ -54,8 +58,13 @@ beforeAll(async () => {
   await apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'pg', namespace: ns }, spec: { superuserSecret: { name: 'pg-superuser' } } });
   const kc = loadKubeConfig({ kubeconfig: cp.kubeconfig });
   agent = new Agent({
-    kc, namespaces: [ns], concurrency: 4, qps: 0, burst: 0,
-    passwordIntervalSeconds: 5, databaseCheckSeconds: 10, // full checks every 5 s, so the no-writes test sees them
+    kc,
+    namespaces: [ns],
+    concurrency: 4,
+    qps: 0,
+    burst: 0,
+    passwordIntervalSeconds: 5,
+    databaseCheckSeconds: 10, // full checks every 5 s, so the no-writes test sees them
     endpoints: { [`PostgresInstance/${ns}/pg`]: `${server.host}:${server.port}` },
     log,
   });
@@ -189,7 +198,7 @@ describe('agent: Postgres', () => {
     expect(writes).toEqual([0, 0, 0, 0]);
   });
 
-  it('no password or verifier reaches the Postgres log or the agent\'s log', async () => {
+  it("no password or verifier reaches the Postgres log or the agent's log", async () => {
     const passwords = [server.password];
     for (const name of ['orders-connection', 'during-outage-connection', 'fresh-superuser']) {
       const s = await get('Secret', name);
@@ -204,6 +213,6 @@ describe('agent: Postgres', () => {
       expect(agentLog).not.toContain(p);
     }
     expect(pgLog).not.toContain('SCRAM-SHA-256$');
-    expect(pgLog.split("\n").filter((l) => /PASSWORD\s+'/i.test(l))).toEqual([]);
+    expect(pgLog.split('\n').filter((l) => /PASSWORD\s+'/i.test(l))).toEqual([]);
   });
 });

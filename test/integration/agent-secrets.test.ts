@@ -39,8 +39,13 @@ beforeAll(async () => {
     input: JSON.stringify({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'pg', namespace: ns }, spec: { superuserSecret: { name: 'pg-superuser' } } }),
   });
   agent = new Agent({
-    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }), namespaces: [ns, other], concurrency: 2, qps: 0, burst: 0,
-    passwordIntervalSeconds: 300, databaseCheckSeconds: 1,
+    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }),
+    namespaces: [ns, other],
+    concurrency: 2,
+    qps: 0,
+    burst: 0,
+    passwordIntervalSeconds: 300,
+    databaseCheckSeconds: 1,
     log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
   });
   agent.client.onReceived = (verb, path, bytes) => {
@@ -65,7 +70,12 @@ it('holds no contents of a Secret no kiln resource names (a 10,000-byte Helm rel
   await waitFor('SuperuserSecretReady', ready, 30_000, () => logs.slice(-10).join('\n'));
   const held = informerSecrets();
   // The informer still sees every Secret (to notice changes), by name only.
-  expect(held.filter((s) => s.metadata.name === HELM).map((s) => s.metadata.namespace).sort()).toEqual([ns, other].sort());
+  expect(
+    held
+      .filter((s) => s.metadata.name === HELM)
+      .map((s) => s.metadata.namespace)
+      .sort(),
+  ).toEqual([ns, other].sort());
   const bytes = JSON.stringify(held).length;
   console.log(`Secret informer cache: ${held.length} Secrets, ${bytes} bytes of JSON`);
   expect(bytes).toBeLessThan(2_000);
@@ -74,7 +84,7 @@ it('holds no contents of a Secret no kiln resource names (a 10,000-byte Helm rel
   expect(agent.secrets.keys()).toEqual([`${ns}/pg-superuser`]);
 });
 
-it('lists Secrets as metadata: a 10,000-byte Secret\'s data never crosses the wire to the agent', () => {
+it("lists Secrets as metadata: a 10,000-byte Secret's data never crosses the wire to the agent", () => {
   // Two 10,000-byte Helm releases in the watched namespaces: a list of full Secrets carries 20,000 bytes.
   console.log(`Secret LIST bytes received: ${secretBytes.LIST}`);
   expect(secretBytes.LIST).toBeGreaterThan(0);
@@ -95,9 +105,14 @@ it('watches Secrets as metadata: a 10,000-byte change costs its metadata on the 
 
 it('reads a named Secret again when it changes, and drops it when no resource names it', async () => {
   await cp.kubectlOk(['-n', ns, 'patch', 'secret', 'pg-superuser', '--type=merge', '-p', JSON.stringify({ stringData: { password: 'second' } })]);
-  await waitFor('the new value in the agent\'s cache', () => Buffer.from(agent.secrets.get(ns, 'pg-superuser')?.data?.password ?? '', 'base64').toString() === 'second', 10_000);
+  await waitFor("the new value in the agent's cache", () => Buffer.from(agent.secrets.get(ns, 'pg-superuser')?.data?.password ?? '', 'base64').toString() === 'second', 10_000);
   await cp.kubectlOk(['-n', ns, 'delete', 'postgresinstance', 'pg']);
-  await waitFor('the Secret dropped from the agent\'s cache', () => agent.secrets.keys().length === 0, 10_000, () => agent.secrets.keys().join(', '));
+  await waitFor(
+    "the Secret dropped from the agent's cache",
+    () => agent.secrets.keys().length === 0,
+    10_000,
+    () => agent.secrets.keys().join(', '),
+  );
 });
 
 it('starts in a namespace that holds no Secret (a metadata-only list of nothing has "items": null)', async () => {
@@ -105,13 +120,24 @@ it('starts in a namespace that holds no Secret (a metadata-only list of nothing 
   await cp.kubectlOk(['create', 'namespace', empty]);
   // A new namespace gets its ServiceAccount, never a Secret, from kube-controller-manager.
   const lonely = new Agent({
-    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }), namespaces: [empty], concurrency: 1, qps: 0, burst: 0,
-    passwordIntervalSeconds: 300, databaseCheckSeconds: 60,
+    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }),
+    namespaces: [empty],
+    concurrency: 1,
+    qps: 0,
+    burst: 0,
+    passwordIntervalSeconds: 300,
+    databaseCheckSeconds: 60,
     log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
   });
   try {
     const started = await Promise.race([lonely.start().then(() => 'started'), new Promise((r) => setTimeout(() => r('timed out'), 20_000))]);
-    expect(started, logs.filter((l) => l.includes('list failed')).slice(-3).join('\n')).toBe('started');
+    expect(
+      started,
+      logs
+        .filter((l) => l.includes('list failed'))
+        .slice(-3)
+        .join('\n'),
+    ).toBe('started');
   } finally {
     await lonely.stop();
     await cp.kubectl(['delete', 'namespace', empty, '--wait=false']);

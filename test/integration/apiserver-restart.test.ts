@@ -26,13 +26,13 @@ let manager: Manager;
 let kubelet: StandInKubelet | undefined;
 const t0 = Date.now();
 const logs: string[] = [];
-const log = (level: string, msg: string, fields?: Record<string, unknown>) =>
-  logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
+const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
 
 const cache = { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'c', namespace: ns }, spec: { image: 'x', size: 1, catalogServers: 1 } };
 const grid = (name: string, spec: Record<string, unknown> = {}) => ({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name, namespace: ns }, spec: { cache: 'c', ...spec } });
 
-async function getJson<T = any>(args: string[]): Promise<T | undefined> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function getJson<T = any>(args: string[]): Promise<T | undefined> {
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
 }
@@ -41,12 +41,16 @@ const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | 
 
 /** Ready for its current generation (re-read each poll, so a later patch is waited for too). */
 async function readyAt(resource: string, name: string, timeoutMs?: number) {
-  return waitFor(`${resource}/${name} Ready`, async () => {
-    const o = await getJson(['-n', ns, resource, name]);
-    const ready = o?.status?.conditions?.find((c: { type: string }) => c.type === 'Ready');
-    const gen = o?.metadata.generation;
-    return ready?.status === 'True' && o.status.observedGeneration === gen && ready.observedGeneration === gen ? o : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `${resource}/${name} Ready`,
+    async () => {
+      const o = await getJson(['-n', ns, resource, name]);
+      const ready = o?.status?.conditions?.find((c: { type: string }) => c.type === 'Ready');
+      const gen = o?.metadata.generation;
+      return ready?.status === 'True' && o.status.observedGeneration === gen && ready.observedGeneration === gen ? o : undefined;
+    },
+    timeoutMs,
+  );
 }
 
 async function gridJson(cm: string) {
@@ -77,7 +81,14 @@ describe('watch restarts', () => {
     const seen: string[] = [];
     const client = new KubeClient(loadKubeConfig({ kubeconfig: cp.kubeconfig }), { qps: 0 });
     // A kind with nothing in the namespace: no event, no bookmark within a second.
-    const inf = new Informer(client, { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'kiln-watchdog-nothing', watchdogSeconds: 1, resyncSeconds: 0, log: (level, msg) => seen.push(`${level} ${msg}`) });
+    const inf = new Informer(client, {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      namespace: 'kiln-watchdog-nothing',
+      watchdogSeconds: 1,
+      resyncSeconds: 0,
+      log: (level, msg) => seen.push(`${level} ${msg}`),
+    });
     await inf.start();
     await new Promise((r) => setTimeout(r, 3500));
     inf.stop();
@@ -133,7 +144,10 @@ describe('kube-apiserver restart', () => {
       `[apiserver-restart] down+restart ${up - down} ms (downMs ${DOWN_MS}); converged ${recoveredMs} ms after ready; ` +
         `child repaired ${repairedMs} ms after ready; relists grid ${listsBefore.grid}->${dataGrids.lists}, configmap ${listsBefore.cm}->${configMaps.lists}; ` +
         `${failures.length} informer retries, first/last:\n${failures.slice(0, 1).concat(failures.slice(-1)).join('\n')}\n` +
-        logs.filter((l) => /test:|reconciled/.test(l)).slice(-8).join('\n'),
+        logs
+          .filter((l) => /test:|reconciled/.test(l))
+          .slice(-8)
+          .join('\n'),
     );
   });
 });

@@ -22,7 +22,11 @@ let cp: ControlPlaneClient;
 const suffix = () => randomBytes(3).toString('hex');
 const createdNamespaces: string[] = [];
 
-interface Call { identity: string; method: string; url: string }
+interface Call {
+  identity: string;
+  method: string;
+  url: string;
+}
 const calls: Call[] = [];
 const logLines: string[] = [];
 
@@ -207,10 +211,7 @@ describe('ConfigMapSync with tenant-bounded rights', { timeout: 120_000 }, () =>
   it('writes into target namespaces only with the ServiceAccount token', async () => {
     // Everything the controller identity did: one TokenRequest and the finalizer patch.
     const controller = calls.filter((x) => x.identity === 'controller').map((x) => `${x.method} ${new URL(x.url).pathname}`);
-    expect(controller).toEqual([
-      `PATCH /apis/kiln.dev/v1alpha1/namespaces/${src}/configmapsyncs/${cmsName}`,
-      `POST /api/v1/namespaces/${src}/serviceaccounts/tenant/token`,
-    ]);
+    expect(controller).toEqual([`PATCH /apis/kiln.dev/v1alpha1/namespaces/${src}/configmapsyncs/${cmsName}`, `POST /api/v1/namespaces/${src}/serviceaccounts/tenant/token`]);
     const viaToken = calls.filter((x) => x.identity === `sa:${src}/tenant`);
     expect(viaToken.some((x) => x.method === 'PATCH' && x.url.includes(`/namespaces/${a}/configmaps/app-settings`))).toBe(true);
     // The token configuration carries a bearer token and no client certificate.
@@ -325,16 +326,19 @@ describe('ConfigMapSync with a namespace selector', { timeout: 120_000 }, () => 
     await Promise.all([grant(x, sa, rw), grant(y, sa, rw), grant(z, sa, rw)]);
     const listNs = `cms-list-namespaces-${tag}`;
     await apply({
-      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: listNs },
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name: listNs },
       rules: [{ apiGroups: [''], resources: ['namespaces'], verbs: ['list'] }],
     });
     await apply({
-      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: listNs },
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: listNs },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: listNs },
       subjects: [{ kind: 'ServiceAccount', name: sa.name, namespace: src }],
     });
-    await waitFor('RBAC for namespace list', async () =>
-      (await cp.kubectl(['auth', 'can-i', 'list', 'namespaces', '--as', `system:serviceaccount:${src}:${sa.name}`])).stdout.trim() === 'yes');
+    await waitFor('RBAC for namespace list', async () => (await cp.kubectl(['auth', 'can-i', 'list', 'namespaces', '--as', `system:serviceaccount:${src}:${sa.name}`])).stdout.trim() === 'yes');
 
     await apply({
       apiVersion: 'kiln.dev/v1alpha1',
@@ -469,9 +473,11 @@ describe('ServiceAccountTokens', () => {
     const tokenKc = await cache.kubeConfigFor(ns, 'tenant');
     expect(tokenKc.server).toBe(kc.server);
     expect(tokenKc.ca).toBe(kc.config.ca);
-    const who = await (await cache.clientFor(ns, 'tenant')).request<{ status?: { userInfo?: { username?: string } } }>(
-      'POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } },
-    );
+    const who = await (
+      await cache.clientFor(ns, 'tenant')
+    ).request<{ status?: { userInfo?: { username?: string } } }>('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+      body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+    });
     expect(who.status?.userInfo?.username).toBe(`system:serviceaccount:${ns}:tenant`);
   });
 });

@@ -25,9 +25,17 @@ const examples = exampleResources()
   .map((e) => e.resource)
   .filter((r) => kinds.includes(r.kind))
   .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }));
-const short: Record<string, string> = { DirectoryService: 'directoryservices', PostgresInstance: 'pgi', CacheCluster: 'cache', DataGrid: 'grid', DirectoryBackup: 'dsbackup', DirectoryRestore: 'dsrestore' };
+const short: Record<string, string> = {
+  DirectoryService: 'directoryservices',
+  PostgresInstance: 'pgi',
+  CacheCluster: 'cache',
+  DataGrid: 'grid',
+  DirectoryBackup: 'dsbackup',
+  DirectoryRestore: 'dsrestore',
+};
 
-async function getJson<T = any>(args: string[]): Promise<T | undefined> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function getJson<T = any>(args: string[]): Promise<T | undefined> {
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
 }
@@ -77,9 +85,7 @@ describe('apply mode', () => {
       for (const o of rendered) {
         const child = await getJson(['-n', ns, `${o.kind.toLowerCase()}${o.apiVersion.includes('/') ? `.${o.apiVersion.split('/')[0]}` : ''}`, o.metadata.name]);
         expect(child, `${o.kind}/${o.metadata.name}`).toBeDefined();
-        expect(child.metadata.ownerReferences).toEqual([
-          expect.objectContaining({ apiVersion: 'kiln.dev/v1alpha1', kind: r.kind, name: r.metadata.name, uid: live.metadata.uid, controller: true }),
-        ]);
+        expect(child.metadata.ownerReferences).toEqual([expect.objectContaining({ apiVersion: 'kiln.dev/v1alpha1', kind: r.kind, name: r.metadata.name, uid: live.metadata.uid, controller: true })]);
         expect(child.metadata.labels[PART_OF]).toBe(applySetId(live));
         expect(child.metadata.labels).toMatchObject(o.metadata.labels ?? {});
       }
@@ -123,9 +129,23 @@ describe('apply mode', () => {
   });
 
   it('spec updates (replicas, image, resources, env) reach the StatefulSet', async () => {
-    await cp.kubectlOk(['patch', '-n', ns, 'directoryservice', 'ds-idrepo', '--type=merge', '-p', JSON.stringify({
-      spec: { replicas: 4, image: 'registry.example.com/forgerock/ds:7.6.0', resources: { requests: { cpu: '2', memory: '4Gi' }, limits: { memory: '4Gi' } }, env: [{ name: 'DS_JAVA_ARGS', value: '-Xmx3g' }] },
-    })]);
+    await cp.kubectlOk([
+      'patch',
+      '-n',
+      ns,
+      'directoryservice',
+      'ds-idrepo',
+      '--type=merge',
+      '-p',
+      JSON.stringify({
+        spec: {
+          replicas: 4,
+          image: 'registry.example.com/forgerock/ds:7.6.0',
+          resources: { requests: { cpu: '2', memory: '4Gi' }, limits: { memory: '4Gi' } },
+          env: [{ name: 'DS_JAVA_ARGS', value: '-Xmx3g' }],
+        },
+      }),
+    ]);
     const ds = await getJson(['-n', ns, 'directoryservice', 'ds-idrepo']);
     await readyAt('DirectoryService', 'ds-idrepo', ds.metadata.generation);
     const sts = await getJson(['-n', ns, 'statefulset', 'ds-idrepo']);
@@ -137,11 +157,16 @@ describe('apply mode', () => {
     expect(c.env.find((e: { name: string }) => e.name === 'DS_REPLICAS').value).toBe('4');
   });
 
-  it('switching the client Service off prunes it; an object with kiln labels but not kiln\'s field manager is kept', async () => {
+  it("switching the client Service off prunes it; an object with kiln labels but not kiln's field manager is kept", async () => {
     const ds = await getJson(['-n', ns, 'directoryservice', 'ds-idrepo']);
     const id = applySetId(ds);
     await cp.kubectlOk(['create', '-f', '-'], {
-      input: JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'handmade', namespace: ns, labels: { [PART_OF]: id, 'app.kubernetes.io/managed-by': 'kiln' } }, data: { a: 'b' } }),
+      input: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'handmade', namespace: ns, labels: { [PART_OF]: id, 'app.kubernetes.io/managed-by': 'kiln' } },
+        data: { a: 'b' },
+      }),
     });
     await cp.kubectlOk(['patch', '-n', ns, 'directoryservice', 'ds-idrepo', '--type=merge', '-p', JSON.stringify({ spec: { service: { type: 'None' } } })]);
     await waitFor('client Service pruned', async () => (await getJson(['-n', ns, 'service', 'ds-idrepo-client'])) === undefined);
@@ -165,7 +190,9 @@ describe('apply mode', () => {
     await settle();
     const before = manager.client.writes();
     const writes: string[] = [];
-    manager.client.onRequest = (verb, path) => { if (!['GET', 'LIST', 'WATCH'].includes(verb)) writes.push(`${verb} ${path}`); };
+    manager.client.onRequest = (verb, path) => {
+      if (!['GET', 'LIST', 'WATCH'].includes(verb)) writes.push(`${verb} ${path}`);
+    };
     for (const r of examples) manager.queue.add(`${r.kind}/${ns}/${r.metadata.name}`);
     await settle();
     if (writes.length) console.log(writes.join('\n'));
@@ -212,12 +239,18 @@ describe('apply mode', () => {
     expect(dsClaims.length).toBeGreaterThan(0);
     expect(cacheClaims.length).toBeGreaterThan(0);
     await cp.kubectlOk(['delete', '-n', ns, 'directoryservice/ds-idrepo', 'cachecluster/session-cache']);
-    await waitFor('StatefulSets collected', async () =>
-      (await getJson(['-n', ns, 'statefulset', 'ds-idrepo'])) === undefined && (await getJson(['-n', ns, 'statefulset', 'session-cache'])) === undefined, 60_000);
+    await waitFor(
+      'StatefulSets collected',
+      async () => (await getJson(['-n', ns, 'statefulset', 'ds-idrepo'])) === undefined && (await getJson(['-n', ns, 'statefulset', 'session-cache'])) === undefined,
+      60_000,
+    );
     // Deleted by the garbage collector through the StatefulSet's retention policy. This control
     // plane runs no pvc-protection controller, so a deleted claim keeps its finalizer: deletionTimestamp is the proof.
-    await waitFor('cache claims deleted', async () =>
-      (await getJson(['-n', ns, 'pvc', '-l', 'app.kubernetes.io/instance=session-cache']))?.items.every((p: { metadata: { deletionTimestamp?: string } }) => p.metadata.deletionTimestamp), 60_000);
+    await waitFor(
+      'cache claims deleted',
+      async () => (await getJson(['-n', ns, 'pvc', '-l', 'app.kubernetes.io/instance=session-cache']))?.items.every((p: { metadata: { deletionTimestamp?: string } }) => p.metadata.deletionTimestamp),
+      60_000,
+    );
     const left = await getJson(['-n', ns, 'pvc', '-l', 'app.kubernetes.io/instance=ds-idrepo']);
     expect(left.items.length).toBe(dsClaims.length);
     expect(left.items.filter((p: { metadata: { deletionTimestamp?: string } }) => p.metadata.deletionTimestamp)).toEqual([]);

@@ -19,7 +19,13 @@ async function apply(obj: unknown) {
 function role(namespace: string, verbs: string[]) {
   return [
     { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'tenant-sync', namespace }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs }] },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'tenant-sync', namespace }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'tenant-sync' }, subjects: [{ kind: 'ServiceAccount', name: 'tenant', namespace: ns }] },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'tenant-sync', namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'tenant-sync' },
+      subjects: [{ kind: 'ServiceAccount', name: 'tenant', namespace: ns }],
+    },
   ];
 }
 
@@ -41,7 +47,12 @@ afterAll(async () => {
 });
 
 it('copies into the namespace the ServiceAccount may write, and reports the denied one', async () => {
-  await apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'settings', namespace: ns }, spec: { source: { name: 'settings' }, targets: { namespaces: [nsA, nsB] }, serviceAccountName: 'tenant' } });
+  await apply({
+    apiVersion: 'kiln.dev/v1alpha1',
+    kind: 'ConfigMapSync',
+    metadata: { name: 'settings', namespace: ns },
+    spec: { source: { name: 'settings' }, targets: { namespaces: [nsA, nsB] }, serviceAccountName: 'tenant' },
+  });
   const deadline = Date.now() + 30_000;
   let cms: any; // eslint-disable-line @typescript-eslint/no-explicit-any
   for (;;) {

@@ -50,10 +50,23 @@ beforeAll(async () => {
   kc.loadFromFile(cp.kubeconfig);
   const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
   manager = new Manager({
-    kc, namespaces: [ns], concurrency: 2, qps: 0, burst: 0, resyncSeconds: 0, version: 'test', log,
+    kc,
+    namespaces: [ns],
+    concurrency: 2,
+    qps: 0,
+    burst: 0,
+    resyncSeconds: 0,
+    version: 'test',
+    log,
     sink: 'git',
     git: {
-      repo: bare, branch: 'main', basePath: 'clusters', cluster: 'edge', workDir: join(tmp, 'clone'), debounceMs: 300, maxWaitMs: 3000,
+      repo: bare,
+      branch: 'main',
+      basePath: 'clusters',
+      cluster: 'edge',
+      workDir: join(tmp, 'clone'),
+      debounceMs: 300,
+      maxWaitMs: 3000,
       clusterIdentity: () => kubeSystemUid((ref) => manager.client.get(ref), log),
     },
   });
@@ -67,11 +80,18 @@ afterAll(async () => {
 });
 
 it('a manifest pushed as a symbolic link to a secret: replaced unread; the resource is Ready saying so, with a Warning event; the directory carries the cluster identity', async () => {
-  await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g1', namespace: ns }, spec: { cache: 'c' } }) });
-  const g1 = await waitFor('g1 Ready', async () => {
-    const g = await get('datagrid', 'g1');
-    return g?.status?.conditions?.find((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True') ? g : undefined;
-  }, 30_000, () => logs.slice(-15).join('\n'));
+  await cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
+    input: JSON.stringify({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g1', namespace: ns }, spec: { cache: 'c' } }),
+  });
+  const g1 = await waitFor(
+    'g1 Ready',
+    async () => {
+      const g = await get('datagrid', 'g1');
+      return g?.status?.conditions?.find((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True') ? g : undefined;
+    },
+    30_000,
+    () => logs.slice(-15).join('\n'),
+  );
   const ready = g1.status.conditions.find((c: { type: string }) => c.type === 'Ready');
   expect(ready.message).toMatch(new RegExp(`clusters/edge/${ns}/datagrid/g1/manifest\\.yaml \\(git mode 120000\\).*did not read it`));
   expect(g1.status.commit).toBe(git(bare, 'rev-parse', 'main').trim());
@@ -81,11 +101,15 @@ it('a manifest pushed as a symbolic link to a secret: replaced unread; the resou
   expect(git(bare, 'ls-tree', 'main', `clusters/edge/${ns}/datagrid/g1/manifest.yaml`)).toMatch(/^100644 blob/);
   expect(git(bare, 'show', `main:clusters/edge/${ns}/datagrid/g1/manifest.yaml`)).toMatch(/^# Rendered by kiln from DataGrid/);
 
-  const events = await waitFor('LinkReplaced event', async () => {
-    const r = await cp.kubectl(['get', 'events', '-n', ns, '--field-selector', 'involvedObject.name=g1,reason=LinkReplaced', '-o', 'json']);
-    const items = r.code === 0 ? (JSON.parse(r.stdout).items as { type: string; message: string }[]) : [];
-    return items.length > 0 ? items : undefined;
-  }, 15_000);
+  const events = await waitFor(
+    'LinkReplaced event',
+    async () => {
+      const r = await cp.kubectl(['get', 'events', '-n', ns, '--field-selector', 'involvedObject.name=g1,reason=LinkReplaced', '-o', 'json']);
+      const items = r.code === 0 ? (JSON.parse(r.stdout).items as { type: string; message: string }[]) : [];
+      return items.length > 0 ? items : undefined;
+    },
+    15_000,
+  );
   expect(events[0]!.type).toBe('Warning');
 
   const uid = JSON.parse(await cp.kubectlOk(['get', 'namespace', 'kube-system', '-o', 'json'])).metadata.uid as string;

@@ -48,11 +48,22 @@ function startApi(): Promise<string> {
       if (!m) return json(404, { message: 'Not Found' });
       if (req.method === 'GET') {
         const head = url.searchParams.get('head')?.split(':')[1];
-        return json(200, pulls.filter((p) => p.state === 'open' && (!head || p.head.ref === head) && p.base.ref === (url.searchParams.get('base') ?? p.base.ref)));
+        return json(
+          200,
+          pulls.filter((p) => p.state === 'open' && (!head || p.head.ref === head) && p.base.ref === (url.searchParams.get('base') ?? p.base.ref)),
+        );
       }
       if (req.method === 'POST') {
         const n = pulls.length + 1;
-        const pr = { number: n, html_url: `https://git.example.com/platform/deploy/pull/${n}`, title: String(body!['title']), body: String(body!['body']), state: 'open', head: { ref: String(body!['head']), label: `platform:${String(body!['head'])}`, repo: { full_name: 'platform/deploy' } }, base: { ref: String(body!['base']) } };
+        const pr = {
+          number: n,
+          html_url: `https://git.example.com/platform/deploy/pull/${n}`,
+          title: String(body!['title']),
+          body: String(body!['body']),
+          state: 'open',
+          head: { ref: String(body!['head']), label: `platform:${String(body!['head'])}`, repo: { full_name: 'platform/deploy' } },
+          base: { ref: String(body!['base']) },
+        };
         pulls.push(pr);
         return json(201, pr);
       }
@@ -80,12 +91,24 @@ beforeAll(async () => {
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
   manager = new Manager({
-    kc, namespaces: [ns], concurrency: 4, qps: 0, burst: 0, resyncSeconds: 0, version: 'test',
+    kc,
+    namespaces: [ns],
+    concurrency: 4,
+    qps: 0,
+    burst: 0,
+    resyncSeconds: 0,
+    version: 'test',
     log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
     sink: 'git',
     git: {
-      repo: bare, branch: 'main', reviewBranch: 'main-next', basePath: 'clusters', cluster: 'review', workDir: join(tmp, 'clone'),
-      debounceMs: 500, maxWaitMs: 5000,
+      repo: bare,
+      branch: 'main',
+      reviewBranch: 'main-next',
+      basePath: 'clusters',
+      cluster: 'review',
+      workDir: join(tmp, 'clone'),
+      debounceMs: 500,
+      maxWaitMs: 5000,
       pullRequests: new GitHubPullRequests({ token: TOKEN, allowInsecureHttp: true, apiUrl, owner: 'platform', repo: 'deploy' }),
     },
   });
@@ -103,10 +126,15 @@ it('pushes to the review branch, opens one pull request, updates it, and names i
   // One apply for both, so they land in one batch (two applies on a loaded machine can be further apart than the debounce).
   const grids = ['g1', 'g2'].map((name) => ({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name, namespace: ns }, spec: { cache: 'c' } }));
   await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: grids }) });
-  const ready = await waitFor('g1 and g2 Ready with a pull request', async () => {
-    const all = await Promise.all(['g1', 'g2'].map(statusOf));
-    return all.every((g) => g?.status?.pullRequest && g.status.conditions?.find((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True')) ? all : undefined;
-  }, 30_000, () => logs.slice(-15).join('\n'));
+  const ready = await waitFor(
+    'g1 and g2 Ready with a pull request',
+    async () => {
+      const all = await Promise.all(['g1', 'g2'].map(statusOf));
+      return all.every((g) => g?.status?.pullRequest && g.status.conditions?.find((c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True')) ? all : undefined;
+    },
+    30_000,
+    () => logs.slice(-15).join('\n'),
+  );
   const next = git(bare, 'rev-parse', 'main-next').trim();
   for (const g of ready) {
     expect(g.status.pullRequest).toBe('https://git.example.com/platform/deploy/pull/1');
@@ -120,10 +148,15 @@ it('pushes to the review branch, opens one pull request, updates it, and names i
 
   // A later change reuses the open pull request.
   await cp.kubectlOk(['patch', '-n', ns, 'datagrid', 'g1', '--type=merge', '-p', '{"spec":{"partitions":17}}']);
-  await waitFor('g1 Ready for generation 2', async () => {
-    const g = await statusOf('g1');
-    return g?.status?.observedGeneration === 2 && g.status.commit === git(bare, 'rev-parse', 'main-next').trim() ? g : undefined;
-  }, 30_000, () => logs.slice(-15).join('\n'));
+  await waitFor(
+    'g1 Ready for generation 2',
+    async () => {
+      const g = await statusOf('g1');
+      return g?.status?.observedGeneration === 2 && g.status.commit === git(bare, 'rev-parse', 'main-next').trim() ? g : undefined;
+    },
+    30_000,
+    () => logs.slice(-15).join('\n'),
+  );
   expect(pulls).toHaveLength(1);
   expect(requests.filter((r) => r.method === 'POST')).toHaveLength(1);
   expect(requests.every((r) => r.auth === `token ${TOKEN}`)).toBe(true);

@@ -65,7 +65,10 @@ const examples = exampleResources()
   .filter((r) => kinds.includes(r.kind))
   .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }));
 
-type Live = KilnResource & { metadata: { generation: number; resourceVersion: string }; status?: { observedGeneration?: number; commit?: string; revision?: string; conditions?: { type: string; status: string; reason: string; message: string; observedGeneration?: number }[] } };
+type Live = KilnResource & {
+  metadata: { generation: number; resourceVersion: string };
+  status?: { observedGeneration?: number; commit?: string; revision?: string; conditions?: { type: string; status: string; reason: string; message: string; observedGeneration?: number }[] };
+};
 
 async function getLive(kind: string, name: string): Promise<Live | undefined> {
   try {
@@ -126,12 +129,28 @@ function newManager(): Manager {
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
   return new Manager({
-    kc, namespaces: [ns], concurrency: 4, qps: 0, burst: 0, resyncSeconds: 2, version: 'test', log,
+    kc,
+    namespaces: [ns],
+    concurrency: 4,
+    qps: 0,
+    burst: 0,
+    resyncSeconds: 2,
+    version: 'test',
+    log,
     sink: 'git',
     git: {
-      repo: bare, branch: 'main', basePath: 'clusters', cluster: CLUSTER, workDir: join(tmp, `clone-${++clones}`), author: AUTHOR,
-      debounceMs: 800, maxWaitMs: 5000, retryDelayMs: { base: 20, max: 200 }, failureBackoffMs: { base: 500, max: 2000 },
-      render: renderForTest, onFlush: (r) => reports.push(r),
+      repo: bare,
+      branch: 'main',
+      basePath: 'clusters',
+      cluster: CLUSTER,
+      workDir: join(tmp, `clone-${++clones}`),
+      author: AUTHOR,
+      debounceMs: 800,
+      maxWaitMs: 5000,
+      retryDelayMs: { base: 20, max: 200 },
+      failureBackoffMs: { base: 500, max: 2000 },
+      render: renderForTest,
+      onFlush: (r) => reports.push(r),
     },
   });
 }
@@ -169,11 +188,7 @@ describe('git mode controller', () => {
       expect(condition(o, 'Stalled')?.status).toBe('False');
     }
     const manifests = treeFiles().filter((f) => f.endsWith('/manifest.yaml'));
-    expect(manifests).toEqual([
-      `${nsDir}/cachecluster/session-cache/manifest.yaml`,
-      `${nsDir}/datagrid/sessions/manifest.yaml`,
-      `${nsDir}/postgresinstance/orders-db/manifest.yaml`,
-    ]);
+    expect(manifests).toEqual([`${nsDir}/cachecluster/session-cache/manifest.yaml`, `${nsDir}/datagrid/sessions/manifest.yaml`, `${nsDir}/postgresinstance/orders-db/manifest.yaml`]);
     expect(treeFiles()).toContain('README.md');
     expect(subject()).toBe('kiln: 3 resources in test (3 added)');
     const body = git(bare, 'log', '-1', '--format=%B', 'main');
@@ -191,7 +206,9 @@ describe('git mode controller', () => {
     const reconciles = manager.reconciles;
     const flushes = reports.length;
     const writes: string[] = [];
-    manager.client.onRequest = (verb, path) => { if (!['GET', 'LIST', 'WATCH'].includes(verb)) writes.push(`${verb} ${path}`); };
+    manager.client.onRequest = (verb, path) => {
+      if (!['GET', 'LIST', 'WATCH'].includes(verb)) writes.push(`${verb} ${path}`);
+    };
     try {
       // The informers resync every 2 s; a queued key is a resync too.
       await sleep(2500);
@@ -221,7 +238,9 @@ describe('git mode controller', () => {
   it('one update -> one commit touching one manifest; only that resource names the new commit', async () => {
     const before = commitCount();
     const statusWrites: string[] = [];
-    manager.client.onRequest = (verb, path) => { if (verb === 'PATCH' && path.endsWith('/status')) statusWrites.push(path); };
+    manager.client.onRequest = (verb, path) => {
+      if (verb === 'PATCH' && path.endsWith('/status')) statusWrites.push(path);
+    };
     await cp.kubectlOk(['patch', '-n', ns, 'cachecluster', 'session-cache', '--type=merge', '-p', JSON.stringify({ spec: { size: 6 } })]);
     const gen = (await getLive('CacheCluster', 'session-cache'))!.metadata.generation;
     const cache = await readyAt('CacheCluster', 'session-cache', gen);
@@ -295,10 +314,14 @@ describe('git mode controller', () => {
 
   it('invalid, ConfigMapSync and a Secret with data in the render: Stalled with the reason, nothing committed', async () => {
     const before = mainSha();
-    const sync = exampleResources().map((e) => e.resource).find((r) => r.kind === 'ConfigMapSync')!;
+    const sync = exampleResources()
+      .map((e) => e.resource)
+      .find((r) => r.kind === 'ConfigMapSync')!;
     await cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
       input: JSON.stringify({
-        apiVersion: 'v1', kind: 'List', items: [
+        apiVersion: 'v1',
+        kind: 'List',
+        items: [
           { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'bad-grid', namespace: ns }, spec: { cache: 'session-cache', partitions: 12 } },
           { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'leaky', namespace: ns }, spec: { cache: 'session-cache' } },
           { ...sync, metadata: { ...sync.metadata, namespace: ns } },
@@ -336,8 +359,14 @@ async function gitHttpServer(projectRoot: string, token: string): Promise<{ url:
     authorized++;
     const url = new URL(req.url ?? '/', 'http://localhost');
     const env: Record<string, string> = {
-      ...gitEnv, GIT_PROJECT_ROOT: projectRoot, GIT_HTTP_EXPORT_ALL: '1', REMOTE_USER: 'kiln', REMOTE_ADDR: '127.0.0.1',
-      REQUEST_METHOD: req.method ?? 'GET', PATH_INFO: decodeURIComponent(url.pathname), QUERY_STRING: url.search.slice(1),
+      ...gitEnv,
+      GIT_PROJECT_ROOT: projectRoot,
+      GIT_HTTP_EXPORT_ALL: '1',
+      REMOTE_USER: 'kiln',
+      REMOTE_ADDR: '127.0.0.1',
+      REQUEST_METHOD: req.method ?? 'GET',
+      PATH_INFO: decodeURIComponent(url.pathname),
+      QUERY_STRING: url.search.slice(1),
       CONTENT_TYPE: req.headers['content-type'] ?? '',
     };
     if (req.headers['content-length']) env['CONTENT_LENGTH'] = req.headers['content-length'];
@@ -385,11 +414,38 @@ describe('kiln controller --mode git (the command, a token, Git over HTTP)', () 
   const run = (args: string[], tokenFile: string): { child: ChildProcess; output: () => string; exited: Promise<number | null> } => {
     let out = '';
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('GIT_') && k !== 'KILN_GIT_TOKEN'));
-    const child = spawn(process.execPath, [
-      join(root, 'bin/kiln.js'), 'controller', '--mode', 'git', '--kubeconfig', cp.kubeconfig, '-n', ns2,
-      '--repo', `${http.url}/deploy.git`, '--allow-insecure-http', '--branch', 'main', '--cluster', 'cli', '--git-token-file', tokenFile,
-      '--author', 'CLI bot <cli-bot@example.com>', '--debounce', '300', '--health-probe-bind-address', '0', '--metrics-bind-address', '0', ...args,
-    ], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        join(root, 'bin/kiln.js'),
+        'controller',
+        '--mode',
+        'git',
+        '--kubeconfig',
+        cp.kubeconfig,
+        '-n',
+        ns2,
+        '--repo',
+        `${http.url}/deploy.git`,
+        '--allow-insecure-http',
+        '--branch',
+        'main',
+        '--cluster',
+        'cli',
+        '--git-token-file',
+        tokenFile,
+        '--author',
+        'CLI bot <cli-bot@example.com>',
+        '--debounce',
+        '300',
+        '--health-probe-bind-address',
+        '0',
+        '--metrics-bind-address',
+        '0',
+        ...args,
+      ],
+      { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
@@ -418,10 +474,15 @@ describe('kiln controller --mode git (the command, a token, Git over HTTP)', () 
       });
       const cache = examples.find((r) => r.kind === 'CacheCluster')!;
       await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ ...cache, metadata: { ...cache.metadata, namespace: ns2 } }) });
-      const live = await waitUntil('CLI-committed cache Ready', async () => {
-        const o = await reader.get<Live>({ apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', namespace: ns2, name: cache.metadata.name }).catch(() => undefined);
-        return condition(o, 'Ready')?.status === 'True' ? o : undefined;
-      }, 30_000, proc.output);
+      const live = await waitUntil(
+        'CLI-committed cache Ready',
+        async () => {
+          const o = await reader.get<Live>({ apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', namespace: ns2, name: cache.metadata.name }).catch(() => undefined);
+          return condition(o, 'Ready')?.status === 'True' ? o : undefined;
+        },
+        30_000,
+        proc.output,
+      );
       const tip = git(remote, 'rev-parse', 'main').trim();
       expect(live.status!.commit).toBe(tip);
       expect(git(remote, 'ls-tree', '-r', '--name-only', 'main')).toContain(`clusters/cli/${ns2}/cachecluster/session-cache/manifest.yaml`);
@@ -454,12 +515,13 @@ describe('kiln controller --mode git (the command, a token, Git over HTTP)', () 
   });
 
   it('refuses git mode without a repository, or with a token file that cannot be read', async () => {
-    const kiln = (args: string[]) => new Promise<{ code: number | null; err: string }>((resolve) => {
-      const c = spawn(process.execPath, [join(root, 'bin/kiln.js'), 'controller', '--mode', 'git', ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      c.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      c.on('exit', (code) => resolve({ code, err }));
-    });
+    const kiln = (args: string[]) =>
+      new Promise<{ code: number | null; err: string }>((resolve) => {
+        const c = spawn(process.execPath, [join(root, 'bin/kiln.js'), 'controller', '--mode', 'git', ...args], { cwd: root, stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        c.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        c.on('exit', (code) => resolve({ code, err }));
+      });
     const noRepo = await kiln(['--branch', 'main']);
     expect(noRepo.code).toBe(2);
     expect(noRepo.err).toContain('--mode git needs --repo');

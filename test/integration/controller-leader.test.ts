@@ -16,7 +16,14 @@ function replica(): Manager {
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
   const m = new Manager({
-    kc, namespaces: [ns], concurrency: 2, qps: 0, burst: 0, resyncSeconds: 0, version: 'test', log: () => {},
+    kc,
+    namespaces: [ns],
+    concurrency: 2,
+    qps: 0,
+    burst: 0,
+    resyncSeconds: 0,
+    version: 'test',
+    log: () => {},
     leaderElection: { namespace: ns, name: 'kiln-controller', leaseDurationSeconds: 4, renewDeadlineSeconds: 3, retryPeriodSeconds: 0.5 },
   });
   managers.push(m);
@@ -59,7 +66,9 @@ it('only the leader reconciles; the standby converges the next change after the 
   expect(a.isLeader()).toBe(true);
   expect(b.isLeader()).toBe(false);
 
-  await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g1', namespace: ns }, spec: { cache: 'c' } }) });
+  await cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
+    input: JSON.stringify({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g1', namespace: ns }, spec: { cache: 'c' } }),
+  });
   await readyFor('g1', 20_000);
   expect(a.reconciles).toBeGreaterThan(0);
   expect(b.reconciles).toBe(0);

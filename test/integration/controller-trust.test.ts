@@ -22,7 +22,12 @@ const IMAGE = 'registry.example.com/forgerock/ds:7.5.1';
 /** Status PATCHes sent, by resource name. */
 const statusWrites = new Map<string, number>();
 
-interface Cond { type: string; status: string; reason: string; message: string }
+interface Cond {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+}
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 async function getJson(args: string[]): Promise<any> {
   const r = await cp.kubectl(['get', '-n', ns, ...args, '-o', 'json']);
@@ -30,18 +35,26 @@ async function getJson(args: string[]): Promise<any> {
 }
 const cond = (o: { status?: { conditions?: Cond[] } } | undefined, type: string) => o?.status?.conditions?.find((c) => c.type === type);
 /** The resource once its current generation's `type` condition is True (and has `reason`). */
-const until = (resource: string, name: string, type: string, reason?: string, timeoutMs?: number) => waitFor(`${resource}/${name} ${type}${reason ? ` (${reason})` : ''}`, async () => {
-  const o = await getJson([resource, name]);
-  const c = cond(o, type);
-  return o && o.status?.observedGeneration === o.metadata.generation && c?.status === 'True' && (!reason || c.reason === reason) ? o : undefined;
-}, timeoutMs);
+const until = (resource: string, name: string, type: string, reason?: string, timeoutMs?: number) =>
+  waitFor(
+    `${resource}/${name} ${type}${reason ? ` (${reason})` : ''}`,
+    async () => {
+      const o = await getJson([resource, name]);
+      const c = cond(o, type);
+      return o && o.status?.observedGeneration === o.metadata.generation && c?.status === 'True' && (!reason || c.reason === reason) ? o : undefined;
+    },
+    timeoutMs,
+  );
 const create = (obj: Record<string, unknown>) => cp.kubectlOk(['create', '-f', '-'], { input: JSON.stringify(obj) });
 const kiln = (kind: string, name: string, spec: Record<string, unknown>) =>
   cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kiln.dev/v1alpha1', kind, metadata: { name, namespace: ns }, spec }) });
-const claim = (name: string, labels: Record<string, string> = {}) => create({
-  apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: { name, namespace: ns, labels },
-  spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
-});
+const claim = (name: string, labels: Record<string, string> = {}) =>
+  create({
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: { name, namespace: ns, labels },
+    spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '1Gi' } } },
+  });
 const exists = async (kind: string, name: string) => (await cp.kubectl(['get', '-n', ns, kind, name, '-o', 'name'])).code === 0;
 
 async function settle(): Promise<void> {
@@ -68,11 +81,13 @@ afterAll(async () => {
 });
 
 describe('objects kiln does not own', () => {
-  it('a Service and a ConfigMap with a child\'s name are left as they are, the resource is Stalled naming them, and another resource is served', async () => {
+  it("a Service and a ConfigMap with a child's name are left as they are, the resource is Stalled naming them, and another resource is served", async () => {
     // One carries kiln's managed-by label (so the controller's cache holds it), one nothing.
     await create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'orders-config', namespace: ns }, data: { tenant: 'mine' } });
     await create({
-      apiVersion: 'v1', kind: 'Service', metadata: { name: 'orders-client', namespace: ns, labels: { 'app.kubernetes.io/managed-by': 'kiln' } },
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'orders-client', namespace: ns, labels: { 'app.kubernetes.io/managed-by': 'kiln' } },
       spec: { selector: { app: 'tenant' }, ports: [{ port: 9999 }] },
     });
     const before = { cm: await getJson(['configmap', 'orders-config']), svc: await getJson(['service', 'orders-client']) };
@@ -108,7 +123,7 @@ describe('objects kiln does not own', () => {
 });
 
 describe('backup and restore claims', () => {
-  it('a DirectoryBackup of a directory whose data claim the tenant made creates no Job and is Stalled naming the claim; one of the StatefulSet\'s claim proceeds', async () => {
+  it("a DirectoryBackup of a directory whose data claim the tenant made creates no Job and is Stalled naming the claim; one of the StatefulSet's claim proceeds", async () => {
     // The tenant's claim is there before the directory, so the StatefulSet uses it as it is.
     await claim('data-tenantds-0');
     await kiln('DirectoryService', 'tenantds', { replicas: 1, image: IMAGE });
@@ -143,12 +158,12 @@ describe('backup and restore claims', () => {
     expect(await exists('job', 'reuse-restore')).toBe(false);
 
     await kiln('DirectoryRestore', 'fine', { backup: 'good', image: IMAGE });
-    await waitFor('restore Job of kiln\'s backup claim', () => exists('job', 'fine-restore'));
+    await waitFor("restore Job of kiln's backup claim", () => exists('job', 'fine-restore'));
   });
 });
 
 describe('bounded status', () => {
-  it('a 105 KB InvalidSpec message is cut to the schema\'s limit and written once, not retried forever', async () => {
+  it("a 105 KB InvalidSpec message is cut to the schema's limit and written once, not retried forever", async () => {
     // 64 keys that are no DNs: each names itself in the message.
     const passwords = Object.fromEntries(Array.from({ length: 64 }, (_, i) => [`${String(i).padStart(2, '0')}-${'x'.repeat(1600)}`, { secretName: 'pw' }]));
     // Sent as JSON: a YAML reader (kubectl's, or the server's for an apply) refuses keys over 1024 characters.

@@ -75,10 +75,14 @@ describe('control plane', { timeout: 90_000 }, () => {
       subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
     });
 
-    const allowed = await waitFor('RBAC to allow the list', async () => {
-      const r = await cp.kubectl(['get', 'configmaps', '-n', ns, '-o', 'json'], { kubeconfig: id.kubeconfig });
-      return r.code === 0 ? r : undefined;
-    }, 20_000);
+    const allowed = await waitFor(
+      'RBAC to allow the list',
+      async () => {
+        const r = await cp.kubectl(['get', 'configmaps', '-n', ns, '-o', 'json'], { kubeconfig: id.kubeconfig });
+        return r.code === 0 ? r : undefined;
+      },
+      20_000,
+    );
     expect(JSON.parse(allowed.stdout).kind).toBe('List');
 
     // Still denied outside the Role's namespace and for other verbs.
@@ -108,9 +112,7 @@ describe('control plane', { timeout: 90_000 }, () => {
     expect(await exists(['configmap', 'dependent', '-n', ns])).toBe(true);
 
     await cp.kubectlOk(['delete', 'configmap', 'owner', '-n', ns]);
-    await waitFor('the dependent ConfigMap to be garbage-collected', async () =>
-      !(await exists(['configmap', 'dependent', '-n', ns])),
-    );
+    await waitFor('the dependent ConfigMap to be garbage-collected', async () => !(await exists(['configmap', 'dependent', '-n', ns])));
     // A ConfigMap without an owner stays.
     await cp.kubectlOk(['create', 'configmap', 'orphan', '-n', ns]);
     expect(await exists(['configmap', 'orphan', '-n', ns])).toBe(true);
@@ -158,9 +160,7 @@ describe('control plane', { timeout: 90_000 }, () => {
     const names = pods.map((p: { metadata: { name: string } }) => p.metadata.name).sort();
     expect(names).toEqual(['web-0', 'web-1']);
     for (const pod of pods) {
-      expect(pod.metadata.ownerReferences).toEqual([
-        expect.objectContaining({ kind: 'StatefulSet', name: 'web', controller: true }),
-      ]);
+      expect(pod.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'StatefulSet', name: 'web', controller: true })]);
       expect(pod.status.phase).toBe('Pending');
     }
 

@@ -42,7 +42,14 @@ const examples = exampleResources()
   .map((e) => e.resource)
   .filter((r) => kinds.includes(r.kind))
   .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: ns } }));
-const plural: Record<string, string> = { DirectoryService: 'directoryservices', PostgresInstance: 'pgi', CacheCluster: 'cache', DataGrid: 'grid', DirectoryBackup: 'dsbackup', DirectoryRestore: 'dsrestore' };
+const plural: Record<string, string> = {
+  DirectoryService: 'directoryservices',
+  PostgresInstance: 'pgi',
+  CacheCluster: 'cache',
+  DataGrid: 'grid',
+  DirectoryBackup: 'dsbackup',
+  DirectoryRestore: 'dsrestore',
+};
 const ds = examples.find((r) => r.kind === 'DirectoryService')!;
 
 function rendered(r: KilnResource): K8sObject[] {
@@ -68,7 +75,8 @@ function capture(file: string, r: { stdout: string; stderr: string; code: number
   writeFileSync(join(dir, file), `$ kiln diff --from-cluster -n ${ns}\n${r.stdout}${r.stderr}$ echo $?\n${r.code}\n`);
 }
 
-async function getJson<T = any>(args: string[]): Promise<T | undefined> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function getJson<T = any>(args: string[]): Promise<T | undefined> {
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
   return r.code === 0 ? (JSON.parse(r.stdout) as T) : undefined;
 }
@@ -92,7 +100,13 @@ function sections(stdout: string): Map<string, string[]> {
 const changedLines = (lines: string[]) => lines.filter((l) => /^[-+]/.test(l) && !/^(---|\+\+\+) /.test(l));
 
 async function managedObjects(): Promise<string[]> {
-  const l = await getJson(['-n', ns, 'configmaps,services,statefulsets,jobs,poddisruptionbudgets,persistentvolumeclaims,volumesnapshots.snapshot.storage.k8s.io', '-l', 'app.kubernetes.io/managed-by=kiln']);
+  const l = await getJson([
+    '-n',
+    ns,
+    'configmaps,services,statefulsets,jobs,poddisruptionbudgets,persistentvolumeclaims,volumesnapshots.snapshot.storage.k8s.io',
+    '-l',
+    'app.kubernetes.io/managed-by=kiln',
+  ]);
   return (l?.items ?? []).map((o: K8sObject) => `${o.kind}/${o.metadata.name}`).sort();
 }
 
@@ -162,13 +176,20 @@ describe('kiln diff', () => {
     expect([...files.keys()].sort()).toEqual([...expected].sort());
     for (const [name, lines] of files) {
       expect(lines[2], name).toMatch(/^@@ -0,0 \+1,\d+ @@$/);
-      expect(lines.slice(3).every((l) => l.startsWith('+')), name).toBe(true);
+      expect(
+        lines.slice(3).every((l) => l.startsWith('+')),
+        name,
+      ).toBe(true);
       // Without a live resource there is no UID to own the objects by.
       expect(lines.join('\n'), name).not.toContain('ownerReferences');
     }
     expect(fromFiles.stderr).toContain(`DirectoryService ${ns}/ds-idrepo: not in the cluster yet`);
     expect(fromFiles.stderr).toContain(`DirectoryRestore ${ns}/idrepo-restore: VolumeSnapshot/idrepo-restore-restore waits for batch/v1/Job/idrepo-restore-restore:Complete`);
-    expect(fromFiles.stderr).toContain(`\nDirectoryService ${ns}/ds-idrepo: would create ${appliedNow(ds).map((o) => `${o.kind}/${o.metadata.name}`).join(', ')}\n`);
+    expect(fromFiles.stderr).toContain(
+      `\nDirectoryService ${ns}/ds-idrepo: would create ${appliedNow(ds)
+        .map((o) => `${o.kind}/${o.metadata.name}`)
+        .join(', ')}\n`,
+    );
 
     // Created (kubectl apply) but not yet reconciled: from the cluster, with the ownerReference to each resource's UID.
     for (const r of examples) await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(r) });
@@ -181,7 +202,20 @@ describe('kiln diff', () => {
     expect(sts).toContain(`+    ${PART_OF}: ${applySetId(live)}`);
     expect(sts).toContain(`+    ${DESIRED_DIGEST}: `);
     // The emitter quotes a UID only when a YAML reader could take it for another type (e.g. 123e4567-...: a number).
-    const uid = (text: string) => [`+      uid: ${live.metadata.uid}`, `+      uid: "${live.metadata.uid}"`].some((line) => text.includes(['+  ownerReferences:', '+    - apiVersion: kiln.dev/v1alpha1', '+      kind: DirectoryService', '+      name: ds-idrepo', line, '+      controller: true', '+      blockOwnerDeletion: true'].join('\n')));
+    const uid = (text: string) =>
+      [`+      uid: ${live.metadata.uid}`, `+      uid: "${live.metadata.uid}"`].some((line) =>
+        text.includes(
+          [
+            '+  ownerReferences:',
+            '+    - apiVersion: kiln.dev/v1alpha1',
+            '+      kind: DirectoryService',
+            '+      name: ds-idrepo',
+            line,
+            '+      controller: true',
+            '+      blockOwnerDeletion: true',
+          ].join('\n'),
+        ),
+      );
     expect(uid(sts), sts).toBe(true);
     // What the server added (defaults) is in it; what it owns is not.
     expect(sts).toContain('+  podManagementPolicy: ');
@@ -201,7 +235,9 @@ describe('kiln diff', () => {
     const fromCluster = await kilnDiff('--from-cluster', '-n', ns);
     expect(fromCluster.stdout).toBe('');
     // The restore's snapshot still waits for its Job: a note, not a change.
-    expect(fromCluster.stderr).toBe(`DirectoryRestore ${ns}/idrepo-restore: VolumeSnapshot/idrepo-restore-restore waits for batch/v1/Job/idrepo-restore-restore:Complete: the controller applies it once that holds\n`);
+    expect(fromCluster.stderr).toBe(
+      `DirectoryRestore ${ns}/idrepo-restore: VolumeSnapshot/idrepo-restore-restore waits for batch/v1/Job/idrepo-restore-restore:Complete: the controller applies it once that holds\n`,
+    );
     expect(fromCluster.code, fromCluster.stderr).toBe(0);
     const fromFiles = await kilnDiff(inputs);
     expect(fromFiles.stdout).toBe('');
@@ -211,7 +247,15 @@ describe('kiln diff', () => {
   it('a child edited by hand while the controller is stopped: the fields kiln owns show in the diff, exit 1', async () => {
     const sts = rendered(ds).find((o) => o.kind === 'StatefulSet') as K8sObject & { spec: { template: { spec: { containers: { name: string; image: string }[] } } } };
     const container = sts.spec.template.spec.containers[0]!;
-    await cp.kubectlOk(['patch', '-n', ns, 'statefulset', 'ds-idrepo', '-p', JSON.stringify({ spec: { replicas: 5, template: { spec: { containers: [{ name: container.name, image: `${container.image}-hotfix` }] } } } })]);
+    await cp.kubectlOk([
+      'patch',
+      '-n',
+      ns,
+      'statefulset',
+      'ds-idrepo',
+      '-p',
+      JSON.stringify({ spec: { replicas: 5, template: { spec: { containers: [{ name: container.name, image: `${container.image}-hotfix` }] } } } }),
+    ]);
     const before = await getJson(['-n', ns, 'statefulset', 'ds-idrepo', '--show-managed-fields']);
 
     const r = await kilnDiff('--from-cluster', '-n', ns);
@@ -239,7 +283,12 @@ describe('kiln diff', () => {
     const live = await getJson(['-n', ns, 'directoryservice', 'ds-idrepo']);
     // Labelled as a member, but not applied by kiln's field manager: the reconciler keeps it.
     await cp.kubectlOk(['create', '-f', '-'], {
-      input: JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'handmade', namespace: ns, labels: { [PART_OF]: applySetId(live), 'app.kubernetes.io/managed-by': 'kiln' } }, data: { a: 'b' } }),
+      input: JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'handmade', namespace: ns, labels: { [PART_OF]: applySetId(live), 'app.kubernetes.io/managed-by': 'kiln' } },
+        data: { a: 'b' },
+      }),
     });
     await cp.kubectlOk(['patch', '-n', ns, 'directoryservice', 'ds-idrepo', '--type=merge', '-p', JSON.stringify({ spec: { service: { type: 'None' } } })]);
 

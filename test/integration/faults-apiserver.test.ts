@@ -36,8 +36,7 @@ let proxy: FaultProxy;
 let manager: Manager;
 const t0 = Date.now();
 const logs: string[] = [];
-const log = (level: string, msg: string, fields?: Record<string, unknown>) =>
-  logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
+const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
 const logsSince = (n: number) => logs.slice(n);
 
 const cache = { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'c', namespace: ns }, spec: { image: 'x', size: 1, catalogServers: 1 } };
@@ -124,8 +123,13 @@ describe('kube-apiserver behind a faulty network', () => {
         // A request made during the fault (what a reconcile's worker waits on) ends within the
         // request timeout, naming itself, instead of holding its worker.
         const started = Date.now();
-        const err = await manager.client.get({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', namespace: ns, name: 'g1' }).then(() => undefined, (e: unknown) => e as Error);
-        expect(err?.message).toMatch(fault.kind === 'blackhole' ? `GET /apis/kiln.dev/v1alpha1/namespaces/${ns}/datagrids/g1: no answer within ${REQUEST_MS / 1000} s` : /ECONNRESET|socket hang up|socket disconnected/);
+        const err = await manager.client.get({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', namespace: ns, name: 'g1' }).then(
+          () => undefined,
+          (e: unknown) => e as Error,
+        );
+        expect(err?.message).toMatch(
+          fault.kind === 'blackhole' ? `GET /apis/kiln.dev/v1alpha1/namespaces/${ns}/datagrids/g1: no answer within ${REQUEST_MS / 1000} s` : /ECONNRESET|socket hang up|socket disconnected/,
+        );
         expect(Date.now() - started).toBeLessThan(REQUEST_MS + 1500);
         const line = await waitFor(`the informers noticing ${fault.kind}`, () => logsSince(mark).find((l) => detected[fault.kind]!.test(l)), DETECT_MS);
         noticed = `after ${Date.now() - faultAt} ms (${line.slice(0, 160)})`;

@@ -42,14 +42,23 @@ function servedRepo(name: string): void {
 }
 
 const resource = (name: string, value: string): RenderedResource => ({
-  kind: 'ConfigMapSync', namespace: 'faults', name, generation: 1,
+  kind: 'ConfigMapSync',
+  namespace: 'faults',
+  name,
+  generation: 1,
   objects: [{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'faults' }, data: { value } }],
 });
 
 function writerOptions(url: string, name: string): GitRepoWriterOptions {
   return {
-    url, allowInsecureHttp: true, branch: 'main', workDir: join(tmp, `clone-${name}`), basePath: 'clusters',
-    lowSpeedSeconds: LOW_SPEED_S, commandTimeoutMs: COMMAND_TIMEOUT_MS, maxPushAttempts: 1,
+    url,
+    allowInsecureHttp: true,
+    branch: 'main',
+    workDir: join(tmp, `clone-${name}`),
+    basePath: 'clusters',
+    lowSpeedSeconds: LOW_SPEED_S,
+    commandTimeoutMs: COMMAND_TIMEOUT_MS,
+    maxPushAttempts: 1,
     log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
   };
 }
@@ -124,7 +133,10 @@ describe('Git smart-HTTP server behind a faulty network', () => {
     proxy.setFault({ kind: 'blackhole' }, { existing: true });
     const started = Date.now();
     try {
-      const err = await faulted.sync().then(() => undefined, (e: unknown) => e as Error);
+      const err = await faulted.sync().then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
       console.log(`[faults-git] blackhole: sync failed after ${Date.now() - started} ms: ${err?.message.split('\n')[0]}`);
       expect(err?.message).toMatch(/Operation too slow/);
       expect(Date.now() - started).toBeLessThan(FAIL_WITHIN_MS);

@@ -53,17 +53,27 @@ beforeAll(async () => {
   proxy = await startFaultProxy({ host: server.host, port: server.port });
   await cp.kubectlOk(['create', 'namespace', ns]);
   await cp.kubectlOk(['-n', ns, 'create', 'secret', 'generic', 'pg-superuser', `--from-literal=password=${server.password}`]);
-  for (const name of ['pg-bad', 'pg-good']) await apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name, namespace: ns }, spec: { superuserSecret: { name: 'pg-superuser' } } });
+  for (const name of ['pg-bad', 'pg-good'])
+    await apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name, namespace: ns }, spec: { superuserSecret: { name: 'pg-superuser' } } });
   agent = new Agent({
-    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }), namespaces: [ns], concurrency: 1, qps: 0, burst: 0,
-    passwordIntervalSeconds: 300, databaseCheckSeconds: 300,
+    kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }),
+    namespaces: [ns],
+    concurrency: 1,
+    qps: 0,
+    burst: 0,
+    passwordIntervalSeconds: 300,
+    databaseCheckSeconds: 300,
     endpoints: { [`PostgresInstance/${ns}/pg-bad`]: `${proxy.host}:${proxy.port}`, [`PostgresInstance/${ns}/pg-good`]: `${server.host}:${server.port}` },
     postgres: postgresPolicy({ timeoutSeconds: 6 }),
     log,
   });
   await agent.start();
   // One database on each first, so the faults also meet pooled connections.
-  for (const [name, instance] of [['warm-bad', 'pg-bad'], ['warm-good', 'pg-good']] as const) await apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresDatabase', metadata: { name, namespace: ns }, spec: { instance, name: sqlName(name) } });
+  for (const [name, instance] of [
+    ['warm-bad', 'pg-bad'],
+    ['warm-good', 'pg-good'],
+  ] as const)
+    await apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresDatabase', metadata: { name, namespace: ns }, spec: { instance, name: sqlName(name) } });
   for (const name of ['warm-bad', 'warm-good']) await waitFor(`${name} ready`, async () => (await ready(name))?.status === 'True', 30_000);
 }, 120_000);
 
@@ -91,10 +101,14 @@ describe('PostgreSQL behind a faulty network', () => {
         if (fault.kind === 'delay') {
           await waitFor(`${bad} ready through a ${fault.ms} ms delay`, async () => (await ready(bad))?.status === 'True', DETECT_MS);
         } else {
-          const c = await waitFor(`${bad} DatabaseReady=False`, async () => {
-            const c = await ready(bad);
-            return c?.status === 'False' && c.reason === 'PostgresError' ? c : undefined;
-          }, DETECT_MS);
+          const c = await waitFor(
+            `${bad} DatabaseReady=False`,
+            async () => {
+              const c = await ready(bad);
+              return c?.status === 'False' && c.reason === 'PostgresError' ? c : undefined;
+            },
+            DETECT_MS,
+          );
           console.log(`[faults-postgres] ${fault.kind}: ${c.reason} after ${Date.now() - started} ms (${proxy.accepted - before} new connections): ${c.message}`);
           expect(c.message).toMatch(/instance pg-bad: \S/);
         }

@@ -53,11 +53,17 @@ async function createDirectory(name: string, password: string, extra: string[] =
   await cp.kubectlOk(['-n', ns, 'create', 'secret', 'generic', `${name}-pw`, `--from-literal=password=${password}`]);
   await cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
     input: JSON.stringify({
-      apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name, namespace: ns },
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'DirectoryService',
+      metadata: { name, namespace: ns },
       spec: {
         image: 'registry.example.com/ds:7.5',
         secrets: { truststore: 'ds-truststore' },
-        passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [accountOf(name)]: { secretName: `${name}-pw` }, ...Object.fromEntries(extra.map((dn) => [dn, { secretName: `${name}-pw` }])) },
+        passwords: {
+          [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' },
+          [accountOf(name)]: { secretName: `${name}-pw` },
+          ...Object.fromEntries(extra.map((dn) => [dn, { secretName: `${name}-pw` }])),
+        },
       },
     }),
   });
@@ -65,7 +71,12 @@ async function createDirectory(name: string, password: string, extra: string[] =
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
-  ldap = await startSlapd({ accounts: names.map((n) => accountOf(n)).concat(MANY).map((dn) => ({ dn, password: 'wrong-before-sync' })) });
+  ldap = await startSlapd({
+    accounts: names
+      .map((n) => accountOf(n))
+      .concat(MANY)
+      .map((dn) => ({ dn, password: 'wrong-before-sync' })),
+  });
   const ldaps = new URL(ldap.ldapsUrl);
   proxy = await startFaultProxy({ host: ldaps.hostname, port: Number(ldaps.port) });
   await cp.kubectlOk(['create', 'namespace', ns]);
@@ -101,10 +112,14 @@ describe('slapd behind a faulty network', () => {
         if (fault.kind === 'delay') {
           await waitFor(`${bad} synced through a ${fault.ms} ms delay`, async () => (await condition(bad))?.status === 'True', DETECT_MS);
         } else {
-          const c = await waitFor(`${bad} DirectoryUnreachable`, async () => {
-            const c = await condition(bad);
-            return c?.status === 'False' && c.reason === 'DirectoryUnreachable' ? c : undefined;
-          }, DETECT_MS);
+          const c = await waitFor(
+            `${bad} DirectoryUnreachable`,
+            async () => {
+              const c = await condition(bad);
+              return c?.status === 'False' && c.reason === 'DirectoryUnreachable' ? c : undefined;
+            },
+            DETECT_MS,
+          );
           expect(c.message).toContain(proxy.url('ldaps'));
           console.log(`[faults-slapd] ${fault.kind}: DirectoryUnreachable after ${Date.now() - started} ms: ${c.message}`);
         }
@@ -133,10 +148,14 @@ describe('slapd behind a faulty network', () => {
       await new Promise((r) => setTimeout(r, 2500));
       proxy.setFault({ kind: 'blackhole' }, { existing: true });
       cut = Date.now();
-      const c = await waitFor('many DirectoryUnreachable', async () => {
-        const c = await condition('many');
-        return c?.status === 'False' ? c : undefined;
-      }, 40_000);
+      const c = await waitFor(
+        'many DirectoryUnreachable',
+        async () => {
+          const c = await condition('many');
+          return c?.status === 'False' ? c : undefined;
+        },
+        40_000,
+      );
       const tookMs = Date.now() - cut;
       console.log(`[faults-slapd] partition mid-sync: ${c.reason} after ${tookMs} ms: ${c.message}`);
       expect(c.reason).toBe('DirectoryUnreachable');

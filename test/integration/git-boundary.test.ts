@@ -50,7 +50,13 @@ const resource = (name: string, value = name): RenderedResource => ({
 
 const writerFor = (bare: string): GitRepoWriter => new GitRepoWriter({ url: bare, branch: 'main', workDir: fresh('clone'), basePath: LAYOUT.basePath, retryDelayMs: { base: 10, max: 50 } });
 const treeModes = (bare: string): Map<string, string> =>
-  new Map(git(bare, 'ls-tree', '-r', 'main').trim().split('\n').filter(Boolean).map((l) => [l.split('\t')[1]!, l.split(' ')[0]!]));
+  new Map(
+    git(bare, 'ls-tree', '-r', 'main')
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => [l.split('\t')[1]!, l.split(' ')[0]!]),
+  );
 
 describe('a hostile repository', () => {
   it('a manifest committed as a symbolic link to a secret file: kiln never reads it, replaces the link and says so', async () => {
@@ -59,13 +65,17 @@ describe('a hostile repository', () => {
     const SECRET = `eyJhbGciOi-${Math.random().toString(36).slice(2)}-SERVICE-ACCOUNT-TOKEN`;
     writeFileSync(secretFile, `${SECRET}\n`);
     const bare = remote();
-    push(bare, (clone) => {
-      for (const name of ['a', 'b']) {
-        mkdirSync(join(clone, 'clusters/dev/web/cachecluster', name), { recursive: true });
-        symlinkSync(secretFile, join(clone, 'clusters/dev/web/cachecluster', name, 'manifest.yaml'));
-      }
-      symlinkSync(secretFile, join(clone, 'clusters/hydrator.metadata'));
-    }, 'attacker: links to the token');
+    push(
+      bare,
+      (clone) => {
+        for (const name of ['a', 'b']) {
+          mkdirSync(join(clone, 'clusters/dev/web/cachecluster', name), { recursive: true });
+          symlinkSync(secretFile, join(clone, 'clusters/dev/web/cachecluster', name, 'manifest.yaml'));
+        }
+        symlinkSync(secretFile, join(clone, 'clusters/hydrator.metadata'));
+      },
+      'attacker: links to the token',
+    );
     expect(treeModes(bare).get('clusters/dev/web/cachecluster/a/manifest.yaml')).toBe('120000');
 
     const writer = writerFor(bare);
@@ -85,7 +95,7 @@ describe('a hostile repository', () => {
     expect(result.warning).toMatch(/clusters\/dev\/web\/cachecluster\/a\/manifest\.yaml \(git mode 120000\).*did not read it/);
   });
 
-  it('the base path itself pushed as a link to a directory of secrets: replaced by kiln\'s tree, nothing read', async () => {
+  it("the base path itself pushed as a link to a directory of secrets: replaced by kiln's tree, nothing read", async () => {
     const secrets = fresh('secret-dir');
     mkdirSync(join(secrets, 'dev/web/cachecluster/a'), { recursive: true });
     const SECRET = `db-password-${Math.random().toString(36).slice(2)}`;
@@ -124,7 +134,11 @@ describe('a hostile repository', () => {
     mkdirSync(join(outside, 'kiln/c/old/cachecluster/x'), { recursive: true });
     writeFileSync(join(outside, 'kiln/c/old/cachecluster/x/manifest.yaml'), 'precious: true\n');
     symlinkSync(outside, join(tree, 'deploy'));
-    const run = spawnSync(process.execPath, [join(root, 'bin/kiln.js'), 'synth', 'examples/cache', '--git', tree, '--base-path', 'deploy/kiln', '--cluster', 'c', '-q'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    const run = spawnSync(process.execPath, [join(root, 'bin/kiln.js'), 'synth', 'examples/cache', '--git', tree, '--base-path', 'deploy/kiln', '--cluster', 'c', '-q'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
     expect(run.status).not.toBe(0);
     expect(run.stderr).toMatch(/refusing deploy: it is a symbolic link/);
     expect(readFileSync(join(outside, 'kiln/c/old/cachecluster/x/manifest.yaml'), 'utf8')).toBe('precious: true\n');
@@ -143,7 +157,7 @@ describe('operator error', () => {
   }
   const manifests = (bare: string): string[] => [...treeModes(bare).keys()].filter((p) => p.endsWith('/manifest.yaml'));
 
-  it('a second cluster (another identity) with the same --cluster: refused naming both identities, the first cluster\'s tree stays', async () => {
+  it("a second cluster (another identity) with the same --cluster: refused naming both identities, the first cluster's tree stays", async () => {
     const bare = await seeded(['a', 'b', 'c'], 'uid-of-cluster-one');
     expect(git(bare, 'show', 'main:clusters/prod/.kiln-cluster').trim()).toBe('uid-of-cluster-one');
     const before = git(bare, 'rev-parse', 'main').trim();
@@ -157,7 +171,7 @@ describe('operator error', () => {
     expect(manifests(bare)).toHaveLength(3);
   });
 
-  it('start-up that would delete most of the cluster\'s resources is refused without --allow-mass-delete', async () => {
+  it("start-up that would delete most of the cluster's resources is refused without --allow-mass-delete", async () => {
     const bare = await seeded(['a', 'b']);
     const before = git(bare, 'rev-parse', 'main').trim();
     const sink = new GitSink({ repo: bare, branch: 'main', basePath: 'clusters', cluster: 'prod', workDir: fresh('clone'), debounceMs: 10 }, () => undefined);
@@ -173,7 +187,7 @@ describe('operator error', () => {
     expect(manifests(bare)).toEqual([]);
   });
 
-  it('a .gitignore covering kiln\'s paths: the manifest is committed anyway (never Committed without it)', async () => {
+  it("a .gitignore covering kiln's paths: the manifest is committed anyway (never Committed without it)", async () => {
     const bare = remote();
     push(bare, (clone) => writeFileSync(join(clone, '.gitignore'), 'clusters/\n*.yaml\n'));
     const writer = writerFor(bare);

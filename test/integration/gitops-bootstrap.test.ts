@@ -35,44 +35,46 @@ const APPLICATION_CRD = {
     group: 'argoproj.io',
     names: { kind: 'Application', listKind: 'ApplicationList', plural: 'applications', singular: 'application', shortNames: ['app', 'apps'] },
     scope: 'Namespaced',
-    versions: [{
-      name: 'v1alpha1',
-      served: true,
-      storage: true,
-      subresources: {},
-      schema: {
-        openAPIV3Schema: {
-          type: 'object',
-          required: ['metadata', 'spec'],
-          properties: {
-            apiVersion: { type: 'string' },
-            kind: { type: 'string' },
-            metadata: { type: 'object' },
-            spec: {
-              type: 'object',
-              required: ['destination', 'project'],
-              properties: {
-                project: { type: 'string' },
-                destination: { type: 'object', properties: { name: { type: 'string' }, namespace: { type: 'string' }, server: { type: 'string' } } },
-                source: {
-                  type: 'object',
-                  required: ['repoURL'],
-                  properties: { repoURL: { type: 'string' }, path: { type: 'string' }, targetRevision: { type: 'string' }, chart: { type: 'string' } },
-                },
-                syncPolicy: {
-                  type: 'object',
-                  properties: {
-                    automated: { type: 'object', properties: { allowEmpty: { type: 'boolean' }, enabled: { type: 'boolean' }, prune: { type: 'boolean' }, selfHeal: { type: 'boolean' } } },
-                    syncOptions: { type: 'array', items: { type: 'string' } },
+    versions: [
+      {
+        name: 'v1alpha1',
+        served: true,
+        storage: true,
+        subresources: {},
+        schema: {
+          openAPIV3Schema: {
+            type: 'object',
+            required: ['metadata', 'spec'],
+            properties: {
+              apiVersion: { type: 'string' },
+              kind: { type: 'string' },
+              metadata: { type: 'object' },
+              spec: {
+                type: 'object',
+                required: ['destination', 'project'],
+                properties: {
+                  project: { type: 'string' },
+                  destination: { type: 'object', properties: { name: { type: 'string' }, namespace: { type: 'string' }, server: { type: 'string' } } },
+                  source: {
+                    type: 'object',
+                    required: ['repoURL'],
+                    properties: { repoURL: { type: 'string' }, path: { type: 'string' }, targetRevision: { type: 'string' }, chart: { type: 'string' } },
+                  },
+                  syncPolicy: {
+                    type: 'object',
+                    properties: {
+                      automated: { type: 'object', properties: { allowEmpty: { type: 'boolean' }, enabled: { type: 'boolean' }, prune: { type: 'boolean' }, selfHeal: { type: 'boolean' } } },
+                      syncOptions: { type: 'array', items: { type: 'string' } },
+                    },
                   },
                 },
               },
+              status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
             },
-            status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
           },
         },
       },
-    }],
+    ],
   },
 };
 
@@ -86,7 +88,10 @@ const REPO = 'https://git.example.com/platform/deploy.git';
 /** The module's directory in the Go module cache (downloaded once, then reused). */
 function goModuleDir(module: string, version: string): string {
   const r = spawnSync('go', ['mod', 'download', '-json', `${module}@${version}`], {
-    cwd: scratch, encoding: 'utf8', timeout: 300_000, env: { ...process.env, GOFLAGS: '-mod=mod', GO111MODULE: 'on' },
+    cwd: scratch,
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, GOFLAGS: '-mod=mod', GO111MODULE: 'on' },
   });
   const info = JSON.parse(r.stdout || '{}') as { Dir?: string; Error?: string };
   if (!info.Dir) throw new Error(`go mod download ${module}@${version}: ${info.Error ?? r.stderr}`);
@@ -119,8 +124,8 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 }, 120_000);
 
-describe('kiln gitops bootstrap output on a cluster with one tool\'s CRDs', () => {
-  it('--flux applies where only Flux\'s CRDs (the real ones) exist; --argocd does not', async () => {
+describe("kiln gitops bootstrap output on a cluster with one tool's CRDs", () => {
+  it("--flux applies where only Flux's CRDs (the real ones) exist; --argocd does not", async () => {
     const files = Object.values(FLUX_MODULES).map(({ module, version, crd }) => join(goModuleDir(module, version), crd));
     await cp.installCrds(files);
     const flux = bootstrap(['--flux', '--namespace', fluxNs, '--cluster', 'prod', '--secret-ref', 'deploy-key']);
@@ -146,7 +151,7 @@ describe('kiln gitops bootstrap output on a cluster with one tool\'s CRDs', () =
     expect(refused.stderr).toMatch(/no matches for kind "Application" in version "argoproj\.io\/v1alpha1"/);
   }, 300_000);
 
-  it('--argocd applies where only Argo CD\'s Application CRD exists; --flux does not', async () => {
+  it("--argocd applies where only Argo CD's Application CRD exists; --flux does not", async () => {
     await removeCrds(FLUX_CRDS);
     const crdFile = join(scratch, 'application-crd.json');
     writeFileSync(crdFile, JSON.stringify(APPLICATION_CRD));

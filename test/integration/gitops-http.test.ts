@@ -159,7 +159,11 @@ async function startGitHttpServer(token: string): Promise<GitHttpServer> {
       state.token = t;
     },
     log,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -200,7 +204,9 @@ beforeAll(() => {
         file,
         args: [...(args ?? [])],
         cmdline: readCmdline(child.pid),
-        secretInEnv: Object.entries(env).filter(([, v]) => secrets.some((s) => v?.includes(s))).map(([k]) => k),
+        secretInEnv: Object.entries(env)
+          .filter(([, v]) => secrets.some((s) => v?.includes(s)))
+          .map(([k]) => k),
       });
     }
     return child;
@@ -320,7 +326,9 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     expect(mine.some((s) => s.args[0] === 'push')).toBe(true);
     expect(mine.filter((s) => s.cmdline !== undefined).length).toBeGreaterThan(0);
     for (const cmd of psSeen) expectNoSecret(`ps: ${cmd}`, cmd, secrets);
-    console.log(`[gitops-http] ${mine.length} git processes spawned by kiln, ${mine.filter((s) => s.cmdline).length} read from /proc; ${psSeen.size} git command lines seen in /proc, ${[...psSeen].filter((c) => /remote-http/.test(c)).length} of git-remote-http`);
+    console.log(
+      `[gitops-http] ${mine.length} git processes spawned by kiln, ${mine.filter((s) => s.cmdline).length} read from /proc; ${psSeen.size} git command lines seen in /proc, ${[...psSeen].filter((c) => /remote-http/.test(c)).length} of git-remote-http`,
+    );
   });
 
   it('Bearer: a token from the environment (KILN_GIT_AUTH_SCHEME=Bearer) pushes to a new repository', async () => {
@@ -369,7 +377,16 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
   it('a token revoked between sync and push: the push fails clearly (not as a rejection to retry), nothing leaks', async () => {
     const { name, bare } = servedRepo();
     const { lines, log } = capture();
-    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, allowInsecureHttp: true, branch: 'main', workDir: workDir(), basePath: 'clusters', auth: { token: TOKEN }, log, maxPushAttempts: 3 });
+    const writer = await GitRepoWriter.open({
+      url: `${server.url}/${name}`,
+      allowInsecureHttp: true,
+      branch: 'main',
+      workDir: workDir(),
+      basePath: 'clusters',
+      auth: { token: TOKEN },
+      log,
+      maxPushAttempts: 3,
+    });
     await writer.writeTree(layoutTree([small('late', '1')], LAYOUT).files);
     await writer.commit('kiln: late', AUTHOR);
     const seed = mainSha(bare);
@@ -402,7 +419,15 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     const { lines, log } = capture();
     const file = join(tmp, `token-${name}`);
     writeFileSync(file, `${TOKEN}\n`, { mode: 0o600 });
-    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, allowInsecureHttp: true, branch: 'main', workDir: workDir(), basePath: 'clusters', auth: authFromFileWatched(file, {}), log });
+    const writer = await GitRepoWriter.open({
+      url: `${server.url}/${name}`,
+      allowInsecureHttp: true,
+      branch: 'main',
+      workDir: workDir(),
+      basePath: 'clusters',
+      auth: authFromFileWatched(file, {}),
+      log,
+    });
     await writer.writeTree(layoutTree([small('rotated', '1')], LAYOUT).files);
     await writer.commit('kiln: after rotation', AUTHOR);
     const next = testToken('next');
@@ -413,7 +438,12 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     try {
       expect((await writer.push()).attempts).toBe(1);
       expect(subjects(bare)[0]).toBe('kiln: after rotation');
-      expect(server.log.slice(firstRequest).filter((r) => r.status !== 401).every((r) => r.authorization === `Basic ${BASIC('x-access-token', next)}`)).toBe(true);
+      expect(
+        server.log
+          .slice(firstRequest)
+          .filter((r) => r.status !== 401)
+          .every((r) => r.authorization === `Basic ${BASIC('x-access-token', next)}`),
+      ).toBe(true);
       expect(writer.scrub(`old ${TOKEN} new ${next}`)).toBe('old *** new ***');
       expectNoSecret('logs', lines.join('\n'), [...secrets, ...secretForms(next, ['x-access-token'])]);
     } finally {
@@ -421,10 +451,19 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     }
   });
 
-  it('another writer pushes between kiln\'s commit and push -> rejected, fetched, rebased and retried over HTTP; both writers\' commits survive', async () => {
+  it("another writer pushes between kiln's commit and push -> rejected, fetched, rebased and retried over HTTP; both writers' commits survive", async () => {
     const { name, bare } = servedRepo();
     const { lines, log } = capture();
-    const writer = await GitRepoWriter.open({ url: `${server.url}/${name}`, allowInsecureHttp: true, branch: 'main', workDir: workDir(), basePath: 'clusters', auth: { token: TOKEN, username: 'kiln' }, log, retryDelayMs: { base: 5, max: 50 } });
+    const writer = await GitRepoWriter.open({
+      url: `${server.url}/${name}`,
+      allowInsecureHttp: true,
+      branch: 'main',
+      workDir: workDir(),
+      basePath: 'clusters',
+      auth: { token: TOKEN, username: 'kiln' },
+      log,
+      retryDelayMs: { base: 5, max: 50 },
+    });
     // The other writer also goes through the authenticating server.
     const other = join(tmp, `other-${name}`);
     await gitOk(tmp, ['clone', '--quiet', `${server.url}/${name}`, other], TOKEN);
@@ -469,4 +508,3 @@ describe('git mode over smart HTTP (git http-backend, token required)', () => {
     expectNoSecret('logs', lines.join('\n'), secrets);
   });
 });
-

@@ -128,7 +128,13 @@ class FakeForge {
   }
 
   private error(res: ServerResponse, status: number, message: string, extra: Record<string, unknown> = {}): void {
-    this.send(res, status, this.options.flavor === 'gitea' ? { message, url: `${this.url}/api/swagger`, ...extra } : { message, documentation_url: 'https://docs.github.com/rest/pulls/pulls', status: String(status), ...extra });
+    this.send(
+      res,
+      status,
+      this.options.flavor === 'gitea'
+        ? { message, url: `${this.url}/api/swagger`, ...extra }
+        : { message, documentation_url: 'https://docs.github.com/rest/pulls/pulls', status: String(status), ...extra },
+    );
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -187,7 +193,12 @@ class FakeForge {
         headers['link'] = `<${next.href}>; rel="next", <${last.href}>; rel="last"`;
       }
       if (this.options.flavor === 'gitea') headers['x-total-count'] = String(list.length);
-      this.send(res, 200, items.map((p) => this.render(p)), headers);
+      this.send(
+        res,
+        200,
+        items.map((p) => this.render(p)),
+        headers,
+      );
       return;
     }
     if (req.method === 'POST' && url.pathname === repoPath) {
@@ -297,11 +308,11 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
     expect(f.requests.filter((r) => r.method === 'POST')).toHaveLength(0);
   });
 
-  it('GitHub: a listing that is not narrowed is checked client-side and paged through GitHub\'s /repositories/{id} Link URLs', async () => {
+  it("GitHub: a listing that is not narrowed is checked client-side and paged through GitHub's /repositories/{id} Link URLs", async () => {
     // As if the head/base filters were dropped (a proxy, an older GitHub Enterprise): the client must still pick the right one.
     const f = await forge({ flavor: 'github', pageSize: 2, ignoreFilters: true });
     f.add({ number: 5, title: 'ours', body: REVIEW.body, state: 'open', head: { ref: 'main-next', owner: OWNER }, base: 'main' });
-    f.add({ number: 6, title: 'a fork\'s branch of the same name', body: '', state: 'open', head: { ref: 'main-next', owner: 'forker' }, base: 'main' });
+    f.add({ number: 6, title: "a fork's branch of the same name", body: '', state: 'open', head: { ref: 'main-next', owner: 'forker' }, base: 'main' });
     for (let i = 0; i < 3; i++) f.add({ title: `other ${i}`, body: '', state: 'open', head: { ref: `feature-${i}`, owner: OWNER }, base: 'main' });
     const result = await provider(f).ensurePullRequest({ ...REVIEW, title: 'ours' });
     expect(result).toMatchObject({ number: 5, created: false });
@@ -357,17 +368,21 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
       const f = await forge({
         flavor,
         beforeCreate: (forge) => {
-          if (!forge.pulls.some((p) => p.head.ref === 'main-next')) forge.add({ number: 40, title: 'by another replica', body: REVIEW.body, state: 'open', head: { ref: 'main-next', owner: OWNER }, base: 'main' });
+          if (!forge.pulls.some((p) => p.head.ref === 'main-next'))
+            forge.add({ number: 40, title: 'by another replica', body: REVIEW.body, state: 'open', head: { ref: 'main-next', owner: OWNER }, base: 'main' });
         },
       });
       const result = await provider(f).ensurePullRequest(REVIEW);
       expect(result, flavor).toMatchObject({ number: 40, created: false });
-      expect(f.requests.map((r) => r.method), flavor).toEqual(['GET', 'POST', 'GET', 'PATCH']);
+      expect(
+        f.requests.map((r) => r.method),
+        flavor,
+      ).toEqual(['GET', 'POST', 'GET', 'PATCH']);
       expect(f.requests[3]!.body).toEqual({ title: REVIEW.title });
     }
   });
 
-  it('a wrong token: PullRequestError with the status and the server\'s message, never the token (even when the server echoes it)', async () => {
+  it("a wrong token: PullRequestError with the status and the server's message, never the token (even when the server echoes it)", async () => {
     const f = await forge({ flavor: 'github' });
     const wrong = testToken('wrong');
     const err = await new GitHubPullRequests({ token: wrong, allowInsecureHttp: true, apiUrl: f.apiUrl, owner: OWNER, repo: REPO }).ensurePullRequest(REVIEW).catch((e: unknown) => e);
@@ -404,7 +419,7 @@ describe('pull requests (contract test against a local stand-in for GitHub / Git
     expectNoToken(down);
   });
 
-  it('a body over GitHub\'s 65,536 characters is cut (and compared cut, so it is not PATCHed every time)', async () => {
+  it("a body over GitHub's 65,536 characters is cut (and compared cut, so it is not PATCHed every time)", async () => {
     const f = await forge({ flavor: 'github' });
     const long = `${'update ConfigMapSync bulk/r generation 1\n'.repeat(3000)}`;
     expect(long.length).toBeGreaterThan(MAX_BODY_CHARS);

@@ -13,15 +13,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import {
-  attachControlPlane,
-  defaultCacheRoot,
-  defaultCrdPaths,
-  ensureBinaries,
-  startControlPlane,
-  type ControlPlane,
-  type ControlPlaneInfo,
-} from '../harness/controlplane.js';
+import { attachControlPlane, defaultCacheRoot, defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlane, type ControlPlaneInfo } from '../harness/controlplane.js';
 import { startStandInKubelet, type StandInKubelet } from '../harness/stand-in-kubelet.js';
 
 declare module 'vitest' {

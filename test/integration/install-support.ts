@@ -43,14 +43,18 @@ export async function serviceAccountKubeconfig(cp: ControlPlaneClient, namespace
   const dir = mkdtempSync(join(tmpdir(), 'kiln-sa-'));
   tokenDirs.push(dir);
   const file = join(dir, 'kubeconfig');
-  writeFileSync(file, toYaml({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'test', cluster: { server: cp.server, 'certificate-authority-data': readFileSync(cp.caFile).toString('base64') } }],
-    users: [{ name: `system:serviceaccount:${namespace}:${name}`, user: { token } }],
-    contexts: [{ name: 'test', context: { cluster: 'test', user: `system:serviceaccount:${namespace}:${name}` } }],
-    'current-context': 'test',
-  }), { mode: 0o600 });
+  writeFileSync(
+    file,
+    toYaml({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'test', cluster: { server: cp.server, 'certificate-authority-data': readFileSync(cp.caFile).toString('base64') } }],
+      users: [{ name: `system:serviceaccount:${namespace}:${name}`, user: { token } }],
+      contexts: [{ name: 'test', context: { cluster: 'test', user: `system:serviceaccount:${namespace}:${name}` } }],
+      'current-context': 'test',
+    }),
+    { mode: 0o600 },
+  );
   return file;
 }
 
@@ -99,16 +103,19 @@ export function startKiln(args: string[], opts: { bin?: string; cwd?: string; en
     partial = parts.pop()!;
     for (const l of parts) {
       lines.push(l);
-      for (const w of [...waiters]) if (w.re.test(l)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(l);
-      }
+      for (const w of [...waiters])
+        if (w.re.test(l)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(l);
+        }
     }
   });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => {
-    if (partial) lines.push(partial);
-    resolve(code);
-  }));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      if (partial) lines.push(partial);
+      resolve(code);
+    }),
+  );
   return {
     child,
     lines,
@@ -118,7 +125,13 @@ export function startKiln(args: string[], opts: { bin?: string; cwd?: string; en
       const found = lines.find((l) => re.test(l));
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {
-        const w = { re, resolve: (l: string) => { clearTimeout(t); resolve(l); } };
+        const w = {
+          re,
+          resolve: (l: string) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        };
         const t = setTimeout(() => {
           waiters.splice(waiters.indexOf(w), 1);
           reject(new Error(`no line matching ${re} within ${timeoutMs} ms; last lines:\n${lines.slice(-15).join('\n')}`));

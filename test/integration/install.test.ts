@@ -17,7 +17,14 @@ const namespace = `kiln-install-${id}`;
 const name = `ki-${id}`;
 const applyMode = installObjects({ mode: 'apply', version: 'test', namespace, name, image: 'registry.example.com/kiln:test' });
 const gitNamespace = `kiln-install-git-${id}`;
-const gitMode = installObjects({ mode: 'git', version: 'test', namespace: gitNamespace, name: `kig-${id}`, crds: 'skip', git: { repo: 'https://git.example.com/deploy.git', branch: 'main', cluster: 'install-test', tokenSecret: 'kiln-git' } });
+const gitMode = installObjects({
+  mode: 'git',
+  version: 'test',
+  namespace: gitNamespace,
+  name: `kig-${id}`,
+  crds: 'skip',
+  git: { repo: 'https://git.example.com/deploy.git', branch: 'main', cluster: 'install-test', tokenSecret: 'kiln-git' },
+});
 const can = async (sa: string, ...args: string[]) => (await cp.kubectl(['auth', 'can-i', ...args, '--as', `system:serviceaccount:${namespace}:${sa}`])).stdout.trim();
 
 beforeAll(() => {
@@ -58,7 +65,19 @@ describe('install manifests', () => {
   });
 
   it('applying the same manifests again changes nothing', async () => {
-    const rv = async () => (await cp.kubectlOk(['get', 'deployment,clusterrole,serviceaccount', '-n', namespace, '-l', `app.kubernetes.io/instance=${name}`, '-o', 'jsonpath={range .items[*]}{.metadata.resourceVersion} {end}'])).trim();
+    const rv = async () =>
+      (
+        await cp.kubectlOk([
+          'get',
+          'deployment,clusterrole,serviceaccount',
+          '-n',
+          namespace,
+          '-l',
+          `app.kubernetes.io/instance=${name}`,
+          '-o',
+          'jsonpath={range .items[*]}{.metadata.resourceVersion} {end}',
+        ])
+      ).trim();
     const before = await rv();
     expect(before.split(' ').length).toBeGreaterThanOrEqual(4);
     expect((await applyObjects(cp, applyMode)).code).toBe(0);
@@ -66,18 +85,24 @@ describe('install manifests', () => {
   });
 
   it('the Deployments make Pods the restricted Pod Security Standard admits', async () => {
-    const pods = await waitFor('controller and agent Pods', async () => {
-      const out = await cp.kubectl(['get', 'pods', '-n', namespace, '-o', 'json']);
-      const items = JSON.parse(out.stdout || '{"items":[]}').items as K8sObject[];
-      return items.length >= 2 ? items : undefined;
-    }, 60_000);
+    const pods = await waitFor(
+      'controller and agent Pods',
+      async () => {
+        const out = await cp.kubectl(['get', 'pods', '-n', namespace, '-o', 'json']);
+        const items = JSON.parse(out.stdout || '{"items":[]}').items as K8sObject[];
+        return items.length >= 2 ? items : undefined;
+      },
+      60_000,
+    );
     expect(pods.map((p) => p.metadata.labels!['app.kubernetes.io/component']).sort()).toEqual(['agent', 'controller']);
     const events = await cp.kubectlOk(['get', 'events', '-n', namespace, '--field-selector', 'reason=FailedCreate', '-o', 'name']);
     expect(events.trim()).toBe('');
     // The same Pod without its securityContext is refused by the namespace's policy: the label is enforced.
     const pod = pods[0] as K8sObject & { spec: { containers: { securityContext?: unknown }[]; securityContext?: unknown } };
     const bare = {
-      apiVersion: 'v1', kind: 'Pod', metadata: { name: 'bare', namespace },
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'bare', namespace },
       spec: { ...pod.spec, nodeName: undefined, securityContext: {}, containers: pod.spec.containers.map((c) => ({ ...c, securityContext: undefined })) },
     };
     const refused = await cp.kubectl(['create', '--dry-run=server', '-f', '-'], { input: JSON.stringify(bare) });

@@ -34,8 +34,7 @@ let webhook: TokenWebhook;
 let manager: Manager | undefined;
 const t0 = Date.now();
 const logs: string[] = [];
-const log = (level: string, msg: string, fields?: Record<string, unknown>) =>
-  logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
+const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`+${((Date.now() - t0) / 1000).toFixed(1)}s ${level} ${msg} ${JSON.stringify(fields ?? {})}`);
 const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-30).join('\n'));
 
 /** A CONNECT proxy that records what it was asked to reach. */
@@ -57,27 +56,34 @@ function connectProxy(): Promise<{ port: number; connects: string[]; close: () =
       client.on('error', () => upstream.destroy());
     });
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
-    port: (server.address() as net.AddressInfo).port,
-    connects,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  })));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as net.AddressInfo).port,
+        connects,
+        close: () => {
+          for (const s of sockets) s.destroy();
+          server.close();
+        },
+      }),
+    ),
+  );
 }
 
 /** A kubeconfig for the test control plane with `user` (and extra cluster fields). */
 function kubeconfig(name: string, user: Record<string, unknown>, cluster: Record<string, unknown> = {}): string {
   const file = path.join(work, `${name}.kubeconfig`);
-  writeFileSync(file, JSON.stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'kiln', cluster: { server: cp.server, 'certificate-authority-data': Buffer.from(readFileSync(cp.caFile)).toString('base64'), ...cluster } }],
-    users: [{ name, user }],
-    contexts: [{ name, context: { cluster: 'kiln', user: name } }],
-    'current-context': name,
-  }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'kiln', cluster: { server: cp.server, 'certificate-authority-data': Buffer.from(readFileSync(cp.caFile)).toString('base64'), ...cluster } }],
+      users: [{ name, user }],
+      contexts: [{ name, context: { cluster: 'kiln', user: name } }],
+      'current-context': name,
+    }),
+  );
   return file;
 }
 
@@ -113,7 +119,9 @@ describe('exec credential plugin with short-lived tokens', () => {
     await manager.start();
     // The plugin saw the cluster (provideClusterInfo) and a non-interactive session.
     expect(JSON.parse(readFileSync(path.join(webhook.dir, 'last-exec-info.json'), 'utf8'))).toMatchObject({
-      apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', spec: { interactive: false, cluster: { server: cp.server } },
+      apiVersion: 'client.authentication.k8s.io/v1',
+      kind: 'ExecCredential',
+      spec: { interactive: false, cluster: { server: cp.server } },
     });
     const cache = { apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'c', namespace: ns }, spec: { image: 'x', size: 1, catalogServers: 1 } };
     const grid = (partitions: number) => ({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g', namespace: ns }, spec: { cache: 'c', partitions } });
@@ -165,7 +173,9 @@ describe('exec credential plugin with short-lived tokens', () => {
     writeFileSync(script, `#!/bin/sh\ncat <<'EOF'\n${JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status })}\nEOF\n`, { mode: 0o755 });
     const client = new KubeClient(loadKubeConfig({ kubeconfig: kubeconfig('cert', execUser(script)) }), { qps: 0 });
     try {
-      const review = await client.request<{ status: { userInfo: { username: string; groups: string[] } } }>('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } });
+      const review = await client.request<{ status: { userInfo: { username: string; groups: string[] } } }>('POST', '/apis/authentication.k8s.io/v1/selfsubjectreviews', {
+        body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+      });
       expect(review.status.userInfo.username).toBe('cert-from-plugin');
       expect(review.status.userInfo.groups).toContain('kiln-testers');
     } finally {
@@ -175,10 +185,19 @@ describe('exec credential plugin with short-lived tokens', () => {
 
   it('a failing plugin: an error naming it, with its stderr, never a token; a list that fails this way is retried', async () => {
     const script = path.join(work, 'failing-plugin.sh');
-    writeFileSync(script, `#!/bin/sh\necho 'error: SSO session for profile prod has expired; run "aws sso login --profile prod"' >&2\necho '{"status":{"token":"kiln-exec.should-never-show"}}'\nexit 255\n`, { mode: 0o755 });
+    writeFileSync(
+      script,
+      `#!/bin/sh\necho 'error: SSO session for profile prod has expired; run "aws sso login --profile prod"' >&2\necho '{"status":{"token":"kiln-exec.should-never-show"}}'\nexit 255\n`,
+      { mode: 0o755 },
+    );
     const client = new KubeClient(loadKubeConfig({ kubeconfig: kubeconfig('failing', execUser(script)) }), { qps: 0 });
-    const err = await client.list({ apiVersion: 'v1', kind: 'ConfigMap', namespace: ns }).then(() => undefined, (e: unknown) => e as Error);
-    expect(err?.message).toBe(`getting credentials: exec: executable ${script} failed with exit code 255; its stderr: error: SSO session for profile prod has expired; run "aws sso login --profile prod"`);
+    const err = await client.list({ apiVersion: 'v1', kind: 'ConfigMap', namespace: ns }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toBe(
+      `getting credentials: exec: executable ${script} failed with exit code 255; its stderr: error: SSO session for profile prod has expired; run "aws sso login --profile prod"`,
+    );
     expect(err?.message).not.toContain('should-never-show');
     const seen: string[] = [];
     const informer = new Informer(client, { apiVersion: 'v1', kind: 'ConfigMap', namespace: ns, resyncSeconds: 0, log: (level, msg, f) => seen.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`) });
@@ -231,13 +250,31 @@ describe('impersonation', () => {
   it('as, as-groups and as-uid reach the API server: the audit log records the impersonated user', async () => {
     const client = new KubeClient(loadKubeConfig({ kubeconfig: kubeconfig('as', { token: cp.adminToken, as: 'jane', 'as-groups': ['kiln-auditors'], 'as-uid': 'uid-1234' }) }), { qps: 0 });
     // jane has no rights: the refusal names her, not the admin.
-    const err = await client.list({ apiVersion: 'v1', kind: 'Secret', namespace: ns }).then(() => undefined, (e: unknown) => e as Error);
+    const err = await client.list({ apiVersion: 'v1', kind: 'Secret', namespace: ns }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
     expect(err?.message).toMatch(/User "jane" cannot list resource "secrets"/);
     await client.close();
-    const event = await waitFor('the audit event of the impersonated request', () => {
-      const lines = readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { verb: string; objectRef?: { resource?: string; namespace?: string }; user: { username: string }; impersonatedUser?: { username: string; uid?: string; groups?: string[] } });
-      return lines.find((e) => e.objectRef?.resource === 'secrets' && e.objectRef.namespace === ns && e.impersonatedUser);
-    }, 10_000);
+    const event = await waitFor(
+      'the audit event of the impersonated request',
+      () => {
+        const lines = readFileSync(auditFile, 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map(
+            (l) =>
+              JSON.parse(l) as {
+                verb: string;
+                objectRef?: { resource?: string; namespace?: string };
+                user: { username: string };
+                impersonatedUser?: { username: string; uid?: string; groups?: string[] };
+              },
+          );
+        return lines.find((e) => e.objectRef?.resource === 'secrets' && e.objectRef.namespace === ns && e.impersonatedUser);
+      },
+      10_000,
+    );
     expect(event.user.username).toBe('kiln-admin');
     expect(event.impersonatedUser).toMatchObject({ username: 'jane', uid: 'uid-1234' });
     expect(event.impersonatedUser?.groups).toContain('kiln-auditors');

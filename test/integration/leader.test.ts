@@ -79,7 +79,10 @@ const sleep = (msec: number) => new Promise((r) => setTimeout(r, msec));
 async function pair(lease: string): Promise<{ leader: LeaderElector; standby: LeaderElector; standbyRun: Promise<void> }> {
   const a = elector(`a-${suffix()}`, lease);
   const b = elector(`b-${suffix()}`, lease);
-  const runs = new Map([[a, a.run()], [b, b.run()]]);
+  const runs = new Map([
+    [a, a.run()],
+    [b, b.run()],
+  ]);
   // run() rejects when a candidate is stopped before it leads (afterEach): not an unhandled rejection.
   for (const p of runs.values()) p.catch(() => {});
   const leader = await Promise.race([...runs].map(([e, p]) => p.then(() => e)));
@@ -109,7 +112,12 @@ describe('leader election', { timeout: 60_000 }, () => {
     const lease = `elect-${suffix()}`;
     const { leader, standby, standbyRun } = await pair(lease);
     let standbyLed = false;
-    void standbyRun.then(() => { standbyLed = true; }, () => {});
+    void standbyRun.then(
+      () => {
+        standbyLed = true;
+      },
+      () => {},
+    );
     const leaderId = idOf(leader);
 
     // Longer than a lease duration: if the leader did not renew, the standby would take over.
@@ -217,8 +225,7 @@ describe('leader election', { timeout: 60_000 }, () => {
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'lease-writer' },
       subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
     });
-    await waitFor('RBAC to allow lease updates', async () =>
-      (await cp.kubectl(['auth', 'can-i', 'update', 'leases', '-n', ns], { kubeconfig: id.kubeconfig })).stdout.trim() === 'yes', 20_000, 200);
+    await waitFor('RBAC to allow lease updates', async () => (await cp.kubectl(['auth', 'can-i', 'update', 'leases', '-n', ns], { kubeconfig: id.kubeconfig })).stdout.trim() === 'yes', 20_000, 200);
 
     const userKc = new KubeConfig();
     userKc.loadFromFile(id.kubeconfig);
@@ -253,12 +260,15 @@ describe('leader election', { timeout: 60_000 }, () => {
     expect(e.isLeader()).toBe(false);
   });
 
-  it('gives up at once when the Lease\'s namespace does not exist (404 on create): run() rejects, no retry', async () => {
+  it("gives up at once when the Lease's namespace does not exist (404 on create): run() rejects, no retry", async () => {
     const missing = `missing-${suffix()}`;
     const client = new KubeClient(kc, { qps: 0 });
     const e = elector(`m-${suffix()}`, 'kiln-controller', { kc: client, namespace: missing });
     const started = performance.now();
-    const err = await e.run().then(() => undefined, (x: unknown) => x);
+    const err = await e.run().then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     const took = performance.now() - started;
     expect(err).toBeInstanceOf(LeaseUnavailableError);
     expect(err).toMatchObject({ reason: 'NamespaceNotFound', namespace: missing, leaseName: 'kiln-controller', detail: `namespaces "${missing}" not found` });
@@ -273,13 +283,16 @@ describe('leader election', { timeout: 60_000 }, () => {
     await e.stop();
   });
 
-  it('gives up at once when it may not use the Lease (403): run() rejects with the server\'s words', async () => {
+  it("gives up at once when it may not use the Lease (403): run() rejects with the server's words", async () => {
     const user = `no-lease-${suffix()}`;
     const id = await cp.mintIdentity(user);
     const userKc = new KubeConfig();
     userKc.loadFromFile(id.kubeconfig);
     const e = elector(`f-${suffix()}`, `forbidden-${suffix()}`, { kc: userKc });
-    const err = await e.run().then(() => undefined, (x: unknown) => x);
+    const err = await e.run().then(
+      () => undefined,
+      (x: unknown) => x,
+    );
     expect(err).toBeInstanceOf(LeaseUnavailableError);
     expect(err).toMatchObject({ reason: 'Forbidden', namespace: ns });
     expect((err as LeaseUnavailableError).detail).toMatch(new RegExp(`User "${user}" cannot get resource "leases"`));
@@ -296,9 +309,19 @@ describe('leader election', { timeout: 60_000 }, () => {
     expect(e.isLeader()).toBe(true);
 
     const now = new V1MicroTime().toISOString();
-    await cp.kubectlOk(['patch', 'lease', lease, '-n', ns, '--type', 'merge', '-p', JSON.stringify({
-      spec: { holderIdentity: 'intruder', renewTime: now, acquireTime: now, leaseDurationSeconds: 30 },
-    })]);
+    await cp.kubectlOk([
+      'patch',
+      'lease',
+      lease,
+      '-n',
+      ns,
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify({
+        spec: { holderIdentity: 'intruder', renewTime: now, acquireTime: now, leaseDurationSeconds: 30 },
+      }),
+    ]);
     const waited = await waitFor('leadership to be lost', () => lostCalls > 0, 10_000);
     console.log(`[leader] lease taken: stopped leading ${Math.round(waited)} ms after the takeover`);
     // Seen on its next renewal, not after the renew deadline.

@@ -43,18 +43,48 @@ afterAll(async () => {
 
 async function start(command: 'agent' | 'controller', lease: string, extra: string[]): Promise<KilnProcess> {
   const port = await freePort();
-  const p = startKiln([command, ...extra, '--kubeconfig', cp.kubeconfig, '-n', ns, '--log-format', 'json',
-    '--leader-elect', '--leader-election-namespace', ns, '--leader-election-id', lease,
-    '--lease-duration', '5', '--renew-deadline', String(RENEW_DEADLINE_S), '--retry-period', '1',
-    '--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', `127.0.0.1:${await freePort()}`]);
+  const p = startKiln([
+    command,
+    ...extra,
+    '--kubeconfig',
+    cp.kubeconfig,
+    '-n',
+    ns,
+    '--log-format',
+    'json',
+    '--leader-elect',
+    '--leader-election-namespace',
+    ns,
+    '--leader-election-id',
+    lease,
+    '--lease-duration',
+    '5',
+    '--renew-deadline',
+    String(RENEW_DEADLINE_S),
+    '--retry-period',
+    '1',
+    '--metrics-bind-address',
+    `127.0.0.1:${port}`,
+    '--health-probe-bind-address',
+    `127.0.0.1:${await freePort()}`,
+  ]);
   running.push(p);
   return p;
 }
 
 /** Another identity takes the Lease; resolves with the time it did. */
 async function takeLease(lease: string): Promise<number> {
-  await cp.kubectlOk(['patch', 'lease', '-n', ns, lease, '--type', 'merge', '-p',
-    JSON.stringify({ spec: { holderIdentity: 'intruder', renewTime: micro(), acquireTime: micro(), leaseDurationSeconds: 60 } })]);
+  await cp.kubectlOk([
+    'patch',
+    'lease',
+    '-n',
+    ns,
+    lease,
+    '--type',
+    'merge',
+    '-p',
+    JSON.stringify({ spec: { holderIdentity: 'intruder', renewTime: micro(), acquireTime: micro(), leaseDurationSeconds: 60 } }),
+  ]);
   return performance.now();
 }
 
@@ -76,11 +106,15 @@ it('the agent exits 1 within the renew deadline when the Lease is taken while a 
   const a = await start('agent', 'kiln-agent', ['--endpoint', `PostgresInstance/${ns}/pg=${server.host}:${server.port}`]);
   await a.waitForLine(/leading; starting workers/, 30_000);
   // Work in flight: the agent's query waits for the lock (asked in the locking transaction: any other session would wait too).
-  await waitFor('the agent\'s query waiting on the lock', async () => {
-    await locker!.query('SELECT pg_stat_clear_snapshot()'); // activity is otherwise read once per transaction
-    return Number((await locker!.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).rows[0]!.n) > 0;
-  },
-    20_000, () => a.lines.slice(-10).join('\n'));
+  await waitFor(
+    "the agent's query waiting on the lock",
+    async () => {
+      await locker!.query('SELECT pg_stat_clear_snapshot()'); // activity is otherwise read once per transaction
+      return Number((await locker!.query<{ n: string }>("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'")).rows[0]!.n) > 0;
+    },
+    20_000,
+    () => a.lines.slice(-10).join('\n'),
+  );
   const t0 = await takeLease('kiln-agent');
   const { code, ms } = await exitsWithin(a, t0);
   console.log(`agent exited ${ms.toFixed(0)} ms after the Lease was taken`);

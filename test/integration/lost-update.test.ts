@@ -20,10 +20,13 @@ const ns = `kiln-lost-${randomBytes(3).toString('hex')}`;
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
 
-const grid = (name: string, partitions: number) => JSON.stringify({
-  apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name, namespace: ns },
-  spec: { cache: 'session-cache', gridType: 'Session', partitions, syncReplicas: 1, asyncReplicas: 0, capacity: '1Gi' },
-});
+const grid = (name: string, partitions: number) =>
+  JSON.stringify({
+    apiVersion: 'kiln.dev/v1alpha1',
+    kind: 'DataGrid',
+    metadata: { name, namespace: ns },
+    spec: { cache: 'session-cache', gridType: 'Session', partitions, syncReplicas: 1, asyncReplicas: 0, capacity: '1Gi' },
+  });
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
@@ -56,14 +59,19 @@ afterAll(async () => {
 describe('a spec change during a reconcile', () => {
   it('is applied and observed, even when the status write of the older generation lands on it', async () => {
     await cp.kubectlOk(['apply', '--server-side', '--field-manager', 'user', '-f', '-'], { input: grid('race', 13) });
-    const done = await waitFor('DataGrid race observed at its latest generation with the ConfigMap of partitions 17', async () => {
-      const r = await cp.kubectl(['get', '-n', ns, 'datagrid', 'race', '-o', 'json']);
-      if (r.code !== 0) return undefined;
-      const o = JSON.parse(r.stdout) as { metadata: { generation: number }; status?: { observedGeneration?: number } };
-      if (o.metadata.generation < 2 || o.status?.observedGeneration !== o.metadata.generation) return undefined;
-      const cm = await cp.kubectl(['get', '-n', ns, 'configmap', 'session-cache-grid-race', '-o', 'jsonpath={.data.grid\\.json}']);
-      return cm.code === 0 && /"partitions": 17/.test(cm.stdout) ? o : undefined;
-    }, 30_000, () => logs.slice(-15).join('\n'));
+    const done = await waitFor(
+      'DataGrid race observed at its latest generation with the ConfigMap of partitions 17',
+      async () => {
+        const r = await cp.kubectl(['get', '-n', ns, 'datagrid', 'race', '-o', 'json']);
+        if (r.code !== 0) return undefined;
+        const o = JSON.parse(r.stdout) as { metadata: { generation: number }; status?: { observedGeneration?: number } };
+        if (o.metadata.generation < 2 || o.status?.observedGeneration !== o.metadata.generation) return undefined;
+        const cm = await cp.kubectl(['get', '-n', ns, 'configmap', 'session-cache-grid-race', '-o', 'jsonpath={.data.grid\\.json}']);
+        return cm.code === 0 && /"partitions": 17/.test(cm.stdout) ? o : undefined;
+      },
+      30_000,
+      () => logs.slice(-15).join('\n'),
+    );
     expect(done.metadata.generation).toBe(2);
   });
 });

@@ -22,10 +22,16 @@ const running: KilnProcess[] = [];
 const COUNT = 12;
 
 const grid = (ns: string, n: string): KilnResource => ({
-  apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: n, namespace: ns }, spec: { cache: 'session-cache', partitions: 13 },
+  apiVersion: 'kiln.dev/v1alpha1',
+  kind: 'DataGrid',
+  metadata: { name: n, namespace: ns },
+  spec: { cache: 'session-cache', partitions: 13 },
 });
 const cache = (ns: string): KilnResource => ({
-  apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'session-cache', namespace: ns }, spec: { image: 'registry.example.com/cache:1', size: 2, catalogServers: 1 },
+  apiVersion: 'kiln.dev/v1alpha1',
+  kind: 'CacheCluster',
+  metadata: { name: 'session-cache', namespace: ns },
+  spec: { image: 'registry.example.com/cache:1', size: 2, catalogServers: 1 },
 });
 
 async function readyCount(ns: string): Promise<number> {
@@ -37,7 +43,12 @@ async function controller(args: string[]): Promise<{ p: KilnProcess; metrics: nu
   const [metrics, health] = [await freePort(), await freePort()];
   const p = startKiln(['controller', '--kubeconfig', cp.kubeconfig, '--metrics-bind-address', `127.0.0.1:${metrics}`, '--health-probe-bind-address', `127.0.0.1:${health}`, ...args]);
   running.push(p);
-  await waitFor('the metrics server', async () => (await httpGet(metrics, '/metrics').catch(() => undefined))?.status === 200, 60_000, () => p.lines.slice(-10).join('\n'));
+  await waitFor(
+    'the metrics server',
+    async () => (await httpGet(metrics, '/metrics').catch(() => undefined))?.status === 200,
+    60_000,
+    () => p.lines.slice(-10).join('\n'),
+  );
   return { p, metrics, health };
 }
 
@@ -65,20 +76,40 @@ function total(text: string, family: string, labels: Record<string, string>): nu
 }
 
 describe('metrics and probes of kiln controller', () => {
-  it('apply mode: controller-runtime\'s and client-go\'s families move as a kubebuilder operator\'s do; probes answer while it reconciles', async () => {
+  it("apply mode: controller-runtime's and client-go's families move as a kubebuilder operator's do; probes answer while it reconciles", async () => {
     const lease = `kiln-metrics-${id}`;
     // One worker and a low --qps: the work takes seconds, so the scrapes see the queue fill and drain.
-    const { p, metrics, health } = await controller(['--mode', 'apply', '-n', applyNs, '--concurrency', '1', '--qps', '5', '--burst', '1',
-      '--leader-elect', '--leader-election-namespace', applyNs, '--leader-election-id', lease]);
+    const { p, metrics, health } = await controller([
+      '--mode',
+      'apply',
+      '-n',
+      applyNs,
+      '--concurrency',
+      '1',
+      '--qps',
+      '5',
+      '--burst',
+      '1',
+      '--leader-elect',
+      '--leader-election-namespace',
+      applyNs,
+      '--leader-election-id',
+      lease,
+    ]);
     await waitFor('/readyz', async () => (await httpGet(health, '/readyz')).status === 200, 30_000);
     expect(await httpGet(health, '/healthz')).toEqual({ status: 200, body: 'ok\n' });
     expect((await httpGet(health, '/metrics')).status).toBe(404); // probes and metrics on their own ports
     expect((await httpGet(metrics, '/healthz')).status).toBe(404);
     // Leading: 1 under the Lease's name, as client-go's leader election reports it.
-    const before = await waitFor('leading', async () => {
-      const m = (await httpGet(metrics, '/metrics')).body;
-      return sample(m, `leader_election_master_status{name="${lease}"}`) === 1 ? m : undefined;
-    }, 60_000, () => p.lines.slice(-10).join('\n'));
+    const before = await waitFor(
+      'leading',
+      async () => {
+        const m = (await httpGet(metrics, '/metrics')).body;
+        return sample(m, `leader_election_master_status{name="${lease}"}`) === 1 ? m : undefined;
+      },
+      60_000,
+      () => p.lines.slice(-10).join('\n'),
+    );
     // Every series controller-runtime creates at start, before any reconcile: one controller per kind.
     for (const controller of ['datagrid', 'cachecluster', 'directoryservice', 'postgresinstance', 'configmapsync']) {
       expect(sample(before, `controller_runtime_max_concurrent_reconciles{controller="${controller}"}`), controller).toBe(1);
@@ -98,18 +129,23 @@ describe('metrics and probes of kiln controller', () => {
     // Scrape while it works: every scrape answers, and some come before everything is Ready.
     const grids = { name: 'datagrid', controller: 'datagrid' };
     const scrapes: { ready: number; depth: number | undefined; active: number | undefined; done: number | undefined; status: number; health: number }[] = [];
-    await waitFor('all Ready', async () => {
-      const [m, h, ready] = await Promise.all([httpGet(metrics, '/metrics'), httpGet(health, '/healthz'), readyCount(applyNs)]);
-      scrapes.push({
-        ready,
-        depth: total(m.body, 'workqueue_depth', grids),
-        active: sample(m.body, 'controller_runtime_active_workers{controller="datagrid"}'),
-        done: total(m.body, 'controller_runtime_reconcile_total', { controller: 'datagrid' }),
-        status: m.status,
-        health: h.status,
-      });
-      return ready === objects.length;
-    }, 120_000, () => p.lines.slice(-10).join('\n'));
+    await waitFor(
+      'all Ready',
+      async () => {
+        const [m, h, ready] = await Promise.all([httpGet(metrics, '/metrics'), httpGet(health, '/healthz'), readyCount(applyNs)]);
+        scrapes.push({
+          ready,
+          depth: total(m.body, 'workqueue_depth', grids),
+          active: sample(m.body, 'controller_runtime_active_workers{controller="datagrid"}'),
+          done: total(m.body, 'controller_runtime_reconcile_total', { controller: 'datagrid' }),
+          status: m.status,
+          health: h.status,
+        });
+        return ready === objects.length;
+      },
+      120_000,
+      () => p.lines.slice(-10).join('\n'),
+    );
     expect(scrapes.every((s) => s.status === 200 && s.health === 200)).toBe(true);
     expect(scrapes.some((s) => s.ready < objects.length)).toBe(true);
     // The queue rose (twelve grids waiting for one worker), then fell; a worker was seen busy.
@@ -119,13 +155,18 @@ describe('metrics and probes of kiln controller', () => {
     // Reconciles counted as they finished: the count only grows.
     const done = scrapes.map((s) => s.done ?? 0);
     expect(done.every((v, i) => i === 0 || v >= done[i - 1]!)).toBe(true);
-    const text = await waitFor('the queue drained', async () => {
-      const m = (await httpGet(metrics, '/metrics')).body;
-      return total(m, 'workqueue_depth', {}) === 0 && total(m, 'controller_runtime_active_workers', {}) === 0 ? m : undefined;
-    }, 60_000);
+    const text = await waitFor(
+      'the queue drained',
+      async () => {
+        const m = (await httpGet(metrics, '/metrics')).body;
+        return total(m, 'workqueue_depth', {}) === 0 && total(m, 'controller_runtime_active_workers', {}) === 0 ? m : undefined;
+      },
+      60_000,
+    );
     // Every grid reconciled at least once, ending done (success) or to be looked at again (requeue_after); no failures.
-    const finished = (c: string) => (sample(text, `controller_runtime_reconcile_total{controller="${c}",result="success"}`) ?? 0)
-      + (sample(text, `controller_runtime_reconcile_total{controller="${c}",result="requeue_after"}`) ?? 0);
+    const finished = (c: string) =>
+      (sample(text, `controller_runtime_reconcile_total{controller="${c}",result="success"}`) ?? 0) +
+      (sample(text, `controller_runtime_reconcile_total{controller="${c}",result="requeue_after"}`) ?? 0);
     expect(finished('datagrid')).toBeGreaterThanOrEqual(COUNT);
     expect(finished('cachecluster')).toBeGreaterThanOrEqual(1);
     expect(sample(text, 'controller_runtime_reconcile_total{controller="datagrid",result="error"}')).toBe(sample(text, 'controller_runtime_reconcile_errors_total{controller="datagrid"}'));
@@ -162,10 +203,15 @@ describe('metrics and probes of kiln controller', () => {
 
   it('without --leader-elect there is no leader_election_master_status, as with controller-runtime', async () => {
     const { p, metrics } = await controller(['--mode', 'apply', '-n', applyNs]);
-    const text = await waitFor('a reconcile', async () => {
-      const m = (await httpGet(metrics, '/metrics')).body;
-      return (total(m, 'controller_runtime_reconcile_total', { controller: 'datagrid' }) ?? 0) >= COUNT ? m : undefined;
-    }, 60_000, () => p.lines.slice(-10).join('\n'));
+    const text = await waitFor(
+      'a reconcile',
+      async () => {
+        const m = (await httpGet(metrics, '/metrics')).body;
+        return (total(m, 'controller_runtime_reconcile_total', { controller: 'datagrid' }) ?? 0) >= COUNT ? m : undefined;
+      },
+      60_000,
+      () => p.lines.slice(-10).join('\n'),
+    );
     expect(text).not.toMatch(/^leader_election_master_status/m);
     expect(sample(text, 'controller_runtime_max_concurrent_reconciles{controller="datagrid"}')).toBe(4);
     expect(await p.stop()).toBe(0);
@@ -176,7 +222,12 @@ describe('metrics and probes of kiln controller', () => {
     initBareRepo(bare, scratch);
     const { p, metrics } = await controller(['--mode', 'git', '-n', gitNs, '--repo', bare, '--branch', 'main', '--cluster', 'metrics', '--debounce', '200', '--work-dir', join(scratch, 'clone')]);
     await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [cache(gitNs), grid(gitNs, 'sessions')] }) });
-    await waitFor('both Ready (committed)', async () => (await readyCount(gitNs)) === 2, 60_000, () => p.lines.slice(-10).join('\n'));
+    await waitFor(
+      'both Ready (committed)',
+      async () => (await readyCount(gitNs)) === 2,
+      60_000,
+      () => p.lines.slice(-10).join('\n'),
+    );
     const text = (await httpGet(metrics, '/metrics')).body;
     const commits = Number(plainGit(scratch, ['--git-dir', bare, 'rev-list', '--count', 'main']).trim()) - 1; // less the seed commit
     expect(commits).toBeGreaterThanOrEqual(1);

@@ -68,13 +68,26 @@ describe('the production build (what the image runs)', () => {
     const help = (await kiln(['--help'])).stdout;
     for (const c of ['synth', 'controller', 'agent', 'gitops', 'install', 'version']) expect(help).toMatch(new RegExp(`^  ${c}\\b`, 'm'));
     const controller = (await kiln(['controller', '--help'])).stdout;
-    for (const f of ['--mode', '--kubeconfig', '--metrics-bind-address', '--health-probe-bind-address', '--leader-elect', '--startup-timeout', '--log-level', '--leader-election-namespace', '--repo', '--git-token-file']) expect(controller).toContain(f);
+    for (const f of [
+      '--mode',
+      '--kubeconfig',
+      '--metrics-bind-address',
+      '--health-probe-bind-address',
+      '--leader-elect',
+      '--startup-timeout',
+      '--log-level',
+      '--leader-election-namespace',
+      '--repo',
+      '--git-token-file',
+    ])
+      expect(controller).toContain(f);
     const agent = (await kiln(['agent', '--help'])).stdout;
-    for (const f of ['--kubeconfig', '--metrics-bind-address', '--health-probe-bind-address', '--leader-elect', '--startup-timeout', '--log-level', '--leader-election-namespace']) expect(agent).toContain(f);
+    for (const f of ['--kubeconfig', '--metrics-bind-address', '--health-probe-bind-address', '--leader-elect', '--startup-timeout', '--log-level', '--leader-election-namespace'])
+      expect(agent).toContain(f);
     expect((await kiln(['install', '--help'])).stdout).toContain('--mode');
   });
 
-  it('kiln controller --mode apply, with the install manifests\' ServiceAccount, converges an example and answers its probes and /metrics', async () => {
+  it("kiln controller --mode apply, with the install manifests' ServiceAccount, converges an example and answers its probes and /metrics", async () => {
     installed = installObjects({ mode: 'apply', version: 'test', namespace: installNs, name: `kp-${id}`, crds: 'skip' });
     expect((await applyObjects(cp, installed)).code).toBe(0);
     await cp.kubectlOk(['create', 'namespace', ns]);
@@ -82,19 +95,45 @@ describe('the production build (what the image runs)', () => {
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
     // Started as its Deployment starts it: the container's node flags and environment.
     const runtime = containerRuntime(installed, `kp-${id}-controller`);
-    const p = startKiln(['controller', '--mode', 'apply', '--kubeconfig', kubeconfig, '-n', ns, '--leader-elect', '--leader-election-namespace', installNs,
-      '--leader-election-id', `kp-${id}-controller`, '--metrics-bind-address', `:${metricsPort}`, '--health-probe-bind-address', `:${healthPort}`], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs });
+    const p = startKiln(
+      [
+        'controller',
+        '--mode',
+        'apply',
+        '--kubeconfig',
+        kubeconfig,
+        '-n',
+        ns,
+        '--leader-elect',
+        '--leader-election-namespace',
+        installNs,
+        '--leader-election-id',
+        `kp-${id}-controller`,
+        '--metrics-bind-address',
+        `:${metricsPort}`,
+        '--health-probe-bind-address',
+        `:${healthPort}`,
+      ],
+      { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs },
+    );
     running.push(p);
     await p.waitForLine(/"msg":"leading; starting workers"/, 60_000);
     // --leader-elect, as its Deployment passes it: it holds its Lease with the install's Role.
     expect(p.lines.some((l) => l.includes('"msg":"leader election: became leader"'))).toBe(true);
-    const example = exampleResources().map((e) => e.resource).find((r) => r.kind === 'DirectoryService')!;
+    const example = exampleResources()
+      .map((e) => e.resource)
+      .find((r) => r.kind === 'DirectoryService')!;
     const ds: KilnResource = { ...example, metadata: { name: example.metadata.name, namespace: ns } };
     await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(ds) });
-    await waitFor('DirectoryService Ready', async () => {
-      const r = await cp.kubectl(['get', '-n', ns, 'directoryservice', ds.metadata.name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
-      return r.stdout === 'True';
-    }, 60_000, () => p.lines.slice(-10).join('\n'));
+    await waitFor(
+      'DirectoryService Ready',
+      async () => {
+        const r = await cp.kubectl(['get', '-n', ns, 'directoryservice', ds.metadata.name, '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}']);
+        return r.stdout === 'True';
+      },
+      60_000,
+      () => p.lines.slice(-10).join('\n'),
+    );
     expect((await cp.kubectl(['get', '-n', ns, 'statefulset', ds.metadata.name])).code).toBe(0);
     expect((await httpGet(healthPort, '/healthz')).status).toBe(200);
     expect((await httpGet(healthPort, '/readyz')).status).toBe(200);
@@ -108,13 +147,30 @@ describe('the production build (what the image runs)', () => {
     expect(p.lines.some((l) => l.includes('"msg":"shutting down"'))).toBe(true);
   }, 180_000);
 
-  it('kiln agent, with the install manifests\' ServiceAccount, fills its caches, leads and answers its probes and /metrics', async () => {
+  it("kiln agent, with the install manifests' ServiceAccount, fills its caches, leads and answers its probes and /metrics", async () => {
     expect(installed.length).toBeGreaterThan(0); // installed by the previous test
     const kubeconfig = await serviceAccountKubeconfig(cp, installNs, `kp-${id}-agent`);
     const [metricsPort, healthPort] = [await freePort(), await freePort()];
     const runtime = containerRuntime(installed, `kp-${id}-agent`);
-    const p = startKiln(['agent', '--kubeconfig', kubeconfig, '-n', ns, '--leader-elect', '--leader-election-namespace', installNs, '--leader-election-id', `kp-${id}-agent`,
-      '--metrics-bind-address', `:${metricsPort}`, '--health-probe-bind-address', `:${healthPort}`], { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs });
+    const p = startKiln(
+      [
+        'agent',
+        '--kubeconfig',
+        kubeconfig,
+        '-n',
+        ns,
+        '--leader-elect',
+        '--leader-election-namespace',
+        installNs,
+        '--leader-election-id',
+        `kp-${id}-agent`,
+        '--metrics-bind-address',
+        `:${metricsPort}`,
+        '--health-probe-bind-address',
+        `:${healthPort}`,
+      ],
+      { bin: join(app, 'bin', 'kiln.js'), cwd: app, env: { ...env, ...runtime.env }, nodeArgs: runtime.nodeArgs },
+    );
     running.push(p);
     await p.waitForLine(/"msg":"leading; starting workers"/, 60_000);
     // --leader-elect, as its Deployment passes it: it holds its Lease with the install's Role.
@@ -132,7 +188,8 @@ describe('the production build (what the image runs)', () => {
  * checked to start the image's entrypoint script with the image's node.
  */
 function containerRuntime(objects: { kind: string; metadata: { name: string } }[], deployment: string): { nodeArgs: string[]; env: Record<string, string> } {
-  const d = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === deployment) as unknown as { spec: { template: { spec: { containers: { command?: string[]; env?: { name: string; value?: string }[] }[] } } } } | undefined;
+  const d = objects.find((o) => o.kind === 'Deployment' && o.metadata.name === deployment) as unknown as
+    { spec: { template: { spec: { containers: { command?: string[]; env?: { name: string; value?: string }[] }[] } } } } | undefined;
   const container = d?.spec.template.spec.containers[0];
   const command = container?.command ?? [];
   expect(command[0], `${deployment} command`).toBe('node');

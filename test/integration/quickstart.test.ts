@@ -89,10 +89,16 @@ async function assembleProductionImage(): Promise<void> {
 
 // ------------------------------------------------------------ the Deployments, as processes
 
-interface Container { command: string[]; args: string[]; env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[] }
+interface Container {
+  command: string[];
+  args: string[];
+  env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+}
 
 function deploymentContainer(name: string): Container {
-  const d = parseYamlStream(installYaml).map((x) => x.value as Any).find((o) => o?.kind === 'Deployment' && o.metadata.name === name && o.metadata.namespace === INSTALL_NS);
+  const d = parseYamlStream(installYaml)
+    .map((x) => x.value as Any)
+    .find((o) => o?.kind === 'Deployment' && o.metadata.name === name && o.metadata.namespace === INSTALL_NS);
   if (!d) throw new Error(`kiln install rendered no Deployment ${INSTALL_NS}/${name}`);
   return d.spec.template.spec.containers[0] as Container;
 }
@@ -159,7 +165,12 @@ describe('the README quick start', () => {
   it('kiln install --image kiln:dev | kubectl apply --server-side -f -, then the Deployments roll out', async () => {
     installYaml = (await kilnCli(['install', '--image', IMAGE])).stdout;
     const objects = parseYamlStream(installYaml).map((x) => x.value as Any);
-    expect(objects.filter((o) => o.kind === 'Deployment').map((o) => `${o.metadata.namespace}/${o.metadata.name}`).sort()).toEqual([`${INSTALL_NS}/kiln-agent`, `${INSTALL_NS}/kiln-controller`]);
+    expect(
+      objects
+        .filter((o) => o.kind === 'Deployment')
+        .map((o) => `${o.metadata.namespace}/${o.metadata.name}`)
+        .sort(),
+    ).toEqual([`${INSTALL_NS}/kiln-agent`, `${INSTALL_NS}/kiln-controller`]);
     for (const d of objects.filter((o) => o.kind === 'Deployment')) {
       expect(d.spec.template.spec.containers[0].image).toBe(IMAGE);
       // `kind load docker-image` puts the image on the node: it must not be pulled.
@@ -182,10 +193,15 @@ describe('the README quick start', () => {
     await step(['apply', '--server-side', '-f', join(ROOT, 'examples', 'quickstart')], { show: 'kubectl apply --server-side -f examples/quickstart/' });
 
     // The official image initialises its data directory with the password the agent generated (POSTGRES_PASSWORD).
-    const superuser = await waitFor('the agent generates Secret app-db-superuser', async () => {
-      const s = secretData(await getJson(['-n', QS, 'secret', 'app-db-superuser']));
-      return s.password ? s : undefined;
-    }, 60_000, logTail);
+    const superuser = await waitFor(
+      'the agent generates Secret app-db-superuser',
+      async () => {
+        const s = secretData(await getJson(['-n', QS, 'secret', 'app-db-superuser']));
+        return s.password ? s : undefined;
+      },
+      60_000,
+      logTail,
+    );
     expect(superuser.username).toBe('postgres');
     expect(superuser.password).toMatch(/^[A-Za-z0-9]{32}$/);
     await server.sql(`ALTER ROLE postgres PASSWORD '${superuser.password}'`);
@@ -193,7 +209,7 @@ describe('the README quick start', () => {
     await step(['-n', QS, 'wait', '--for=condition=Ready', 'postgresinstance/app-db', 'postgresdatabase/app', 'configmapsync/app-settings', '--timeout=5m'], { timeoutMs: 330_000 });
   }, 420_000);
 
-  it('what the README promises: the members run, the database takes the connection Secret\'s credentials, the copies are in team-a and team-b', async () => {
+  it("what the README promises: the members run, the database takes the connection Secret's credentials, the copies are in team-a and team-b", async () => {
     const pgi = await getJson(['-n', QS, 'postgresinstance', 'app-db']);
     expect(condition(pgi, 'Ready')).toMatchObject({ status: 'True' });
     expect(condition(pgi, 'Synced')).toMatchObject({ status: 'True' });
@@ -243,19 +259,33 @@ describe('the README quick start', () => {
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
     const section = readme.match(/^## Quick start\n[\s\S]*?(?=^## )/m)?.[0] ?? '';
     expect(section, 'README has a "## Quick start" section').not.toBe('');
-    const commands = section.match(/^```sh\n([\s\S]*?)^```/m)?.[1]?.split('\n').map((l) => l.replace(/\s+#.*$/, '').trim()).filter(Boolean) ?? [];
+    const commands =
+      section
+        .match(/^```sh\n([\s\S]*?)^```/m)?.[1]
+        ?.split('\n')
+        .map((l) => l.replace(/\s+#.*$/, '').trim())
+        .filter(Boolean) ?? [];
     // What the test cannot do without a container engine; every other command it ran.
     const standIns = ['kind create cluster', 'docker build -t kiln:dev .', 'kind load docker-image kiln:dev'];
     const ran = transcript.map((t) => t.split('\n')[0]!.slice(2));
     expect(commands.slice(0, standIns.length)).toEqual(standIns);
-    expect(commands.slice(standIns.length), 'the README\'s commands, as the test ran them').toEqual(ran.slice(0, commands.length - standIns.length));
+    expect(commands.slice(standIns.length), "the README's commands, as the test ran them").toEqual(ran.slice(0, commands.length - standIns.length));
 
     // The output shown: ages differ from run to run, a rollout may wait first; everything else is what the test saw.
     const shown = section.match(/^```console\n([\s\S]*?)^```/m)?.[1] ?? '';
     const blocks = new Map(shown.split(/^(?=\$ )/m).map((b) => [b.split('\n')[0]!.slice(2), b.split('\n').slice(1).join('\n')]));
-    const normalise = (s: string) => s.split('\n').filter((l) => !l.startsWith('Waiting for ')).join('\n').replace(/ +\d+(?:m\d+)?[smhd] *$/gm, ' <age>').trimEnd();
+    const normalise = (s: string) =>
+      s
+        .split('\n')
+        .filter((l) => !l.startsWith('Waiting for '))
+        .join('\n')
+        .replace(/ +\d+(?:m\d+)?[smhd] *$/gm, ' <age>')
+        .trimEnd();
     const checked = transcript.filter((t) => blocks.has(t.split('\n')[0]!.slice(2)));
-    expect(checked.map((t) => t.split('\n')[0]), 'outputs the README shows').toEqual(transcript.slice(1).map((t) => t.split('\n')[0]));
+    expect(
+      checked.map((t) => t.split('\n')[0]),
+      'outputs the README shows',
+    ).toEqual(transcript.slice(1).map((t) => t.split('\n')[0]));
     for (const t of checked) {
       const [head, ...out] = t.split('\n');
       expect(normalise(blocks.get(head!.slice(2))!), head).toBe(normalise(out.join('\n')));

@@ -43,7 +43,15 @@ const gitSa = `${gitName}-controller`;
 const gitWork = `kiln-rbac-git-${id}`;
 const scratch = mkdtempSync(join(tmpdir(), 'kiln-rbac-'));
 const bare = join(scratch, 'deploy.git');
-const gitBase: InstallOptions = { mode: 'git', version: 'test', namespace: installNs, name: gitName, crds: 'skip', agent: false, git: { repo: bare, branch: 'main', cluster: 'rbac', debounceMs: 200 } };
+const gitBase: InstallOptions = {
+  mode: 'git',
+  version: 'test',
+  namespace: installNs,
+  name: gitName,
+  crds: 'skip',
+  agent: false,
+  git: { repo: bare, branch: 'main', cluster: 'rbac', debounceMs: 200 },
+};
 let installed: K8sObject[] = [];
 let kubeconfig = '';
 let gitKubeconfig = '';
@@ -55,17 +63,25 @@ const examples = exampleResources()
   .filter((r) => KINDS.includes(r.kind))
   .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: work } }));
 const sync = (n: string): KilnResource => ({
-  apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: n, namespace: work },
+  apiVersion: 'kiln.dev/v1alpha1',
+  kind: 'ConfigMapSync',
+  metadata: { name: n, namespace: work },
   spec: { source: { name: 'ca-bundle' }, targets: { namespaces: [tenant] }, serviceAccountName: 'tenant-sync' },
 });
 const plural: Record<string, string> = {
-  DirectoryService: 'directoryservices', PostgresInstance: 'postgresinstances', CacheCluster: 'cacheclusters', DataGrid: 'datagrids',
-  DirectoryBackup: 'directorybackups', DirectoryRestore: 'directoryrestores', ConfigMapSync: 'configmapsyncs',
+  DirectoryService: 'directoryservices',
+  PostgresInstance: 'postgresinstances',
+  CacheCluster: 'cacheclusters',
+  DataGrid: 'datagrids',
+  DirectoryBackup: 'directorybackups',
+  DirectoryRestore: 'directoryrestores',
+  ConfigMapSync: 'configmapsyncs',
 };
 /** The agent's own kind (the controller's informers never list it). */
 const AGENT_ONLY_PLURAL: Record<string, string> = { PostgresDatabase: 'postgresdatabases' };
 
-async function getJson(args: string[]): Promise<any> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+async function getJson(args: string[]): Promise<any> {
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
   return r.code === 0 ? JSON.parse(r.stdout) : undefined;
 }
@@ -92,10 +108,25 @@ function example(kind: string, n: string): KilnResource {
 /** `kiln` with the args of the installation's controller Deployment, plus its credentials, namespace and free ports. */
 async function startController(install: InstallOptions = base, extra: string[] = []): Promise<KilnProcess> {
   const port = await freePort();
-  const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-controller')) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
+  const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-controller')) as unknown as {
+    spec: { template: { spec: { containers: { args: string[] }[] } } };
+  };
   const git = install.mode === 'git';
-  const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', git ? gitKubeconfig : kubeconfig, '-n', git ? gitWork : work,
-    '--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', `127.0.0.1:${port}`, '--resync', '0', ...(git ? ['--work-dir', join(scratch, `clone-${running.length}-${Date.now()}`)] : []), ...extra]);
+  const p = startKiln([
+    ...deployment.spec.template.spec.containers[0]!.args,
+    '--kubeconfig',
+    git ? gitKubeconfig : kubeconfig,
+    '-n',
+    git ? gitWork : work,
+    '--metrics-bind-address',
+    `127.0.0.1:${port}`,
+    '--health-probe-bind-address',
+    `127.0.0.1:${port}`,
+    '--resync',
+    '0',
+    ...(git ? ['--work-dir', join(scratch, `clone-${running.length}-${Date.now()}`)] : []),
+    ...extra,
+  ]);
   running.push(p);
   return p;
 }
@@ -157,7 +188,8 @@ const refused = (verb: string, resource: string) => new RegExp(`cannot ${verb} r
 const KILN_PLURALS = `(${Object.values(plural).join('|')})`;
 const exits = async (c: Ctx) => expect(await c.controller!.exited).not.toBe(0);
 /** A Lease it may not use: one message naming the Lease, the refusal and the fix, exit 2, and never leading. */
-const leaseRefused = (command: string, verb: string) => new RegExp(`^kiln ${command}: leader election: may not use the Lease .*${refused(verb, 'leases').source}.*To fix: grant get, create and update on leases`);
+const leaseRefused = (command: string, verb: string) =>
+  new RegExp(`^kiln ${command}: leader election: may not use the Lease .*${refused(verb, 'leases').source}.*To fix: grant get, create and update on leases`);
 const exitsWith2NeverLeading = async (c: Ctx) => {
   expect(await c.controller!.exited).toBe(2);
   expect(c.controller!.lines.some((l) => l.includes('leading; starting workers'))).toBe(false);
@@ -170,62 +202,105 @@ const CONTROLLER_RULE_ROWS: Row[] = [
   { omit: 'kiln-watch:list', breaks: 'the controller cannot fill its caches and exits', log: { text: refused('list', KILN_PLURALS) }, check: exits },
   { omit: 'kiln-watch:watch', breaks: 'the controller lists but cannot watch: changes are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', 'directoryservices') } },
   {
-    omit: 'kiln-patch', breaks: 'a new resource cannot be marked as its ApplySet parent: the reconcile fails and is retried',
-    act: (c) => create(example('DataGrid', c.n)), log: { msg: 'reconcile failed', text: refused('patch', 'datagrids') },
+    omit: 'kiln-patch',
+    breaks: 'a new resource cannot be marked as its ApplySet parent: the reconcile fails and is retried',
+    act: (c) => create(example('DataGrid', c.n)),
+    log: { msg: 'reconcile failed', text: refused('patch', 'datagrids') },
   },
   {
-    omit: 'kiln-status', breaks: 'status cannot be written: the resource never becomes Ready',
-    act: (c) => create(example('DataGrid', c.n)), log: { msg: 'reconcile failed', text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
+    omit: 'kiln-status',
+    breaks: 'status cannot be written: the resource never becomes Ready',
+    act: (c) => create(example('DataGrid', c.n)),
+    log: { msg: 'reconcile failed', text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
     check: async (c) => expect(await condition('DataGrid', c.n, 'Ready')).toBeUndefined(),
   },
   { omit: 'core-children:list', breaks: 'the controller cannot watch ConfigMaps and Services and exits', log: { text: refused('list', '(configmaps|services)') }, check: exits },
   {
-    omit: 'core-children:create', breaks: 'a new DataGrid\'s ConfigMap cannot be created (a server-side apply of a new object is a create)',
-    act: (c) => create(example('DataGrid', c.n)), stalled: { kind: 'DataGrid', message: refused('create', 'configmaps') },
+    omit: 'core-children:create',
+    breaks: "a new DataGrid's ConfigMap cannot be created (a server-side apply of a new object is a create)",
+    act: (c) => create(example('DataGrid', c.n)),
+    stalled: { kind: 'DataGrid', message: refused('create', 'configmaps') },
   },
   {
-    omit: 'core-children:patch', breaks: 'a changed DataGrid\'s ConfigMap cannot be updated',
-    act: () => patchSpec('datagrid', 'sessions', { partitions: 37 }), stalled: { kind: 'DataGrid', name: 'sessions', message: refused('patch', 'configmaps') },
+    omit: 'core-children:patch',
+    breaks: "a changed DataGrid's ConfigMap cannot be updated",
+    act: () => patchSpec('datagrid', 'sessions', { partitions: 37 }),
+    stalled: { kind: 'DataGrid', name: 'sessions', message: refused('patch', 'configmaps') },
   },
   {
-    omit: 'core-children:get', breaks: 'a Service edited by hand cannot be read to compare, so it is not repaired',
+    omit: 'core-children:get',
+    breaks: 'a Service edited by hand cannot be read to compare, so it is not repaired',
     act: () => cp.kubectlOk(['label', '--overwrite', '-n', work, 'service', 'ds-idrepo', 'app.kubernetes.io/component=edited']),
     log: { msg: 'reconcile failed', text: refused('get', 'services') },
   },
   {
-    omit: 'core-children:delete', breaks: 'a Service no longer rendered cannot be pruned',
+    omit: 'core-children:delete',
+    breaks: 'a Service no longer rendered cannot be pruned',
     act: () => patchSpec('directoryservice', 'ds-idrepo', { service: { type: 'None' } }),
     log: { msg: 'reconcile failed', text: refused('delete', 'services') },
     check: async () => expect(await getJson(['-n', work, 'service', 'ds-idrepo-client'])).toBeDefined(),
   },
   { omit: 'claims:list', breaks: 'the controller cannot watch PersistentVolumeClaims and exits', log: { text: refused('list', 'persistentvolumeclaims') }, check: exits },
-  { omit: 'claims:create', breaks: 'a DirectoryBackup\'s claims cannot be created', act: (c) => create(example('DirectoryBackup', c.n)), stalled: { kind: 'DirectoryBackup', message: refused('create', 'persistentvolumeclaims') } },
-  { omit: 'statefulsets:list', breaks: 'the controller cannot watch StatefulSets and exits', log: { text: refused('list', 'statefulsets') }, check: exits },
-  { omit: 'statefulsets:create', breaks: 'a CacheCluster\'s StatefulSet cannot be created', act: (c) => create(example('CacheCluster', c.n)), stalled: { kind: 'CacheCluster', message: refused('create', 'statefulsets') } },
   {
-    omit: 'statefulsets:patch', breaks: 'a scaled CacheCluster\'s StatefulSet cannot be updated',
-    act: () => patchSpec('cachecluster', 'session-cache', { size: 6 }), stalled: { kind: 'CacheCluster', name: 'session-cache', message: refused('patch', 'statefulsets') },
+    omit: 'claims:create',
+    breaks: "a DirectoryBackup's claims cannot be created",
+    act: (c) => create(example('DirectoryBackup', c.n)),
+    stalled: { kind: 'DirectoryBackup', message: refused('create', 'persistentvolumeclaims') },
   },
-  { omit: 'jobs:create', breaks: 'a DirectoryBackup\'s Job cannot be created', act: (c) => create(example('DirectoryBackup', c.n)), stalled: { kind: 'DirectoryBackup', message: refused('create', 'jobs') } },
-  { omit: 'jobs:watch', breaks: 'Job changes (a restore\'s completion) are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', 'jobs') } },
+  { omit: 'statefulsets:list', breaks: 'the controller cannot watch StatefulSets and exits', log: { text: refused('list', 'statefulsets') }, check: exits },
+  {
+    omit: 'statefulsets:create',
+    breaks: "a CacheCluster's StatefulSet cannot be created",
+    act: (c) => create(example('CacheCluster', c.n)),
+    stalled: { kind: 'CacheCluster', message: refused('create', 'statefulsets') },
+  },
+  {
+    omit: 'statefulsets:patch',
+    breaks: "a scaled CacheCluster's StatefulSet cannot be updated",
+    act: () => patchSpec('cachecluster', 'session-cache', { size: 6 }),
+    stalled: { kind: 'CacheCluster', name: 'session-cache', message: refused('patch', 'statefulsets') },
+  },
+  {
+    omit: 'jobs:create',
+    breaks: "a DirectoryBackup's Job cannot be created",
+    act: (c) => create(example('DirectoryBackup', c.n)),
+    stalled: { kind: 'DirectoryBackup', message: refused('create', 'jobs') },
+  },
+  { omit: 'jobs:watch', breaks: "Job changes (a restore's completion) are not seen", log: { msg: 'watch failed, retrying', text: refused('watch', 'jobs') } },
   { omit: 'poddisruptionbudgets:list', breaks: 'the controller cannot watch PodDisruptionBudgets and exits', log: { text: refused('list', 'poddisruptionbudgets') }, check: exits },
-  { omit: 'poddisruptionbudgets:create', breaks: 'a DirectoryService\'s PodDisruptionBudget cannot be created', act: (c) => create(example('DirectoryService', c.n)), stalled: { kind: 'DirectoryService', message: refused('create', 'poddisruptionbudgets') } },
+  {
+    omit: 'poddisruptionbudgets:create',
+    breaks: "a DirectoryService's PodDisruptionBudget cannot be created",
+    act: (c) => create(example('DirectoryService', c.n)),
+    stalled: { kind: 'DirectoryService', message: refused('create', 'poddisruptionbudgets') },
+  },
   { omit: 'volumesnapshots:list', breaks: 'the controller cannot watch VolumeSnapshots and exits', log: { text: refused('list', 'volumesnapshots') }, check: exits },
-  { omit: 'volumesnapshots:create', breaks: 'a DirectoryBackup\'s VolumeSnapshot cannot be created', act: (c) => create(example('DirectoryBackup', c.n)), stalled: { kind: 'DirectoryBackup', message: refused('create', 'volumesnapshots') } },
+  {
+    omit: 'volumesnapshots:create',
+    breaks: "a DirectoryBackup's VolumeSnapshot cannot be created",
+    act: (c) => create(example('DirectoryBackup', c.n)),
+    stalled: { kind: 'DirectoryBackup', message: refused('create', 'volumesnapshots') },
+  },
   { omit: 'events', breaks: 'no Event is recorded (reconciles go on)', act: (c) => create(example('DataGrid', c.n)), log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
-    omit: 'serviceaccount-tokens', breaks: 'a ConfigMapSync cannot act as its ServiceAccount: Stalled, nothing copied',
-    act: (c) => create(sync(c.n)), log: { msg: 'cannot obtain a ServiceAccount token', text: /403/ },
+    omit: 'serviceaccount-tokens',
+    breaks: 'a ConfigMapSync cannot act as its ServiceAccount: Stalled, nothing copied',
+    act: (c) => create(sync(c.n)),
+    log: { msg: 'cannot obtain a ServiceAccount token', text: /403/ },
     stalled: { kind: 'ConfigMapSync', message: /TokenRequest|token/i },
   },
   {
-    omit: 'lease-create', breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
+    omit: 'lease-create',
+    breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
     act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, controllerSa, '--ignore-not-found']),
-    log: { text: leaseRefused('controller', 'create') }, check: exitsWith2NeverLeading,
+    log: { text: leaseRefused('controller', 'create') },
+    check: exitsWith2NeverLeading,
   },
   {
-    omit: 'lease', breaks: 'the controller cannot read or renew its Lease: it exits 2 saying so, instead of never leading',
-    log: { text: leaseRefused('controller', 'get') }, check: exitsWith2NeverLeading,
+    omit: 'lease',
+    breaks: 'the controller cannot read or renew its Lease: it exits 2 saying so, instead of never leading',
+    log: { text: leaseRefused('controller', 'get') },
+    check: exitsWith2NeverLeading,
   },
 ];
 
@@ -262,26 +337,31 @@ function ruleTable(t: { covers: string; rows: Row[]; rules: { id: string }[]; ro
 /** Waits until the row's failure shows, in the logs or in the resource's status. */
 async function shows(row: Row, c: Ctx): Promise<void> {
   const p = c.controller!;
-  await waitFor(`${row.omit}: ${row.log ? 'a log line' : 'a Stalled condition'}`, async () => {
-    if (row.log) {
-      const text = typeof row.log.text === 'function' ? row.log.text(c) : row.log.text;
-      const hit = p.lines.some((l) => {
-        if (!text.test(l)) return false;
-        if (!row.log!.msg) return true;
-        try {
-          return (JSON.parse(l) as { msg?: string }).msg === row.log!.msg;
-        } catch {
-          return false;
-        }
-      });
-      if (!hit) return false;
-    }
-    if (row.stalled) {
-      const st = await condition(row.stalled.kind, row.stalled.name ?? c.n, 'Stalled', c.ns);
-      if (st?.status !== 'True' || !row.stalled.message.test(st.message)) return false;
-    }
-    return true;
-  }, 30_000, () => p.lines.slice(-10).join('\n'));
+  await waitFor(
+    `${row.omit}: ${row.log ? 'a log line' : 'a Stalled condition'}`,
+    async () => {
+      if (row.log) {
+        const text = typeof row.log.text === 'function' ? row.log.text(c) : row.log.text;
+        const hit = p.lines.some((l) => {
+          if (!text.test(l)) return false;
+          if (!row.log!.msg) return true;
+          try {
+            return (JSON.parse(l) as { msg?: string }).msg === row.log!.msg;
+          } catch {
+            return false;
+          }
+        });
+        if (!hit) return false;
+      }
+      if (row.stalled) {
+        const st = await condition(row.stalled.kind, row.stalled.name ?? c.n, 'Stalled', c.ns);
+        if (st?.status !== 'True' || !row.stalled.message.test(st.message)) return false;
+      }
+      return true;
+    },
+    30_000,
+    () => p.lines.slice(-10).join('\n'),
+  );
 }
 
 beforeAll(async () => {
@@ -297,9 +377,26 @@ beforeAll(async () => {
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tenant-sync', namespace: work } },
     { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ca-bundle', namespace: work }, data: { 'ca.crt': 'not a real certificate' } },
     { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'read-source', namespace: work }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }] },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'read-source', namespace: work }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'read-source' }, subjects: [{ kind: 'ServiceAccount', name: 'tenant-sync', namespace: work }] },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'write-copies', namespace: tenant }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'patch', 'delete'] }] },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'write-copies', namespace: tenant }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'write-copies' }, subjects: [{ kind: 'ServiceAccount', name: 'tenant-sync', namespace: work }] },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'read-source', namespace: work },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'read-source' },
+      subjects: [{ kind: 'ServiceAccount', name: 'tenant-sync', namespace: work }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'write-copies', namespace: tenant },
+      rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'patch', 'delete'] }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'write-copies', namespace: tenant },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'write-copies' },
+      subjects: [{ kind: 'ServiceAccount', name: 'tenant-sync', namespace: work }],
+    },
   ];
   const t = await applyObjects(cp, tenantRbac);
   if (t.code !== 0) throw new Error(t.stderr);
@@ -346,12 +443,22 @@ describe('the controller with exactly the generated RBAC', () => {
         { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'src', namespace: optOut }, data: { a: 'b' } },
       ]);
       const c = await startController(base, ['-n', optOut]);
-      const cms: KilnResource = { apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'no-opt-in', namespace: optOut }, spec: { source: { name: 'src' }, targets: { namespaces: [tenant] }, serviceAccountName: 'sync' } };
+      const cms: KilnResource = {
+        apiVersion: 'kiln.dev/v1alpha1',
+        kind: 'ConfigMapSync',
+        metadata: { name: 'no-opt-in', namespace: optOut },
+        spec: { source: { name: 'src' }, targets: { namespaces: [tenant] }, serviceAccountName: 'sync' },
+      };
       await create(cms);
-      const st = await waitFor('the ConfigMapSync Stalled', async () => {
-        const s = await condition('ConfigMapSync', 'no-opt-in', 'Stalled', optOut);
-        return s?.status === 'True' ? s : undefined;
-      }, 30_000, () => c.lines.slice(-10).join('\n'));
+      const st = await waitFor(
+        'the ConfigMapSync Stalled',
+        async () => {
+          const s = await condition('ConfigMapSync', 'no-opt-in', 'Stalled', optOut);
+          return s?.status === 'True' ? s : undefined;
+        },
+        30_000,
+        () => c.lines.slice(-10).join('\n'),
+      );
       expect(st.reason).toBe('TokenRequestFailed');
       expect(st.message).toMatch(/RoleBinding.*--token-namespace/);
       expect(await getJson(['-n', tenant, 'configmap', 'src'])).toBeUndefined();
@@ -368,10 +475,16 @@ describe('the controller with exactly the generated RBAC', () => {
     const logs = () => c.lines.slice(-20).join('\n');
     for (const r of examples) {
       if (r.kind === 'DirectoryRestore') continue; // waits for its Job, which nothing runs here
-      await waitFor(`${r.kind}/${r.metadata.name} Ready`, async () => (await condition(r.kind, r.metadata.name, 'Ready'))?.status === 'True', 60_000, logs)
-        .catch(async (err: Error) => { throw new Error(`${err.message}\n${await conditions()}`); });
+      await waitFor(`${r.kind}/${r.metadata.name} Ready`, async () => (await condition(r.kind, r.metadata.name, 'Ready'))?.status === 'True', 60_000, logs).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n${await conditions()}`);
+      });
     }
-    await waitFor('the restore\'s claim and Job', async () => (await getJson(['-n', work, 'pvc', 'idrepo-restore-restore'])) && (await getJson(['-n', work, 'job', 'idrepo-restore-restore'])), 30_000, logs);
+    await waitFor(
+      "the restore's claim and Job",
+      async () => (await getJson(['-n', work, 'pvc', 'idrepo-restore-restore'])) && (await getJson(['-n', work, 'job', 'idrepo-restore-restore'])),
+      30_000,
+      logs,
+    );
     await waitFor('ConfigMapSync Ready', async () => (await condition('ConfigMapSync', 'ca-bundle', 'Ready'))?.status === 'True', 30_000, logs);
     expect(await getJson(['-n', tenant, 'configmap', 'ca-bundle'])).toBeDefined();
     const ds = await getJson(['-n', work, 'directoryservice', 'ds-idrepo']);
@@ -383,9 +496,13 @@ describe('the controller with exactly the generated RBAC', () => {
   }, 180_000);
 
   ruleTable({
-    covers: 'every rule of the controller\'s ClusterRole and Role has a row below',
-    rows: CONTROLLER_RULE_ROWS, rules: [...CONTROLLER_APPLY_RULES, ...TOKEN_RULES, ...leaseRules(controllerSa)], rowName: 'row', ns: work,
-    setRules: (omit) => setRules(omit), start: () => startController(),
+    covers: "every rule of the controller's ClusterRole and Role has a row below",
+    rows: CONTROLLER_RULE_ROWS,
+    rules: [...CONTROLLER_APPLY_RULES, ...TOKEN_RULES, ...leaseRules(controllerSa)],
+    rowName: 'row',
+    ns: work,
+    setRules: (omit) => setRules(omit),
+    start: () => startController(),
   });
 });
 
@@ -396,19 +513,24 @@ const GIT_RULE_ROWS: Row[] = [
   { omit: 'kiln-watch:list', breaks: 'the controller cannot fill its caches and exits', log: { text: refused('list', KILN_PLURALS) }, check: exits },
   { omit: 'kiln-watch:watch', breaks: 'the controller lists but cannot watch: changes are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', 'datagrids') } },
   {
-    omit: 'kiln-status', breaks: 'a committed resource cannot say so: it never becomes Ready',
-    act: (c) => create(gitGrid(c.n)), log: { text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
+    omit: 'kiln-status',
+    breaks: 'a committed resource cannot say so: it never becomes Ready',
+    act: (c) => create(gitGrid(c.n)),
+    log: { text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
     check: async (c) => expect(await condition('DataGrid', c.n, 'Ready', gitWork)).toBeUndefined(),
   },
   { omit: 'events', breaks: 'no Event is recorded (commits go on)', act: (c) => create(gitGrid(c.n)), log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
-    omit: 'lease-create', breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
+    omit: 'lease-create',
+    breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
     act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, gitSa, '--ignore-not-found']),
-    log: { text: leaseRefused('controller', 'create') }, check: exitsWith2NeverLeading,
+    log: { text: leaseRefused('controller', 'create') },
+    check: exitsWith2NeverLeading,
   },
   { omit: 'lease', breaks: 'the controller cannot read or renew its Lease: it exits 2 saying so', log: { text: leaseRefused('controller', 'get') }, check: exitsWith2NeverLeading },
   {
-    omit: 'cluster-identity', breaks: 'the cluster marker is not checked (said in the log): another cluster with the same --cluster is no longer refused',
+    omit: 'cluster-identity',
+    breaks: 'the cluster marker is not checked (said in the log): another cluster with the same --cluster is no longer refused',
     log: { text: /cannot read the kube-system namespace.*namespaces.*kube-system/ },
   },
 ];
@@ -418,10 +540,17 @@ describe('the git-mode controller with exactly the generated RBAC', () => {
     const as = ['--as', `system:serviceaccount:${installNs}:${gitSa}`];
     for (const verb of ['create', 'patch']) expect((await cp.kubectl(['auth', 'can-i', verb, 'statefulsets.apps', '-n', gitWork, ...as])).stdout.trim()).toBe('no');
     const c = await startController(gitBase);
-    const resources = examples.filter((r) => r.kind === 'CacheCluster' || r.kind === 'DataGrid' || r.kind === 'DirectoryService').map((r) => ({ ...r, metadata: { ...r.metadata, namespace: gitWork } }));
+    const resources = examples
+      .filter((r) => r.kind === 'CacheCluster' || r.kind === 'DataGrid' || r.kind === 'DirectoryService')
+      .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: gitWork } }));
     for (const r of resources) await create(r);
     for (const r of resources) {
-      await waitFor(`${r.kind}/${r.metadata.name} Ready`, async () => (await condition(r.kind, r.metadata.name, 'Ready', gitWork))?.status === 'True', 60_000, () => c.lines.slice(-10).join('\n'));
+      await waitFor(
+        `${r.kind}/${r.metadata.name} Ready`,
+        async () => (await condition(r.kind, r.metadata.name, 'Ready', gitWork))?.status === 'True',
+        60_000,
+        () => c.lines.slice(-10).join('\n'),
+      );
     }
     expect(Number(plainGit(scratch, ['--git-dir', bare, 'rev-list', '--count', 'main']).trim())).toBeGreaterThan(1);
     expect(plainGit(scratch, ['--git-dir', bare, 'ls-tree', '-r', '--name-only', 'main'])).toContain(`clusters/rbac/${gitWork}/`);
@@ -432,8 +561,12 @@ describe('the git-mode controller with exactly the generated RBAC', () => {
 
   ruleTable({
     covers: 'every rule of its ClusterRole and Role has a row below',
-    rows: GIT_RULE_ROWS, rules: [...CONTROLLER_GIT_RULES, ...leaseRules(gitSa)], rowName: 'git-row', ns: gitWork,
-    setRules: (omit) => setRules(omit, 'controller-git', gitSa, gitBase), start: () => startController(gitBase),
+    rows: GIT_RULE_ROWS,
+    rules: [...CONTROLLER_GIT_RULES, ...leaseRules(gitSa)],
+    rowName: 'git-row',
+    ns: gitWork,
+    setRules: (omit) => setRules(omit, 'controller-git', gitSa, gitBase),
+    start: () => startController(gitBase),
   });
 });
 
@@ -452,9 +585,21 @@ const freshInstance = (c: Ctx) => applyIn(kiln('PostgresInstance', c.n, {}));
 async function startAgent(install: InstallOptions = base, sa = agentSa, kubeconfigFile = agentKubeconfig): Promise<KilnProcess> {
   const port = await freePort();
   const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name === sa) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
-  const p = startKiln([...deployment.spec.template.spec.containers[0]!.args, '--kubeconfig', kubeconfigFile, '-n', agentWork,
-    '--metrics-bind-address', `127.0.0.1:${port}`, '--health-probe-bind-address', `127.0.0.1:${port}`,
-    '--endpoint', `PostgresInstance/${agentWork}/pg=${pgServer!.host}:${pgServer!.port}`, '--endpoint', `DirectoryService/${agentWork}/ds=${ldap!.url}`]);
+  const p = startKiln([
+    ...deployment.spec.template.spec.containers[0]!.args,
+    '--kubeconfig',
+    kubeconfigFile,
+    '-n',
+    agentWork,
+    '--metrics-bind-address',
+    `127.0.0.1:${port}`,
+    '--health-probe-bind-address',
+    `127.0.0.1:${port}`,
+    '--endpoint',
+    `PostgresInstance/${agentWork}/pg=${pgServer!.host}:${pgServer!.port}`,
+    '--endpoint',
+    `DirectoryService/${agentWork}/ds=${ldap!.url}`,
+  ]);
   running.push(p);
   return p;
 }
@@ -464,12 +609,15 @@ const AGENT_RULE_ROWS: Row[] = [
   { omit: 'kiln-watch:list', breaks: 'the agent cannot fill its caches and exits', log: { text: refused('list', AGENT_PLURALS) }, check: exits },
   { omit: 'kiln-watch:watch', breaks: 'the agent lists but cannot watch: changes are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', AGENT_PLURALS) } },
   {
-    omit: 'kiln-status', breaks: 'the agent cannot write its conditions: an instance never says its superuser Secret is ready',
-    act: freshInstance, log: { msg: 'agent task failed', text: refused('patch', 'postgresinstances/status') },
+    omit: 'kiln-status',
+    breaks: 'the agent cannot write its conditions: an instance never says its superuser Secret is ready',
+    act: freshInstance,
+    log: { msg: 'agent task failed', text: refused('patch', 'postgresinstances/status') },
     check: async (c) => expect(await condition('PostgresInstance', c.n, 'SuperuserSecretReady', agentWork)).toBeUndefined(),
   },
   {
-    omit: 'database-finalizers', breaks: 'a database with reclaimPolicy Delete cannot get its finalizer, so nothing is created for it',
+    omit: 'database-finalizers',
+    breaks: 'a database with reclaimPolicy Delete cannot get its finalizer, so nothing is created for it',
     act: (c) => applyIn(kiln('PostgresDatabase', c.n, { instance: 'pg', name: c.n.replace(/-/g, '_'), reclaimPolicy: 'Delete' })),
     log: { msg: 'agent task failed', text: refused('patch', 'postgresdatabases') },
   },
@@ -478,18 +626,26 @@ const AGENT_RULE_ROWS: Row[] = [
   { omit: 'secrets:get', breaks: 'the agent cannot check for a superuser Secret before generating one', act: freshInstance, log: { msg: 'agent task failed', text: refused('get', 'secrets') } },
   { omit: 'secrets:create', breaks: 'a missing superuser Secret cannot be generated', act: freshInstance, log: { msg: 'agent task failed', text: refused('create', 'secrets') } },
   {
-    omit: 'secrets:patch', breaks: 'a create: true password cannot be added to an existing Secret (nor a connection Secret applied)',
+    omit: 'secrets:patch',
+    breaks: 'a create: true password cannot be added to an existing Secret (nor a connection Secret applied)',
     act: async (c) => {
       await cp.kubectlOk(['-n', agentWork, 'create', 'secret', 'generic', `${c.n}-gen`, '--from-literal=other=x']);
-      await applyIn(kiln('DirectoryService', c.n, { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [`uid=gen,ou=people,${SUFFIX}`]: { secretName: `${c.n}-gen`, create: true } } }));
+      await applyIn(
+        kiln('DirectoryService', c.n, {
+          image: 'ds:7',
+          passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [`uid=gen,ou=people,${SUFFIX}`]: { secretName: `${c.n}-gen`, create: true } },
+        }),
+      );
     },
     log: { msg: 'agent task failed', text: refused('patch', 'secrets') },
   },
   { omit: 'events', breaks: 'no Event is recorded (the work goes on)', act: freshInstance, log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
-    omit: 'lease-create', breaks: 'without its Lease the agent cannot create one: it exits 2 saying so, instead of never leading',
+    omit: 'lease-create',
+    breaks: 'without its Lease the agent cannot create one: it exits 2 saying so, instead of never leading',
     act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, agentSa, '--ignore-not-found']),
-    log: { text: leaseRefused('agent', 'create') }, check: exitsWith2NeverLeading,
+    log: { text: leaseRefused('agent', 'create') },
+    check: exitsWith2NeverLeading,
   },
   { omit: 'lease', breaks: 'the agent cannot read or renew its Lease: it exits 2 saying so', log: { text: leaseRefused('agent', 'get') }, check: exitsWith2NeverLeading },
 ];
@@ -513,14 +669,26 @@ describe('the runtime agent with exactly the generated RBAC', () => {
 
   it('keeps a database, a generated superuser Secret and directory passwords in step with its ServiceAccount token', async () => {
     const as = ['--as', `system:serviceaccount:${installNs}:${agentSa}`];
-    for (const [verb, what] of [['delete', 'secrets'], ['patch', 'statefulsets.apps'], ['update', 'postgresdatabases.kiln.dev']]) {
+    for (const [verb, what] of [
+      ['delete', 'secrets'],
+      ['patch', 'statefulsets.apps'],
+      ['update', 'postgresdatabases.kiln.dev'],
+    ]) {
       expect((await cp.kubectl(['auth', 'can-i', verb!, what!, '-n', agentWork, ...as])).stdout.trim()).toBe('no');
     }
     await applyIn(kiln('PostgresInstance', 'fresh', {}));
     await applyIn(kiln('PostgresDatabase', 'orders', { instance: 'pg', name: 'orders', reclaimPolicy: 'Delete' }));
-    await applyIn(kiln('DirectoryService', 'ds', { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [`uid=svc,ou=admins,${SUFFIX}`]: { secretName: 'svc-password' } } }));
+    await applyIn(
+      kiln('DirectoryService', 'ds', { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [`uid=svc,ou=admins,${SUFFIX}`]: { secretName: 'svc-password' } } }),
+    );
     const a = await startAgent();
-    const ready = async (kind: string, n: string, type: string) => waitFor(`${kind}/${n} ${type}`, async () => (await condition(kind, n, type, agentWork))?.status === 'True', 60_000, () => a.lines.slice(-10).join('\n'));
+    const ready = async (kind: string, n: string, type: string) =>
+      waitFor(
+        `${kind}/${n} ${type}`,
+        async () => (await condition(kind, n, type, agentWork))?.status === 'True',
+        60_000,
+        () => a.lines.slice(-10).join('\n'),
+      );
     await ready('PostgresDatabase', 'orders', 'DatabaseReady');
     await ready('PostgresInstance', 'fresh', 'SuperuserSecretReady');
     await ready('DirectoryService', 'ds', 'PasswordsSynced');
@@ -554,7 +722,12 @@ describe('the runtime agent with exactly the generated RBAC', () => {
     try {
       expect(a.lines.join('\n')).not.toMatch(/forbidden/i);
       await applyIn(kiln('PostgresDatabase', 'scoped', { instance: 'pg', name: 'scoped' }));
-      await waitFor('PostgresDatabase/scoped DatabaseReady', async () => (await condition('PostgresDatabase', 'scoped', 'DatabaseReady', agentWork))?.status === 'True', 60_000, () => a.lines.slice(-10).join('\n'));
+      await waitFor(
+        'PostgresDatabase/scoped DatabaseReady',
+        async () => (await condition('PostgresDatabase', 'scoped', 'DatabaseReady', agentWork))?.status === 'True',
+        60_000,
+        () => a.lines.slice(-10).join('\n'),
+      );
       expect(a.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
     } finally {
       await stopAll();
@@ -563,7 +736,11 @@ describe('the runtime agent with exactly the generated RBAC', () => {
 
   ruleTable({
     covers: 'every rule of its ClusterRole and Role has a row below',
-    rows: AGENT_RULE_ROWS, rules: [...AGENT_RULES, ...leaseRules(agentSa)], rowName: 'agent-row', ns: agentWork,
-    setRules: (omit) => setRules(omit, 'agent', agentSa), start: () => startAgent(),
+    rows: AGENT_RULE_ROWS,
+    rules: [...AGENT_RULES, ...leaseRules(agentSa)],
+    rowName: 'agent-row',
+    ns: agentWork,
+    setRules: (omit) => setRules(omit, 'agent', agentSa),
+    start: () => startAgent(),
   });
 });

@@ -26,8 +26,16 @@ const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
 const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 30_000) => waitUntil(what, fn, timeoutMs, () => logs.slice(-20).join('\n'));
 
-interface Cond { type: string; status: string; reason: string; message: string }
-interface Live { metadata: { generation: number }; status?: { observedGeneration?: number; conditions?: Cond[]; readyReplicas?: number; rollout?: { members: string; lastProgressTime: string }; result?: string } }
+interface Cond {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+}
+interface Live {
+  metadata: { generation: number };
+  status?: { observedGeneration?: number; conditions?: Cond[]; readyReplicas?: number; rollout?: { members: string; lastProgressTime: string }; result?: string };
+}
 
 async function get(resource: string, name: string): Promise<Live | undefined> {
   const r = await cp.kubectl(['get', '-n', ns, resource, name, '-o', 'json']);
@@ -36,17 +44,23 @@ async function get(resource: string, name: string): Promise<Live | undefined> {
 const cond = (o: Live | undefined, type: string) => o?.status?.conditions?.find((c) => c.type === type);
 /** The resource's conditions for its current generation, once they say `type=status` (and `reason`). */
 function until(resource: string, name: string, type: string, status: string, reason?: string, timeoutMs?: number) {
-  return waitFor(`${resource}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}`, async () => {
-    const o = await get(resource, name);
-    const c = cond(o, type);
-    return o && o.status?.observedGeneration === o.metadata.generation && c?.status === status && (!reason || c.reason === reason) ? o : undefined;
-  }, timeoutMs);
+  return waitFor(
+    `${resource}/${name} ${type}=${status}${reason ? ` (${reason})` : ''}`,
+    async () => {
+      const o = await get(resource, name);
+      const c = cond(o, type);
+      return o && o.status?.observedGeneration === o.metadata.generation && c?.status === status && (!reason || c.reason === reason) ? o : undefined;
+    },
+    timeoutMs,
+  );
 }
 /** Observed conditions, for the closing note: `Ready=False/Progressing "1/3 members ready"`. */
 const transitions: string[] = [];
 const record = (what: string, o: Live) => {
   const r = cond(o, 'Ready')!;
-  transitions.push(`${what}: Ready=${r.status}/${r.reason} "${r.message}", Synced=${cond(o, 'Synced')?.status}, Reconciling=${cond(o, 'Reconciling')?.status}, Stalled=${cond(o, 'Stalled')?.status}, kstatus ${kstatus(o).status}`);
+  transitions.push(
+    `${what}: Ready=${r.status}/${r.reason} "${r.message}", Synced=${cond(o, 'Synced')?.status}, Reconciling=${cond(o, 'Reconciling')?.status}, Stalled=${cond(o, 'Stalled')?.status}, kstatus ${kstatus(o).status}`,
+  );
 };
 
 async function podExists(name: string): Promise<boolean> {
@@ -58,18 +72,22 @@ const makeReady = async (pod: string) => {
 };
 
 /** The pod the job controller made for Job `job`. */
-const jobPod = (job: string) => waitFor(`Job ${job}'s pod`, async () => {
-  const r = await cp.kubectl(['get', 'pods', '-n', ns, '-l', `job-name=${job}`, '-o', 'jsonpath={.items[0].metadata.name}']);
-  return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
-});
+const jobPod = (job: string) =>
+  waitFor(`Job ${job}'s pod`, async () => {
+    const r = await cp.kubectl(['get', 'pods', '-n', ns, '-l', `job-name=${job}`, '-o', 'jsonpath={.items[0].metadata.name}']);
+    return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
+  });
 
 const applyKiln = (kind: string, name: string, spec: Record<string, unknown>) =>
   cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'kiln.dev/v1alpha1', kind, metadata: { name, namespace: ns }, spec }) });
 
-const directory = (name: string, replicas: number, extra: Record<string, unknown> = {}) => JSON.stringify({
-  apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name, namespace: ns },
-  spec: { replicas, image: 'registry.example.com/forgerock/ds:7.5.1', ...extra },
-});
+const directory = (name: string, replicas: number, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({
+    apiVersion: 'kiln.dev/v1alpha1',
+    kind: 'DirectoryService',
+    metadata: { name, namespace: ns },
+    spec: { replicas, image: 'registry.example.com/forgerock/ds:7.5.1', ...extra },
+  });
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
@@ -106,7 +124,10 @@ describe('readiness that means running', () => {
       let out = '';
       p.stdout.on('data', (d: Buffer) => (out += d.toString()));
       p.stderr.on('data', (d: Buffer) => (out += d.toString()));
-      p.on('close', (code) => { waitedAt = Date.now(); resolve({ code, out }); });
+      p.on('close', (code) => {
+        waitedAt = Date.now();
+        resolve({ code, out });
+      });
     });
 
     await makeReady('ds-0');
@@ -190,7 +211,7 @@ describe('readiness that means running', () => {
     expect(kstatus(done).status).toBe('Current');
   });
 
-  it('a DirectoryBackup whose Job failed is Stalled (JobFailed) with the Job\'s message', async () => {
+  it("a DirectoryBackup whose Job failed is Stalled (JobFailed) with the Job's message", async () => {
     await applyKiln('DirectoryBackup', 'broken', { directoryService: 'src', image: 'registry.example.com/forgerock/ds:7.5.1' });
     const pod = await jobPod('broken-backup');
     await setPodFailed(cp, ns, pod);
@@ -201,12 +222,24 @@ describe('readiness that means running', () => {
       return r.stdout.trim() === '1';
     });
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    await cp.kubectlOk(['patch', 'job', '-n', ns, 'broken-backup', '--subresource=status', '--type=merge', '-p', JSON.stringify({
-      status: { conditions: [
-        { type: 'FailureTarget', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastTransitionTime: now, lastProbeTime: now },
-        { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastTransitionTime: now, lastProbeTime: now },
-      ] },
-    })]);
+    await cp.kubectlOk([
+      'patch',
+      'job',
+      '-n',
+      ns,
+      'broken-backup',
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify({
+        status: {
+          conditions: [
+            { type: 'FailureTarget', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastTransitionTime: now, lastProbeTime: now },
+            { type: 'Failed', status: 'True', reason: 'BackoffLimitExceeded', message: 'Job has reached the specified backoff limit', lastTransitionTime: now, lastProbeTime: now },
+          ],
+        },
+      }),
+    ]);
     const failed = await until('dsbackup', 'broken', 'Stalled', 'True', 'JobFailed');
     record('backup Job failed', failed);
     expect(cond(failed, 'Ready')).toMatchObject({ status: 'False', reason: 'JobFailed', message: 'Job broken-backup failed: Job has reached the specified backoff limit' });

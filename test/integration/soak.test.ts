@@ -20,18 +20,28 @@ const settleSeconds = 150;
 // Start-up of PostgreSQL, slapd, the Git server and the three processes, the load, the settle period and the namespaces' deletion.
 const timeout = (minutes * 60 + settleSeconds + 180 + 130) * 1000;
 
-it(`soak: ${minutes} min of random operations and network faults end consistent, without growth`, async () => {
-  const cp = connectControlPlane(inject('controlPlane'));
-  const report = await runSoak(cp, {
-    minutes, seed, rate: 1, namespaces: 3, settleSeconds, warmupSeconds: Math.min(120, minutes * 15),
-    workDir: mkdtempSync(join(tmpdir(), 'kiln-soak-')), keepOnFailure: true,
-    log: (line) => console.log(`[soak] ${line}`),
-  });
-  console.log(formatReport(report));
-  // Every kind was created, updated and deleted, and faults were injected, or the soak proved little.
-  for (const [kind, o] of Object.entries(report.operations)) expect(o.create, `${kind} creates`).toBeGreaterThan(0);
-  expect(report.faultLog.length).toBeGreaterThan(minutes * 3);
-  expect(report.operationErrors).toEqual([]);
-  expect(report.failures).toEqual([]);
-  expect(report.ok).toBe(true);
-}, timeout);
+it(
+  `soak: ${minutes} min of random operations and network faults end consistent, without growth`,
+  async () => {
+    const cp = connectControlPlane(inject('controlPlane'));
+    const report = await runSoak(cp, {
+      minutes,
+      seed,
+      rate: 1,
+      namespaces: 3,
+      settleSeconds,
+      warmupSeconds: Math.min(120, minutes * 15),
+      workDir: mkdtempSync(join(tmpdir(), 'kiln-soak-')),
+      keepOnFailure: true,
+      log: (line) => console.log(`[soak] ${line}`),
+    });
+    console.log(formatReport(report));
+    // Every kind was created, updated and deleted, and faults were injected, or the soak proved little.
+    for (const [kind, o] of Object.entries(report.operations)) expect(o.create, `${kind} creates`).toBeGreaterThan(0);
+    expect(report.faultLog.length).toBeGreaterThan(minutes * 3);
+    expect(report.operationErrors).toEqual([]);
+    expect(report.failures).toEqual([]);
+    expect(report.ok).toBe(true);
+  },
+  timeout,
+);

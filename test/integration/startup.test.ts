@@ -39,13 +39,14 @@ function kiln(command: Command, args: string[], env: NodeJS.ProcessEnv = {}): Ki
 }
 
 /** JSON log lines at warn or above (lib/log.ts names the level). */
-const warnings = (lines: string[]) => lines.filter((l) => {
-  try {
-    return ['warn', 'error', 'fatal'].includes((JSON.parse(l) as { level: string }).level);
-  } catch {
-    return false;
-  }
-});
+const warnings = (lines: string[]) =>
+  lines.filter((l) => {
+    try {
+      return ['warn', 'error', 'fatal'].includes((JSON.parse(l) as { level: string }).level);
+    } catch {
+      return false;
+    }
+  });
 
 const leases = async (namespace: string) => JSON.parse(await cp.kubectlOk(['get', 'leases', '-n', namespace, '-o', 'json'])).items as { metadata: { name: string } }[];
 
@@ -109,19 +110,24 @@ describe.each(['controller', 'agent'] as const)('kiln %s start-up', (command) =>
     expect(p.lines.some((l) => l.includes('leading; starting workers'))).toBe(false);
     // Process start (loading the code) and filling the caches, then one campaign attempt: at once.
     expect(seconds).toBeLessThan(30);
-    expect((exitedAt - await synced) / 1000).toBeLessThan(3);
+    expect((exitedAt - (await synced)) / 1000).toBeLessThan(3);
     expect((await cp.kubectl(['get', 'namespace', missing])).code).not.toBe(0);
   }, 60_000);
 
   it('an API server that cannot be reached: exit 2 after --startup-timeout 3, one message, no warning per informer', async () => {
     const port = await freePort(); // closed again: nothing listens there
     const kubeconfig = join(scratch, `closed-${command}.yaml`);
-    writeFileSync(kubeconfig, JSON.stringify({
-      apiVersion: 'v1', kind: 'Config', 'current-context': 'closed',
-      clusters: [{ name: 'closed', cluster: { server: `https://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'u', user: { token: 'not-a-real-token' } }],
-      contexts: [{ name: 'closed', context: { cluster: 'closed', user: 'u' } }],
-    }));
+    writeFileSync(
+      kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        'current-context': 'closed',
+        clusters: [{ name: 'closed', cluster: { server: `https://127.0.0.1:${port}`, 'insecure-skip-tls-verify': true } }],
+        users: [{ name: 'u', user: { token: 'not-a-real-token' } }],
+        contexts: [{ name: 'closed', context: { cluster: 'closed', user: 'u' } }],
+      }),
+    );
     const p = kiln(command, ['--kubeconfig', kubeconfig, '--startup-timeout', '3', '--leader-elect']);
     const starting = await p.waitForLine(/"msg":"starting"/, 30_000);
     const startingAt = performance.now();

@@ -20,34 +20,59 @@ let manager: Manager;
 const ns = `kiln-sts-rollout-${randomBytes(3).toString('hex')}`;
 const logs: string[] = [];
 
-interface Cond { type: string; status: string; message: string }
-interface Live { metadata: { generation: number }; status?: Record<string, unknown> & { observedGeneration?: number; conditions?: Cond[] } }
+interface Cond {
+  type: string;
+  status: string;
+  message: string;
+}
+interface Live {
+  metadata: { generation: number };
+  status?: Record<string, unknown> & { observedGeneration?: number; conditions?: Cond[] };
+}
 
 const get = async (resource: string, name: string): Promise<Live | undefined> => {
   const r = await cp.kubectl(['get', '-n', ns, resource, name, '-o', 'json']);
   return r.code === 0 ? (JSON.parse(r.stdout) as Live) : undefined;
 };
-const apply = (size: number, version: number) => cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
-  input: JSON.stringify({
-    apiVersion: 'kiln.dev/v1alpha1', kind: 'CacheCluster', metadata: { name: 'cache', namespace: ns },
-    spec: { size, catalogServers: 1, capacity: '1Gi', image: `registry.example.com/cache/member:1.${version}` },
-  }),
-});
+const apply = (size: number, version: number) =>
+  cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
+    input: JSON.stringify({
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'CacheCluster',
+      metadata: { name: 'cache', namespace: ns },
+      spec: { size, catalogServers: 1, capacity: '1Gi', image: `registry.example.com/cache/member:1.${version}` },
+    }),
+  });
 /** Ready=True for the resource's current generation. */
 let last: { resource?: Live; statefulSet?: Live } = {};
-const ready = (what: string) => waitFor(what, async () => {
-  const o = await get('cachecluster', 'cache');
-  last = { resource: o, statefulSet: await get('statefulset', 'cache') };
-  const c = o?.status?.conditions?.find((x) => x.type === 'Ready');
-  return o && o.status?.observedGeneration === o.metadata.generation && c?.status === 'True' ? o : undefined;
-}, 60_000, () => `${JSON.stringify(last.resource?.status?.conditions)}\nStatefulSet: ${JSON.stringify(last.statefulSet?.status)}\n${logs.slice(-10).join('\n')}`);
+const ready = (what: string) =>
+  waitFor(
+    what,
+    async () => {
+      const o = await get('cachecluster', 'cache');
+      last = { resource: o, statefulSet: await get('statefulset', 'cache') };
+      const c = o?.status?.conditions?.find((x) => x.type === 'Ready');
+      return o && o.status?.observedGeneration === o.metadata.generation && c?.status === 'True' ? o : undefined;
+    },
+    60_000,
+    () => `${JSON.stringify(last.resource?.status?.conditions)}\nStatefulSet: ${JSON.stringify(last.statefulSet?.status)}\n${logs.slice(-10).join('\n')}`,
+  );
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
   await cp.kubectlOk(['create', 'namespace', ns]);
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
-  manager = new Manager({ kc, namespaces: [ns], concurrency: 4, qps: 0, burst: 0, resyncSeconds: 0, version: 'test', log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`) });
+  manager = new Manager({
+    kc,
+    namespaces: [ns],
+    concurrency: 4,
+    qps: 0,
+    burst: 0,
+    resyncSeconds: 0,
+    version: 'test',
+    log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
+  });
   await manager.start();
 }, 120_000);
 

@@ -25,7 +25,12 @@ import { GIT_KINDS, KINDS, directoryAccount, type SoakLayout } from './templates
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
 
-interface Condition { type: string; status: string; reason?: string; message?: string }
+interface Condition {
+  type: string;
+  status: string;
+  reason?: string;
+  message?: string;
+}
 
 export interface ConsistencyResult {
   ok: boolean;
@@ -134,7 +139,9 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
           const [, depKind, depNs, depName] = WAITING_FOR.exec(r.message!)!;
           waits.push({ id, dependency: `${depNs}/${depKind}/${depName}`, message: r.message! });
         } else {
-          findings.push(`${id}: neither Ready (for generation ${o.metadata.generation}) nor Stalled (kstatus ${ks.status}: ${ks.message}); conditions ${JSON.stringify((o.status?.conditions ?? []).map((c: Condition) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`))}`);
+          findings.push(
+            `${id}: neither Ready (for generation ${o.metadata.generation}) nor Stalled (kstatus ${ks.status}: ${ks.message}); conditions ${JSON.stringify((o.status?.conditions ?? []).map((c: Condition) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`))}`,
+          );
         }
         if (kind === 'PostgresDatabase') databases.push(o);
         if (kind === 'DirectoryService' && ns !== layout.gitNamespace) services.push(o);
@@ -192,7 +199,8 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
     if (sync && cond(sync, 'Ready')?.status === 'True') {
       const copy = copies.find((c) => c.metadata.name === 'settings');
       if (!copy) findings.push(`ConfigMapSync ${ns}/sync-a: Ready but no copy in ${target}`);
-      else if (JSON.stringify(copy.data) !== JSON.stringify(source.data)) findings.push(`ConfigMapSync ${ns}/sync-a: copy in ${target} holds ${JSON.stringify(copy.data)}, source ${JSON.stringify(source.data)}`);
+      else if (JSON.stringify(copy.data) !== JSON.stringify(source.data))
+        findings.push(`ConfigMapSync ${ns}/sync-a: copy in ${target} holds ${JSON.stringify(copy.data)}, source ${JSON.stringify(source.data)}`);
     }
     for (const c of copies) {
       const ownerNs = c.metadata.labels['kiln.dev/owner-namespace'];
@@ -212,7 +220,8 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
         const owner = byUid.get(ref.uid);
         const what = `${p.kind} ${ns}/${o.metadata.name}`;
         if (!owner) findings.push(`orphan: ${what} is owned by ${ref.kind}/${ref.name} uid ${ref.uid}, which is gone`);
-        else if (rendered.has(ref.uid) && p.kind !== 'Secret' && !rendered.get(ref.uid)!.has(`${p.kind}/${o.metadata.name}`)) findings.push(`orphan: ${what} is owned by ${ref.kind}/${ref.name} but no longer in its render (not pruned)`);
+        else if (rendered.has(ref.uid) && p.kind !== 'Secret' && !rendered.get(ref.uid)!.has(`${p.kind}/${o.metadata.name}`))
+          findings.push(`orphan: ${what} is owned by ${ref.kind}/${ref.name} but no longer in its render (not pruned)`);
       }
     }
   }
@@ -222,15 +231,28 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
   for (const p of CHILD_PATHS) {
     for (const o of await listAll(client, p.path(layout.gitNamespace))) {
       const ref = (o.metadata.ownerReferences ?? []).find((x: Any) => String(x.apiVersion).startsWith('kiln.dev/'));
-      if (ref) findings.push(`interference: ${p.kind} ${layout.gitNamespace}/${o.metadata.name} was applied for ${ref.kind}/${ref.name} in the git-mode namespace: a kiln controller other than the soak's serves these namespaces`);
+      if (ref)
+        findings.push(
+          `interference: ${p.kind} ${layout.gitNamespace}/${o.metadata.name} was applied for ${ref.kind}/${ref.name} in the git-mode namespace: a kiln controller other than the soak's serves these namespaces`,
+        );
     }
   }
 
   // PostgreSQL: each database resource's database and role exist; nothing is left of a deleted one.
   const want = new Map(databases.map((d) => [d.spec.name as string, d]));
   const prefix = `s_${deps.runId}_`;
-  const have = new Set((await postgres.sql(`SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%'`)).split('\n').map((s) => s.trim()).filter(Boolean));
-  const roles = new Set((await postgres.sql(`SELECT rolname FROM pg_roles WHERE rolname LIKE '${prefix}%'`)).split('\n').map((s) => s.trim()).filter(Boolean));
+  const have = new Set(
+    (await postgres.sql(`SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%'`))
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+  const roles = new Set(
+    (await postgres.sql(`SELECT rolname FROM pg_roles WHERE rolname LIKE '${prefix}%'`))
+      .split('\n')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
   for (const [name, d] of want) {
     if (cond(d, 'DatabaseReady')?.status !== 'True') {
       findings.push(`PostgresDatabase ${d.metadata.namespace}/${d.metadata.name}: DatabaseReady is not True: ${JSON.stringify(cond(d, 'DatabaseReady'))}`);
@@ -272,7 +294,9 @@ function checkRepository(bare: string, ns: string, live: Any[]): string[] {
   const findings: string[] = [];
   const git = (...args: string[]) => plainGit(bare, args);
   const dir = `clusters/soak/${ns}`;
-  const files = git('ls-tree', '-r', '--name-only', 'main').split('\n').filter((f) => f.startsWith(`${dir}/`) && f.endsWith('/manifest.yaml'));
+  const files = git('ls-tree', '-r', '--name-only', 'main')
+    .split('\n')
+    .filter((f) => f.startsWith(`${dir}/`) && f.endsWith('/manifest.yaml'));
   const expected = new Set<string>();
   for (const o of live) {
     const id = `${o.kind} ${ns}/${o.metadata.name} (git mode)`;
@@ -295,8 +319,14 @@ function checkRepository(bare: string, ns: string, live: Any[]): string[] {
       findings.push(`${id}: Ready, but main has no ${file}`);
       continue;
     }
-    const docs = parseAllDocuments(git('show', `main:${file}`)).map((d) => d.toJSON()).filter(Boolean);
-    const names = (xs: Any[]) => xs.map((x) => `${x.kind}/${x.metadata.name}`).sort().join(' ');
+    const docs = parseAllDocuments(git('show', `main:${file}`))
+      .map((d) => d.toJSON())
+      .filter(Boolean);
+    const names = (xs: Any[]) =>
+      xs
+        .map((x) => `${x.kind}/${x.metadata.name}`)
+        .sort()
+        .join(' ');
     if (names(docs) !== names(want)) findings.push(`${id}: ${file} holds ${names(docs)}, the render ${names(want)}`);
     for (const w of want) {
       const d = docs.find((x) => x.kind === w.kind && x.metadata.name === w.metadata.name);

@@ -34,7 +34,10 @@ export interface SoakOptions {
   log: (line: string) => void;
 }
 
-export interface ProcessSample { rssMiB: number; fds: number }
+export interface ProcessSample {
+  rssMiB: number;
+  fds: number;
+}
 
 export interface SoakReport {
   seed: number;
@@ -104,7 +107,9 @@ async function exists(env: SoakEnvironment, kind: SoakKind, ns: string, name: st
 
 async function prepareNamespaces(cp: ControlPlaneClient, layout: SoakLayout): Promise<void> {
   const all = [...layout.namespaces.flatMap((ns) => [ns, layout.targets[ns]!]), layout.gitNamespace];
-  await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: all.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { 'kiln.dev/soak': 'true' } } })) }) });
+  await cp.kubectlOk(['apply', '--server-side', '-f', '-'], {
+    input: JSON.stringify({ apiVersion: 'v1', kind: 'List', items: all.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { 'kiln.dev/soak': 'true' } } })) }),
+  });
 }
 
 const FAULT_KINDS = ['delay', 'blackhole', 'reset', 'half-close'] as const;
@@ -166,24 +171,26 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     })();
 
     // One fault loop per dependency, each with its own seeded sequence: faults on different dependencies overlap, as outages do.
-    const faultLoop = Promise.all(TARGETS.map(async (target, i) => {
-      const r = rng(opts.seed * 31 + i + 1);
-      const within = (lo: number, hi: number) => lo + r() * (hi - lo);
-      while (Date.now() < endAt) {
-        await sleep(within(5_000, 25_000));
-        if (Date.now() >= endAt) break;
-        const kind = FAULT_KINDS[Math.floor(r() * FAULT_KINDS.length)]!;
-        const fault: Fault = kind === 'delay' ? { kind, ms: Math.round(within(200, 5_000)) } : { kind };
-        const existing = r() < 0.7;
-        const seconds = Math.round(within(3, 20));
-        const name = `${target}:${kind}`;
-        faults[name] = (faults[name] ?? 0) + 1;
-        faultLog.push({ at: Math.round((Date.now() - t0) / 1000), target, fault: fault.kind === 'delay' ? `delay ${fault.ms} ms` : kind, existing, seconds });
-        env.proxies[target].setFault(fault, { existing });
-        await sleep(Math.min(seconds * 1000, Math.max(0, endAt - Date.now())));
-        env.proxies[target].setFault({ kind: 'none' }, { existing: true });
-      }
-    }));
+    const faultLoop = Promise.all(
+      TARGETS.map(async (target, i) => {
+        const r = rng(opts.seed * 31 + i + 1);
+        const within = (lo: number, hi: number) => lo + r() * (hi - lo);
+        while (Date.now() < endAt) {
+          await sleep(within(5_000, 25_000));
+          if (Date.now() >= endAt) break;
+          const kind = FAULT_KINDS[Math.floor(r() * FAULT_KINDS.length)]!;
+          const fault: Fault = kind === 'delay' ? { kind, ms: Math.round(within(200, 5_000)) } : { kind };
+          const existing = r() < 0.7;
+          const seconds = Math.round(within(3, 20));
+          const name = `${target}:${kind}`;
+          faults[name] = (faults[name] ?? 0) + 1;
+          faultLog.push({ at: Math.round((Date.now() - t0) / 1000), target, fault: fault.kind === 'delay' ? `delay ${fault.ms} ms` : kind, existing, seconds });
+          env.proxies[target].setFault(fault, { existing });
+          await sleep(Math.min(seconds * 1000, Math.max(0, endAt - Date.now())));
+          env.proxies[target].setFault({ kind: 'none' }, { existing: true });
+        }
+      }),
+    );
 
     const interval = 1000 / opts.rate;
     let next = Date.now();
@@ -246,9 +253,23 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
     }
     passed = failures.length === 0;
     return {
-      seed: opts.seed, minutes: opts.minutes, rate: opts.rate, runId, namespaces: [...layout.namespaces, layout.gitNamespace],
-      startedAt: new Date(t0).toISOString(), operations, operationErrors, faults, connections: Object.fromEntries(Object.entries(env.proxies).map(([t, p]) => [t, p.accepted])) as Record<Target, number>, faultLog, settleSeconds, consistency, processes,
-      ok: failures.length === 0, failures, logDir: env.logDir,
+      seed: opts.seed,
+      minutes: opts.minutes,
+      rate: opts.rate,
+      runId,
+      namespaces: [...layout.namespaces, layout.gitNamespace],
+      startedAt: new Date(t0).toISOString(),
+      operations,
+      operationErrors,
+      faults,
+      connections: Object.fromEntries(Object.entries(env.proxies).map(([t, p]) => [t, p.accepted])) as Record<Target, number>,
+      faultLog,
+      settleSeconds,
+      consistency,
+      processes,
+      ok: failures.length === 0,
+      failures,
+      logDir: env.logDir,
     };
   } finally {
     // The namespaces go while kiln still runs: its finalizers (database reclaim, ConfigMap copies) need it, and the claims need the pvc-protection stand-in.
@@ -266,13 +287,22 @@ export async function runSoak(cp: ControlPlaneClient, opts: SoakOptions): Promis
 /** The report as a table for a terminal. */
 export function formatReport(r: SoakReport): string {
   const lines: string[] = [];
-  const row = (cells: (string | number)[], widths: number[]) => cells.map((c, i) => String(c).padEnd(widths[i]!)).join('  ').trimEnd();
+  const row = (cells: (string | number)[], widths: number[]) =>
+    cells
+      .map((c, i) => String(c).padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   lines.push(`kiln soak ${r.runId} from ${r.startedAt}: seed ${r.seed}, ${r.minutes} min, ${r.rate} op/s, namespaces ${r.namespaces.join(', ')} (${r.namespaces.at(-1)} in git mode)`);
   lines.push('', 'Operations');
   const w = [18, 7, 7, 7, 7];
   lines.push(row(['kind', 'create', 'update', 'delete', 'error'], w));
   for (const [k, o] of Object.entries(r.operations)) lines.push(row([k, o.create, o.update, o.delete, o.error], w));
-  lines.push('', `Faults injected (${r.faultLog.length}); connections through the proxies: ${Object.entries(r.connections).map(([t, n]) => `${t} ${n}`).join(', ')}`);
+  lines.push(
+    '',
+    `Faults injected (${r.faultLog.length}); connections through the proxies: ${Object.entries(r.connections)
+      .map(([t, n]) => `${t} ${n}`)
+      .join(', ')}`,
+  );
   for (const [k, n] of Object.entries(r.faults).sort()) lines.push(row([k, n], [24, 4]));
   // The timeline, so a finding can be set beside the faults that came before it (times from the start of the load).
   lines.push(`  ${r.faultLog.map((f) => `+${f.at}s ${f.target} ${f.fault}${f.existing ? ' (open connections too)' : ''} ${f.seconds}s`).join('; ')}`);

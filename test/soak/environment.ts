@@ -56,14 +56,16 @@ function logTo(p: KilnProcess, file: string): WriteStream {
   return out;
 }
 
-export async function startEnvironment(cp: ControlPlaneClient, layout: SoakLayout, workDir: string, beforeKiln: (postgres: PostgresServer, slapd: SlapdServer) => Promise<void>): Promise<SoakEnvironment> {
+export async function startEnvironment(
+  cp: ControlPlaneClient,
+  layout: SoakLayout,
+  workDir: string,
+  beforeKiln: (postgres: PostgresServer, slapd: SlapdServer) => Promise<void>,
+): Promise<SoakEnvironment> {
   mkdirSync(workDir, { recursive: true });
   const logDir = join(workDir, 'logs');
   mkdirSync(logDir, { recursive: true });
-  const [postgres, slapd] = await Promise.all([
-    startPostgres(),
-    startSlapd({ accounts: directoryAccounts(layout).map((dn) => ({ dn, password: 'initial-wrong-value' })) }),
-  ]);
+  const [postgres, slapd] = await Promise.all([startPostgres(), startSlapd({ accounts: directoryAccounts(layout).map((dn) => ({ dn, password: 'initial-wrong-value' })) })]);
   await beforeKiln(postgres, slapd);
   const gitRoot = join(workDir, 'git');
   mkdirSync(gitRoot, { recursive: true });
@@ -86,11 +88,29 @@ export async function startEnvironment(cp: ControlPlaneClient, layout: SoakLayou
   const common = ['--kubeconfig', kubeconfig, '-n', namespaces, '--metrics-bind-address', '0', '--health-probe-bind-address', '0', '--log-format', 'json'];
   const env = { ...process.env, KUBECONFIG: '', POD_NAMESPACE: undefined };
   const controller = startKiln(['controller', ...common, '--resync', '60'], { env });
-  const gitController = startKiln([
-    'controller', '--mode', 'git', '--repo', `${proxies.git.url('https')}/deploy.git`, '--branch', 'main', '--cluster', 'soak',
-    '--work-dir', join(workDir, 'git-clone'), '--debounce', '500', '--max-wait', '5000',
-    ...common.map((a) => (a === namespaces ? layout.gitNamespace : a)), '--resync', '60',
-  ], { env: { ...env, GIT_SSL_CAINFO: gitServer.caFile } });
+  const gitController = startKiln(
+    [
+      'controller',
+      '--mode',
+      'git',
+      '--repo',
+      `${proxies.git.url('https')}/deploy.git`,
+      '--branch',
+      'main',
+      '--cluster',
+      'soak',
+      '--work-dir',
+      join(workDir, 'git-clone'),
+      '--debounce',
+      '500',
+      '--max-wait',
+      '5000',
+      ...common.map((a) => (a === namespaces ? layout.gitNamespace : a)),
+      '--resync',
+      '60',
+    ],
+    { env: { ...env, GIT_SSL_CAINFO: gitServer.caFile } },
+  );
   const endpoints = layout.namespaces.flatMap((ns) => [
     ...layout.pools.DirectoryService.map((n) => `--endpoint=DirectoryService/${ns}/${n}=${proxies.slapd.url('ldaps')}`),
     ...layout.pools.PostgresInstance.map((n) => `--endpoint=PostgresInstance/${ns}/${n}=${proxies.postgres.host}:${proxies.postgres.port}`),
@@ -100,7 +120,16 @@ export async function startEnvironment(cp: ControlPlaneClient, layout: SoakLayou
   await Promise.all([controller, gitController, agent].map((p) => p.waitForLine(/"msg":"starting"/, 60_000)));
 
   return {
-    cp, client, postgres, slapd, proxies, controller, gitController, agent, bareRepo, logDir,
+    cp,
+    client,
+    postgres,
+    slapd,
+    proxies,
+    controller,
+    gitController,
+    agent,
+    bareRepo,
+    logDir,
     async stop() {
       await Promise.all([controller.stop(), gitController.stop(), agent.stop()]);
       for (const s of streams) s.end();

@@ -19,19 +19,24 @@ export function startPvcProtection(client: KubeClient, namespaces: string[], eve
   let released = 0;
   const once = async () => {
     for (const ns of namespaces) {
-      const claims = (await client.request<{ items: Any[] }>('GET', `/api/v1/namespaces/${ns}/persistentvolumeclaims`)).items
-        .filter((c) => c.metadata.deletionTimestamp && c.metadata.finalizers?.includes(FINALIZER));
+      const claims = (await client.request<{ items: Any[] }>('GET', `/api/v1/namespaces/${ns}/persistentvolumeclaims`)).items.filter(
+        (c) => c.metadata.deletionTimestamp && c.metadata.finalizers?.includes(FINALIZER),
+      );
       if (!claims.length) continue;
-      const pods = (await client.request<{ items: Any[] }>('GET', `/api/v1/namespaces/${ns}/pods`)).items
-        .filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
+      const pods = (await client.request<{ items: Any[] }>('GET', `/api/v1/namespaces/${ns}/pods`)).items.filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed');
       const used = new Set(pods.flatMap((p) => (p.spec.volumes ?? []).map((v: Any) => v.persistentVolumeClaim?.claimName).filter(Boolean)));
       for (const c of claims) {
         if (used.has(c.metadata.name)) continue;
         const finalizers = (c.metadata.finalizers as string[]).filter((f) => f !== FINALIZER);
-        await client.request('PATCH', `/api/v1/namespaces/${ns}/persistentvolumeclaims/${c.metadata.name}`, {
-          body: { metadata: { finalizers, resourceVersion: c.metadata.resourceVersion } },
-          contentType: 'application/merge-patch+json',
-        }).then(() => released++, () => undefined); // a conflict or a claim already gone: the next round looks again
+        await client
+          .request('PATCH', `/api/v1/namespaces/${ns}/persistentvolumeclaims/${c.metadata.name}`, {
+            body: { metadata: { finalizers, resourceVersion: c.metadata.resourceVersion } },
+            contentType: 'application/merge-patch+json',
+          })
+          .then(
+            () => released++,
+            () => undefined,
+          ); // a conflict or a claim already gone: the next round looks again
       }
     }
   };

@@ -72,7 +72,13 @@ export function namespaceFixtures(ns: string, target: string, secrets: { postgre
   const secret = (name: string, data: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ns }, stringData: data });
   const role = (namespace: string, verbs: string[]) => [
     { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'soak-sync', namespace }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs }] },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'soak-sync', namespace }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'soak-sync' }, subjects: [{ kind: 'ServiceAccount', name: 'soak-sync', namespace: ns }] },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'soak-sync', namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'soak-sync' },
+      subjects: [{ kind: 'ServiceAccount', name: 'soak-sync', namespace: ns }],
+    },
   ];
   return [
     secret('pg-superuser', { username: 'postgres', password: secrets.postgresPassword }),
@@ -85,7 +91,12 @@ export function namespaceFixtures(ns: string, target: string, secrets: { postgre
   ];
 }
 
-export const sourceConfigMap = (ns: string, v: number) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: ns }, data: { colour: ['blue', 'green', 'red'][v % 3]!, round: String(v) } });
+export const sourceConfigMap = (ns: string, v: number) => ({
+  apiVersion: 'v1',
+  kind: 'ConfigMap',
+  metadata: { name: 'settings', namespace: ns },
+  data: { colour: ['blue', 'green', 'red'][v % 3]!, round: String(v) },
+});
 
 export function resource(kind: SoakKind, ns: string, name: string, v: number, layout: SoakLayout): KilnResource {
   const meta = { name, namespace: ns, labels: { 'soak.kiln.dev/variant': String(v) } };

@@ -22,7 +22,7 @@ describe('which roles and databases kiln may manage', () => {
     expect(mayManage({ resource: 'shop/orders', uid: 'u-1', created: true }, want)).toBe(true);
     expect(mayManage({ resource: 'shop/orders', uid: 'u-0', created: true }, want)).toBe(true);
   });
-  it('never an object without a marker, or another resource\'s', () => {
+  it("never an object without a marker, or another resource's", () => {
     expect(mayManage(undefined, want)).toBe(false);
     expect(mayManage({ resource: 'shop/invoices', uid: 'u-2', created: true }, want)).toBe(false);
     expect(mayManage({ resource: 'other/orders', uid: 'u-3', created: true }, want)).toBe(false);
@@ -30,7 +30,7 @@ describe('which roles and databases kiln may manage', () => {
 });
 
 describe('SCRAM verifiers read from a server', () => {
-  it('are not checked when they ask for more iterations than pg\'s own limit (PBKDF2 runs on the event loop)', () => {
+  it("are not checked when they ask for more iterations than pg's own limit (PBKDF2 runs on the event loop)", () => {
     const huge = scramVerifier('pw', Buffer.alloc(16, 1), 4096).replace('$4096:', '$2000000000:');
     const started = performance.now();
     expect(verifierMatches(huge, 'pw')).toBe(false);
@@ -57,7 +57,7 @@ describe('InstanceGate', () => {
   });
 });
 
-describe('the agent\'s PostgreSQL policy', () => {
+describe("the agent's PostgreSQL policy", () => {
   it('defaults to trusted contrib extensions, no insecure auth, 30 s statements', () => {
     const p = postgresPolicy({});
     expect([...p.extensions]).toEqual(DEFAULT_EXTENSIONS);
@@ -65,7 +65,7 @@ describe('the agent\'s PostgreSQL policy', () => {
     expect(p.insecureAuthNamespaces.size).toBe(0);
     expect(p.timeouts).toMatchObject({ statementMs: 30_000, queryMs: 35_000, connectMs: 10_000, lockMs: 10_000 });
   });
-  it('takes the flags\' lists', () => {
+  it("takes the flags' lists", () => {
     const p = postgresPolicy({ extensions: ['postgis'], insecureAuthNamespaces: ['legacy'], timeoutSeconds: 6 });
     expect([...p.extensions]).toEqual(['postgis']);
     expect(p.insecureAuthNamespaces.has('legacy')).toBe(true);
@@ -89,7 +89,18 @@ describe('PostgresInstance spec.tls', () => {
     expect(conf).toContain("ssl_key_file = '/etc/postgresql/tls/tls.key'");
     expect(conf).toContain("ssl_ca_file = '/etc/postgresql/tls/ca.crt'");
     expect(conf).not.toContain('/tmp/x');
-    expect(pod.volumes).toContainEqual({ name: 'tls', secret: { secretName: 'db-tls', defaultMode: 0o640, items: [{ key: 'tls.crt', path: 'tls.crt' }, { key: 'tls.key', path: 'tls.key' }, { key: 'ca.crt', path: 'ca.crt' }] } });
+    expect(pod.volumes).toContainEqual({
+      name: 'tls',
+      secret: {
+        secretName: 'db-tls',
+        defaultMode: 0o640,
+        items: [
+          { key: 'tls.crt', path: 'tls.crt' },
+          { key: 'tls.key', path: 'tls.key' },
+          { key: 'ca.crt', path: 'ca.crt' },
+        ],
+      },
+    });
     expect(pod.securityContext.fsGroup).toBe(999);
     expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/postgresql/tls', readOnly: true });
   });

@@ -12,7 +12,7 @@ import { scramVerifier, verifierMatches } from '../../agent/scram.js';
 import { trustedCas } from '../../agent/secrets.js';
 
 describe('SCRAM-SHA-256 verifier', () => {
-  it('has Postgres\'s format and the RFC 5802 keys', () => {
+  it("has Postgres's format and the RFC 5802 keys", () => {
     const salt = Buffer.from('0123456789abcdef');
     const v = scramVerifier('pencil', salt);
     const salted = pbkdf2Sync('pencil', salt, 4096, 32, 'sha256');
@@ -37,14 +37,7 @@ describe('SQL names', () => {
     expect(databaseName('orders_2')).toBe('orders_2');
     expect(quoteIdent(roleName('app'))).toBe('"app"');
   });
-  it.each([
-    ['a"; DROP DATABASE postgres; --'],
-    ['Orders'],
-    ['1abc'],
-    ['a'.repeat(64)],
-    [''],
-    ['a-b'],
-  ])('refuses %j, naming the field', (name) => {
+  it.each([['a"; DROP DATABASE postgres; --'], ['Orders'], ['1abc'], ['a'.repeat(64)], [''], ['a-b']])('refuses %j, naming the field', (name) => {
     expect(() => databaseName(name, 'spec.name')).toThrow(InvalidNameError);
     expect(() => databaseName(name, 'spec.name')).toThrow(/^spec\.name: /);
   });
@@ -55,14 +48,16 @@ describe('SQL names', () => {
     expect(() => extensionName('x; drop')).toThrow(InvalidNameError);
   });
   it('whatever it accepts is a plain identifier (property)', () => {
-    fc.assert(fc.property(fc.string(), (s) => {
-      try {
-        databaseName(s);
-      } catch {
-        return;
-      }
-      expect(s).toMatch(/^[a-z_][a-z0-9_]{0,62}$/);
-    }));
+    fc.assert(
+      fc.property(fc.string(), (s) => {
+        try {
+          databaseName(s);
+        } catch {
+          return;
+        }
+        expect(s).toMatch(/^[a-z_][a-z0-9_]{0,62}$/);
+      }),
+    );
   });
 });
 
@@ -95,7 +90,8 @@ describe('ownership markers', () => {
 
 describe('claims', () => {
   const db = (name: string, uid: string, created: string, spec: Partial<PostgresDatabase['spec']> = {}): PostgresDatabase => ({
-    apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresDatabase',
+    apiVersion: 'kiln.dev/v1alpha1',
+    kind: 'PostgresDatabase',
     metadata: { name, namespace: 'shop', uid, creationTimestamp: created } as PostgresDatabase['metadata'],
     spec: { instance: 'pg', name: 'orders', ...spec },
   });

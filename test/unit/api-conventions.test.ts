@@ -54,20 +54,24 @@ describe('CamelCase enum values', () => {
   });
 
   it('Hard, Soft and None render required, preferred and no anti-affinity', () => {
-    const pg = (antiAffinity: string) => podSpec(rendered({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'p', namespace: 'default' }, spec: { scheduling: { antiAffinity } } }));
+    const pg = (antiAffinity: string) =>
+      podSpec(rendered({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'p', namespace: 'default' }, spec: { scheduling: { antiAffinity } } }));
     expect(Object.keys(pg('Hard').affinity.podAntiAffinity)).toEqual(['requiredDuringSchedulingIgnoredDuringExecution']);
     expect(Object.keys(pg('Soft').affinity.podAntiAffinity)).toEqual(['preferredDuringSchedulingIgnoredDuringExecution']);
     expect(pg('None').affinity).toBeUndefined();
   });
 
   it('the grid file the members read keeps its lower-case gridType', () => {
-    const [cm] = rendered({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g', namespace: 'default' }, spec: { cache: 'c', gridType: 'Dynamic' } }) as unknown as { data: Record<string, string> }[];
+    const [cm] = rendered({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g', namespace: 'default' }, spec: { cache: 'c', gridType: 'Dynamic' } }) as unknown as {
+      data: Record<string, string>;
+    }[];
     expect(JSON.parse(cm!.data['grid.json']!).gridType).toBe('dynamic');
   });
 
   it('no lower-case enum value is left in any CRD', () => {
     const lowerEnums: string[] = [];
-    const walk = (s: any, path: string): void => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const walk = (s: any, path: string): void => {
       if (!s || typeof s !== 'object') return;
       for (const v of s.enum ?? []) if (typeof v === 'string' && /^[a-z]/.test(v)) lowerEnums.push(`${path}: ${v}`);
       for (const [k, sub] of Object.entries(s.properties ?? {})) walk(sub, `${path}.${k}`);
@@ -95,7 +99,11 @@ describe('the dedicated-node toleration', () => {
   }
 
   it('is documented in each CRD (kubectl explain) and in the README', () => {
-    for (const [file, value] of [['directoryservice', 'directory'], ['postgresinstance', 'postgres'], ['cachecluster', 'cache']] as const) {
+    for (const [file, value] of [
+      ['directoryservice', 'directory'],
+      ['postgresinstance', 'postgres'],
+      ['cachecluster', 'cache'],
+    ] as const) {
       const crd = readFileSync(`${root}crds/${file}.yaml`, 'utf8');
       expect(crd).toContain(`kiln.dev/dedicated=${value}:NoSchedule`);
       expect(crd).not.toMatch(/tainted key=/);
@@ -138,7 +146,7 @@ describe('short names', () => {
       expect(names.shortNames.length, def.kind).toBeGreaterThan(0);
     }
   });
-  it('are unique among kiln\'s kinds (the real API server\'s resources are checked in test/integration/admission.test.ts)', () => {
+  it("are unique among kiln's kinds (the real API server's resources are checked in test/integration/admission.test.ts)", () => {
     const all = KINDS.flatMap((d) => d.shortNames);
     expect(new Set(all).size).toBe(all.length);
   });

@@ -3,7 +3,30 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { APPLYSET_GROUP_KINDS, APPLYSET_ID, APPLYSET_TOOLING, applySetId, belongsTo, childCodec, contains, decorate, describeForeign, DESIRED_DIGEST, drift, Interner, ownedDigest, ownedFieldsDrift, OwnWrites, PART_OF, parentMetadata, pickFields, projectChild, projectedOwnedDigest, prunable, VERIFY } from '../../controller/apply/applyset.js';
+import {
+  APPLYSET_GROUP_KINDS,
+  APPLYSET_ID,
+  APPLYSET_TOOLING,
+  applySetId,
+  belongsTo,
+  childCodec,
+  contains,
+  decorate,
+  describeForeign,
+  DESIRED_DIGEST,
+  drift,
+  Interner,
+  ownedDigest,
+  ownedFieldsDrift,
+  OwnWrites,
+  PART_OF,
+  parentMetadata,
+  pickFields,
+  projectChild,
+  projectedOwnedDigest,
+  prunable,
+  VERIFY,
+} from '../../controller/apply/applyset.js';
 import type { KubeObject } from '../../kube/informer.js';
 import { statusUpToDate, withTransitionTimes } from '../../kube/status.js';
 
@@ -77,10 +100,16 @@ describe('kiln controller', () => {
 });
 
 describe('child projection', () => {
-  const desired = decorate({
-    apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 's', namespace: 'ns', labels: { app: 'x' } },
-    spec: { replicas: 3, template: { spec: { containers: [{ name: 'c', image: 'i:1', resources: { requests: { memory: '1.5Gi' } } }] } } },
-  }, parent, 'id');
+  const desired = decorate(
+    {
+      apiVersion: 'apps/v1',
+      kind: 'StatefulSet',
+      metadata: { name: 's', namespace: 'ns', labels: { app: 'x' } },
+      spec: { replicas: 3, template: { spec: { containers: [{ name: 'c', image: 'i:1', resources: { requests: { memory: '1.5Gi' } } }] } } },
+    },
+    parent,
+    'id',
+  );
   const fieldsV1 = {
     'f:metadata': { 'f:labels': { 'f:app': {}, [`f:${PART_OF}`]: {} }, 'f:annotations': { [`f:${DESIRED_DIGEST}`]: {} }, 'f:ownerReferences': { 'k:{"uid":"u-1"}': {} } },
     'f:spec': { 'f:replicas': {}, 'f:template': { 'f:spec': { 'f:containers': { 'k:{"name":"c"}': { '.': {}, 'f:name': {}, 'f:image': {}, 'f:resources': { 'f:requests': { 'f:memory': {} } } } } } } },
@@ -88,7 +117,12 @@ describe('child projection', () => {
   const liveObject = (replicasOwner = 'kiln', replicas = 3) => {
     const d = JSON.parse(JSON.stringify(desired)) as KubeObject & { spec: Record<string, unknown> };
     d.metadata = { ...d.metadata, uid: 'c-1', resourceVersion: '7', labels: { ...d.metadata.labels, extra: 'dropped' } };
-    d.spec = { ...d.spec, replicas, revisionHistoryLimit: 10, template: { spec: { containers: [{ name: 'c', image: 'i:1', imagePullPolicy: 'IfNotPresent', resources: { requests: { memory: '1536Mi' } } }] } } };
+    d.spec = {
+      ...d.spec,
+      replicas,
+      revisionHistoryLimit: 10,
+      template: { spec: { containers: [{ name: 'c', image: 'i:1', imagePullPolicy: 'IfNotPresent', resources: { requests: { memory: '1536Mi' } } }] } },
+    };
     const kilnFields = replicasOwner === 'kiln' ? fieldsV1 : { ...fieldsV1, 'f:spec': { ...fieldsV1['f:spec'], 'f:replicas': undefined } };
     d.metadata.managedFields = [
       { manager: 'kiln', operation: 'Apply', fieldsV1: JSON.parse(JSON.stringify(kilnFields)) } as never,
@@ -144,7 +178,15 @@ describe('child projection', () => {
   });
 
   it('picks list items by key, value and index', () => {
-    expect(pickFields([{ name: 'a', x: 1, y: 2 }, { name: 'b', x: 3 }], { 'k:{"name":"b"}': { 'f:x': {} } })).toEqual([{ x: 3 }]);
+    expect(
+      pickFields(
+        [
+          { name: 'a', x: 1, y: 2 },
+          { name: 'b', x: 3 },
+        ],
+        { 'k:{"name":"b"}': { 'f:x': {} } },
+      ),
+    ).toEqual([{ x: 3 }]);
     expect(pickFields(['p', 'q'], { 'v:"q"': {} })).toEqual(['q']);
     expect(pickFields(['p', 'q'], { 'i:0': {} })).toEqual(['p']);
   });

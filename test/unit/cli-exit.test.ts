@@ -163,7 +163,12 @@ describe('every numeric flag is checked: a clear message naming it, exit 2', () 
   });
 
   it('the values they take', () => {
-    for (const args of [['controller', '--concurrency', '8', '--qps', '0.5', '--burst', '1', '--resync', '0', '--debounce', '0'], ['agent', '--qps', '0', '--password-interval', '+60'], ['synth', '-j', '2'], ['install', '--replicas', '0']]) {
+    for (const args of [
+      ['controller', '--concurrency', '8', '--qps', '0.5', '--burst', '1', '--resync', '0', '--debounce', '0'],
+      ['agent', '--qps', '0', '--password-interval', '+60'],
+      ['synth', '-j', '2'],
+      ['install', '--replicas', '0'],
+    ]) {
       expect(parseInProcess(args), args.join(' ')).toEqual({ status: 'parsed', stderr: '' });
     }
   });

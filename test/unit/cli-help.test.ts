@@ -30,7 +30,10 @@ function group(help: string, heading: RegExp): string[] {
   const start = lines.findIndex((l) => heading.test(l));
   if (start < 0) return [];
   const end = lines.findIndex((l, i) => i > start && l.trim() === '');
-  return lines.slice(start + 1, end < 0 ? undefined : end).map((l) => l.match(/^ {2}(--[\w-]+)/)?.[1]).filter((f): f is string => !!f);
+  return lines
+    .slice(start + 1, end < 0 ? undefined : end)
+    .map((l) => l.match(/^ {2}(--[\w-]+)/)?.[1])
+    .filter((f): f is string => !!f);
 }
 
 describe('kiln --help', () => {
@@ -46,7 +49,7 @@ describe('kiln --help', () => {
     expect(undescribed(help)).toEqual([]);
   });
 
-  it('long-running commands take kubebuilder\'s flags, and list the previous names as deprecated', async () => {
+  it("long-running commands take kubebuilder's flags, and list the previous names as deprecated", async () => {
     for (const c of ['controller', 'agent']) {
       const help = await kiln(c, '--help');
       const current = group(help, /^Options:$/);
@@ -70,7 +73,10 @@ describe('README: Command-line flags', () => {
     const heading = `#### kiln ${command}\n`;
     const at = readme.indexOf(heading);
     expect(at, heading).toBeGreaterThan(0);
-    const table = readme.slice(at + heading.length).split(/\n\n(?!\|)/)[0]!.split(/\n#/)[0]!;
+    const table = readme
+      .slice(at + heading.length)
+      .split(/\n\n(?!\|)/)[0]!
+      .split(/\n#/)[0]!;
     const rows = [...table.matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]!.replace(/\\\|/g, '|'));
     let cmd = buildProgram();
     for (const name of command.split(' ')) cmd = cmd.commands.find((c) => c.name() === name)!;

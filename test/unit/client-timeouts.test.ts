@@ -33,7 +33,10 @@ describe('KubeClient timeouts', () => {
       expect(before).toBe(5);
       proxy.setFault({ kind: 'blackhole' }, { existing: true });
       const started = Date.now();
-      const err = await client.request('GET', '/version').then(() => undefined, (e: unknown) => e);
+      const err = await client.request('GET', '/version').then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(RequestTimeoutError);
       expect((err as Error).message).toBe('GET /version: no answer within 0.3 s (request timeout; connection closed)');
       expect(Date.now() - started).toBeLessThan(2000);
@@ -51,7 +54,10 @@ describe('KubeClient timeouts', () => {
     const client = new KubeClient({ server: proxy.url('http') }, { qps: 0, requestTimeoutMs: 5000 });
     proxy.setFault({ kind: 'blackhole' });
     try {
-      const err = await client.request('GET', '/version', { signal: AbortSignal.timeout(200) }).then(() => undefined, (e: unknown) => e as Error);
+      const err = await client.request('GET', '/version', { signal: AbortSignal.timeout(200) }).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
       expect(err).toBeDefined();
       expect(err).not.toBeInstanceOf(RequestTimeoutError);
     } finally {

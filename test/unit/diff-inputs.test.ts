@@ -18,7 +18,8 @@ async function run(inputs: string[], opts: { maxFileSize?: number } = {}) {
   return { code, stderr };
 }
 
-const cache = (size: string) => `apiVersion: kiln.dev/v1alpha1\nkind: CacheCluster\nmetadata:\n  name: c\n  namespace: web\nspec:\n  size: ${size}\n  catalogServers: 1\n  capacity: 1Gi\n  image: registry.example.com/cache/xsld:8.6.1\n  entrypointConfigMap: e\n  storage:\n    size: 1Gi\n`;
+const cache = (size: string) =>
+  `apiVersion: kiln.dev/v1alpha1\nkind: CacheCluster\nmetadata:\n  name: c\n  namespace: web\nspec:\n  size: ${size}\n  catalogServers: 1\n  capacity: 1Gi\n  image: registry.example.com/cache/xsld:8.6.1\n  entrypointConfigMap: e\n  storage:\n    size: 1Gi\n`;
 
 describe('kiln diff inputs', () => {
   it('size: 010 is refused naming the file, document and spec.size', async () => {

@@ -92,7 +92,13 @@ describe('diff output', () => {
     expect(body).not.toContain('+status:');
     const pruned = formatObjectDiff('v1.Service.identity.ds-idrepo', liveService(), undefined);
     expect(pruned).toMatch(/@@ -1,\d+ \+0,0 @@/);
-    expect(pruned.split('\n').slice(4).filter(Boolean).every((l) => l.startsWith('-'))).toBe(true);
+    expect(
+      pruned
+        .split('\n')
+        .slice(4)
+        .filter(Boolean)
+        .every((l) => l.startsWith('-')),
+    ).toBe(true);
   });
 
   it('the report: patches on stdout; notes, errors and one summary line per changed resource on stderr', () => {

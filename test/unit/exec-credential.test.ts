@@ -17,12 +17,15 @@ const V1 = 'client.authentication.k8s.io/v1';
 /** A plugin script: counts its runs in `<name>.runs`, saves its KUBERNETES_EXEC_INFO and FOO, prints `body` (a shell snippet). */
 function plugin(name: string, body: string): string {
   const f = join(dir, name);
-  writeFileSync(f, `#!/bin/sh
+  writeFileSync(
+    f,
+    `#!/bin/sh
 n=$(cat "${f}.runs" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "${f}.runs"
 printf '%s' "$KUBERNETES_EXEC_INFO" > "${f}.info"
 printf '%s' "$FOO" > "${f}.foo"
 ${body}
-`);
+`,
+  );
   chmodSync(f, 0o755);
   return f;
 }
@@ -31,8 +34,14 @@ const config = (command: string, extra: Partial<ExecConfig> = {}): ExecConfig =>
 
 describe('parseExecConfig', () => {
   it('accepts v1 and v1beta1 as clientcmd does; v1 needs interactiveMode, v1beta1 defaults to IfAvailable', () => {
-    expect(parseExecConfig({ apiVersion: V1, command: 'aws', args: ['eks', 'get-token'], interactiveMode: 'Never', env: [{ name: 'AWS_PROFILE', value: 'p' }], provideClusterInfo: true }))
-      .toEqual({ apiVersion: V1, command: 'aws', args: ['eks', 'get-token'], env: [{ name: 'AWS_PROFILE', value: 'p' }], interactiveMode: 'Never', provideClusterInfo: true });
+    expect(parseExecConfig({ apiVersion: V1, command: 'aws', args: ['eks', 'get-token'], interactiveMode: 'Never', env: [{ name: 'AWS_PROFILE', value: 'p' }], provideClusterInfo: true })).toEqual({
+      apiVersion: V1,
+      command: 'aws',
+      args: ['eks', 'get-token'],
+      env: [{ name: 'AWS_PROFILE', value: 'p' }],
+      interactiveMode: 'Never',
+      provideClusterInfo: true,
+    });
     expect(parseExecConfig({ apiVersion: 'client.authentication.k8s.io/v1beta1', command: 'x' }).interactiveMode).toBe('IfAvailable');
     expect(() => parseExecConfig({ apiVersion: V1, command: 'x' })).toThrow(/interactiveMode must be specified/);
     expect(() => parseExecConfig({ apiVersion: V1, command: 'x', interactiveMode: 'Sometimes' })).toThrow(/invalid interactiveMode "Sometimes"/);
@@ -44,7 +53,13 @@ describe('parseExecConfig', () => {
 });
 
 describe('execEnvironment', () => {
-  const base = config('x', { env: [{ name: 'FOO', value: 'from-kubeconfig' }, { name: 'KUBERNETES_EXEC_INFO', value: 'overridden' }], cluster: { server: 'https://h:6443', 'certificate-authority-data': 'Q0E=', config: { region: 'eu' } } });
+  const base = config('x', {
+    env: [
+      { name: 'FOO', value: 'from-kubeconfig' },
+      { name: 'KUBERNETES_EXEC_INFO', value: 'overridden' },
+    ],
+    cluster: { server: 'https://h:6443', 'certificate-authority-data': 'Q0E=', config: { region: 'eu' } },
+  });
 
   it('process environment, then the kubeconfig env, then KUBERNETES_EXEC_INFO; cluster only with provideClusterInfo', () => {
     const { env, interactive } = execEnvironment(base, { FOO: 'from-process', PATH: '/bin' }, true);
@@ -53,7 +68,10 @@ describe('execEnvironment', () => {
     expect(env['FOO']).toBe('from-kubeconfig');
     expect(JSON.parse(env['KUBERNETES_EXEC_INFO']!)).toEqual({ kind: 'ExecCredential', apiVersion: V1, spec: { interactive: false } });
     const withCluster = execEnvironment({ ...base, provideClusterInfo: true }, {}, false);
-    expect(JSON.parse(withCluster.env['KUBERNETES_EXEC_INFO']!).spec).toEqual({ cluster: { server: 'https://h:6443', 'certificate-authority-data': 'Q0E=', config: { region: 'eu' } }, interactive: false });
+    expect(JSON.parse(withCluster.env['KUBERNETES_EXEC_INFO']!).spec).toEqual({
+      cluster: { server: 'https://h:6443', 'certificate-authority-data': 'Q0E=', config: { region: 'eu' } },
+      interactive: false,
+    });
   });
 
   it('interactiveMode: Never never, IfAvailable when stdin is a terminal, Always fails without one', () => {
@@ -66,25 +84,36 @@ describe('execEnvironment', () => {
 
 describe('decodeExecCredential', () => {
   it('checks the answer as client-go does and never quotes stdout', () => {
-    expect(decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: { token: 't', expirationTimestamp: '2030-01-01T00:00:00Z' } }), V1))
-      .toEqual({ token: 't', expiresAt: Date.parse('2030-01-01T00:00:00Z') });
+    expect(decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: { token: 't', expirationTimestamp: '2030-01-01T00:00:00Z' } }), V1)).toEqual({
+      token: 't',
+      expiresAt: Date.parse('2030-01-01T00:00:00Z'),
+    });
     expect(() => decodeExecCredential('sekrit-token-abc', V1)).toThrow(/not a JSON ExecCredential \(16 bytes\)/);
     try {
       decodeExecCredential('{"token": "sekrit-token-abc"', V1);
     } catch (err) {
       expect(String(err)).not.toContain('sekrit');
     }
-    expect(() => decodeExecCredential(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1beta1', kind: 'ExecCredential', status: { token: 't' } }), V1))
-      .toThrow('exec plugin is configured to use API version client.authentication.k8s.io/v1, plugin returned version client.authentication.k8s.io/v1beta1');
+    expect(() => decodeExecCredential(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1beta1', kind: 'ExecCredential', status: { token: 't' } }), V1)).toThrow(
+      'exec plugin is configured to use API version client.authentication.k8s.io/v1, plugin returned version client.authentication.k8s.io/v1beta1',
+    );
     expect(() => decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential' }), V1)).toThrow("exec plugin didn't return a status field");
     expect(() => decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: {} }), V1)).toThrow("exec plugin didn't return a token or cert/key pair");
-    expect(() => decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: { clientCertificateData: 'x' } }), V1)).toThrow('exec plugin returned only certificate or key, not both');
-    expect(() => decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: { clientCertificateData: 'x', clientKeyData: 'y' } }), V1)).toThrow(/failed parsing client key\/certificate/);
+    expect(() => decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: { clientCertificateData: 'x' } }), V1)).toThrow(
+      'exec plugin returned only certificate or key, not both',
+    );
+    expect(() => decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: { clientCertificateData: 'x', clientKeyData: 'y' } }), V1)).toThrow(
+      /failed parsing client key\/certificate/,
+    );
     expect(() => decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: { token: 't', expirationTimestamp: 'tomorrow' } }), V1)).toThrow(/not an RFC 3339 time/);
   });
 
   it('a client certificate and key (PEM) from the plugin', () => {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=u', '-days', '1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=u', '-days', '1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')],
+      { stdio: 'ignore' },
+    );
     const cert = readFileSync(join(dir, 'c.pem'), 'utf8');
     const key = readFileSync(join(dir, 'k.pem'), 'utf8');
     expect(decodeExecCredential(JSON.stringify({ apiVersion: V1, kind: 'ExecCredential', status: { clientCertificateData: cert, clientKeyData: key } }), V1)).toEqual({ cert, key });
@@ -128,15 +157,23 @@ describe('ExecAuthenticator', () => {
   it('a failing plugin: exit code and its stderr, never its token; a missing one: the install hint', async () => {
     const f = plugin('failing', `echo "token expired for profile prod: run aws sso login" >&2; echo '{"status":{"token":"leaked-token-xyz"}}'; exit 3`);
     const a = new ExecAuthenticator(config(f));
-    const err = await a.get().then(() => undefined, (e: unknown) => e as Error);
+    const err = await a.get().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
     expect(err?.message).toBe(`exec: executable ${f} failed with exit code 3; its stderr: token expired for profile prod: run aws sso login`);
     expect(err?.message).not.toContain('leaked-token-xyz');
     await expect(a.get()).rejects.toThrow(/exit code 3/); // a failure is not cached: it runs again
     expect(runsOf(f)).toBe(2);
     const missing = new ExecAuthenticator(config('kiln-no-such-plugin', { installHint: 'Install it with: brew install no-such-plugin' }));
-    await expect(missing.get()).rejects.toThrow(/exec: executable kiln-no-such-plugin not found\n\nIt looks like you are trying to use a client-go credential plugin that is not installed[\s\S]*brew install no-such-plugin/);
+    await expect(missing.get()).rejects.toThrow(
+      /exec: executable kiln-no-such-plugin not found\n\nIt looks like you are trying to use a client-go credential plugin that is not installed[\s\S]*brew install no-such-plugin/,
+    );
     const garbage = new ExecAuthenticator(config(plugin('garbage', `echo 'Bearer sekrit-abc'`)));
-    const g = await garbage.get().then(() => undefined, (e: unknown) => String(e));
+    const g = await garbage.get().then(
+      () => undefined,
+      (e: unknown) => String(e),
+    );
     expect(g).toMatch(/decoding stdout of .*garbage: not a JSON ExecCredential/);
     expect(g).not.toContain('sekrit');
   });

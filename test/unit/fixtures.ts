@@ -34,7 +34,9 @@ export function exampleResources(): { file: string; resource: KilnResource }[] {
 }
 
 export function examplePlainObjects(): PlainObject[] {
-  return exampleDocuments().filter((d) => !isKilnResource(d.value)).map((d) => d.value as PlainObject);
+  return exampleDocuments()
+    .filter((d) => !isKilnResource(d.value))
+    .map((d) => d.value as PlainObject);
 }
 
 /** Invalid resources, each with the field the error must name. Shared with the admission tests. */
@@ -141,19 +143,33 @@ export const INVALID_BY_KILN: { name: string; field: string; doc: Record<string,
  */
 export const OLD_SPELLINGS: { kind: string; field: string; old: string; now: string; message: string; doc: Record<string, unknown> }[] = [
   ...(['DirectoryService', 'PostgresInstance', 'CacheCluster'] as const).flatMap((kind) =>
-    ([['soft', 'Soft'], ['hard', 'Hard'], ['none', 'None']] as const).map(([old, now]) => ({
+    (
+      [
+        ['soft', 'Soft'],
+        ['hard', 'Hard'],
+        ['none', 'None'],
+      ] as const
+    ).map(([old, now]) => ({
       kind,
       field: 'spec.scheduling.antiAffinity',
       old,
       now,
       message: `antiAffinity "${old}" is now "${now}"`,
       doc: {
-        apiVersion: 'kiln.dev/v1alpha1', kind, metadata: { name: `old-${kind.toLowerCase()}-${old}`, namespace: 'default' },
+        apiVersion: 'kiln.dev/v1alpha1',
+        kind,
+        metadata: { name: `old-${kind.toLowerCase()}-${old}`, namespace: 'default' },
         spec: { ...(kind === 'PostgresInstance' ? {} : { image: 'img:1' }), scheduling: { antiAffinity: old } },
       },
     })),
   ),
-  ...([['simple', 'Simple'], ['session', 'Session'], ['dynamic', 'Dynamic']] as const).map(([old, now]) => ({
+  ...(
+    [
+      ['simple', 'Simple'],
+      ['session', 'Session'],
+      ['dynamic', 'Dynamic'],
+    ] as const
+  ).map(([old, now]) => ({
     kind: 'DataGrid',
     field: 'spec.gridType',
     old,

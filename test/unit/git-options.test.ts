@@ -40,7 +40,9 @@ describe('git-mode flags at the trust boundary (issue #19)', () => {
   });
   it('refuses credentials in --repo, pointing at --git-token-file', async () => {
     await expect(gitOptions({ ...base, repo: 'https://bot:ghp_secret123@github.com/platform/deploy.git' }, {})).rejects.toThrow(/must not hold credentials.*--git-token-file/);
-    expect(() => new GitRepoWriter({ url: 'https://ghp_secret123@github.com/platform/deploy.git', branch: 'main', workDir: '/nonexistent', basePath: 'clusters' })).toThrow(/must not hold credentials/);
+    expect(() => new GitRepoWriter({ url: 'https://ghp_secret123@github.com/platform/deploy.git', branch: 'main', workDir: '/nonexistent', basePath: 'clusters' })).toThrow(
+      /must not hold credentials/,
+    );
   });
   it('refuses plain http:// for Git and the pull-request API unless --allow-insecure-http', async () => {
     await expect(gitOptions({ ...base, repo: 'http://git.example.com/platform/deploy.git' }, {})).rejects.toThrow(/http:\/\/.*--allow-insecure-http/);

@@ -17,14 +17,11 @@ const byKind = (list: Doc[], kind: string): Doc => {
 };
 
 describe('kiln gitops bootstrap', () => {
-  it('prints one tool\'s objects for <base>/<cluster>: Flux\'s GitRepository + Kustomization, or Argo CD\'s Application', () => {
+  it("prints one tool's objects for <base>/<cluster>: Flux's GitRepository + Kustomization, or Argo CD's Application", () => {
     const input = { repo: 'https://git.example.com/org/deploy.git', branch: 'main', basePath: 'clusters', cluster: 'default' };
     const fluxText = bootstrapYaml(input, 'flux');
     const argoText = bootstrapYaml(input, 'argocd');
-    expect(docs(fluxText).map((d) => `${d.apiVersion} ${d.kind}`)).toEqual([
-      'source.toolkit.fluxcd.io/v1 GitRepository',
-      'kustomize.toolkit.fluxcd.io/v1 Kustomization',
-    ]);
+    expect(docs(fluxText).map((d) => `${d.apiVersion} ${d.kind}`)).toEqual(['source.toolkit.fluxcd.io/v1 GitRepository', 'kustomize.toolkit.fluxcd.io/v1 Kustomization']);
     expect(docs(argoText).map((d) => `${d.apiVersion} ${d.kind}`)).toEqual(['argoproj.io/v1alpha1 Application']);
     const all = [...docs(fluxText), ...docs(argoText)];
 
@@ -66,8 +63,13 @@ describe('kiln gitops bootstrap', () => {
 
   it('follows --branch, --base-path, --cluster, --namespace and --secret-ref', () => {
     const { path, flux, argocd } = bootstrapObjects({
-      repo: 'ssh://git@git.example.com/org/deploy.git', branch: 'release', basePath: './deploy/kiln/', cluster: 'prod-eu',
-      namespace: 'gitops', secretRef: 'deploy-key', argocdNamespace: 'cd',
+      repo: 'ssh://git@git.example.com/org/deploy.git',
+      branch: 'release',
+      basePath: './deploy/kiln/',
+      cluster: 'prod-eu',
+      namespace: 'gitops',
+      secretRef: 'deploy-key',
+      argocdNamespace: 'cd',
     });
     expect(path).toBe('deploy/kiln/prod-eu');
     expect(flux[0]!.spec).toMatchObject({ url: 'ssh://git@git.example.com/org/deploy.git', ref: { branch: 'release' }, secretRef: { name: 'deploy-key' } });
@@ -75,7 +77,6 @@ describe('kiln gitops bootstrap', () => {
     expect(flux[1]!.spec).toMatchObject({ path: './deploy/kiln/prod-eu', sourceRef: { name: 'kiln-prod-eu' } });
     expect(argocd[0]!.metadata.namespace).toBe('cd');
     expect(argocd[0]!.spec['source']).toEqual({ repoURL: 'ssh://git@git.example.com/org/deploy.git', targetRevision: 'release', path: 'deploy/kiln/prod-eu' });
-
   });
 
   it('never prints a credential written into the URL, and refuses what cannot be a path or a name', () => {

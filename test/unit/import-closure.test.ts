@@ -33,7 +33,13 @@ function importsOf(file: string, dynamic: boolean): string[] {
   };
   visit(source);
   return specs.map((spec) => {
-    if (!spec.startsWith('.')) return spec.startsWith('node:') ? spec : spec.split('/').slice(0, spec.startsWith('@') ? 2 : 1).join('/');
+    if (!spec.startsWith('.'))
+      return spec.startsWith('node:')
+        ? spec
+        : spec
+            .split('/')
+            .slice(0, spec.startsWith('@') ? 2 : 1)
+            .join('/');
     const abs = path.resolve(path.dirname(path.join(ROOT, file)), spec);
     const asTs = abs.replace(/\.js$/, '.ts');
     return rel(existsSync(asTs) ? asTs : abs);
@@ -76,9 +82,16 @@ describe('import closure', () => {
     // `kiln agent` loads cli/kiln.ts and, statically, every command module (to parse the command
     // line: each loads its work lazily), then what the agent command's action imports.
     const action = closure(['cli/agent-command.ts'], true);
-    const reached = new Map([...closure(['cli/kiln.ts'], false), ...closure(['agent/agent.ts', ...[...action.keys()].filter((m) => m.startsWith('agent/') || m.startsWith('kube/') || m.startsWith('lib/'))], true)]);
+    const reached = new Map([
+      ...closure(['cli/kiln.ts'], false),
+      ...closure(['agent/agent.ts', ...[...action.keys()].filter((m) => m.startsWith('agent/') || m.startsWith('kube/') || m.startsWith('lib/'))], true),
+    ]);
     const heavy = (m: string) =>
-      /^kinds\/(registry|render|serialize)\.ts$/.test(m) || /^kinds\/[^/]+\/chart\.ts$/.test(m) || m.startsWith('kinds/shared/') || m.startsWith('validate/') || m.startsWith('imports/') ||
+      /^kinds\/(registry|render|serialize)\.ts$/.test(m) ||
+      /^kinds\/[^/]+\/chart\.ts$/.test(m) ||
+      m.startsWith('kinds/shared/') ||
+      m.startsWith('validate/') ||
+      m.startsWith('imports/') ||
       ['cdk8s', 'cdk8s-plus-28', 'constructs', 'ajv', 'ajv-formats', '@bufbuild/cel', 'cel-js'].includes(m);
     const loaded = [...reached].filter(([m]) => heavy(m)).map(([, chain]) => chain.join(' -> '));
     expect(loaded).toEqual([]);

@@ -62,7 +62,9 @@ describe('Informer', () => {
     });
     const inf = informer(c, { codec: packedJson, indexLabel: 'set' });
     const olds: string[] = [];
-    inf.on((e, o, old) => { if (e === 'updated') olds.push(`${old?.metadata.resourceVersion}->${o.metadata.resourceVersion}`); });
+    inf.on((e, o, old) => {
+      if (e === 'updated') olds.push(`${old?.metadata.resourceVersion}->${o.metadata.resourceVersion}`);
+    });
     await inf.start();
     await until(() => olds.length === 1);
     expect(olds).toEqual(['6->12']);
@@ -96,7 +98,7 @@ describe('Informer', () => {
     inf.stop();
   });
 
-  it('metadataOnly: asks the list and every watch for metadata; the cache keeps the informer\'s kind, not PartialObjectMetadata', async () => {
+  it("metadataOnly: asks the list and every watch for metadata; the cache keeps the informer's kind, not PartialObjectMetadata", async () => {
     const partial = (name: string, rv: string) => ({ apiVersion: 'meta.k8s.io/v1', kind: 'PartialObjectMetadata', ...cm(name, rv) });
     const c = new ScriptedClient();
     c.listResult = [partial('a', '5')];
@@ -108,7 +110,12 @@ describe('Informer', () => {
     await inf.start();
     await until(() => c.watches.length >= 2);
     expect(c.reads.slice(0, 3)).toEqual(['list:true', 'watch:true', 'watch:true']);
-    expect(inf.list().map((o) => `${o.apiVersion}/${o.kind}/${o.metadata.name}`).sort()).toEqual(['v1/ConfigMap/a', 'v1/ConfigMap/b']);
+    expect(
+      inf
+        .list()
+        .map((o) => `${o.apiVersion}/${o.kind}/${o.metadata.name}`)
+        .sort(),
+    ).toEqual(['v1/ConfigMap/a', 'v1/ConfigMap/b']);
     inf.stop();
     const plain = new ScriptedClient();
     const inf2 = informer(plain);
@@ -170,7 +177,12 @@ describe('Informer', () => {
       return Promise.reject(new Error('connection reset'));
     });
     const delays: number[] = [];
-    const inf = informer(c, { maxBackoffSeconds: 30, log: (_l, msg, f) => { if (msg === 'watch failed, retrying') delays.push(f?.['retryInMs'] as number); } });
+    const inf = informer(c, {
+      maxBackoffSeconds: 30,
+      log: (_l, msg, f) => {
+        if (msg === 'watch failed, retrying') delays.push(f?.['retryInMs'] as number);
+      },
+    });
     await inf.start();
     await until(() => delays.length >= 3, 10_000);
     inf.stop();
@@ -220,12 +232,29 @@ describe('Informer', () => {
 });
 
 describe('pack (compact cache text)', () => {
-  const resource = (i: number) => JSON.stringify({
-    apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService',
-    metadata: { name: `ds-${i}`, namespace: 'identity', uid: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`, resourceVersion: String(1000 + i), generation: 1 },
-    spec: { replicas: 3, image: 'registry.example.com/forgerock/ds:7.5.1', resources: { requests: { cpu: '1', memory: '3Gi' }, limits: { memory: '3Gi' } }, storage: { size: '100Gi', storageClassName: 'fast' } },
-    status: { observedGeneration: 1, conditions: ['Ready', 'Reconciling', 'Stalled'].map((type) => ({ type, status: type === 'Ready' ? 'True' : 'False', reason: 'Applied', message: '4 objects applied and in sync', lastTransitionTime: '2026-11-24T05:00:00Z', observedGeneration: 1 })) },
-  });
+  const resource = (i: number) =>
+    JSON.stringify({
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'DirectoryService',
+      metadata: { name: `ds-${i}`, namespace: 'identity', uid: `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`, resourceVersion: String(1000 + i), generation: 1 },
+      spec: {
+        replicas: 3,
+        image: 'registry.example.com/forgerock/ds:7.5.1',
+        resources: { requests: { cpu: '1', memory: '3Gi' }, limits: { memory: '3Gi' } },
+        storage: { size: '100Gi', storageClassName: 'fast' },
+      },
+      status: {
+        observedGeneration: 1,
+        conditions: ['Ready', 'Reconciling', 'Stalled'].map((type) => ({
+          type,
+          status: type === 'Ready' ? 'True' : 'False',
+          reason: 'Applied',
+          message: '4 objects applied and in sync',
+          lastTransitionTime: '2026-11-24T05:00:00Z',
+          observedGeneration: 1,
+        })),
+      },
+    });
 
   it('round-trips short and long texts, unicode included', () => {
     for (const text of ['{}', '"é ü 漢字"', resource(1), `${resource(2)}${'x'.repeat(5000)}`, JSON.stringify({ s: 'ünïcödé '.repeat(200) })]) {

@@ -16,7 +16,9 @@ const helpOf = (command: string) => execFileSync(process.execPath, [join(root, '
 describe('install manifests', () => {
   it('hold the CRDs exactly as crds/ has them, then the namespace, identities, RBAC and Deployments, in apply order', () => {
     const objs = apply();
-    const crdFiles = readdirSync(join(root, 'crds')).filter((f) => f.endsWith('.yaml')).sort();
+    const crdFiles = readdirSync(join(root, 'crds'))
+      .filter((f) => f.endsWith('.yaml'))
+      .sort();
     const crds = objs.filter((o) => o.kind === 'CustomResourceDefinition');
     expect(crds.map((c) => c.metadata.name).sort()).toEqual(crdFiles.map((f) => (fromYaml(readFileSync(join(root, 'crds', f), 'utf8')) as K8sObject).metadata.name).sort());
     for (const f of crdFiles) {
@@ -25,13 +27,21 @@ describe('install manifests', () => {
     }
     expect(objs.map((o) => `${o.kind}/${o.metadata.name}`).filter((k) => !k.startsWith('CustomResourceDefinition/'))).toEqual([
       'Namespace/kiln-system',
-      'ServiceAccount/kiln-agent', 'ServiceAccount/kiln-controller',
-      'ClusterRole/kiln-agent', 'ClusterRole/kiln-controller', 'ClusterRole/kiln-controller-serviceaccount-tokens',
-      'ClusterRoleBinding/kiln-agent', 'ClusterRoleBinding/kiln-controller',
-      'Role/kiln-agent-leader-election', 'Role/kiln-controller-leader-election',
-      'RoleBinding/kiln-agent-leader-election', 'RoleBinding/kiln-controller-leader-election',
-      'Service/kiln-agent-metrics', 'Service/kiln-controller-metrics',
-      'Deployment/kiln-agent', 'Deployment/kiln-controller',
+      'ServiceAccount/kiln-agent',
+      'ServiceAccount/kiln-controller',
+      'ClusterRole/kiln-agent',
+      'ClusterRole/kiln-controller',
+      'ClusterRole/kiln-controller-serviceaccount-tokens',
+      'ClusterRoleBinding/kiln-agent',
+      'ClusterRoleBinding/kiln-controller',
+      'Role/kiln-agent-leader-election',
+      'Role/kiln-controller-leader-election',
+      'RoleBinding/kiln-agent-leader-election',
+      'RoleBinding/kiln-controller-leader-election',
+      'Service/kiln-agent-metrics',
+      'Service/kiln-controller-metrics',
+      'Deployment/kiln-agent',
+      'Deployment/kiln-controller',
     ]);
     expect(objs.filter((o) => o.kind === 'Secret')).toEqual([]);
   });
@@ -122,7 +132,10 @@ describe('install manifests', () => {
         expect(pod.volumes).toContainEqual({ name: 'tmp', emptyDir: { sizeLimit: '1Gi' } });
         expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'health', scheme: 'HTTP' });
         expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'health', scheme: 'HTTP' });
-        expect(c.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }, { name: 'health', containerPort: 8081, protocol: 'TCP' }]);
+        expect(c.ports).toEqual([
+          { name: 'metrics', containerPort: 8080, protocol: 'TCP' },
+          { name: 'health', containerPort: 8081, protocol: 'TCP' },
+        ]);
         expect(c.resources.requests.cpu).toBeDefined();
         expect(c.resources.requests.memory).toBeDefined();
         expect(c.resources.limits.memory).toBeDefined();
@@ -139,7 +152,9 @@ describe('install manifests', () => {
     const objs = installObjects({ mode: 'git', version: '1', git: { ...git, basePath: 'clusters', cluster: 'prod-eu', review: true, authScheme: 'Bearer' } });
     const pod = find(objs, 'Deployment', 'kiln-controller').spec.template.spec;
     const c = pod.containers[0];
-    expect(c.args).toEqual(expect.arrayContaining(['controller', '--mode', 'git', '--repo', git.repo, '--branch', 'main', '--cluster', 'prod-eu', '--git-token-file', '/var/run/secrets/kiln/git/token', '--review']));
+    expect(c.args).toEqual(
+      expect.arrayContaining(['controller', '--mode', 'git', '--repo', git.repo, '--branch', 'main', '--cluster', 'prod-eu', '--git-token-file', '/var/run/secrets/kiln/git/token', '--review']),
+    );
     expect(pod.volumes).toContainEqual({ name: 'git-token', secret: { secretName: 'kiln-git', defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] } });
     expect(c.volumeMounts).toContainEqual({ name: 'git-token', mountPath: '/var/run/secrets/kiln/git', readOnly: true });
     expect(c.env).toContainEqual({ name: 'KILN_GIT_AUTH_SCHEME', value: 'Bearer' });
@@ -149,7 +164,10 @@ describe('install manifests', () => {
 
   it('every flag a Deployment passes is a flag of its command', () => {
     const objs = installObjects({ mode: 'git', version: '1', git: { ...git, review: true, pullRequestApi: 'none', author: 'a <a@x>', committer: 'c <c@x>', debounceMs: 1, maxWaitMs: 2 } });
-    for (const [name, command] of [['kiln-controller', 'controller'], ['kiln-agent', 'agent']] as const) {
+    for (const [name, command] of [
+      ['kiln-controller', 'controller'],
+      ['kiln-agent', 'agent'],
+    ] as const) {
       const help = helpOf(command);
       for (const arg of find(objs, 'Deployment', name).spec.template.spec.containers[0].args as string[]) {
         if (arg.startsWith('--')) expect(help, `${command} ${arg}`).toContain(arg);
@@ -162,13 +180,19 @@ describe('install manifests', () => {
 
   it('no Deployment passes a deprecated flag', () => {
     const objs = [...apply(), ...installObjects({ mode: 'git', version: '1', git: { ...git, review: true } })];
-    for (const [name, command] of [['kiln-controller', 'controller'], ['kiln-agent', 'agent']] as const) {
+    for (const [name, command] of [
+      ['kiln-controller', 'controller'],
+      ['kiln-agent', 'agent'],
+    ] as const) {
       const help = helpOf(command);
       const deprecated = [...help.slice(help.indexOf('Deprecated options')).matchAll(/^ {2}(--[\w-]+)/gm)].map((m) => m[1]);
       expect(deprecated, command).toEqual(expect.arrayContaining(['--no-leader-elect', '--metrics-port', '--health-port']));
       for (const d of objs.filter((o) => o.kind === 'Deployment' && o.metadata.name === name)) {
         const args = (d as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template.spec.containers[0]!.args;
-        expect(args.filter((a) => deprecated.includes(a)), name).toEqual([]);
+        expect(
+          args.filter((a) => deprecated.includes(a)),
+          name,
+        ).toEqual([]);
       }
     }
   });
@@ -182,6 +206,8 @@ describe('install manifests', () => {
     expect(run('--crds', 'skip', '--no-agent').map((o) => o.metadata.name)).not.toContain('kiln-agent');
     const named = run('--crds', 'skip', '--name', 'k2', '--namespace', 'other');
     expect(find(named, 'Deployment', 'k2-controller').metadata.namespace).toBe('other');
-    expect(find(named, 'Deployment', 'k2-controller').spec.template.spec.containers[0].args).toEqual(expect.arrayContaining(['--leader-election-id', 'k2-controller', '--leader-election-namespace', 'other']));
+    expect(find(named, 'Deployment', 'k2-controller').spec.template.spec.containers[0].args).toEqual(
+      expect.arrayContaining(['--leader-election-id', 'k2-controller', '--leader-election-namespace', 'other']),
+    );
   });
 });

@@ -52,7 +52,7 @@ describe('generic code names no kind', () => {
     const code = [
       '// a DirectoryService comment',
       '/** and PostgresInstance in JSDoc */',
-      "const deps = { configMapSync: 1 };",
+      'const deps = { configMapSync: 1 };',
       "import { x } from '../kinds/directory-backup/chart.js';",
       'const re = /^(DataGrid)$/;',
       'const t = `${a}CacheCluster`;',

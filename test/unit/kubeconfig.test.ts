@@ -23,7 +23,9 @@ describe('loadKubeConfig', () => {
   it('reads the current context: server, CA data, client certificate files relative to the kubeconfig', () => {
     file('client.crt', 'CERT');
     file('client.key', 'KEY');
-    const kc = file('a.yaml', `
+    const kc = file(
+      'a.yaml',
+      `
 apiVersion: v1
 kind: Config
 current-context: one
@@ -38,7 +40,8 @@ contexts:
   context: { cluster: c1, user: u1 }
 - name: two
   context: { cluster: c1, user: u2 }
-`);
+`,
+    );
     const c = loadKubeConfig({ kubeconfig: kc });
     expect(c).toMatchObject({ server: 'https://127.0.0.1:6443', ca: 'CA', tlsServerName: 'kubernetes', cert: 'CERT', key: 'KEY' });
     expect(c.token).toBeUndefined();
@@ -46,7 +49,9 @@ contexts:
   });
 
   it('a token, another context, and clear errors for what kiln cannot use', () => {
-    const kc = file('b.yaml', `
+    const kc = file(
+      'b.yaml',
+      `
 current-context: one
 clusters: [{ name: c1, cluster: { server: 'https://h:443', insecure-skip-tls-verify: true } }]
 users:
@@ -57,7 +62,8 @@ contexts:
 - { name: one, context: { cluster: c1, user: u1 } }
 - { name: two, context: { cluster: c1, user: u2 } }
 - { name: gcp, context: { cluster: c1, user: u3 } }
-`);
+`,
+    );
     expect(loadKubeConfig({ kubeconfig: kc })).toMatchObject({ server: 'https://h:443', insecureSkipTLSVerify: true, token: 'secret-token-value' });
     expect(() => loadKubeConfig({ kubeconfig: kc, context: 'two' })).toThrow(/context two: exec plugin: interactiveMode must be specified/);
     expect(() => loadKubeConfig({ kubeconfig: kc, context: 'gcp' })).toThrow(/gcp auth-provider was removed .* use the "gke-gcloud-auth-plugin" exec credential plugin/);
@@ -84,7 +90,9 @@ contexts:
   });
 
   it('exec: a command with a path is relative to the kubeconfig; cluster info with the exec extension; a token in the entry wins (client-go)', () => {
-    const kc = file('exec.yaml', `
+    const kc = file(
+      'exec.yaml',
+      `
 current-context: eks
 clusters:
 - name: c1
@@ -110,11 +118,16 @@ users:
 contexts:
 - { name: eks, context: { cluster: c1, user: aws } }
 - { name: both, context: { cluster: c1, user: both } }
-`);
+`,
+    );
     const c = loadKubeConfig({ kubeconfig: kc });
     expect(c.exec).toEqual({
-      apiVersion: 'client.authentication.k8s.io/v1beta1', command: join(dir, 'bin/get-token'), args: ['eks', 'get-token', '--cluster-name', 'prod'],
-      env: [{ name: 'AWS_PROFILE', value: 'prod' }], interactiveMode: 'IfAvailable', provideClusterInfo: true,
+      apiVersion: 'client.authentication.k8s.io/v1beta1',
+      command: join(dir, 'bin/get-token'),
+      args: ['eks', 'get-token', '--cluster-name', 'prod'],
+      env: [{ name: 'AWS_PROFILE', value: 'prod' }],
+      interactiveMode: 'IfAvailable',
+      provideClusterInfo: true,
       cluster: { server: 'https://eks.example:443', 'certificate-authority-data': b64('CA'), 'proxy-url': 'http://proxy.corp:3128', config: { audience: 'kiln' } },
     });
     expect(c.proxyUrl).toBe('http://proxy.corp:3128');
@@ -124,7 +137,9 @@ contexts:
   });
 
   it('impersonation (as, as-groups, as-uid, as-user-extra), azure and unknown auth-providers, a bad proxy-url', () => {
-    const kc = file('as.yaml', `
+    const kc = file(
+      'as.yaml',
+      `
 current-context: as
 clusters:
 - { name: c1, cluster: { server: 'https://h:443' } }
@@ -140,7 +155,8 @@ contexts:
 - { name: az, context: { cluster: c1, user: az } }
 - { name: other, context: { cluster: c1, user: other } }
 - { name: bad-proxy, context: { cluster: bad-proxy, user: admin } }
-`);
+`,
+    );
     expect(loadKubeConfig({ kubeconfig: kc }).impersonate).toEqual({ user: 'jane', groups: ['dev', 'ops'], uid: '42', extra: { reason: ['audit'] } });
     expect(() => loadKubeConfig({ kubeconfig: kc, context: 'groups-only' })).toThrow(/as-groups, as-uid and as-user-extra need as/);
     expect(() => loadKubeConfig({ kubeconfig: kc, context: 'az' })).toThrow(/azure auth-provider was removed .* "kubelogin" exec credential plugin/);
@@ -157,7 +173,7 @@ contexts:
   });
 });
 
-describe('proxy selection (client-go: proxy-url, else Go\'s ProxyFromEnvironment)', () => {
+describe("proxy selection (client-go: proxy-url, else Go's ProxyFromEnvironment)", () => {
   it('proxy-url wins; HTTPS_PROXY for https, HTTP_PROXY for http, upper case first; a URL without scheme is http', () => {
     const env = { HTTPS_PROXY: 'corp:3128', https_proxy: 'http://lower:1', HTTP_PROXY: 'http://plain:80' };
     expect(proxyFor('https://api.example:6443', 'socks5://s:1080', env)?.href).toBe('socks5://s:1080');
@@ -195,26 +211,30 @@ describe('oidc auth-provider', () => {
     let refreshed = 0;
     const idp = http.createServer((req, res) => {
       const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c)).on('end', () => {
-        const origin = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
-        if (req.url === '/.well-known/openid-configuration') {
-          res.end(JSON.stringify({ issuer: origin, token_endpoint: `${origin}/token` }));
-          return;
-        }
-        seen.push({ auth: req.headers.authorization, body: Buffer.concat(chunks).toString() });
-        const form = new URLSearchParams(Buffer.concat(chunks).toString());
-        if (form.get('refresh_token') !== `refresh-${refreshed}`) {
-          res.writeHead(400).end(JSON.stringify({ error: 'invalid_grant', error_description: 'refresh token reused' }));
-          return;
-        }
-        refreshed++;
-        res.end(JSON.stringify({ id_token: jwt(2_000_000_000), refresh_token: `refresh-${refreshed}`, access_token: 'a' }));
-      });
+      req
+        .on('data', (c: Buffer) => chunks.push(c))
+        .on('end', () => {
+          const origin = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
+          if (req.url === '/.well-known/openid-configuration') {
+            res.end(JSON.stringify({ issuer: origin, token_endpoint: `${origin}/token` }));
+            return;
+          }
+          seen.push({ auth: req.headers.authorization, body: Buffer.concat(chunks).toString() });
+          const form = new URLSearchParams(Buffer.concat(chunks).toString());
+          if (form.get('refresh_token') !== `refresh-${refreshed}`) {
+            res.writeHead(400).end(JSON.stringify({ error: 'invalid_grant', error_description: 'refresh token reused' }));
+            return;
+          }
+          refreshed++;
+          res.end(JSON.stringify({ id_token: jwt(2_000_000_000), refresh_token: `refresh-${refreshed}`, access_token: 'a' }));
+        });
     });
     await new Promise<void>((r) => idp.listen(0, '127.0.0.1', r));
     const issuer = `http://127.0.0.1:${(idp.address() as AddressInfo).port}`;
     try {
-      const kc = file('oidc.yaml', `
+      const kc = file(
+        'oidc.yaml',
+        `
 current-context: o
 clusters: [{ name: c, cluster: { server: 'https://h:443' } }]
 users:
@@ -224,7 +244,8 @@ users:
       name: oidc
       config: { idp-issuer-url: '${issuer}', client-id: kiln, client-secret: s3cret, id-token: '${jwt(1_000)}', refresh-token: refresh-0 }
 contexts: [{ name: o, context: { cluster: c, user: dex } }]
-`);
+`,
+      );
       const c = loadKubeConfig({ kubeconfig: kc });
       expect(c.oidc?.persistTo).toEqual({ file: kc, user: 'dex' });
       const creds = new Credentials(c);
@@ -236,7 +257,10 @@ contexts: [{ name: o, context: { cluster: c, user: dex } }]
       expect(seen).toHaveLength(1);
       // A provider that refuses: its error, no token in the message.
       const stale = new OidcAuthProvider({ 'idp-issuer-url': issuer, 'client-id': 'kiln', 'id-token': jwt(1_000), 'refresh-token': 'refresh-0' });
-      const err = await stale.token().then(() => '', (e: unknown) => String(e));
+      const err = await stale.token().then(
+        () => '',
+        (e: unknown) => String(e),
+      );
       expect(err).toMatch(/refreshing the id-token at .*\/token failed: invalid_grant: refresh token reused/);
       expect(err).not.toContain('refresh-0');
       await expect(new OidcAuthProvider({ 'id-token': jwt(1_000) }).token()).rejects.toThrow(/no refresh-token/);

@@ -18,13 +18,16 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 // A cluster nobody answers at: the controller logs "starting", then gives up after --startup-timeout.
 const kubeconfig = join(tmp, 'kubeconfig');
-writeFileSync(kubeconfig, `apiVersion: v1
+writeFileSync(
+  kubeconfig,
+  `apiVersion: v1
 kind: Config
 clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
 users: [{name: u, user: {token: not-a-secret}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
-`);
+`,
+);
 const args = ['controller', '--kubeconfig', kubeconfig, '--startup-timeout', '1', '--metrics-bind-address', '0', '--health-probe-bind-address', '0'];
 
 function controller(extra: string[]): Promise<{ status: number | null; stderr: string }> {

@@ -1,8 +1,17 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHttpServer, startHttpServers, type HttpServer } from '../../lib/http-server.js';
 import {
-  controllerMetrics, instrumentClient, metricsText, recordAgentTask, recordGitCommit, recordGitPush, recordRestLatency,
-  recordRestRequest, resetMetrics, restHost, setLeaderCheck,
+  controllerMetrics,
+  instrumentClient,
+  metricsText,
+  recordAgentTask,
+  recordGitCommit,
+  recordGitPush,
+  recordRestLatency,
+  recordRestRequest,
+  resetMetrics,
+  restHost,
+  setLeaderCheck,
 } from '../../lib/metrics.js';
 import { ApiError } from '../../kube/client.js';
 
@@ -25,7 +34,7 @@ async function get(port: number, path: string): Promise<{ status: number; body: 
 }
 
 describe('metrics and probes', () => {
-  it('serves controller-runtime\'s and client-go\'s families, with their names, labels and buckets, and kiln\'s own', async () => {
+  it("serves controller-runtime's and client-go's families, with their names, labels and buckets, and kiln's own", async () => {
     const s = await startHttpServer({ port: 0, host: '127.0.0.1', info: { version: '0.0.0-test', component: 'controller' } });
     servers.push(s);
     const m = controllerMetrics('directoryservice');
@@ -64,8 +73,48 @@ describe('metrics and probes', () => {
     // controller-runtime's reconcile_time buckets, exactly.
     const les = (family: string, labels: string) => [...body.matchAll(new RegExp(`^${family}_bucket\\{le="([^"]+)",${labels}\\}`, 'gm'))].map((x) => x[1]);
     expect(les('controller_runtime_reconcile_time_seconds', c)).toEqual([
-      '0.005', '0.01', '0.025', '0.05', '0.1', '0.15', '0.2', '0.25', '0.3', '0.35', '0.4', '0.45', '0.5', '0.6', '0.7', '0.8', '0.9', '1',
-      '1.25', '1.5', '1.75', '2', '2.5', '3', '3.5', '4', '4.5', '5', '6', '7', '8', '9', '10', '15', '20', '25', '30', '40', '50', '60', '+Inf']);
+      '0.005',
+      '0.01',
+      '0.025',
+      '0.05',
+      '0.1',
+      '0.15',
+      '0.2',
+      '0.25',
+      '0.3',
+      '0.35',
+      '0.4',
+      '0.45',
+      '0.5',
+      '0.6',
+      '0.7',
+      '0.8',
+      '0.9',
+      '1',
+      '1.25',
+      '1.5',
+      '1.75',
+      '2',
+      '2.5',
+      '3',
+      '3.5',
+      '4',
+      '4.5',
+      '5',
+      '6',
+      '7',
+      '8',
+      '9',
+      '10',
+      '15',
+      '20',
+      '25',
+      '30',
+      '40',
+      '50',
+      '60',
+      '+Inf',
+    ]);
     // The work queue's, named after the controller; prometheus.ExponentialBuckets(10e-9, 10, 12).
     const q = 'name="directoryservice",controller="directoryservice"';
     expect(sample(body, `workqueue_depth{${q},priority="0"}`)).toBe(0);
@@ -76,16 +125,28 @@ describe('metrics and probes', () => {
     expect(sample(body, `workqueue_unfinished_work_seconds{${q}}`)).toBe(0);
     expect(sample(body, `workqueue_longest_running_processor_seconds{${q}}`)).toBe(0);
     // The float64s Go's repeated multiplication gives (its text format prints 1e-08, 9.999999999999999e-06, ...).
-    expect(les('workqueue_queue_duration_seconds', q)).toEqual(['1e-8', '1e-7', '0.000001', '0.000009999999999999999', '0.00009999999999999999',
-      '0.001', '0.01', '0.1', '1', '10', '100', '1000', '+Inf']);
+    expect(les('workqueue_queue_duration_seconds', q)).toEqual([
+      '1e-8',
+      '1e-7',
+      '0.000001',
+      '0.000009999999999999999',
+      '0.00009999999999999999',
+      '0.001',
+      '0.01',
+      '0.1',
+      '1',
+      '10',
+      '100',
+      '1000',
+      '+Inf',
+    ]);
     expect(les('workqueue_work_duration_seconds', q)).toEqual(les('workqueue_queue_duration_seconds', q));
     // client-go's REST client families: code, method (a LIST or WATCH is a GET), host; no reply is <error>.
     expect(sample(body, 'rest_client_requests_total{code="201",method="PATCH",host="127.0.0.1:6443"}')).toBe(1);
     expect(sample(body, 'rest_client_requests_total{code="200",method="GET",host="127.0.0.1:6443"}')).toBe(2);
     expect(sample(body, 'rest_client_requests_total{code="<error>",method="GET",host="127.0.0.1:6443"}')).toBe(1);
     expect(sample(body, 'rest_client_request_duration_seconds_count{verb="PATCH",host="127.0.0.1:6443"}')).toBe(1);
-    expect(les('rest_client_request_duration_seconds', 'verb="PATCH",host="127.0.0.1:6443"')).toEqual(
-      ['0.005', '0.025', '0.1', '0.25', '0.5', '1', '2', '4', '8', '15', '30', '60', '+Inf']);
+    expect(les('rest_client_request_duration_seconds', 'verb="PATCH",host="127.0.0.1:6443"')).toEqual(['0.005', '0.025', '0.1', '0.25', '0.5', '1', '2', '4', '8', '15', '30', '60', '+Inf']);
     expect(sample(body, 'leader_election_master_status{name="kiln-controller"}')).toBe(1);
     // kiln's own keep their prefix; the ones controller-runtime's replace are gone.
     expect(sample(body, 'kiln_git_commits_total')).toBe(1);
@@ -112,7 +173,14 @@ describe('metrics and probes', () => {
   });
 
   it('a throwing or false health check is 503', async () => {
-    const s = await startHttpServer({ port: 0, host: '127.0.0.1', healthy: () => false, ready: () => { throw new Error('boom'); } });
+    const s = await startHttpServer({
+      port: 0,
+      host: '127.0.0.1',
+      healthy: () => false,
+      ready: () => {
+        throw new Error('boom');
+      },
+    });
     servers.push(s);
     expect((await get(s.port, '/healthz')).status).toBe(503);
     expect((await get(s.port, '/readyz')).status).toBe(503);
@@ -213,18 +281,21 @@ describe('an instrumented WorkQueue', () => {
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let requeued = false;
-    const q = new WorkQueue(async (key) => {
-      if (key.startsWith('DataGrid/')) await gate;
-      if (key.startsWith('CacheCluster/') && fail) {
-        fail = false;
-        throw new Error('boom');
-      }
-      if (key === 'CacheCluster/ns/c' && !requeued) {
-        requeued = true;
-        return { requeueAfterMs: 5 };
-      }
-      return undefined;
-    }, { concurrency: 1, baseDelayMs: 1 }).instrument(undefined, ['DataGrid', 'CacheCluster', 'PostgresInstance']);
+    const q = new WorkQueue(
+      async (key) => {
+        if (key.startsWith('DataGrid/')) await gate;
+        if (key.startsWith('CacheCluster/') && fail) {
+          fail = false;
+          throw new Error('boom');
+        }
+        if (key === 'CacheCluster/ns/c' && !requeued) {
+          requeued = true;
+          return { requeueAfterMs: 5 };
+        }
+        return undefined;
+      },
+      { concurrency: 1, baseDelayMs: 1 },
+    ).instrument(undefined, ['DataGrid', 'CacheCluster', 'PostgresInstance']);
     const grid = 'name="datagrid",controller="datagrid"';
     const cache = 'name="cachecluster",controller="cachecluster"';
     let text = await metricsText();

@@ -17,7 +17,13 @@ const quantity = fc.oneof(
   fc.constantFrom('1.5Gi', '500M', '1e9'),
 );
 const resources = fc.option(
-  fc.record({ requests: fc.record({ cpu: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constantFrom('250m', '1', '2.5')), memory: quantity }, { requiredKeys: [] }), limits: fc.record({ memory: quantity }, { requiredKeys: [] }) }, { requiredKeys: [] }),
+  fc.record(
+    {
+      requests: fc.record({ cpu: fc.oneof(fc.integer({ min: 1, max: 8 }), fc.constantFrom('250m', '1', '2.5')), memory: quantity }, { requiredKeys: [] }),
+      limits: fc.record({ memory: quantity }, { requiredKeys: [] }),
+    },
+    { requiredKeys: [] },
+  ),
   { nil: undefined },
 );
 const scheduling = fc.record(
@@ -34,33 +40,70 @@ const image = fc.constantFrom('registry.example.com/app:1.0', 'ds:7.5.1', 'quay.
 const opt = <T>(a: fc.Arbitrary<T>) => fc.option(a, { nil: undefined });
 
 const SPECS: Record<string, fc.Arbitrary<Record<string, unknown>>> = {
-  DirectoryService: fc.record({
-    replicas: opt(fc.integer({ min: 0, max: 9 })),
-    image,
-    resources,
-    storage: opt(fc.record({ size: quantity, storageClassName: opt(subdomain) })),
-    passwords: opt(fc.dictionary(dn, fc.record({ secretName: subdomain, key: opt(fc.constantFrom('password', 'pw.txt')), create: opt(fc.boolean()) }), { maxKeys: 4 })),
-    scheduling: opt(scheduling),
-    service: opt(fc.record({ type: fc.constantFrom('ClusterIP', 'LoadBalancer', 'NodePort', 'None') })),
-    init: opt(fc.oneof(fc.record({ ldifConfigMap: subdomain }), fc.record({ fromBackup: subdomain }))),
-  }, { requiredKeys: ['image'] }),
-  DirectoryBackup: fc.record({ directoryService: label, ordinal: opt(fc.integer({ min: 0, max: 5 })), image, storage: opt(fc.record({ size: quantity })) }, { requiredKeys: ['directoryService', 'image'] }),
-  DirectoryRestore: fc.record({ backup: label, image, storage: opt(fc.record({ size: quantity })) }, { requiredKeys: ['backup', 'image'] }),
-  PostgresInstance: fc.record({
-    version: opt(fc.integer({ min: 14, max: 99 })),
-    replicas: opt(fc.integer({ min: 0, max: 1 })),
-    resources,
-    parameters: opt(fc.dictionary(fc.constantFrom('max_connections', 'work_mem', 'search_path', 'log_line_prefix'), fc.string({ maxLength: 20 }).filter((s) => !/[\n\r\0]/.test(s)), { maxKeys: 3 })),
-    service: opt(fc.record({ type: fc.constantFrom('ClusterIP', 'LoadBalancer', 'NodePort', 'None'), port: fc.integer({ min: 1, max: 65535 }) })),
-    superuserSecret: opt(fc.record({ name: subdomain })),
-    scheduling: opt(scheduling),
-  }, { requiredKeys: [] }),
-  PostgresDatabase: fc.record({ instance: label, name: fc.stringMatching(/^[a-z_][a-z0-9_]{0,30}$/), extensions: opt(fc.uniqueArray(fc.constantFrom('pgcrypto', 'citext', 'hstore'), { maxLength: 2 })) }, { requiredKeys: ['instance', 'name'] }),
-  CacheCluster: fc.integer({ min: 1, max: 9 }).chain((size) =>
-    fc.record({ size: fc.constant(size), catalogServers: fc.integer({ min: 1, max: size }), capacity: opt(quantity), image, resources, scheduling: opt(scheduling) }, { requiredKeys: ['size', 'catalogServers', 'image'] }),
+  DirectoryService: fc.record(
+    {
+      replicas: opt(fc.integer({ min: 0, max: 9 })),
+      image,
+      resources,
+      storage: opt(fc.record({ size: quantity, storageClassName: opt(subdomain) })),
+      passwords: opt(fc.dictionary(dn, fc.record({ secretName: subdomain, key: opt(fc.constantFrom('password', 'pw.txt')), create: opt(fc.boolean()) }), { maxKeys: 4 })),
+      scheduling: opt(scheduling),
+      service: opt(fc.record({ type: fc.constantFrom('ClusterIP', 'LoadBalancer', 'NodePort', 'None') })),
+      init: opt(fc.oneof(fc.record({ ldifConfigMap: subdomain }), fc.record({ fromBackup: subdomain }))),
+    },
+    { requiredKeys: ['image'] },
   ),
-  DataGrid: fc.record({ cache: label, gridType: opt(fc.constantFrom('Simple', 'Session', 'Dynamic')), partitions: opt(fc.constantFrom(2, 3, 13, 31, 97, 10007)), syncReplicas: opt(fc.integer({ min: 0, max: 4 })), asyncReplicas: opt(fc.integer({ min: 0, max: 4 })), capacity: opt(quantity) }, { requiredKeys: ['cache'] }),
-  ConfigMapSync: fc.record({ source: fc.record({ name: subdomain, namespace: opt(label) }, { requiredKeys: ['name'] }), targets: fc.record({ namespaces: fc.uniqueArray(label, { minLength: 1, maxLength: 5 }) }), serviceAccountName: subdomain }),
+  DirectoryBackup: fc.record(
+    { directoryService: label, ordinal: opt(fc.integer({ min: 0, max: 5 })), image, storage: opt(fc.record({ size: quantity })) },
+    { requiredKeys: ['directoryService', 'image'] },
+  ),
+  DirectoryRestore: fc.record({ backup: label, image, storage: opt(fc.record({ size: quantity })) }, { requiredKeys: ['backup', 'image'] }),
+  PostgresInstance: fc.record(
+    {
+      version: opt(fc.integer({ min: 14, max: 99 })),
+      replicas: opt(fc.integer({ min: 0, max: 1 })),
+      resources,
+      parameters: opt(
+        fc.dictionary(
+          fc.constantFrom('max_connections', 'work_mem', 'search_path', 'log_line_prefix'),
+          fc.string({ maxLength: 20 }).filter((s) => !/[\n\r\0]/.test(s)),
+          { maxKeys: 3 },
+        ),
+      ),
+      service: opt(fc.record({ type: fc.constantFrom('ClusterIP', 'LoadBalancer', 'NodePort', 'None'), port: fc.integer({ min: 1, max: 65535 }) })),
+      superuserSecret: opt(fc.record({ name: subdomain })),
+      scheduling: opt(scheduling),
+    },
+    { requiredKeys: [] },
+  ),
+  PostgresDatabase: fc.record(
+    { instance: label, name: fc.stringMatching(/^[a-z_][a-z0-9_]{0,30}$/), extensions: opt(fc.uniqueArray(fc.constantFrom('pgcrypto', 'citext', 'hstore'), { maxLength: 2 })) },
+    { requiredKeys: ['instance', 'name'] },
+  ),
+  CacheCluster: fc
+    .integer({ min: 1, max: 9 })
+    .chain((size) =>
+      fc.record(
+        { size: fc.constant(size), catalogServers: fc.integer({ min: 1, max: size }), capacity: opt(quantity), image, resources, scheduling: opt(scheduling) },
+        { requiredKeys: ['size', 'catalogServers', 'image'] },
+      ),
+    ),
+  DataGrid: fc.record(
+    {
+      cache: label,
+      gridType: opt(fc.constantFrom('Simple', 'Session', 'Dynamic')),
+      partitions: opt(fc.constantFrom(2, 3, 13, 31, 97, 10007)),
+      syncReplicas: opt(fc.integer({ min: 0, max: 4 })),
+      asyncReplicas: opt(fc.integer({ min: 0, max: 4 })),
+      capacity: opt(quantity),
+    },
+    { requiredKeys: ['cache'] },
+  ),
+  ConfigMapSync: fc.record({
+    source: fc.record({ name: subdomain, namespace: opt(label) }, { requiredKeys: ['name'] }),
+    targets: fc.record({ namespaces: fc.uniqueArray(label, { minLength: 1, maxLength: 5 }) }),
+    serviceAccountName: subdomain,
+  }),
 };
 
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;

@@ -28,15 +28,17 @@ async function roundTrip(socket: NodeJS.ReadWriteStream & { end(): void }): Prom
 describe('openTunnel', () => {
   it('HTTP CONNECT, with the proxy credentials from the URL in Proxy-Authorization', async () => {
     const heads: string[] = [];
-    const proxy = net.createServer((c) => c.once('data', (head) => {
-      heads.push(String(head));
-      const [, host, port] = /^CONNECT ([^:]+):(\d+)/.exec(String(head))!;
-      if (!String(head).includes(`Proxy-Authorization: Basic ${Buffer.from('u:p@ss').toString('base64')}`)) return void c.end('HTTP/1.1 407 Proxy Authentication Required\r\n\r\n');
-      const up = net.connect(Number(port), host, () => {
-        c.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        up.pipe(c).pipe(up);
-      });
-    }));
+    const proxy = net.createServer((c) =>
+      c.once('data', (head) => {
+        heads.push(String(head));
+        const [, host, port] = /^CONNECT ([^:]+):(\d+)/.exec(String(head))!;
+        if (!String(head).includes(`Proxy-Authorization: Basic ${Buffer.from('u:p@ss').toString('base64')}`)) return void c.end('HTTP/1.1 407 Proxy Authentication Required\r\n\r\n');
+        const up = net.connect(Number(port), host, () => {
+          c.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+          up.pipe(c).pipe(up);
+        });
+      }),
+    );
     const port = await listen(proxy);
     try {
       expect(await roundTrip(await openTunnel(new URL(`http://u:p%40ss@127.0.0.1:${port}`), '127.0.0.1', echoPort))).toBe('echo:hi');
@@ -81,7 +83,10 @@ describe('openTunnel', () => {
     try {
       expect(await roundTrip(await openTunnel(new URL(`socks5://127.0.0.1:${port}`), '127.0.0.1', echoPort))).toBe('echo:hi');
       expect(await roundTrip(await openTunnel(new URL(`socks5://kiln:pw@127.0.0.1:${port}`), 'api.example', echoPort))).toBe('echo:hi');
-      expect(seen).toEqual([{ host: '127.0.0.1', port: echoPort }, { auth: 'kiln:pw', host: 'api.example', port: echoPort }]);
+      expect(seen).toEqual([
+        { host: '127.0.0.1', port: echoPort },
+        { auth: 'kiln:pw', host: 'api.example', port: echoPort },
+      ]);
       await expect(openTunnel(new URL(`socks5://kiln:wrong@127.0.0.1:${port}`), 'api.example', echoPort)).rejects.toThrow('SOCKS5 proxy refused the username and password');
       await expect(openTunnel(new URL(`socks5://127.0.0.1:${port}`), 'refused.example', 443)).rejects.toThrow('SOCKS5 proxy refused CONNECT refused.example:443 (reply 5)');
     } finally {

@@ -13,13 +13,16 @@ describe('WorkQueue', () => {
     const runs: string[] = [];
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
-    const q = new WorkQueue(async (key) => {
-      inFlight++;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      runs.push(key);
-      if (runs.length === 1) await gate;
-      inFlight--;
-    }, { concurrency: 1 });
+    const q = new WorkQueue(
+      async (key) => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        runs.push(key);
+        if (runs.length === 1) await gate;
+        inFlight--;
+      },
+      { concurrency: 1 },
+    );
     q.start();
     q.add('a');
     await tick();
@@ -39,12 +42,15 @@ describe('WorkQueue', () => {
   it('bounds concurrency', async () => {
     let inFlight = 0;
     let max = 0;
-    const q = new WorkQueue(async () => {
-      inFlight++;
-      max = Math.max(max, inFlight);
-      await tick(10);
-      inFlight--;
-    }, { concurrency: 3 });
+    const q = new WorkQueue(
+      async () => {
+        inFlight++;
+        max = Math.max(max, inFlight);
+        await tick(10);
+        inFlight--;
+      },
+      { concurrency: 3 },
+    );
     q.start();
     for (let i = 0; i < 20; i++) q.add(`k${i}`);
     await q.idle();
@@ -53,10 +59,13 @@ describe('WorkQueue', () => {
 
   it('retries failures with per-key exponential backoff, capped', async () => {
     const at: number[] = [];
-    const q = new WorkQueue(() => {
-      at.push(performance.now());
-      return at.length < 5 ? Promise.reject(new Error('transient')) : Promise.resolve();
-    }, { concurrency: 1, baseDelayMs: 20, maxDelayMs: 60 });
+    const q = new WorkQueue(
+      () => {
+        at.push(performance.now());
+        return at.length < 5 ? Promise.reject(new Error('transient')) : Promise.resolve();
+      },
+      { concurrency: 1, baseDelayMs: 20, maxDelayMs: 60 },
+    );
     const delays: number[] = [];
     q.onError = (_k, _e, ms) => delays.push(ms);
     q.start();
@@ -97,10 +106,13 @@ describe('WorkQueue', () => {
     let n = 0;
     const terminal: string[] = [];
     const retried: string[] = [];
-    const q = new WorkQueue(() => {
-      n++;
-      return Promise.reject(new TerminalError('spec can never work'));
-    }, { concurrency: 1, baseDelayMs: 5 });
+    const q = new WorkQueue(
+      () => {
+        n++;
+        return Promise.reject(new TerminalError('spec can never work'));
+      },
+      { concurrency: 1, baseDelayMs: 5 },
+    );
     q.onTerminal = (key) => terminal.push(key);
     q.onError = (key) => retried.push(key);
     q.start();

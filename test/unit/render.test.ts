@@ -36,15 +36,24 @@ describe('examples', () => {
 
 describe('examples/quickstart', () => {
   const quickstart = quickstartResources();
-  const inputs = quickstartDocuments().filter((d) => !isKilnResource(d.value)).map((d) => d.value as PlainObject);
+  const inputs = quickstartDocuments()
+    .filter((d) => !isKilnResource(d.value))
+    .map((d) => d.value as PlainObject);
 
   it('holds a PostgresInstance, a PostgresDatabase and a ConfigMapSync, and what they need', () => {
     expect(quickstart.map((q) => `${q.resource.kind}/${q.resource.metadata.name}`).sort()).toEqual(['ConfigMapSync/app-settings', 'PostgresDatabase/app', 'PostgresInstance/app-db']);
     expect(inputs.map((o) => `${o.kind}/${o.metadata?.namespace ?? ''}/${o.metadata?.name}`).sort()).toEqual([
       'ConfigMap/quickstart/app-settings',
-      'Namespace//quickstart', 'Namespace//team-a', 'Namespace//team-b',
-      'Role/quickstart/settings-sync-source', 'Role/team-a/settings-sync', 'Role/team-b/settings-sync',
-      'RoleBinding/quickstart/kiln-controller-serviceaccount-tokens', 'RoleBinding/quickstart/settings-sync-source', 'RoleBinding/team-a/settings-sync', 'RoleBinding/team-b/settings-sync',
+      'Namespace//quickstart',
+      'Namespace//team-a',
+      'Namespace//team-b',
+      'Role/quickstart/settings-sync-source',
+      'Role/team-a/settings-sync',
+      'Role/team-b/settings-sync',
+      'RoleBinding/quickstart/kiln-controller-serviceaccount-tokens',
+      'RoleBinding/quickstart/settings-sync-source',
+      'RoleBinding/team-a/settings-sync',
+      'RoleBinding/team-b/settings-sync',
       'ServiceAccount/quickstart/settings-sync',
     ]);
   });
@@ -56,7 +65,11 @@ describe('examples/quickstart', () => {
       expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'settings-sync', namespace: 'quickstart' }]);
     }
     // The platform admin's opt-in: the controller may request tokens in quickstart (and nowhere else it is not bound).
-    const tokens = inputs.find((o) => o.kind === 'RoleBinding' && o.metadata?.name === 'kiln-controller-serviceaccount-tokens') as unknown as { metadata: { namespace: string }; roleRef: unknown; subjects: unknown[] };
+    const tokens = inputs.find((o) => o.kind === 'RoleBinding' && o.metadata?.name === 'kiln-controller-serviceaccount-tokens') as unknown as {
+      metadata: { namespace: string };
+      roleRef: unknown;
+      subjects: unknown[];
+    };
     expect(tokens.metadata.namespace).toBe('quickstart');
     expect(tokens.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'kiln-controller-serviceaccount-tokens' });
     expect(tokens.subjects).toEqual([{ kind: 'ServiceAccount', name: 'kiln-controller', namespace: 'kiln-system' }]);
@@ -80,9 +93,7 @@ describe('DirectoryService chart', () => {
   const container = pod.containers[0];
 
   it('renders headless + client Services, StatefulSet and PDB', () => {
-    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual([
-      'Service/ds-idrepo', 'Service/ds-idrepo-client', 'PodDisruptionBudget/ds-idrepo', 'StatefulSet/ds-idrepo',
-    ]);
+    expect(objects.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(['Service/ds-idrepo', 'Service/ds-idrepo-client', 'PodDisruptionBudget/ds-idrepo', 'StatefulSet/ds-idrepo']);
     const headless = objects[0] as any; // eslint-disable-line @typescript-eslint/no-explicit-any
     expect(headless.spec.clusterIP).toBe('None');
     expect(headless.spec.ports.map((p: { port: number }) => p.port)).toEqual([1389, 1636, 4444, 8989, 8080]);
@@ -176,7 +187,7 @@ describe('other charts', () => {
   });
   it('ConfigMapSync that is invalid is still an error, source or not', () => {
     const cms = examples.find((e) => e.resource.kind === 'ConfigMapSync')!.resource;
-    const outcome = renderDocument({ ...cms, spec: { ...(cms.spec), targets: {} } }, {});
+    const outcome = renderDocument({ ...cms, spec: { ...cms.spec, targets: {} } }, {});
     expect(outcome).toEqual({ errors: [expect.objectContaining({ path: 'spec.targets' })] });
   });
   it('postgresql.conf quotes values so a value cannot add a setting', async () => {
@@ -193,7 +204,15 @@ describe('determinism', () => {
   });
   it('key order in the input does not change the output', () => {
     const reverseKeys = (v: unknown): unknown =>
-      Array.isArray(v) ? v.map(reverseKeys) : v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reverseKeys(x)])) : v;
+      Array.isArray(v)
+        ? v.map(reverseKeys)
+        : v && typeof v === 'object'
+          ? Object.fromEntries(
+              Object.entries(v)
+                .reverse()
+                .map(([k, x]) => [k, reverseKeys(x)]),
+            )
+          : v;
     for (const { resource } of examples) {
       expect(toYamlStream(renderExample(reverseKeys(resource) as typeof resource))).toBe(toYamlStream(renderExample(resource)));
     }

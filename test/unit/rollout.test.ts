@@ -2,26 +2,27 @@ import { describe, expect, it } from 'vitest';
 import type { KubeObject } from '../../kube/informer.js';
 import { jobHealth, progressDeadline, statefulSetRollout } from '../../kube/rollout.js';
 
-const sts = (generation: number, status: Record<string, unknown>): KubeObject =>
-  ({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'ds', namespace: 'n', generation }, status });
+const sts = (generation: number, status: Record<string, unknown>): KubeObject => ({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'ds', namespace: 'n', generation }, status });
 
 describe('StatefulSet rollout (kstatus rules)', () => {
   it('is complete only when every member is ready and updated and the controller saw the spec', () => {
-    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 3, false))
-      .toEqual({ complete: true, members: '3/3 members ready', ready: 3 });
+    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 3, false)).toEqual({ complete: true, members: '3/3 members ready', ready: 3 });
     // Members not yet ready.
-    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 2, updatedReplicas: 3 }), 3, false))
-      .toMatchObject({ complete: false, members: '2/3 members ready' });
+    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 2, updatedReplicas: 3 }), 3, false)).toMatchObject({ complete: false, members: '2/3 members ready' });
     // All ready but still on the old revision.
-    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 1, currentRevision: 'a', updateRevision: 'b' }), 3, false))
-      .toMatchObject({ complete: false, members: '3/3 members ready, 1/3 updated' });
+    expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 1, currentRevision: 'a', updateRevision: 'b' }), 3, false)).toMatchObject({
+      complete: false,
+      members: '3/3 members ready, 1/3 updated',
+    });
     // The StatefulSet controller has not seen the new spec.
     expect(statefulSetRollout(sts(3, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 3, false).complete).toBe(false);
     // kiln has just written it: the cached copy is older than the change.
     expect(statefulSetRollout(sts(2, { observedGeneration: 2, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 3, true).complete).toBe(false);
     // Scale-down in progress.
-    expect(statefulSetRollout(sts(3, { observedGeneration: 3, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 2, false))
-      .toMatchObject({ complete: false, members: '3/2 members ready, 1 leaving' });
+    expect(statefulSetRollout(sts(3, { observedGeneration: 3, replicas: 3, readyReplicas: 3, updatedReplicas: 3 }), 2, false)).toMatchObject({
+      complete: false,
+      members: '3/2 members ready, 1 leaving',
+    });
     // No StatefulSet yet.
     expect(statefulSetRollout(undefined, 1, false).complete).toBe(false);
     // Stopped (0 replicas) is a complete rollout.
@@ -53,7 +54,11 @@ describe('Job health', () => {
     expect(jobHealth(undefined, 'b-backup')).toMatchObject({ state: 'progressing', result: 'Pending' });
     expect(jobHealth(job({ startTime: '2026-12-04T10:00:00Z' }), 'b-backup')).toMatchObject({ state: 'progressing', result: 'Running' });
     expect(jobHealth(job({ succeeded: 1 }), 'b-backup')).toMatchObject({ state: 'ready', reason: 'JobSucceeded', result: 'Succeeded' });
-    expect(jobHealth(job({ failed: 7, conditions: [{ type: 'Failed', status: 'True', message: 'Job has reached the specified backoff limit' }] }), 'b-backup'))
-      .toEqual({ state: 'failed', reason: 'JobFailed', message: 'Job b-backup failed: Job has reached the specified backoff limit', result: 'Failed' });
+    expect(jobHealth(job({ failed: 7, conditions: [{ type: 'Failed', status: 'True', message: 'Job has reached the specified backoff limit' }] }), 'b-backup')).toEqual({
+      state: 'failed',
+      reason: 'JobFailed',
+      message: 'Job b-backup failed: Job has reached the specified backoff limit',
+      result: 'Failed',
+    });
   });
 });

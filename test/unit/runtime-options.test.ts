@@ -40,7 +40,16 @@ describe('bind addresses (kubebuilder forms)', () => {
 });
 
 describe('booleans as pflag takes them', () => {
-  it.each([['true', true], ['false', false], ['1', true], ['0', false], ['t', true], ['F', false], ['TRUE', true], ['False', false]] as const)('%s', (text, want) => {
+  it.each([
+    ['true', true],
+    ['false', false],
+    ['1', true],
+    ['0', false],
+    ['t', true],
+    ['F', false],
+    ['TRUE', true],
+    ['False', false],
+  ] as const)('%s', (text, want) => {
     expect(parseBool(text)).toBe(want);
   });
   it('refuses anything else', () => {
@@ -54,9 +63,16 @@ describe('runtime flags', () => {
   });
 
   it('--leader-elect turns it on, with the Lease and its timings', () => {
-    expect(parse(['--leader-elect']).leaderElection).toEqual({ namespace: process.env['POD_NAMESPACE'] ?? 'kiln-system', name: 'kiln-controller', leaseDurationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 });
-    expect(parse(['--leader-elect', '--leader-election-namespace', 'ops', '--leader-election-id', 'x', '--lease-duration', '8', '--renew-deadline', '6', '--retry-period', '1']).leaderElection)
-      .toEqual({ namespace: 'ops', name: 'x', leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 });
+    expect(parse(['--leader-elect']).leaderElection).toEqual({
+      namespace: process.env['POD_NAMESPACE'] ?? 'kiln-system',
+      name: 'kiln-controller',
+      leaseDurationSeconds: 15,
+      renewDeadlineSeconds: 10,
+      retryPeriodSeconds: 2,
+    });
+    expect(
+      parse(['--leader-elect', '--leader-election-namespace', 'ops', '--leader-election-id', 'x', '--lease-duration', '8', '--renew-deadline', '6', '--retry-period', '1']).leaderElection,
+    ).toEqual({ namespace: 'ops', name: 'x', leaseDurationSeconds: 8, renewDeadlineSeconds: 6, retryPeriodSeconds: 1 });
   });
 
   it('--leader-elect=true and --leader-elect=false, as kubebuilder (pflag) take them', () => {
@@ -69,7 +85,11 @@ describe('runtime flags', () => {
   });
 
   it('--metrics-bind-address and --health-probe-bind-address, "0" for off', () => {
-    expect(parse(['--metrics-bind-address', '127.0.0.1:9090', '--health-probe-bind-address', ':9091'])).toMatchObject({ metrics: { host: '127.0.0.1', port: 9090 }, health: { port: 9091 }, warnings: [] });
+    expect(parse(['--metrics-bind-address', '127.0.0.1:9090', '--health-probe-bind-address', ':9091'])).toMatchObject({
+      metrics: { host: '127.0.0.1', port: 9090 },
+      health: { port: 9091 },
+      warnings: [],
+    });
     expect(parse(['--metrics-bind-address=0', '--health-probe-bind-address=0'])).toMatchObject({ metrics: undefined, health: undefined });
     expect(() => parse(['--metrics-bind-address', '9090'])).toThrow(/--metrics-bind-address.*invalid.*no port/);
     expect(() => parse(['--health-probe-bind-address', '::1:8081'])).toThrow(/--health-probe-bind-address.*invalid.*brackets/);
@@ -82,7 +102,7 @@ describe('runtime flags', () => {
   });
 });
 
-describe('the previous release\'s names still work, with one warning each', () => {
+describe("the previous release's names still work, with one warning each", () => {
   it('--no-leader-elect: off (as is the default now)', () => {
     const s = parse(['--no-leader-elect']);
     expect(s.leaderElection).toBeUndefined();
@@ -106,10 +126,7 @@ describe('the previous release\'s names still work, with one warning each', () =
   it('--bind-address sets the host of each address given without one', () => {
     const s = parse(['--bind-address', '127.0.0.1', '--metrics-port', '9090']);
     expect(s).toMatchObject({ metrics: { host: '127.0.0.1', port: 9090 }, health: { host: '127.0.0.1', port: 8081 } });
-    expect(s.warnings).toEqual([
-      expect.stringMatching(/--metrics-port is deprecated .*use --metrics-bind-address 127\.0\.0\.1:9090$/),
-      expect.stringMatching(/^--bind-address is deprecated/),
-    ]);
+    expect(s.warnings).toEqual([expect.stringMatching(/--metrics-port is deprecated .*use --metrics-bind-address 127\.0\.0\.1:9090$/), expect.stringMatching(/^--bind-address is deprecated/)]);
     expect(parse(['--bind-address', '127.0.0.1', '--health-probe-bind-address', '10.0.0.1:8081']).health).toEqual({ host: '10.0.0.1', port: 8081 });
   });
 

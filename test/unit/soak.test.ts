@@ -30,7 +30,7 @@ describe('soak', () => {
     expect(limitFor({ rssMiB: 60, fds: 10 })).toEqual({ rssMiB: 108, fds: 34 });
   });
 
-  it('every template validates for every variant (an update must not be refused for the soak\'s own mistake)', () => {
+  it("every template validates for every variant (an update must not be refused for the soak's own mistake)", () => {
     const layout = soakLayout('abc123', 1);
     for (const kind of KINDS) {
       for (const name of layout.pools[kind]) {

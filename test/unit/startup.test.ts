@@ -26,11 +26,13 @@ async function listen<T extends Server | TcpServer>(s: T): Promise<number> {
 /** An HTTP server answering the n-th request with statuses[n] (the last one from then on). */
 async function answering(statuses: number[]): Promise<{ client: KubeClient; paths: string[] }> {
   const paths: string[] = [];
-  const port = await listen(createServer((req, res) => {
-    const status = statuses[Math.min(paths.length, statuses.length - 1)]!;
-    paths.push(req.url!);
-    res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(status === 200 ? { major: '1', minor: '34' } : { kind: 'Status', code: status, message: `status ${status}` }));
-  }));
+  const port = await listen(
+    createServer((req, res) => {
+      const status = statuses[Math.min(paths.length, statuses.length - 1)]!;
+      paths.push(req.url!);
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(status === 200 ? { major: '1', minor: '34' } : { kind: 'Status', code: status, message: `status ${status}` }));
+    }),
+  );
   return { client: new KubeClient({ server: `http://127.0.0.1:${port}` }, { qps: 0 }), paths };
 }
 

@@ -10,17 +10,34 @@ class StatusApplies implements KubeApi {
     this.sent.push({ fieldManager, status: (obj as unknown as { status: Status }).status });
     return Promise.resolve({ metadata: { resourceVersion: String(++this.rv), generation: 3 } } as T);
   }
-  request(): never { throw new Error('not used'); }
-  get(): never { throw new Error('not used'); }
-  list(): never { throw new Error('not used'); }
-  mergePatch(): never { throw new Error('not used'); }
-  create(): never { throw new Error('not used'); }
-  delete(): never { throw new Error('not used'); }
-  watch(): never { throw new Error('not used'); }
+  request(): never {
+    throw new Error('not used');
+  }
+  get(): never {
+    throw new Error('not used');
+  }
+  list(): never {
+    throw new Error('not used');
+  }
+  mergePatch(): never {
+    throw new Error('not used');
+  }
+  create(): never {
+    throw new Error('not used');
+  }
+  delete(): never {
+    throw new Error('not used');
+  }
+  watch(): never {
+    throw new Error('not used');
+  }
 }
 
 const cached = (resourceVersion: string, status?: Status): StatusTarget => ({
-  apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'ds', namespace: 'ns', uid: 'u1', resourceVersion, generation: 3 }, status,
+  apiVersion: 'kiln.dev/v1alpha1',
+  kind: 'DirectoryService',
+  metadata: { name: 'ds', namespace: 'ns', uid: 'u1', resourceVersion, generation: 3 },
+  status,
 });
 const ready = (message: string): Status => ({ conditions: [{ type: 'Ready', status: 'True', reason: 'Ok', message }] });
 

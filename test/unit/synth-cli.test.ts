@@ -20,7 +20,10 @@ function kiln(args: string[]) {
 
 function files(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile()).map((d) => join(d.parentPath, d.name).slice(dir.length + 1)).sort();
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((d) => d.isFile())
+    .map((d) => join(d.parentPath, d.name).slice(dir.length + 1))
+    .sort();
 }
 
 const bad = INVALID.filter((c) => ['negative replicas', 'storage size that is not a quantity', 'more catalog servers than members', 'ConfigMapSync without a source'].includes(c.name));
@@ -84,7 +87,12 @@ describe('kiln synth', () => {
   });
 
   it('a ConfigMapSync whose source is not among the inputs: nothing rendered for it, one line saying so, exit 0', () => {
-    const cms = { apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'settings', namespace: 'apps' }, spec: { source: { name: 'app-settings', namespace: 'platform' }, targets: { namespaces: ['team-a'] }, serviceAccountName: 'sync' } };
+    const cms = {
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'ConfigMapSync',
+      metadata: { name: 'settings', namespace: 'apps' },
+      spec: { source: { name: 'app-settings', namespace: 'platform' }, targets: { namespaces: ['team-a'] }, serviceAccountName: 'sync' },
+    };
     const input = join(tmp, 'cms-no-source.yaml');
     writeFileSync(input, toYamlStream([cms, good]));
     const out = join(tmp, 'cms-no-source-out');
@@ -92,12 +100,19 @@ describe('kiln synth', () => {
     expect(r.status, r.stderr).toBe(0);
     expect(files(out)).toEqual(['default/datagrid/fine.k8s.yaml']);
     const lines = r.stderr.split('\n').filter((l) => l.includes('ConfigMapSync'));
-    expect(lines).toEqual([`${input} [document 0] ConfigMapSync apps/settings: renders nothing offline (its source ConfigMap is not among the inputs): copies are made in the cluster from platform/app-settings`]);
+    expect(lines).toEqual([
+      `${input} [document 0] ConfigMapSync apps/settings: renders nothing offline (its source ConfigMap is not among the inputs): copies are made in the cluster from platform/app-settings`,
+    ]);
     expect(r.stderr).toMatch(/^1 resources rendered into .*; 0 invalid$/m);
   });
 
   it('the same ConfigMapSync with its source among the inputs renders the copies (and no note)', async () => {
-    const cms = { apiVersion: 'kiln.dev/v1alpha1', kind: 'ConfigMapSync', metadata: { name: 'settings', namespace: 'apps' }, spec: { source: { name: 'app-settings', namespace: 'platform' }, targets: { namespaces: ['team-a'] }, serviceAccountName: 'sync' } };
+    const cms = {
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'ConfigMapSync',
+      metadata: { name: 'settings', namespace: 'apps' },
+      spec: { source: { name: 'app-settings', namespace: 'platform' }, targets: { namespaces: ['team-a'] }, serviceAccountName: 'sync' },
+    };
     const source = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'app-settings', namespace: 'platform' }, data: { a: 'b' } };
     const input = join(tmp, 'cms-with-source.yaml');
     writeFileSync(input, toYamlStream([cms, source]));
@@ -110,7 +125,9 @@ describe('kiln synth', () => {
     const alone = await synth({ inputs: [withoutSource], outDir: join(tmp, 'cms-alone-out') });
     expect(alone.problems).toEqual([]);
     expect(alone.written).toEqual([]);
-    expect(alone.notes).toEqual([{ file: withoutSource, index: 0, resource: 'ConfigMapSync apps/settings', message: expect.stringMatching(/copies are made in the cluster from platform\/app-settings$/) }]);
+    expect(alone.notes).toEqual([
+      { file: withoutSource, index: 0, resource: 'ConfigMapSync apps/settings', message: expect.stringMatching(/copies are made in the cluster from platform\/app-settings$/) },
+    ]);
   });
 
   it('reports a duplicate resource instead of overwriting', async () => {
@@ -122,18 +139,22 @@ describe('kiln synth', () => {
 });
 
 /** Every document of a YAML stream, as values (comments and headers aside). */
-const documents = (text: string) => parseYamlStream(text).map((d) => {
-  expect(d.error).toBeUndefined();
-  return d.value;
-});
+const documents = (text: string) =>
+  parseYamlStream(text).map((d) => {
+    expect(d.error).toBeUndefined();
+    return d.value;
+  });
 
 const nearMiss = join(tmp, 'near-miss.yaml');
-writeFileSync(nearMiss, toYamlStream([
-  { apiVersion: 'kilm.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'typo', namespace: 'default' }, spec: { cache: 'c' } },
-  { kind: 'CacheCluster', metadata: { name: 'no-api-version' }, spec: { size: 1 } },
-  { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'plain' } },
-  good,
-]));
+writeFileSync(
+  nearMiss,
+  toYamlStream([
+    { apiVersion: 'kilm.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'typo', namespace: 'default' }, spec: { cache: 'c' } },
+    { kind: 'CacheCluster', metadata: { name: 'no-api-version' }, spec: { size: 1 } },
+    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'plain' } },
+    good,
+  ]),
+);
 
 describe('kiln synth -o - and --report json', () => {
   it('-o - writes one YAML stream to stdout: the documents of the files, in file order; no directory "-"', () => {
@@ -175,7 +196,10 @@ describe('kiln synth -o - and --report json', () => {
       expect(report.errors).toContainEqual(expect.objectContaining({ file: badFile, document: i, field: b.field, message: expect.any(String) }));
     }
     for (const e of report.errors) expect(Object.keys(e).sort()).toEqual(expect.arrayContaining(['document', 'field', 'file', 'message']));
-    expect(report.warnings.map((w: { file: string; document: number }) => [w.file, w.document])).toEqual([[nearMiss, 0], [nearMiss, 1]]);
+    expect(report.warnings.map((w: { file: string; document: number }) => [w.file, w.document])).toEqual([
+      [nearMiss, 0],
+      [nearMiss, 1],
+    ]);
   });
 
   it('--report json with -o -: the documents on stdout, the report on stderr', () => {

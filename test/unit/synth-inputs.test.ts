@@ -45,7 +45,12 @@ describe('kiln synth: inputs that would exhaust it', () => {
   it('a YAML alias bomb is an error naming the file and document, within seconds and a small heap', () => {
     // Nine levels of nine aliases: 9^9 (387 million) strings if expanded.
     const levels = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
-    for (let i = 1; i <= 9; i++) levels.push(`a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(',')}]`);
+    for (let i = 1; i <= 9; i++)
+      levels.push(
+        `a${i}: &a${i} [${Array(9)
+          .fill(`*a${i - 1}`)
+          .join(',')}]`,
+      );
     const d = dir('bomb', { 'ok.yaml': cache('  size: 3\n'), 'bomb.yaml': cache(`  size: 3\n  lol:\n    ${levels.join('\n    ')}\n`).replace('name: c', 'name: lol') });
     const r = kiln(['synth', d, '-o', join(tmp, 'bomb-out')], { heapMb: 256 });
     expect(r.signal, r.stderr).toBeNull();

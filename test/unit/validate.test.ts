@@ -15,8 +15,11 @@ describe('validate', () => {
     }
     const v = validate({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'd' }, spec: { image: 'ds:7' } });
     expect(v.ok && v.resource.spec).toMatchObject({
-      replicas: 1, imagePullPolicy: 'IfNotPresent', storage: { size: '10Gi' },
-      scheduling: { tolerateDedicatedNodes: true, antiAffinity: 'Soft' }, service: { type: 'ClusterIP' },
+      replicas: 1,
+      imagePullPolicy: 'IfNotPresent',
+      storage: { size: '10Gi' },
+      scheduling: { tolerateDedicatedNodes: true, antiAffinity: 'Soft' },
+      service: { type: 'ClusterIP' },
     });
   });
 
@@ -30,7 +33,9 @@ describe('validate', () => {
 
   it('reports every error of a resource, not just the first', () => {
     const v = validate({
-      apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'd' },
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'DirectoryService',
+      metadata: { name: 'd' },
       spec: { replicas: -1, image: 'ds:7', storage: { size: 'ten gigs' } },
     });
     expect(v.ok ? [] : v.errors.map((e) => e.path).sort()).toEqual(['spec.replicas', 'spec.storage.size']);
@@ -70,7 +75,8 @@ describe('crds/', () => {
   });
   it('every field carries a description', () => {
     const missing: string[] = [];
-    const walk = (s: Record<string, any>, path: string) => { // eslint-disable-line @typescript-eslint/no-explicit-any
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    const walk = (s: Record<string, any>, path: string) => {
       if (!s['description'] && path !== '' && path !== '.metadata') missing.push(path);
       for (const [k, v] of Object.entries(s['properties'] ?? {})) walk(v as Record<string, unknown>, `${path}.${k}`);
       if (s['items']) walk(s['items'], `${path}[]`);

@@ -19,14 +19,22 @@ function readWithJs(text: string): Record<'js-yaml' | 'yaml', ReaderResult> {
   const present = (d: unknown) => d !== null && d !== undefined;
   const jsYaml = (): ReaderResult => {
     try {
-      return { docs: (loadAll(text)).filter(present).map(tagged) };
+      return { docs: loadAll(text).filter(present).map(tagged) };
     } catch (err) {
       return { error: String(err) };
     }
   };
   const docs = parseAllDocuments(text);
   const errors = Array.isArray(docs) ? docs.flatMap((d) => d.errors.map((e) => e.message)) : ['not a stream'];
-  const yaml: ReaderResult = errors.length > 0 || !Array.isArray(docs) ? { error: errors.join('; ') } : { docs: docs.map((d) => d.toJS() as unknown).filter(present).map(tagged) };
+  const yaml: ReaderResult =
+    errors.length > 0 || !Array.isArray(docs)
+      ? { error: errors.join('; ') }
+      : {
+          docs: docs
+            .map((d) => d.toJS() as unknown)
+            .filter(present)
+            .map(tagged),
+        };
   return { 'js-yaml': jsYaml(), yaml };
 }
 
@@ -43,16 +51,30 @@ describe('kiln YAML as other readers read it', () => {
   }, 300_000);
 
   it('a tenant value with U+2028 --- and a ClusterRoleBinding stays one value of one ConfigMap for every reader', () => {
-    const crb = ['apiVersion: rbac.authorization.k8s.io/v1', 'kind: ClusterRoleBinding', 'metadata:', '  name: tenant-admin', 'roleRef:', '  apiGroup: rbac.authorization.k8s.io', '  kind: ClusterRole', '  name: cluster-admin', 'subjects:', '- kind: ServiceAccount', '  name: default', '  namespace: tenant'];
-    const values = [
-      `4MB\u2028---\u2028${crb.join('\u2028')}`,
-      `4MB\u2029---\u2029${crb.join('\u2029')}`,
-      `4MB\u0085---\u0085${crb.join('\u0085')}`,
+    const crb = [
+      'apiVersion: rbac.authorization.k8s.io/v1',
+      'kind: ClusterRoleBinding',
+      'metadata:',
+      '  name: tenant-admin',
+      'roleRef:',
+      '  apiGroup: rbac.authorization.k8s.io',
+      '  kind: ClusterRole',
+      '  name: cluster-admin',
+      'subjects:',
+      '- kind: ServiceAccount',
+      '  name: default',
+      '  namespace: tenant',
     ];
+    const values = [`4MB\u2028---\u2028${crb.join('\u2028')}`, `4MB\u2029---\u2029${crb.join('\u2029')}`, `4MB\u0085---\u0085${crb.join('\u0085')}`];
     const texts: string[] = [];
     const expected: unknown[][] = [];
     for (const workMem of values) {
-      const doc = { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'db', namespace: 'tenant' }, spec: { version: 16, storage: { size: '1Gi' }, parameters: { work_mem: workMem }, service: { annotations: { note: `a\n${workMem}\n` } } } };
+      const doc = {
+        apiVersion: 'kiln.dev/v1alpha1',
+        kind: 'PostgresInstance',
+        metadata: { name: 'db', namespace: 'tenant' },
+        spec: { version: 16, storage: { size: '1Gi' }, parameters: { work_mem: workMem }, service: { annotations: { note: `a\n${workMem}\n` } } },
+      };
       const outcome = renderDocument(doc, {});
       if (!('yaml' in outcome)) throw new Error(`not rendered: ${JSON.stringify(outcome)}`);
       texts.push(outcome.yaml);
@@ -79,12 +101,90 @@ describe('kiln YAML as other readers read it', () => {
     // Strings that break YAML readers: line breaks of every kind, control and
     // format characters, YAML 1.1 types (yes, 010, 1:20, ~), indicators.
     const tricky = fc.constantFrom(
-      'yes', 'No', 'on', 'OFF', 'y', 'n', '~', 'null', 'Null', '010', '0o10', '08', '1:20', '190:20:30', '1_000', '0b101', '0x1F', '.inf', '-.Inf', '.NaN', '1e3', '2001-12-14', '2001-12-14t21:59:43.10-05:00',
-      '=', '<<', '-', '? x', ': x', 'a: b', '#c', 'a #b', ' lead', 'trail ', '- item', '[a]', '{a}', '*ref', '&anchor', '!tag', '%dir', '@at', '`tick', '"q"', "'q'", '\\', '',
-      'line\nline\n', 'a\n\nb', 'end\n\n', '\ttab', '\r\n', 'a\rb', '\u2028', 'a\u2028---\u2028kind: X', 'a\u2029b', 'a\u0085b', 'a\nb\u0085c\n', '\ufeffbom', 'zw\u200bsp', 'rtl\u202eevil', 'del\x7f', 'c1\x80\x9f', '\x00nul', 'esc\x1b[0m', '\ufffe\uffff', 'emoji \u{1F600}', 'é ü ß', '---', '...', 'a\n---\nb', 'a\n...\nb',
+      'yes',
+      'No',
+      'on',
+      'OFF',
+      'y',
+      'n',
+      '~',
+      'null',
+      'Null',
+      '010',
+      '0o10',
+      '08',
+      '1:20',
+      '190:20:30',
+      '1_000',
+      '0b101',
+      '0x1F',
+      '.inf',
+      '-.Inf',
+      '.NaN',
+      '1e3',
+      '2001-12-14',
+      '2001-12-14t21:59:43.10-05:00',
+      '=',
+      '<<',
+      '-',
+      '? x',
+      ': x',
+      'a: b',
+      '#c',
+      'a #b',
+      ' lead',
+      'trail ',
+      '- item',
+      '[a]',
+      '{a}',
+      '*ref',
+      '&anchor',
+      '!tag',
+      '%dir',
+      '@at',
+      '`tick',
+      '"q"',
+      "'q'",
+      '\\',
+      '',
+      'line\nline\n',
+      'a\n\nb',
+      'end\n\n',
+      '\ttab',
+      '\r\n',
+      'a\rb',
+      '\u2028',
+      'a\u2028---\u2028kind: X',
+      'a\u2029b',
+      'a\u0085b',
+      'a\nb\u0085c\n',
+      '\ufeffbom',
+      'zw\u200bsp',
+      'rtl\u202eevil',
+      'del\x7f',
+      'c1\x80\x9f',
+      '\x00nul',
+      'esc\x1b[0m',
+      '\ufffe\uffff',
+      'emoji \u{1F600}',
+      'é ü ß',
+      '---',
+      '...',
+      'a\n---\nb',
+      'a\n...\nb',
     );
-    const text = fc.oneof(tricky, fc.string({ unit: 'binary', maxLength: 12 }), fc.tuple(tricky, fc.string({ unit: 'binary', maxLength: 6 }), tricky).map((p) => p.join('')));
-    const scalar = fc.oneof(text, fc.integer(), fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Object.is(d, -0)), fc.boolean(), fc.constant(null));
+    const text = fc.oneof(
+      tricky,
+      fc.string({ unit: 'binary', maxLength: 12 }),
+      fc.tuple(tricky, fc.string({ unit: 'binary', maxLength: 6 }), tricky).map((p) => p.join('')),
+    );
+    const scalar = fc.oneof(
+      text,
+      fc.integer(),
+      fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Object.is(d, -0)),
+      fc.boolean(),
+      fc.constant(null),
+    );
     const value = fc.letrec((tie) => ({
       node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, scalar, fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(text, tie('node'), { maxKeys: 4 })),
     })).node;

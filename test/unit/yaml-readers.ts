@@ -18,7 +18,12 @@ import { fileURLToPath } from 'node:url';
 export function tagged(v: unknown): unknown {
   if (typeof v === 'string') return codePoints(v);
   if (Array.isArray(v)) return v.map(tagged);
-  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [codePoints(k), tagged(x)]));
+  if (v !== null && typeof v === 'object')
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => x !== undefined)
+        .map(([k, x]) => [codePoints(k), tagged(x)]),
+    );
   return v;
 }
 
@@ -54,7 +59,7 @@ json.dump(out, sys.stdout)
 
 /** PyYAML's CSafeLoader (libyaml) over every stream; documents tagged. */
 export function readWithLibyaml(texts: string[]): ReaderResult[] {
-  return (JSON.parse(execFileSync('python3', ['-c', PYTHON], { input: JSON.stringify(texts), maxBuffer: 1 << 28 }).toString('utf8')) as ReaderResult[]);
+  return JSON.parse(execFileSync('python3', ['-c', PYTHON], { input: JSON.stringify(texts), maxBuffer: 1 << 28 }).toString('utf8')) as ReaderResult[];
 }
 
 let goChecker: string | undefined;
@@ -63,7 +68,10 @@ let goChecker: string | undefined;
 export function goCheckerPath(): string {
   if (!goChecker) {
     const script = fileURLToPath(new URL('../../scripts/build-yaml-check.sh', import.meta.url));
-    const lines = execFileSync('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] }).toString('utf8').trim().split('\n');
+    const lines = execFileSync('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] })
+      .toString('utf8')
+      .trim()
+      .split('\n');
     goChecker = lines[lines.length - 1]!;
   }
   return goChecker;

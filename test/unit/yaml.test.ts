@@ -7,7 +7,44 @@ import { yaml11Reading } from '../../lib/yaml11.js';
 
 // JSON values as rendered objects hold them (no -0, no non-finite numbers).
 const json = fc.jsonValue().map((v) => JSON.parse(JSON.stringify(v)) as unknown);
-const tricky = fc.constantFrom('yes', 'No', 'on', 'null', '~', '1e3', '0x1F', '010', '1.0', '-', ': x', 'a: b', '#c', 'a #b', ' lead', 'trail ', 'line\nline\n', 'a\n\nb', '\ttab', 'x:', '- item', '[a]', '{a}', '*ref', '&anchor', '!tag', '%dir', '@at', '`tick', '"q"', "'q'", '2024-01-01', 'true', '', 'é ü', 'end\n\n');
+const tricky = fc.constantFrom(
+  'yes',
+  'No',
+  'on',
+  'null',
+  '~',
+  '1e3',
+  '0x1F',
+  '010',
+  '1.0',
+  '-',
+  ': x',
+  'a: b',
+  '#c',
+  'a #b',
+  ' lead',
+  'trail ',
+  'line\nline\n',
+  'a\n\nb',
+  '\ttab',
+  'x:',
+  '- item',
+  '[a]',
+  '{a}',
+  '*ref',
+  '&anchor',
+  '!tag',
+  '%dir',
+  '@at',
+  '`tick',
+  '"q"',
+  "'q'",
+  '2024-01-01',
+  'true',
+  '',
+  'é ü',
+  'end\n\n',
+);
 
 describe('kiln YAML writer', () => {
   it('round-trips any JSON value through both YAML 1.2 readers', () => {
@@ -54,6 +91,10 @@ describe('kiln YAML writer', () => {
   });
   it('reports a broken document by position and keeps the others', () => {
     const docs = parseYamlStream('a: 1\n---\nb: [\n---\nc: 3\n');
-    expect(docs.map((d) => [d.index, d.value, Boolean(d.error)])).toEqual([[0, { a: 1 }, false], [1, undefined, true], [2, { c: 3 }, false]]);
+    expect(docs.map((d) => [d.index, d.value, Boolean(d.error)])).toEqual([
+      [0, { a: 1 }, false],
+      [1, undefined, true],
+      [2, { c: 3 }, false],
+    ]);
   });
 });
