@@ -40,5 +40,9 @@ echo "test-all: control plane ready in $(( $(date +%s) - start ))s"
 echo "test-all: typecheck"
 npm run -s typecheck
 
+echo "test-all: lint and format"
+npm run -s lint
+npm run -s format:check
+
 echo "test-all: tests"
 npm run -s test:report
