@@ -28,6 +28,7 @@ import { parseKey, type NamespacedName, type Reconciler } from '../kube/reconcil
 import type { StatusWriter } from '../kube/status.js';
 import { redact } from './redact.js';
 import { ReferencedSecrets, secretMetadata } from './secret-cache.js';
+import { generationChanged, lifecycleChanged } from '../kube/predicates.js';
 
 export interface AgentOptions {
   kc: ClusterConfigInput;
@@ -179,14 +180,7 @@ export class Agent {
         return;
       case 'PostgresDatabase': {
         // The agent's own status writes come back as updates: only spec and lifecycle changes matter.
-        if (
-          event === 'updated' &&
-          old &&
-          old.metadata.generation === obj.metadata.generation &&
-          old.metadata.deletionTimestamp === obj.metadata.deletionTimestamp &&
-          (old.metadata.finalizers ?? []).join() === (obj.metadata.finalizers ?? []).join()
-        )
-          return;
+        if (event === 'updated' && old && !generationChanged(old, obj) && !lifecycleChanged(old, obj)) return;
         this.enqueue(kind, obj);
         // A deleted or changed claim may free a name another resource waits for.
         if (event === 'deleted' || obj.metadata.deletionTimestamp) {
@@ -195,7 +189,7 @@ export class Agent {
         return;
       }
       case 'DirectoryService':
-        if (event === 'updated' && old && old.metadata.generation === obj.metadata.generation) return;
+        if (event === 'updated' && old && !generationChanged(old, obj)) return;
         return this.enqueue(kind, obj);
     }
   }

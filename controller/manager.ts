@@ -18,7 +18,7 @@ import { WorkQueue } from '../kube/queue.js';
 import { Reconciler, type ReconcileResult } from './apply/reconciler.js';
 import { GitReconciler } from './git/reconciler.js';
 import { GitSink, type GitSinkOptions } from './git/sink.js';
-import { CHILD_KINDS, KILN_KINDS } from '../kinds/api.js';
+import { CHILD_KINDS, GROUP, KILN_KINDS } from '../kinds/api.js';
 import { carriedOutBy, childKindsWrittenAcrossNamespaces } from '../kinds/registry.js';
 import { childCodec, FIELD_MANAGER, Interner, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
 import { fitStatus } from './status-bounds.js';
@@ -26,6 +26,7 @@ import { StatusWriter } from '../kube/status.js';
 import type { Reconciler as ReconcilerContract } from '../kube/reconcile.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../kinds/shared/labels.js';
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
+import { controllerOf, inputsChanged } from '../kube/predicates.js';
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -211,13 +212,13 @@ export class Manager {
     // Apply mode: an update of a rendered kind that changed neither spec (generation) nor metadata kiln
     // reads is a status write (most often kiln's own): nothing to render (controller-runtime's
     // GenerationChangedPredicate). A custom reconciler sees every update.
-    if (event === 'updated' && old && this.opts.sink !== 'git' && carriedOutBy(obj.kind!).by === 'render' && sameInputs(old, obj)) return;
+    if (event === 'updated' && old && this.opts.sink !== 'git' && carriedOutBy(obj.kind!).by === 'render' && !inputsChanged(old, obj)) return;
     this.queue.add(`${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`);
   }
 
   private onChild(event: string, obj: KubeObject): void {
     if (event === 'deleted') this.ownWrites.forget(obj);
-    const owner = (obj.metadata.ownerReferences ?? []).find((o) => o.controller && o.apiVersion.startsWith('kiln.dev/'));
+    const owner = controllerOf(obj, GROUP);
     if (owner) {
       this.queue.add(`${owner.kind}/${obj.metadata.namespace}/${owner.name}`);
       return;
@@ -254,25 +255,6 @@ export class Manager {
   async stop(opts: { release?: boolean } = {}): Promise<void> {
     await this.host.stop(this.queue, this.lifecycle, opts);
   }
-}
-
-const sameMap = (a: Record<string, string> | undefined, b: Record<string, string> | undefined) => {
-  const ka = Object.keys(a ?? {});
-  return ka.length === Object.keys(b ?? {}).length && ka.every((k) => a![k] === b?.[k]);
-};
-
-/** Do two versions of a kiln resource give the reconciler the same inputs (status aside)? */
-function sameInputs(a: KubeObject, b: KubeObject): boolean {
-  const ma = a.metadata;
-  const mb = b.metadata;
-  return (
-    ma.uid === mb.uid &&
-    ma.generation === mb.generation &&
-    ma.deletionTimestamp === mb.deletionTimestamp &&
-    sameMap(ma.labels, mb.labels) &&
-    sameMap(ma.annotations, mb.annotations) &&
-    (ma.finalizers ?? []).join(',') === (mb.finalizers ?? []).join(',')
-  );
 }
 
 /** What the cache keeps of a kiln resource: all but its managedFields (who wrote what; kiln reads none of it). */
