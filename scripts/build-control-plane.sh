@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build a real Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kubectl, etcd) from the Go module proxy, using the tools module in
+# kubectl, etcd; or the binaries named as arguments, e.g. the node's kubelet,
+# kube-scheduler and kube-proxy) from the Go module proxy, using the tools module in
 # test/controlplane/, into a cache directory outside the work tree:
 #
 #   ${KILN_CACHE:-$HOME/.cache/kiln}/controlplane/<k8s version>/bin/
@@ -78,8 +79,13 @@ declare -A PKG=(
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
+  [kubelet]=k8s.io/kubernetes/cmd/kubelet
+  [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
+  [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
 )
-ORDER=(etcd kubectl kube-apiserver kube-controller-manager)
+# Arguments name the binaries to build (scripts/build-node.sh asks for the node's); default the control plane.
+if (($#)); then ORDER=("$@"); else ORDER=(etcd kubectl kube-apiserver kube-controller-manager); fi
+for name in "${ORDER[@]}"; do [[ -n ${PKG[$name]:-} ]] || { log "unknown binary: $name"; exit 2; }; done
 
 MAJOR=${KUBE_VERSION#v}; MAJOR=${MAJOR%%.*}
 MINOR=${KUBE_VERSION#v*.}; MINOR=${MINOR%%.*}
@@ -132,7 +138,7 @@ check_bin() {
   [[ -x "$BIN/$name" ]] || return 1
   [[ -f "$BIN/.$name.stamp" && $(<"$BIN/.$name.stamp") == "$(stamp "$name")" ]] || return 1
   case $name in
-    kube-apiserver | kube-controller-manager)
+    kube-apiserver | kube-controller-manager | kubelet | kube-scheduler | kube-proxy)
       out=$("$BIN/$name" --version 2>/dev/null) || return 1
       [[ $out == "Kubernetes $KUBE_VERSION" ]] ;;
     kubectl)

@@ -51,6 +51,20 @@ export const DEFAULT_CONTROLLERS = [
   'serviceaccount-token-controller',
 ];
 
+/** What pods on a real node need beyond the defaults. */
+export const NODE_CONTROLLERS = [
+  ...DEFAULT_CONTROLLERS,
+  'endpointslice-controller',
+  'endpoints-controller',
+  'persistentvolume-binder-controller',
+  'persistentvolume-protection-controller',
+  'persistentvolumeclaim-protection-controller',
+  'root-ca-certificate-publisher-controller',
+  // Lifts the not-ready taint a kubelet registers with once the node is Ready.
+  'node-lifecycle-controller',
+  'ttl-after-finished-controller',
+];
+
 export interface KubectlOptions {
   /** kubeconfig to use instead of the admin one */
   kubeconfig?: string;
@@ -137,6 +151,14 @@ export interface StartOptions {
   ownerPid?: number;
   /** extra kube-apiserver flags */
   apiserverArgs?: string[];
+  /**
+   * Serve a real node (test/harness/node.ts): the API server listens on every
+   * address and advertises `advertiseAddress` (the node bridge's gateway, which
+   * pods reach) as the `kubernetes` Service's endpoint; the ServiceAccount
+   * admission plugin mounts tokens into pods; the controller manager also runs
+   * what pods need (EndpointSlices, volume binding, kube-root-ca.crt).
+   */
+  node?: { advertiseAddress: string };
 }
 
 // ---------------------------------------------------------------------------
@@ -224,7 +246,7 @@ async function tail(file: string, lines = 40): Promise<string> {
 }
 
 /** GET a URL; resolves with the status code, or 0 when the connection fails. */
-function probe(url: string, headers: Record<string, string> = {}): Promise<number> {
+export function probe(url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve) => {
     const mod = url.startsWith('https:') ? https : http;
     const req = mod.get(url, { headers, rejectUnauthorized: false, timeout: 2000 }, (res) => {
@@ -270,6 +292,39 @@ async function createCa(dir: string): Promise<{ caCert: string; caKey: string }>
     'keyUsage=critical,keyCertSign,cRLSign',
   ]);
   return { caCert, caKey };
+}
+
+/** A client certificate from the test client CA in `dir`: RBAC sees user `name` in `groups`. Writes `<base>.crt` and `<base>.key`. */
+async function signClientCert(dir: string, base: string, name: string, groups: string[]): Promise<void> {
+  const subj = [subjectPart('CN', name), ...groups.map((g) => subjectPart('O', g))].join('');
+  await runOk('openssl', [
+    'req',
+    '-x509',
+    '-new',
+    '-nodes',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-CA',
+    path.join(dir, 'client-ca.crt'),
+    '-CAkey',
+    path.join(dir, 'client-ca.key'),
+    '-keyout',
+    `${base}.key`,
+    '-out',
+    `${base}.crt`,
+    '-days',
+    '365',
+    '-subj',
+    subj,
+    '-addext',
+    'basicConstraints=critical,CA:FALSE',
+    '-addext',
+    'keyUsage=critical,digitalSignature',
+    '-addext',
+    'extendedKeyUsage=clientAuth',
+  ]);
 }
 
 function kubeconfigYaml(opts: { server: string; caData: string; user: string; token?: string; certData?: string; keyData?: string }): string {
@@ -321,35 +376,7 @@ export function attachControlPlane(info: ControlPlaneInfo): ControlPlaneClient {
       const base = path.join(idDir, `${name.replace(/[^A-Za-z0-9_.-]/g, '_')}-${process.pid}-${++minted}-${randomBytes(3).toString('hex')}`);
       const certFile = `${base}.crt`;
       const keyFile = `${base}.key`;
-      const subj = [subjectPart('CN', name), ...groups.map((g) => subjectPart('O', g))].join('');
-      await runOk('openssl', [
-        'req',
-        '-x509',
-        '-new',
-        '-nodes',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:prime256v1',
-        '-CA',
-        path.join(info.dir, 'client-ca.crt'),
-        '-CAkey',
-        path.join(info.dir, 'client-ca.key'),
-        '-keyout',
-        keyFile,
-        '-out',
-        certFile,
-        '-days',
-        '365',
-        '-subj',
-        subj,
-        '-addext',
-        'basicConstraints=critical,CA:FALSE',
-        '-addext',
-        'keyUsage=critical,digitalSignature',
-        '-addext',
-        'extendedKeyUsage=clientAuth',
-      ]);
+      await signClientCert(info.dir, base, name, groups);
       const kubeconfig = `${base}.kubeconfig`;
       await writeFile(
         kubeconfig,
@@ -401,7 +428,7 @@ self=$$
 exec "$@"
 `;
 
-interface Server {
+export interface Server {
   name: string;
   child: ChildProcess;
   log: string;
@@ -443,7 +470,7 @@ function installExitHandlers() {
   }
 }
 
-async function startServer(name: string, bin: string, args: string[], dir: string, ownerPid: number): Promise<Server> {
+export async function startServer(name: string, bin: string, args: string[], dir: string, ownerPid: number): Promise<Server> {
   const log = path.join(dir, `${name}.log`);
   const fh = await open(log, 'a');
   const child = spawn('bash', ['-c', WRAPPER, 'kiln-wrapper', String(ownerPid), bin, ...args], {
@@ -474,7 +501,7 @@ async function startServer(name: string, bin: string, args: string[], dir: strin
   return server;
 }
 
-async function stopServer(s: Server, graceMs = 10_000) {
+export async function stopServer(s: Server, graceMs = 10_000) {
   if (s.exitCode !== undefined || !s.child.pid) return;
   try {
     process.kill(-s.child.pid, 'SIGTERM');
@@ -494,7 +521,7 @@ async function stopServer(s: Server, graceMs = 10_000) {
   }
 }
 
-async function waitReady(s: Server, check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+export async function waitReady(s: Server, check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (s.exitCode !== undefined) {
@@ -579,7 +606,8 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
 
   try {
     const [etcdPort, peerPort, apiPort, kcmPort] = await freePorts(4);
-    const server = `https://127.0.0.1:${apiPort}`;
+    // A node reaches the API server at the address it advertises, the only one its self-signed certificate names besides the Service IP.
+    const server = `https://${opts.node?.advertiseAddress ?? '127.0.0.1'}:${apiPort}`;
     const adminToken = randomBytes(24).toString('hex');
     const certDir = path.join(dir, 'apiserver-certs');
     await mkdir(certDir, { recursive: true });
@@ -635,15 +663,19 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
 
     await waitReady(etcd, async () => (await probe(`${etcdUrl}/health`)) === 200, timeout, 'healthy');
 
+    // The API server authenticates to the node's kubelet (logs, exec, port-forward) as a client of the same CA.
+    const kubeletClient = path.join(dir, 'apiserver-kubelet-client');
+    if (opts.node) await signClientCert(dir, kubeletClient, 'kube-apiserver-kubelet-client', ['system:masters']);
+
     const apiserverArgs = [
       '--etcd-servers',
       etcdUrl,
       '--secure-port',
       String(apiPort),
       '--bind-address',
-      '127.0.0.1',
+      opts.node ? '0.0.0.0' : '127.0.0.1',
       '--advertise-address',
-      '127.0.0.1',
+      opts.node?.advertiseAddress ?? '127.0.0.1',
       '--cert-dir',
       certDir,
       '--service-cluster-ip-range',
@@ -651,8 +683,9 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
       '--allow-privileged=true',
       '--authorization-mode',
       'RBAC',
-      '--disable-admission-plugins',
-      'ServiceAccount',
+      ...(opts.node
+        ? ['--kubelet-client-certificate', `${kubeletClient}.crt`, '--kubelet-client-key', `${kubeletClient}.key`, '--kubelet-preferred-address-types', 'InternalIP']
+        : ['--disable-admission-plugins', 'ServiceAccount']),
       '--service-account-issuer',
       `${server}/`,
       '--service-account-key-file',
@@ -663,9 +696,9 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
       tokenFile,
       '--client-ca-file',
       path.join(dir, 'client-ca.crt'),
-      // no kubelets/endpoints here: skip the loopback "kubernetes" endpoint reconciler noise
+      // Without a node nothing reaches the `kubernetes` Service: skip its loopback endpoint reconciler.
       '--endpoint-reconciler-type',
-      'none',
+      opts.node ? 'lease' : 'none',
       '--profiling=false',
       ...(opts.apiserverArgs ?? []),
     ];
@@ -705,7 +738,7 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
           '--kubeconfig',
           kubeconfig,
           '--controllers',
-          (opts.controllers ?? DEFAULT_CONTROLLERS).join(','),
+          (opts.controllers ?? (opts.node ? NODE_CONTROLLERS : DEFAULT_CONTROLLERS)).join(','),
           '--leader-elect=false',
           '--use-service-account-credentials=false',
           '--bind-address',
