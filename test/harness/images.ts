@@ -1,0 +1,53 @@
+/**
+ * The container images the test node runs, built from Debian packages and
+ * this repository by scripts/build-images.sh (cached: seconds when nothing
+ * changed, minutes cold) and imported into the node's containerd.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { run } from './run.js';
+
+const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BUILD_SCRIPT = path.join(REPO_ROOT, 'scripts', 'build-images.sh');
+const KILN_VERSION = (JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** Every image, by the name charts, install manifests and the kubelet ask for, and its archive. */
+export const IMAGES = [
+  { name: 'registry.k8s.io/pause:3.10', file: 'pause.oci.tar' },
+  { name: 'docker.io/library/postgres:17', file: 'postgres-17.oci.tar' },
+  { name: 'docker.io/library/node:24-slim', file: 'node-24-slim.oci.tar' },
+  { name: `docker.io/library/kiln:${KILN_VERSION}`, file: 'kiln.oci.tar' },
+  { name: 'localhost/kiln-test/directory:openldap', file: 'directory-openldap.oci.tar' },
+] as const;
+
+export const IMAGE_NAMES: readonly string[] = IMAGES.map((i) => i.name);
+
+/** Runs scripts/build-images.sh (progress on our stderr) and returns the directory of the archives. */
+export async function buildImages(): Promise<string> {
+  const stdout = await new Promise<string>((resolve, reject) => {
+    const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${BUILD_SCRIPT} failed (${signal ?? `exit ${code}`})`))));
+  });
+  const lines = stdout.trim().split('\n');
+  return lines[lines.length - 1]!.trim();
+}
+
+/**
+ * Imports every archive in `dir` into containerd's k8s.io namespace, where
+ * the CRI plugin looks. Importing an image that is already there only
+ * re-points its name at the same digest, so this is safe to repeat.
+ */
+export async function importImages(containerdAddress: string, dir?: string): Promise<void> {
+  const from = dir ?? (await buildImages());
+  for (const { name, file } of IMAGES) {
+    const archive = path.join(from, file);
+    if (!existsSync(archive)) throw new Error(`${archive} missing (image ${name}): run scripts/build-images.sh`);
+    const r = await run('ctr', ['--address', containerdAddress, '-n', 'k8s.io', 'images', 'import', archive], { timeoutMs: 300_000 });
+    if (r.code !== 0) throw new Error(`ctr images import ${archive} exited ${r.code}: ${r.stderr.trim()}`);
+  }
+}
