@@ -212,14 +212,30 @@ build_node() {
 
 build_kiln() {
   ensure_loaded docker.io/library/node:24-slim node-24-slim.oci.tar
+  # npm ci inside the build trusts what npm trusts here: where the registry is
+  # reached through a TLS-intercepting proxy, its CA is only in the host's
+  # bundle. A bind mount over the base image's (empty) /usr/local/etc, where
+  # npm reads its global config, applies to the RUN steps only: nothing of it
+  # is committed to the image.
+  local ca trust=() etc="$WORK/build-npm-etc"
+  ca=$(npm config get cafile 2>/dev/null || true)
+  [[ -f $ca ]] || ca=${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}
+  if [[ -f $ca ]]; then
+    rm -rf "$etc" && mkdir -p "$etc"
+    cp "$ca" "$etc/ca.pem"
+    echo "cafile=/usr/local/etc/ca.pem" >"$etc/npmrc"
+    trust=(--volume "$etc:/usr/local/etc:ro")
+  fi
   # Host network: the Dockerfile's apt-get and npm ci reach the Debian mirror and the npm registry.
-  "${PODMAN[@]}" build --quiet --pull=never --network=host -t "$1" -f "$ROOT/Dockerfile" "$ROOT" >/dev/null
+  "${PODMAN[@]}" build --quiet --pull=never --network=host "${trust[@]}" -t "$1" -f "$ROOT/Dockerfile" "$ROOT" >/dev/null
 }
 
 build_directory() {
   local tar="$WORK/directory-rootfs.tar"
-  debian_rootfs bookworm apt "$tar" --include=slapd,ldap-utils,openssl,procps \
-    --customize-hook='rm -rf "$1"/etc/ldap/slapd.d/* "$1"/var/lib/ldap/*'
+  debian_rootfs bookworm apt "$tar" --include=slapd,ldap-utils,openssl \
+    --customize-hook='rm -rf "$1"/etc/ldap/slapd.d/* "$1"/var/lib/ldap/*' \
+    --customize-hook='echo "ds:x:11111:0:directory server:/opt/opendj:/usr/sbin/nologin" >>"$1/etc/passwd"' \
+    --customize-hook='mkdir -p "$1/opt/opendj/data" && chown -R 11111:0 "$1/opt/opendj" && chmod -R 0770 "$1/opt/opendj"'
   local base
   base=$(import_base localhost/kiln-build/directory-rootfs:bookworm "$tar")
   "${PODMAN[@]}" build --quiet --pull=never --network=none --build-arg "BASE=$base" -t "$1" "$ROOT/images/directory" >/dev/null
@@ -254,5 +270,7 @@ if wants kiln; then
   build_image kiln "docker.io/library/kiln:$KILN_VERSION" kiln.oci.tar "$kiln_stamp"
 fi
 wants directory && build_image directory localhost/kiln-test/directory:openldap directory-openldap.oci.tar "$(input_stamp directory)"
+# Layers only an earlier build of an image used.
+"${PODMAN[@]}" image prune --force >/dev/null
 log "done in $((SECONDS - t_all)) s"
 echo "$OUT"
