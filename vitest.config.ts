@@ -21,6 +21,17 @@ export default defineConfig({
           fileParallelism: false,
         },
       },
+      {
+        test: {
+          name: 'node',
+          include: ['test/node/**/*.test.ts'],
+          globalSetup: ['test/node/global-setup.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 600_000,
+          // One node (one bridge, one set of kube-proxy rules on this machine) serves every file.
+          fileParallelism: false,
+        },
+      },
     ],
   },
 });

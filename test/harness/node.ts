@@ -19,9 +19,11 @@
  *   and `local` PersistentVolumes made by addLocalVolumes(): static
  *   provisioning as a bare-metal cluster has it.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { probe, startServer, stopServer, waitReady, type ControlPlaneClient, type Server } from './controlplane.js';
 import { freePorts } from './ports.js';
@@ -143,7 +145,8 @@ function cniConfig(dir: string): string {
           type: 'bridge',
           bridge,
           isGateway: true,
-          ipMasq: true,
+          // No masquerade: nothing leaves this machine, and a killed run would leave per-pod NAT chains behind.
+          ipMasq: false,
           hairpinMode: true,
           ipam: { type: 'host-local', ranges: [[{ subnet, gateway }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: path.join(dir, 'cni-ipam') },
         },
@@ -478,4 +481,17 @@ function localVolume(name: string, hostPath: string, size: string) {
       nodeAffinity: { required: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: [NODE_NAME] }] }] } },
     },
   };
+}
+
+/** Runs scripts/build-node.sh (progress on our stderr; seconds when cached) and returns the node's bin directory. */
+export async function buildNode(): Promise<string> {
+  const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'build-node.sh');
+  const stdout = await new Promise<string>((resolve, reject) => {
+    const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${script} failed (${signal ?? `exit ${code}`})`))));
+  });
+  return stdout.trim().split('\n').pop()!.trim();
 }
