@@ -42,7 +42,7 @@ export default defineConfig(
     // assertions. The rest of the type-checked set (floating promises, misused
     // promises, unbound methods, ...) still applies. test/harness/ is shared
     // helper code and keeps the full set.
-    files: ['test/unit/**', 'test/integration/**', 'test/soak/**'],
+    files: ['test/unit/**', 'test/integration/**', 'test/node/**', 'test/soak/**'],
     rules: {
       '@typescript-eslint/no-unsafe-argument': 'off',
       '@typescript-eslint/no-unsafe-assignment': 'off',
