@@ -6,18 +6,12 @@
  * status here), the agent, in its pod, creates the database inside that
  * server, and a client pod connects with the connection Secret.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { waitFor } from '../harness/wait.js';
+import { installKiln, KILN_IMAGE, ROOT } from './install-kiln.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const VERSION = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
-const run = promisify(execFile);
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
 
@@ -52,17 +46,11 @@ afterAll(async () => {
 
 describe('quick start on a real node', () => {
   it('installs kiln from its image; the controller and the agent run in pods', async () => {
-    const { stdout: manifests } = await run(process.execPath, [path.join(ROOT, 'bin', 'kiln.js'), 'install', '--image', `kiln:${VERSION}`], { cwd: ROOT, maxBuffer: 64 << 20 });
-    await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: manifests, timeoutMs: 120_000 });
-    for (const d of ['kiln-controller', 'kiln-agent']) {
-      const r = await cp.kubectl(['rollout', 'status', '-n', 'kiln-system', `deployment/${d}`, '--timeout=240s'], { timeoutMs: 250_000 });
-      if (r.code !== 0) await refreshDiagnostics();
-      expect(r.code, `${r.stderr}\n${diag}`).toBe(0);
-    }
+    await installKiln(cp);
     const pods = await getJson(['pods', '-n', 'kiln-system']);
     expect(pods.items).toHaveLength(2);
     for (const p of pods.items) {
-      expect(p.spec.containers[0].image).toBe(`kiln:${VERSION}`);
+      expect(p.spec.containers[0].image).toBe(KILN_IMAGE);
       expect(p.status.containerStatuses[0].imageID).toMatch(/^sha256:|@sha256:/);
       expect(condition(p, 'Ready')?.status).toBe('True');
     }
