@@ -7,6 +7,8 @@
 # and the servers the runtime-agent tests start privately in temp dirs
 # (test/harness/slapd.ts, postgres.ts): slapd + ldap-utils and postgresql-15;
 # python3-yaml (PyYAML with libyaml) reads kiln's output in test/unit/yaml-readers.test.ts.
+# scripts/build-node.sh installs the real node's packages (containerd, runc, CNI
+# plugins, iptables, conntrack, podman, mmdebstrap) the same way.
 # The install never prompts: debconf is non-interactive (slapd's postinst asks
 # for a domain and admin password otherwise), dpkg keeps existing config files,
 # and apt reads no stdin.
@@ -36,6 +38,13 @@ echo "test-all: control-plane binaries"
 start=$(date +%s)
 bash scripts/build-control-plane.sh >/dev/null
 echo "test-all: control plane ready in $(( $(date +%s) - start ))s"
+
+# The real node (test/node/): containerd, runc, CNI plugins, kubelet, kube-scheduler,
+# kube-proxy, CoreDNS and the images its pods run, all built here (cached).
+echo "test-all: node binaries and images"
+start=$(date +%s)
+bash scripts/build-node.sh >/dev/null
+echo "test-all: node ready in $(( $(date +%s) - start ))s"
 
 echo "test-all: typecheck"
 npm run -s typecheck
