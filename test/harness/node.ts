@@ -431,7 +431,7 @@ export async function startNode(cp: ControlPlaneClient, opts: NodeOptions): Prom
           const netnsAfter = await listNetns();
           await removeSandboxNetns(netnsAfter.filter((n) => !netnsBefore.has(n) && n.startsWith('cni-')));
           await unmountUnder(dir);
-          await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+          if (process.env.KILN_KEEP_CONTROLPLANE !== '1') await rm(dir, { recursive: true, force: true }).catch(() => undefined);
         })();
         return stopped;
       },
