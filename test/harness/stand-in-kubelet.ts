@@ -9,7 +9,8 @@
  *
  * A namespace labelled `kiln.dev/stand-in-kubelet=manual` is left alone: a test
  * there drives pods itself with setPodReady()/setPodSucceeded()/setPodFailed().
- * (Issue 20 replaces this with a real kubelet.)
+ * The node tests (test/node/) run a real kubelet instead (./node.ts); the
+ * integration tests keep this stand-in, whose pods' images do not exist.
  */
 import { request, type RequestOptions } from 'node:https';
 import { readFileSync } from 'node:fs';

@@ -1,18 +1,20 @@
 /**
  * The README's "Quick start", carried out on the test control plane, step by
- * step as a user runs it on a kind cluster, with what this machine lacks
- * stood in for and said so:
+ * step as a user runs it on a kind cluster, recording what kubectl prints for
+ * the README. test/node/quickstart.test.ts runs the same steps on a real node
+ * from kiln's image; this one runs on the stand-in kubelet, with these
+ * stand-ins:
  *
- *  - no container engine: the image is the production build assembled as
+ *  - the image is the production build assembled as
  *    production-build.test.ts does (the Dockerfile's runtime stage in a
  *    temporary directory: compiled JavaScript, `npm ci --omit=dev`, its ENV);
- *  - no kubelet: the Deployments and the StatefulSet get their pods from
+ *  - no kubelet here: the Deployments and the StatefulSet get their pods from
  *    kube-controller-manager, and the stand-in kubelet (global setup) marks
  *    them Running and Ready. The controller and the agent therefore run as
  *    processes outside the cluster, started with their Deployment's node
  *    flags, environment and arguments and a kubeconfig carrying a token of
  *    their ServiceAccount (never the admin);
- *  - no postgres:17 container: Debian's PostgreSQL 15 on loopback (the agent
+ *  - no postgres:17 container here: Debian's PostgreSQL 15 on loopback (the agent
  *    reaches it with --endpoint). What the official image's entrypoint does
  *    with the Secret the agent generates (initdb --pwfile with
  *    POSTGRES_PASSWORD) the test does with ALTER ROLE.

@@ -20,7 +20,7 @@ const getJson = async (args: string[]): Promise<Any> => {
   const r = await cp.kubectl(['get', ...args, '-o', 'json']);
   return r.code === 0 ? JSON.parse(r.stdout) : undefined;
 };
-const condition = (o: Any, type: string) => (o?.status?.conditions as { type: string; status: string; message?: string }[] | undefined)?.find((c) => c.type === type);
+const condition = (o: Any, type: string) => (o?.status?.conditions as { type: string; status: string; message?: string; lastTransitionTime: string }[] | undefined)?.find((c) => c.type === type);
 
 /** What to print when a wait fails: the pods and the last lines of kiln's logs. */
 async function diagnostics(): Promise<string> {
@@ -80,6 +80,8 @@ describe('quick start on a real node', () => {
     expect(condition(pod, 'Ready')?.status).toBe('True');
     expect(pod.spec.containers[0].image).toBe('docker.io/library/postgres:17');
     expect(instance.status.observedGeneration).toBe(instance.metadata.generation);
+    // Ready came from the member: the pod was Ready before (or as) the resource became Ready.
+    expect(Date.parse(condition(pod, 'Ready')!.lastTransitionTime)).toBeLessThanOrEqual(Date.parse(condition(instance, 'Ready')!.lastTransitionTime));
 
     await waitFor(
       'PostgresDatabase app Ready',
