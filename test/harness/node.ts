@@ -225,8 +225,11 @@ async function unmountUnder(dir: string): Promise<void> {
   for (const m of mounts) await run('umount', ['-l', m]);
 }
 
-/** Kill shims of this node's containerd (they outlive it by design). */
-function killShims(address: string): void {
+/**
+ * Kill shims of this node's containerd (they outlive it by design), or with no
+ * address, the shims of any containerd whose socket is gone (a run that was killed).
+ */
+function killShims(address?: string): void {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     let cmd: string;
     try {
@@ -234,7 +237,10 @@ function killShims(address: string): void {
     } catch {
       continue;
     }
-    if (cmd.startsWith('/usr/bin/containerd-shim') && cmd.includes(address)) {
+    if (!cmd.startsWith('/usr/bin/containerd-shim')) continue;
+    const args = cmd.split('\0');
+    const own = args[args.indexOf('-address') + 1] ?? '';
+    if (address ? own === address : own !== '' && !existsSync(own)) {
       try {
         process.kill(Number(pid), 'SIGKILL');
       } catch {
@@ -264,6 +270,7 @@ export async function startNode(cp: ControlPlaneClient, opts: NodeOptions): Prom
   // Left by a run that was killed: its rules would send Service traffic to pods that are gone.
   await run(bin('kube-proxy'), ['--cleanup'], { timeoutMs: 30_000 });
   await killCgroupRoot();
+  killShims();
   await ensureBridge();
   await createCgroupRoot();
 
