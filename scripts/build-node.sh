@@ -16,18 +16,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 COREDNS_VERSION=v1.13.1
 log() { echo "build-node: $*" >&2; }
 
-need_apt=()
-for pkg in containerd runc containernetworking-plugins iptables conntrack iproute2 podman mmdebstrap uidmap gcc libc6-dev; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
-done
-if ((${#need_apt[@]})); then
-  log "installing Debian packages: ${need_apt[*]}"
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    "${need_apt[@]}" </dev/null >/dev/null
-fi
+# With their recommends, as they were installed when the node and the image builds were first made to work here.
+bash "$ROOT/scripts/apt-install.sh" build-node containerd runc containernetworking-plugins iptables conntrack iproute2 podman mmdebstrap uidmap gcc libc6-dev
 # Debian starts containerd as a service where an init system runs; the node runs its own.
 
 start=$(date +%s)

@@ -15,20 +15,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-need_apt=()
-for pkg in git openssl time ca-certificates util-linux slapd ldap-utils postgresql-15 python3-yaml; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
-done
-if ((${#need_apt[@]})); then
-  echo "test-all: installing Debian packages: ${need_apt[*]}"
-  SUDO=""; [[ $(id -u) == 0 ]] || SUDO=sudo
-  # `env` so the variables survive sudo, which resets the environment.
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq </dev/null
-  $SUDO env DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true \
-    apt-get install -y -qq \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-    "${need_apt[@]}" </dev/null >/dev/null
-fi
+bash scripts/apt-install.sh test-all git openssl time ca-certificates util-linux slapd ldap-utils postgresql-15 python3-yaml
 command -v go >/dev/null || { echo "test-all: Go is required to build the control plane (https://go.dev/dl); none on PATH" >&2; exit 1; }
 
 echo "test-all: npm ci"

@@ -30,7 +30,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { freePorts } from './ports.js';
-import { run, type RunResult } from './run.js';
+import { run, runBuildScript, type RunResult } from './run.js';
 
 export const KUBE_VERSION = 'v1.34.4';
 
@@ -210,16 +210,7 @@ export async function ensureBinaries(): Promise<string> {
     if (missing.length) throw new Error(`KILN_CONTROLPLANE_BIN=${override} lacks ${missing.join(', ')}`);
     return override;
   }
-  const stdout = await new Promise<string>((resolve, reject) => {
-    // Progress goes to our stderr; the last stdout line is the bin dir.
-    const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.on('error', reject);
-    child.on('exit', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${BUILD_SCRIPT} failed (${signal ?? `exit ${code}`})`))));
-  });
-  const lines = stdout.trim().split('\n');
-  return lines[lines.length - 1]!.trim();
+  return runBuildScript(BUILD_SCRIPT);
 }
 
 // ---------------------------------------------------------------------------

@@ -3,11 +3,10 @@
  * this repository by scripts/build-images.sh (cached: seconds when nothing
  * changed, minutes cold) and imported into the node's containerd.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { run } from './run.js';
+import { run, runBuildScript } from './run.js';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BUILD_SCRIPT = path.join(REPO_ROOT, 'scripts', 'build-images.sh');
@@ -26,15 +25,7 @@ export const IMAGE_NAMES: readonly string[] = IMAGES.map((i) => i.name);
 
 /** Runs scripts/build-images.sh (progress on our stderr) and returns the directory of the archives. */
 export async function buildImages(): Promise<string> {
-  const stdout = await new Promise<string>((resolve, reject) => {
-    const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.on('error', reject);
-    child.on('exit', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${BUILD_SCRIPT} failed (${signal ?? `exit ${code}`})`))));
-  });
-  const lines = stdout.trim().split('\n');
-  return lines[lines.length - 1]!.trim();
+  return runBuildScript(BUILD_SCRIPT);
 }
 
 /** The manifest digest an OCI archive holds (its index.json's one entry). */

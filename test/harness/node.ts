@@ -19,7 +19,6 @@
  *   and `local` PersistentVolumes made by addLocalVolumes(): static
  *   provisioning as a bare-metal cluster has it.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -27,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { probe, startServer, stopServer, waitReady, type ControlPlaneClient, type Server } from './controlplane.js';
 import { freePorts } from './ports.js';
-import { run } from './run.js';
+import { run, runBuildScript } from './run.js';
 
 export const NODE_NAME = 'kiln-node';
 export const NODE_NETWORK = { bridge: 'kilnbr0', subnet: '10.244.0.0/24', gateway: '10.244.0.1' } as const;
@@ -493,12 +492,5 @@ function localVolume(name: string, hostPath: string, size: string) {
 /** Runs scripts/build-node.sh (progress on our stderr; seconds when cached) and returns the node's bin directory. */
 export async function buildNode(): Promise<string> {
   const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'build-node.sh');
-  const stdout = await new Promise<string>((resolve, reject) => {
-    const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.on('error', reject);
-    child.on('exit', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${script} failed (${signal ?? `exit ${code}`})`))));
-  });
-  return stdout.trim().split('\n').pop()!.trim();
+  return runBuildScript(script);
 }

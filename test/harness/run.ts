@@ -31,3 +31,14 @@ export function run(cmd: string, args: string[], opts: { input?: string; env?: N
     child.stdin.end(opts.input ?? '');
   });
 }
+
+/** Runs a build script with its progress on our stderr; resolves with the last line it prints (the directory it built into). */
+export function runBuildScript(script: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code, signal) => (code === 0 ? resolve(out.trim().split('\n').pop()!.trim()) : reject(new Error(`${script} failed (${signal ?? `exit ${code}`})`))));
+  });
+}
