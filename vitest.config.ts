@@ -6,7 +6,6 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          sequence: { groupOrder: 0 },
           include: ['test/unit/**/*.test.ts'],
           testTimeout: 60_000,
         },
@@ -14,7 +13,6 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
-          sequence: { groupOrder: 0 },
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/integration/global-setup.ts'],
           testTimeout: 120_000,
@@ -32,8 +30,9 @@ export default defineConfig({
           hookTimeout: 600_000,
           // One node (one bridge, one set of kube-proxy rules on this machine) serves every file.
           fileParallelism: false,
-          // After the unit and integration projects, not beside them: pods starting on this
-          // 2-core machine would slow the integration tests' timed waits.
+          // A group of its own (vitest runs groups one after another; the integration files, which
+          // disable file parallelism, run last in theirs): pods starting on this 2-core machine
+          // would slow the integration tests' timed waits.
           sequence: { groupOrder: 1 },
         },
       },
