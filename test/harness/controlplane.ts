@@ -673,9 +673,19 @@ async function startOnce(opts: StartOptions): Promise<ControlPlane> {
       '10.96.0.0/16',
       '--allow-privileged=true',
       '--authorization-mode',
-      'RBAC',
+      // A node's kubelet is authorised as nodes are: the Node authorizer, and NodeRestriction below.
+      opts.node ? 'Node,RBAC' : 'RBAC',
       ...(opts.node
-        ? ['--kubelet-client-certificate', `${kubeletClient}.crt`, '--kubelet-client-key', `${kubeletClient}.key`, '--kubelet-preferred-address-types', 'InternalIP']
+        ? [
+            '--kubelet-client-certificate',
+            `${kubeletClient}.crt`,
+            '--kubelet-client-key',
+            `${kubeletClient}.key`,
+            '--kubelet-preferred-address-types',
+            'InternalIP',
+            '--enable-admission-plugins',
+            'NodeRestriction',
+          ]
         : ['--disable-admission-plugins', 'ServiceAccount']),
       '--service-account-issuer',
       `${server}/`,

@@ -279,6 +279,16 @@ export async function startNode(cp: ControlPlaneClient, opts: NodeOptions): Prom
 
   try {
     const [kubeletPort, kubeletHealthz, schedPort, proxyHealthz, proxyMetrics, dnsHealth] = await freePorts(6);
+    // Each component as a cluster has it: the kubelet as system:node:<name> (Node authorizer,
+    // NodeRestriction), the scheduler and kube-proxy as the users their default RBAC names,
+    // CoreDNS with the read-only rights its own manifests give it. None is an admin.
+    const [kubeletId, schedulerId, proxyId, dnsId] = await Promise.all([
+      cp.mintIdentity(`system:node:${NODE_NAME}`, ['system:nodes']),
+      cp.mintIdentity('system:kube-scheduler'),
+      cp.mintIdentity('system:kube-proxy'),
+      cp.mintIdentity('kiln-test:coredns'),
+    ]);
+    await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: coreDnsRbac(dnsId.name) });
 
     await writeFile(path.join(dir, 'containerd.toml'), containerdConfig(dir, address));
     await writeFile(path.join(dir, 'cni', '10-kiln.conflist'), cniConfig(dir));
@@ -297,7 +307,7 @@ export async function startNode(cp: ControlPlaneClient, opts: NodeOptions): Prom
     errors
     health 127.0.0.1:${dnsHealth}
     kubernetes ${CLUSTER_DOMAIN} in-addr.arpa {
-        kubeconfig ${cp.kubeconfig}
+        kubeconfig ${dnsId.kubeconfig}
         pods insecure
         ttl 5
     }
@@ -317,7 +327,7 @@ export async function startNode(cp: ControlPlaneClient, opts: NodeOptions): Prom
     const scheduler = await startServer(
       'kube-scheduler',
       bin('kube-scheduler'),
-      ['--kubeconfig', cp.kubeconfig, '--leader-elect=false', '--bind-address', '127.0.0.1', '--secure-port', String(schedPort), '--profiling=false'],
+      ['--kubeconfig', schedulerId.kubeconfig, '--leader-elect=false', '--bind-address', '127.0.0.1', '--secure-port', String(schedPort), '--profiling=false'],
       dir,
       ownerPid,
     );
@@ -329,7 +339,7 @@ export async function startNode(cp: ControlPlaneClient, opts: NodeOptions): Prom
       toYaml({
         apiVersion: 'kubeproxy.config.k8s.io/v1alpha1',
         kind: 'KubeProxyConfiguration',
-        clientConnection: { kubeconfig: cp.kubeconfig },
+        clientConnection: { kubeconfig: proxyId.kubeconfig },
         mode: 'iptables',
         clusterCIDR: NODE_NETWORK.subnet,
         hostnameOverride: NODE_NAME,
@@ -385,7 +395,7 @@ export async function startNode(cp: ControlPlaneClient, opts: NodeOptions): Prom
         '--config',
         kubeletConfig,
         '--kubeconfig',
-        cp.kubeconfig,
+        kubeletId.kubeconfig,
         '--hostname-override',
         NODE_NAME,
         '--node-ip',
@@ -493,4 +503,29 @@ function localVolume(name: string, hostPath: string, size: string) {
 export async function buildNode(): Promise<string> {
   const script = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'scripts', 'build-node.sh');
   return runBuildScript(script);
+}
+
+/** What CoreDNS's kubernetes plugin reads, as its upstream manifests grant it (system:coredns). */
+function coreDnsRbac(user: string): string {
+  const name = 'kiln-test:coredns';
+  return [
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRole',
+      metadata: { name },
+      rules: [
+        { apiGroups: [''], resources: ['endpoints', 'services', 'pods', 'namespaces'], verbs: ['list', 'watch'] },
+        { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
+    },
+  ]
+    .map((d) => toYaml(d))
+    .join('---\n');
 }
