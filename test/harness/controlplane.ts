@@ -257,18 +257,15 @@ function subjectPart(key: string, value: string): string {
   return `/${key}=${value.replace(/[\\/+=,]/g, (c) => `\\${c}`)}`;
 }
 
+/** `openssl req -x509 -new` with a new P-256 key: the CA and every client certificate. */
+async function newEcCertificate(args: string[]): Promise<void> {
+  await runOk('openssl', ['req', '-x509', '-new', '-nodes', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', ...args]);
+}
+
 async function createCa(dir: string): Promise<{ caCert: string; caKey: string }> {
   const caCert = path.join(dir, 'client-ca.crt');
   const caKey = path.join(dir, 'client-ca.key');
-  await runOk('openssl', [
-    'req',
-    '-x509',
-    '-new',
-    '-nodes',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
+  await newEcCertificate([
     '-keyout',
     caKey,
     '-out',
@@ -288,15 +285,7 @@ async function createCa(dir: string): Promise<{ caCert: string; caKey: string }>
 /** A client certificate from the test client CA in `dir`: RBAC sees user `name` in `groups`. Writes `<base>.crt` and `<base>.key`. */
 async function signClientCert(dir: string, base: string, name: string, groups: string[]): Promise<void> {
   const subj = [subjectPart('CN', name), ...groups.map((g) => subjectPart('O', g))].join('');
-  await runOk('openssl', [
-    'req',
-    '-x509',
-    '-new',
-    '-nodes',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:prime256v1',
+  await newEcCertificate([
     '-CA',
     path.join(dir, 'client-ca.crt'),
     '-CAkey',
