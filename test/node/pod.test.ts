@@ -110,7 +110,9 @@ describe('a real node', () => {
     // Reachable from this process, by pod IP and through kube-proxy's Service rules.
     expect(await query(ready.status.podIP!, 'select 1 as v')).toBe(1);
     const serviceIp = (await cp.kubectlOk(['get', 'service', '-n', ns, 'db', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
-    expect(await query(serviceIp, "select current_setting('listen_addresses') as v")).toBe('*');
+    // The Service answers once kube-proxy has the pod's endpoint, a moment after the pod is Ready.
+    const viaService = await waitFor('the Service to answer', () => query(serviceIp, "select current_setting('listen_addresses') as v").catch(() => undefined), 30_000);
+    expect(viaService).toBe('*');
 
     // The other pod runs but its probe fails: Ready stays False.
     const never = await waitFor(
