@@ -33,6 +33,12 @@ start=$(date +%s)
 bash scripts/build-node.sh >/dev/null
 echo "test-all: node ready in $(( $(date +%s) - start ))s"
 
+# Gitea, the real forge the review-mode pull-request test (test/integration/gitea-review.test.ts) runs against.
+echo "test-all: gitea"
+start=$(date +%s)
+bash scripts/build-gitea.sh >/dev/null
+echo "test-all: gitea ready in $(( $(date +%s) - start ))s"
+
 echo "test-all: typecheck"
 npm run -s typecheck
 
