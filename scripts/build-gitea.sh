@@ -4,9 +4,13 @@
 # module in test/gitea/, into a cache directory outside the work tree:
 #
 #   ${KILN_CACHE:-$HOME/.cache/kiln}/gitea/<version>/bin/gitea
+#   ${KILN_CACHE:-$HOME/.cache/kiln}/gitea/<version>/{options,templates}/
 #
 # API only: no front-end assets (no `bindata` tag, no npm build); the REST API and
-# Git's smart HTTP need none. SQLite comes from modernc.org/sqlite, Gitea's default
+# Git's smart HTTP need none. Without bindata Gitea reads its options (locales,
+# licences, readme templates) and templates from STATIC_ROOT_PATH at run time, and
+# refuses to start without the locales, so those two directories are copied from
+# the module beside bin/: the harness points STATIC_ROOT_PATH at <version>/. SQLite comes from modernc.org/sqlite, Gitea's default
 # driver since v1.27 (the cgo mattn driver needs the sqlite_mattn tag), so the build
 # is CGO_ENABLED=0 like the control plane's and needs no C compiler.
 #
@@ -57,7 +61,20 @@ check_bin() {
   [[ -f "$BIN/.gitea.stamp" && $(<"$BIN/.gitea.stamp") == "$(stamp)" ]] || return 1
   local out
   out=$("$BIN/gitea" --version 2>/dev/null) || return 1
-  [[ $out == *"version $GITEA_VERSION "* ]]
+  [[ $out == *"version $GITEA_VERSION "* ]] || return 1
+  [[ -f "$OUT/options/locale/locale_en-US.json" && -d "$OUT/templates" ]]
+}
+
+# The data directories of the same module version the binary was built from.
+copy_data() {
+  local src dir
+  src=$(cd "$MODDIR" && go list -m -f '{{.Dir}}' "$PKG")
+  for dir in options templates; do
+    rm -rf "$OUT/.$dir.tmp" "$OUT/$dir"
+    cp -R "$src/$dir" "$OUT/.$dir.tmp"
+    chmod -R u+w "$OUT/.$dir.tmp" # the module cache is read-only
+    mv "$OUT/.$dir.tmp" "$OUT/$dir"
+  done
 }
 
 start=$(date +%s)
@@ -67,6 +84,7 @@ else
   log "building $PKG (code.gitea.io/gitea@v$GITEA_VERSION, -p $JOBS)"
   (cd "$MODDIR" && go build -p "$JOBS" -trimpath -tags "$TAGS" -ldflags "$LDFLAGS" -o "$BIN/.gitea.tmp" "$PKG")
   mv -f "$BIN/.gitea.tmp" "$BIN/gitea"
+  copy_data
   stamp >"$BIN/.gitea.stamp"
   if ! check_bin; then
     log "ERROR: $BIN/gitea does not report version $GITEA_VERSION: $("$BIN/gitea" --version 2>&1 | head -1)"
