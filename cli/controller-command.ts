@@ -43,6 +43,10 @@ export function registerController(program: Command, version: string): void {
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>" (default: kiln <noreply@kiln.dev>)')
     .option('--debounce <ms>', 'git mode: quiet time after the last change before a commit', wholeNumber(0), 2000)
     .option('--max-wait <ms>', 'git mode: longest wait after the first change of a batch', wholeNumber(0), 30_000)
+    .option(
+      '--flux <namespace/name>',
+      "git mode: the Flux Kustomization that applies kiln's directory: after each push kiln asks its GitRepository to fetch at once, and a resource is Ready only when Flux applied its commit (and its health checks passed)",
+    )
     .action(async (opts: ControllerFlags, cmd: Command) => {
       const runtime = runtimeSettings(cmd);
       for (const w of runtime.warnings) process.stderr.write(`kiln controller: ${w}\n`);
@@ -138,11 +142,13 @@ interface GitFlags {
   committer?: string;
   debounce: number;
   maxWait: number;
+  flux?: string;
 }
 
 /** Git mode's options from the flags and the environment; throws a message fit for the user. */
 export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = process.env): Promise<GitSinkOptions> {
   const { authFromFileWatched, parseIdentity } = await import('../controller/git/sink.js');
+  const { parseFluxRef } = await import('../controller/git/flux.js');
   const { authFromEnv, repositoryUrlProblem } = await import('../gitops/repo.js');
   const { checkLayoutOptions } = await import('../gitops/layout.js');
   if (!flags.repo) throw new Error('--mode git needs --repo <url>');
@@ -207,5 +213,6 @@ export async function gitOptions(flags: GitFlags, env: NodeJS.ProcessEnv = proce
     allowMassDelete: flags.allowMassDelete,
     debounceMs: flags.debounce,
     maxWaitMs: flags.maxWait,
+    ...(flags.flux !== undefined ? { flux: parseFluxRef(flags.flux) } : {}),
   };
 }

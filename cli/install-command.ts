@@ -31,6 +31,7 @@ interface InstallFlags {
   pullRequestApi?: string;
   author?: string;
   committer?: string;
+  flux?: string;
   output?: string;
 }
 
@@ -79,6 +80,7 @@ export function registerInstall(program: Command, version: string): void {
     .option('--review', 'git mode: push to <branch>-next and open a pull request', false)
     .option('--review-branch <branch>', 'git mode: the review branch (implies --review)')
     .option('--pull-request-api <url>', 'git mode, review: GitHub-compatible REST API, or "none"')
+    .option('--flux <namespace/name>', 'git mode: the Flux Kustomization the controller follows (--flux); read and fetch rights in its namespace only')
     .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>"')
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>"')
     .option('-o, --output <file>', 'write to this file instead of standard output')
@@ -133,6 +135,7 @@ export function registerInstall(program: Command, version: string): void {
                 author: opts.author,
                 committer: opts.committer,
                 allowInsecureHttp: opts.allowInsecureHttp || undefined,
+                flux: opts.flux,
               }
             : undefined,
       });

@@ -18,6 +18,8 @@ import { WorkQueue } from '../kube/queue.js';
 import { Reconciler, type ReconcileResult } from './apply/reconciler.js';
 import { GitReconciler } from './git/reconciler.js';
 import { GitSink, type GitSinkOptions } from './git/sink.js';
+import { FluxFollower } from './git/flux.js';
+import type { FlushReport } from '../gitops/batcher.js';
 import { CHILD_KINDS, GROUP, KILN_KINDS } from '../kinds/api.js';
 import { carriedOutBy, childKindsWrittenAcrossNamespaces } from '../kinds/registry.js';
 import { childCodec, FIELD_MANAGER, Interner, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
@@ -27,6 +29,15 @@ import type { Reconciler as ReconcilerContract } from '../kube/reconcile.js';
 import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../kinds/shared/labels.js';
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 import { controllerOf, inputsChanged } from '../kube/predicates.js';
+
+/** Both after-push steps, in order. */
+function chainPushed(a: GitSinkOptions['onPushed'], b: GitSinkOptions['onPushed']): GitSinkOptions['onPushed'] {
+  if (!a || !b) return a ?? b;
+  return async (report: FlushReport) => {
+    await a(report);
+    await b(report);
+  };
+}
 
 export type Log = (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
@@ -135,7 +146,11 @@ export class Manager {
       }
     }
     const events = new EventRecorder(this.client, 'kiln-controller', this.identity, opts.log);
-    this.git = opts.sink === 'git' ? new GitSink(opts.git!, opts.log) : undefined;
+    // --flux: after a push to the branch Flux reads, ask it to fetch; its verdict feeds each resource's Ready.
+    const fluxRef = opts.sink === 'git' ? opts.git?.flux : undefined;
+    const flux = fluxRef ? new FluxFollower(this.client, fluxRef, opts.log, () => this.requeueAll()) : undefined;
+    const onPushed = flux && !opts.git!.reviewBranch ? async () => flux.requestFetch() : undefined;
+    this.git = opts.sink === 'git' ? new GitSink({ ...opts.git!, onPushed: chainPushed(opts.git!.onPushed, onPushed) }, opts.log) : undefined;
     this.reconciler = this.git
       ? new GitReconciler({
           client: this.client,
@@ -147,6 +162,7 @@ export class Manager {
           render: opts.git!.render,
           failureBackoffMs: opts.git!.failureBackoffMs,
           status: this.status,
+          flux,
         })
       : new Reconciler({
           client: this.client,
@@ -184,16 +200,26 @@ export class Manager {
             const present = [...this.resources.values()].flatMap((i) => i.list()).map((o) => ({ kind: o.kind!, namespace: o.metadata.namespace!, name: o.metadata.name }));
             await git.start(present, opts.namespaces);
             opts.log('info', 'git mode: clone synced', git.describe());
+            flux?.start();
           }
         : undefined,
-      lost: () => git?.abandon(),
+      lost: () => {
+        flux?.stop();
+        git?.abandon();
+      },
       // Pending changes are pushed while this replica still leads; a replica that lost the lease leaves them.
       stopping: async (release) => {
+        flux?.stop();
         if (!git) return;
         if (release) await git.close().catch((err: unknown) => opts.log('error', 'git mode: final flush failed', { error: git.scrub(err) }));
         else git.abandon();
       },
     };
+  }
+
+  /** Every resource again (what Flux says about them changed). */
+  private requeueAll(): void {
+    for (const inf of this.resources.values()) for (const o of inf.list()) this.queue.add(`${o.kind}/${o.metadata.namespace}/${o.metadata.name}`);
   }
 
   /** One informer per namespace: a lookup by kind goes to the right one. */

@@ -508,6 +508,29 @@ export class GitRepoWriter {
     return this.exclusive(() => this.headNow());
   }
 
+  /**
+   * Whether commit `a` is `b` or one of its ancestors; undefined when the
+   * clone does not hold both. `fetchBranch`: when `b` is missing, fetch that
+   * branch once and ask again (someone else pushed after kiln).
+   */
+  async isAncestor(a: string, b: string, fetchBranch?: string): Promise<boolean | undefined> {
+    const COMMIT = /^[0-9a-f]{40}([0-9a-f]{24})?$/;
+    if (!COMMIT.test(a) || !COMMIT.test(b)) return undefined;
+    if (a === b) return true;
+    const has = (sha: string) =>
+      this.local.raw(['cat-file', '-e', `${sha}^{commit}`]).then(
+        () => true,
+        () => false,
+      );
+    if (!(await has(b)) && fetchBranch) await this.exclusive(() => this.fetch(fetchBranch)).catch(() => false);
+    if (!(await has(a)) || !(await has(b))) return undefined;
+    try {
+      return (await this.local.raw(['merge-base', a, b])).trim() === a;
+    } catch {
+      return false; // no common history
+    }
+  }
+
   /** Commits made locally and not pushed yet. */
   hasUnpushed(): boolean {
     return this.pending.length > 0;

@@ -17,7 +17,8 @@ import { crdDirectory } from '../lib/paths.js';
 import { fromYaml } from '../lib/yaml.js';
 import { compareObjects } from '../kinds/object-order.js';
 import type { K8sObject } from '../kinds/types.js';
-import { AGENT_RULES, clusterRules, leaseRules, TOKEN_RULES, type Component, type NamedRule, type PolicyRule } from './rbac.js';
+import { parseFluxRef } from '../gitops/flux.js';
+import { AGENT_RULES, clusterRules, FLUX_RULES, leaseRules, TOKEN_RULES, type Component, type NamedRule, type PolicyRule } from './rbac.js';
 
 export interface GitInstallOptions {
   repo: string;
@@ -40,6 +41,8 @@ export interface GitInstallOptions {
   allowInsecureHttp?: boolean;
   debounceMs?: number;
   maxWaitMs?: number;
+  /** `--flux <namespace>/<name>`: the Flux Kustomization kiln follows; its rights are granted in that namespace only. */
+  flux?: string;
 }
 
 export interface InstallOptions {
@@ -331,6 +334,8 @@ export class KilnInstallChart extends Chart {
       if (g.committer) args.push('--committer', g.committer);
       if (g.debounceMs !== undefined) args.push('--debounce', String(g.debounceMs));
       if (g.maxWaitMs !== undefined) args.push('--max-wait', String(g.maxWaitMs));
+      const flux = g.flux !== undefined ? parseFluxRef(g.flux) : undefined;
+      if (flux) args.push('--flux', `${flux.namespace}/${flux.name}`);
       const env: k8s.EnvVar[] = [];
       if (g.authScheme) env.push({ name: 'KILN_GIT_AUTH_SCHEME', value: g.authScheme });
       if (g.username) env.push({ name: 'KILN_GIT_USERNAME', value: g.username });
@@ -351,6 +356,7 @@ export class KilnInstallChart extends Chart {
         volumes: g.tokenSecret ? [{ name: 'git-token', secret: { secretName: g.tokenSecret, defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] } }] : [],
         volumeMounts: g.tokenSecret ? [{ name: 'git-token', mountPath: GIT_TOKEN_DIR, readOnly: true }] : [],
         resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
+        ...(flux ? { namespaced: { id: 'flux', rules: FLUX_RULES, namespaces: [flux.namespace] } } : {}),
       });
     } else {
       new KilnComponent(this, 'Controller', {

@@ -146,6 +146,20 @@ export const CONTROLLER_GIT_RULES: NamedRule[] = [
   },
 ];
 
+/** git mode with --flux: in the Flux Kustomization's namespace only (a RoleBinding there). */
+export const FLUX_RULES: NamedRule[] = [
+  {
+    id: 'flux-kustomizations',
+    why: 'read the Flux Kustomization named by --flux (watch: its status says whether Flux applied kiln\'s commit); a resource is Ready only then',
+    rule: { apiGroups: ['kustomize.toolkit.fluxcd.io'], resources: ['kustomizations'], verbs: ['get', 'list', 'watch'] },
+  },
+  {
+    id: 'flux-fetch',
+    why: "ask Flux to fetch after each push: the reconcile.fluxcd.io/requestedAt annotation on the Kustomization's GitRepository (what `flux reconcile source git` writes)",
+    rule: { apiGroups: ['source.toolkit.fluxcd.io'], resources: ['gitrepositories'], verbs: ['patch'] },
+  },
+];
+
 /** Cluster-wide rules of the runtime agent. */
 export const AGENT_RULES: NamedRule[] = [
   kilnRead(AGENT_KINDS),

@@ -10,7 +10,10 @@
  * is queued again; that reconcile writes the status:
  *
  * - pushed: Ready=True, reason Committed, status.commit (the pushed commit
- *   holding the content), status.revision, observedGeneration;
+ *   holding the content), status.revision, observedGeneration; with `--flux`
+ *   (controller/git/flux.ts) Ready waits for Flux: Reconciling WaitingForFlux
+ *   until the Kustomization applied a commit holding it and is Ready (reason
+ *   Applied), Stalled FluxFailed with Flux's message when it could not;
  * - invalid: Stalled, reason InvalidSpec, naming the field (nothing committed;
  *   what the repository holds stays);
  * - a Secret carrying data in the render: Stalled, reason SecretInRender
@@ -39,6 +42,7 @@ import { digest, FIELD_MANAGER } from '../apply/applyset.js';
 import type { KubeApi } from '../../kube/client.js';
 import type { EventRecorder } from '../../kube/events.js';
 import type { GitSink } from './sink.js';
+import type { FluxFollower } from './flux.js';
 import type { Informer, KubeObject } from '../../kube/informer.js';
 import type { ReconcileResult } from '../apply/reconciler.js';
 import { parseKey, type Reconciler } from '../../kube/reconcile.js';
@@ -59,6 +63,8 @@ export interface GitReconcilerDeps {
   status?: StatusWriter;
   /** Backoff before a failed commit or push is tried again (default 1 s doubling to 60 s). */
   failureBackoffMs?: { base: number; max: number };
+  /** `--flux`: Ready waits for the Flux Kustomization to apply the commit (and its health checks to pass). */
+  flux?: Pick<FluxFollower, 'verdict' | 'display'>;
 }
 
 export interface GitReconcileResult extends ReconcileResult {
@@ -137,17 +143,20 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
     const outcome = this.outcomes.get(key);
     if (outcome?.revision === revision) {
       if (outcome.state === 'committed') {
+        const committed = `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit!.slice(0, 12)}${outcome.warning ? `; ${outcome.warning}` : ''}`;
+        const verdict = this.deps.flux ? await this.deps.flux.verdict(outcome.commit!, (a, b) => this.deps.sink.isAncestor(a, b)) : undefined;
+        const condition =
+          verdict === undefined
+            ? ({ kind: 'ready', reason: 'Committed', message: committed } as const)
+            : verdict.state === 'applied'
+              ? ({ kind: 'ready', reason: 'Applied', message: `${committed}; applied by Flux Kustomization ${this.deps.flux!.display} at ${verdict.sha.slice(0, 12)}` } as const)
+              : verdict.state === 'failed'
+                ? ({ kind: 'stalled', reason: 'FluxFailed', message: `${committed}; ${verdict.message}` } as const)
+                : ({ kind: 'reconciling', reason: 'WaitingForFlux', message: `${committed}; ${verdict.message}` } as const);
         await this.writeStatus(
           live,
           {
-            conditions: readyConditions(
-              {
-                kind: 'ready',
-                reason: 'Committed',
-                message: `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit!.slice(0, 12)}${outcome.warning ? `; ${outcome.warning}` : ''}`,
-              },
-              generation,
-            ),
+            conditions: readyConditions(condition, generation),
             commit: outcome.commit,
             revision,
             ...(this.deps.sink.pullRequestUrl ? { pullRequest: this.deps.sink.pullRequestUrl } : {}),
@@ -159,6 +168,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
           this.deps.events.normal(live, 'Committed', `${objects.length} objects committed to ${this.deps.sink.pushBranch} in ${outcome.commit}`);
           if (outcome.warning) this.deps.events.warning(live, 'LinkReplaced', outcome.warning);
         }
+        if (result.statusWritten && condition.kind === 'stalled') this.deps.events.warning(live, condition.reason, condition.message);
         return result;
       }
       if (outcome.state === 'refused') {

@@ -66,6 +66,10 @@ export interface GitSinkOptions {
   onFlush?: (report: FlushReport) => void;
   /** Review mode: opens or updates the pull request from the review branch into `branch` after each push. */
   pullRequests?: PullRequestProvider;
+  /** The Flux Kustomization that applies this directory (`--flux`): the manager follows it (controller/git/flux.ts). */
+  flux?: { namespace: string; name: string };
+  /** Called after each push (after the pull request is brought up to date); a failure is logged, the push stands. */
+  onPushed?: (report: FlushReport) => Promise<void>;
 }
 
 /** `Name <email>` -> identity. */
@@ -153,6 +157,8 @@ export class GitSink {
   private closed = false;
   /** Review mode: the pull request carrying kiln's pushed changes, once opened. */
   pullRequestUrl: string | undefined;
+  private readonly ancestry = new Map<string, Promise<boolean | undefined>>();
+  private readonly fetchedFor = new Set<string>();
 
   constructor(
     readonly options: GitSinkOptions,
@@ -202,7 +208,10 @@ export class GitSink {
       debounceMs: this.options.debounceMs,
       maxWaitMs: this.options.maxWaitMs,
       onFlush: this.options.onFlush,
-      afterPush: this.options.pullRequests && this.options.reviewBranch ? (report) => this.ensurePullRequest(report) : undefined,
+      afterPush: async (report) => {
+        if (this.options.pullRequests && this.options.reviewBranch) await this.ensurePullRequest(report);
+        await this.options.onPushed?.(report);
+      },
       log: this.log,
     });
     const watched = new Set(namespaces);
@@ -276,6 +285,26 @@ export class GitSink {
     const pr = await provider.ensurePullRequest({ head: this.pushBranch, base: this.options.branch, title, body });
     if (pr.url !== this.pullRequestUrl) this.log('info', pr.created ? 'opened pull request' : 'pull request open', { url: pr.url, number: pr.number });
     this.pullRequestUrl = pr.url;
+  }
+
+  /**
+   * Whether commit `a` is `b` or an ancestor of it (undefined: not known).
+   * Asked for every resource of a batch with the same pair, so answers are
+   * kept; `b` missing from the clone is fetched once per commit.
+   */
+  isAncestor(a: string, b: string): Promise<boolean | undefined> {
+    const key = `${a}..${b}`;
+    const known = this.ancestry.get(key);
+    if (known) return known;
+    if (this.ancestry.size > 4096) this.ancestry.clear();
+    const fetchBranch = this.fetchedFor.has(b) ? undefined : this.options.branch;
+    this.fetchedFor.add(b);
+    if (this.fetchedFor.size > 1024) this.fetchedFor.clear();
+    const answer = this.writer.isAncestor(a, b, fetchBranch);
+    // An unknown answer is asked again next time (the commit may be fetched by then).
+    this.ancestry.set(key, answer);
+    void answer.then((v) => v === undefined && this.ancestry.delete(key));
+    return answer;
   }
 
   /** A message safe to log or write into a status: no credential. */
