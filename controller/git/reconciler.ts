@@ -89,6 +89,11 @@ interface Outcome {
   announced?: boolean;
   /** committed, after kiln replaced a link the repository held where this resource's files go. */
   warning?: string;
+  /**
+   * committed, review mode: the pull request open when the commit was pushed. Kept per resource:
+   * after a merge the sink's next pull request does not carry this commit.
+   */
+  pullRequest?: string;
 }
 
 type Live = KubeObject & KilnResource & { status?: Status };
@@ -159,7 +164,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
             conditions: readyConditions(condition, generation),
             commit: outcome.commit,
             revision,
-            ...(this.deps.sink.pullRequestUrl ? { pullRequest: this.deps.sink.pullRequestUrl } : {}),
+            ...(outcome.pullRequest ? { pullRequest: outcome.pullRequest } : {}),
           },
           result,
         );
@@ -223,7 +228,8 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
         if (r.state === 'committed') {
           // Unchanged content already named by the status keeps its commit: a restart rewrites nothing.
           const keep = r.changed === false && liveStatus['revision'] === revision && typeof liveStatus['commit'] === 'string';
-          this.outcomes.set(key, { revision, state: 'committed', commit: keep ? (liveStatus['commit'] as string) : r.sha, failures: 0, changed: r.changed, warning: r.warning });
+          const pullRequest = keep && typeof liveStatus['pullRequest'] === 'string' ? liveStatus['pullRequest'] : this.deps.sink.pullRequestUrl;
+          this.outcomes.set(key, { revision, state: 'committed', commit: keep ? (liveStatus['commit'] as string) : r.sha, failures: 0, changed: r.changed, warning: r.warning, pullRequest });
         } else if (r.state === 'refused') {
           this.outcomes.set(key, { revision, state: 'refused', reason: r.reason, refusal: r.refusal, failures: 0 });
         } else {

@@ -108,7 +108,8 @@ beforeAll(async () => {
     concurrency: 4,
     qps: 0,
     burst: 0,
-    resyncSeconds: 0,
+    // Resources are reconciled again every second, as every 300 s in a deployment: a resync must not move a status to a pull request that does not carry its commit.
+    resyncSeconds: 1,
     version: 'test',
     log: (level, msg, fields) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`),
     sink: 'git',
@@ -214,6 +215,12 @@ it('opens a pull request on Gitea, updates it on the next batch, and opens a new
   expect(g1v3.status.commit).toBe(sha3);
   expect(g1v3.status.pullRequest).toBe(pr2.html_url);
   expect(await gitea.api<Pull>('GET', `/repos/${repo.fullName}/pulls/${pr1.number}`)).toMatchObject({ state: 'closed', merged: true });
+  // g2 did not change since the merge: after resyncs its status still names the pull request that carried its commit.
+  const mark = manager!.reconciles;
+  await waitFor('two resyncs of g1 and g2', () => manager!.reconciles >= mark + 4, 30_000, log);
+  const g2 = await statusOf('g2');
+  expect(g2.status.commit).toBe(sha1);
+  expect(g2.status.pullRequest).toBe(pr1.html_url);
   // The merged state is on main; the new change is not.
   expect(await raw('main', manifestPath('g1'))).toContain('17');
   expect(await raw('main', manifestPath('g1'))).not.toContain('19');
