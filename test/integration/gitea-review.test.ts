@@ -65,14 +65,15 @@ const ready = (g: { status?: { conditions?: { type: string; status: string }[] }
 
 /** The one open pull request once kiln's latest push is in it: head at `sha`, body naming `sha`. */
 async function pullAt(sha: string): Promise<Pull> {
+  let seen: Pull[] = [];
   return waitFor(
     `one open pull request with head ${sha.slice(0, 12)}`,
     async () => {
-      const open = await openPulls();
-      return open.length === 1 && open[0]!.head.sha === sha && open[0]!.body.includes(sha) ? open[0] : undefined;
+      seen = await openPulls();
+      return seen.length === 1 && seen[0]!.head.sha === sha && seen[0]!.body.includes(sha) ? seen[0] : undefined;
     },
     30_000,
-    log,
+    () => `open pull requests: ${JSON.stringify(seen.map((p) => ({ number: p.number, head: p.head, base: p.base.ref, body: p.body })))}\n${log()}`,
   );
 }
 
