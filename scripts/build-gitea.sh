@@ -61,7 +61,10 @@ check_bin() {
   [[ -f "$BIN/.gitea.stamp" && $(<"$BIN/.gitea.stamp") == "$(stamp)" ]] || return 1
   local out
   out=$("$BIN/gitea" --version 2>/dev/null) || return 1
-  [[ $out == *"version $GITEA_VERSION "* ]] || return 1
+  [[ $out == *"version $GITEA_VERSION "* ]]
+}
+
+check_data() {
   [[ -f "$OUT/options/locale/locale_en-US.json" && -d "$OUT/templates" ]]
 }
 
@@ -79,6 +82,7 @@ copy_data() {
 
 start=$(date +%s)
 if [[ ${KILN_GITEA_REBUILD:-0} != 1 ]] && check_bin; then
+  check_data || copy_data
   log "up to date: Gitea $GITEA_VERSION ($(($(date +%s) - start))s)"
 else
   log "building $PKG (code.gitea.io/gitea@v$GITEA_VERSION, -p $JOBS)"
@@ -86,7 +90,7 @@ else
   mv -f "$BIN/.gitea.tmp" "$BIN/gitea"
   copy_data
   stamp >"$BIN/.gitea.stamp"
-  if ! check_bin; then
+  if ! check_bin || ! check_data; then
     log "ERROR: $BIN/gitea does not report version $GITEA_VERSION: $("$BIN/gitea" --version 2>&1 | head -1)"
     exit 1
   fi
