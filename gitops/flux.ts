@@ -67,7 +67,7 @@ const bounded = (text: string) => (text.length > MAX_MESSAGE ? `${text.slice(0, 
  * fetched), answered from kiln's clone.
  */
 export async function fluxVerdict(commit: string, status: KustomizationStatus | undefined, isAncestor: (a: string, b: string) => Promise<boolean | undefined>, name: string): Promise<FluxVerdict> {
-  if (!status) return { state: 'pending', message: `Flux Kustomization ${name} not found` };
+  if (!status) return { state: 'pending', message: `waiting for Flux Kustomization ${name}: it does not exist (yet)` };
   const ready = status.conditions?.find((c) => c.type === 'Ready');
   const applied = revisionCommit(status.lastAppliedRevision);
   const attempted = revisionCommit(status.lastAttemptedRevision);

@@ -19,11 +19,14 @@ import { fluxVerdict, type FluxRef, type FluxVerdict, type KustomizationStatus }
 export { parseFluxRef, type FluxRef } from '../../gitops/flux.js';
 import type { KubeApi } from '../../kube/client.js';
 import { Informer, type KubeObject } from '../../kube/informer.js';
+import { registerKind } from '../../kube/resources.js';
 import type { Log } from '../../lib/log.js';
 
 export const KUSTOMIZATION = { apiVersion: 'kustomize.toolkit.fluxcd.io/v1', kind: 'Kustomization' };
 const GIT_REPOSITORY = { apiVersion: 'source.toolkit.fluxcd.io/v1', kind: 'GitRepository' };
 const REQUESTED_AT = 'reconcile.fluxcd.io/requestedAt';
+registerKind(KUSTOMIZATION.apiVersion, KUSTOMIZATION.kind, { plural: 'kustomizations', namespaced: true });
+registerKind(GIT_REPOSITORY.apiVersion, GIT_REPOSITORY.kind, { plural: 'gitrepositories', namespaced: true });
 type Kustomization = KubeObject & { spec?: { sourceRef?: { kind?: string; name?: string; namespace?: string } }; status?: KustomizationStatus };
 
 export class FluxFollower {

@@ -33,7 +33,7 @@ describe('fluxVerdict', () => {
     const v = await verdict(C, { lastAppliedRevision: `main@sha1:${B}`, lastAttemptedRevision: `main@sha1:${B}`, conditions: ready('True') });
     expect(v).toMatchObject({ state: 'pending' });
     expect(v.state === 'pending' && v.message).toContain(`it last applied ${B.slice(0, 12)}`);
-    expect(await verdict(C, undefined)).toMatchObject({ state: 'pending', message: 'Flux Kustomization flux-system/kiln not found' });
+    expect(await verdict(C, undefined)).toMatchObject({ state: 'pending', message: 'waiting for Flux Kustomization flux-system/kiln: it does not exist (yet)' });
   });
 
   it('failed: Flux attempted a revision holding the commit and is not Ready; its message is kept, bounded', async () => {
