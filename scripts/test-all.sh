@@ -39,6 +39,12 @@ start=$(date +%s)
 bash scripts/build-gitea.sh >/dev/null
 echo "test-all: gitea ready in $(( $(date +%s) - start ))s"
 
+# Flux's source-controller and kustomize-controller, which apply what git mode commits (test/integration/flux.test.ts).
+echo "test-all: flux"
+start=$(date +%s)
+bash scripts/build-flux.sh >/dev/null
+echo "test-all: flux ready in $(( $(date +%s) - start ))s"
+
 echo "test-all: typecheck"
 npm run -s typecheck
 
