@@ -379,6 +379,66 @@ describe('git mode with a real Flux', () => {
     expect((await cp.kubectlOk(['get', 'statefulsets', '-n', ns, '-o', 'name'])).trim()).not.toBe('');
   });
 
+  it('review mode: kiln pushes to main-next, and Flux applies the change only after the merge', async () => {
+    await kiln!.stop();
+    kiln = startKiln(['--review', '--pull-request-api=none']);
+    const pg = resources.find((r) => r.kind === 'PostgresInstance')!;
+    const mainBefore = headOf('main')!;
+    const stsCpu = async () =>
+      (await getJson<{ spec: { template: { spec: { containers: { resources?: { requests?: { cpu?: string } } }[] } } } }>(['statefulset', pg.metadata.name, '-n', ns]))?.spec.template.spec
+        .containers[0]?.resources?.requests?.cpu;
+    expect(await stsCpu()).toBe('500m');
+    await cp.kubectlOk(['patch', `postgresinstance.kiln.dev/${pg.metadata.name}`, '-n', ns, '--type=merge', '-p', JSON.stringify({ spec: { resources: { requests: { cpu: '750m' } } } })]);
+    const next = await waitFor(
+      'kiln to push the change to main-next',
+      () => {
+        const h = headOf('main-next');
+        return h && h !== mainBefore ? h : undefined;
+      },
+      30_000,
+      context,
+    );
+    expect(headOf('main')).toBe(mainBefore);
+
+    // Flux fetches (as a push webhook would make it) and finds main unchanged: nothing applied, kiln waits.
+    const fetchNow = async () => {
+      const at = new Date().toISOString();
+      await cp.kubectlOk(['annotate', '--overwrite', '-n', FLUX_NAMESPACE, `gitrepository/${NAME}`, `reconcile.fluxcd.io/requestedAt=${at}`]);
+      await waitFor(
+        'Flux to handle the fetch request',
+        async () => (await getJson<{ status?: { lastHandledReconcileAt?: string } }>(['gitrepository', NAME, '-n', FLUX_NAMESPACE]))?.status?.lastHandledReconcileAt === at,
+        30_000,
+        context,
+      );
+    };
+    await fetchNow();
+    expect((await kustomization())?.status?.lastAppliedRevision).toBe(`main@sha1:${mainBefore}`);
+    expect(await stsCpu()).toBe('500m');
+    const waiting = await waitFor(
+      'PostgresInstance waiting for Flux',
+      async () => {
+        const o = await liveOf('PostgresInstance', pg.metadata.name);
+        return o?.status?.commit === next && ready(o.status.conditions)?.reason === 'WaitingForFlux' ? o : undefined;
+      },
+      30_000,
+      context,
+    );
+    expect(ready(waiting.status?.conditions)?.status).toBe('False');
+
+    // The pull request is merged (as a forge merges: a merge commit on main); Flux applies it, and kiln says so.
+    const work = mkdtempSync(join(tmp, 'merge-'));
+    plainGit(tmp, ['clone', '--quiet', bare, work]);
+    plainGit(work, ['merge', '--no-ff', '--quiet', '-m', 'Merge main-next', 'origin/main-next']);
+    plainGit(work, ['push', '--quiet', 'origin', 'HEAD:main']);
+    const merged = headOf('main')!;
+    await fetchNow();
+    await fluxApplied(merged, 60_000);
+    await waitFor('the StatefulSet asking for 750m', async () => (await stsCpu()) === '750m');
+    const live = await kilnReady('PostgresInstance', pg.metadata.name);
+    expect(live.status!.commit).toBe(next);
+    expect(ready(live.status?.conditions)?.message).toContain(`applied by Flux Kustomization ${FLUX_NAMESPACE}/${NAME} at ${merged.slice(0, 12)}`);
+  });
+
   afterAll(() => {
     console.log(`flux end-to-end figures: ${JSON.stringify(figures)}`);
   });
