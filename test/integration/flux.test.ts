@@ -256,6 +256,10 @@ describe('git mode with a real Flux', () => {
       expect(ready(live.status?.conditions)?.message).toContain(`applied by Flux Kustomization ${FLUX_NAMESPACE}/${NAME} at ${committed.slice(0, 12)}`);
     }
     figures['examples applied -> kiln resources Ready (s)'] = (Date.now() - started) / 1000;
+    // What the README's "Using kiln with Flux" shows.
+    console.log(await cp.kubectlOk(['get', 'gitrepository,kustomization', '-n', FLUX_NAMESPACE, NAME]));
+    console.log(await cp.kubectlOk(['get', 'directoryservice,postgresinstance', '-n', ns]));
+    console.log(await cp.kubectlOk(['get', 'statefulsets', '-n', ns, '-L', 'kustomize.toolkit.fluxcd.io/name']));
   });
 
   it('a spec change reaches the StatefulSet through Git and Flux in seconds: kiln asks Flux to fetch (its interval is 1m)', async () => {
@@ -343,6 +347,7 @@ describe('git mode with a real Flux', () => {
         context,
       );
       expect(ready(stalled.status?.conditions)?.status).toBe('False');
+      console.log(`kiln: ${ready(stalled.status?.conditions)?.message}\nFlux: ${failed.message}`);
       expect(ready(stalled.status?.conditions)?.message).toContain('StatefulSets named blocked are refused here');
       // What Flux applied before stays applied, and kiln says so.
       await kilnReady('DataGrid', resources.find((r) => r.kind === 'DataGrid')!.metadata.name);
