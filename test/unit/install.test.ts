@@ -162,8 +162,28 @@ describe('install manifests', () => {
     expect(() => installObjects({ mode: 'git', version: '1' })).toThrow(/repository URL, branch and cluster name/);
   });
 
+  it('git mode --flux: the Kustomization as a flag; read and fetch rights in its namespace only, never cluster-wide', () => {
+    const flux = (rules: { apiGroups: string[] }[]) => rules.some((r) => r.apiGroups.some((g) => g.endsWith('.fluxcd.io')));
+    expect(flux(CONTROLLER_GIT_RULES.map((r) => r.rule))).toBe(false);
+    const objs = installObjects({ mode: 'git', version: '1', git: { ...git, flux: 'flux-system/kiln-prod' } });
+    expect(find(objs, 'Deployment', 'kiln-controller').spec.template.spec.containers[0].args).toEqual(expect.arrayContaining(['--flux', 'flux-system/kiln-prod']));
+    for (const b of objs.filter((o) => o.kind === 'ClusterRoleBinding') as any[]) expect(flux(find(objs, 'ClusterRole', b.roleRef.name).rules)).toBe(false); // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(find(objs, 'ClusterRole', 'kiln-controller-flux').rules).toEqual([
+      { apiGroups: ['kustomize.toolkit.fluxcd.io'], resources: ['kustomizations'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['source.toolkit.fluxcd.io'], resources: ['gitrepositories'], verbs: ['patch'] },
+    ]);
+    const bindings = objs.filter((o) => o.kind === 'RoleBinding' && o.metadata.name === 'kiln-controller-flux');
+    expect(bindings.map((b) => b.metadata.namespace)).toEqual(['flux-system']);
+    expect(objs.some((o) => o.metadata.name === 'kiln-controller-flux' && o.kind === 'ClusterRoleBinding')).toBe(false);
+    expect(() => installObjects({ mode: 'git', version: '1', git: { ...git, flux: 'flux-system' } })).toThrow(/--flux must be <namespace>\/<kustomization>/);
+  });
+
   it('every flag a Deployment passes is a flag of its command', () => {
-    const objs = installObjects({ mode: 'git', version: '1', git: { ...git, review: true, pullRequestApi: 'none', author: 'a <a@x>', committer: 'c <c@x>', debounceMs: 1, maxWaitMs: 2 } });
+    const objs = installObjects({
+      mode: 'git',
+      version: '1',
+      git: { ...git, review: true, pullRequestApi: 'none', author: 'a <a@x>', committer: 'c <c@x>', debounceMs: 1, maxWaitMs: 2, flux: 'flux-system/kiln-prod' },
+    });
     for (const [name, command] of [
       ['kiln-controller', 'controller'],
       ['kiln-agent', 'agent'],
