@@ -34,6 +34,7 @@ const FLUX_LABELS = { 'kustomize.toolkit.fluxcd.io/name': NAME, 'kustomize.toolk
 
 let cp: ControlPlaneClient;
 let flux: Flux;
+let fluxDir: string | undefined;
 let http: Server;
 let repoUrl: string;
 const bare = join(tmp, 'repos', 'deploy.git');
@@ -175,7 +176,7 @@ const directory = resources.find((r) => r.kind === 'DirectoryService')!;
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
-  const fluxDir = await buildFlux();
+  fluxDir = await buildFlux();
   flux = await startFlux(cp, { fluxDir, dir: join(tmp, 'flux') });
   mkdirSync(join(tmp, 'repos'), { recursive: true });
   initBareRepo(bare, tmp);
@@ -187,11 +188,18 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await kiln?.stop();
+  // Flux's objects go while Flux still runs, so its finalizers are honoured (it prunes what it applied);
+  // then its CRDs, so the next file finds the cluster as this one did (gitops-bootstrap.test.ts removes them itself).
+  const fluxObjects = ['kustomization.kustomize.toolkit.fluxcd.io,gitrepository.source.toolkit.fluxcd.io', NAME, '-n', FLUX_NAMESPACE];
+  await cp?.kubectl(['delete', ...fluxObjects, '--ignore-not-found', '--wait=true', '--timeout=60s'], { timeoutMs: 90_000 });
   await flux?.stop();
-  http?.close();
-  await cp?.kubectl(['delete', 'kustomization.kustomize.toolkit.fluxcd.io,gitrepository.source.toolkit.fluxcd.io', NAME, '-n', FLUX_NAMESPACE, '--wait=false']);
+  for (const kind of ['kustomization.kustomize.toolkit.fluxcd.io', 'gitrepository.source.toolkit.fluxcd.io']) {
+    await cp?.kubectl(['patch', kind, NAME, '-n', FLUX_NAMESPACE, '--type=merge', '-p', '{"metadata":{"finalizers":null}}']);
+  }
   await cp?.kubectl(['delete', 'secret', `${NAME}-git`, '-n', FLUX_NAMESPACE, '--wait=false']);
+  if (fluxDir) await cp?.kubectl(['delete', '-f', join(fluxDir, 'crds'), '--ignore-not-found', '--wait=true', '--timeout=60s'], { timeoutMs: 90_000 });
   await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
+  http?.close();
   rmSync(tmp, { recursive: true, force: true });
 });
 
