@@ -150,7 +150,7 @@ export const CONTROLLER_GIT_RULES: NamedRule[] = [
 export const FLUX_RULES: NamedRule[] = [
   {
     id: 'flux-kustomizations',
-    why: 'read the Flux Kustomization named by --flux (watch: its status says whether Flux applied kiln\'s commit); a resource is Ready only then',
+    why: "read the Flux Kustomization named by --flux (watch: its status says whether Flux applied kiln's commit); a resource is Ready only then",
     rule: { apiGroups: ['kustomize.toolkit.fluxcd.io'], resources: ['kustomizations'], verbs: ['get', 'list', 'watch'] },
   },
   {
