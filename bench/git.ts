@@ -20,6 +20,12 @@
  * generation with status.commit set; the Manager's API writes (status, events);
  * the repository's size before and, at the end, after `git gc`.
  *
+ * The floor (bench/git-floor.ts), after the create and the change phase: a
+ * plain script publishing the tree kiln pushed with `git add -A && git commit
+ * && git push` into an equivalent bare repository on the same disk, timed to
+ * the same post-receive hook; kiln's time over it is the ratio (also without
+ * the debounce, a deliberate wait).
+ *
  * Prints a table and writes bench/results/git.json.
  *
  *   npm run bench:git [-- --count 1000 --qps 200 --concurrency 4 --debounce 2000 --max-wait 30000 --timeout 900]
@@ -45,6 +51,7 @@ import { toYamlStream } from '../lib/yaml.js';
 import { defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlane } from '../test/harness/controlplane.js';
 import { formatErrors, validate } from '../validate/index.js';
 import { flags } from './args.js';
+import { gitFloor, type FloorResult } from './git-floor.js';
 import { initBareRepo, plainGit, plainGitEnv as gitEnv } from '../test/harness/git.js';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -65,6 +72,8 @@ const NS = 'bench-git';
 const CLUSTER = 'bench';
 const BASE = 'clusters';
 const NS_DIR = `${BASE}/${CLUSTER}/${NS}`;
+/** Samples of the floor per phase (each under a second at 1,000 resources): the median is reported. */
+const floorRuns = 3;
 const TARGETS = { commitsPerBurst: 5, pushWithinSecondsOfLastChange: 10, resyncCommits: 0 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const log = (msg: string) => process.stderr.write(`[bench:git ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
@@ -388,6 +397,8 @@ interface Phase {
   commitsDetail: { sha: string; pushedAfterLastChangeS: number; subject: string; manifestsChanged: number }[];
   statusCommits: number;
   contentCheck: string;
+  /** a plain script publishing the same tree (create and change only) */
+  floor?: FloorResult;
 }
 
 try {
@@ -477,6 +488,9 @@ try {
     };
     if (!full) throw new Error(`${name}: no pushed commit holds all ${count} (pushes ${JSON.stringify(pushes)})`);
     if (badRevision > 0 || notInMain > 0) throw new Error(`${name}: ${phase.contentCheck}`);
+    log(`${name}: floor, a script publishing the same tree with git add, commit, push`);
+    phase.floor = await gitFloor(bare, tipBefore, full.sha, work, floorRuns);
+    if (!phase.floor.treeMatches) throw new Error(`${name}: the floor script's tree differs from kiln's`);
     return phase;
   }
 
@@ -590,6 +604,22 @@ try {
     cpuS: p.cpuSeconds,
     load1m: p.loadAverage[0],
   }));
+  const floorRows = phases
+    .filter((p) => p.floor && p.pushAfterLastChangeS !== null)
+    .map((p) => {
+      const kilnS = p.pushAfterLastChangeS!;
+      const kilnLessDebounceS = round(kilnS - debounceMs / 1000);
+      const floorS = round(p.floor!.seconds, 3);
+      return {
+        phase: p.phase,
+        filesChanged: p.floor!.filesChanged,
+        kilnPushAfterLastChangeS: kilnS,
+        kilnLessDebounceS,
+        floorS,
+        ratio: round(kilnS / floorS, 1),
+        ratioLessDebounce: round(kilnLessDebounceS / floorS, 1),
+      };
+    });
   const mib = (b: number) => round(b / 2 ** 20);
   const sizeRows = Object.entries(sizes).map(([when, s]) => ({
     when,
@@ -633,20 +663,25 @@ try {
       controllerDefaultQps: 20,
       manager: 'in process (controller/manager.ts, sink git), one namespace, no leader election, informer resync off',
       repository: 'bare repository on local disk, seeded with one commit; kiln writes clusters/bench/<namespace>/...',
-      note: "Each burst is one `kubectl apply --server-side` of N resources; the last change = the end of that command. pushAfterLastChangeS: from then to the push (post-receive hook time) of the first commit holding all N (change: all N manifests differ from the create tip); negative when that push landed before kubectl returned. readyAfterLastChangeS: until all N are Ready for their generation with status.commit (500 ms polls). Writes are the Manager client's POST/PUT/PATCH/DELETE (status = PATCH .../status; events = POST events). Resync rows: queued = every key added to the running Manager's queue; restart = a new Manager with a fresh clone, its writes counted from start. cpuS = this process (Manager + bench), user + system.",
+      note:
+        "Each burst is one `kubectl apply --server-side` of N resources; the last change = the end of that command. pushAfterLastChangeS: from then to the push (post-receive hook time) of the first commit holding all N (change: all N manifests differ from the create tip); negative when that push landed before kubectl returned. readyAfterLastChangeS: until all N are Ready for their generation with status.commit (500 ms polls). Writes are the Manager client's POST/PUT/PATCH/DELETE (status = PATCH .../status; events = POST events). Resync rows: queued = every key added to the running Manager's queue; restart = a new Manager with a fresh clone, its writes counted from start. cpuS = this process (Manager + bench), user + system. floor: after the create and the change phase, a script runs `git add -A && git commit && git push` of the tree kiln pushed (the diff from the phase's starting tip to kiln's commit holding all N, written into a fresh clone of a fresh bare repository holding kiln's history to that tip, before the clock starts; the floor's tree is checked equal to kiln's), timed from the start of `git add` to the post-receive hook, median of " +
+        String(floorRuns) +
+        "; ratio = kiln's pushAfterLastChangeS / floorS, ratioLessDebounce = (kiln's - debounce) / floorS. kiln's clock starts at the end of the apply, while it has been receiving and rendering changes during it.",
     },
     targets: TARGETS,
     verdict,
     rows,
+    floor: floorRows,
     repositorySize: sizeRows,
     details: {
       managerStartSeconds: round(managerStartS),
-      phases: phases.map(({ commitsDetail, contentCheck, statusCommits, firstPushAfterApplyStartS, phase }) => ({
+      phases: phases.map(({ commitsDetail, contentCheck, statusCommits, firstPushAfterApplyStartS, phase, floor }) => ({
         phase,
         firstPushAfterApplyStartS,
         statusCommitsDistinct: statusCommits,
         contentCheck,
         commits: commitsDetail,
+        ...(floor ? { floor } : {}),
       })),
       flushes: flushes.map((f) => ({
         manager: f.manager,
@@ -663,6 +698,10 @@ try {
     },
   };
   console.table(rows);
+  console.log(
+    `floor: a script running \`git add -A && git commit && git push\` of the tree kiln pushed (median of ${floorRuns}), against kiln's time from the last change to that push; kiln's includes the ${debounceMs} ms debounce, shown also without it`,
+  );
+  console.table(floorRows);
   console.table(sizeRows);
   for (const p of phases) console.log(`${p.phase}: ${p.contentCheck}`);
   console.log(
