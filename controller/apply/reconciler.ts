@@ -43,6 +43,12 @@ export interface ReconcilerDeps {
   resources: Map<string, Informer>;
   /** Informers for the kinds kiln renders, by `apiVersion/Kind`. */
   children: Map<string, Informer>;
+  /**
+   * Informers of the objects of those kinds NOT labelled as kiln's, names only, by `apiVersion/Kind`:
+   * a name in neither cache is free. Without them (or before they sync) every member missing from
+   * `children` is read first.
+   */
+  foreign?: Map<string, Informer>;
   events: EventRecorder;
   /** What a kind's custom reconciler is started with (kinds/kind.ts). */
   custom: CustomEnv;
@@ -121,6 +127,18 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
   /** A child from its informer's cache; `T` names the fields the caller reads (the cache holds what the server sent). */
   private child<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, namespace: string | undefined, name: string): T | undefined {
     return this.deps.children.get(`${apiVersion}/${kind}`)?.get(namespace, name) as T | undefined;
+  }
+
+  /**
+   * Whether no object holds `obj`'s name: in neither the cache of kiln's objects nor that of
+   * everyone else's, and not one kiln wrote whose watch event has yet to come. An object someone
+   * else creates in the moment before the apply is not seen: the same window as between a GET and
+   * the apply it decides, wider by the watch's lag (milliseconds when the API server keeps up).
+   */
+  private isFree(obj: K8sObject): boolean {
+    const others = this.deps.foreign?.get(`${obj.apiVersion}/${obj.kind}`);
+    if (!others?.hasSynced() || others.get(obj.metadata.namespace, obj.metadata.name)) return false;
+    return !this.deps.ownWrites.has(childKey(obj));
   }
 
   async reconcile(key: string): Promise<ReconcileResult> {
@@ -227,7 +245,8 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       const current = this.child(obj.apiVersion, obj.kind, obj.metadata.namespace, obj.metadata.name);
       // The cache holds only objects labelled as kiln's: one missing from it may still exist.
       if (!current) {
-        toVerify.push(obj);
+        if (this.isFree(obj)) applyFor(obj, 'absent');
+        else toVerify.push(obj);
         continue;
       }
       if (!belongsTo(current, live, id)) {

@@ -20,19 +20,22 @@ const stops: (() => void)[] = [];
 afterEach(() => stops.splice(0).forEach((s) => s()));
 
 /** A reconciler on a fake API server, its caches filled by informers as the manager builds them. */
-async function harness(seed: FakeObject[] = []) {
+async function harness(seed: FakeObject[] = [], opts: { foreignNames?: boolean } = {}) {
   const fake = new FakeKubeClient(seed);
   const ownWrites = new OwnWrites();
   const resources = new Map<string, Informer>();
   const children = new Map<string, Informer>();
+  const foreign = new Map<string, Informer>();
   for (const k of KILN_KINDS) resources.set(k.kind, new Informer(fake, { ...k, resyncSeconds: 0, transform: slim }));
   for (const k of CHILD_KINDS) {
     children.set(
       `${k.apiVersion}/${k.kind}`,
       new Informer(fake, { ...k, labelSelector: 'app.kubernetes.io/managed-by=kiln', resyncSeconds: 0, transform: (o) => projectChild(o, ownWrites), codec: childCodec, indexLabel: PART_OF }),
     );
+    // As the manager wires them: everyone else's objects of the kind, names only.
+    if (opts.foreignNames) foreign.set(`${k.apiVersion}/${k.kind}`, new Informer(fake, { ...k, labelSelector: 'app.kubernetes.io/managed-by!=kiln', metadataOnly: true, resyncSeconds: 0 }));
   }
-  const informers = [...resources.values(), ...children.values()];
+  const informers = [...resources.values(), ...children.values(), ...foreign.values()];
   await Promise.all(informers.map((i) => i.start()));
   stops.push(() => informers.forEach((i) => i.stop()));
   const log = () => undefined;
@@ -41,6 +44,7 @@ async function harness(seed: FakeObject[] = []) {
       client: fake,
       resources,
       children,
+      ...(opts.foreignNames ? { foreign } : {}),
       ownWrites,
       version: 'test',
       log,
@@ -130,6 +134,23 @@ describe('apply reconciler on the fake API server', () => {
     await rec.reconcile('DirectoryService/web/bad-replicas');
     await fake.settled();
     expect(events(fake).filter((e) => e.startsWith('InvalidSpec'))).toHaveLength(1);
+  });
+
+  it("with the names of everyone else's objects cached, creates a new resource's members without reading them first", async () => {
+    const { fake, reconciler } = await harness([GRID], { foreignNames: true });
+    const r = await reconciler().reconcile(GRID_KEY);
+    expect(r).toMatchObject({ applied: 1, statusWritten: true });
+    expect(fake.actions.filter((a) => a.op === 'get' && a.resource === 'configmaps')).toEqual([]);
+    expect(fake.peek(configMap('session-cache-grid-sessions'))).toBeDefined();
+  });
+
+  it("with the names of everyone else's objects cached, still refuses a name an unlabelled object holds (read first, ConflictingObject)", async () => {
+    const tenant = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'session-cache-grid-sessions', namespace: 'web' }, data: { mine: 'yes' } };
+    const { fake, reconciler } = await harness([GRID, tenant], { foreignNames: true });
+    const r = await reconciler().reconcile(GRID_KEY);
+    expect(r).toMatchObject({ applied: 0, requeueAfterMs: 60_000 });
+    expect(condition(fake.peek<Live>(gridRef), 'Stalled')).toMatchObject({ status: 'True', reason: 'ConflictingObject' });
+    expect(fake.peek<FakeObject & { data: Record<string, string> }>(configMap('session-cache-grid-sessions'))!.data).toEqual({ mine: 'yes' });
   });
 
   it("refuses to take over an object of a child's name it does not own (ConflictingObject), and leaves it as it is", async () => {
