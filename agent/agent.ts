@@ -122,7 +122,7 @@ export class Agent {
     this.ctx = {
       client: this.client,
       caches,
-      events: new EventRecorder(this.client, 'kiln-agent', this.identity, opts.log),
+      events: new EventRecorder(this.client.withOwnRateLimit(), 'kiln-agent', this.identity, opts.log),
       endpoints: new Endpoints(opts.endpoints),
       log: opts.log,
       passwordIntervalMs: opts.passwordIntervalSeconds * 1000,

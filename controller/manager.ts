@@ -150,7 +150,7 @@ export class Manager {
         this.shared(this.foreign, `${k.apiVersion}/${k.kind}`, this.host.informer(foreignNames({ ...k, namespace: ns, watchdogSeconds, log: opts.log })));
       }
     }
-    const events = new EventRecorder(this.client, 'kiln-controller', this.identity, opts.log);
+    const events = new EventRecorder(this.client.withOwnRateLimit(), 'kiln-controller', this.identity, opts.log);
     // --flux: after a push to the branch Flux reads, ask it to fetch; its verdict feeds each resource's Ready.
     const fluxRef = opts.sink === 'git' ? opts.git?.flux : undefined;
     const flux = fluxRef ? new FluxFollower(this.client, fluxRef, opts.log, () => this.requeueAll()) : undefined;

@@ -6,7 +6,7 @@ import { truncate } from './text.js';
 
 export class EventRecorder {
   constructor(
-    private readonly client: KubeApi,
+    private readonly client: Pick<KubeApi, 'create'>,
     private readonly component: string,
     private readonly instance: string,
     private readonly log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void,

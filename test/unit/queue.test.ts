@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { RateLimiter } from '../../kube/client.js';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeClient, RateLimiter } from '../../kube/client.js';
 import { WorkQueue } from '../../kube/queue.js';
 import { TerminalError } from '../../kube/errors.js';
 import { requeueAfter, type Reconciler } from '../../kube/reconcile.js';
@@ -137,5 +139,27 @@ describe('RateLimiter', () => {
     // 5 at once, then 10 more at 50/s = 200 ms.
     expect(elapsed).toBeGreaterThanOrEqual(180);
     expect(elapsed).toBeLessThan(600);
+  });
+});
+
+describe('KubeClient.withOwnRateLimit', () => {
+  it("creates Events on a token bucket of their own: they neither wait behind the client's requests nor use their tokens", async () => {
+    const server = http.createServer((_req, res) => res.end('{}'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = new KubeClient({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }, { qps: 2, burst: 1 });
+    try {
+      await client.request('GET', '/version'); // the client's one token
+      const events = client.withOwnRateLimit();
+      let started = performance.now();
+      await events.create({ apiVersion: 'v1', kind: 'Event', metadata: { namespace: 'a' } });
+      expect(performance.now() - started).toBeLessThan(300);
+      // The client's own bucket is still empty: its next request waits for the next token (500 ms at 2/s).
+      started = performance.now();
+      await client.request('GET', '/version');
+      expect(performance.now() - started).toBeGreaterThanOrEqual(350);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
