@@ -133,7 +133,7 @@ export class Agent {
     const policy = opts.postgres ?? DEFAULT_POLICY;
     const pools = new ServerPools((instance, err) => opts.log('warn', 'postgres connection dropped', { instance, error: redact(err.message) }), policy.timeouts);
     this.status = agentStatusWriter(this.client);
-    this.databases = new DatabaseReconciler(this.ctx, pools, this.status, policy);
+    this.databases = new DatabaseReconciler(this.ctx, pools, this.status, policy, (ns, name) => this.queue.add(`PostgresDatabase/${ns}/${name}`));
     this.reconcilers = {
       DirectoryService: new DirectoryReconciler(this.ctx, this.status),
       PostgresInstance: new InstanceReconciler(this.ctx, this.status),

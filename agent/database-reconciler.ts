@@ -115,14 +115,18 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
   /** Dropped-database checks still running when their round ended, and what they found. */
   private readonly checking = new Map<string, Promise<void>>();
   private lateDropped: PostgresDatabase[] = [];
-  private readonly gate = new InstanceGate();
+  private readonly gate: InstanceGate;
 
   constructor(
     private readonly ctx: AgentContext,
     readonly pools: ServerPools,
     private readonly status: StatusWriter,
     private readonly policy: PostgresPolicy = DEFAULT_POLICY,
-  ) {}
+    /** Reconcile this database now (its instance came free); without it, a busy instance's databases retry after BUSY_RETRY_MS. */
+    wake?: (namespace: string, name: string) => void,
+  ) {
+    this.gate = new InstanceGate(wake && ((keys) => keys.forEach((k) => wake(...(k.split('/') as [string, string])))));
+  }
 
   /** The agent owns this kind's whole status: observedGeneration included. */
   private async writeStatus(db: PostgresDatabase, o: Outcome): Promise<boolean> {
@@ -168,7 +172,7 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
     }
     const instanceKey = `${namespace}/${db.spec.instance}`;
     if (db.metadata.deletionTimestamp) {
-      const r = await this.gate.tryRun(instanceKey, () => this.delete(db, secrets));
+      const r = await this.gate.tryRun(instanceKey, () => this.delete(db, secrets), `${namespace}/${name}`);
       return r ? r.value : { requeueAfterMs: BUSY_RETRY_MS };
     }
     await this.setFinalizer(db, db.spec.reclaimPolicy === 'Delete');
@@ -196,7 +200,7 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
       return {};
     }
 
-    const r = await this.gate.tryRun(instanceKey, () => this.converge(db, secrets, started));
+    const r = await this.gate.tryRun(instanceKey, () => this.converge(db, secrets, started), `${namespace}/${name}`);
     return r ? r.value : { requeueAfterMs: BUSY_RETRY_MS };
   }
 

@@ -254,4 +254,20 @@ describe('InstanceGate', () => {
     await expect(gate.tryRun('ns/pg', () => Promise.reject(new Error('boom')))).rejects.toThrow('boom');
     expect(gate.isBusy('ns/pg')).toBe(false);
   });
+
+  it('hands the keys it turned away to onFree when the operation ends, once each, and none when nobody waited', async () => {
+    const freed: string[][] = [];
+    const gate = new InstanceGate((keys) => freed.push(keys));
+    let release!: () => void;
+    const held = gate.tryRun('ns/pg', () => new Promise<void>((r) => (release = r)), 'ns/db-1');
+    expect(await gate.tryRun('ns/pg', () => Promise.resolve(), 'ns/db-2')).toBeUndefined();
+    expect(await gate.tryRun('ns/pg', () => Promise.resolve(), 'ns/db-3')).toBeUndefined();
+    expect(await gate.tryRun('ns/pg', () => Promise.resolve(), 'ns/db-2')).toBeUndefined();
+    expect(freed).toEqual([]);
+    release();
+    await held;
+    expect(freed).toEqual([['ns/db-2', 'ns/db-3']]);
+    await gate.tryRun('ns/pg', () => Promise.resolve(), 'ns/db-4');
+    expect(freed).toHaveLength(1);
+  });
 });
