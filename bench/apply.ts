@@ -1,32 +1,46 @@
 /**
  * Apply-mode benchmark against a real control plane (test/harness): N
- * DirectoryService resources (4 objects each) reach the cluster
+ * DirectoryService resources (4 objects each) reach the cluster, in one run,
+ * each way in a namespace of its own:
  *
- *  1. as a baseline, rendered offline and applied with one
- *     `kubectl apply --server-side` of a multi-document file (namespace A);
- *  2. through the kiln controller, run as its own process (compiled build, as
- *     shipped) so its memory can be measured: time from creating the N
- *     resources (namespace B) until every one is Ready for its generation;
- *  3. after restarting the controller with everything in place: how many
- *     writes the restart costs (must be 0).
+ *  1. kubectl (a reference row): rendered offline and applied with one
+ *     `kubectl apply --server-side` of a multi-document file;
+ *  2. the Go peer (bench/peer-operator): the operator a user would otherwise
+ *     write, on controller-runtime with its defaults, applying kiln's render of
+ *     the same children (a template this benchmark writes), the same status
+ *     and one Event per resource;
+ *  3. the kiln controller, run as its own process (compiled build, as
+ *     shipped).
+ *
+ * For each controller: time from creating the N resources until every one is
+ * converged for its generation, its requests, CPU and memory, the control
+ * plane's CPU meanwhile and the converge floor that CPU sets; then, after
+ * restarting it with everything in place, how many writes the restart costs
+ * (must be 0 for kiln).
  *
  * The API requests each client sends are counted on the API server side, from
- * its audit log: the controller and the baseline kubectl run as identities of
+ * its audit log: the controllers and the baseline kubectl run as identities of
  * their own (client certificates minted by the harness), so nothing else the
  * benchmark or the control plane does is counted. Prints a table and writes
  * bench/results/apply.json.
  *
- *   npm run bench:apply [-- --count 1000 --qps 200 --concurrency 4 --timeout 900]
+ *   npm run bench:apply [-- --count 1000 --qps 200 --concurrency 4 --timeout 900 --peers kubectl,go,kiln]
+ *   npm run bench:apply -- --scale-run --count 10000     (go and kiln only; into scale.<count>)
  *
- * --qps also sets --burst. The controller's own default is 20 QPS (client-go's);
- * the baseline kubectl sends its requests well above that rate (sequentially,
- * one at a time), hence the higher default here; the JSON records the value.
+ * --peers picks a subset (development); the results file is written only when
+ * all of them ran (with --scale-run: go and kiln). --qps also sets --burst, for
+ * both controllers. kiln's own default is 20 QPS (client-go's);
+ * controller-runtime v0.22's GetConfig turns client-side rate limiting off
+ * (QPS -1, relying on API Priority and Fairness); the baseline kubectl sends its
+ * requests well above 20 QPS (sequentially, one at a time), hence the higher
+ * default here; the JSON records the values.
  * kube-controller-manager runs without its StatefulSet controller unless
  * --statefulset-controller is given: there is no scheduler or kubelet, so its
  * Pods would never run, and creating Pods and PVCs for 2N StatefulSets at its
  * own 20 QPS would load the API server in the background of every figure.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -37,6 +51,7 @@ import { NODE_ENV, NODE_FLAGS } from '../install/node-runtime.js';
 import { render } from '../kinds/render.js';
 import type { K8sObject } from '../kinds/types.js';
 import { toYamlStream } from '../lib/yaml.js';
+import { applySetId, decorate, digest } from '../controller/apply/applyset.js';
 import { defaultCrdPaths, DEFAULT_CONTROLLERS, ensureBinaries, startControlPlane, type ControlPlane } from '../test/harness/controlplane.js';
 import { formatErrors, validate } from '../validate/index.js';
 import { flags } from './args.js';
@@ -55,12 +70,25 @@ const withStatefulSetController = args.includes('--statefulset-controller');
  * --skip-baseline (development): no baseline and no results file.
  */
 const scaleRun = args.includes('--scale-run');
-const skipBaseline = scaleRun || args.includes('--skip-baseline');
+const ALL_PEERS = ['kubectl', 'go', 'kiln'] as const;
+type Peer = (typeof ALL_PEERS)[number];
+const peers = new Set(
+  flag('peers', scaleRun ? 'go,kiln' : ALL_PEERS.join(','))
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean),
+);
+for (const p of peers) if (!(ALL_PEERS as readonly string[]).includes(p)) throw new Error(`--peers: unknown ${JSON.stringify(p)} (choose from ${ALL_PEERS.join(', ')})`);
+if (scaleRun || args.includes('--skip-baseline')) peers.delete('kubectl');
+const runs = (p: Peer) => peers.has(p);
+/** The results file holds only complete runs: all three, or go and kiln for --scale-run. */
+const writeResults = runs('go') && runs('kiln') && (scaleRun || runs('kubectl'));
 /** node flags of the controller process: by default those of the install's Deployment (install/node-runtime.ts). */
 const controllerNodeArgs = flag('controller-node-args', NODE_FLAGS.join(' ')).split(' ').filter(Boolean);
 if (!(count > 0) || !(qps >= 0) || !(concurrency > 0)) throw new Error('--count and --concurrency must be positive, --qps >= 0');
 
 const CONTROLLER_USER = 'kiln-controller';
+const PEER_USER = 'kiln-bench-go-peer';
 const KUBECTL_USER = 'kiln-bench-kubectl';
 /** The harness's admin (static token): creates the resources and polls them; logged for the timelines only. */
 const ADMIN_USER = 'kiln-admin';
@@ -168,7 +196,76 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
-/** The kiln controller as a separate process (build/cli/kiln.js). */
+/** How a controller under test is started: its command line for a kubeconfig, namespace and probe port. */
+interface ControllerSpec {
+  /** 'kiln' or 'go peer': names rows and log lines */
+  label: string;
+  /** the identity its requests are counted under in the audit log */
+  user: string;
+  command: (kubeconfig: string, namespace: string, healthPort: number) => { cmd: string; argv: string[]; env: NodeJS.ProcessEnv };
+}
+
+/** kiln's controller: the compiled build (build/cli/kiln.js), started as the install's Deployment starts it. */
+const KILN: ControllerSpec = {
+  label: 'kiln',
+  user: CONTROLLER_USER,
+  command: (kubeconfig, namespace, healthPort) => ({
+    cmd: node,
+    argv: [
+      ...controllerNodeArgs,
+      join(root, 'build/cli/kiln.js'),
+      'controller',
+      '--kubeconfig',
+      kubeconfig,
+      '--namespace',
+      namespace,
+      '--qps',
+      String(qps),
+      '--burst',
+      String(qps),
+      '--concurrency',
+      String(concurrency),
+      // /metrics on the probe port: no fixed port another process may hold.
+      '--health-probe-bind-address',
+      `:${healthPort}`,
+      '--metrics-bind-address',
+      `:${healthPort}`,
+      '--resync',
+      '0',
+      '--log-level',
+      'warn',
+    ],
+    env: { ...process.env, ...NODE_ENV, KUBECONFIG: '' },
+  }),
+};
+
+/** The controller-runtime peer (bench/peer-operator), with the children template this run wrote. */
+const goPeer = (binary: string, templateFile: string): ControllerSpec => ({
+  label: 'go peer',
+  user: PEER_USER,
+  command: (kubeconfig, namespace, healthPort) => ({
+    cmd: binary,
+    argv: [
+      '--kubeconfig',
+      kubeconfig,
+      '--namespace',
+      namespace,
+      '--template',
+      templateFile,
+      '--qps',
+      String(qps),
+      '--burst',
+      String(qps),
+      '--concurrency',
+      String(concurrency),
+      '--health-probe-bind-address',
+      `127.0.0.1:${healthPort}`,
+    ],
+    env: { ...process.env, KUBECONFIG: '' },
+  }),
+});
+
+/** A controller under test as a separate process. */
 class Controller {
   readonly child: ChildProcess;
   readonly startedAt = Date.now();
@@ -180,40 +277,15 @@ class Controller {
   peakSockets = 0;
 
   constructor(
+    readonly spec: ControllerSpec,
     readonly kubeconfig: string,
     readonly namespace: string,
     readonly healthPort: number,
     readonly logFile: string,
   ) {
     const fd = openSync(logFile, 'a');
-    this.child = spawn(
-      node,
-      [
-        ...controllerNodeArgs,
-        join(root, 'build/cli/kiln.js'),
-        'controller',
-        '--kubeconfig',
-        kubeconfig,
-        '--namespace',
-        namespace,
-        '--qps',
-        String(qps),
-        '--burst',
-        String(qps),
-        '--concurrency',
-        String(concurrency),
-        // /metrics on the probe port: no fixed port another process may hold.
-        '--health-probe-bind-address',
-        `:${healthPort}`,
-        '--metrics-bind-address',
-        `:${healthPort}`,
-        '--resync',
-        '0',
-        '--log-level',
-        'warn',
-      ],
-      { cwd: root, stdio: ['ignore', fd, fd], env: { ...process.env, ...NODE_ENV, KUBECONFIG: '' } },
-    );
+    const { cmd, argv, env } = spec.command(kubeconfig, namespace, healthPort);
+    this.child = spawn(cmd, argv, { cwd: root, stdio: ['ignore', fd, fd], env });
     closeSync(fd);
     controllers.add(this.child);
     this.exit = new Promise((resolve) => this.child.once('exit', () => resolve()));
@@ -224,7 +296,7 @@ class Controller {
   }
 
   failIfExited(what: string): void {
-    if (this.exited) throw new Error(`the controller exited (${this.child.signalCode ?? this.child.exitCode}) ${what}; log ${this.logFile}:\n${tailOf(this.logFile)}`);
+    if (this.exited) throw new Error(`the ${this.spec.label} controller exited (${this.child.signalCode ?? this.child.exitCode}) ${what}; log ${this.logFile}:\n${tailOf(this.logFile)}`);
   }
 
   /** /readyz: every informer has listed (workers start right after, without leader election). */
@@ -241,7 +313,7 @@ class Controller {
         req.on('error', () => resolve(0));
       });
       if (status === 200) return;
-      if (Date.now() > deadline) throw new Error(`the controller was not ready after ${timeoutMs} ms; log:\n${tailOf(this.logFile)}`);
+      if (Date.now() > deadline) throw new Error(`the ${this.spec.label} controller was not ready after ${timeoutMs} ms; log:\n${tailOf(this.logFile)}`);
       await sleep(100);
     }
   }
@@ -433,19 +505,26 @@ function percentiles(xs: number[]): { p50: number; p90: number; max: number } | 
 
 /**
  * Where a resource's time goes, from the audit log: its create (admin), the
- * controller's first write for it (the parent's metadata patch, the start of
- * its reconcile) and its first status write (the end).
+ * controller's first write for it (the start of its reconcile: kiln's patch of
+ * the parent's metadata, the Go peer's first child apply) and its first status
+ * write (the end).
  */
-function timelines(audit: AuditLog, namespace: string) {
+function timelines(audit: AuditLog, namespace: string, user: string) {
   const created = new Map<string, number>();
   const firstWrite = new Map<string, number>();
   const statusWrite = new Map<string, number>();
   const first = (m: Map<string, number>, k: string, at: number) => m.set(k, Math.min(m.get(k) ?? Infinity, at));
+  // A child's name is its resource's, or that with a suffix (ds-00001-client); resource names are ds-NNNNN.
+  const owner = (object: string) => /^(.+\/ds-\d{5})(?:-.*)?$/.exec(object)?.[1];
   for (const r of audit.requests.values()) {
     if (!r.object?.startsWith(`${namespace}/`)) continue;
     if (r.user === ADMIN_USER && r.endpoint === 'directoryservices' && (r.verb === 'patch' || r.verb === 'create')) first(created, r.object, r.at);
-    if (r.user === CONTROLLER_USER && r.verb === 'patch' && r.endpoint === 'directoryservices') first(firstWrite, r.object, r.at);
-    if (r.user === CONTROLLER_USER && r.verb === 'patch' && r.endpoint === 'directoryservices/status') first(statusWrite, r.object, r.at);
+    if (r.user !== user || r.verb !== 'patch') continue;
+    if (r.endpoint === 'directoryservices/status') first(statusWrite, r.object, r.at);
+    else if (r.endpoint === 'directoryservices' || CHILD_ENDPOINTS.has(r.endpoint)) {
+      const o = owner(r.object);
+      if (o) first(firstWrite, o, r.at);
+    }
   }
   const waits: number[] = [];
   const spans: number[] = [];
@@ -457,6 +536,8 @@ function timelines(audit: AuditLog, namespace: string) {
   }
   return { createToFirstControllerWriteMs: percentiles(waits), firstWriteToStatusWriteMs: percentiles(spans) };
 }
+
+const CHILD_ENDPOINTS = new Set(['statefulsets', 'services', 'poddisruptionbudgets']);
 
 function summarize(reqs: ApiRequest[]) {
   const byVerb: Record<string, number> = Object.fromEntries(VERBS.map((v) => [v, 0]));
@@ -546,7 +627,7 @@ async function waitAllReady(cp: ControlPlane, ctrl: Controller, audit: AuditLog,
     audit.poll();
     if (at > deadline) throw new Error(`only ${ready}/${n} DirectoryServices Ready after ${timeoutS} s; controller log:\n${tailOf(ctrl.logFile)}`);
     if (at - lastReport > 5000) {
-      log(`${ready}/${n} Ready, controller requests so far ${audit.select(CONTROLLER_USER, ctrl.startedAt).length}`);
+      log(`${ready}/${n} Ready, ${ctrl.spec.label} requests so far ${audit.select(ctrl.spec.user, ctrl.startedAt).length}`);
       lastReport = at;
     }
     // Listing thousands of resources twice a second would load the API server the controller is measured against.
@@ -567,34 +648,293 @@ async function waitIdle(ctrl: Controller, audit: AuditLog, deadline: number): Pr
     ctrl.failIfExited('while it was expected to settle');
     ctrl.sampleCpu();
     const now = Date.now();
-    const lastRequest = audit.lastRequestAt(CONTROLLER_USER);
+    const lastRequest = audit.lastRequestAt(ctrl.spec.user);
     if (now - lastRequest >= 5000 && now - ctrl.lastBusyAt >= 3000) return Math.max(lastRequest, ctrl.lastBusyAt);
     if (now > deadline) throw new Error(`the controller did not settle within ${timeoutS} s; log:\n${tailOf(ctrl.logFile)}`);
   }
 }
 
 // ---------------------------------------------------------------------------
+// the Go peer's template: kiln's render and decoration of the children, for placeholders
+
+/** What the template is rendered for; bench/peer-operator/main.go fills them in (same names there). */
+const PH = { name: 'zqxname', namespace: 'zqxns', uid: 'zqxuid', id: 'zqxapplysetid', digest: 'zqxdigest' } as const;
+const DESIRED_DIGEST = 'kiln.dev/desired-digest';
+
+/** The children kiln's reconciler applies for `resource` with this uid: render() then decorate(), as controller/apply/reconciler.ts does. */
+function kilnChildren(resource: ReturnType<typeof directoryService>, uid: string): K8sObject[] {
+  const v = validate(resource);
+  if (!v.ok) throw new Error(`invalid DirectoryService: ${formatErrors(v.errors)}`);
+  const parent = { ...v.resource, metadata: { ...v.resource.metadata, uid } };
+  const id = applySetId(parent);
+  return render(v.resource).map((o) => decorate(o, parent, id));
+}
+
+/** A decorated child without its desired-digest annotation: the object that digest is taken of. */
+function withoutDigest(o: K8sObject): K8sObject {
+  const { [DESIRED_DIGEST]: _d, ...annotations } = o.metadata.annotations ?? {};
+  const metadata: K8sObject['metadata'] = { ...o.metadata, annotations };
+  if (Object.keys(annotations).length === 0) delete metadata.annotations;
+  return { ...o, metadata };
+}
+
+interface PeerTemplate {
+  children: { withOwnership: string; decorated: string }[];
+}
+
+/** The Go peer's fill-in (strings.NewReplacer there), so the template can be checked here. */
+function fillTemplate(t: PeerTemplate, name: string, namespace: string, uid: string): { decorated: string[]; revision: string } {
+  const id = applySetId({ apiVersion: API, kind: 'DirectoryService', metadata: { name, namespace } } as Parameters<typeof applySetId>[0]);
+  const values: Record<string, string> = { [PH.name]: name, [PH.namespace]: namespace, [PH.uid]: uid, [PH.id]: id };
+  const re = new RegExp([PH.name, PH.namespace, PH.uid, PH.id].join('|'), 'g');
+  const fill = (s: string) => s.replace(re, (m) => values[m]!);
+  const decorated = t.children.map((c) => fill(c.decorated).replace(PH.digest, createHash('sha256').update(fill(c.withOwnership)).digest().toString('hex', 0, 16)));
+  return {
+    decorated,
+    revision: `sha256:${createHash('sha256')
+      .update(`[${decorated.join(',')}]`)
+      .digest()
+      .toString('hex', 0, 16)}`,
+  };
+}
+
+/**
+ * Writes the template and proves it: filled in for a real name, namespace and
+ * uid it must give exactly the bytes kiln would apply there, and kiln's
+ * status revision.
+ */
+function writePeerTemplate(file: string, sampleNamespace: string): PeerTemplate {
+  const placeholderDs = { ...directoryService(0, PH.namespace), metadata: { name: PH.name, namespace: PH.namespace } };
+  const id = applySetId(placeholderDs);
+  const template: PeerTemplate = {
+    children: kilnChildren(placeholderDs, PH.uid).map((o) => {
+      const d = o.metadata.annotations?.[DESIRED_DIGEST];
+      const bare = withoutDigest(o);
+      if (!d || digest(bare) !== d)
+        throw new Error(`${o.kind}/${o.metadata.name}: kiln's desired digest is no longer the digest of the decorated object without it; the Go peer's template cannot reproduce it`);
+      return { withOwnership: JSON.stringify(bare).replaceAll(id, PH.id), decorated: JSON.stringify(o).replace(d, PH.digest).replaceAll(id, PH.id) };
+    }),
+  };
+  const uid = randomUUID();
+  const sample = directoryService(42, sampleNamespace);
+  const want = kilnChildren(sample, uid);
+  const got = fillTemplate(template, sample.metadata.name, sampleNamespace, uid);
+  if (JSON.stringify(got.decorated) !== JSON.stringify(want.map((o) => JSON.stringify(o))) || got.revision !== `sha256:${digest(want)}`) {
+    throw new Error('the Go peer template, filled in, does not give the objects kiln renders (does render() derive more than the name from the name?)');
+  }
+  writeFileSync(file, `${JSON.stringify(template)}\n`);
+  return template;
+}
+
+interface Live {
+  metadata: { uid: string; annotations?: Record<string, string> };
+  status?: { revision?: string };
+}
+
+/** Does what the controller left for ds-00000 in `namespace` carry the desired digests and revision of kiln's render for its uid? */
+async function objectsMatchRender(cp: ControlPlane, namespace: string): Promise<{ resource: string; childDigests: boolean; revision: boolean }> {
+  const ds = await getJson<Live>(cp, `/apis/${API}/namespaces/${namespace}/directoryservices/ds-00000`);
+  const want = kilnChildren(directoryService(0, namespace), ds.metadata.uid);
+  const digests = await Promise.all(
+    want.map(async (o) => {
+      const base = o.apiVersion === 'v1' ? '/api/v1' : `/apis/${o.apiVersion}`;
+      const live = await getJson<Live>(cp, `${base}/namespaces/${namespace}/${o.kind.toLowerCase()}s/${o.metadata.name}`);
+      return live.metadata.annotations?.[DESIRED_DIGEST] === o.metadata.annotations?.[DESIRED_DIGEST];
+    }),
+  );
+  return { resource: `${namespace}/ds-00000`, childDigests: digests.every(Boolean), revision: ds.status?.revision === `sha256:${digest(want)}` };
+}
+
+// ---------------------------------------------------------------------------
+// one controller: converge, settle, restart
+
+const round = (x: number, d = 2) => Number(x.toFixed(d));
+const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
+
+/**
+ * Starts the controller, creates the N resources in `namespace`, waits until
+ * all are converged and the controller idle, then restarts it with everything
+ * in place and waits until it is idle again.
+ */
+async function measure(cp: ControlPlane, spec: ControllerSpec, kubeconfig: string, namespace: string, logPrefix: string) {
+  const kubectl = join(cp.info().binDir, 'kubectl');
+  const healthPort = await freePort();
+  const logFile1 = join(work, `${logPrefix}-1.log`);
+  log(`${spec.label} controller (qps ${qps}, burst ${qps}, concurrency ${concurrency})`);
+  let c = new Controller(spec, kubeconfig, namespace, healthPort, logFile1);
+  current = c;
+  await c.waitReady(readyTimeoutMs);
+  const readyAfterS = (Date.now() - c.startedAt) / 1000;
+  const resourcesFile = join(work, `${logPrefix}-directoryservices.yaml`);
+  writeFileSync(resourcesFile, toYamlStream(Array.from({ length: count }, (_, i) => directoryService(i, namespace))));
+  log(`create ${count} DirectoryServices in ${namespace}, wait until all are converged`);
+  const createStarted = Date.now();
+  const cpuBeforeConverge = serverCpu(cp.pids);
+  const create = await timed(kubectl, ['--kubeconfig', cp.info().kubeconfig, 'apply', '--server-side', '--field-manager=bench', '-f', resourcesFile], timeoutS * 1000);
+  const allReadyAt = await waitAllReady(cp, c, audit, namespace, count, deadline());
+  const convergeSeconds = (allReadyAt - createStarted) / 1000;
+  const convergeServerCpu = cpuSince(cpuBeforeConverge, serverCpu(cp.pids));
+  audit.poll();
+  const convergeProc = c.proc();
+  const convergeRequests = summarize(audit.select(spec.user, c.startedAt, allReadyAt));
+  log(`${spec.label}: all converged after ${convergeSeconds.toFixed(1)} s; waiting for it to settle`);
+  const settledAt = await waitIdle(c, audit, deadline());
+  const settleRequests = summarize(audit.select(spec.user, allReadyAt, Infinity));
+  const settleProc = c.proc();
+  const firstRunSockets = c.peakSockets;
+  await c.stop();
+  const problems1 = logProblems(logFile1);
+
+  const logFile2 = join(work, `${logPrefix}-2.log`);
+  log(`restart the ${spec.label} controller`);
+  const cpuBeforeResync = serverCpu(cp.pids);
+  c = new Controller(spec, kubeconfig, namespace, healthPort, logFile2);
+  current = c;
+  const restartedAt = c.startedAt;
+  await c.waitReady(readyTimeoutMs);
+  const resyncReadyAfterS = (Date.now() - restartedAt) / 1000;
+  const resyncDoneAt = await waitIdle(c, audit, deadline());
+  const resyncServerCpu = cpuSince(cpuBeforeResync, serverCpu(cp.pids));
+  const resyncRequests = summarize(audit.select(spec.user, restartedAt, Infinity));
+  const resyncProc = c.proc();
+  await c.stop();
+  current = undefined;
+  const problems2 = logProblems(logFile2);
+  const stillReady = (await getJson<{ items: Kiln[] }>(cp, `/apis/${API}/namespaces/${namespace}/directoryservices`)).items.filter(isReady).length;
+  // The converge time no controller sending these requests could beat here: the CPU the control
+  // plane spent serving them plus what the kubectl creating the resources used, spread over every core.
+  const outsideCpu = sum(convergeServerCpu) + (create.cpuSeconds ?? 0);
+  const floor = { cpuSecondsOutsideController: round(outsideCpu), cores: availableParallelism(), seconds: round(outsideCpu / availableParallelism()) };
+  return {
+    spec,
+    namespace,
+    convergeSeconds,
+    settleSeconds: Math.max(0, settledAt - allReadyAt) / 1000,
+    resyncSeconds: (resyncDoneAt - restartedAt) / 1000,
+    create,
+    floor,
+    serverCpu: { converge: convergeServerCpu, resync: resyncServerCpu },
+    proc: { converge: convergeProc, settle: settleProc, resync: resyncProc },
+    requests: { converge: convergeRequests, afterReady: settleRequests, resync: resyncRequests },
+    readyAfterS,
+    resyncReadyAfterS,
+    stillReady,
+    problems: { firstRun: problems1, restart: problems2 },
+    sockets: { firstRun: firstRunSockets, restart: c.peakSockets },
+    perResource: timelines(audit, namespace, spec.user),
+    objectsMatchRender: await objectsMatchRender(cp, namespace),
+  };
+}
+type Measured = Awaited<ReturnType<typeof measure>>;
+
+const VERB_COLUMNS = (s: ReturnType<typeof summarize>) => Object.fromEntries(VERBS.map((v) => [v, s.byVerb[v] ?? 0])) as Record<(typeof VERBS)[number], number>;
+
+/** The table rows of one controller: converge, after converged until idle, resync after restart. */
+function controllerRows(m: Measured, objects: number) {
+  const name = m.spec.label === 'kiln' ? 'kiln' : 'go peer';
+  const r = m.requests;
+  const cpu = (x: Record<string, number>) => ({ apiServerCpuSeconds: x['kube-apiserver'] ?? null, etcdCpuSeconds: x['etcd'] ?? null });
+  return [
+    {
+      phase: name === 'kiln' ? 'kiln controller converge' : 'go peer (controller-runtime) converge',
+      seconds: round(m.convergeSeconds),
+      objects,
+      requests: r.converge.total,
+      ...VERB_COLUMNS(r.converge),
+      writes: r.converge.writes,
+      repeatedWrites: r.converge.repeatedWrites,
+      errors: r.converge.errors,
+      peakRssMiB: m.proc.converge.peakRssMiB,
+      cpuSeconds: m.proc.converge.cpuSeconds,
+      cpuMsPerResource: round((m.proc.converge.cpuSeconds * 1000) / count, 1),
+      ...cpu(m.serverCpu.converge),
+      floorSeconds: m.floor.seconds,
+      ratioToFloor: round(m.convergeSeconds / m.floor.seconds),
+    },
+    {
+      phase: `${name} after converged, until idle`,
+      seconds: round(m.settleSeconds),
+      objects: null,
+      requests: r.afterReady.total,
+      ...VERB_COLUMNS(r.afterReady),
+      writes: r.afterReady.writes,
+      repeatedWrites: r.afterReady.repeatedWrites,
+      errors: r.afterReady.errors,
+      peakRssMiB: m.proc.settle.peakRssMiB,
+      cpuSeconds: round(m.proc.settle.cpuSeconds - m.proc.converge.cpuSeconds),
+      cpuMsPerResource: null,
+      apiServerCpuSeconds: null,
+      etcdCpuSeconds: null,
+      floorSeconds: null,
+      ratioToFloor: null,
+    },
+    {
+      phase: `${name} resync after restart`,
+      seconds: round(m.resyncSeconds),
+      objects: null,
+      requests: r.resync.total,
+      ...VERB_COLUMNS(r.resync),
+      writes: r.resync.writes,
+      repeatedWrites: r.resync.repeatedWrites,
+      errors: r.resync.errors,
+      peakRssMiB: m.proc.resync.peakRssMiB,
+      cpuSeconds: m.proc.resync.cpuSeconds,
+      cpuMsPerResource: round((m.proc.resync.cpuSeconds * 1000) / count, 1),
+      ...cpu(m.serverCpu.resync),
+      floorSeconds: null,
+      ratioToFloor: null,
+    },
+  ];
+}
+
+/** The details of one controller, under the keys kiln's always had in apply.json. */
+function controllerDetails(m: Measured) {
+  return {
+    createResources: { seconds: round(m.create.seconds), peakRssMiB: m.create.peakRssMiB, cpuSeconds: m.create.cpuSeconds },
+    convergeFloor: m.floor,
+    controllerReadyzAfterSeconds: round(m.readyAfterS),
+    restartReadyzAfterSeconds: round(m.resyncReadyAfterS),
+    resyncWritesZero: m.requests.resync.writes === 0,
+    perResource: m.perResource,
+    readyAfterRestart: `${m.stillReady}/${count}`,
+    objectsMatchRender: m.objectsMatchRender,
+    controllerLogProblems: m.problems,
+    controllerRssMiBAtEnd: { firstRun: m.proc.settle.rssMiB, restart: m.proc.resync.rssMiB },
+    controllerPeakOpenSockets: m.sockets,
+  };
+}
+
+// ---------------------------------------------------------------------------
 // run
 
 const loadAtStart = loadavg().map((l) => Number(l.toFixed(2)));
-log(`build (npm run -s build)`);
-const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: root, encoding: 'utf8' });
-if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
+if (runs('kiln')) {
+  log(`build (npm run -s build)`);
+  const build = spawnSync('npm', ['run', '-s', 'build'], { cwd: root, encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`npm run build failed: ${build.stdout}${build.stderr}`);
+}
+let peerBinary = '';
+if (runs('go')) {
+  log('Go peer (scripts/build-peer-operator.sh; a cold build takes minutes)');
+  const b = spawnSync('bash', [join(root, 'scripts/build-peer-operator.sh')], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (b.status !== 0) throw new Error(`scripts/build-peer-operator.sh failed (exit ${b.status})`);
+  peerBinary = b.stdout.trim().split('\n').pop()!;
+}
 
 const work = mkdtempSync(join(tmpdir(), 'kiln-bench-apply-'));
 const auditFile = join(work, 'audit.log');
 const policyFile = join(work, 'audit-policy.yaml');
-writeFileSync(policyFile, AuditLog.policy([CONTROLLER_USER, KUBECTL_USER, ADMIN_USER]));
+writeFileSync(policyFile, AuditLog.policy([CONTROLLER_USER, PEER_USER, KUBECTL_USER, ADMIN_USER]));
 const audit = new AuditLog(auditFile);
-const nsA = 'bench-kubectl';
-const nsB = 'bench-kiln';
+const NAMESPACES = { kubectl: 'bench-kubectl', go: 'bench-go', kiln: 'bench-kiln' } as const;
 const kcmControllers = withStatefulSetController ? DEFAULT_CONTROLLERS : DEFAULT_CONTROLLERS.filter((c) => c !== 'statefulset-controller');
 const deadline = () => Date.now() + timeoutS * 1000;
 /** Until /readyz: every informer has listed (at 10,000 resources, 50,000 objects). */
 const readyTimeoutMs = Math.max(60_000, count * 30);
 
 let cp: ControlPlane | undefined;
-let ctrl: Controller | undefined;
+/** The controller running now, stopped on failure. */
+let current: Controller | undefined;
 let failed = true;
 try {
   log(`control plane (${kcmControllers.length} kube-controller-manager controllers, audit log ${auditFile})`);
@@ -606,131 +946,76 @@ try {
     apiserverArgs: [`--audit-log-path=${auditFile}`, `--audit-policy-file=${policyFile}`, '--audit-log-mode=blocking', '--audit-log-maxsize=0'],
   });
   const kubectl = join(binDir, 'kubectl');
-  const admin = cp.info().kubeconfig;
-  const [kubectlId, controllerId] = await Promise.all([cp.mintIdentity(KUBECTL_USER, ['system:masters']), cp.mintIdentity(CONTROLLER_USER, ['system:masters'])]);
-  for (const ns of [nsA, nsB]) await cp.kubectlOk(['create', 'namespace', ns]);
+  const [kubectlId, peerId, controllerId] = await Promise.all([
+    cp.mintIdentity(KUBECTL_USER, ['system:masters']),
+    cp.mintIdentity(PEER_USER, ['system:masters']),
+    cp.mintIdentity(CONTROLLER_USER, ['system:masters']),
+  ]);
+  for (const p of peers) await cp.kubectlOk(['create', 'namespace', NAMESPACES[p as Peer]]);
 
-  // 1. baseline: render offline, one kubectl apply --server-side
+  // The objects kubectl applies, rendered offline (also the per-resource object count of every row).
   log(`render ${count} DirectoryServices offline`);
   const renderStarted = performance.now();
   const objects: K8sObject[] = [];
   for (let i = 0; i < count; i++) {
-    const v = validate(directoryService(i, nsA));
+    const v = validate(directoryService(i, NAMESPACES.kubectl));
     if (!v.ok) throw new Error(`invalid DirectoryService: ${formatErrors(v.errors)}`);
     objects.push(...render(v.resource));
   }
   const renderSeconds = (performance.now() - renderStarted) / 1000;
-  const baselineFile = join(work, 'rendered.yaml');
-  writeFileSync(baselineFile, toYamlStream(objects));
   const perResource = objects.length / count;
-  log(`kubectl apply --server-side of ${objects.length} objects`);
-  const cpuBeforeBaseline = serverCpu(cp.pids);
-  const baseline = skipBaseline
-    ? { seconds: 0, peakRssMiB: null, cpuSeconds: null, stdout: '' }
-    : await timed(kubectl, ['--kubeconfig', kubectlId.kubeconfig, 'apply', '--server-side', '--field-manager=bench', '-n', nsA, '-f', baselineFile], timeoutS * 1000);
-  const baselineServerCpu = cpuSince(cpuBeforeBaseline, serverCpu(cp.pids));
-  await sleep(300);
-  audit.poll();
-  const baselineRequests = summarize(audit.select(KUBECTL_USER));
 
-  // 2. kiln: controller process, then the N resources in namespace B
-  const healthPort = await freePort();
-  const logFile1 = join(work, 'controller-1.log');
-  log(`kiln controller (qps ${qps}, burst ${qps}, concurrency ${concurrency})`);
-  ctrl = new Controller(controllerId.kubeconfig, nsB, healthPort, logFile1);
-  await ctrl.waitReady(readyTimeoutMs);
-  const readyAfterS = (Date.now() - ctrl.startedAt) / 1000;
-  const resourcesFile = join(work, 'directoryservices.yaml');
-  writeFileSync(resourcesFile, toYamlStream(Array.from({ length: count }, (_, i) => directoryService(i, nsB))));
-  log(`create ${count} DirectoryServices, wait until all are Ready`);
-  const createStarted = Date.now();
-  const cpuBeforeConverge = serverCpu(cp.pids);
-  const create = await timed(kubectl, ['--kubeconfig', admin, 'apply', '--server-side', '--field-manager=bench', '-f', resourcesFile], timeoutS * 1000);
-  const allReadyAt = await waitAllReady(cp, ctrl, audit, nsB, count, deadline());
-  const convergeSeconds = (allReadyAt - createStarted) / 1000;
-  const convergeServerCpu = cpuSince(cpuBeforeConverge, serverCpu(cp.pids));
-  audit.poll();
-  const convergeProc = ctrl.proc();
-  const convergeRequests = summarize(audit.select(CONTROLLER_USER, ctrl.startedAt, allReadyAt));
-  log(`all Ready after ${convergeSeconds.toFixed(1)} s; waiting for the controller to settle`);
-  const settledAt = await waitIdle(ctrl, audit, deadline());
-  const settleRequests = summarize(audit.select(CONTROLLER_USER, allReadyAt, Infinity));
-  const settleProc = ctrl.proc();
-  const firstRunSockets = ctrl.peakSockets;
-  await ctrl.stop();
-  const problems1 = logProblems(logFile1);
+  // 1. kubectl: one apply --server-side of the rendered file
+  let baseline: Timed | undefined;
+  let baselineServerCpu: Record<string, number> = {};
+  let baselineRequests: ReturnType<typeof summarize> | undefined;
+  if (runs('kubectl')) {
+    const baselineFile = join(work, 'rendered.yaml');
+    writeFileSync(baselineFile, toYamlStream(objects));
+    log(`kubectl apply --server-side of ${objects.length} objects`);
+    const cpuBeforeBaseline = serverCpu(cp.pids);
+    baseline = await timed(kubectl, ['--kubeconfig', kubectlId.kubeconfig, 'apply', '--server-side', '--field-manager=bench', '-n', NAMESPACES.kubectl, '-f', baselineFile], timeoutS * 1000);
+    baselineServerCpu = cpuSince(cpuBeforeBaseline, serverCpu(cp.pids));
+    await sleep(300);
+    audit.poll();
+    baselineRequests = summarize(audit.select(KUBECTL_USER));
+  }
 
-  // 3. restart with everything in place: no writes
-  const logFile2 = join(work, 'controller-2.log');
-  log('restart the controller');
-  ctrl = new Controller(controllerId.kubeconfig, nsB, healthPort, logFile2);
-  const restartedAt = ctrl.startedAt;
-  await ctrl.waitReady(readyTimeoutMs);
-  const resyncReadyAfterS = (Date.now() - restartedAt) / 1000;
-  const resyncDoneAt = await waitIdle(ctrl, audit, deadline());
-  const resyncRequests = summarize(audit.select(CONTROLLER_USER, restartedAt, Infinity));
-  const resyncProc = ctrl.proc();
-  await ctrl.stop();
-  const problems2 = logProblems(logFile2);
-  const stillReady = (await getJson<{ items: Kiln[] }>(cp, `/apis/${API}/namespaces/${nsB}/directoryservices`)).items.filter(isReady).length;
+  // 2. the Go peer, 3. kiln: each in a fresh namespace
+  let peer: Measured | undefined;
+  let kiln: Measured | undefined;
+  if (runs('go')) {
+    const templateFile = join(work, 'peer-template.json');
+    writePeerTemplate(templateFile, NAMESPACES.go);
+    peer = await measure(cp, goPeer(peerBinary, templateFile), peerId.kubeconfig, NAMESPACES.go, 'go-peer');
+  }
+  if (runs('kiln')) kiln = await measure(cp, KILN, controllerId.kubeconfig, NAMESPACES.kiln, 'kiln');
 
-  const perResourceTimes = timelines(audit, nsB);
-  const round = (x: number, d = 2) => Number(x.toFixed(d));
-  const verbs = (s: ReturnType<typeof summarize>) => Object.fromEntries(VERBS.map((v) => [v, s.byVerb[v] ?? 0]));
   const rows = [
-    {
-      phase: 'kubectl apply --server-side',
-      seconds: round(baseline.seconds),
-      objects: objects.length,
-      requests: baselineRequests.total,
-      ...verbs(baselineRequests),
-      writes: baselineRequests.writes,
-      repeatedWrites: baselineRequests.repeatedWrites,
-      errors: baselineRequests.errors,
-      peakRssMiB: baseline.peakRssMiB,
-      cpuSeconds: baseline.cpuSeconds,
-    },
-    {
-      phase: 'kiln controller converge',
-      seconds: round(convergeSeconds),
-      objects: objects.length,
-      requests: convergeRequests.total,
-      ...verbs(convergeRequests),
-      writes: convergeRequests.writes,
-      repeatedWrites: convergeRequests.repeatedWrites,
-      errors: convergeRequests.errors,
-      peakRssMiB: convergeProc.peakRssMiB,
-      cpuSeconds: convergeProc.cpuSeconds,
-    },
-    {
-      phase: 'kiln after Ready, until idle',
-      seconds: round(Math.max(0, settledAt - allReadyAt) / 1000),
-      objects: null,
-      requests: settleRequests.total,
-      ...verbs(settleRequests),
-      writes: settleRequests.writes,
-      repeatedWrites: settleRequests.repeatedWrites,
-      errors: settleRequests.errors,
-      peakRssMiB: settleProc.peakRssMiB,
-      cpuSeconds: round(settleProc.cpuSeconds - convergeProc.cpuSeconds),
-    },
-    {
-      phase: 'kiln resync after restart',
-      seconds: round((resyncDoneAt - restartedAt) / 1000),
-      objects: null,
-      requests: resyncRequests.total,
-      ...verbs(resyncRequests),
-      writes: resyncRequests.writes,
-      repeatedWrites: resyncRequests.repeatedWrites,
-      errors: resyncRequests.errors,
-      peakRssMiB: resyncProc.peakRssMiB,
-      cpuSeconds: resyncProc.cpuSeconds,
-    },
+    ...(baseline && baselineRequests
+      ? [
+          {
+            phase: 'kubectl apply --server-side',
+            seconds: round(baseline.seconds),
+            objects: objects.length,
+            requests: baselineRequests.total,
+            ...VERB_COLUMNS(baselineRequests),
+            writes: baselineRequests.writes,
+            repeatedWrites: baselineRequests.repeatedWrites,
+            errors: baselineRequests.errors,
+            peakRssMiB: baseline.peakRssMiB,
+            cpuSeconds: baseline.cpuSeconds,
+            cpuMsPerResource: baseline.cpuSeconds === null ? null : round((baseline.cpuSeconds * 1000) / count, 1),
+            apiServerCpuSeconds: baselineServerCpu['kube-apiserver'] ?? null,
+            etcdCpuSeconds: baselineServerCpu['etcd'] ?? null,
+            floorSeconds: null,
+            ratioToFloor: null,
+          },
+        ]
+      : []),
+    ...(peer ? controllerRows(peer, objects.length) : []),
+    ...(kiln ? controllerRows(kiln, objects.length) : []),
   ];
-  // The converge time no controller sending these requests could beat here: the CPU the control
-  // plane spent serving them plus what the kubectl creating the resources used, spread over every core.
-  const outsideCpu = Object.values(convergeServerCpu).reduce((a, b) => a + b, 0) + (create.cpuSeconds ?? 0);
-  const convergeFloor = { cpuSecondsOutsideController: round(outsideCpu), cores: availableParallelism(), seconds: round(outsideCpu / availableParallelism()) };
   const result = {
     benchmark: 'apply',
     date: new Date().toISOString(),
@@ -739,74 +1024,130 @@ try {
       resources: count,
       kind: 'DirectoryService',
       objectsPerResource: perResource,
+      peers: [...peers],
       qps,
       burst: qps,
       concurrency,
       controllerDefaultQps: 20,
       controllerNodeArgs,
       controllerEnv: NODE_ENV,
+      goPeer: {
+        module: 'bench/peer-operator',
+        controllerRuntime: 'v0.22.5',
+        clientGo: 'v0.34.4',
+        qps,
+        burst: qps,
+        maxConcurrentReconciles: concurrency,
+        controllerRuntimeDefaultQps:
+          "none: controller-runtime v0.22's GetConfig sets QPS -1 (client-side rate limiting off, relying on API Priority and Fairness) when the kubeconfig sets none; its docs still cite 20 QPS / burst 30, and a bare client-go rest.Config defaults to 5 / 10",
+        writesPerResource:
+          'Go peer: 4 server-side applies of the children (only when missing or their desired digest differs), 1 status apply, 1 Event; kiln: the same plus a merge patch of ApplySet metadata onto the resource (not mirrored: an operator finds its children by ownerReference through Owns())',
+      },
       kubeControllerManager: kcmControllers,
-      note: 'seconds: kubectl = the apply command; converge = from the create of the N resources until all are Synced (applied and in sync) for their generation (polled every 500 ms, every 5 s above 2,000 resources); after Ready = until no request for 5 s and no CPU for 3 s; resync = from process start until idle. Requests are counted from the API server audit log by user (the controller and the baseline kubectl have identities of their own); converge includes the controller startup LIST/WATCH; repeatedWrites = writes to an object already written with the same verb and endpoint in that phase.',
+      note: 'seconds: kubectl = the apply command; converge = from the create of the N resources until all are Synced (applied and in sync) for their generation (polled every 500 ms, every 5 s above 2,000 resources); after converged = until no request for 5 s and no CPU for 3 s; resync = from process start until idle. Each controller runs alone, in a namespace of its own, after the one before it stopped. Requests are counted from the API server audit log by user (each controller and the baseline kubectl have identities of their own); converge includes the controller startup LIST/WATCH; repeatedWrites = writes to an object already written with the same verb and endpoint in that phase. floorSeconds = CPU seconds the control plane and the creating kubectl used during that converge, over the cores; ratioToFloor = seconds / floorSeconds.',
     },
     rows,
+    comparison: [peer, kiln]
+      .filter((m): m is Measured => !!m)
+      .map((m) => ({
+        controller: m.spec.label,
+        convergeSeconds: round(m.convergeSeconds),
+        floorSeconds: m.floor.seconds,
+        ratioToFloor: round(m.convergeSeconds / m.floor.seconds),
+        ownCpuSeconds: m.proc.converge.cpuSeconds,
+        ownCpuMsPerResource: round((m.proc.converge.cpuSeconds * 1000) / count, 1),
+        apiServerCpuSeconds: m.serverCpu.converge['kube-apiserver'] ?? null,
+        etcdCpuSeconds: m.serverCpu.converge['etcd'] ?? null,
+        requests: m.requests.converge.total,
+        writes: m.requests.converge.writes,
+        peakRssMiB: m.proc.resync.peakRssMiB === null ? m.proc.settle.peakRssMiB : Math.max(m.proc.settle.peakRssMiB, m.proc.resync.peakRssMiB),
+        resyncWrites: m.requests.resync.writes,
+        resyncRequests: m.requests.resync.total,
+        resyncSeconds: round(m.resyncSeconds),
+      })),
     details: {
       renderSecondsInProcess: round(renderSeconds),
-      createResources: { seconds: round(create.seconds), peakRssMiB: create.peakRssMiB, cpuSeconds: create.cpuSeconds },
-      convergeFloor,
-      controllerReadyzAfterSeconds: round(readyAfterS),
-      serverCpuSeconds: { kubectl: baselineServerCpu, converge: convergeServerCpu },
-      restartReadyzAfterSeconds: round(resyncReadyAfterS),
-      resyncWritesZero: resyncRequests.writes === 0,
-      perResource: perResourceTimes,
-      readyAfterRestart: `${stillReady}/${count}`,
-      requests: { kubectl: baselineRequests, converge: convergeRequests, afterReady: settleRequests, resync: resyncRequests },
-      controllerLogProblems: { firstRun: problems1, restart: problems2 },
-      controllerRssMiBAtEnd: { firstRun: settleProc.rssMiB, restart: resyncProc.rssMiB },
-      controllerPeakOpenSockets: { firstRun: firstRunSockets, restart: ctrl.peakSockets },
+      ...(kiln ? controllerDetails(kiln) : {}),
+      serverCpuSeconds: { kubectl: baselineServerCpu, converge: kiln?.serverCpu.converge ?? {}, goPeerConverge: peer?.serverCpu.converge ?? {} },
+      requests: { kubectl: baselineRequests, converge: kiln?.requests.converge, afterReady: kiln?.requests.afterReady, resync: kiln?.requests.resync },
+      ...(peer ? { goPeer: { ...controllerDetails(peer), serverCpuSeconds: peer.serverCpu, requests: peer.requests } } : {}),
     },
   };
-  console.table(rows);
-  console.log(`requests per resource: kubectl ${round(baselineRequests.total / count)}, kiln converge ${round(convergeRequests.total / count)} (writes ${round(convergeRequests.writes / count)})`);
-  console.log(`resync after restart: ${resyncRequests.writes} writes ${resyncRequests.writes === 0 ? '(ok)' : '(FAIL: must be 0)'}; Ready after restart ${stillReady}/${count}`);
-  const lat = (s: ReturnType<typeof summarize>) => (s.serverLatencyMs ? `p50 ${s.serverLatencyMs.p50} / p90 ${s.serverLatencyMs.p90} ms` : '-');
-  console.log(`control-plane CPU seconds: kubectl phase ${JSON.stringify(baselineServerCpu)}, converge ${JSON.stringify(convergeServerCpu)}`);
-  console.log(`API server time per request: kubectl ${lat(baselineRequests)}, kiln converge ${lat(convergeRequests)}`);
-  console.log(
-    `converge floor: control plane + creating kubectl used ${convergeFloor.cpuSecondsOutsideController} CPU s while kiln converged; on ${convergeFloor.cores} cores a controller sending the same requests at no CPU cost of its own could not be done before ${convergeFloor.seconds} s (kiln ${round(convergeSeconds)} s, its own CPU ${convergeProc.cpuSeconds} s)`,
+  console.table(
+    rows.map(({ phase, seconds, requests, get, list, watch, create, patch, writes, repeatedWrites, errors, peakRssMiB, cpuSeconds }) => ({
+      phase,
+      seconds,
+      requests,
+      get,
+      list,
+      watch,
+      create,
+      patch,
+      writes,
+      repeatedWrites,
+      errors,
+      peakRssMiB,
+      cpuSeconds,
+    })),
   );
-  const pr = perResourceTimes;
-  if (pr.createToFirstControllerWriteMs && pr.firstWriteToStatusWriteMs) {
+  console.table(result.comparison);
+  if (baselineRequests) console.log(`requests per resource: kubectl ${round(baselineRequests.total / count)}`);
+  for (const m of [peer, kiln]) {
+    if (!m) continue;
+    const r = m.requests;
+    const lat = (s: ReturnType<typeof summarize>) => (s.serverLatencyMs ? `p50 ${s.serverLatencyMs.p50} / p90 ${s.serverLatencyMs.p90} ms` : '-');
+    const pr = m.perResource;
     console.log(
-      `per resource: create -> first controller write p50 ${pr.createToFirstControllerWriteMs.p50} / p90 ${pr.createToFirstControllerWriteMs.p90} ms; first write -> status p50 ${pr.firstWriteToStatusWriteMs.p50} / p90 ${pr.firstWriteToStatusWriteMs.p90} ms`,
+      [
+        `${m.spec.label}: ${round(r.converge.total / count)} requests per resource (writes ${round(r.converge.writes / count)}): ${Object.entries(r.converge.byEndpoint)
+          .slice(0, 6)
+          .map(([k, n]) => `${k} ${n}`)
+          .join(', ')}`,
+        `  converge ${round(m.convergeSeconds)} s, floor ${m.floor.seconds} s (control plane + creating kubectl used ${m.floor.cpuSecondsOutsideController} CPU s on ${m.floor.cores} cores): ${round(m.convergeSeconds / m.floor.seconds)}x; own CPU ${m.proc.converge.cpuSeconds} s (${round((m.proc.converge.cpuSeconds * 1000) / count, 1)} ms per resource); control plane ${JSON.stringify(m.serverCpu.converge)}`,
+        `  API server time per request ${lat(r.converge)}; readyz after ${round(m.readyAfterS)} s (restart ${round(m.resyncReadyAfterS)} s), peak open sockets ${m.sockets.firstRun} (restart ${m.sockets.restart}), RSS at end ${m.proc.settle.rssMiB} MiB`,
+        ...(pr.createToFirstControllerWriteMs && pr.firstWriteToStatusWriteMs
+          ? [
+              `  per resource: create -> first controller write p50 ${pr.createToFirstControllerWriteMs.p50} / p90 ${pr.createToFirstControllerWriteMs.p90} ms; first write -> status p50 ${pr.firstWriteToStatusWriteMs.p50} / p90 ${pr.firstWriteToStatusWriteMs.p90} ms`,
+            ]
+          : []),
+        `  resync after restart: ${r.resync.writes} writes, ${r.resync.total} requests, ${round(m.resyncSeconds)} s; converged after restart ${m.stillReady}/${count}; ds-00000's objects carry kiln's desired digests: ${m.objectsMatchRender.childDigests}, its revision kiln's: ${m.objectsMatchRender.revision}`,
+        ...(m.problems.firstRun.count + m.problems.restart.count > 0 ? [`  warnings/errors: ${JSON.stringify({ ...m.problems.firstRun.byMessage, ...m.problems.restart.byMessage })}`] : []),
+      ].join('\n'),
     );
   }
-  console.log(
-    `controller: readyz after ${round(readyAfterS)} s (restart ${round(resyncReadyAfterS)} s), peak open sockets ${firstRunSockets} (restart ${ctrl.peakSockets}), RSS at end ${settleProc.rssMiB} MiB`,
-  );
-  if (problems1.count + problems2.count > 0) console.log(`controller warnings/errors: ${JSON.stringify({ ...problems1.byMessage, ...problems2.byMessage })}`);
+  if (kiln) console.log(`kiln resync after restart: ${kiln.requests.resync.writes} writes ${kiln.requests.resync.writes === 0 ? '(ok)' : '(FAIL: must be 0)'}`);
   const resultsFile = join(root, 'bench/results/apply.json');
   const previous = existsSync(resultsFile) ? (JSON.parse(readFileSync(resultsFile, 'utf8')) as Record<string, unknown>) : undefined;
-  if (scaleRun) {
+  if (!writeResults) {
+    log(`--peers ${[...peers].join(',')}: not every controller ran; bench/results/apply.json left as it was`);
+  } else if (scaleRun) {
     const scaled = {
       date: result.date,
       machine: result.machine,
       settings: { ...result.settings, note: `${result.settings.note} Scale run: no kubectl baseline.` },
-      rows: rows.slice(1),
-      details: { ...result.details, perResource: undefined, requests: undefined },
+      rows,
+      comparison: result.comparison,
+      details: {
+        ...result.details,
+        perResource: undefined,
+        requests: undefined,
+        ...(peer ? { goPeer: { ...controllerDetails(peer), perResource: undefined, serverCpuSeconds: peer.serverCpu } } : {}),
+      },
     };
     const merged = { ...(previous ?? result), scale: { ...((previous?.['scale'] as object | undefined) ?? {}), [count]: scaled } };
     mkdirSync(join(root, 'bench/results'), { recursive: true });
     writeFileSync(resultsFile, `${JSON.stringify(merged, null, 2)}\n`);
     console.log(`wrote bench/results/apply.json (scale.${count})`);
-  } else if (!skipBaseline) {
+  } else {
     mkdirSync(join(root, 'bench/results'), { recursive: true });
     writeFileSync(resultsFile, `${JSON.stringify({ ...result, ...(previous?.['scale'] ? { scale: previous['scale'] } : {}) }, null, 2)}\n`);
     console.log('wrote bench/results/apply.json');
   }
-  if (resyncRequests.writes > 0 || stillReady !== count) process.exitCode = 1;
+  if (kiln && (kiln.requests.resync.writes > 0 || kiln.stillReady !== count)) process.exitCode = 1;
+  if (peer && peer.stillReady !== count) process.exitCode = 1;
   failed = false;
 } finally {
-  await ctrl?.stop().catch(() => {});
+  await current?.stop().catch(() => {});
   await cp?.stop().catch(() => {});
   if (failed || args.includes('--keep-work')) log(`${failed ? 'failed; ' : ''}logs kept in ${work}`);
   else rmSync(work, { recursive: true, force: true });

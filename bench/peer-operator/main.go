@@ -365,7 +365,10 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var requeue time.Duration
 	if !complete {
 		deadline := int64(defaultProgressDeadlineSeconds)
-		if v, ok := ds.Spec["progressDeadlineSeconds"].(float64); ok {
+		switch v := ds.Spec["progressDeadlineSeconds"].(type) {
+		case int64:
+			deadline = v
+		case float64:
 			deadline = int64(v)
 		}
 		previous, _ := ds.Status["rollout"].(map[string]interface{})
@@ -416,7 +419,11 @@ func (r *reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // cached resource does not already say it all.
 func (r *reconciler) writeStatus(ctx context.Context, ds *DirectoryService, next map[string]interface{}) (bool, error) {
 	next["observedGeneration"] = ds.Generation
-	liveConds, _ := ds.Status["conditions"].([]interface{})
+	live, err := viaJSON(ds.Status)
+	if err != nil {
+		return false, err
+	}
+	liveConds, _ := live["conditions"].([]interface{})
 	liveByType := map[string]map[string]interface{}{}
 	for _, c := range liveConds {
 		if m, ok := c.(map[string]interface{}); ok {
@@ -435,7 +442,7 @@ func (r *reconciler) writeStatus(ctx context.Context, ds *DirectoryService, next
 			}
 		}
 	}
-	upToDate, err := statusUpToDate(ds.Status, next, liveByType)
+	upToDate, err := statusUpToDate(live, next, liveByType)
 	if err != nil || upToDate {
 		return false, err
 	}
@@ -448,19 +455,29 @@ func (r *reconciler) writeStatus(ctx context.Context, ds *DirectoryService, next
 	return true, r.Status().Patch(ctx, u, client.Apply, client.FieldOwner(fieldManager), client.ForceOwnership)
 }
 
+// viaJSON is m through encoding/json, so numbers compare alike: the cache decodes integers as
+// int64 (apimachinery's serializer), what this reconciler builds holds int64 and strings, and
+// encoding/json gives float64 for both.
+func viaJSON(m map[string]interface{}) (map[string]interface{}, error) {
+	if m == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]interface{}
+	return out, json.Unmarshal(b, &out)
+}
+
 // statusUpToDate is kube/status.ts statusUpToDate: conditions compared by type (status, reason,
 // message, observedGeneration), every other key of `next` as JSON.
 func statusUpToDate(live, next map[string]interface{}, liveByType map[string]map[string]interface{}) (bool, error) {
 	if live == nil {
 		return false, nil
 	}
-	// Through JSON, so numbers compare as the cache decoded them.
-	b, err := json.Marshal(next)
+	want, err := viaJSON(next)
 	if err != nil {
-		return false, err
-	}
-	var want map[string]interface{}
-	if err := json.Unmarshal(b, &want); err != nil {
 		return false, err
 	}
 	for k, v := range want {
