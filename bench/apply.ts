@@ -852,7 +852,7 @@ function controllerRows(m: Measured, objects: number) {
       ratioToFloor: round(m.convergeSeconds / m.floor.seconds),
     },
     {
-      phase: `${name} after converged, until idle`,
+      phase: `${name} after Ready, until idle`,
       seconds: round(m.settleSeconds),
       objects: null,
       requests: r.afterReady.total,
@@ -1044,7 +1044,7 @@ try {
           'Go peer: 4 server-side applies of the children (only when missing or their desired digest differs), 1 status apply, 1 Event; kiln: the same plus a merge patch of ApplySet metadata onto the resource (not mirrored: an operator finds its children by ownerReference through Owns())',
       },
       kubeControllerManager: kcmControllers,
-      note: 'seconds: kubectl = the apply command; converge = from the create of the N resources until all are Synced (applied and in sync) for their generation (polled every 500 ms, every 5 s above 2,000 resources); after converged = until no request for 5 s and no CPU for 3 s; resync = from process start until idle. Each controller runs alone, in a namespace of its own, after the one before it stopped. Requests are counted from the API server audit log by user (each controller and the baseline kubectl have identities of their own); converge includes the controller startup LIST/WATCH; repeatedWrites = writes to an object already written with the same verb and endpoint in that phase. floorSeconds = CPU seconds the control plane and the creating kubectl used during that converge, over the cores; ratioToFloor = seconds / floorSeconds.',
+      note: 'seconds: kubectl = the apply command; converge = from the create of the N resources until all are Synced (applied and in sync) for their generation (polled every 500 ms, every 5 s above 2,000 resources); after Ready = until no request for 5 s and no CPU for 3 s; resync = from process start until idle. Each controller runs alone, in a namespace of its own, after the one before it stopped. Requests are counted from the API server audit log by user (each controller and the baseline kubectl have identities of their own); converge includes the controller startup LIST/WATCH; repeatedWrites = writes to an object already written with the same verb and endpoint in that phase. floorSeconds = CPU seconds the control plane and the creating kubectl used during that converge, over the cores; ratioToFloor = seconds / floorSeconds.',
     },
     rows,
     comparison: [peer, kiln]
