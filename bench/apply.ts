@@ -24,16 +24,14 @@
  * benchmark or the control plane does is counted. Prints a table and writes
  * bench/results/apply.json.
  *
- *   npm run bench:apply [-- --count 1000 --qps 200 --concurrency 4 --timeout 900 --peers kubectl,go,kiln]
+ *   npm run bench:apply [-- --count 1000 --qps 0 --concurrency 4 --timeout 900 --peers kubectl,go,kiln]
  *   npm run bench:apply -- --scale-run --count 10000     (go and kiln only; into scale.<count>)
  *
  * --peers picks a subset (development); the results file is written only when
- * all of them ran (with --scale-run: go and kiln). --qps also sets --burst, for
- * both controllers. kiln's own default is 20 QPS (client-go's);
- * controller-runtime v0.22's GetConfig turns client-side rate limiting off
- * (QPS -1, relying on API Priority and Fairness); the baseline kubectl sends its
- * requests well above 20 QPS (sequentially, one at a time), hence the higher
- * default here; the JSON records the values.
+ * all of them ran (with --scale-run: go and kiln). By default neither controller
+ * has a client-side request limit, as each ships: controller-runtime v0.22's
+ * GetConfig sets QPS -1 and kiln's --qps defaults to 0, both leaving it to the API
+ * server's Priority and Fairness. --qps N gives both a limit of N (burst N).
  * kube-controller-manager runs without its StatefulSet controller unless
  * --statefulset-controller is given: there is no scheduler or kubelet, so its
  * Pods would never run, and creating Pods and PVCs for 2N StatefulSets at its
@@ -60,7 +58,9 @@ const root = new URL('..', import.meta.url).pathname;
 const args = process.argv.slice(2);
 const flag = flags(args).get;
 const count = Number(flag('count', '1000'));
-const qps = Number(flag('qps', '200'));
+const qps = Number(flag('qps', '0'));
+/** --qps and --burst for a controller: none when 0, its default (no client-side limit). */
+const rateFlags = qps > 0 ? ['--qps', String(qps), '--burst', String(qps)] : [];
 const concurrency = Number(flag('concurrency', '4'));
 const timeoutS = Number(flag('timeout', '900'));
 const withStatefulSetController = args.includes('--statefulset-controller');
@@ -219,10 +219,7 @@ const KILN: ControllerSpec = {
       kubeconfig,
       '--namespace',
       namespace,
-      '--qps',
-      String(qps),
-      '--burst',
-      String(qps),
+      ...rateFlags,
       '--concurrency',
       String(concurrency),
       // /metrics on the probe port: no fixed port another process may hold.
@@ -252,10 +249,7 @@ const goPeer = (binary: string, templateFile: string): ControllerSpec => ({
       namespace,
       '--template',
       templateFile,
-      '--qps',
-      String(qps),
-      '--burst',
-      String(qps),
+      ...rateFlags,
       '--concurrency',
       String(concurrency),
       '--health-probe-bind-address',
@@ -1030,7 +1024,7 @@ try {
       qps,
       burst: qps,
       concurrency,
-      controllerDefaultQps: 20,
+      controllerDefaultQps: 0,
       controllerNodeArgs,
       controllerEnv: NODE_ENV,
       goPeer: {
