@@ -130,7 +130,8 @@ export interface StatusWriterOptions {
  * first does not write the same status again.
  */
 export class StatusWriter {
-  private readonly written = new Map<string, { uid: string | undefined; over: string; status: Status }>();
+  /** Per object: its last write, and the versions it was written over (the cache is behind while it holds one of them). */
+  private readonly written = new Map<string, { uid: string | undefined; over: string[]; status: Status }>();
   private readonly max: number;
 
   constructor(
@@ -144,7 +145,7 @@ export class StatusWriter {
   /** Is the cached copy `live` older than this writer's last write to it (the watch has not brought that write yet)? */
   behind(live: StatusTarget): boolean {
     const mine = this.written.get(identity(live));
-    return !!mine && mine.uid === live.metadata.uid && mine.over === (live.metadata.resourceVersion ?? '');
+    return !!mine && mine.uid === live.metadata.uid && mine.over.includes(live.metadata.resourceVersion ?? '');
   }
 
   /** The status as this writer knows it: its own last write while the cache is behind it, else the cached one. */
@@ -152,7 +153,11 @@ export class StatusWriter {
     return this.behind(live) ? this.written.get(identity(live))!.status : (live.status as Status | undefined);
   }
 
-  async write(live: StatusTarget, next: Status, opts: { ownsObservedGeneration?: boolean } = {}): Promise<StatusWrite> {
+  /**
+   * `opts.supersedes`: versions of the object the caller wrote itself before this status (a metadata
+   * patch) and that hold an older status: a cache that holds one of them is behind this write too.
+   */
+  async write(live: StatusTarget, next: Status, opts: { ownsObservedGeneration?: boolean; supersedes?: (string | undefined)[] } = {}): Promise<StatusWrite> {
     const liveStatus = this.current(live);
     const ownsGeneration = opts.ownsObservedGeneration ?? this.opts.ownsObservedGeneration ?? true;
     // Cut to the CRD's bounds first: an over-long message would make the server refuse the whole
@@ -167,7 +172,8 @@ export class StatusWriter {
     const body = { apiVersion: live.apiVersion!, kind: live.kind!, metadata: { name: live.metadata.name, namespace: live.metadata.namespace }, status };
     const answer = await this.client.apply<{ metadata?: { resourceVersion?: string; generation?: number } }>(body, this.fieldManager, 'status');
     if (this.written.size >= this.max) this.written.clear();
-    this.written.set(identity(live), { uid: live.metadata.uid, over: live.metadata.resourceVersion ?? '', status: { ...liveStatus, ...status } });
+    const over = [live.metadata.resourceVersion ?? '', ...(opts.supersedes ?? []).filter((v): v is string => !!v)];
+    this.written.set(identity(live), { uid: live.metadata.uid, over, status: { ...liveStatus, ...status } });
     return { written: true, resourceVersion: answer.metadata?.resourceVersion, generation: answer.metadata?.generation };
   }
 

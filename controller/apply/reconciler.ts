@@ -214,7 +214,10 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
 
     // The owned-fields digests the status recorded for each member (see drift()).
     const recorded = new Map<string, string>();
-    for (const e of (live.status as { inventory?: InventoryEntry[] } | undefined)?.inventory ?? []) {
+    // kiln's own last status write while the cache has yet to bring it: a reconcile the members' watch
+    // events start in that moment would otherwise find no digests and read every member again.
+    const knownStatus = this.status.current(live);
+    for (const e of (knownStatus as { inventory?: InventoryEntry[] } | undefined)?.inventory ?? []) {
       if (e.ownedFieldsDigest) recorded.set(childKey({ apiVersion: e.apiVersion, kind: e.kind, metadata: { namespace: e.namespace, name: e.name } }), e.ownedFieldsDigest);
     }
     // What this reconcile will record: digests of members found or made in sync.
@@ -355,9 +358,9 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       ...health.status,
     };
     // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- not unnecessary: without it tsc types `.conditions` as unknown (KubeObject's index signature)
-    const liveStatus = live.status as Status | undefined;
+    const liveStatus = knownStatus as Status | undefined;
     const wasStalled = liveStatus?.conditions?.some((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === outcome.reason);
-    await this.writeStatus(live, status, result, (rv) => (parentVersion = rv));
+    await this.writeStatus(live, status, result, (rv) => (parentVersion = rv), patchedVersion);
     if (outcome.state === 'failed' && !wasStalled && result.statusWritten) this.deps.events.warning(live, outcome.reason, outcome.message);
     // A resource still rolling out is looked at again when its deadline passes, even if nothing changes.
     if (waiting.length === 0 && prunedNames.length === 0 && outcome.state !== 'progressing') {
@@ -431,7 +434,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     };
     if (rollout.complete) return { health: { state: 'ready', reason: 'RolloutComplete', message: rollout.members }, status };
     const deadline = (live.spec as { progressDeadlineSeconds?: number }).progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS;
-    const previous = (live.status as { rollout?: RolloutProgress } | undefined)?.rollout;
+    const previous = (this.status.current(live) as { rollout?: RolloutProgress } | undefined)?.rollout;
     const p = progressDeadline(previous, rollout.members, new Date(), deadline);
     status['rollout'] = p.progress;
     if (p.exceeded) {
@@ -451,13 +454,20 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     return patched.metadata?.generation === live.metadata.generation ? patched.metadata?.resourceVersion : undefined;
   }
 
-  private async writeStatus(live: KubeObject & KilnResource, next: Status & { extraConditions?: Condition[] }, result: ReconcileResult, onVersion?: (rv: string) => void): Promise<void> {
+  /** `supersedes`: the resource's version after this reconcile's own metadata patch (it holds the status before this write). */
+  private async writeStatus(
+    live: KubeObject & KilnResource,
+    next: Status & { extraConditions?: Condition[] },
+    result: ReconcileResult,
+    onVersion?: (rv: string) => void,
+    supersedes?: string,
+  ): Promise<void> {
     const { extraConditions, ...rest } = next;
     const status = { ...rest, conditions: [...(rest.conditions ?? []), ...(extraConditions ?? [])] };
     // A write that landed on a newer generation (the user changed the spec while this reconcile
     // ran; neither write has a precondition) returns that generation's version: remembering it as
     // reconciled would skip the change for good. Only a version of the generation rendered counts.
-    const w = await this.status.write({ ...live, apiVersion: KILN_API_VERSION }, status);
+    const w = await this.status.write({ ...live, apiVersion: KILN_API_VERSION }, status, { supersedes: [supersedes] });
     if (!w.written) return;
     result.statusWritten = true;
     if (w.resourceVersion && w.generation === live.metadata.generation) onVersion?.(w.resourceVersion);

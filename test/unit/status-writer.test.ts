@@ -55,6 +55,19 @@ describe('StatusWriter', () => {
     expect(client.sent).toHaveLength(2);
   });
 
+  it("is behind as well while the cache holds the version the caller's own metadata patch made before the status write", async () => {
+    const client = new StatusApplies();
+    const writer = new StatusWriter(client, 'kiln');
+    // The reconcile read version 7, patched the resource's metadata (version 8), then wrote its status.
+    await writer.write(cached('7'), ready('a'), { supersedes: ['8'] });
+    // The watch brought the metadata patch (8, still the old status) but not the status write yet.
+    const patched = cached('8', { conditions: [] });
+    expect(writer.behind(patched)).toBe(true);
+    expect(writer.current(patched)).toMatchObject(ready('a'));
+    expect((await writer.write(patched, ready('a'))).written).toBe(false);
+    expect(client.sent).toHaveLength(1);
+  });
+
   it('compares with the cache once the cache has moved past its write', async () => {
     const client = new StatusApplies();
     const writer = new StatusWriter(client, 'kiln');
