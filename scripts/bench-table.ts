@@ -29,6 +29,22 @@ const lines = [
   END,
 ];
 
+/** One controller's converge in bench/results/apply.json's comparison. */
+interface Comparison {
+  controller: string;
+  convergeSeconds: number;
+  floorSeconds: number;
+  ratioToFloor: number;
+  ownCpuMsPerResource: number;
+  apiServerCpuSeconds: number;
+  requests: number;
+  writes: number;
+  peakRssMiB: number | null;
+  resyncWrites: number;
+  resyncRequests: number;
+  resyncSeconds: number;
+}
+
 /** bench/results/apply.json, when it exists. */
 function applyTable(): string[] {
   const f = new URL('bench/results/apply.json', root);
@@ -37,8 +53,9 @@ function applyTable(): string[] {
     date: string;
     settings: { resources: number; qps: number; concurrency: number; controllerNodeArgs?: string[]; controllerEnv?: Record<string, string> };
     rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[];
-    scale?: Record<string, { date: string; rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[] }>;
+    scale?: Record<string, { date: string; rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[]; comparison?: Comparison[] }>;
     details?: { convergeFloor?: { cpuSecondsOutsideController: number; cores: number; seconds: number } };
+    comparison?: Comparison[];
   };
   const floor = a.details?.convergeFloor;
   const kubectlRow = a.rows.find((x) => x.phase.startsWith('kubectl'));
@@ -47,15 +64,32 @@ function applyTable(): string[] {
     .join(' ');
   const nodeArgs = a.settings.controllerNodeArgs?.length ? `, started as the install's Deployment starts it: ${env ? `${env} ` : ''}node ${a.settings.controllerNodeArgs.join(' ')}` : '';
   const scaleRows = Object.entries(a.scale ?? {}).flatMap(([n, sc]) =>
-    sc.rows.filter((x) => x.phase.startsWith('kiln')).map((x) => ({ ...x, phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline)` })),
+    sc.rows.filter((x) => !x.phase.startsWith('kubectl')).map((x) => ({ ...x, phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline)` })),
   );
+  const comparisons = [
+    ...(a.comparison ?? []).map((c) => ({ ...c, resources: a.settings.resources })),
+    ...Object.entries(a.scale ?? {}).flatMap(([n, sc]) => (sc.comparison ?? []).map((c) => ({ ...c, resources: Number(n) }))),
+  ];
   return [
     '',
-    `Apply mode (\`npm run bench:apply\`), ${a.date.slice(0, 10)}: ${a.settings.resources} DirectoryServices (4 objects each) against the local control plane; controller with --qps ${a.settings.qps} --concurrency ${a.settings.concurrency}${nodeArgs}. Targets: converge at least as fast as kubectl, 0 writes on resync, at most 200 MB (190.7 MiB) at 10,000 resources.`,
+    `Apply mode (\`npm run bench:apply\`), ${a.date.slice(0, 10)}: ${a.settings.resources} DirectoryServices (4 objects each) against the local control plane, by kubectl (one \`apply --server-side\` of the rendered objects, for reference), a Go operator on controller-runtime doing kiln's job object for object (bench/peer-operator: the same children and status, an Event per resource) and kiln; each controller alone in a namespace of its own, --concurrency ${a.settings.concurrency} (MaxConcurrentReconciles for the Go peer), ${a.settings.qps > 0 ? `--qps ${a.settings.qps}` : 'no client-side request limit (both defaults)'}; kiln${nodeArgs}. Targets: kiln converges no later than the Go peer and within 1.2x its floor, uses no more CPU per resource than the Go peer, 0 writes on resync, at most 190 MiB and no more than the Go peer at 10,000 resources.`,
     '',
     '| phase | seconds | API requests | writes | peak RSS (MiB) |',
     '|---|---:|---:|---:|---:|',
     ...[...a.rows, ...scaleRows].map((x) => `| ${x.phase} | ${x.seconds ?? '-'} | ${x.requests} | ${x.writes} | ${x.peakRssMiB ?? '-'} |`),
+    ...(comparisons.length
+      ? [
+          '',
+          'Each converge against its floor (the CPU seconds the control plane and the creating client used during it, over the cores: the soonest a controller sending the same requests at no CPU cost of its own could finish):',
+          '',
+          '| resources | controller | converge (s) | floor (s) | x floor | own CPU (ms per resource) | API server CPU (s) | requests | writes | peak RSS (MiB) | resync after restart: writes / requests / s |',
+          '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+          ...comparisons.map(
+            (c) =>
+              `| ${c.resources} | ${c.controller} | ${c.convergeSeconds} | ${c.floorSeconds} | ${c.ratioToFloor} | ${c.ownCpuMsPerResource} | ${c.apiServerCpuSeconds} | ${c.requests} | ${c.writes} | ${c.peakRssMiB ?? '-'} | ${c.resyncWrites} / ${c.resyncRequests} / ${c.resyncSeconds} |`,
+          ),
+        ]
+      : []),
     ...(floor
       ? [
           '',
@@ -79,6 +113,7 @@ function gitTable(): string[] {
     date: string;
     settings: { resources: number; debounceMs: number; qps: number };
     rows: { phase: string; commits: number; pushAfterLastChangeS: number | null; readyAfterLastChangeS: number | null; statusWrites: number; apiWrites: number }[];
+    floor?: { phase: string; filesChanged: number; kilnPushAfterLastChangeS: number; kilnLessDebounceS: number; floorS: number; ratio: number; ratioLessDebounce: number }[];
   };
   return [
     '',
@@ -87,6 +122,16 @@ function gitTable(): string[] {
     '| phase | commits | pushed after the last change (s) | all Ready after the last change (s) | API writes |',
     '|---|---:|---:|---:|---:|',
     ...g.rows.map((x) => `| ${x.phase} | ${x.commits} | ${x.pushAfterLastChangeS ?? '-'} | ${x.readyAfterLastChangeS ?? '-'} | ${x.apiWrites} |`),
+    ...(g.floor?.length
+      ? [
+          '',
+          'Floor: a script publishing the tree kiln pushed (`git add -A && git commit && git push` into an equivalent bare repository on the same disk, the files in place before the clock starts, timed to the same post-receive hook; median of 3).',
+          '',
+          '| phase | files changed | kiln: last change -> remote (s) | kiln less the debounce (s) | floor (s) | x floor | x floor less the debounce |',
+          '|---|---:|---:|---:|---:|---:|---:|',
+          ...g.floor.map((x) => `| ${x.phase} | ${x.filesChanged} | ${x.kilnPushAfterLastChangeS} | ${x.kilnLessDebounceS} | ${x.floorS} | ${x.ratio} | ${x.ratioLessDebounce} |`),
+        ]
+      : []),
   ];
 }
 
@@ -98,14 +143,16 @@ function agentTable(): string[] {
     date: string;
     machine: { loadavg: number[] };
     settings: { databases: number; concurrency: number; qps: number; burst: number; postgres: string; ldap: string };
-    rows: { case: string; seconds: number | null; p50Ms: number | null; p95Ms: number | null; maxMs: number | null; note: string }[];
+    rows: { case: string; seconds: number | null; p50Ms: number | null; p95Ms: number | null; maxMs: number | null; ratioToCeiling?: number | null; note: string }[];
   };
   return [
     '',
     `Runtime agent (\`npm run bench:agent\`), ${g.date.slice(0, 10)}: PostgreSQL ${g.settings.postgres}, ${g.settings.ldap}; agent --concurrency ${g.settings.concurrency} --qps ${g.settings.qps} --burst ${g.settings.burst} (its defaults); load average ${g.machine.loadavg.join(' ')} when it finished. Targets: a database ready within 2 s of its resource, a password rotated within 2 s of its Secret changing. The second row is the server's own ceiling for a burst: a script driving PostgreSQL over as many sessions as the agent uses cannot have the last database sooner, so a burst of 100 meets the target only where PostgreSQL creates 50 databases a second.`,
     '',
-    '| case | total (s) | p50 (ms) | p95 (ms) | max (ms) | note |',
-    '|---|---:|---:|---:|---:|---|',
-    ...g.rows.map((x) => `| ${x.case} | ${x.seconds ?? '-'} | ${x.p50Ms ?? '-'} | ${x.p95Ms ?? '-'} | ${x.maxMs ?? '-'} | ${x.note} |`),
+    '| case | total (s) | p50 (ms) | p95 (ms) | max (ms) | x ceiling | note |',
+    '|---|---:|---:|---:|---:|---:|---|',
+    ...g.rows.map((x) => `| ${x.case} | ${x.seconds ?? '-'} | ${x.p50Ms ?? '-'} | ${x.p95Ms ?? '-'} | ${x.maxMs ?? '-'} | ${x.ratioToCeiling ?? '-'} | ${x.note} |`),
+    '',
+    "x ceiling: the burst's total over the PostgreSQL ceiling row (a script over as many sessions as the agent has workers); the rotation's p50 over the ldapts script row (a script doing the directory's part of a rotation as the agent does it).",
   ];
 }
