@@ -24,7 +24,7 @@
  * benchmark or the control plane does is counted. Prints a table and writes
  * bench/results/apply.json.
  *
- *   npm run bench:apply [-- --count 1000 --qps 0 --concurrency 4 --timeout 900 --peers kubectl,go,kiln]
+ *   npm run bench:apply [-- --count 1000 --qps 0 --concurrency 16 --timeout 900 --peers kubectl,go,kiln]
  *   npm run bench:apply -- --scale-run --count 10000     (go and kiln only; into scale.<count>)
  *
  * --peers picks a subset (development); the results file is written only when
@@ -61,7 +61,8 @@ const count = Number(flag('count', '1000'));
 const qps = Number(flag('qps', '0'));
 /** --qps and --burst for a controller: none when 0, its default (no client-side limit). */
 const rateFlags = qps > 0 ? ['--qps', String(qps), '--burst', String(qps)] : [];
-const concurrency = Number(flag('concurrency', '4'));
+/** Default: kiln's own default --concurrency (cli/controller-command.ts), MaxConcurrentReconciles for the Go peer. */
+const concurrency = Number(flag('concurrency', '16'));
 const timeoutS = Number(flag('timeout', '900'));
 const withStatefulSetController = args.includes('--statefulset-controller');
 /**

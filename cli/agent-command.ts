@@ -21,7 +21,7 @@ export function registerAgent(program: Command, version: string): void {
   const command = addKubeAccessOptions(
     program.command('agent').description('Run the kiln runtime agent: keep directory passwords equal to their Secrets (LDAP) and Postgres databases, roles and connection Secrets in place (pg).'),
     {
-      concurrency: 'resources worked on at once',
+      concurrency: { default: 4, help: 'resources worked on at once' },
       qps: { default: 0, help: "client-side limit, average API requests per second (0, the default: none, the API server's Priority and Fairness governs)" },
       burst: 'API request burst when --qps is set',
     },

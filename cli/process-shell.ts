@@ -23,12 +23,12 @@ export interface KubeAccessFlags {
 }
 
 /** --kubeconfig, --context, --namespace, --concurrency, --qps, --burst: the same on every long-running command. */
-export function addKubeAccessOptions(cmd: Command, o: { concurrency: string; qps: { default: number; help: string }; burst: string }): Command {
+export function addKubeAccessOptions(cmd: Command, o: { concurrency: { default: number; help: string }; qps: { default: number; help: string }; burst: string }): Command {
   return cmd
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)')
     .option('--context <name>', 'kubeconfig context')
     .option('-n, --namespace <ns>', 'watch only this namespace (repeatable, or comma-separated); default all', collect, [])
-    .option('--concurrency <n>', o.concurrency, wholeNumber(1), 4)
+    .option('--concurrency <n>', o.concurrency.help, wholeNumber(1), o.concurrency.default)
     .option('--qps <n>', o.qps.help, nonNegativeNumber, o.qps.default)
     .option('--burst <n>', o.burst, wholeNumber(1), 30);
 }
