@@ -114,7 +114,7 @@ export function registerSynth(program: Command): void {
     .option('--strict', 'a document that looks like a kiln resource but is not (a group such as kilm.dev, a kiln kind with no apiVersion) is an error, not a warning', false)
     .option('--continue-on-error', 'render the valid resources even when some are invalid (still exits 1)', false)
     .option('--clean', "empty the output directory first; refused (exit 2, nothing deleted) for a directory that holds an input, the current or home directory, or a Git repository's root", false)
-    .option('-j, --jobs <n>', 'worker threads (default: one per core for large inputs)', wholeNumber(1))
+    .option('-j, --jobs <n>', 'threads that render, the main one included (default: one per core for large inputs)', wholeNumber(1))
     .option('-q, --quiet', 'print nothing but errors', false)
     .option(
       '--git <dir>',
@@ -181,11 +181,12 @@ async function runSynth(inputs: string[], opts: SynthFlags, layout: LayoutOption
     clean: opts.clean,
     jobs: opts.jobs,
     limits: inputLimits(opts),
-    onProgress: (done, total) => {
+    onProgress: ({ resources, files, totalFiles }) => {
+      // A line every half second once the run is long enough for a person to wonder.
       const now = performance.now();
-      if (total >= 1000 && !opts.quiet && (now - lastProgress > 500 || done === total)) {
+      if (!opts.quiet && now - started > 1000 && (now - lastProgress > 500 || files === totalFiles)) {
         lastProgress = now;
-        say(`rendered ${done}/${total}`);
+        say(`rendered ${resources} resources, ${files}/${totalFiles} input files read`);
       }
     },
   });

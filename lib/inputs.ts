@@ -29,8 +29,11 @@ function listFiles(path: string): string[] {
 
 const mib = (n: number) => `${n} bytes (${(n / 2 ** 20).toFixed(1)} MiB)`;
 
-/** Every file's size is checked before any is read; a file that grew since is checked again. */
-export function readInputs(paths: string[], limits: InputLimits = DEFAULT_INPUT_LIMITS): InputDocument[] {
+/**
+ * The input files in the order they are read (each directory's entries by
+ * name), every one's size checked against the limits before any is read.
+ */
+export function listInputFiles(paths: string[], limits: InputLimits = DEFAULT_INPUT_LIMITS): { files: string[]; bytes: number } {
   const files = paths.flatMap(listFiles);
   let total = 0;
   for (const file of files) {
@@ -39,11 +42,19 @@ export function readInputs(paths: string[], limits: InputLimits = DEFAULT_INPUT_
     total += size;
   }
   if (total > limits.maxTotalBytes) throw new InputRefused(`the inputs are ${mib(total)} together, more than the limit of ${mib(limits.maxTotalBytes)} (--max-input-size)`);
-  return files.flatMap((file) => {
-    const bytes = readFileSync(file);
-    if (bytes.length > limits.maxFileBytes) throw new InputRefused(`${file}: ${mib(bytes.length)} is larger than the limit of ${mib(limits.maxFileBytes)} per input file (--max-file-size)`);
-    return parseInputYaml(bytes.toString('utf8')).map((d) => ({ file, index: d.index, value: d.value, ...(d.errors ? { errors: d.errors } : {}) }));
-  });
+  return { files, bytes: total };
+}
+
+/** The documents of one input file (listed by listInputFiles); a file that grew past the limit since is refused. */
+export function readInputFile(file: string, limits: InputLimits = DEFAULT_INPUT_LIMITS): InputDocument[] {
+  const bytes = readFileSync(file);
+  if (bytes.length > limits.maxFileBytes) throw new InputRefused(`${file}: ${mib(bytes.length)} is larger than the limit of ${mib(limits.maxFileBytes)} per input file (--max-file-size)`);
+  return parseInputYaml(bytes.toString('utf8')).map((d) => ({ file, index: d.index, value: d.value, ...(d.errors ? { errors: d.errors } : {}) }));
+}
+
+/** Every document of the inputs at once (see listInputFiles); `kiln synth` reads them a file at a time instead. */
+export function readInputs(paths: string[], limits: InputLimits = DEFAULT_INPUT_LIMITS): InputDocument[] {
+  return listInputFiles(paths, limits).files.flatMap((file) => readInputFile(file, limits));
 }
 
 /** Edit distance with transpositions (optimal string alignment), stopping early past `limit`. */

@@ -1,26 +1,31 @@
 /**
- * Worker thread for lib/synth.ts. It starts loading while the main thread
- * reads the inputs, renders its share, and streams each file into the staging
- * directory as soon as it is rendered, so writing overlaps with rendering.
- * The YAML never travels between threads.
+ * Worker thread for lib/synth.ts: reads, renders and writes the input files
+ * it is handed (lib/render-files.ts), one request at a time, and says when it
+ * has loaded so that it is handed files only from then on. The YAML never
+ * travels between threads.
  */
-import { parentPort } from 'node:worker_threads';
-import { renderDocument } from './render-document.js';
-import { StagedWriter, type WorkerReply, type WorkItem } from './synth.js';
+import { parentPort, workerData } from 'node:worker_threads';
+import type { InputLimits } from './inputs.js';
+import { FileRenderer, toThreadError, type DeferredItem } from './render-files.js';
 
-parentPort!.once('message', ({ items, stagingDir }: { items: WorkItem[]; stagingDir: string }) => {
-  const writer = new StagedWriter(stagingDir);
-  const summary: WorkerReply['summary'] = [];
-  let reported = 0;
-  items.forEach((item, i) => {
-    const o = renderDocument(item.doc, item.context);
-    if ('errors' in o) summary.push({ errors: o.errors });
-    else if ('note' in o) summary.push({ note: o.note });
-    else summary.push({ path: writer.write(o.path(''), o.yaml) });
-    if ((i + 1) % 250 === 0) {
-      parentPort!.postMessage({ progress: i + 1 - reported } satisfies WorkerReply);
-      reported = i + 1;
-    }
-  });
-  parentPort!.postMessage({ progress: items.length - reported, summary } satisfies WorkerReply);
+export interface WorkerSetup {
+  stagingDir: string;
+  strict: boolean;
+  limits: InputLimits;
+  /** The main thread's compile cache, for lib/render-worker-entry.ts. */
+  compileCacheDir?: string;
+}
+
+export type WorkerRequest = { id: number; file: string; fileNo: number } | { id: number; deferred: DeferredItem[] };
+
+const port = parentPort!;
+const renderer = new FileRenderer((workerData as WorkerSetup).stagingDir, workerData as WorkerSetup);
+port.on('message', (req: WorkerRequest) => {
+  try {
+    const result = 'file' in req ? renderer.renderFile(req.file, req.fileNo) : renderer.renderDeferred(req.deferred);
+    port.postMessage({ id: req.id, result });
+  } catch (err) {
+    port.postMessage({ id: req.id, error: toThreadError(err) });
+  }
 });
+port.postMessage({ ready: true });
