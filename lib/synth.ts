@@ -273,6 +273,13 @@ class InWorker implements Renderer {
   }
 }
 
+/**
+ * A worker's young generation, capped: V8 grows it to 16 MiB semi-spaces per thread by default, and
+ * each worker's heap then kept far more than it used (100,000 mixed resources, 2 threads: peak RSS
+ * 536 MiB with V8's default, 377 MiB with 4 MiB semi-spaces, in the same time).
+ */
+const WORKER_LIMITS = { maxYoungGenerationSizeMb: 12 };
+
 /** Worker threads that load kiln while this one starts rendering. */
 function startWorkers(count: number, options: Omit<WorkerSetup, 'compileCacheDir'>): InWorker[] {
   const setup: WorkerSetup = { ...options, compileCacheDir: module.getCompileCacheDir?.() };
@@ -284,8 +291,8 @@ function startWorkers(count: number, options: Omit<WorkerSetup, 'compileCacheDir
     () =>
       new InWorker(
         fromSource
-          ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); })`, { eval: true, workerData: setup })
-          : new Worker(workerUrl, { workerData: setup }),
+          ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(workerUrl.href)}); })`, { eval: true, workerData: setup, resourceLimits: WORKER_LIMITS })
+          : new Worker(workerUrl, { workerData: setup, resourceLimits: WORKER_LIMITS }),
       ),
   );
 }
