@@ -825,6 +825,14 @@ async function measure(cp: ControlPlane, spec: ControllerSpec, kubeconfig: strin
 type Measured = Awaited<ReturnType<typeof measure>>;
 
 const VERB_COLUMNS = (s: ReturnType<typeof summarize>) => Object.fromEntries(VERBS.map((v) => [v, s.byVerb[v] ?? 0])) as Record<(typeof VERBS)[number], number>;
+/** A phase's request columns: the total, by verb, writes, repeated writes, errors. */
+const requestColumns = (s: ReturnType<typeof summarize>) => ({
+  requests: s.total,
+  ...VERB_COLUMNS(s),
+  writes: s.writes,
+  repeatedWrites: s.repeatedWrites,
+  errors: s.errors,
+});
 
 /** The table rows of one controller: converge, after converged until idle, resync after restart. */
 function controllerRows(m: Measured, objects: number) {
@@ -836,11 +844,7 @@ function controllerRows(m: Measured, objects: number) {
       phase: name === 'kiln' ? 'kiln controller converge' : 'go peer (controller-runtime) converge',
       seconds: round(m.convergeSeconds),
       objects,
-      requests: r.converge.total,
-      ...VERB_COLUMNS(r.converge),
-      writes: r.converge.writes,
-      repeatedWrites: r.converge.repeatedWrites,
-      errors: r.converge.errors,
+      ...requestColumns(r.converge),
       peakRssMiB: m.proc.converge.peakRssMiB,
       cpuSeconds: m.proc.converge.cpuSeconds,
       cpuMsPerResource: round((m.proc.converge.cpuSeconds * 1000) / count, 1),
@@ -852,11 +856,7 @@ function controllerRows(m: Measured, objects: number) {
       phase: `${name} after Ready, until idle`,
       seconds: round(m.settleSeconds),
       objects: null,
-      requests: r.afterReady.total,
-      ...VERB_COLUMNS(r.afterReady),
-      writes: r.afterReady.writes,
-      repeatedWrites: r.afterReady.repeatedWrites,
-      errors: r.afterReady.errors,
+      ...requestColumns(r.afterReady),
       peakRssMiB: m.proc.settle.peakRssMiB,
       cpuSeconds: round(m.proc.settle.cpuSeconds - m.proc.converge.cpuSeconds),
       cpuMsPerResource: null,
@@ -869,11 +869,7 @@ function controllerRows(m: Measured, objects: number) {
       phase: `${name} resync after restart`,
       seconds: round(m.resyncSeconds),
       objects: null,
-      requests: r.resync.total,
-      ...VERB_COLUMNS(r.resync),
-      writes: r.resync.writes,
-      repeatedWrites: r.resync.repeatedWrites,
-      errors: r.resync.errors,
+      ...requestColumns(r.resync),
       peakRssMiB: m.proc.resync.peakRssMiB,
       cpuSeconds: m.proc.resync.cpuSeconds,
       cpuMsPerResource: round((m.proc.resync.cpuSeconds * 1000) / count, 1),
