@@ -124,7 +124,10 @@ export function startStandInKubelet(info: ControlPlaneInfo, log: (msg: string) =
       if (ownedByJob) await setPodSucceeded(info, namespace, name);
       else await setPodReady(info, namespace, name);
     } catch (err) {
-      if ((err as { status?: number }).status !== 404) log(`stand-in kubelet: ${(err as Error).message}`);
+      if ((err as { status?: number }).status === 404) return;
+      // Under a loaded CI run a status write can time out; the periodic sync below tries again, as a kubelet's would.
+      done.delete(key);
+      log(`stand-in kubelet: ${(err as Error).message}`);
     }
   };
 
@@ -176,10 +179,21 @@ export function startStandInKubelet(info: ControlPlaneInfo, log: (msg: string) =
     }
   };
   void list();
+  // A kubelet syncs every pod periodically, not only on watch events: a status write that failed,
+  // or an event a broken watch lost, is made good within this period.
+  const sync = setInterval(() => {
+    call<{ items: Pod[] }>(info, 'GET', podsPath)
+      .then((pods) => {
+        for (const p of pods.items) void handle(p);
+      })
+      .catch((err: Error) => log(`stand-in kubelet: periodic list failed: ${err.message}`));
+  }, 20_000);
+  sync.unref();
 
   return {
     stop() {
       stopped = true;
+      clearInterval(sync);
       current?.destroy();
     },
   };

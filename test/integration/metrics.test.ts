@@ -213,7 +213,7 @@ describe('metrics and probes of kiln controller', () => {
       () => p.lines.slice(-10).join('\n'),
     );
     expect(text).not.toMatch(/^leader_election_master_status/m);
-    expect(sample(text, 'controller_runtime_max_concurrent_reconciles{controller="datagrid"}')).toBe(4);
+    expect(sample(text, 'controller_runtime_max_concurrent_reconciles{controller="datagrid"}')).toBe(16); // kiln controller's default --concurrency
     expect(await p.stop()).toBe(0);
   }, 120_000);
 
