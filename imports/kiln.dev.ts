@@ -2969,7 +2969,7 @@ export function toJson_PostgresInstanceProps(obj: PostgresInstanceProps | undefi
  */
 export interface PostgresInstanceSpec {
   /**
-   * PostgreSQL major version, 14 to 99 (14 is the oldest major the PostgreSQL project supports; the upper bound only catches typos): selects the official image docker.io/library/postgres:<version>, so a major without a published image fails when it is pulled. Default 16 when image is not set.
+   * PostgreSQL major version, 14 to 99 (14 is the oldest major the PostgreSQL project supports; the upper bound only catches typos): selects the official image docker.io/library/postgres:<version>, so a major without a published image fails when it is pulled. Default 16 when image is not set. A change to another major is refused (see the rule on spec).
    *
    * @schema PostgresInstanceSpec#version
    */

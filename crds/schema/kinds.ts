@@ -188,6 +188,22 @@ export const directoryRestore: KindDef = {
 /** PostgreSQL majors `version` accepts: the oldest the PostgreSQL project still supports, up to a sanity bound. */
 export const POSTGRES_VERSION_MIN = 14;
 export const POSTGRES_VERSION_MAX = 99;
+/** The major a PostgresInstance runs when it sets neither version nor image. */
+export const DEFAULT_POSTGRES_VERSION = 16;
+
+/**
+ * PostgreSQL will not start on another major's data directory: a change of the
+ * major (spec.version, or the default when neither it nor image is set) is
+ * refused. An image is the user's to choose: its tag is not parsed (a regex
+ * over it costs more than the API server's CEL budget allows).
+ */
+const postgresMajorUnchanged = {
+  rule: `has(oldSelf.image) || has(self.image) || (has(self.version) ? self.version : ${DEFAULT_POSTGRES_VERSION}) == (has(oldSelf.version) ? oldSelf.version : ${DEFAULT_POSTGRES_VERSION})`,
+  fieldPath: '.version',
+  reason: 'FieldValueForbidden' as const,
+  message:
+    'the PostgreSQL major version cannot change in place: the new server will not start on the old data directory. To upgrade, create a new PostgresInstance with the new version, copy the data (pg_dumpall | psql, or pg_dump/pg_restore per database), point the PostgresDatabase resources at it and delete this one. A minor update comes with the same major (the official image of a major is updated in place; or set image to a minor tag)',
+};
 
 export const postgresInstance: KindDef = {
   kind: 'PostgresInstance',
@@ -198,7 +214,7 @@ export const postgresInstance: KindDef = {
     'Desired state of the instance.',
     {
       version: int(
-        `PostgreSQL major version, ${POSTGRES_VERSION_MIN} to ${POSTGRES_VERSION_MAX} (${POSTGRES_VERSION_MIN} is the oldest major the PostgreSQL project supports; the upper bound only catches typos): selects the official image docker.io/library/postgres:<version>, so a major without a published image fails when it is pulled. Default 16 when image is not set.`,
+        `PostgreSQL major version, ${POSTGRES_VERSION_MIN} to ${POSTGRES_VERSION_MAX} (${POSTGRES_VERSION_MIN} is the oldest major the PostgreSQL project supports; the upper bound only catches typos): selects the official image docker.io/library/postgres:<version>, so a major without a published image fails when it is pulled. Default ${DEFAULT_POSTGRES_VERSION} when image is not set. A change to another major is refused (see the rule on spec).`,
         { minimum: POSTGRES_VERSION_MIN, maximum: POSTGRES_VERSION_MAX },
       ),
       image: image('postgres'),
@@ -236,10 +252,7 @@ export const postgresInstance: KindDef = {
       progressDeadlineSeconds: progressDeadlineSeconds(),
     },
     {
-      'x-kubernetes-validations': [
-        { rule: '!(has(self.version) && has(self.image))', message: 'set version or image, not both' },
-        { rule: '!has(oldSelf.version) || !has(self.version) || self.version >= oldSelf.version', message: 'version cannot go down (a data directory cannot be downgraded)' },
-      ],
+      'x-kubernetes-validations': [{ rule: '!(has(self.version) && has(self.image))', message: 'set version or image, not both' }, postgresMajorUnchanged],
     },
   ),
   status: status({ ...replicaStatus(), superuserSecret: objectName('Secret holding the superuser password.') }),

@@ -18,6 +18,7 @@ import { podScheduling, type SchedulingSpec } from '../shared/scheduling.js';
 import { claimTemplate, ROLLING_UPDATE, ClientService, HeadlessService, type ClientServiceType } from '../shared/workload.js';
 import type { KilnResource, ResourceRequirements } from '../types.js';
 import { POSTGRES_PORT } from './names.js';
+import { DEFAULT_POSTGRES_VERSION } from '../../crds/schema/kinds.js';
 
 export type PostgresInstanceResource = KilnResource<
   Omit<PostgresInstanceSpec, 'resources' | 'scheduling' | 'service'> & {
@@ -30,7 +31,6 @@ export type PostgresInstanceResource = KilnResource<
 const APP = 'postgres';
 /** uid/gid of `postgres` in the official images. */
 const PG_UID = 999;
-export const DEFAULT_POSTGRES_VERSION = 16;
 const DATA_MOUNT = '/var/lib/postgresql/data';
 const TLS_MOUNT = '/etc/postgresql/tls';
 const DEFAULT_RESOURCES: ResourceRequirements = { requests: { cpu: '250m', memory: '512Mi' }, limits: { memory: '1Gi' } };

@@ -195,6 +195,40 @@ describe('API conventions at admission', () => {
   });
 });
 
+describe('PostgresInstance major version changes at admission (a transition rule: offline validation has no old object)', () => {
+  const ns = 'admission-pg-major';
+  const pg = (name: string, spec: Record<string, unknown>) => ({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name, namespace: ns }, spec });
+  const apply = (obj: unknown) => cp.kubectl(['apply', '--server-side', '--field-manager=kiln-test', '-f', '-'], { input: JSON.stringify(obj) });
+  const refusal = 'the PostgreSQL major version cannot change in place';
+
+  beforeAll(async () => {
+    await ensureNamespace(ns);
+  });
+
+  it('version 16 -> 17 is refused naming spec.version and saying how to upgrade; 16 -> 16 (no change) is admitted', async () => {
+    expect((await apply(pg('by-version', { version: 16 }))).code).toBe(0);
+    const r = await apply(pg('by-version', { version: 17 }));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('spec.version: Forbidden');
+    expect(r.stderr).toContain(refusal);
+    expect(r.stderr).toContain('pg_dumpall');
+    expect((await apply(pg('by-version', { version: 16, parameters: { max_connections: '200' } }))).code).toBe(0);
+  });
+
+  it('no version (the default, 16) -> 17 is refused, -> 16 admitted', async () => {
+    expect((await apply(pg('by-default', {}))).code).toBe(0);
+    const r = await apply(pg('by-default', { version: 17 }));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(refusal);
+    expect((await apply(pg('by-default', { version: 16 }))).code).toBe(0);
+  });
+
+  it("an image is the user's to choose: a tag change is admitted (not parsed: a regex over it exceeds the CEL cost budget)", async () => {
+    expect((await apply(pg('by-image', { image: 'docker.io/library/postgres:16.4' }))).code).toBe(0);
+    expect((await apply(pg('by-image', { image: 'registry.example:5000/mirror/postgres:16.6-bookworm' }))).code).toBe(0);
+  });
+});
+
 describe('admission agrees with offline validation', () => {
   for (const { resource } of examples) {
     it(`accepts example ${resource.kind} ${resource.metadata.namespace}/${resource.metadata.name}`, async () => {
