@@ -27,6 +27,8 @@ import type { NamespacedName, Reconciler, Result } from '../kube/reconcile.js';
 
 /** A Stalled resource is looked at again this often (its server or spec may have been fixed). */
 const STALLED_RECHECK_MS = 60_000;
+/** How long a new database waits for its instance to appear before it reports Stalled (they are usually applied together). */
+const INSTANCE_GRACE_MS = 120_000;
 /** An instance busy with another resource's operation: try again this soon. */
 const BUSY_RETRY_MS = 1_000;
 
@@ -40,7 +42,7 @@ export type PostgresDatabase = KubeObject & {
     dropWithForce?: boolean;
     recreateIfDropped?: boolean;
   };
-  status?: { conditions?: { type: string; status: string }[] };
+  status?: { conditions?: { type: string; status: string; reason?: string; message?: string }[] };
 };
 
 export const DATABASE_READY = 'DatabaseReady';
@@ -91,8 +93,7 @@ export function claimant(all: PostgresDatabase[], db: PostgresDatabase): Postgre
     (o) => o.metadata.uid !== db.metadata.uid && !o.metadata.deletionTimestamp && o.spec.instance === db.spec.instance && (o.spec.name === db.spec.name || ownerRole(o) === ownerRole(db)),
   );
   const older = (a: PostgresDatabase, b: PostgresDatabase) =>
-    (a.metadata as { creationTimestamp?: string }).creationTimestamp! < (b.metadata as { creationTimestamp?: string }).creationTimestamp! ||
-    ((a.metadata as { creationTimestamp?: string }).creationTimestamp === (b.metadata as { creationTimestamp?: string }).creationTimestamp && a.metadata.name < b.metadata.name);
+    a.metadata.creationTimestamp! < b.metadata.creationTimestamp! || (a.metadata.creationTimestamp === b.metadata.creationTimestamp && a.metadata.name < b.metadata.name);
   return rivals.find((r) => older(r, db));
 }
 
@@ -255,7 +256,8 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
       const refusal = this.refusal(db, err);
       if (refusal) {
         ctx.task('PostgresDatabase', 'database', 'error');
-        await this.writeStatus(db, { kind: 'stalled', reason: refusal.reason, message: `instance ${db.spec.instance}: ${errorMessage(refusal.message, secrets)}`, applied: false });
+        const message = err instanceof InstanceMissingError ? refusal.message : `instance ${db.spec.instance}: ${errorMessage(refusal.message, secrets)}`;
+        await this.writeStatus(db, { kind: 'stalled', reason: refusal.reason, message, applied: false });
         return { requeueAfterMs: STALLED_RECHECK_MS };
       }
       const message = errorMessage(err, secrets);
@@ -268,6 +270,7 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
   /** Errors that retrying will not cure until someone changes the server, its certificate or the spec: Stalled. */
   private refusal(db: PostgresDatabase, err: unknown): { reason: string; message: string } | undefined {
     if (err instanceof TakeoverRefusedError) return { reason: err.reason, message: err.message };
+    if (err instanceof InstanceMissingError) return { reason: 'InstanceNotFound', message: err.message };
     if (err instanceof InsecureAuthError) {
       const ns = db.metadata.namespace!;
       const asked = (this.ctx.caches.get('PostgresInstance', ns, db.spec.instance) as PostgresInstance | undefined)?.spec.allowInsecureAuth === true;
@@ -353,7 +356,23 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
   private server(db: PostgresDatabase, secrets: string[]): PostgresServer {
     const ns = db.metadata.namespace!;
     const instance = this.ctx.caches.get('PostgresInstance', ns, db.spec.instance) as PostgresInstance | undefined;
-    if (!instance) throw new WaitFor('InstanceNotFound', `spec.instance: PostgresInstance ${ns}/${db.spec.instance} does not exist (yet)`);
+    if (!instance) {
+      // Missing for a moment is creation order (both applied together); missing after the database ran there,
+      // or for longer than the grace period, is a deleted instance or a wrong name: Stalled, not waiting forever.
+      const age = Date.now() - Date.parse(db.metadata.creationTimestamp ?? '');
+      // Once Stalled for it, stay so (the same message) until the instance is there: no flapping back to waiting.
+      const stalled = db.status?.conditions?.find((c) => c.type === 'Stalled' && c.status === 'True' && c.reason === 'InstanceNotFound');
+      if (stalled?.message) throw new InstanceMissingError(stalled.message);
+      if (this.wasReady(db))
+        throw new InstanceMissingError(
+          `spec.instance: PostgresInstance ${ns}/${db.spec.instance} was deleted, and this database and its role with its data; recreate the instance (the database is then created again there) or delete this PostgresDatabase`,
+        );
+      if (age > INSTANCE_GRACE_MS)
+        throw new InstanceMissingError(
+          `spec.instance: PostgresInstance ${ns}/${db.spec.instance} does not exist (waited ${Math.round(INSTANCE_GRACE_MS / 1000)} s); create it, or recreate this PostgresDatabase naming an existing instance (spec.instance is immutable)`,
+        );
+      throw new WaitFor('InstanceNotFound', `spec.instance: PostgresInstance ${ns}/${db.spec.instance} does not exist (yet)`);
+    }
     const ref = superuserSecretRef(instance);
     const secret = this.ctx.caches.get('Secret', ns, ref.name);
     const password = secretValue(secret, ref.key);
@@ -447,6 +466,9 @@ export class DatabaseReconciler implements Reconciler<NamespacedName> {
 function ownedBy(secret: SecretObject, db: PostgresDatabase): boolean {
   return !!secret.metadata.ownerReferences?.some((o) => o.uid === db.metadata.uid) || secret.metadata.labels?.['kiln.dev/postgres-database'] === db.metadata.name;
 }
+
+/** The database's instance is gone or never came: Stalled until it (re)appears, which enqueues the database again. */
+class InstanceMissingError extends Error {}
 
 /** Something the resource depends on is not there yet: Reconciling, and a look again soon. */
 class WaitFor extends Error {

@@ -28,6 +28,7 @@ export interface KubeObject {
     annotations?: Record<string, string>;
     ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }[];
     managedFields?: { manager?: string; operation?: string; subresource?: string }[];
+    creationTimestamp?: string;
     deletionTimestamp?: string;
     finalizers?: string[];
   };

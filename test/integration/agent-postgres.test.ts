@@ -65,7 +65,8 @@ beforeAll(async () => {
     burst: 0,
     passwordIntervalSeconds: 5,
     databaseCheckSeconds: 10, // full checks every 5 s, so the no-writes test sees them
-    endpoints: { [`PostgresInstance/${ns}/pg`]: `${server.host}:${server.port}` },
+    // pg2 is a second name for the same server: the instance-deletion test deletes and recreates it.
+    endpoints: { [`PostgresInstance/${ns}/pg`]: `${server.host}:${server.port}`, [`PostgresInstance/${ns}/pg2`]: `${server.host}:${server.port}` },
     log,
   });
   await agent.start();
@@ -182,6 +183,28 @@ describe('agent: Postgres', () => {
       return condition(o, 'SuperuserSecretReady')?.status === 'True' ? o : undefined;
     });
     expect(pi.status.superuserSecret).toBe('fresh-superuser');
+  });
+
+  it('its instance deleted: the database reports Stalled InstanceNotFound (not waiting forever), and is Ready again when the instance is back', async () => {
+    const instance = { apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'pg2', namespace: ns }, spec: { superuserSecret: { name: 'pg-superuser' } } };
+    await apply(instance);
+    await apply(database('on-pg2', { instance: 'pg2', name: 'on_pg2' }));
+    await databaseReady('on-pg2');
+    await cp.kubectlOk(['-n', ns, 'delete', 'postgresinstance', 'pg2', '--wait=true']);
+    const stalled = await waitFor(
+      'on-pg2 Stalled',
+      async () => {
+        const o = await get('PostgresDatabase', 'on-pg2');
+        return condition(o, 'Stalled')?.status === 'True' ? o : undefined;
+      },
+      15_000,
+    );
+    expect(condition(stalled, 'Stalled')).toMatchObject({ reason: 'InstanceNotFound' });
+    expect(condition(stalled, 'Stalled').message).toContain(`spec.instance: PostgresInstance ${ns}/pg2 was deleted`);
+    expect(condition(stalled, 'Ready')?.status).toBe('False');
+    await apply(instance);
+    const back = await databaseReady('on-pg2');
+    expect(condition(back, 'Stalled')?.status).not.toBe('True');
   });
 
   it('writes nothing to the API server while nothing changes (a whole check interval)', async () => {

@@ -132,13 +132,32 @@ describe('PostgresInstance (agent)', () => {
 
 describe('PostgresDatabase (agent), before any server is reached', () => {
   it('waits for its instance: Reconciling InstanceNotFound, looked at again in 5 s, nothing written but the status', async () => {
-    const { fake, get, condition, databases } = agent([database('orders', { name: 'orders' })]);
+    const { fake, get, condition, databases } = agent([database('orders', { name: 'orders' }, new Date().toISOString())]);
     const r = await databases.reconcile(key('orders'));
     expect(r.requeueAfterMs).toBe(5_000);
     expect(condition('PostgresDatabase', 'orders', 'Reconciling')).toMatchObject({ status: 'True', reason: 'InstanceNotFound' });
     expect(condition('PostgresDatabase', 'orders', 'Ready')).toMatchObject({ status: 'False' });
     expect(get('PostgresDatabase', 'orders')!.status?.observedGeneration).toBe(1);
     expect(fake.actions.filter((a) => a.resource === 'secrets')).toEqual([]);
+  });
+
+  it('an instance still missing after the grace period (a wrong name): Stalled InstanceNotFound naming spec.instance', async () => {
+    const { condition, databases } = agent([database('orders', { name: 'orders' }, new Date(Date.now() - 3 * 60_000).toISOString())]);
+    await databases.reconcile(key('orders'));
+    const stalled = condition('PostgresDatabase', 'orders', 'Stalled')!;
+    expect(stalled).toMatchObject({ status: 'True', reason: 'InstanceNotFound' });
+    expect(stalled.message).toContain('spec.instance: PostgresInstance ns/pg does not exist');
+  });
+
+  it('the instance of a database that was Ready is deleted: Stalled InstanceNotFound at once, saying it was deleted', async () => {
+    const db = database('orders', { name: 'orders' }, new Date().toISOString());
+    db.status = { conditions: [{ type: 'DatabaseReady', status: 'True', reason: 'DatabaseReady', message: '', lastTransitionTime: new Date().toISOString() }] };
+    const { condition, databases } = agent([db]);
+    await databases.reconcile(key('orders'));
+    const stalled = condition('PostgresDatabase', 'orders', 'Stalled')!;
+    expect(stalled).toMatchObject({ status: 'True', reason: 'InstanceNotFound' });
+    expect(stalled.message).toContain('was deleted');
+    expect(condition('PostgresDatabase', 'orders', 'Ready')).toMatchObject({ status: 'False' });
   });
 
   it("waits for the instance's superuser Secret: Reconciling SuperuserSecretMissing", async () => {

@@ -92,7 +92,7 @@ describe('claims', () => {
   const db = (name: string, uid: string, created: string, spec: Partial<PostgresDatabase['spec']> = {}): PostgresDatabase => ({
     apiVersion: 'kiln.dev/v1alpha1',
     kind: 'PostgresDatabase',
-    metadata: { name, namespace: 'shop', uid, creationTimestamp: created } as PostgresDatabase['metadata'],
+    metadata: { name, namespace: 'shop', uid, creationTimestamp: created },
     spec: { instance: 'pg', name: 'orders', ...spec },
   });
   it('the oldest resource claiming a database keeps it; the other is told who holds it', () => {
