@@ -175,7 +175,7 @@ export class Manager {
           children: this.children,
           foreign: this.foreign,
           events,
-          custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log },
+          custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log, requeue: (key) => this.queue.add(key) },
           ownWrites: this.ownWrites,
           status: this.status,
           version: opts.version,
@@ -212,15 +212,22 @@ export class Manager {
       lost: () => {
         flux?.stop();
         git?.abandon();
+        this.stopCustom();
       },
       // Pending changes are pushed while this replica still leads; a replica that lost the lease leaves them.
       stopping: async (release) => {
         flux?.stop();
+        this.stopCustom();
         if (!git) return;
         if (release) await git.close().catch((err: unknown) => opts.log('error', 'git mode: final flush failed', { error: git.scrub(err) }));
         else git.abandon();
       },
     };
+  }
+
+  /** Custom reconcilers' own watches (ConfigMapSync's) end with leadership or the process. */
+  private stopCustom(): void {
+    if (this.reconciler instanceof Reconciler) this.reconciler.stopCustom();
   }
 
   /** Every resource again (what Flux says about them changed). */

@@ -28,6 +28,8 @@ export interface CustomEnv {
   /** The field manager of kiln's writes. */
   fieldManager: string;
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Queues a resource (its key, `Kind/namespace/name`) again: a watch of the reconciler's own saw a change it depends on. */
+  requeue(key: string): void;
 }
 
 /** How a custom reconciler reports: events, and the status the controller writes. */
@@ -40,6 +42,10 @@ export interface CustomIo {
 export interface CustomReconciler {
   /** Carries `live` out, also while it is being deleted (finalizers are its own). */
   reconcile(live: LiveResource, io: CustomIo): Promise<void>;
+  /** The resource is gone: drop what is held for it (its watches). Default: nothing is held. */
+  forget?(key: string): void;
+  /** The controller stops. Default: nothing to stop. */
+  stop?(): void;
 }
 
 /**

@@ -149,6 +149,10 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       // Deleted: its children go by garbage collection, and nothing is kept of it here.
       this.done.delete(key);
       this.status.forget({ kind, metadata: { namespace, name } });
+      void this.custom.get(kind)?.then(
+        (r) => r.forget?.(key),
+        () => undefined,
+      );
       return result;
     }
     const by = carriedOutBy(kind);
@@ -471,6 +475,17 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     if (!w.written) return;
     result.statusWritten = true;
     if (w.resourceVersion && w.generation === live.metadata.generation) onVersion?.(w.resourceVersion);
+  }
+
+  /** Stops the custom reconcilers (their watches); the next reconcile of such a kind starts a fresh one. */
+  stopCustom(): void {
+    for (const r of this.custom.values()) {
+      void r.then(
+        (x) => x.stop?.(),
+        () => undefined,
+      );
+    }
+    this.custom.clear();
   }
 
   /** A kind with its own reconciler (kinds/kind.ts CarriedOutBy 'custom'): it acts and reports, this writes its status. */

@@ -71,6 +71,35 @@ async function deleteCopy(ctx: Ctx, cm: V1ConfigMap): Promise<boolean> {
   }
 }
 
+/**
+ * Leaves every owned copy in `ns` in place without kiln's owner labels (a delete with
+ * propagationPolicy Orphan): nothing finds them as this ConfigMapSync's any more, and no
+ * successor of the same name prunes them. True when something was released.
+ */
+export async function releaseCopies(ctx: Ctx, ns: string, copies?: V1ConfigMap[]): Promise<boolean> {
+  let released = false;
+  for (const cm of copies ?? (await listOwned(ctx, ns))) {
+    const name = cm.metadata!.name!;
+    const ops = [
+      { op: 'test', path: '/metadata/uid', value: cm.metadata!.uid },
+      ...Object.keys(ctx.owner)
+        .filter((k) => cm.metadata?.labels?.[k] !== undefined)
+        .map((k) => ({ op: 'remove', path: `/metadata/labels/${pointerToken(k)}` })),
+    ];
+    try {
+      await ctx.core.request('PATCH', pathFor({ ...CONFIG_MAP, namespace: ns, name }), { body: ops, contentType: 'application/json-patch+json', query: { fieldManager: ctx.deps.fieldManager } });
+      ctx.log('info', 'orphaned ConfigMap copy (owner labels removed)', { resource: who(ctx.resource), namespace: ns, name });
+      released = true;
+    } catch (err) {
+      // 404: already gone; 409/422: the UID test failed, so it is someone else's object now.
+      const code = statusOf(err);
+      if (code === 404 || code === 409 || code === 422) continue;
+      throw err;
+    }
+  }
+  return released;
+}
+
 /** Removes every owned copy in `ns` (or the given ones); true when something was deleted. */
 export async function removeCopies(ctx: Ctx, ns: string, copies?: V1ConfigMap[]): Promise<boolean> {
   let removed = false;

@@ -1,18 +1,25 @@
 /**
  * A deleted ConfigMapSync: remove every copy it owns with the ServiceAccount's
- * rights, then release the finalizer. A transient failure keeps the finalizer
+ * rights (or, for a delete with propagationPolicy Orphan, leave each in place
+ * without the owner labels), then release the finalizer. A transient failure keeps the finalizer
  * (the caller retries); copies the account may not delete (401, 403) are left
  * in place and said so, so that a revoked right does not hold the deletion
  * forever.
  */
 import { mapLimit } from '../../lib/map-limit.js';
 import { CONCURRENCY, note, statusOf, who, type Ctx } from './context.js';
-import { listOwnedEverywhere, removeCopies, type V1ConfigMap } from './copies.js';
+import { listOwnedEverywhere, releaseCopies, removeCopies, type V1ConfigMap } from './copies.js';
 import { removeFinalizer } from './finalizer.js';
 import type { ConfigMapSyncOutcome, RecordedNamespaces } from './reconcile.js';
 
+/** The finalizer the API server adds for a delete with propagationPolicy Orphan (`kubectl delete --cascade=orphan`). */
+const ORPHAN_FINALIZER = 'orphan';
+
 export async function finalize(ctx: Ctx, recorded: RecordedNamespaces): Promise<ConfigMapSyncOutcome> {
   const outcome: ConfigMapSyncOutcome = { synced: [], failed: [], pruned: [] };
+  // Orphan: the copies stay, released (owner labels removed), as dependents of an orphaning delete do.
+  const orphan = ((ctx.resource.metadata['finalizers'] as string[] | undefined) ?? []).includes(ORPHAN_FINALIZER);
+  const cleanUp = orphan ? releaseCopies : removeCopies;
   let everywhere: Map<string, V1ConfigMap[]> | undefined;
   try {
     everywhere = await listOwnedEverywhere(ctx);
@@ -35,7 +42,7 @@ export async function finalize(ctx: Ctx, recorded: RecordedNamespaces): Promise<
   const recordedSet = new Set(recorded.all);
   const results = await mapLimit([...candidates].sort(), CONCURRENCY, async (ns) => {
     try {
-      return { ns, removed: await removeCopies(ctx, ns, everywhere?.get(ns)) };
+      return { ns, removed: await cleanUp(ctx, ns, everywhere?.get(ns)) };
     } catch (err) {
       // A namespace the token may not read and that never held a copy is simply not ours to clean.
       if (statusOf(err) === 403 && !recordedSet.has(ns)) return { ns, removed: false };

@@ -1,4 +1,10 @@
-/** ConfigMapSync through the controller: copies only where the tenant's ServiceAccount may write, and the condition says why. */
+/**
+ * ConfigMapSync through the controller (resync off, so whatever happens is the
+ * controller reacting): copies only where the tenant's ServiceAccount may
+ * write, and the condition says why; a source edit, a namespace labelled or
+ * relabelled reach the copies within 5 s (the tenant's own watches); a delete
+ * with propagationPolicy Orphan leaves the copies, released.
+ */
 import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
@@ -11,6 +17,8 @@ const id = randomBytes(3).toString('hex');
 const ns = `kiln-cms-${id}`;
 const nsA = `tenant-a-${id}`;
 const nsB = `tenant-b-${id}`;
+const nsC = `tenant-c-${id}`;
+const teamLabel = `kiln-test/team-${id}`;
 
 async function apply(obj: unknown) {
   await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(obj) });
@@ -31,9 +39,23 @@ function role(namespace: string, verbs: string[]) {
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
-  for (const n of [ns, nsA, nsB]) await cp.kubectlOk(['create', 'namespace', n]);
+  for (const n of [ns, nsA, nsB, nsC]) await cp.kubectlOk(['create', 'namespace', n]);
   await cp.kubectlOk(['create', 'serviceaccount', 'tenant', '-n', ns]);
-  for (const o of [...role(ns, ['get']), ...role(nsA, ['get', 'list', 'create', 'patch', 'delete'])]) await apply(o);
+  // list and watch on the source and on namespaces: what the controller's watches (made with this account's token) need.
+  for (const o of [...role(ns, ['get', 'list', 'watch']), ...role(nsA, ['get', 'list', 'create', 'patch', 'delete']), ...role(nsC, ['get', 'list', 'create', 'patch', 'delete'])]) await apply(o);
+  await apply({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: { name: `tenant-namespaces-${id}` },
+    rules: [{ apiGroups: [''], resources: ['namespaces'], verbs: ['list', 'watch'] }],
+  });
+  await apply({
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRoleBinding',
+    metadata: { name: `tenant-namespaces-${id}` },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: `tenant-namespaces-${id}` },
+    subjects: [{ kind: 'ServiceAccount', name: 'tenant', namespace: ns }],
+  });
   await apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: ns }, data: { colour: 'blue' } });
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
@@ -43,7 +65,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await manager?.stop();
-  for (const n of [ns, nsA, nsB]) await cp?.kubectl(['delete', 'namespace', n, '--wait=false']);
+  for (const n of [ns, nsA, nsB, nsC]) await cp?.kubectl(['delete', 'namespace', n, '--wait=false']);
+  for (const k of ['clusterrole', 'clusterrolebinding']) await cp?.kubectl(['delete', k, `tenant-namespaces-${id}`, '--ignore-not-found']);
 });
 
 it('copies into the namespace the ServiceAccount may write, and reports the denied one', async () => {
@@ -73,4 +96,56 @@ it('copies into the namespace the ServiceAccount may write, and reports the deni
   expect(copy.data).toEqual({ colour: 'blue' });
   expect((await cp.kubectl(['get', '-n', nsB, 'configmap', 'settings'])).code).not.toBe(0);
   expect(JSON.stringify(cms.status)).not.toMatch(/eyJ[A-Za-z0-9_-]{10,}\./); // no token in status
+});
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Any = any;
+const getJson = async (args: string[]): Promise<Any> => {
+  const r = await cp.kubectl([...args, '-o', 'json']);
+  return r.code === 0 ? JSON.parse(r.stdout) : undefined;
+};
+/** Polls every 100 ms until `fn` holds; resolves the milliseconds it took, or throws after `ms`. */
+async function within(what: string, ms: number, fn: () => Promise<boolean>): Promise<number> {
+  const started = Date.now();
+  for (;;) {
+    if (await fn()) return Date.now() - started;
+    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+it('a source edit reaches the copy within 5 s (no resync: the controller watches the source with the tenant token)', async () => {
+  await within('first copy', 30_000, async () => (await getJson(['get', '-n', nsA, 'configmap', 'settings']))?.data?.colour === 'blue');
+  await cp.kubectlOk(['-n', ns, 'patch', 'configmap', 'settings', '--type=merge', '-p', '{"data":{"colour":"green"}}']);
+  const ms = await within('copy updated', 5_000, async () => (await getJson(['get', '-n', nsA, 'configmap', 'settings']))?.data?.colour === 'green');
+  console.log(`configmapsync: source edit -> copy updated in ${ms} ms`);
+  expect(ms).toBeLessThan(5_000);
+});
+
+it('a namespace labelled to match gets its copy within 5 s, relabelled loses it within 5 s; kubectl wait sees Ready', async () => {
+  await apply({
+    apiVersion: 'kiln.dev/v1alpha1',
+    kind: 'ConfigMapSync',
+    metadata: { name: 'by-label', namespace: ns },
+    spec: { source: { name: 'settings' }, targets: { namespaceSelector: { matchLabels: { [teamLabel]: 'yes' } } }, serviceAccountName: 'tenant' },
+  });
+  const waited = await cp.kubectl(['wait', '-n', ns, '--for=condition=Ready', 'configmapsync/by-label', '--timeout=30s']);
+  expect(waited.code, waited.stderr).toBe(0);
+  expect(await getJson(['get', '-n', nsC, 'configmap', 'settings'])).toBeUndefined();
+  await cp.kubectlOk(['label', 'namespace', nsC, `${teamLabel}=yes`]);
+  const added = await within('copy in the labelled namespace', 5_000, async () => (await getJson(['get', '-n', nsC, 'configmap', 'settings']))?.data?.colour === 'green');
+  await cp.kubectlOk(['label', 'namespace', nsC, `${teamLabel}-`]);
+  const removed = await within('copy gone from the relabelled namespace', 5_000, async () => (await getJson(['get', '-n', nsC, 'configmap', 'settings'])) === undefined);
+  console.log(`configmapsync: namespace labelled -> copy in ${added} ms; label removed -> copy gone in ${removed} ms`);
+  await within('status.synced empty again', 5_000, async () => (await getJson(['get', '-n', ns, 'configmapsync', 'by-label']))?.status?.synced?.length === 0);
+});
+
+it('delete with propagationPolicy Orphan: the copies stay, without the owner labels; the resource goes', async () => {
+  await cp.kubectlOk(['label', 'namespace', nsC, `${teamLabel}=yes`]);
+  await within('copy in the labelled namespace', 10_000, async () => (await getJson(['get', '-n', nsC, 'configmap', 'settings'])) !== undefined);
+  await cp.kubectlOk(['-n', ns, 'delete', 'configmapsync', 'by-label', '--cascade=orphan', '--wait=true', '--timeout=30s']);
+  const copy = await getJson(['get', '-n', nsC, 'configmap', 'settings']);
+  expect(copy?.data).toEqual({ colour: 'green' });
+  expect(Object.keys(copy.metadata.labels ?? {}).filter((k) => k.startsWith('kiln.dev/owner-'))).toEqual([]);
+  expect(await getJson(['get', '-n', ns, 'configmapsync', 'by-label'])).toBeUndefined();
 });

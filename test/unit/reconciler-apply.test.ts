@@ -49,7 +49,7 @@ async function harness(seed: FakeObject[] = [], opts: { foreignNames?: boolean }
       version: 'test',
       log,
       events: new EventRecorder(fake, 'kiln-controller', 'test', log),
-      custom: { kc: { server: 'http://127.0.0.1:1' }, fieldManager: 'kiln', log },
+      custom: { kc: { server: 'http://127.0.0.1:1' }, fieldManager: 'kiln', log, requeue: () => undefined },
     });
   return { fake, reconciler, ownWrites };
 }

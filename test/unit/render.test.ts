@@ -59,7 +59,7 @@ describe('examples/quickstart', () => {
   });
   it('grants settings-sync what README says a ConfigMapSync account needs, and no more', () => {
     const rules = (ns: string, name: string) => (inputs.find((o) => o.kind === 'Role' && o.metadata?.namespace === ns && o.metadata.name === name) as unknown as { rules: unknown[] }).rules;
-    expect(rules('quickstart', 'settings-sync-source')).toEqual([{ apiGroups: [''], resources: ['configmaps'], resourceNames: ['app-settings'], verbs: ['get'] }]);
+    expect(rules('quickstart', 'settings-sync-source')).toEqual([{ apiGroups: [''], resources: ['configmaps'], resourceNames: ['app-settings'], verbs: ['get', 'list', 'watch'] }]);
     for (const ns of ['team-a', 'team-b']) expect(rules(ns, 'settings-sync')).toEqual([{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'create', 'patch', 'delete'] }]);
     for (const b of inputs.filter((o) => o.kind === 'RoleBinding' && o.metadata?.name !== 'kiln-controller-serviceaccount-tokens') as unknown as { subjects: unknown[] }[]) {
       expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'settings-sync', namespace: 'quickstart' }]);
