@@ -66,7 +66,15 @@ function applyTable(): string[] {
     date: string;
     settings: { resources: number; qps: number; concurrency: number; controllerNodeArgs?: string[]; controllerEnv?: Record<string, string> };
     rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[];
-    scale?: Record<string, { date: string; rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[]; comparison?: Comparison[] }>;
+    scale?: Record<
+      string,
+      {
+        date: string;
+        settings?: { controlPlanePerController?: boolean };
+        rows: { phase: string; seconds: number | null; requests: number; writes: number; peakRssMiB: number | null }[];
+        comparison?: Comparison[];
+      }
+    >;
     details?: { convergeFloor?: { cpuSecondsOutsideController: number; cores: number; seconds: number } };
     comparison?: Comparison[];
   };
@@ -77,7 +85,12 @@ function applyTable(): string[] {
     .join(' ');
   const nodeArgs = a.settings.controllerNodeArgs?.length ? `, started as the install's Deployment starts it: ${env ? `${env} ` : ''}node ${a.settings.controllerNodeArgs.join(' ')}` : '';
   const scaleRows = Object.entries(a.scale ?? {}).flatMap(([n, sc]) =>
-    sc.rows.filter((x) => !x.phase.startsWith('kubectl')).map((x) => ({ ...x, phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline)` })),
+    sc.rows
+      .filter((x) => !x.phase.startsWith('kubectl'))
+      .map((x) => ({
+        ...x,
+        phase: `${x.phase} (${Number(n).toLocaleString('en')} resources, ${sc.date.slice(0, 10)}, no kubectl baseline${sc.settings?.controlPlanePerController ? ', a control plane of its own' : ''})`,
+      })),
   );
   const comparisons = [
     ...(a.comparison ?? []).map((c) => ({ ...c, resources: a.settings.resources })),

@@ -98,6 +98,24 @@ async function listAll(client: KubeClient, path: string): Promise<Any[]> {
   return (await client.request<{ items: Any[] }>('GET', path)).items;
 }
 
+/**
+ * For a resource left in progress: its StatefulSet's status and its pods, as the API server has them now,
+ * so a failure tells kiln's view (the resource's status) from the cluster's (the StatefulSet controller, the kubelet).
+ */
+async function membersEvidence(client: KubeClient, ns: string, name: string): Promise<string> {
+  try {
+    const sts = (await client.get({ apiVersion: 'apps/v1', kind: 'StatefulSet', namespace: ns, name })) as Any;
+    const pods = (await listAll(client, `/api/v1/namespaces/${ns}/pods`)).filter((p: Any) => p.metadata.name.startsWith(`${name}-`));
+    const podLines = pods.map(
+      (p: Any) =>
+        `${p.metadata.name} ${p.status?.phase ?? '-'} ready=${(p.status?.conditions ?? []).find((c: Condition) => c.type === 'Ready')?.status ?? '-'} rev=${p.metadata.labels?.['controller-revision-hash'] ?? '-'}${p.metadata.deletionTimestamp ? ' deleting' : ''}`,
+    );
+    return `; StatefulSet generation ${sts.metadata.generation} status ${JSON.stringify(sts.status)}; pods ${JSON.stringify(podLines)}`;
+  } catch (err) {
+    return `; no StatefulSet ${ns}/${name} (${(err as Error).message.slice(0, 120)})`;
+  }
+}
+
 export async function checkConsistency(deps: { client: KubeClient; layout: SoakLayout; postgres: PostgresServer; slapd: SlapdServer; runId: string; bareRepo: string }): Promise<ConsistencyResult> {
   const { client, layout, postgres, slapd } = deps;
   const findings: string[] = [];
@@ -140,7 +158,7 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
           waits.push({ id, dependency: `${depNs}/${depKind}/${depName}`, message: r.message! });
         } else {
           findings.push(
-            `${id}: neither Ready (for generation ${o.metadata.generation}) nor Stalled (kstatus ${ks.status}: ${ks.message}); conditions ${JSON.stringify((o.status?.conditions ?? []).map((c: Condition) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`))}`,
+            `${id}: neither Ready (for generation ${o.metadata.generation}) nor Stalled (kstatus ${ks.status}: ${ks.message}); conditions ${JSON.stringify((o.status?.conditions ?? []).map((c: Condition) => `${c.type}=${c.status} ${c.reason ?? ''}: ${c.message ?? ''}`))}${await membersEvidence(client, ns, o.metadata.name)}`,
           );
         }
         if (kind === 'PostgresDatabase') databases.push(o);
