@@ -376,7 +376,12 @@ beforeAll(async () => {
   const tenantRbac = [
     { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tenant-sync', namespace: work } },
     { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ca-bundle', namespace: work }, data: { 'ca.crt': 'not a real certificate' } },
-    { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'read-source', namespace: work }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }] },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'read-source', namespace: work },
+      rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] }],
+    },
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'RoleBinding',
