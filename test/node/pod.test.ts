@@ -108,7 +108,11 @@ describe('a real node', () => {
     expect(ready.status.podIP).toMatch(/^10\.244\.0\./);
 
     // Reachable from this process, by pod IP and through kube-proxy's Service rules.
-    expect(await query(ready.status.podIP!, 'select 1 as v')).toBe(1);
+    // Ready can come a moment before the pod's address answers from the host: the official image's entrypoint
+    // runs a first server on 127.0.0.1 only (where the probe looks) before the real one, and the bridge's first
+    // packet to a new address may be lost. Retried for 30 s; the address must answer.
+    const viaPodIp = await waitFor('the pod IP to answer', () => query(ready.status.podIP!, 'select 1 as v').catch(() => undefined), 30_000);
+    expect(viaPodIp).toBe(1);
     const serviceIp = (await cp.kubectlOk(['get', 'service', '-n', ns, 'db', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
     // The Service answers once kube-proxy has the pod's endpoint, a moment after the pod is Ready.
     const viaService = await waitFor('the Service to answer', () => query(serviceIp, "select current_setting('listen_addresses') as v").catch(() => undefined), 30_000);
