@@ -12,6 +12,7 @@
  * every few minutes rather than retried hot; its copies still follow at the
  * resync, as before. Nothing here writes.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubeClient, WatchEvent } from '../../kube/client.js';
 import type { KubeObject } from '../../kube/informer.js';
 import type { ServiceAccountTokens } from '../../kube/service-account-clients.js';
@@ -160,7 +161,7 @@ export class ConfigMapSyncWatches {
             retryInMs: delay,
           });
         }
-        await sleep(delay, signal);
+        await sleep(delay, undefined, { signal }).catch(() => undefined); // rejects when stopped: the loop then ends
       }
     }
   }
@@ -182,16 +183,4 @@ function sameEntries(a: Map<string, string>, b: Map<string, string>): boolean {
   if (a.size !== b.size) return false;
   for (const [k, v] of a) if (b.get(k) !== v) return false;
   return true;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-  });
 }
