@@ -21,7 +21,7 @@ import { GitSink, type GitSinkOptions } from './git/sink.js';
 import { FluxFollower } from './git/flux.js';
 import type { FlushReport } from '../gitops/batcher.js';
 import { CHILD_KINDS, GROUP, KILN_KINDS } from '../kinds/api.js';
-import { carriedOutBy, childKindsWrittenAcrossNamespaces } from '../kinds/registry.js';
+import { carriedOutBy, childKindsWrittenAcrossNamespaces, readersOf } from '../kinds/registry.js';
 import { childCodec, FIELD_MANAGER, Interner, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
 import { fitStatus } from './status-bounds.js';
 import { StatusWriter } from '../kube/status.js';
@@ -253,6 +253,11 @@ export class Manager {
     // GenerationChangedPredicate). A custom reconciler sees every update.
     if (event === 'updated' && old && this.opts.sink !== 'git' && carriedOutBy(obj.kind!).by === 'render' && !inputsChanged(old, obj)) return;
     this.queue.add(`${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`);
+    // Kinds whose render reads this one's resources in the namespace render again (those it does not
+    // concern find their inputs unchanged and stop there).
+    for (const reader of readersOf(obj.kind!)) {
+      for (const r of this.resources.get(reader)?.list(obj.metadata.namespace) ?? []) this.queue.add(`${reader}/${r.metadata.namespace}/${r.metadata.name}`);
+    }
   }
 
   private onChild(event: string, obj: KubeObject): void {

@@ -103,6 +103,13 @@ export interface KindDefinition {
    * invalid resource gets none. Default: none (`{}`).
    */
   readonly inputs?: (resource: KilnResource, objects: PlainObject[]) => RenderContext;
+  /**
+   * kiln kinds whose resources in its own namespace `inputs` reads (a CacheCluster reads the
+   * DataGrids that name it). They reach `inputs` among the objects: offline the input files' resources
+   * of these kinds, in the cluster the controller's caches of them; a change to one queues every
+   * resource of this kind in its namespace again. Default: none.
+   */
+  readonly reads?: readonly string[];
   /** Why a valid resource renders nothing offline with `context` (synth notes it; not an error). Default: it renders. */
   readonly offlineNote?: (resource: KilnResource, context: RenderContext) => string | undefined;
   /**

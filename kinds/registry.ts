@@ -101,6 +101,14 @@ export function carriedOutBy(kind: string): CarriedOutBy {
   return BY_KIND.get(kind)?.carriedOutBy ?? RENDERED;
 }
 
+/** The kinds whose render reads resources of `kind` in their namespace (kinds/kind.ts `reads`). */
+export function readersOf(kind: string): string[] {
+  return DEFINITIONS.filter((d) => d.reads?.includes(kind)).map((d) => d.kind);
+}
+
+/** Kiln kinds some kind's render reads: offline, their resources are also render inputs. */
+export const READ_KINDS: ReadonlySet<string> = new Set(DEFINITIONS.flatMap((d) => d.reads ?? []));
+
 /** Child kinds some kind writes outside its own namespace, as `apiVersion/Kind`. */
 export function childKindsWrittenAcrossNamespaces(): Set<string> {
   return new Set(DEFINITIONS.flatMap((d) => (d.writesOutsideNamespace ?? []).map((k) => `${k.apiVersion}/${k.kind}`)));

@@ -140,8 +140,13 @@ export class Informer {
     return this.at(objectKey({ metadata: { namespace, name } }));
   }
 
-  list(): KubeObject[] {
-    return [...this.cache.values()].map((v) => this.decode(v));
+  /** Every object, or those of one namespace (only they are decoded). */
+  list(namespace?: string): KubeObject[] {
+    if (namespace === undefined) return [...this.cache.values()].map((v) => this.decode(v));
+    const prefix = `${namespace}/`;
+    const out: KubeObject[] = [];
+    for (const [k, v] of this.cache) if (k.startsWith(prefix)) out.push(this.decode(v));
+    return out;
   }
 
   private decode(v: KubeObject | string): KubeObject {
@@ -385,8 +390,8 @@ export class MultiInformer {
     }
     return undefined;
   }
-  list(): KubeObject[] {
-    return this.parts.flatMap((p) => p.list());
+  list(namespace?: string): KubeObject[] {
+    return this.parts.flatMap((p) => p.list(namespace));
   }
   withLabel(label: string, value: string): KubeObject[] {
     return this.parts.flatMap((p) => p.withLabel(label, value));

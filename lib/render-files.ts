@@ -9,7 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { KILN_API_VERSION, KIND_NAMES, kindDefinition } from '../kinds/registry.js';
+import { KILN_API_VERSION, KIND_NAMES, kindDefinition, READ_KINDS } from '../kinds/registry.js';
 import type { RenderContext } from '../kinds/types.js';
 import type { PlainObject } from './context.js';
 import { InputRefused, kilnLookalike, readInputFile, type InputDocument, type InputLimits } from './inputs.js';
@@ -80,6 +80,15 @@ function needsInputs(value: unknown): boolean {
   return v.apiVersion === KILN_API_VERSION && typeof v.kind === 'string' && kindDefinition(v.kind)?.inputs !== undefined;
 }
 
+/** A kiln resource another kind's render reads (kinds/kind.ts `reads`): it is also a plain input. */
+export function readByOthers(value: unknown): boolean {
+  const v = value as { apiVersion?: unknown; kind?: unknown };
+  return v.apiVersion === KILN_API_VERSION && typeof v.kind === 'string' && READ_KINDS.has(v.kind);
+}
+
+/** Plain inputs that are not kiln resources (what synth reports as other documents). */
+export const otherDocuments = (plain: PlainObject[]) => plain.filter((o) => o.apiVersion !== KILN_API_VERSION).length;
+
 /**
  * Writes rendered files under a staging directory, from the thread that
  * rendered them. Each file is created exclusively: a second document of the
@@ -141,6 +150,7 @@ export class FileRenderer {
         const value = s.resource.value;
         const outcome = needsInputs(value) ? { deferred: value } : this.outcome(value, {}, `${fileNo}-${d.index}`);
         result.resources.push({ index: d.index, resource: describe(value), key: duplicateKey(value), outcome });
+        if (readByOthers(value)) result.plain.push(value as PlainObject);
         continue;
       }
       if ('plain' in s) result.plain.push(s.plain);

@@ -29,7 +29,7 @@ import { KILN_API_VERSION } from '../kinds/registry.js';
 import type { KilnResource, RenderContext } from '../kinds/types.js';
 import { contextFromObjects, type PlainObject } from './context.js';
 import { DEFAULT_INPUT_LIMITS, InputRefused, listInputFiles, readInputs, type InputDocument, type InputLimits } from './inputs.js';
-import { ASIDE_DIR, describe, FileRenderer, fromThreadError, sortDocument, type DeferredItem, type FileResult, type Outcome, type ThreadError } from './render-files.js';
+import { ASIDE_DIR, describe, FileRenderer, fromThreadError, otherDocuments, readByOthers, sortDocument, type DeferredItem, type FileResult, type Outcome, type ThreadError } from './render-files.js';
 import type { WorkerRequest, WorkerSetup } from './render-worker.js';
 
 export interface SynthOptions {
@@ -502,9 +502,9 @@ export async function synth(options: SynthOptions): Promise<SynthReport> {
   } finally {
     rmSync(stagingDir, { recursive: true, force: true });
   }
-  if (options.stream) return { written: [], rendered: rendered.map(({ resource }) => ({ resource })), warnings, problems, notes, other: gathered.plain.length };
+  if (options.stream) return { written: [], rendered: rendered.map(({ resource }) => ({ resource })), warnings, problems, notes, other: otherDocuments(gathered.plain) };
   for (const r of rendered) r.file = join(options.outDir, r.file);
-  return { written: rendered.map((r) => r.file), rendered, warnings, problems, notes, other: gathered.plain.length };
+  return { written: rendered.map((r) => r.file), rendered, warnings, problems, notes, other: otherDocuments(gathered.plain) };
 }
 
 /** The path with its symbolic links resolved, as far as it exists. */
@@ -573,6 +573,7 @@ export function collectInputs(paths: string[], o: { strict?: boolean; limits?: I
     const s = sortDocument(d, Boolean(o.strict));
     if ('resource' in s) {
       candidates.push(s.resource);
+      if (readByOthers(s.resource.value)) plain.push(s.resource.value as PlainObject);
       continue;
     }
     if ('plain' in s) plain.push(s.plain);
@@ -599,5 +600,5 @@ export function collectInputs(paths: string[], o: { strict?: boolean; limits?: I
     context: (d.value as KilnResource).apiVersion === KILN_API_VERSION ? contextFromObjects(d.value as KilnResource, plain) : {},
     source: d,
   }));
-  return { items, problems, other: plain.length, warnings };
+  return { items, problems, other: otherDocuments(plain), warnings };
 }

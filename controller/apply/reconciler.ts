@@ -5,6 +5,7 @@
  * sees a write only when something has to change.
  */
 import { render } from '../../kinds/render.js';
+import { contextFromCaches } from '../related-inputs.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { APPLY_AFTER_ANNOTATION } from '../../kinds/api.js';
 import type { CustomEnv, CustomReconciler } from '../../kinds/kind.js';
@@ -117,11 +118,11 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     return members;
   }
 
-  /** The inputs of a reconcile: the resource's version and its members (key@resourceVersion). */
-  private fingerprint(resourceVersion: string | undefined, members: Map<string, string | undefined>, override?: Map<string, string>): string {
+  /** The inputs of a reconcile: the resource's version, what it reads of other kiln resources (a digest) and its members (key@resourceVersion). */
+  private fingerprint(resourceVersion: string | undefined, related: string, members: Map<string, string | undefined>, override?: Map<string, string>): string {
     const all = new Map(members);
     for (const [k, rv] of override ?? []) all.set(k, rv);
-    return digest([resourceVersion, [...all].map(([k, rv]) => `${k}@${rv}`).sort()]);
+    return digest([resourceVersion, related, [...all].map(([k, rv]) => `${k}@${rv}`).sort()]);
   }
 
   /** A child from its informer's cache; `T` names the fields the caller reads (the cache holds what the server sent). */
@@ -166,9 +167,13 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     // The members as this reconcile sees them: what it leaves is recorded against these versions,
     // so a member that changes while it runs makes the next run do the work again.
     const members = this.memberVersions(id);
+    // What the render reads of other kiln resources (a CacheCluster, its DataGrids): a change there
+    // is a change of this reconcile's inputs.
+    const context = contextFromCaches(live, this.deps.resources);
+    const related = digest(context);
     const memo = this.done.get(key);
     if (memo !== undefined) {
-      if (memo.includes(this.fingerprint(live.metadata.resourceVersion, members))) return result;
+      if (memo.includes(this.fingerprint(live.metadata.resourceVersion, related, members))) return result;
       this.done.delete(key);
     }
 
@@ -183,7 +188,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
 
     let rendered: K8sObject[];
     try {
-      rendered = render(v.resource);
+      rendered = render(v.resource, context);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       await this.writeStatus(live, { conditions: stalled('RenderFailed', message, generation) }, result);
@@ -375,7 +380,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
       const versions = [...new Set([parentVersion, patchedVersion, live.metadata.resourceVersion].filter((v): v is string => v !== undefined))];
       this.done.set(
         key,
-        versions.map((rv) => this.fingerprint(rv, members, written)),
+        versions.map((rv) => this.fingerprint(rv, related, members, written)),
       );
     }
     const requeueAfterMs = waiting.length > 0 ? 5_000 : health.recheckMs;

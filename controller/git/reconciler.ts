@@ -31,7 +31,8 @@
  * tree.
  */
 import { render as renderChart, SecretInRenderError } from '../../kinds/render.js';
-import type { K8sObject, KilnResource } from '../../kinds/types.js';
+import type { K8sObject, KilnResource, RenderContext } from '../../kinds/types.js';
+import { contextFromCaches } from '../related-inputs.js';
 import { kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import type { ResourceResult } from '../../gitops/batcher.js';
 import type { Refusal } from '../../gitops/layout.js';
@@ -58,7 +59,7 @@ export interface GitReconcilerDeps {
   /** Queue a key again (after `afterMs`, or now). */
   requeue: (key: string, afterMs?: number) => void;
   log: Log;
-  render?: (resource: KilnResource) => K8sObject[];
+  render?: (resource: KilnResource, context: RenderContext) => K8sObject[];
   /** The manager's status writer; default: one of this reconciler's own. */
   status?: StatusWriter;
   /** Backoff before a failed commit or push is tried again (default 1 s doubling to 60 s). */
@@ -103,11 +104,11 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
   private readonly status: StatusWriter;
   /** Changes handed to the batcher and not flushed yet: key -> revision. */
   private readonly inflight = new Map<string, { revision: string; token: symbol }>();
-  private readonly render: (resource: KilnResource) => K8sObject[];
+  private readonly render: (resource: KilnResource, context: RenderContext) => K8sObject[];
   private readonly backoff: { base: number; max: number };
 
   constructor(private readonly deps: GitReconcilerDeps) {
-    this.render = deps.render ?? ((r) => renderChart(r));
+    this.render = deps.render ?? ((r, c) => renderChart(r, c));
     this.backoff = deps.failureBackoffMs ?? { base: 1000, max: 60_000 };
     this.status = deps.status ?? new StatusWriter(deps.client, FIELD_MANAGER, { fit: fitStatus });
   }
@@ -136,7 +137,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
 
     let objects: K8sObject[];
     try {
-      objects = this.render(v.resource);
+      objects = this.render(v.resource, contextFromCaches(v.resource, this.deps.resources));
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       return this.stalled(live, carried, err instanceof SecretInRenderError ? 'SecretInRender' : 'RenderFailed', message, result);
