@@ -96,6 +96,16 @@ export const CONTROLLER_APPLY_RULES: NamedRule[] = [
     rule: { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },
   },
   {
+    id: 'deployments',
+    why: 'watch, get (to compare), server-side apply and prune the Deployments of Memcached (their status feeds status.readyReplicas)',
+    rule: { apiGroups: ['apps'], resources: ['deployments'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },
+  },
+  {
+    id: 'pods',
+    why: "list and watch the metadata of the pods of kiln's workloads whose kind lists them in status (Memcached status.nodes)",
+    rule: { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+  },
+  {
     id: 'jobs',
     why: 'watch, get (to compare), server-side apply and prune the Jobs of DirectoryBackup and DirectoryRestore',
     rule: { apiGroups: ['batch'], resources: ['jobs'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },

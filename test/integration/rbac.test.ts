@@ -57,7 +57,7 @@ let kubeconfig = '';
 let gitKubeconfig = '';
 const running: KilnProcess[] = [];
 
-const KINDS = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid', 'DirectoryBackup', 'DirectoryRestore'];
+const KINDS = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid', 'DirectoryBackup', 'DirectoryRestore', 'Memcached'];
 const examples = exampleResources()
   .map((e) => e.resource)
   .filter((r) => KINDS.includes(r.kind))
@@ -76,6 +76,7 @@ const plural: Record<string, string> = {
   DirectoryBackup: 'directorybackups',
   DirectoryRestore: 'directoryrestores',
   ConfigMapSync: 'configmapsyncs',
+  Memcached: 'memcacheds',
 };
 /** The agent's own kind (the controller's informers never list it). */
 const AGENT_ONLY_PLURAL: Record<string, string> = { PostgresDatabase: 'postgresdatabases' };
@@ -260,6 +261,14 @@ const CONTROLLER_RULE_ROWS: Row[] = [
     act: () => patchSpec('cachecluster', 'session-cache', { size: 6 }),
     stalled: { kind: 'CacheCluster', name: 'session-cache', message: refused('patch', 'statefulsets') },
   },
+  { omit: 'deployments:list', breaks: 'the controller cannot watch Deployments and exits', log: { text: refused('list', 'deployments') }, check: exits },
+  {
+    omit: 'deployments:create',
+    breaks: "a Memcached's Deployment cannot be created",
+    act: (c) => create(example('Memcached', c.n)),
+    stalled: { kind: 'Memcached', message: refused('create', 'deployments') },
+  },
+  { omit: 'pods:list', breaks: 'the controller cannot watch the pods whose names a Memcached lists, and exits', log: { text: refused('list', 'pods') }, check: exits },
   {
     omit: 'jobs:create',
     breaks: "a DirectoryBackup's Job cannot be created",
