@@ -159,7 +159,8 @@ async function setRules(omit: string[], component: Component = 'controller-apply
   for (const o of omit.length ? omit : rules.map((r) => r.id)) {
     const [ruleId, verb] = o.split(':');
     for (const rule of rules.filter((r) => r.id === ruleId)) {
-      const ns = rule.id.startsWith('lease') ? installNs : (served ?? (install.mode === 'git' ? gitWork : work));
+      // A rule on a Namespace object (namespacedIn) is authorized in that namespace, whatever the install.
+      const ns = rule.id.startsWith('lease') ? installNs : (rule.namespacedIn ?? served ?? (install.mode === 'git' ? gitWork : work));
       const want = !omit.length;
       await waitFor(`${o} ${want ? 'granted' : 'revoked'}`, async () => (await canI(sa, rule, verb ?? rule.rule.verbs[0]!, ns)) === want, 10_000);
     }
@@ -589,8 +590,8 @@ describe('the namespace-scoped install (--namespaced): the controller with Roles
     expect(await canAs(nsSa, 'create', 'serviceaccounts', '--subresource', 'token', '-n', tenant)).toBe('no');
     expect(await canAs(nsSa, 'create', 'serviceaccounts', '--subresource', 'token', '-n', nsWork)).toBe('yes');
     expect(await canAs(nsSa, 'get', 'secrets', '-n', nsWork)).toBe('no');
-    expect(await canAs(nsSa, 'update', 'leases.coordination.k8s.io', nsSa, '-n', installNs)).toBe('yes');
-    expect(await canAs(nsSa, 'update', 'leases.coordination.k8s.io', nsSa, '-n', nsWork)).toBe('no');
+    expect(await canAs(nsSa, 'update', `leases.coordination.k8s.io/${nsSa}`, '-n', installNs)).toBe('yes');
+    expect(await canAs(nsSa, 'update', `leases.coordination.k8s.io/${nsSa}`, '-n', nsWork)).toBe('no');
   });
 
   it('converges every example and a ConfigMapSync into an unwatched namespace, and no request is refused', async () => {
@@ -634,7 +635,7 @@ describe('the namespace-scoped install (--namespaced): the controller with Roles
   });
 });
 
-const gitGrid = (n: string): KilnResource => ({ ...example('DataGrid', n), metadata: { name: n, namespace: gitWork } });
+const gitGrid = (n: string, ns = gitWork): KilnResource => ({ ...example('DataGrid', n), metadata: { name: n, namespace: ns } });
 
 /** Git mode reads resources, writes status and Events; Git gets the rest. */
 const GIT_RULE_ROWS: Row[] = [
@@ -643,11 +644,11 @@ const GIT_RULE_ROWS: Row[] = [
   {
     omit: 'kiln-status',
     breaks: 'a committed resource cannot say so: it never becomes Ready',
-    act: (c) => create(gitGrid(c.n)),
+    act: (c) => create(gitGrid(c.n, c.ns)),
     log: { text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
-    check: async (c) => expect(await condition('DataGrid', c.n, 'Ready', gitWork)).toBeUndefined(),
+    check: async (c) => expect(await condition('DataGrid', c.n, 'Ready', c.ns)).toBeUndefined(),
   },
-  { omit: 'events', breaks: 'no Event is recorded (commits go on)', act: (c) => create(gitGrid(c.n)), log: { msg: 'could not record event', text: refused('create', 'events') } },
+  { omit: 'events', breaks: 'no Event is recorded (commits go on)', act: (c) => create(gitGrid(c.n, c.ns)), log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
     omit: 'lease-create',
     breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
@@ -696,6 +697,62 @@ describe('the git-mode controller with exactly the generated RBAC', () => {
     sa: gitSa,
     setRules: (omit) => setRules(omit, 'controller-git', gitSa, gitBase),
     start: () => startController(gitBase),
+  });
+});
+
+describe('the namespace-scoped install (--namespaced): the git-mode controller with Roles only', () => {
+  const ngName = `krng-${id}`;
+  const ngSa = `${ngName}-controller`;
+  const ngWork = `kiln-rbac-nsg-${id}`;
+  const ngBase: InstallOptions = { ...gitBase, name: ngName, watchNamespaces: [ngWork], git: { ...gitBase.git!, cluster: 'rbac-ns' } };
+  let ngKubeconfig = '';
+  beforeAll(async () => {
+    await cp.kubectlOk(['create', 'namespace', ngWork]);
+    const objs = installObjects(ngBase);
+    expect(objs.filter((o) => CLUSTER_SCOPED.includes(o.kind))).toEqual([]);
+    installed.push(...objs);
+    const r = await applyObjects(cp, objs);
+    if (r.code !== 0) throw new Error(r.stderr);
+    ngKubeconfig = await serviceAccountKubeconfig(cp, installNs, ngSa);
+  }, 60_000);
+
+  afterAll(async () => {
+    await stopAll();
+    await cp?.kubectl(['delete', 'namespace', ngWork, '--wait=false']);
+    // Its one object outside the namespaces this file deletes.
+    for (const k of ['rolebinding', 'role']) await cp?.kubectl(['delete', k, '-n', 'kube-system', `${ngSa}-cluster-identity`, '--ignore-not-found']);
+  });
+
+  it('commits and reports with Roles only; it reads the cluster identity through a Role in kube-system', async () => {
+    await waitFor('the Roles enforced', async () => (await canAs(ngSa, 'list', 'datagrids.kiln.dev', '-n', ngWork)) === 'yes', 10_000);
+    expect(await canAs(ngSa, 'get', 'namespaces/kube-system', '-n', 'kube-system')).toBe('yes');
+    expect(await canAs(ngSa, 'get', 'namespaces/default', '-n', 'default')).toBe('no');
+    expect(await canAs(ngSa, 'list', 'namespaces')).toBe('no');
+    for (const verb of ['list', 'watch']) expect(await canAs(ngSa, verb, 'datagrids.kiln.dev', '--all-namespaces')).toBe('no');
+    const c = await startController(ngBase, [], ngKubeconfig);
+    await create(gitGrid('ns-grid', ngWork));
+    await waitFor(
+      'DataGrid/ns-grid Ready',
+      async () => (await condition('DataGrid', 'ns-grid', 'Ready', ngWork))?.status === 'True',
+      60_000,
+      () => c.lines.slice(-10).join('\n'),
+    );
+    expect(plainGit(scratch, ['--git-dir', bare, 'ls-tree', '-r', '--name-only', 'main'])).toContain(`clusters/rbac-ns/${ngWork}/`);
+    // The marker was checked against the cluster's identity, not skipped for want of rights.
+    expect(c.lines.some((l) => /cannot read the kube-system namespace/.test(l))).toBe(false);
+    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    await stopAll();
+  }, 180_000);
+
+  ruleTable({
+    covers: 'every rule of its Roles has a row below (the same rows as the cluster-wide install)',
+    rows: GIT_RULE_ROWS,
+    rules: [...CONTROLLER_GIT_RULES, ...leaseRules(ngSa)],
+    rowName: 'git-ns-row',
+    ns: ngWork,
+    sa: ngSa,
+    setRules: (omit) => setRules(omit, 'controller-git', ngSa, ngBase, ngWork),
+    start: () => startController(ngBase, [], ngKubeconfig),
   });
 });
 
@@ -895,6 +952,9 @@ describe('the runtime agent with exactly the generated RBAC', () => {
         for (const ns of ['kube-system', work]) expect(await canAs(naSa, 'list', what, '-n', ns), `list ${what} -n ${ns}`).toBe('no');
       }
       await applyIn(kiln('PostgresInstance', 'ns-fresh', {}));
+      await applyIn(
+        kiln('DirectoryService', 'ds', { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [`uid=svc,ou=admins,${SUFFIX}`]: { secretName: 'svc-password' } } }),
+      );
       // A rotated password: only an agent that reads the Secret and binds to the directory carries it out.
       await cp.kubectlOk(['-n', agentWork, 'patch', 'secret', 'svc-password', '--type=merge', '-p', JSON.stringify({ stringData: { password: 'rotated-by-namespaced' } })]);
       await applyIn(kiln('PostgresDatabase', 'ns-orders', { instance: 'pg', name: 'ns_orders', reclaimPolicy: 'Delete' }));
