@@ -269,8 +269,8 @@ describe('install manifests', () => {
       }
       expect(rulesOf(objs.find((o) => o.kind === 'Role' && o.metadata.name === 'kiln-controller-serviceaccount-tokens')!)).toEqual(TOKEN_RULES.map((r) => r.rule));
       expect(rulesOf(objs.find((o) => o.kind === 'Role' && o.metadata.name === 'kiln-controller-leader-election')!)).toEqual(leaseRules('kiln-controller').map((r) => r.rule));
-      for (const b of objs.filter((o) => o.kind === 'RoleBinding') as any[]) {
-        // eslint-disable-line @typescript-eslint/no-explicit-any
+      const bindings = objs.filter((o) => o.kind === 'RoleBinding') as unknown as { metadata: { name: string }; roleRef: unknown; subjects: unknown }[];
+      for (const b of bindings) {
         expect(b.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: b.metadata.name });
         expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: b.metadata.name.startsWith('kiln-agent') ? 'kiln-agent' : 'kiln-controller', namespace: 'kiln-ops' }]);
       }
