@@ -71,7 +71,7 @@ export interface ManagerOptions {
 const CACHE_CODEC = packedJson(packer(packDictionary));
 /** Kinds the agent carries out are not the controller's to watch. */
 const RECONCILED_KINDS = KILN_KINDS.filter((k) => carriedOutBy(k.kind).by !== 'agent');
-/** Child kinds some kind writes in other namespaces than its own: watched in all. */
+/** Child kinds some kind writes in other namespaces than its own (with -n, watched only in those given). */
 const WRITTEN_ACROSS_NAMESPACES = childKindsWrittenAcrossNamespaces();
 const MANAGED_BY_KILN = 'app.kubernetes.io/managed-by=kiln';
 /** Pods' app label -> the kind whose status lists them. */
@@ -136,7 +136,9 @@ export class Manager {
     if (opts.sink === 'git' && !opts.git) throw new Error('git mode needs the repository options (git)');
     // Git mode applies nothing, so it watches none of the objects kiln renders.
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
-      for (const ns of WRITTEN_ACROSS_NAMESPACES.has(`${k.apiVersion}/${k.kind}`) && opts.namespaces.length > 0 ? [undefined] : namespaces) {
+      // Only the watched namespaces, even for a kind some kind writes elsewhere: with -n the controller
+      // makes no request outside them, so Roles there are all it needs (a namespace-scoped install).
+      for (const ns of namespaces) {
         const inf = this.host.informer({
           ...k,
           namespace: ns,
@@ -172,6 +174,13 @@ export class Manager {
         inf.on((event, obj, old) => this.onPod(event, obj, old));
         this.shared(this.podCaches, 'Pod', inf);
       }
+    }
+    if (opts.sink !== 'git' && opts.namespaces.length > 0 && WRITTEN_ACROSS_NAMESPACES.size > 0) {
+      opts.log('info', 'watching only the given namespaces: objects written outside them are not watched, so a change there is repaired at the next resync', {
+        namespaces: opts.namespaces,
+        kinds: [...WRITTEN_ACROSS_NAMESPACES].sort(),
+        resyncSeconds: opts.resyncSeconds,
+      });
     }
     const events = new EventRecorder(this.client.withOwnRateLimit(), 'kiln-controller', this.identity, opts.log);
     // --flux: after a push to the branch Flux reads, ask it to fetch; its verdict feeds each resource's Ready.

@@ -126,8 +126,10 @@ export interface KindDefinition {
   /** Why git mode cannot carry it out (the resource is Stalled, reason NotSupportedInGitMode). Default: git mode commits its render. */
   readonly notInGitMode?: string;
   /**
-   * Child kinds it writes outside its own namespace: apply mode watches these in every
-   * namespace, even when it watches only some. Default: none.
+   * Child kinds it writes outside its own namespace. With -n the controller watches them
+   * only in the watched namespaces (it makes no request elsewhere: a namespace-scoped
+   * install holds Roles only there) and says so at start: a change to one written
+   * outside them is repaired at the next resync. Default: none.
    */
   readonly writesOutsideNamespace?: readonly { apiVersion: string; kind: string }[];
 }
