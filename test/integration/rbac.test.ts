@@ -274,7 +274,7 @@ const CONTROLLER_RULE_ROWS: Row[] = [
   {
     omit: 'deployments:create',
     breaks: "a Memcached's Deployment cannot be created",
-    act: (c) => create(example('Memcached', c.n)),
+    act: (c) => create(example('Memcached', c.n, c.ns)),
     stalled: { kind: 'Memcached', message: refused('create', 'deployments') },
   },
   { omit: 'pods:list', breaks: 'the controller cannot watch the pods whose names a Memcached lists, and exits', log: { text: refused('list', 'pods') }, check: exits },
