@@ -13,6 +13,7 @@ import { DataGridChart, type DataGridResource } from './data-grid/chart.js';
 import { checkDataGrid } from './data-grid/checks.js';
 import { DirectoryBackupChart, type DirectoryBackupResource } from './directory-backup/chart.js';
 import { checkDataClaimOf } from './directory-backup/claim-check.js';
+import { directoryServiceInputs } from './directory-backup/inputs.js';
 import { DirectoryRestoreChart, type DirectoryRestoreResource } from './directory-restore/chart.js';
 import { checkBackupClaimOf } from './directory-restore/claim-check.js';
 import { DirectoryServiceChart, type DirectoryServiceResource } from './directory-service/chart.js';
@@ -37,9 +38,12 @@ const DEFINITIONS: KindDefinition[] = [
   },
   {
     kind: 'DirectoryBackup',
-    chart: (s, id, r) => new DirectoryBackupChart(s, id, r as DirectoryBackupResource),
+    chart: (s, id, r, c) => new DirectoryBackupChart(s, id, r as DirectoryBackupResource, c),
     ready: 'job',
     preApply: checkDataClaimOf,
+    // The snapshot class of a backup that names none is its DirectoryService's.
+    reads: ['DirectoryService'],
+    inputs: directoryServiceInputs,
   },
   {
     kind: 'DirectoryRestore',
