@@ -50,6 +50,8 @@ const DEFINITIONS: KindDefinition[] = [
     chart: (s, id, r) => new DirectoryRestoreChart(s, id, r as DirectoryRestoreResource),
     ready: 'job',
     preApply: checkBackupClaimOf,
+    // Its VolumeSnapshot waits for its Job to complete.
+    waitsFor: [{ apiVersion: 'batch/v1', kind: 'Job' }],
   },
   {
     kind: 'PostgresInstance',
@@ -112,6 +114,12 @@ export function readersOf(kind: string): string[] {
 
 /** Kiln kinds some kind's render reads: offline, their resources are also render inputs. */
 export const READ_KINDS: ReadonlySet<string> = new Set(DEFINITIONS.flatMap((d) => d.reads ?? []));
+
+/** Child kinds some kind's rendered objects wait for (kinds/kind.ts `waitsFor`), once each. */
+export function childKindsWaitedFor(): { apiVersion: string; kind: string }[] {
+  const all = DEFINITIONS.flatMap((d) => d.waitsFor ?? []);
+  return all.filter((k, i) => all.findIndex((o) => o.apiVersion === k.apiVersion && o.kind === k.kind) === i);
+}
 
 /** Child kinds some kind writes outside its own namespace, as `apiVersion/Kind`. */
 export function childKindsWrittenAcrossNamespaces(): Set<string> {
