@@ -17,7 +17,12 @@ import { Informer, slim } from '../../kube/informer.js';
 import type { Condition } from '../../kube/status.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
-import { conditionsOnly } from '../../controller/apply-after.js';
+import { conditionsOnly, parseApplyAfter } from '../../controller/apply-after.js';
+import { APPLY_AFTER_ANNOTATION } from '../../kinds/api.js';
+import { kindDefinition } from '../../kinds/registry.js';
+import { render } from '../../kinds/render.js';
+import { validate } from '../../validate/index.js';
+import { exampleResources } from './fixtures.js';
 
 type Live = FakeObject & { status?: { observedGeneration?: number; conditions?: Condition[]; commit?: string; revision?: string } };
 
@@ -249,6 +254,23 @@ describe('git reconciler: an object that waits for a condition in the cluster', 
     expect(await flushedAgain).toBe(KEY);
     expect(main()).toBe(head);
     expect(show(RESTORE_MANIFEST)).toContain('kind: VolumeSnapshot');
+  });
+
+  it('every kind whose render carries kiln.dev/apply-after declares the kind it waits for (waitsFor), so git mode watches it', () => {
+    let found = 0;
+    for (const { resource } of exampleResources()) {
+      const v = validate(resource);
+      // ConfigMapSync renders only with its source at hand; it waits for nothing.
+      if (!v.ok || resource.kind === 'ConfigMapSync') continue;
+      for (const o of render(v.resource)) {
+        const after = o.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
+        if (!after) continue;
+        found++;
+        const dep = parseApplyAfter(after)!;
+        expect(kindDefinition(resource.kind)?.waitsFor, resource.kind).toContainEqual({ apiVersion: dep.apiVersion, kind: dep.kind });
+      }
+    }
+    expect(found).toBeGreaterThan(0);
   });
 
   it("a Job that is not kiln's (no managed-by=kiln label) does not release the snapshot", async () => {
