@@ -25,6 +25,7 @@ import { Manager } from '../../controller/manager.js';
 import { parseYamlStream } from '../../lib/yaml.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
+import { run } from '../harness/run.js';
 import { MANUAL_LABEL, setPodSucceeded } from '../harness/stand-in-kubelet.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
 
@@ -125,6 +126,11 @@ describe('apply mode: the snapshot class of a backup', () => {
     expect(snapshotClass(inherited)).toBe(CLASS);
     const own = await waitFor('VolumeSnapshot own-source', () => getJson<{ spec?: { volumeSnapshotClassName?: string } }>(applyNs, 'volumesnapshot', 'own-source'));
     expect(snapshotClass(own)).toBe('csi-own');
+    // kiln diff --from-cluster reads the DirectoryService as the controller does: no change to the inherited class.
+    const root = new URL('../../', import.meta.url).pathname;
+    const diff = await run(process.execPath, [join(root, 'bin', 'kiln.js'), 'diff', '--from-cluster', '-n', applyNs, '--kubeconfig', cp.kubeconfig], { cwd: root, timeoutMs: 120_000 });
+    expect(diff.stderr).not.toMatch(/DirectoryBackup [^:]+\/inherit: would change VolumeSnapshot/);
+    expect(diff.stdout).not.toContain(`VolumeSnapshot.${applyNs}.inherit-source`);
     await applyManager.stop();
     applyManager = undefined;
   }, 120_000);
