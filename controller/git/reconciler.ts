@@ -125,8 +125,8 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
   private readonly inflight = new Map<string, { revision: string; token: symbol }>();
   private readonly render: (resource: KilnResource, context: RenderContext) => K8sObject[];
   private readonly backoff: { base: number; max: number };
-  /** Objects that waited and were let into the tree (key -> `apiVersion/Kind/name`): they stay in it. */
-  private readonly released = new Map<string, Set<string>>();
+  /** Objects that waited and were let into the tree (key -> the resource's UID and `apiVersion/Kind/name`s): they stay in it. */
+  private readonly released = new Map<string, { uid: string | undefined; ids: Set<string> }>();
   /** Waited-for objects (`apiVersion/Kind/namespace/name`) -> the keys waiting for them, and back. */
   private readonly waiters = new Map<string, Set<string>>();
   private readonly waitingOn = new Map<string, Set<string>>();
@@ -168,7 +168,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
     }
     const secret = secretProblem(objects);
     if (secret) return this.stalled(live, carried, 'SecretInRender', secret, result);
-    const held = this.holdBack(key, { kind, namespace, name }, objects);
+    const held = this.holdBack(key, live.metadata.uid, { kind, namespace, name }, objects);
     objects = held.objects;
 
     const revision = `sha256:${digest(objects)}`;
@@ -234,10 +234,12 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
    * The render less the objects whose apply-after condition does not hold in the cluster yet, and what
    * waits. An object once let in stays: this process let it in, or the committed tree holds it.
    */
-  private holdBack(key: string, ref: ResourceRef, objects: K8sObject[]): { objects: K8sObject[]; waiting: string[] } {
+  private holdBack(key: string, uid: string | undefined, ref: ResourceRef, objects: K8sObject[]): { objects: K8sObject[]; waiting: string[] } {
     this.unwait(key);
     if (!objects.some((o) => o.metadata.annotations?.[APPLY_AFTER_ANNOTATION])) return { objects, waiting: [] };
-    const released = this.released.get(key) ?? new Set<string>();
+    // A resource deleted and made again under the same name between two reconciles starts afresh.
+    const known = this.released.get(key);
+    const released = known && known.uid === uid ? known.ids : new Set<string>();
     const waiting: string[] = [];
     const kept = objects.filter((o) => {
       const after = o.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
@@ -254,7 +256,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
       this.wait(`${dep.apiVersion}/${dep.kind}/${namespace}/${dep.name}`, key);
       return false;
     });
-    if (released.size > 0) this.released.set(key, released);
+    if (released.size > 0) this.released.set(key, { uid, ids: released });
     return { objects: kept, waiting };
   }
 
