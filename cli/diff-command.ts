@@ -158,6 +158,8 @@ async function targetsFromCluster(client: KubeClient, namespaces: string[]): Pro
   const { KILN_KINDS } = await import('../kinds/api.js');
   const { resourceLabel } = await import('../controller/apply/diff.js');
   const { validate, formatErrors } = await import('../validate/index.js');
+  const { contextFromObjects } = await import('../lib/context.js');
+  const { kindDefinition } = await import('../kinds/registry.js');
   const found: (KubeObject & KilnResource)[] = [];
   for (const k of KILN_KINDS) {
     for (const ns of namespaces.length > 0 ? namespaces : [undefined]) {
@@ -174,7 +176,21 @@ async function targetsFromCluster(client: KubeClient, namespaces: string[]): Pro
   const invalid: ResourceDiff[] = [];
   for (const live of found) {
     const v = validate({ apiVersion: live.apiVersion, kind: live.kind, metadata: live.metadata, spec: live.spec });
-    if (v.ok) targets.push({ resource: v.resource, live });
+    // What the render reads of other kiln resources (a DirectoryBackup, its DirectoryService), as the controller reads its caches.
+    const reads = v.ok ? kindDefinition(live.kind)?.reads : undefined;
+    if (v.ok)
+      targets.push({
+        resource: v.resource,
+        live,
+        ...(reads
+          ? {
+              context: contextFromObjects(
+                v.resource,
+                found.filter((o) => reads.includes(o.kind)),
+              ),
+            }
+          : {}),
+      });
     else invalid.push({ resource: resourceLabel(live), changes: [], notes: [], errors: [`invalid, so the controller applies and prunes nothing for it: ${formatErrors(v.errors)}`] });
   }
   return { targets, invalid };

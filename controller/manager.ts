@@ -5,7 +5,8 @@
  *
  * Two sinks: apply mode (default) applies into the cluster; git mode commits
  * to a repository (controller/git/sink.ts, controller/git/reconciler.ts) and
- * watches no rendered objects, since it applies none.
+ * watches no rendered objects, since it applies none, but those of the kinds a
+ * rendered object waits for (a restore's Job, as Flux applied it).
  */
 import type { ClusterConfigInput } from '../kube/kubeconfig.js';
 import type { KubeClient } from '../kube/client.js';
@@ -21,7 +22,8 @@ import { GitSink, type GitSinkOptions } from './git/sink.js';
 import { FluxFollower } from './git/flux.js';
 import type { FlushReport } from '../gitops/batcher.js';
 import { CHILD_KINDS, GROUP, KILN_KINDS } from '../kinds/api.js';
-import { carriedOutBy, childKindsWrittenAcrossNamespaces, podApps, readersOf } from '../kinds/registry.js';
+import { carriedOutBy, childKindsWaitedFor, childKindsWrittenAcrossNamespaces, podApps, readersOf } from '../kinds/registry.js';
+import { conditionsOnly } from './apply-after.js';
 import { childCodec, FIELD_MANAGER, Interner, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
 import { fitStatus } from './status-bounds.js';
 import { StatusWriter } from '../kube/status.js';
@@ -91,6 +93,8 @@ export class Manager {
   readonly queue: WorkQueue;
   readonly resources = new Map<string, Informer>();
   readonly children = new Map<string, Informer>();
+  /** Git mode: kiln's objects of the kinds a rendered object waits for, as Flux applied them (by `apiVersion/Kind`). */
+  readonly waited = new Map<string, Informer>();
   /** Names held by objects of the kinds kiln renders that are not labelled as kiln's (see foreignNames). */
   readonly foreign = new Map<string, Informer>();
   /** The pod cache (one informer, or one per watched namespace), under 'Pod'. */
@@ -182,6 +186,18 @@ export class Manager {
         resyncSeconds: opts.resyncSeconds,
       });
     }
+    // Git mode: an object that waits for another's condition (a restore's VolumeSnapshot, its Job) is
+    // committed once the other, applied by Flux, reaches it in the cluster: those kinds are watched,
+    // kiln's only, and only their conditions kept.
+    for (const k of opts.sink === 'git' ? childKindsWaitedFor() : []) {
+      for (const ns of namespaces) {
+        const inf = this.host.informer({ ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: conditionsOnly, pageSize: LIST_PAGE_SIZE });
+        inf.on((_event, obj) => {
+          if (this.reconciler instanceof GitReconciler) this.reconciler.waitedChanged(obj);
+        });
+        this.shared(this.waited, `${k.apiVersion}/${k.kind}`, inf);
+      }
+    }
     const events = new EventRecorder(this.client.withOwnRateLimit(), 'kiln-controller', this.identity, opts.log);
     // --flux: after a push to the branch Flux reads, ask it to fetch; its verdict feeds each resource's Ready.
     const fluxRef = opts.sink === 'git' ? opts.git?.flux : undefined;
@@ -200,6 +216,7 @@ export class Manager {
           failureBackoffMs: opts.git!.failureBackoffMs,
           status: this.status,
           flux,
+          waited: this.waited,
         })
       : new Reconciler({
           client: this.client,

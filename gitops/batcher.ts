@@ -213,6 +213,11 @@ export class GitBatcher {
     return this.pending.size;
   }
 
+  /** The manifest the tree holds for a resource (committed, or to be pushed with the next flush), if any. */
+  manifest(ref: ResourceRef): string | undefined {
+    return this.state.get(dirKey(ref))?.content;
+  }
+
   /** A resource and what it renders to now; resolves when its batch is flushed. */
   upsert(resource: RenderedResource): Promise<ResourceResult> {
     return this.enqueue({ action: 'upsert', resource });

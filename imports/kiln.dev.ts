@@ -1281,7 +1281,7 @@ export interface DirectoryBackupSpec {
   readonly imagePullPolicy?: DirectoryBackupSpecImagePullPolicy;
 
   /**
-   * VolumeSnapshotClass for the snapshot. Default: the cluster default.
+   * VolumeSnapshotClass for the snapshot. Default: the DirectoryService's spec.storage.volumeSnapshotClassName, else the cluster's default class.
    *
    * @schema DirectoryBackupSpec#volumeSnapshotClassName
    */
@@ -2087,7 +2087,7 @@ export interface DirectoryServiceSpecStorage {
   readonly storageClassName?: string;
 
   /**
-   * VolumeSnapshotClass used for backups of these volumes.
+   * VolumeSnapshotClass of the snapshots DirectoryBackups take of these volumes, for a backup that sets no spec.volumeSnapshotClassName of its own. Default: the cluster's default class.
    *
    * @schema DirectoryServiceSpecStorage#volumeSnapshotClassName
    */

@@ -20,7 +20,10 @@
  *   by a RoleBinding per namespace, never cluster-wide);
  * - both record Events (POST only) and hold a Lease in their own namespace
  *   (kube/leader.ts: read, create, replace);
- * - git mode applies nothing: no rule on any rendered kind;
+ * - git mode applies nothing: no write on any rendered kind; it lists and
+ *   watches Jobs (kiln's, managed-by=kiln), whose completion a restore's
+ *   VolumeSnapshot waits for before it is committed (kinds/registry.ts
+ *   childKindsWaitedFor);
  * - the agent (agent/) watches DirectoryService, PostgresInstance,
  *   PostgresDatabase and Secrets (metadata only), reads by name the Secrets
  *   kiln resources name, creates or patches Secrets it generates and applies
@@ -165,6 +168,11 @@ export const CONTROLLER_GIT_RULES: NamedRule[] = [
     why: "read the kube-system namespace's UID, the cluster's identity kept in <base-path>/<cluster>/.kiln-cluster: a controller of another cluster (or a wrong kube context) with the same --cluster is refused",
     rule: { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
     namespacedIn: 'kube-system',
+  },
+  {
+    id: 'jobs-watch',
+    why: "list and watch kiln's Jobs as Flux applied them (label managed-by=kiln, conditions only): a DirectoryRestore's VolumeSnapshot is committed once its Job is Complete",
+    rule: { apiGroups: ['batch'], resources: ['jobs'], verbs: ['list', 'watch'] },
   },
 ];
 

@@ -126,6 +126,13 @@ export interface KindDefinition {
   /** Why git mode cannot carry it out (the resource is Stalled, reason NotSupportedInGitMode). Default: git mode commits its render. */
   readonly notInGitMode?: string;
   /**
+   * Child kinds whose condition in the cluster one of its rendered objects waits for
+   * (kinds/api.ts APPLY_AFTER_ANNOTATION). Git mode, where Flux or Argo CD applies them, watches
+   * these in the cluster (kiln-labelled ones, conditions only) and commits the waiting object once
+   * the condition holds. Default: none.
+   */
+  readonly waitsFor?: readonly { apiVersion: string; kind: string }[];
+  /**
    * Child kinds it writes outside its own namespace. With -n the controller watches them
    * only in the watched namespaces (it makes no request elsewhere: a namespace-scoped
    * install holds Roles only there) and says so at start: a change to one written

@@ -13,6 +13,7 @@ import { DataGridChart, type DataGridResource } from './data-grid/chart.js';
 import { checkDataGrid } from './data-grid/checks.js';
 import { DirectoryBackupChart, type DirectoryBackupResource } from './directory-backup/chart.js';
 import { checkDataClaimOf } from './directory-backup/claim-check.js';
+import { directoryServiceInputs } from './directory-backup/inputs.js';
 import { DirectoryRestoreChart, type DirectoryRestoreResource } from './directory-restore/chart.js';
 import { checkBackupClaimOf } from './directory-restore/claim-check.js';
 import { DirectoryServiceChart, type DirectoryServiceResource } from './directory-service/chart.js';
@@ -38,15 +39,20 @@ const DEFINITIONS: KindDefinition[] = [
   },
   {
     kind: 'DirectoryBackup',
-    chart: (s, id, r) => new DirectoryBackupChart(s, id, r as DirectoryBackupResource),
+    chart: (s, id, r, c) => new DirectoryBackupChart(s, id, r as DirectoryBackupResource, c),
     ready: 'job',
     preApply: checkDataClaimOf,
+    // The snapshot class of a backup that names none is its DirectoryService's.
+    reads: ['DirectoryService'],
+    inputs: directoryServiceInputs,
   },
   {
     kind: 'DirectoryRestore',
     chart: (s, id, r) => new DirectoryRestoreChart(s, id, r as DirectoryRestoreResource),
     ready: 'job',
     preApply: checkBackupClaimOf,
+    // Its VolumeSnapshot waits for its Job to complete.
+    waitsFor: [{ apiVersion: 'batch/v1', kind: 'Job' }],
   },
   {
     kind: 'PostgresInstance',
@@ -129,6 +135,12 @@ export function podApps(): Map<string, string> {
 
 /** Kiln kinds some kind's render reads: offline, their resources are also render inputs. */
 export const READ_KINDS: ReadonlySet<string> = new Set(DEFINITIONS.flatMap((d) => d.reads ?? []));
+
+/** Child kinds some kind's rendered objects wait for (kinds/kind.ts `waitsFor`), once each. */
+export function childKindsWaitedFor(): { apiVersion: string; kind: string }[] {
+  const all = DEFINITIONS.flatMap((d) => d.waitsFor ?? []);
+  return all.filter((k, i) => all.findIndex((o) => o.apiVersion === k.apiVersion && o.kind === k.kind) === i);
+}
 
 /** Child kinds some kind writes outside its own namespace, as `apiVersion/Kind`. */
 export function childKindsWrittenAcrossNamespaces(): Set<string> {

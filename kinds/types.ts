@@ -49,4 +49,6 @@ export interface RenderContext {
     source?: { data?: Record<string, string>; binaryData?: Record<string, string> };
     selectedNamespaces?: string[];
   };
+  /** DirectoryBackup: the DirectoryService it backs up, when found (its snapshot class is the backup's default). */
+  directoryService?: { volumeSnapshotClassName?: string };
 }

@@ -6,6 +6,7 @@
  */
 import { render } from '../../kinds/render.js';
 import { contextFromCaches } from '../related-inputs.js';
+import { conditionHolds, parseApplyAfter } from '../apply-after.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { APPLY_AFTER_ANNOTATION } from '../../kinds/api.js';
 import type { CustomEnv, CustomReconciler } from '../../kinds/kind.js';
@@ -392,11 +393,9 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
   }
 
   private dependencyMet(after: string, namespace: string | undefined): boolean {
-    // `batch/v1/Job/<name>:Complete`
-    const m = /^(.+)\/([^/]+)\/([^/:]+):(\w+)$/.exec(after);
-    if (!m) return true;
-    const obj = this.child<KubeObject & { status?: { conditions?: { type: string; status: string }[] } }>(m[1]!, m[2]!, namespace, m[3]!);
-    return !!obj?.status?.conditions?.some((c) => c.type === m[4] && c.status === 'True');
+    const dep = parseApplyAfter(after);
+    if (!dep) return true;
+    return conditionHolds(this.child(dep.apiVersion, dep.kind, namespace, dep.name), dep.condition);
   }
 
   /**

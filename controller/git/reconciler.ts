@@ -21,7 +21,17 @@
  * - a kind git mode cannot carry out (kinds/registry.ts notInGitMode):
  *   Stalled, reason NotSupportedInGitMode, with the kind's reason;
  * - commit or push failed: Stalled, reason PushFailed, with the writer's
- *   message (credentials scrubbed); retried with backoff, Ready once pushed.
+ *   message (credentials scrubbed); retried with backoff, Ready once pushed;
+ * - an object that waits for another's condition (kiln.dev/apply-after: a
+ *   restore's VolumeSnapshot waits for its Job to complete) is left out of the
+ *   commit until the condition holds in the cluster, where Flux applied the
+ *   other: the rest is committed, and the resource is Reconciling, reason
+ *   Waiting, saying what waits. The manager watches the waited-for kind
+ *   (kiln-labelled, conditions only) and queues the resource when it changes;
+ *   the object is then committed. Once in the tree it stays, whatever becomes
+ *   of the Job later (left out again, Flux would prune the snapshot): it is
+ *   kept when this process let it in, or when the tree kiln committed already
+ *   holds it (after a restart: the repository is the record).
  *
  * A resync of an unchanged resource finds the recorded outcome for its
  * revision: no commit, and no status write (status.ts compares first). After a
@@ -33,9 +43,11 @@
 import { render as renderChart, SecretInRenderError } from '../../kinds/render.js';
 import type { K8sObject, KilnResource, RenderContext } from '../../kinds/types.js';
 import { contextFromCaches } from '../related-inputs.js';
+import { APPLY_AFTER_ANNOTATION } from '../../kinds/api.js';
+import { conditionHolds, parseApplyAfter } from '../apply-after.js';
 import { kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import type { ResourceResult } from '../../gitops/batcher.js';
-import type { Refusal } from '../../gitops/layout.js';
+import type { Refusal, ResourceRef } from '../../gitops/layout.js';
 import { secretProblem } from '../../gitops/layout.js';
 import type { Log } from '../../lib/log.js';
 import { formatErrors, validate } from '../../validate/index.js';
@@ -66,6 +78,13 @@ export interface GitReconcilerDeps {
   failureBackoffMs?: { base: number; max: number };
   /** `--flux`: Ready waits for the Flux Kustomization to apply the commit (and its health checks to pass). */
   flux?: Pick<FluxFollower, 'verdict' | 'display'>;
+  /**
+   * The cluster's objects of the kinds rendered objects wait for (kinds/kind.ts waitsFor), by
+   * `apiVersion/Kind`: what Flux applied. Without one, a waiting object waits.
+   */
+  waited?: Map<string, Informer>;
+  /** While something waits, the resource is reconciled again after this long even without a watch event (default 10 s). */
+  waitingRecheckMs?: number;
 }
 
 export interface GitReconcileResult extends ReconcileResult {
@@ -106,6 +125,11 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
   private readonly inflight = new Map<string, { revision: string; token: symbol }>();
   private readonly render: (resource: KilnResource, context: RenderContext) => K8sObject[];
   private readonly backoff: { base: number; max: number };
+  /** Objects that waited and were let into the tree (key -> the resource's UID and `apiVersion/Kind/name`s): they stay in it. */
+  private readonly released = new Map<string, { uid: string | undefined; ids: Set<string> }>();
+  /** Waited-for objects (`apiVersion/Kind/namespace/name`) -> the keys waiting for them, and back. */
+  private readonly waiters = new Map<string, Set<string>>();
+  private readonly waitingOn = new Map<string, Set<string>>();
 
   constructor(private readonly deps: GitReconcilerDeps) {
     this.render = deps.render ?? ((r, c) => renderChart(r, c));
@@ -144,6 +168,8 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
     }
     const secret = secretProblem(objects);
     if (secret) return this.stalled(live, carried, 'SecretInRender', secret, result);
+    const held = this.holdBack(key, live.metadata.uid, { kind, namespace, name }, objects);
+    objects = held.objects;
 
     const revision = `sha256:${digest(objects)}`;
     const outcome = this.outcomes.get(key);
@@ -159,10 +185,19 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
               : verdict.state === 'failed'
                 ? ({ kind: 'stalled', reason: 'FluxFailed', message: `${committed}; ${verdict.message}` } as const)
                 : ({ kind: 'reconciling', reason: 'WaitingForFlux', message: `${committed}; ${verdict.message}` } as const);
+        // Not Ready while part of the render is not committed yet.
+        const shown =
+          held.waiting.length === 0 || condition.kind === 'stalled'
+            ? condition
+            : ({
+                kind: 'reconciling',
+                reason: condition.kind === 'ready' ? 'Waiting' : condition.reason,
+                message: `${condition.message}; ${held.waiting.join('; ')}: committed once that holds`,
+              } as const);
         await this.writeStatus(
           live,
           {
-            conditions: readyConditions(condition, generation),
+            conditions: readyConditions(shown, generation),
             commit: outcome.commit,
             revision,
             ...(outcome.pullRequest ? { pullRequest: outcome.pullRequest } : {}),
@@ -175,7 +210,7 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
           if (outcome.warning) this.deps.events.warning(live, 'LinkReplaced', outcome.warning);
         }
         if (result.statusWritten && condition.kind === 'stalled') this.deps.events.warning(live, condition.reason, condition.message);
-        return result;
+        return held.waiting.length > 0 ? { ...result, requeueAfterMs: this.deps.waitingRecheckMs ?? 10_000 } : result;
       }
       if (outcome.state === 'refused') {
         const reason = outcome.refusal ?? 'NotCommittable';
@@ -193,6 +228,59 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
 
     this.handOver(key, { kind, namespace, name, generation, objects }, revision, live);
     return { ...result, queued: true };
+  }
+
+  /**
+   * The render less the objects whose apply-after condition does not hold in the cluster yet, and what
+   * waits. An object once let in stays: this process let it in, or the committed tree holds it.
+   */
+  private holdBack(key: string, uid: string | undefined, ref: ResourceRef, objects: K8sObject[]): { objects: K8sObject[]; waiting: string[] } {
+    this.unwait(key);
+    if (!objects.some((o) => o.metadata.annotations?.[APPLY_AFTER_ANNOTATION])) return { objects, waiting: [] };
+    // A resource deleted and made again under the same name between two reconciles starts afresh.
+    const known = this.released.get(key);
+    const released = known && known.uid === uid ? known.ids : new Set<string>();
+    const waiting: string[] = [];
+    const kept = objects.filter((o) => {
+      const after = o.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
+      if (!after) return true;
+      const id = `${o.apiVersion}/${o.kind}/${o.metadata.name}`;
+      const dep = parseApplyAfter(after);
+      const namespace = o.metadata.namespace ?? ref.namespace;
+      const other = dep && this.deps.waited?.get(`${dep.apiVersion}/${dep.kind}`)?.get(namespace, dep.name);
+      if (released.has(id) || !dep || conditionHolds(other, dep.condition) || this.deps.sink.holds(ref, o)) {
+        released.add(id);
+        return true;
+      }
+      waiting.push(`${o.kind}/${o.metadata.name} waits for ${after} in the cluster`);
+      this.wait(`${dep.apiVersion}/${dep.kind}/${namespace}/${dep.name}`, key);
+      return false;
+    });
+    if (released.size > 0) this.released.set(key, { uid, ids: released });
+    return { objects: kept, waiting };
+  }
+
+  private wait(dependency: string, key: string): void {
+    let keys = this.waiters.get(dependency);
+    if (!keys) this.waiters.set(dependency, (keys = new Set()));
+    keys.add(key);
+    let deps = this.waitingOn.get(key);
+    if (!deps) this.waitingOn.set(key, (deps = new Set()));
+    deps.add(dependency);
+  }
+
+  private unwait(key: string): void {
+    for (const dependency of this.waitingOn.get(key) ?? []) {
+      const keys = this.waiters.get(dependency);
+      keys?.delete(key);
+      if (keys?.size === 0) this.waiters.delete(dependency);
+    }
+    this.waitingOn.delete(key);
+  }
+
+  /** An object of a waited-for kind changed in the cluster: the resources waiting for it reconcile again. */
+  waitedChanged(obj: KubeObject): void {
+    for (const key of this.waiters.get(`${obj.apiVersion}/${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`) ?? []) this.deps.requeue(key);
   }
 
   /** The commit and revision the status already names, carried while nothing new is delivered. */
@@ -258,6 +346,8 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
   /** The resource is gone: its directory goes (a no-op, and no commit, when the tree never had it). */
   private remove(key: string, ref: { kind: string; namespace: string; name: string; generation?: number }): void {
     this.outcomes.delete(key);
+    this.released.delete(key);
+    this.unwait(key);
     this.inflight.delete(key);
     if (!this.deps.sink.started) return;
     let pending: Promise<ResourceResult>;

@@ -22,6 +22,7 @@ import { GitBatcher, type FlushReport, type ResourceResult } from '../../gitops/
 import { checkLayoutOptions, type LayoutOptions, type RenderedResource, type ResourceRef } from '../../gitops/layout.js';
 import { authFromEnv, displayUrl, GitRepoWriter, type GitAuth, type GitIdentity } from '../../gitops/repo.js';
 import type { Log } from '../../lib/log.js';
+import { parseYamlStream } from '../../lib/yaml.js';
 import type { PullRequestProvider } from '../../gitops/pull-request.js';
 
 export interface GitSinkOptions {
@@ -255,6 +256,21 @@ export class GitSink {
   /** Commits and pushes what is pending now (tests, shutdown). */
   async flush(): Promise<FlushReport | undefined> {
     return this.batcher?.flush();
+  }
+
+  /**
+   * Whether the tree kiln committed (or will push with the next flush) holds `obj` among the objects
+   * of `ref`'s manifest, by apiVersion, kind, namespace and name.
+   */
+  holds(ref: ResourceRef, obj: Pick<K8sObject, 'apiVersion' | 'kind' | 'metadata'>): boolean {
+    const content = this.batcher?.manifest(ref);
+    if (content === undefined) return false;
+    return parseYamlStream(content).some(({ value }) => {
+      const o = value as Partial<K8sObject> | null;
+      return (
+        o?.apiVersion === obj.apiVersion && o.kind === obj.kind && o.metadata?.name === obj.metadata.name && (o.metadata?.namespace ?? ref.namespace) === (obj.metadata.namespace ?? ref.namespace)
+      );
+    });
   }
 
   /** Changes waiting for the next commit. */

@@ -69,7 +69,9 @@ export const directoryService: KindDef = {
       env: env(),
       envFrom: envFrom(),
       storage: storage('10Gi', {
-        volumeSnapshotClassName: objectName('VolumeSnapshotClass used for backups of these volumes.'),
+        volumeSnapshotClassName: objectName(
+          "VolumeSnapshotClass of the snapshots DirectoryBackups take of these volumes, for a backup that sets no spec.volumeSnapshotClassName of its own. Default: the cluster's default class.",
+        ),
       }),
       secrets: obj('Secrets the user brings; each is mounted read-only when named.', {
         masterKeypair: objectName('Secret with the master key pair that encrypts the data (mounted at /var/run/secrets/keys/master).'),
@@ -151,7 +153,7 @@ export const directoryBackup: KindDef = {
       ordinal: int("Which member's volume (data-<directoryService>-<ordinal>). Default 0.", { minimum: 0, default: 0 }),
       image: image('ds'),
       imagePullPolicy: imagePullPolicy(),
-      volumeSnapshotClassName: objectName('VolumeSnapshotClass for the snapshot. Default: the cluster default.'),
+      volumeSnapshotClassName: objectName("VolumeSnapshotClass for the snapshot. Default: the DirectoryService's spec.storage.volumeSnapshotClassName, else the cluster's default class."),
       storage: storage('10Gi'),
       resources: resources('requests cpu 250m, memory 512Mi and limit memory 1Gi'),
     },

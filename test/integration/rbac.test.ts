@@ -671,6 +671,12 @@ const GIT_RULE_ROWS: Row[] = [
     breaks: 'the cluster marker is not checked (said in the log): another cluster with the same --cluster is no longer refused',
     log: { text: /cannot read the kube-system namespace.*namespaces.*kube-system/ },
   },
+  { omit: 'jobs-watch:list', breaks: "the controller cannot fill its cache of kiln's Jobs (a restore's snapshot waits for one) and exits", log: { text: refused('list', 'jobs') }, check: exits },
+  {
+    omit: 'jobs-watch:watch',
+    breaks: "kiln's Jobs are listed but not watched: a restore's Job completing is not seen, so its snapshot is not committed",
+    log: { msg: 'watch failed, retrying', text: refused('watch', 'jobs') },
+  },
 ];
 
 describe('the git-mode controller with exactly the generated RBAC', () => {

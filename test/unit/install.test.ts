@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { installObjects, type InstallOptions } from '../../install/install.js';
 import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, FLUX_RULES, leaseRules, TOKEN_RULES } from '../../install/rbac.js';
+import { childKindsWaitedFor } from '../../kinds/registry.js';
 import type { K8sObject } from '../../kinds/types.js';
 import { fromYaml, parseYamlStream } from '../../lib/yaml.js';
 
@@ -51,7 +52,7 @@ describe('install manifests', () => {
     expect(JSON.stringify(installObjects({ mode: 'git', version: '1', git }))).toBe(JSON.stringify(installObjects({ mode: 'git', version: '1', git })));
   });
 
-  it('RBAC: no wildcard, Secrets for the agent only, the git-mode controller touches no rendered kind', () => {
+  it('RBAC: no wildcard, Secrets for the agent only, the git-mode controller writes no rendered kind and reads only the waited-for ones', () => {
     for (const rules of [CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, AGENT_RULES]) {
       for (const { rule } of rules) {
         for (const v of [...rule.apiGroups, ...rule.resources, ...rule.verbs]) expect(v).not.toContain('*');
@@ -63,7 +64,10 @@ describe('install manifests', () => {
     expect(secretsIn(CONTROLLER_APPLY_RULES)).toBe(false);
     expect(secretsIn(CONTROLLER_GIT_RULES)).toBe(false);
     expect(secretsIn(AGENT_RULES)).toBe(true);
-    expect(CONTROLLER_GIT_RULES.flatMap((r) => r.rule.apiGroups)).toEqual(['kiln.dev', 'kiln.dev', '', '']);
+    expect(CONTROLLER_GIT_RULES.flatMap((r) => r.rule.apiGroups)).toEqual(['kiln.dev', 'kiln.dev', '', '', 'batch']);
+    // Of the rendered kinds, git mode only reads those a rendered object waits for, and writes none.
+    const rendered = CONTROLLER_GIT_RULES.filter((r) => r.rule.apiGroups.includes('batch'));
+    expect(rendered.map((r) => r.rule)).toEqual(childKindsWaitedFor().map((k) => ({ apiGroups: [k.apiVersion.split('/')[0]], resources: [`${k.kind.toLowerCase()}s`], verbs: ['list', 'watch'] })));
     // Claims are never pruned.
     expect(CONTROLLER_APPLY_RULES.find((r) => r.rule.resources.includes('persistentvolumeclaims'))!.rule.verbs).not.toContain('delete');
     const objs = installObjects({ mode: 'git', version: '1', git });

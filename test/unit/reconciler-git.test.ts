@@ -17,6 +17,12 @@ import { Informer, slim } from '../../kube/informer.js';
 import type { Condition } from '../../kube/status.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
+import { conditionsOnly, parseApplyAfter } from '../../controller/apply-after.js';
+import { APPLY_AFTER_ANNOTATION } from '../../kinds/api.js';
+import { kindDefinition } from '../../kinds/registry.js';
+import { render } from '../../kinds/render.js';
+import { validate } from '../../validate/index.js';
+import { exampleResources } from './fixtures.js';
 
 type Live = FakeObject & { status?: { observedGeneration?: number; conditions?: Condition[]; commit?: string; revision?: string } };
 
@@ -25,23 +31,28 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function harness(seed: FakeObject[], opts: { render?: (r: KilnResource) => K8sObject[] } = {}) {
-  const dir = mkdtempSync(join(tmpdir(), 'kiln-git-reconciler-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+async function harness(seed: FakeObject[], opts: { render?: (r: KilnResource) => K8sObject[]; clone?: string; dir?: string; present?: { kind: string; namespace: string; name: string }[] } = {}) {
+  const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'kiln-git-reconciler-'));
   const bare = join(dir, 'remote.git');
-  initBareRepo(bare, dir);
+  if (!opts.dir) {
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    initBareRepo(bare, dir);
+  }
   const fake = new FakeKubeClient(seed);
   const resources = new Map<string, Informer>();
   for (const k of KILN_KINDS) resources.set(k.kind, new Informer(fake, { ...k, resyncSeconds: 0, transform: slim }));
-  await Promise.all([...resources.values()].map((i) => i.start()));
+  // The Jobs Flux applied, as the manager watches them in git mode.
+  const jobs = new Informer(fake, { apiVersion: 'batch/v1', kind: 'Job', labelSelector: 'app.kubernetes.io/managed-by=kiln', resyncSeconds: 0, transform: conditionsOnly });
+  const waited = new Map([['batch/v1/Job', jobs]]);
+  await Promise.all([...resources.values(), jobs].map((i) => i.start()));
   const log = () => undefined;
   const sink = new GitSink(
-    { repo: bare, branch: 'main', basePath: 'clusters', cluster: 'prod', workDir: join(dir, 'clone'), debounceMs: 10, maxPushAttempts: 1, retryDelayMs: { base: 1, max: 1 } },
+    { repo: bare, branch: 'main', basePath: 'clusters', cluster: 'prod', workDir: join(dir, opts.clone ?? 'clone'), debounceMs: 10, maxPushAttempts: 1, retryDelayMs: { base: 1, max: 1 } },
     log,
   );
-  await sink.start([], []);
+  await sink.start(opts.present ?? [], []);
   cleanups.push(async () => {
-    [...resources.values()].forEach((i) => i.stop());
+    [...resources.values(), jobs].forEach((i) => i.stop());
     await sink.close().catch(() => undefined);
   });
   // The queue: each requeue of a key resolves the next `requeued()`.
@@ -56,11 +67,13 @@ async function harness(seed: FakeObject[], opts: { render?: (r: KilnResource) =>
     requeue: (key) => waiting.shift()?.(key),
     failureBackoffMs: { base: 60_000, max: 60_000 },
     ...(opts.render ? { render: opts.render } : {}),
+    waited,
   });
+  jobs.on((_event, obj) => reconciler.waitedChanged(obj));
   const main = () => plainGit(dir, ['--git-dir', bare, 'rev-parse', 'main']).trim();
   const show = (path: string) => plainGit(dir, ['--git-dir', bare, 'show', `main:${path}`]);
   const files = () => plainGit(dir, ['--git-dir', bare, 'ls-tree', '-r', '--name-only', 'main']).split('\n').filter(Boolean);
-  return { fake, reconciler, requeued, main, show, files, bare };
+  return { fake, reconciler, requeued, main, show, files, bare, dir };
 }
 
 const GRID = { apiVersion: KILN_API_VERSION, kind: 'DataGrid', metadata: { name: 'sessions', namespace: 'web' }, spec: { cache: 'session-cache', gridType: 'Session', partitions: 31 } };
@@ -168,5 +181,107 @@ describe('git reconciler on the fake API server and a real repository', () => {
     const stalled = condition(fake.peek<Live>(gridRef), 'Stalled')!;
     expect(stalled).toMatchObject({ status: 'True', reason: 'PushFailed' });
     expect(stalled.message.length).toBeGreaterThan(0);
+  });
+});
+
+describe('git reconciler: an object that waits for a condition in the cluster', () => {
+  const RESTORE = { apiVersion: KILN_API_VERSION, kind: 'DirectoryRestore', metadata: { name: 'r', namespace: 'web' }, spec: { backup: 'nightly', image: 'ds:7' } };
+  const KEY = 'DirectoryRestore/web/r';
+  const ref = { apiVersion: KILN_API_VERSION, kind: 'DirectoryRestore', namespace: 'web', name: 'r' };
+  const RESTORE_MANIFEST = 'clusters/prod/web/directoryrestore/r/manifest.yaml';
+  const jobRef = { apiVersion: 'batch/v1', kind: 'Job', namespace: 'web', name: 'r-restore' };
+  // The Job as Flux applies it: kiln's labels, from the committed manifest.
+  const job = { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'r-restore', namespace: 'web', labels: { 'app.kubernetes.io/managed-by': 'kiln' } }, spec: {} };
+  const complete = {
+    status: {
+      conditions: [
+        { type: 'SuccessCriteriaMet', status: 'True' },
+        { type: 'Complete', status: 'True' },
+      ],
+    },
+  };
+
+  it("a restore's VolumeSnapshot is left out of the commit until its Job is Complete in the cluster, then committed, and stays when the Job goes (a restart too)", async () => {
+    const { fake, reconciler, requeued, show, main, dir } = await harness([RESTORE]);
+    let flushed = requeued();
+    await reconciler.reconcile(KEY);
+    expect(await flushed).toBe(KEY);
+    expect(show(RESTORE_MANIFEST)).toContain('kind: Job');
+    expect(show(RESTORE_MANIFEST)).toContain('kind: PersistentVolumeClaim');
+    expect(show(RESTORE_MANIFEST)).not.toContain('kind: VolumeSnapshot');
+    const waiting = await reconciler.reconcile(KEY);
+    expect(waiting).toMatchObject({ statusWritten: true, requeueAfterMs: 10_000 });
+    let live = fake.peek<Live>(ref)!;
+    expect(condition(live, 'Ready')).toMatchObject({ status: 'False' });
+    expect(condition(live, 'Reconciling')).toMatchObject({ status: 'True', reason: 'Waiting' });
+    expect(condition(live, 'Reconciling')!.message).toContain(`committed to main in ${main().slice(0, 12)}; VolumeSnapshot/r-restore waits for batch/v1/Job/r-restore:Complete in the cluster`);
+    expect(live.status!.commit).toBe(main());
+
+    // The Job appears (Flux applied it) and runs: the restore is queued, and still waits.
+    let queued = requeued();
+    await fake.create(job);
+    expect(await queued).toBe(KEY);
+    expect(await reconciler.reconcile(KEY)).toMatchObject({ queued: false, requeueAfterMs: 10_000 });
+    const before = main();
+
+    // Complete: queued again, the snapshot goes into the next commit, and the status is Ready.
+    queued = requeued();
+    await fake.mergePatch(jobRef, complete, 'status');
+    expect(await queued).toBe(KEY);
+    flushed = requeued();
+    expect(await reconciler.reconcile(KEY)).toMatchObject({ queued: true });
+    expect(await flushed).toBe(KEY);
+    expect(main()).not.toBe(before);
+    expect(show(RESTORE_MANIFEST)).toContain('kind: VolumeSnapshot');
+    const ready = await reconciler.reconcile(KEY);
+    expect(ready.requeueAfterMs).toBeUndefined();
+    live = fake.peek<Live>(ref)!;
+    expect(condition(live, 'Ready')).toMatchObject({ status: 'True', reason: 'Committed' });
+    expect(live.status!.commit).toBe(main());
+
+    // The Job is deleted (by hand, or a TTL): the snapshot stays in the tree.
+    const head = main();
+    await fake.delete(jobRef);
+    await fake.settled();
+    expect(await reconciler.reconcile(KEY)).toMatchObject({ queued: false });
+    expect(main()).toBe(head);
+    expect(condition(fake.peek<Live>(ref), 'Ready')).toMatchObject({ status: 'True' });
+
+    // A restart (a new process, a fresh clone) with no Job in the cluster: the repository holds the snapshot, so it stays.
+    const again = await harness([{ ...RESTORE, status: live.status }], { dir, clone: 'clone-2', present: [{ kind: 'DirectoryRestore', namespace: 'web', name: 'r' }] });
+    const flushedAgain = again.requeued();
+    expect(await again.reconciler.reconcile(KEY)).toMatchObject({ queued: true });
+    expect(await flushedAgain).toBe(KEY);
+    expect(main()).toBe(head);
+    expect(show(RESTORE_MANIFEST)).toContain('kind: VolumeSnapshot');
+  });
+
+  it('every kind whose render carries kiln.dev/apply-after declares the kind it waits for (waitsFor), so git mode watches it', () => {
+    let found = 0;
+    for (const { resource } of exampleResources()) {
+      const v = validate(resource);
+      // ConfigMapSync renders only with its source at hand; it waits for nothing.
+      if (!v.ok || resource.kind === 'ConfigMapSync') continue;
+      for (const o of render(v.resource)) {
+        const after = o.metadata.annotations?.[APPLY_AFTER_ANNOTATION];
+        if (!after) continue;
+        found++;
+        const dep = parseApplyAfter(after)!;
+        expect(kindDefinition(resource.kind)?.waitsFor, resource.kind).toContainEqual({ apiVersion: dep.apiVersion, kind: dep.kind });
+      }
+    }
+    expect(found).toBeGreaterThan(0);
+  });
+
+  it("a Job that is not kiln's (no managed-by=kiln label) does not release the snapshot", async () => {
+    const { fake, reconciler, requeued, show } = await harness([RESTORE]);
+    const flushed = requeued();
+    await reconciler.reconcile(KEY);
+    await flushed;
+    await fake.create({ ...job, metadata: { name: 'r-restore', namespace: 'web' } });
+    await fake.mergePatch(jobRef, complete, 'status');
+    await fake.settled();
+    expect(await reconciler.reconcile(KEY)).toMatchObject({ queued: false, requeueAfterMs: 10_000 });
+    expect(show(RESTORE_MANIFEST)).not.toContain('kind: VolumeSnapshot');
   });
 });
