@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Manager } from '../../controller/manager.js';
 import { parseYamlStream } from '../../lib/yaml.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { refusedLine } from '../harness/refused.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
 import { run } from '../harness/run.js';
 import { MANUAL_LABEL, setPodSucceeded } from '../harness/stand-in-kubelet.js';
@@ -197,6 +198,6 @@ describe("git mode: the snapshot class, and a restore's snapshot held back until
     await gitManager.git!.flush();
     expect(mainSha()).toBe(head);
     expect(committed('DirectoryRestore', 'back')!.some((o) => o.kind === 'VolumeSnapshot')).toBe(true);
-    expect(logs.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect(logs.filter((l) => refusedLine(l))).toEqual([]);
   }, 120_000);
 });

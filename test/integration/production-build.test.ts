@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { installObjects } from '../../install/install.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { refusedLine } from '../harness/refused.js';
 import { assembleImage } from '../harness/image.js';
 import { waitFor } from '../harness/wait.js';
 import { exampleResources } from '../unit/fixtures.js';
@@ -178,7 +179,7 @@ describe('the production build (what the image runs)', () => {
     expect((await httpGet(healthPort, '/readyz')).status).toBe(200);
     expect((await httpGet(healthPort, '/healthz')).status).toBe(200);
     expect((await httpGet(metricsPort, '/metrics')).body).toContain('kiln_build_info{version=');
-    expect(p.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect(p.lines.filter((l) => refusedLine(l))).toEqual([]);
     expect(await p.stop()).toBe(0);
   }, 120_000);
 });

@@ -34,6 +34,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { refusedLine } from '../harness/refused.js';
 import { startPostgres, type PostgresServer } from '../harness/postgres.js';
 import { assembleImage } from '../harness/image.js';
 import { waitFor } from '../harness/wait.js';
@@ -250,7 +251,7 @@ describe('the README quick start', () => {
     // (The controller watches every namespace, and the test control plane holds other tests' resources,
     // some refused on purpose: only lines about the quick start's namespaces count.)
     const ours = (l: string) => NAMESPACES.some((ns) => l.includes(`${ns}/`) || l.includes(`"${ns}"`) || l.includes(`\\"${ns}\\"`));
-    for (const p of running) expect(p.lines.filter((l) => ours(l) && /\b403\b|forbidden/i.test(l))).toEqual([]);
+    for (const p of running) expect(p.lines.filter((l) => ours(l) && refusedLine(l))).toEqual([]);
 
     await step(['get', 'pgi,pgdb,cms', '-n', QS]);
     await step(['get', 'configmap', 'app-settings', '-n', 'team-a']);

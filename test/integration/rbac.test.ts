@@ -21,6 +21,7 @@ import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { applySetId } from '../../controller/apply/applyset.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { refusedLine } from '../harness/refused.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
 import { startPostgres, type PostgresServer } from '../harness/postgres.js';
 import { startSlapd, type SlapdServer } from '../harness/slapd.js';
@@ -521,7 +522,7 @@ describe('the controller with exactly the generated RBAC', () => {
     expect(await getJson(['-n', tenant, 'configmap', 'ca-bundle'])).toBeDefined();
     const ds = await getJson(['-n', work, 'directoryservice', 'ds-idrepo']);
     expect(ds.metadata.labels['applyset.kubernetes.io/id']).toBe(applySetId(ds));
-    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect(c.lines.filter((l) => refusedLine(l))).toEqual([]);
     const events = await cp.kubectlOk(['get', 'events', '-n', work, '--field-selector', 'reason=Applied', '-o', 'name']);
     expect(events.trim()).not.toBe('');
     await stopAll();
@@ -628,7 +629,7 @@ describe('the namespace-scoped install (--namespaced): the controller with Roles
     // The Lease in the install namespace, Events in the watched one.
     expect(await getJson(['-n', installNs, 'lease', nsSa])).toBeDefined();
     expect((await cp.kubectlOk(['get', 'events', '-n', nsWork, '--field-selector', 'reason=Applied', '-o', 'name'])).trim()).not.toBe('');
-    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect(c.lines.filter((l) => refusedLine(l))).toEqual([]);
     await stopAll();
   }, 180_000);
 
@@ -698,7 +699,7 @@ describe('the git-mode controller with exactly the generated RBAC', () => {
     }
     expect(Number(plainGit(scratch, ['--git-dir', bare, 'rev-list', '--count', 'main']).trim())).toBeGreaterThan(1);
     expect(plainGit(scratch, ['--git-dir', bare, 'ls-tree', '-r', '--name-only', 'main'])).toContain(`clusters/rbac/${gitWork}/`);
-    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect(c.lines.filter((l) => refusedLine(l))).toEqual([]);
     expect((await cp.kubectl(['get', 'statefulsets', '-n', gitWork, '-o', 'name'])).stdout.trim()).toBe('');
     await stopAll();
   }, 180_000);
@@ -755,7 +756,7 @@ describe('the namespace-scoped install (--namespaced): the git-mode controller w
     expect(plainGit(scratch, ['--git-dir', bare, 'ls-tree', '-r', '--name-only', 'main'])).toContain(`clusters/rbac-ns/${ngWork}/`);
     // The marker was checked against the cluster's identity, not skipped for want of rights.
     expect(c.lines.some((l) => /cannot read the kube-system namespace/.test(l))).toBe(false);
-    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect(c.lines.filter((l) => refusedLine(l))).toEqual([]);
     await stopAll();
   }, 180_000);
 
@@ -898,7 +899,7 @@ describe('the runtime agent with exactly the generated RBAC', () => {
     // Deleting runs the finalizer with the same rights: the database goes.
     await cp.kubectlOk(['-n', agentWork, 'delete', 'postgresdatabase', 'orders', '--timeout=60s']);
     expect((await pgServer!.sql("SELECT count(*) FROM pg_database WHERE datname = 'orders'")).trim()).toBe('0');
-    expect(a.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    expect(a.lines.filter((l) => refusedLine(l))).toEqual([]);
     await stopAll();
   }, 180_000);
 
@@ -929,7 +930,7 @@ describe('the runtime agent with exactly the generated RBAC', () => {
         60_000,
         () => a.lines.slice(-10).join('\n'),
       );
-      expect(a.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+      expect(a.lines.filter((l) => refusedLine(l))).toEqual([]);
     } finally {
       await stopAll();
     }
@@ -993,7 +994,7 @@ describe('the runtime agent with exactly the generated RBAC', () => {
       expect((await pgServer!.sql("SELECT count(*) FROM pg_database WHERE datname = 'ns_orders'")).trim()).toBe('1');
       await cp.kubectlOk(['-n', agentWork, 'delete', 'postgresdatabase', 'ns-orders', '--timeout=60s']);
       expect((await pgServer!.sql("SELECT count(*) FROM pg_database WHERE datname = 'ns_orders'")).trim()).toBe('0');
-      expect(a.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+      expect(a.lines.filter((l) => refusedLine(l))).toEqual([]);
       await stopAll();
     }, 180_000);
 
