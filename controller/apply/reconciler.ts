@@ -416,7 +416,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
 
   private rolloutHealth(live: KilnResource, sts: K8sObject, appliedNow: boolean): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
     const current = this.child<KubeObject & { status?: { replicas?: number; readyReplicas?: number } }>('apps/v1', 'StatefulSet', sts.metadata.namespace, sts.metadata.name);
-    const want = (sts as { spec?: { replicas?: number } }).spec?.replicas ?? 1;
+    const want = kindDefinition(live.kind)?.members?.(live.spec) ?? (sts as { spec?: { replicas?: number } }).spec?.replicas ?? 1;
     const rollout = statefulSetRollout(current, want, appliedNow);
     const selector = (sts as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};
     const generation = live.metadata.generation;
