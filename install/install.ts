@@ -389,8 +389,9 @@ export class KilnInstallChart extends Chart {
         replicas: o.agentReplicas ?? 1,
         omitRules,
         args: ['agent', '--leader-election-id', AGENT, ...common, ...(agentNamespaces.length ? ['--namespace', agentNamespaces.join(',')] : [])],
-        // Namespaces given: the agent watches only them, and may read and write Secrets only there.
-        namespaced: agentNamespaces.length ? { id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets'), namespaces: agentNamespaces } : undefined,
+        // Namespaces given: the agent watches only them, and may read and write Secrets, and scale and delete etcd
+        // members, only there.
+        namespaced: agentNamespaces.length ? { id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets' || r.id.startsWith('etcd-')), namespaces: agentNamespaces } : undefined,
         resources: { cpu: '100m', memory: '128Mi', memoryLimit: '512Mi' },
       });
     }
