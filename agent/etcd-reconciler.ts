@@ -27,7 +27,9 @@ import { isNotFound } from '../kube/client.js';
 import type { NamespacedName, Reconciler, Result } from '../kube/reconcile.js';
 import type { StatusWriter } from '../kube/status.js';
 import type { AgentContext } from './context.js';
-import { EtcdError, hexId, memberAdd, memberList, memberPromote, memberRemove, memberStatus, type EtcdMember, type EtcdTarget, type EtcdTls } from './etcd.js';
+import { rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { EtcdError, hexId, memberAdd, memberList, memberPromote, memberRemove, memberStatus, snapshot, type EtcdMember, type EtcdTarget, type EtcdTls } from './etcd.js';
 import { errorMessage } from './redact.js';
 import { secretValue } from './secrets.js';
 import { condition, FIELD_MANAGER } from './status.js';
@@ -51,9 +53,21 @@ export interface EtcdOptions {
   /** How often a settled cluster is checked. */
   steadyMs: number;
   timeoutMs: number;
+  /** Where the snapshot before a version change is written; none: no snapshot is taken. */
+  snapshotDir?: string;
+  /** The largest snapshot kept (etcd's recommended backend quota is 8 GiB). */
+  maxSnapshotBytes: number;
 }
 
-export const DEFAULT_ETCD_OPTIONS: EtcdOptions = { replaceAfterMs: 300_000, stepMs: 2_000, steadyMs: 30_000, timeoutMs: 5_000 };
+export const DEFAULT_ETCD_OPTIONS: EtcdOptions = { replaceAfterMs: 300_000, stepMs: 2_000, steadyMs: 30_000, timeoutMs: 5_000, maxSnapshotBytes: 8 * 1024 ** 3 };
+
+interface LastSnapshot {
+  name: string;
+  size: number;
+  revision: number;
+  time: string;
+  version: string;
+}
 
 interface MemberView {
   member: EtcdMember;
@@ -90,9 +104,12 @@ export class EtcdReconciler implements Reconciler<NamespacedName> {
     const gen = ec.metadata.generation;
     const size = Math.min(Math.max(ec.spec.size ?? 3, 1), MAX_MEMBERS);
     const tlsOn = { client: !!ec.spec.tls?.clientSecret, peer: !!ec.spec.tls?.peerSecret };
+    // The agent's status is applied whole each time (server-side apply drops what a write leaves out): the last snapshot rides along.
+    let lastSnapshot = (this.status.current(ec) as { lastSnapshot?: LastSnapshot } | undefined)?.lastSnapshot;
     const report = async (ok: boolean, reason: string, message: string, members?: MemberView[]) => {
       await this.status.write(ec, {
         ...(members ? { members: members.map(statusMember) } : {}),
+        ...(lastSnapshot ? { lastSnapshot } : {}),
         conditions: [condition(MEMBERS_HEALTHY, ok, reason, message, gen)],
       });
     };
@@ -182,6 +199,18 @@ export class EtcdReconciler implements Reconciler<NamespacedName> {
       const k = `${key}/${v.member.id}`;
       if (v.healthy || v.member.name === '') this.downSince.delete(k);
       else if (!this.downSince.has(k)) this.downSince.set(k, now);
+    }
+
+    // A version change: a snapshot of the cluster as it runs comes first, once per running version. etcd moves its
+    // cluster version (the storage format) only once every member runs the new one, so a snapshot taken while the
+    // first member restarts is still in the old format.
+    const running = lowestVersion(views.filter((v) => v.healthy).map((v) => v.version));
+    if (opts.snapshotDir && running && ec.spec.version && ec.spec.version !== running && lastSnapshot?.version !== running) {
+      const from = views.find((v) => v.leader && v.healthy) ?? views.find((v) => v.healthy)!;
+      const taken = await this.takeSnapshot(ec, target(from.ordinal!), running, opts.snapshotDir);
+      lastSnapshot = taken;
+      ctx.events.normal(ec, 'SnapshotTaken', `before the change to ${ec.spec.version}: ${taken.name} (${taken.size} bytes, revision ${taken.revision}) from ${etcdMemberName(name, from.ordinal!)}`);
+      ctx.task('EtcdCluster', 'snapshot', 'success');
     }
 
     // A voting member down for longer than --etcd-replace-after: replace it, if the others keep a quorum without it.
@@ -281,6 +310,23 @@ export class EtcdReconciler implements Reconciler<NamespacedName> {
     return { requeueAfterMs: this.opts.stepMs };
   }
 
+  /** Streams a snapshot into the directory (a temporary name until it is complete), its name saying whose and when. */
+  private async takeSnapshot(ec: EtcdCluster, from: EtcdTarget, version: string, dir: string): Promise<LastSnapshot> {
+    const { namespace, name } = ec.metadata as { namespace: string; name: string };
+    const status = await memberStatus(from);
+    const time = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    const file = `${namespace}.${name}.${time.replace(/[-:]/g, '')}.rev${status.revision || '0'}.db`;
+    const partial = path.join(dir, `.${file}.partial`);
+    try {
+      const size = await snapshot(from, partial, this.opts.maxSnapshotBytes);
+      await rename(partial, path.join(dir, file));
+      return { name: file, size, revision: Number(status.revision) || 0, time, version };
+    } catch (err) {
+      await rm(partial, { force: true });
+      throw err;
+    }
+  }
+
   private async view(m: EtcdMember, name: string, peerUrl: (i: number) => string, target: (i: number) => EtcdTarget): Promise<MemberView> {
     // Which of kiln's members it is: by the peer URL kiln registered (names are empty until a member starts).
     let ordinal: number | undefined;
@@ -351,6 +397,13 @@ export class EtcdReconciler implements Reconciler<NamespacedName> {
       contentType: 'application/merge-patch+json',
     });
   }
+}
+
+/** The lowest of etcd versions `3.<minor>.<patch>` (what a cluster in a roll still runs), or undefined. */
+export function lowestVersion(versions: string[]): string | undefined {
+  const parsed = versions.map((v) => ({ v, n: /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(v) })).filter((x) => x.n);
+  parsed.sort((a, b) => Number(a.n![1]) - Number(b.n![1]) || Number(a.n![2]) - Number(b.n![2]) || Number(a.n![3]) - Number(b.n![3]));
+  return parsed[0]?.v;
 }
 
 function statusMember(v: MemberView) {

@@ -14,6 +14,7 @@ interface AgentFlags extends KubeAccessFlags {
   allowInsecureAuthNamespace: string[];
   postgresTimeout: number;
   etcdReplaceAfter: number;
+  etcdSnapshotDir?: string;
   logLevel: LogLevel;
   logFormat?: LogFormat;
 }
@@ -64,6 +65,10 @@ export function registerAgent(program: Command, version: string): void {
       300,
     )
     .option(
+      '--etcd-snapshot-dir <dir>',
+      'write a snapshot of an EtcdCluster here before its version changes (recorded in status.lastSnapshot); default none: no snapshot is taken. In a cluster, mount a volume there',
+    )
+    .option(
       '--postgres-timeout <seconds>',
       'the longest one PostgreSQL statement may take (statement_timeout, and the client-side read timeout 5 s later); connecting has a third of it, lock_timeout a third',
       wholeNumber(3, 3600),
@@ -105,7 +110,7 @@ export function registerAgent(program: Command, version: string): void {
         startupTimeoutSeconds: runtime.startupTimeoutSeconds,
         log,
         onTask: recordAgentTask,
-        etcd: { replaceAfterMs: opts.etcdReplaceAfter * 1000 },
+        etcd: { replaceAfterMs: opts.etcdReplaceAfter * 1000, snapshotDir: opts.etcdSnapshotDir },
         postgres: postgresPolicy({ extensions: opts.allowedExtension, insecureAuthNamespaces: opts.allowInsecureAuthNamespace, timeoutSeconds: opts.postgresTimeout }),
         onLostLeadership: exitOnLostLeadership({ component: 'agent', log, stop: (): Promise<void> => agent.stop({ release: false }), graceMs: lostLeadershipGraceMs(runtime.leaderElection) }),
       });

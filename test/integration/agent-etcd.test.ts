@@ -19,13 +19,13 @@
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
-import { memberList, put, rangePrefix, snapshot, type EtcdTarget } from '../../agent/etcd.js';
+import { memberList, memberStatus, put, rangePrefix, snapshot, type EtcdTarget } from '../../agent/etcd.js';
 import { FIELD_MANAGER } from '../../controller/apply/managed-fields.js';
 import { render } from '../../kinds/render.js';
 import type { KilnResource } from '../../kinds/types.js';
@@ -206,6 +206,7 @@ async function scenario<T>(label: string, fn: () => Promise<T>): Promise<T> {
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
   dir = await mkdtemp(path.join(tmpdir(), 'kiln-etcd-'));
+  await mkdir(path.join(dir, 'snapshots'));
   const ports = await freePorts(MAX * 2);
   for (let i = 0; i < MAX; i++) members.push({ ordinal: i, client: ports[2 * i]!, peer: ports[2 * i + 1]!, restarts: 0, nextStart: 0 });
   await cp.kubectlOk(['create', 'namespace', ns]);
@@ -218,7 +219,7 @@ beforeAll(async () => {
     passwordIntervalSeconds: 30,
     databaseCheckSeconds: 30,
     endpoints: Object.fromEntries(members.map((m) => [`EtcdCluster/${ns}/kv-${m.ordinal}`, `${clientUrl(m.ordinal)},http://127.0.0.1:${m.peer}`])),
-    etcd: { replaceAfterMs: 6_000, stepMs: 500, steadyMs: 2_000 },
+    etcd: { replaceAfterMs: 6_000, stepMs: 500, steadyMs: 2_000, snapshotDir: path.join(dir, 'snapshots') },
     log,
   });
   await agent.start();
@@ -321,8 +322,32 @@ describe('EtcdCluster membership (agent, real etcd)', () => {
     expect(status.revision).toBeGreaterThan(0);
   });
 
+  it('takes a snapshot before a version change and records it in status', async () => {
+    const revisionBefore = Number((await memberStatus(target(0))).revision);
+    await apply(cluster({ size: 3, version: '3.6.5' }));
+    const ec = await waitFor('status.lastSnapshot', async () => {
+      const o = await get('kiln.dev/v1alpha1', 'EtcdCluster', name);
+      return o?.status?.lastSnapshot ? o : undefined;
+    });
+    const snap = ec.status.lastSnapshot;
+    expect(snap).toMatchObject({ version: '3.6.4' });
+    expect(snap.name).toMatch(new RegExp(`^${ns}\\.kv\\.\\d{8}T\\d{6}Z\\.rev\\d+\\.db$`));
+    expect(snap.revision).toBeGreaterThanOrEqual(revisionBefore);
+    const file = path.join(dir, 'snapshots', snap.name);
+    const { stdout } = await run(path.join(binDir(), 'etcdutl'), ['snapshot', 'status', file, '-w', 'json']);
+    const status = JSON.parse(stdout) as { revision: number; totalSize: number };
+    expect(status.totalSize).toBe(snap.size - 32);
+    expect(status.revision).toBeGreaterThanOrEqual(snap.revision);
+    // Once per running version: the members still run 3.6.4 (the stand-in has no 3.6.5), and no second snapshot comes.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect((await get('kiln.dev/v1alpha1', 'EtcdCluster', name)).status.lastSnapshot).toEqual(snap);
+    expect((await readdir(path.join(dir, 'snapshots'))).filter((f) => !f.startsWith('.'))).toEqual([snap.name]);
+  });
+
   it('refuses a minor-version downgrade or skip at admission', async () => {
     const down = await cp.kubectl(['apply', '--server-side', '--field-manager=kiln-test', '-f', '-'], { input: JSON.stringify(cluster({ size: 3, version: '3.5.21' })) });
+    // A patch downgrade within the minor is etcd's to allow, and so is kiln's rule.
+    expect((await cp.kubectl(['apply', '--server-side', '--field-manager=kiln-test', '--dry-run=server', '-f', '-'], { input: JSON.stringify(cluster({ size: 3, version: '3.6.4' })) })).code).toBe(0);
     expect(down.code).not.toBe(0);
     expect(down.stderr).toContain('cannot be downgraded');
     const skip = await cp.kubectl(['apply', '--server-side', '--field-manager=kiln-test', '-f', '-'], { input: JSON.stringify(cluster({ size: 3, version: '3.8.0' })) });
