@@ -368,7 +368,12 @@ export class EtcdReconciler implements Reconciler<NamespacedName> {
   }
 
   private async scale(namespace: string, name: string, replicas: number): Promise<void> {
-    await this.ctx.client.mergePatch({ apiVersion: 'apps/v1', kind: 'StatefulSet', namespace, name }, { spec: { replicas } }, 'scale');
+    // As kiln-agent, so the StatefulSet's managedFields say who sets replicas.
+    await this.ctx.client.request('PATCH', `/apis/apps/v1/namespaces/${encodeURIComponent(namespace)}/statefulsets/${encodeURIComponent(name)}/scale`, {
+      query: { fieldManager: FIELD_MANAGER },
+      body: { spec: { replicas } },
+      contentType: 'application/merge-patch+json',
+    });
   }
 
   /** The members ConfigMap, owned by the EtcdCluster (deleted with it); a change carries the version read. */

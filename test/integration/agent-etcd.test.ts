@@ -1,6 +1,8 @@
 /**
  * The runtime agent managing an EtcdCluster's membership against real etcd
- * 3.6.4 processes (the harness's build) and the real control plane.
+ * 3.6.4 processes (the harness's build) and the real control plane, with
+ * kiln's controller applying the chart and reporting Ready (the stand-in
+ * kubelet makes pods ready).
  *
  * The processes stand in for the pods, as a kubelet would run them: member
  * `kv-<i>` runs while the StatefulSet has more than i replicas, with
@@ -8,8 +10,9 @@
  * ConfigMap `kv-members` (what the pods read through envFrom), restarted a
  * second after it exits (a crash loop), and its data directory is emptied
  * when its pod is replaced or scaled away (the claim goes with it: the chart's
- * whenScaled: Delete, the agent's deletion on replace). The agent reaches the
- * members through its per-member endpoint override.
+ * whenScaled: Delete, the agent's deletion on replace; in this test only the
+ * agent deletes pods). The agent reaches the members through its per-member
+ * endpoint override.
  *
  * A writer puts a key every 25 ms through any member that takes it, from the
  * first healthy cluster to the end; a write no member accepts within 2 s
@@ -24,10 +27,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { KubeConfig } from '@kubernetes/client-node';
 import { Agent } from '../../agent/agent.js';
+import { Manager } from '../../controller/manager.js';
 import { memberList, memberStatus, put, rangePrefix, snapshot, type EtcdTarget } from '../../agent/etcd.js';
 import { FIELD_MANAGER } from '../../controller/apply/managed-fields.js';
-import { render } from '../../kinds/render.js';
 import type { KilnResource } from '../../kinds/types.js';
 import { isNotFound } from '../../kube/client.js';
 import { loadKubeConfig } from '../../kube/kubeconfig.js';
@@ -42,6 +46,7 @@ type Any = any;
 
 let cp: ControlPlaneClient;
 let agent: Agent;
+let manager: Manager;
 let dir: string;
 const ns = `kiln-agent-etcd-${randomBytes(3).toString('hex')}`;
 const name = 'kv';
@@ -176,10 +181,6 @@ async function write(): Promise<void> {
 
 const apply = (obj: unknown) => cp.kubectlOk(['apply', '--server-side', '--field-manager=kiln-test', '-f', '-'], { input: JSON.stringify(obj) });
 const cluster = (spec: Record<string, unknown>): KilnResource => ({ apiVersion: 'kiln.dev/v1alpha1', kind: 'EtcdCluster', metadata: { name, namespace: ns }, spec: { version: '3.6.4', ...spec } });
-/** The chart's objects, applied as kiln's controller applies them (server-side, force, its field manager). */
-const applyRendered = async (size: number) => {
-  for (const o of render(cluster({ size }))) await agent.client.apply(o, FIELD_MANAGER);
-};
 const membersHealthy = (size: number, timeoutMs = 120_000) =>
   waitFor(
     `${size} healthy members`,
@@ -191,6 +192,14 @@ const membersHealthy = (size: number, timeoutMs = 120_000) =>
     timeoutMs,
   );
 
+/** The controller's Ready: the StatefulSet rolled out at `size` ready members (the stand-in kubelet makes pods ready). */
+const controllerReady = (size: number) =>
+  waitFor(`Ready with ${size}/${size} members`, async () => {
+    const ec = await get('kiln.dev/v1alpha1', 'EtcdCluster', name);
+    const c = ec?.status?.conditions?.find((x: Any) => x.type === 'Ready');
+    lastStatus = JSON.stringify(c);
+    return c?.status === 'True' && c.message.startsWith(`${size}/${size} members ready`) && ec.status.readyReplicas === size ? ec : undefined;
+  });
 let lastStatus = '';
 const figures: Record<string, Record<string, number>> = {};
 async function scenario<T>(label: string, fn: () => Promise<T>): Promise<T> {
@@ -223,6 +232,11 @@ beforeAll(async () => {
     log,
   });
   await agent.start();
+  // kiln's controller renders and applies the chart, and reports Ready from the StatefulSet at spec.size members.
+  const kc = new KubeConfig();
+  kc.loadFromFile(cp.kubeconfig);
+  manager = new Manager({ kc, namespaces: [ns], concurrency: 2, qps: 0, burst: 0, resyncSeconds: 0, version: 'test', log });
+  await manager.start();
   void supervise();
 }, 120_000);
 
@@ -230,6 +244,7 @@ afterAll(async () => {
   writer.running = false;
   stopping = true;
   await agent?.stop();
+  await manager?.stop();
   for (const m of members) await stopMember(m, false);
   console.log(`etcd-figures ${JSON.stringify(figures)}`);
   await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
@@ -239,8 +254,8 @@ afterAll(async () => {
 describe('EtcdCluster membership (agent, real etcd)', () => {
   it('bootstraps one seed member, then grows to 3 one learner at a time', async () => {
     await apply(cluster({ size: 3 }));
-    await applyRendered(3);
     await scenario('bootstrap 0->3', () => membersHealthy(3));
+    await controllerReady(3);
     const cm = await get('v1', 'ConfigMap', `${name}-members`);
     expect(cm.data.ETCD_INITIAL_CLUSTER_STATE).toBe('existing');
     expect(cm.data.ETCD_INITIAL_CLUSTER.split(',')).toEqual([0, 1, 2].map((i) => `kv-${i}=http://127.0.0.1:${members[i]!.peer}`));
@@ -252,8 +267,12 @@ describe('EtcdCluster membership (agent, real etcd)', () => {
   }, 180_000);
 
   it("kiln's server-side apply of the chart leaves the agent's replicas alone", async () => {
-    await applyRendered(3);
-    const sts = await get('apps/v1', 'StatefulSet', name);
+    // Drift in a field kiln owns: the controller applies its render again (force), and replicas stay the agent's.
+    await cp.kubectlOk(['-n', ns, 'patch', 'statefulset', name, '--type=merge', '-p', '{"spec":{"revisionHistoryLimit":5}}']);
+    const sts = await waitFor('the controller to apply the StatefulSet again', async () => {
+      const o = await get('apps/v1', 'StatefulSet', name);
+      return o?.spec.revisionHistoryLimit === 10 ? o : undefined;
+    });
     expect(sts.spec.replicas).toBe(3);
     const owners = (sts.metadata.managedFields as Any[]).filter((f) => JSON.stringify(f.fieldsV1 ?? {}).includes('"f:replicas"')).map((f) => f.manager);
     expect(owners).not.toContain(FIELD_MANAGER);
@@ -263,6 +282,7 @@ describe('EtcdCluster membership (agent, real etcd)', () => {
     await waitFor('the writer', () => writer.acked.size > 20);
     await apply(cluster({ size: 5 }));
     const five = await scenario('scale 3->5', () => membersHealthy(5, 180_000));
+    await controllerReady(5);
     expect(five.status.members.map((m: Any) => m.name).sort()).toEqual(['kv-0', 'kv-1', 'kv-2', 'kv-3', 'kv-4']);
     expect(five.status.members.filter((m: Any) => m.leader)).toHaveLength(1);
     expect(five.status.members.every((m: Any) => m.version === '3.6.4' && m.healthy && m.dbSize > 0)).toBe(true);
