@@ -24,6 +24,7 @@ import { DEFAULT_POLICY, type PostgresPolicy } from './policy.js';
 import { DirectoryReconciler } from './directory-reconciler.js';
 import { InstanceReconciler, superuserSecretRef, type PostgresInstance } from './instance-reconciler.js';
 import { agentStatusWriter } from './status.js';
+import { DEFAULT_ETCD_OPTIONS, EtcdReconciler, type EtcdCluster, type EtcdOptions } from './etcd-reconciler.js';
 import { parseKey, type NamespacedName, type Reconciler } from '../kube/reconcile.js';
 import type { StatusWriter } from '../kube/status.js';
 import { redact } from './redact.js';
@@ -50,12 +51,15 @@ export interface AgentOptions {
   onTask?: (kind: string, task: string, outcome: 'success' | 'error') => void;
   /** Extension allowlist, where insecure password auth is honoured, server timeouts. */
   postgres?: PostgresPolicy;
+  /** EtcdCluster membership: when an unreachable member is replaced, how often clusters are looked at. */
+  etcd?: Partial<EtcdOptions>;
 }
 
 const KINDS: { kind: WatchedKind; apiVersion: string }[] = [
   { kind: 'DirectoryService', apiVersion: KILN_API_VERSION },
   { kind: 'PostgresInstance', apiVersion: KILN_API_VERSION },
   { kind: 'PostgresDatabase', apiVersion: KILN_API_VERSION },
+  { kind: 'EtcdCluster', apiVersion: KILN_API_VERSION },
   { kind: 'Secret', apiVersion: 'v1' },
 ];
 
@@ -64,6 +68,9 @@ function instanceSecrets(pi: PostgresInstance): string[] {
   const tls = (pi.spec as { tls?: { secretName?: string } }).tls?.secretName;
   return [superuserSecretRef(pi).name, ...(tls ? [tls] : [])];
 }
+
+/** The client Secret of an EtcdCluster: the agent connects with its certificate. */
+const etcdSecrets = (ec: EtcdCluster): string[] => (ec.spec.tls?.clientSecret ? [ec.spec.tls.clientSecret] : []);
 
 type DirectoryRefs = KubeObject & { spec: { passwords?: Record<string, { secretName: string }>; secrets?: { truststore?: string } } };
 
@@ -138,6 +145,7 @@ export class Agent {
       DirectoryService: new DirectoryReconciler(this.ctx, this.status),
       PostgresInstance: new InstanceReconciler(this.ctx, this.status),
       PostgresDatabase: this.databases,
+      EtcdCluster: new EtcdReconciler(this.ctx, this.status, { ...DEFAULT_ETCD_OPTIONS, ...opts.etcd }),
     };
     this.queue = new WorkQueue(
       async (key) => {
@@ -153,7 +161,7 @@ export class Agent {
     this.queue.onError = (key, err, retryInMs) => opts.log('warn', 'agent task failed', { key, error: redact(err instanceof Error ? err.message : String(err)), retryInMs });
     this.lifecycle = {
       leading: () => {
-        for (const kind of ['PostgresInstance', 'PostgresDatabase', 'DirectoryService'] as const) {
+        for (const kind of ['PostgresInstance', 'PostgresDatabase', 'DirectoryService', 'EtcdCluster'] as const) {
           for (const o of this.ctx.caches.list(kind)) this.enqueue(kind, o);
         }
         this.dropTimer = setInterval(() => void this.checkDropped(), Math.max(250, this.ctx.databaseCheckMs / 2));
@@ -189,6 +197,7 @@ export class Agent {
         return;
       }
       case 'DirectoryService':
+      case 'EtcdCluster':
         if (event === 'updated' && old && !generationChanged(old, obj)) return;
         return this.enqueue(kind, obj);
     }
@@ -203,6 +212,7 @@ export class Agent {
       return [...Object.values(ds.spec.passwords ?? {}).map((p) => p.secretName), ...(ds.spec.secrets?.truststore ? [ds.spec.secrets.truststore] : [])];
     }
     if (kind === 'PostgresInstance') return instanceSecrets(o as PostgresInstance);
+    if (kind === 'EtcdCluster') return etcdSecrets(o as EtcdCluster);
     if (kind === 'PostgresDatabase') {
       const db = o as PostgresDatabase;
       const pi = this.informers.get('PostgresInstance')!.get(ns, db.spec.instance) as PostgresInstance | undefined;
@@ -214,7 +224,7 @@ export class Agent {
   /** Every Secret some resource names (namespace/name): what the Secret cache may keep. */
   private referencedSecrets(): Set<string> {
     const out = new Set<string>();
-    for (const kind of ['DirectoryService', 'PostgresInstance', 'PostgresDatabase'] as const) {
+    for (const kind of ['DirectoryService', 'PostgresInstance', 'PostgresDatabase', 'EtcdCluster'] as const) {
       for (const o of this.ctx.caches.list(kind)) for (const n of this.secretsNamedBy(kind, o.metadata.namespace!, o.metadata.name)) out.add(`${o.metadata.namespace}/${n}`);
     }
     return out;
@@ -232,6 +242,7 @@ export class Agent {
       for (const db of this.ctx.caches.list('PostgresDatabase', ns)) if ((db as PostgresDatabase).spec.instance === pi.metadata.name) this.enqueue('PostgresDatabase', db);
     }
     for (const db of this.ctx.caches.list('PostgresDatabase', ns)) if (connectionSecretName(db) === name) this.enqueue('PostgresDatabase', db);
+    for (const ec of this.ctx.caches.list('EtcdCluster', ns)) if (etcdSecrets(ec as EtcdCluster).includes(name)) this.enqueue('EtcdCluster', ec);
   }
 
   isLeader(): boolean {

@@ -5,6 +5,7 @@ import type { KubeObject } from '../kube/informer.js';
 import type { Log } from '../lib/log.js';
 import { directoryUrl } from '../kinds/directory-service/names.js';
 import { POSTGRES_PORT, postgresServiceAddress } from '../kinds/postgres-instance/names.js';
+import { etcdClientUrl, etcdMemberName, etcdPeerUrl } from '../kinds/etcd-cluster/names.js';
 
 export { postgresServiceAddress };
 
@@ -13,7 +14,7 @@ export interface Caches {
   list(kind: WatchedKind, namespace?: string): KubeObject[];
 }
 
-export type WatchedKind = 'DirectoryService' | 'PostgresInstance' | 'PostgresDatabase' | 'Secret';
+export type WatchedKind = 'DirectoryService' | 'PostgresInstance' | 'PostgresDatabase' | 'EtcdCluster' | 'Secret';
 
 export interface AgentContext {
   client: KubeApi;
@@ -54,11 +55,26 @@ export class Endpoints {
     }
     return postgresServiceAddress(namespace, name, servicePort);
   }
+
+  /**
+   * Member `ordinal`'s client and peer URLs. The override is per member,
+   * `EtcdCluster/<namespace>/<name>-<ordinal>=<client URL>,<peer URL>`: the
+   * peer URL is what the agent registers with MemberAdd, so it must be the one
+   * the member listens on.
+   */
+  etcdMember(namespace: string, name: string, ordinal: number, tls: { client: boolean; peer: boolean }): { client: string; peer: string } {
+    const o = this.overrides[`EtcdCluster/${namespace}/${etcdMemberName(name, ordinal)}`];
+    const [client, peer] = o ? o.split(',') : [];
+    return { client: client || etcdClientUrl(namespace, name, ordinal, tls.client), peer: peer || etcdPeerUrl(namespace, name, ordinal, tls.peer) };
+  }
 }
 
 /** `--endpoint Kind/namespace/name=address`, parsed. */
 export function parseEndpoint(spec: string): [string, string] {
-  const m = /^(DirectoryService|PostgresInstance)\/([a-z0-9-]+)\/([a-z0-9.-]+)=(.+)$/.exec(spec);
-  if (!m) throw new Error(`--endpoint ${JSON.stringify(spec)}: expected DirectoryService/<namespace>/<name>=ldap[s]://host:port or PostgresInstance/<namespace>/<name>=host:port`);
+  const m = /^(DirectoryService|PostgresInstance|EtcdCluster)\/([a-z0-9-]+)\/([a-z0-9.-]+)=(.+)$/.exec(spec);
+  if (!m)
+    throw new Error(
+      `--endpoint ${JSON.stringify(spec)}: expected DirectoryService/<namespace>/<name>=ldap[s]://host:port, PostgresInstance/<namespace>/<name>=host:port or EtcdCluster/<namespace>/<name>-<ordinal>=<client URL>,<peer URL>`,
+    );
   return [`${m[1]}/${m[2]}/${m[3]}`, m[4]!];
 }

@@ -13,6 +13,8 @@ interface AgentFlags extends KubeAccessFlags {
   allowedExtension: string[];
   allowInsecureAuthNamespace: string[];
   postgresTimeout: number;
+  etcdReplaceAfter: number;
+  etcdSnapshotDir?: string;
   logLevel: LogLevel;
   logFormat?: LogFormat;
 }
@@ -40,7 +42,7 @@ export function registerAgent(program: Command, version: string): void {
     )
     .option(
       '--endpoint <Kind/namespace/name=address>',
-      'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636 or PostgresInstance/shop/db=127.0.0.1:5432 (repeatable; for running outside the cluster)',
+      'reach a server at this address instead of its Service DNS name, e.g. DirectoryService/identity/ds=ldaps://127.0.0.1:1636, PostgresInstance/shop/db=127.0.0.1:5432 or, per etcd member, EtcdCluster/platform/config-0=<client URL>,<peer URL> (repeatable; for running outside the cluster)',
       repeat,
       [],
     )
@@ -55,6 +57,16 @@ export function registerAgent(program: Command, version: string): void {
       'a namespace whose PostgresInstances may set spec.allowInsecureAuth: the agent then answers cleartext and MD5 password requests there (repeatable, or comma-separated; default none: only SCRAM-SHA-256)',
       collect,
       [],
+    )
+    .option(
+      '--etcd-replace-after <seconds>',
+      'an EtcdCluster member that stays unreachable this long while the others hold a quorum is replaced: removed, added again and started on an empty volume (its data is lost or it could not come back)',
+      wholeNumber(10, 86_400),
+      300,
+    )
+    .option(
+      '--etcd-snapshot-dir <dir>',
+      'write a snapshot of an EtcdCluster here before its version changes (recorded in status.lastSnapshot); default none: no snapshot is taken. In a cluster, mount a volume there',
     )
     .option(
       '--postgres-timeout <seconds>',
@@ -98,10 +110,11 @@ export function registerAgent(program: Command, version: string): void {
         startupTimeoutSeconds: runtime.startupTimeoutSeconds,
         log,
         onTask: recordAgentTask,
+        etcd: { replaceAfterMs: opts.etcdReplaceAfter * 1000, snapshotDir: opts.etcdSnapshotDir },
         postgres: postgresPolicy({ extensions: opts.allowedExtension, insecureAuthNamespaces: opts.allowInsecureAuthNamespace, timeoutSeconds: opts.postgresTimeout }),
         onLostLeadership: exitOnLostLeadership({ component: 'agent', log, stop: (): Promise<void> => agent.stop({ release: false }), graceMs: lostLeadershipGraceMs(runtime.leaderElection) }),
       });
-      agent.queue.instrument((kind) => `${kind.toLowerCase()}-agent`, ['DirectoryService', 'PostgresInstance', 'PostgresDatabase']);
+      agent.queue.instrument((kind) => `${kind.toLowerCase()}-agent`, ['DirectoryService', 'PostgresInstance', 'PostgresDatabase', 'EtcdCluster']);
       await serve({
         component: 'agent',
         version,

@@ -2698,6 +2698,487 @@ export enum DirectoryServiceSpecSchedulingTolerationsEffect {
 
 
 /**
+ * An etcd cluster: a StatefulSet of members (stable names <name>-<i>), a headless peer Service, a <name>-client Service and a PodDisruptionBudget that keeps quorum. The kiln agent owns membership through the etcd API: it adds a member before the StatefulSet grows and removes one before it shrinks, one at a time and only while every member is healthy, and writes the members it knows into the ConfigMap <name>-members that the pods read.
+ *
+ * @schema EtcdCluster
+ */
+export class EtcdCluster extends ApiObject {
+  /**
+   * Returns the apiVersion and kind for "EtcdCluster"
+   */
+  public static readonly GVK: GroupVersionKind = {
+    apiVersion: 'kiln.dev/v1alpha1',
+    kind: 'EtcdCluster',
+  }
+
+  /**
+   * Renders a Kubernetes manifest for "EtcdCluster".
+   *
+   * This can be used to inline resource manifests inside other objects (e.g. as templates).
+   *
+   * @param props initialization props
+   */
+  public static manifest(props: EtcdClusterProps): any {
+    return {
+      ...EtcdCluster.GVK,
+      ...toJson_EtcdClusterProps(props),
+    };
+  }
+
+  /**
+   * Defines a "EtcdCluster" API object
+   * @param scope the scope in which to define this object
+   * @param id a scope-local name for the object
+   * @param props initialization props
+   */
+  public constructor(scope: Construct, id: string, props: EtcdClusterProps) {
+    super(scope, id, {
+      ...EtcdCluster.GVK,
+      ...props,
+    });
+  }
+
+  /**
+   * Renders the object to Kubernetes JSON.
+   */
+  public override toJson(): any {
+    const resolved = super.toJson();
+
+    return {
+      ...EtcdCluster.GVK,
+      ...toJson_EtcdClusterProps(resolved),
+    };
+  }
+}
+
+/**
+ * An etcd cluster: a StatefulSet of members (stable names <name>-<i>), a headless peer Service, a <name>-client Service and a PodDisruptionBudget that keeps quorum. The kiln agent owns membership through the etcd API: it adds a member before the StatefulSet grows and removes one before it shrinks, one at a time and only while every member is healthy, and writes the members it knows into the ConfigMap <name>-members that the pods read.
+ *
+ * @schema EtcdCluster
+ */
+export interface EtcdClusterProps {
+  /**
+   * @schema EtcdCluster#metadata
+   */
+  readonly metadata?: ApiObjectMetadata;
+
+  /**
+   * Desired state of the cluster.
+   *
+   * @schema EtcdCluster#spec
+   */
+  readonly spec: EtcdClusterSpec;
+}
+
+/**
+ * Converts an object of type 'EtcdClusterProps' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_EtcdClusterProps(obj: EtcdClusterProps | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'metadata': obj.metadata,
+    'spec': toJson_EtcdClusterSpec(obj.spec),
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Desired state of the cluster.
+ *
+ * @schema EtcdClusterSpec
+ */
+export interface EtcdClusterSpec {
+  /**
+   * Number of members, 1 to 9. Odd sizes tolerate as many failures as the next even size with fewer members to agree. Default 3.
+   *
+   * @schema EtcdClusterSpec#size
+   */
+  readonly size?: number;
+
+  /**
+   * etcd version, 3.<minor>.<patch>; selects the image gcr.io/etcd-development/etcd:v<version> unless image is set. Default 3.6.4. A downgrade of the minor version or a skipped minor is refused.
+   *
+   * @schema EtcdClusterSpec#version
+   */
+  readonly version?: string;
+
+  /**
+   * Container image for etcd, e.g. registry.example.com/etcd:1.2.3.
+   *
+   * @schema EtcdClusterSpec#image
+   */
+  readonly image?: string;
+
+  /**
+   * When the kubelet pulls the image (Always, IfNotPresent, Never). Default IfNotPresent.
+   *
+   * @schema EtcdClusterSpec#imagePullPolicy
+   */
+  readonly imagePullPolicy?: EtcdClusterSpecImagePullPolicy;
+
+  /**
+   * The persistent volume each member claims. The claim outlives the resource unless stated otherwise.
+   *
+   * @schema EtcdClusterSpec#storage
+   */
+  readonly storage?: EtcdClusterSpecStorage;
+
+  /**
+   * Compute resources of the main container. When omitted kiln sets requests cpu 250m, memory 512Mi and limit memory 1Gi; kiln never leaves them unset.
+   *
+   * @schema EtcdClusterSpec#resources
+   */
+  readonly resources?: EtcdClusterSpecResources;
+
+  /**
+   * TLS you bring (e.g. made by cert-manager): Secrets with tls.crt, tls.key and ca.crt. Certificates must name <name>-<i>.<name>.<namespace>.svc (peer) and <name>-client.<namespace>.svc plus the member names (client).
+   *
+   * @schema EtcdClusterSpec#tls
+   */
+  readonly tls?: EtcdClusterSpecTls;
+
+  /**
+   * Where the members run.
+   *
+   * @schema EtcdClusterSpec#scheduling
+   */
+  readonly scheduling?: EtcdClusterSpecScheduling;
+
+  /**
+   * Seconds a rollout may go without progress (a member becoming ready or updated) before the resource is reported Stalled with reason ProgressDeadlineExceeded; the rollout itself goes on. Default 600, as a Deployment's.
+   *
+   * @schema EtcdClusterSpec#progressDeadlineSeconds
+   */
+  readonly progressDeadlineSeconds?: number;
+}
+
+/**
+ * Converts an object of type 'EtcdClusterSpec' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_EtcdClusterSpec(obj: EtcdClusterSpec | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'size': obj.size,
+    'version': obj.version,
+    'image': obj.image,
+    'imagePullPolicy': obj.imagePullPolicy,
+    'storage': toJson_EtcdClusterSpecStorage(obj.storage),
+    'resources': toJson_EtcdClusterSpecResources(obj.resources),
+    'tls': toJson_EtcdClusterSpecTls(obj.tls),
+    'scheduling': toJson_EtcdClusterSpecScheduling(obj.scheduling),
+    'progressDeadlineSeconds': obj.progressDeadlineSeconds,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * When the kubelet pulls the image (Always, IfNotPresent, Never). Default IfNotPresent.
+ *
+ * @schema EtcdClusterSpecImagePullPolicy
+ */
+export enum EtcdClusterSpecImagePullPolicy {
+  /** Always */
+  ALWAYS = "Always",
+  /** IfNotPresent */
+  IF_NOT_PRESENT = "IfNotPresent",
+  /** Never */
+  NEVER = "Never",
+}
+
+/**
+ * The persistent volume each member claims. The claim outlives the resource unless stated otherwise.
+ *
+ * @schema EtcdClusterSpecStorage
+ */
+export interface EtcdClusterSpecStorage {
+  /**
+   * Requested size of each volume, e.g. 100Gi. Default 8Gi.
+   *
+   * @schema EtcdClusterSpecStorage#size
+   */
+  readonly size?: string;
+
+  /**
+   * StorageClass of the volumes. Default: the cluster default class.
+   *
+   * @schema EtcdClusterSpecStorage#storageClassName
+   */
+  readonly storageClassName?: string;
+}
+
+/**
+ * Converts an object of type 'EtcdClusterSpecStorage' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_EtcdClusterSpecStorage(obj: EtcdClusterSpecStorage | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'size': obj.size,
+    'storageClassName': obj.storageClassName,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Compute resources of the main container. When omitted kiln sets requests cpu 250m, memory 512Mi and limit memory 1Gi; kiln never leaves them unset.
+ *
+ * @schema EtcdClusterSpecResources
+ */
+export interface EtcdClusterSpecResources {
+  /**
+   * Minimum resources the scheduler reserves, keyed by resource name (cpu, memory, ephemeral-storage, ...).
+   *
+   * @schema EtcdClusterSpecResources#requests
+   */
+  readonly requests?: { [key: string]: EtcdClusterSpecResourcesRequests };
+
+  /**
+   * Maximum resources the container may use, keyed by resource name (cpu, memory, ephemeral-storage, ...).
+   *
+   * @schema EtcdClusterSpecResources#limits
+   */
+  readonly limits?: { [key: string]: EtcdClusterSpecResourcesLimits };
+}
+
+/**
+ * Converts an object of type 'EtcdClusterSpecResources' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_EtcdClusterSpecResources(obj: EtcdClusterSpecResources | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'requests': ((obj.requests) === undefined) ? undefined : (Object.entries(obj.requests).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1]?.value }), {})),
+    'limits': ((obj.limits) === undefined) ? undefined : (Object.entries(obj.limits).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1]?.value }), {})),
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * TLS you bring (e.g. made by cert-manager): Secrets with tls.crt, tls.key and ca.crt. Certificates must name <name>-<i>.<name>.<namespace>.svc (peer) and <name>-client.<namespace>.svc plus the member names (client).
+ *
+ * @schema EtcdClusterSpecTls
+ */
+export interface EtcdClusterSpecTls {
+  /**
+   * Secret for member-to-member TLS (peer URLs become https, client certificates required).
+   *
+   * @schema EtcdClusterSpecTls#peerSecret
+   */
+  readonly peerSecret?: string;
+
+  /**
+   * Secret for the client URLs (https, client certificates required); the kiln agent connects with this Secret's certificate.
+   *
+   * @schema EtcdClusterSpecTls#clientSecret
+   */
+  readonly clientSecret?: string;
+}
+
+/**
+ * Converts an object of type 'EtcdClusterSpecTls' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_EtcdClusterSpecTls(obj: EtcdClusterSpecTls | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'peerSecret': obj.peerSecret,
+    'clientSecret': obj.clientSecret,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Where the members run.
+ *
+ * @schema EtcdClusterSpecScheduling
+ */
+export interface EtcdClusterSpecScheduling {
+  /**
+   * Tolerate nodes tainted kiln.dev/dedicated=etcd:NoSchedule (kubectl taint nodes <node> kiln.dev/dedicated=etcd:NoSchedule), so the members can use nodes set aside for them. Default true.
+   *
+   * @schema EtcdClusterSpecScheduling#tolerateDedicatedNodes
+   */
+  readonly tolerateDedicatedNodes?: boolean;
+
+  /**
+   * Spread members over nodes: Soft (preferred), Hard (required; members stay Pending when there are fewer nodes than members) or None. Default Soft. The former lower-case spellings are refused.
+   *
+   * @schema EtcdClusterSpecScheduling#antiAffinity
+   */
+  readonly antiAffinity?: string;
+
+  /**
+   * Labels a node must carry to run a member.
+   *
+   * @schema EtcdClusterSpecScheduling#nodeSelector
+   */
+  readonly nodeSelector?: { [key: string]: string };
+
+  /**
+   * Extra tolerations.
+   *
+   * @schema EtcdClusterSpecScheduling#tolerations
+   */
+  readonly tolerations?: EtcdClusterSpecSchedulingTolerations[];
+
+  /**
+   * PriorityClass of the pods.
+   *
+   * @schema EtcdClusterSpecScheduling#priorityClassName
+   */
+  readonly priorityClassName?: string;
+}
+
+/**
+ * Converts an object of type 'EtcdClusterSpecScheduling' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_EtcdClusterSpecScheduling(obj: EtcdClusterSpecScheduling | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'tolerateDedicatedNodes': obj.tolerateDedicatedNodes,
+    'antiAffinity': obj.antiAffinity,
+    'nodeSelector': ((obj.nodeSelector) === undefined) ? undefined : (Object.entries(obj.nodeSelector).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {})),
+    'tolerations': obj.tolerations?.map(y => toJson_EtcdClusterSpecSchedulingTolerations(y)),
+    'priorityClassName': obj.priorityClassName,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * A resource quantity, e.g. 500m or 2Gi.
+ *
+ * @schema EtcdClusterSpecResourcesRequests
+ */
+export class EtcdClusterSpecResourcesRequests {
+  public static fromNumber(value: number): EtcdClusterSpecResourcesRequests {
+    return new EtcdClusterSpecResourcesRequests(value);
+  }
+  public static fromString(value: string): EtcdClusterSpecResourcesRequests {
+    return new EtcdClusterSpecResourcesRequests(value);
+  }
+  private constructor(public readonly value: number | string) {
+  }
+}
+
+/**
+ * A resource quantity, e.g. 500m or 2Gi.
+ *
+ * @schema EtcdClusterSpecResourcesLimits
+ */
+export class EtcdClusterSpecResourcesLimits {
+  public static fromNumber(value: number): EtcdClusterSpecResourcesLimits {
+    return new EtcdClusterSpecResourcesLimits(value);
+  }
+  public static fromString(value: string): EtcdClusterSpecResourcesLimits {
+    return new EtcdClusterSpecResourcesLimits(value);
+  }
+  private constructor(public readonly value: number | string) {
+  }
+}
+
+/**
+ * A toleration, as in a Pod spec.
+ *
+ * @schema EtcdClusterSpecSchedulingTolerations
+ */
+export interface EtcdClusterSpecSchedulingTolerations {
+  /**
+   * Taint key to tolerate; empty with Exists tolerates everything.
+   *
+   * @schema EtcdClusterSpecSchedulingTolerations#key
+   */
+  readonly key?: string;
+
+  /**
+   * Exists or Equal (default Equal).
+   *
+   * @schema EtcdClusterSpecSchedulingTolerations#operator
+   */
+  readonly operator?: EtcdClusterSpecSchedulingTolerationsOperator;
+
+  /**
+   * Taint value for Equal.
+   *
+   * @schema EtcdClusterSpecSchedulingTolerations#value
+   */
+  readonly value?: string;
+
+  /**
+   * Taint effect to match; empty matches all.
+   *
+   * @schema EtcdClusterSpecSchedulingTolerations#effect
+   */
+  readonly effect?: EtcdClusterSpecSchedulingTolerationsEffect;
+
+  /**
+   * For NoExecute: how long the pod stays bound after the taint appears.
+   *
+   * @schema EtcdClusterSpecSchedulingTolerations#tolerationSeconds
+   */
+  readonly tolerationSeconds?: number;
+}
+
+/**
+ * Converts an object of type 'EtcdClusterSpecSchedulingTolerations' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_EtcdClusterSpecSchedulingTolerations(obj: EtcdClusterSpecSchedulingTolerations | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'key': obj.key,
+    'operator': obj.operator,
+    'value': obj.value,
+    'effect': obj.effect,
+    'tolerationSeconds': obj.tolerationSeconds,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Exists or Equal (default Equal).
+ *
+ * @schema EtcdClusterSpecSchedulingTolerationsOperator
+ */
+export enum EtcdClusterSpecSchedulingTolerationsOperator {
+  /** Exists */
+  EXISTS = "Exists",
+  /** Equal */
+  EQUAL = "Equal",
+}
+
+/**
+ * Taint effect to match; empty matches all.
+ *
+ * @schema EtcdClusterSpecSchedulingTolerationsEffect
+ */
+export enum EtcdClusterSpecSchedulingTolerationsEffect {
+  /** NoSchedule */
+  NO_SCHEDULE = "NoSchedule",
+  /** PreferNoSchedule */
+  PREFER_NO_SCHEDULE = "PreferNoSchedule",
+  /** NoExecute */
+  NO_EXECUTE = "NoExecute",
+}
+
+
+/**
  * A memcached pool (the operator-sdk tutorial kind): a Deployment of spec.size memcached pods and a Service <name> on port 11211. Stateless: a pod replaced is an empty cache. status.nodes lists the pods.
  *
  * @schema Memcached

@@ -395,7 +395,8 @@ export class KilnInstallChart extends Chart {
         replicas: o.agentReplicas ?? 1,
         omitRules,
         args: ['agent', '--leader-election-id', AGENT, ...common, ...(watched ? watchArgs : agentNamespaces.length ? ['--namespace', agentNamespaces.join(',')] : [])],
-        // Namespaces given: the agent watches only them, and may read and write Secrets only there.
+        // Namespaces given: the agent watches only them, and may read and write Secrets, and scale and delete
+        // etcd members, only there.
         scope: { watched, agentNamespaces },
         resources: { cpu: '100m', memory: '128Mi', memoryLimit: '512Mi' },
       });

@@ -67,7 +67,7 @@ export type Component = 'controller-apply' | 'controller-git' | 'agent';
 const CONTROLLER_KINDS = KINDS.filter((k) => k.kind !== 'PostgresDatabase')
   .map((k) => k.plural)
   .sort();
-const AGENT_KINDS = ['directoryservices', 'postgresdatabases', 'postgresinstances'];
+const AGENT_KINDS = ['directoryservices', 'etcdclusters', 'postgresdatabases', 'postgresinstances'];
 
 const kilnRead = (kinds: string[]): NamedRule => ({
   id: 'kiln-watch',
@@ -219,6 +219,28 @@ export const AGENT_RULES: NamedRule[] = [
     why: 'notice changes to Secrets (list, watch: metadata only), read by name the Secrets resources name (passwords, superuser, truststore, TLS CA), generate missing ones and write connection Secrets',
     rule: { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'get', 'list', 'patch', 'watch'] },
   },
+  // EtcdCluster membership (agent/etcd-reconciler.ts). Four rules, because one rule grants each of its verbs on
+  // each of its resources: the agent may scale a StatefulSet but not patch its spec.
+  {
+    id: 'etcd-statefulsets',
+    why: "read an EtcdCluster's StatefulSet (its replicas, and that kiln's labels are on it)",
+    rule: { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['get'] },
+  },
+  {
+    id: 'etcd-scale',
+    why: "grow and shrink an EtcdCluster's StatefulSet one member at a time, through its scale subresource, around MemberAdd and MemberRemove",
+    rule: { apiGroups: ['apps'], resources: ['statefulsets/scale'], verbs: ['patch'] },
+  },
+  {
+    id: 'etcd-members',
+    why: 'read, create and update the ConfigMap <name>-members the members read at start (initial cluster and state)',
+    rule: { apiGroups: [''], resources: ['configmaps'], verbs: ['create', 'get', 'patch'] },
+  },
+  {
+    id: 'etcd-replace',
+    why: 'start a replaced etcd member on an empty volume: delete its pod and its claim (the StatefulSet recreates both)',
+    rule: { apiGroups: [''], resources: ['persistentvolumeclaims', 'pods'], verbs: ['delete'] },
+  },
   eventsCreate,
 ];
 
@@ -283,7 +305,7 @@ export function grants(component: Component, s: GrantScope): Grant[] {
   if (component === 'controller-git' && s.fluxNamespace !== undefined) perNamespace.push({ id: 'flux', rules: FLUX_RULES, namespaces: [s.fluxNamespace] });
   const agentNamespaces = uniqueSorted(s.agentNamespaces ?? []);
   if (component === 'agent' && s.watched === undefined && agentNamespaces.length) {
-    perNamespace.push({ id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets'), namespaces: agentNamespaces });
+    perNamespace.push({ id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets' || r.id.startsWith('etcd-')), namespaces: agentNamespaces });
   }
   // A rule granted per namespace is not also granted with the main role.
   const main = clusterRules(component).filter((r) => !perNamespace.some((p) => p.rules.some((n) => n.id === r.id)));

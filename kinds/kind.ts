@@ -101,6 +101,11 @@ export interface KindDefinition {
    * labels, annotations). A pod's change reconciles its resource again. Default: none.
    */
   readonly pods?: { app: string; status(pods: KubeObject[]): Record<string, unknown> };
+  /**
+   * With ready 'members': how many members the resource wants, when its StatefulSet leaves
+   * `spec.replicas` to another writer (the agent scales an EtcdCluster). Default: the rendered replicas.
+   */
+  readonly members?: (spec: Spec) => number;
   /** kiln's own checks, after the schema and CEL: what they cannot say. Default: none. */
   readonly checks?: (spec: Spec, out: FieldError[]) => void;
   /**

@@ -16,6 +16,7 @@ import { checkDataClaimOf } from './directory-backup/claim-check.js';
 import { directoryServiceInputs } from './directory-backup/inputs.js';
 import { DirectoryRestoreChart, type DirectoryRestoreResource } from './directory-restore/chart.js';
 import { checkBackupClaimOf } from './directory-restore/claim-check.js';
+import { EtcdClusterChart } from './etcd-cluster/chart.js';
 import { DirectoryServiceChart, type DirectoryServiceResource } from './directory-service/chart.js';
 import { checkDirectoryService } from './directory-service/checks.js';
 import { MEMCACHED_APP, MemcachedChart } from './memcached/chart.js';
@@ -75,6 +76,13 @@ const DEFINITIONS: KindDefinition[] = [
     kind: 'DataGrid',
     chart: (s, id, r) => new DataGridChart(s, id, r as unknown as DataGridResource),
     checks: checkDataGrid,
+  },
+  {
+    kind: 'EtcdCluster',
+    chart: (s, id, r) => new EtcdClusterChart(s, id, r),
+    ready: 'members',
+    // The agent scales the StatefulSet one member at a time (see kinds/etcd-cluster/chart.ts).
+    members: (spec) => (spec['size'] as number | undefined) ?? 3,
   },
   {
     kind: 'ConfigMapSync',

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build a real Kubernetes control plane (kube-apiserver, kube-controller-manager,
-# kubectl, etcd; or the binaries named as arguments, e.g. the node's kubelet,
+# kubectl, etcd, etcdutl; or the binaries named as arguments, e.g. the node's kubelet,
 # kube-scheduler and kube-proxy) from the Go module proxy, using the tools module in
 # test/controlplane/, into a cache directory outside the work tree:
 #
@@ -76,6 +76,7 @@ copy_snapshot_crds
 # --- build ----------------------------------------------------------------
 declare -A PKG=(
   [etcd]=go.etcd.io/etcd/server/v3
+  [etcdutl]=go.etcd.io/etcd/etcdutl/v3
   [kube-apiserver]=k8s.io/kubernetes/cmd/kube-apiserver
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
@@ -84,7 +85,7 @@ declare -A PKG=(
   [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
 )
 # Arguments name the binaries to build (scripts/build-node.sh asks for the node's); default the control plane.
-if (($#)); then ORDER=("$@"); else ORDER=(etcd kubectl kube-apiserver kube-controller-manager); fi
+if (($#)); then ORDER=("$@"); else ORDER=(etcd etcdutl kubectl kube-apiserver kube-controller-manager); fi
 for name in "${ORDER[@]}"; do [[ -n ${PKG[$name]:-} ]] || { log "unknown binary: $name"; exit 2; }; done
 
 MAJOR=${KUBE_VERSION#v}; MAJOR=${MAJOR%%.*}
@@ -110,6 +111,11 @@ kube_ldflags() {
   echo "$flags"
 }
 
+# etcdutl has a tools module of its own (its go.mod's replace directives rule out
+# `go install ...@version`; test/controlplane/etcdutl/go.mod says more).
+moddir() { if [[ $1 == etcdutl ]]; then echo "$MODDIR/etcdutl"; else echo "$MODDIR"; fi; }
+is_etcd() { [[ $1 == etcd || $1 == etcdutl ]]; }
+
 etcd_ldflags() {
   local flags="-s -w"
   [[ -n $ETCD_GIT_SHA ]] && flags+=" -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_GIT_SHA"
@@ -127,9 +133,9 @@ stamp() {
   local name=$1
   {
     echo "$name ${PKG[$name]} $TAGS"
-    if [[ $name == etcd ]]; then etcd_ldflags; else kube_ldflags; fi
+    if is_etcd "$name"; then etcd_ldflags; else kube_ldflags; fi
     (cd "$MODDIR" && go env GOVERSION)
-    cat "$MODDIR/go.mod" "$MODDIR/go.sum"
+    cat "$(moddir "$name")/go.mod" "$(moddir "$name")/go.sum"
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -147,6 +153,9 @@ check_bin() {
     etcd)
       out=$("$BIN/$name" --version 2>/dev/null) || return 1
       [[ $out == *"etcd Version: $ETCD_VERSION"* ]] ;;
+    etcdutl)
+      out=$("$BIN/$name" version 2>/dev/null) || return 1
+      [[ $out == *"etcdutl version: $ETCD_VERSION"* ]] ;;
     *) return 1 ;;
   esac
 }
@@ -157,10 +166,10 @@ for name in "${ORDER[@]}"; do
   if [[ ${KILN_CP_REBUILD:-0} != 1 ]] && check_bin "$name"; then
     continue
   fi
-  if [[ $name == etcd ]]; then ldflags=$(etcd_ldflags); else ldflags=$(kube_ldflags); fi
+  if is_etcd "$name"; then ldflags=$(etcd_ldflags); else ldflags=$(kube_ldflags); fi
   log "$name: building ${PKG[$name]} (-p $JOBS)"
   start=$(date +%s)
-  (cd "$MODDIR" && go build -p "$JOBS" -trimpath -tags "$TAGS" -ldflags "$ldflags" \
+  (cd "$(moddir "$name")" && go build -p "$JOBS" -trimpath -tags "$TAGS" -ldflags "$ldflags" \
     -o "$BIN/.$name.tmp" "${PKG[$name]}")
   mv -f "$BIN/.$name.tmp" "$BIN/$name"
   stamp "$name" >"$BIN/.$name.stamp"
@@ -177,6 +186,7 @@ if ((built > 0)); then
   for name in "${ORDER[@]}"; do
     case $name in
       kubectl) log "$name: $("$BIN/$name" version --client 2>/dev/null | head -1)" ;;
+      etcdutl) log "$name: $("$BIN/$name" version 2>/dev/null | head -1)" ;;
       *) log "$name: $("$BIN/$name" --version 2>/dev/null | head -1)" ;;
     esac
   done

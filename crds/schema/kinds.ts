@@ -502,6 +502,95 @@ export const memcached: KindDef = {
   scale: { specReplicasPath: '.spec.size' },
 };
 
-export const KINDS: KindDef[] = [directoryService, directoryBackup, directoryRestore, postgresInstance, postgresDatabase, cacheCluster, dataGrid, configMapSync, memcached];
+/** The etcd release an EtcdCluster runs when it sets no version (the one the test harness builds). */
+export const DEFAULT_ETCD_VERSION = '3.6.4';
+/** etcd v3 releases: major 3, no leading zeros (the agent and the CEL rule compare the numbers). */
+const ETCD_VERSION_PATTERN = '^3\\.(0|[1-9][0-9]?)\\.(0|[1-9][0-9]?)$';
+const etcdMinor = (v: string) => `int(${v}.split('.')[1])`;
+
+/**
+ * etcd supports upgrading one minor version at a time and no downgrade of a
+ * minor (its cluster version only moves up). Transition rules: the API server
+ * refuses the change before anything rolls. The pattern bounds the string, so
+ * split() stays cheap.
+ */
+const etcdVersionRules = [
+  {
+    rule: `${etcdMinor('self')} >= ${etcdMinor('oldSelf')}`,
+    reason: 'FieldValueForbidden' as const,
+    message: 'etcd cannot be downgraded to an older minor version (the cluster version only moves up); restore a snapshot into a new EtcdCluster instead',
+  },
+  {
+    rule: `${etcdMinor('self')} <= ${etcdMinor('oldSelf')} + 1`,
+    reason: 'FieldValueForbidden' as const,
+    message: 'etcd upgrades one minor version at a time: change version to the next minor first (e.g. 3.5.x -> 3.6.y)',
+  },
+];
+
+export const etcdCluster: KindDef = {
+  kind: 'EtcdCluster',
+  plural: 'etcdclusters',
+  shortNames: ['etcdc'],
+  description:
+    'An etcd cluster: a StatefulSet of members (stable names <name>-<i>), a headless peer Service, a <name>-client Service and a PodDisruptionBudget that keeps quorum. The kiln agent owns membership through the etcd API: it adds a member before the StatefulSet grows and removes one before it shrinks, one at a time and only while every member is healthy, and writes the members it knows into the ConfigMap <name>-members that the pods read.',
+  spec: obj('Desired state of the cluster.', {
+    size: int('Number of members, 1 to 9. Odd sizes tolerate as many failures as the next even size with fewer members to agree. Default 3.', { minimum: 1, maximum: 9, default: 3 }),
+    version: str(
+      `etcd version, 3.<minor>.<patch>; selects the image gcr.io/etcd-development/etcd:v<version> unless image is set. Default ${DEFAULT_ETCD_VERSION}. A downgrade of the minor version or a skipped minor is refused.`,
+      {
+        maxLength: 8,
+        pattern: ETCD_VERSION_PATTERN,
+        default: DEFAULT_ETCD_VERSION,
+        'x-kubernetes-validations': etcdVersionRules,
+      },
+    ),
+    image: image('etcd'),
+    imagePullPolicy: imagePullPolicy(),
+    storage: storage('8Gi'),
+    resources: resources('requests cpu 250m, memory 512Mi and limit memory 1Gi'),
+    tls: obj(
+      'TLS you bring (e.g. made by cert-manager): Secrets with tls.crt, tls.key and ca.crt. Certificates must name <name>-<i>.<name>.<namespace>.svc (peer) and <name>-client.<namespace>.svc plus the member names (client).',
+      {
+        peerSecret: objectName('Secret for member-to-member TLS (peer URLs become https, client certificates required).'),
+        clientSecret: objectName("Secret for the client URLs (https, client certificates required); the kiln agent connects with this Secret's certificate."),
+      },
+    ),
+    scheduling: scheduling('etcd'),
+    progressDeadlineSeconds: progressDeadlineSeconds(),
+  }),
+  status: status({
+    ...replicaStatus(),
+    members: list(
+      'Members as the etcd API reports them (kiln agent).',
+      obj('A member.', {
+        id: str('Member ID, hexadecimal.', { maxLength: 16 }),
+        name: str('Member name (the pod name).', { maxLength: 253 }),
+        leader: bool('Whether it leads the cluster.'),
+        version: str('etcd version it runs.', { maxLength: 32 }),
+        healthy: bool('Whether its status endpoint answered.'),
+        dbSize: { type: 'integer', format: 'int64', description: 'Size of its backend database in bytes.' },
+      }),
+      { maxItems: 16, 'x-kubernetes-list-type': 'atomic' },
+    ),
+    lastSnapshot: obj('The snapshot the agent took before the last version change.', {
+      name: str("File name in the agent's snapshot directory.", { maxLength: 253 }),
+      size: { type: 'integer', format: 'int64', description: 'Bytes.' },
+      revision: { type: 'integer', format: 'int64', description: 'Revision of the store when it was taken.' },
+      time: { type: 'string', format: 'date-time', description: 'When it was taken.' },
+      version: str('etcd version the cluster ran.', { maxLength: 32 }),
+    }),
+  }),
+  rules: statefulName(),
+  columns: [
+    { name: 'Size', type: 'integer', jsonPath: '.spec.size' },
+    { name: 'Ready-Members', type: 'integer', jsonPath: '.status.readyReplicas' },
+    { name: 'Version', type: 'string', jsonPath: '.spec.version' },
+    ...renderedColumns,
+    ageColumn,
+  ],
+  scale: { specReplicasPath: '.spec.size' },
+};
+
+export const KINDS: KindDef[] = [directoryService, directoryBackup, directoryRestore, postgresInstance, postgresDatabase, cacheCluster, dataGrid, configMapSync, memcached, etcdCluster];
 
 export { DNS_LABEL };

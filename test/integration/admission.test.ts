@@ -54,6 +54,7 @@ describe('kiln CRDs', () => {
       'directorybackups.kiln.dev=True',
       'directoryrestores.kiln.dev=True',
       'directoryservices.kiln.dev=True',
+      'etcdclusters.kiln.dev=True',
       'postgresdatabases.kiln.dev=True',
       'postgresinstances.kiln.dev=True',
     ]);

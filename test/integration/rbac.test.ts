@@ -20,6 +20,9 @@ import { installObjects, type InstallOptions } from '../../install/install.js';
 import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, leaseRules, TOKEN_RULES, type Component, type NamedRule } from '../../install/rbac.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { applySetId } from '../../controller/apply/applyset.js';
+import { render } from '../../kinds/render.js';
+import { startServer, stopServer, type Server } from '../harness/controlplane.js';
+import { freePorts } from '../harness/ports.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { refusedLine } from '../harness/refused.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
@@ -78,6 +81,7 @@ const plural: Record<string, string> = {
   DirectoryRestore: 'directoryrestores',
   ConfigMapSync: 'configmapsyncs',
   Memcached: 'memcacheds',
+  EtcdCluster: 'etcdclusters',
 };
 /** The agent's own kind (the controller's informers never list it). */
 const AGENT_ONLY_PLURAL: Record<string, string> = { PostgresDatabase: 'postgresdatabases' };
@@ -801,12 +805,65 @@ async function startAgent(install: InstallOptions = base, sa = agentSa, kubeconf
     `PostgresInstance/${agentWork}/pg=${pgServer!.host}:${pgServer!.port}`,
     '--endpoint',
     `DirectoryService/${agentWork}/ds=${ldap!.url}`,
+    ...etcdEndpoints,
   ]);
   running.push(p);
   return p;
 }
 
-const AGENT_PLURALS = '(directoryservices|postgresinstances|postgresdatabases)';
+const AGENT_PLURALS = '(directoryservices|postgresinstances|postgresdatabases|etcdclusters)';
+/** An EtcdCluster of `size` with the StatefulSet kiln's controller would apply (applied here), scaled to `replicas` when given. */
+async function etcdCluster(c: Ctx, size: number, replicas?: number): Promise<void> {
+  const ec = kiln('EtcdCluster', c.n, { size, version: '3.6.4' });
+  await applyIn(ec);
+  for (const o of render(ec as KilnResource)) await applyIn(o);
+  if (replicas !== undefined) await cp.kubectlOk(['-n', agentWork, 'scale', 'statefulset', c.n, `--replicas=${replicas}`]);
+}
+/** Real etcd members the rows start, and the endpoint overrides that reach them. */
+const etcdServers: Server[] = [];
+const etcdEndpoints: string[] = [];
+/**
+ * A running one-member etcd cluster `<n>-0` and an EtcdCluster of 2 whose StatefulSet already has 2 pods and whose
+ * members ConfigMap exists: the agent adds `<n>-1` and, its pod being there, deletes that pod's claim and pod.
+ */
+async function etcdToGrow(c: Ctx): Promise<void> {
+  const [client, peer, client1, peer1] = await freePorts(4);
+  const url = (p: number) => `http://127.0.0.1:${p}`;
+  const dir = mkdtempSync(join(tmpdir(), 'kiln-rbac-etcd-'));
+  const server = await startServer(
+    `${c.n}-etcd`,
+    join(inject('binDir'), 'etcd'),
+    [
+      `--name=${c.n}-0`,
+      `--data-dir=${join(dir, 'data')}`,
+      `--listen-client-urls=${url(client!)}`,
+      `--advertise-client-urls=${url(client!)}`,
+      `--listen-peer-urls=${url(peer!)}`,
+      `--initial-advertise-peer-urls=${url(peer!)}`,
+      `--initial-cluster=${c.n}-0=${url(peer!)}`,
+    ],
+    dir,
+    process.pid,
+  );
+  etcdServers.push(server);
+  etcdEndpoints.push('--endpoint', `EtcdCluster/${agentWork}/${c.n}-0=${url(client!)},${url(peer!)}`, '--endpoint', `EtcdCluster/${agentWork}/${c.n}-1=${url(client1!)},${url(peer1!)}`);
+  await etcdCluster(c, 2, 2);
+  const uid = (await getJson(['-n', agentWork, 'etcdclusters.kiln.dev', c.n])).metadata.uid as string;
+  await applyIn({
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: { name: `${c.n}-members`, namespace: agentWork, ownerReferences: [{ apiVersion: 'kiln.dev/v1alpha1', kind: 'EtcdCluster', name: c.n, uid, controller: true }] },
+    data: { ETCD_INITIAL_CLUSTER: `${c.n}-0=${url(peer!)}`, ETCD_INITIAL_CLUSTER_STATE: 'existing' },
+  });
+  await waitFor(
+    'etcd up',
+    async () =>
+      (await fetch(`${url(client!)}/health`)
+        .then((r) => r.ok)
+        .catch(() => false)) || undefined,
+    30_000,
+  );
+}
 const AGENT_RULE_ROWS: Row[] = [
   { omit: 'kiln-watch:list', breaks: 'the agent cannot fill its caches and exits', log: { text: refused('list', AGENT_PLURALS) }, check: exits },
   { omit: 'kiln-watch:watch', breaks: 'the agent lists but cannot watch: changes are not seen', log: { msg: 'watch failed, retrying', text: refused('watch', AGENT_PLURALS) } },
@@ -841,6 +898,30 @@ const AGENT_RULE_ROWS: Row[] = [
     },
     log: { msg: 'agent task failed', text: refused('patch', 'secrets') },
   },
+  {
+    omit: 'etcd-statefulsets',
+    breaks: "an EtcdCluster's StatefulSet cannot be read: no member is ever bootstrapped",
+    act: (c) => etcdCluster(c, 1),
+    log: { msg: 'agent task failed', text: refused('get', 'statefulsets') },
+  },
+  {
+    omit: 'etcd-members',
+    breaks: 'the members ConfigMap cannot be read or written: the pods never learn the initial cluster',
+    act: (c) => etcdCluster(c, 1),
+    log: { msg: 'agent task failed', text: refused('get', 'configmaps') },
+  },
+  {
+    omit: 'etcd-scale',
+    breaks: 'the StatefulSet cannot be scaled: the seed member never gets its pod',
+    act: (c) => etcdCluster(c, 1, 0),
+    log: { msg: 'agent task failed', text: refused('patch', 'statefulsets/scale') },
+  },
+  {
+    omit: 'etcd-replace',
+    breaks: "a member added again cannot get an empty volume: its pod's claim and pod stay",
+    act: etcdToGrow,
+    log: { msg: 'agent task failed', text: refused('delete', 'persistentvolumeclaims') },
+  },
   { omit: 'events', breaks: 'no Event is recorded (the work goes on)', act: freshInstance, log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
     omit: 'lease-create',
@@ -865,6 +946,7 @@ describe('the runtime agent with exactly the generated RBAC', () => {
 
   afterAll(async () => {
     await stopAll();
+    for (const s of etcdServers) await stopServer(s);
     await cp?.kubectl(['delete', 'namespace', agentWork, '--wait=false']);
     await Promise.all([pgServer?.destroy(), ldap?.destroy()]);
   });

@@ -21,7 +21,7 @@ import type { Condition } from '../../kube/status.js';
 type Live = FakeObject & { status?: Record<string, unknown> & { conditions?: Condition[]; observedGeneration?: number } };
 type SecretLive = FakeObject & { data?: Record<string, string> };
 
-const API = { PostgresInstance: KILN_API_VERSION, PostgresDatabase: KILN_API_VERSION, DirectoryService: KILN_API_VERSION, Secret: 'v1' } as const;
+const API = { PostgresInstance: KILN_API_VERSION, PostgresDatabase: KILN_API_VERSION, DirectoryService: KILN_API_VERSION, EtcdCluster: KILN_API_VERSION, Secret: 'v1' } as const;
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string | undefined) => (s === undefined ? undefined : Buffer.from(s, 'base64').toString());
 

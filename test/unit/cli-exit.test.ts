@@ -138,6 +138,7 @@ describe('every numeric flag is checked: a clear message naming it, exit 2', () 
     ['agent', '--metrics-port', '-1'],
     ['agent', '--health-port', 'x'],
     ['agent', '--postgres-timeout', 'never'],
+    ['agent', '--etcd-replace-after', '5'],
     ['synth', '--jobs', 'many'],
     ['synth', '-j', '0'],
     ['diff', '--concurrency', 'abc'],

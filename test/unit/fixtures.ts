@@ -111,6 +111,16 @@ export const INVALID: { name: string; field: string; doc: Record<string, unknown
     field: 'spec.init',
     doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'bad-init', namespace: 'default' }, spec: { image: 'ds:7', init: { ldifConfigMap: 'a', fromBackup: 'b' } } },
   },
+  {
+    name: 'etcd version that is not 3.<minor>.<patch>',
+    field: 'spec.version',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'EtcdCluster', metadata: { name: 'bad-version', namespace: 'default' }, spec: { version: 'v3.6.04' } },
+  },
+  {
+    name: 'etcd cluster of 10',
+    field: 'spec.size',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'EtcdCluster', metadata: { name: 'bad-size', namespace: 'default' }, spec: { size: 10 } },
+  },
 ];
 
 /** Invalid only by kiln's own checks (the API server accepts them; the controller reports them as Stalled). */

@@ -20,7 +20,7 @@ function renderExample(resource: (typeof examples)[number]['resource']): K8sObje
 describe('examples', () => {
   it('cover every kind', () => {
     expect(new Set(examples.map((e) => e.resource.kind))).toEqual(
-      new Set(['DirectoryService', 'DirectoryBackup', 'DirectoryRestore', 'PostgresInstance', 'PostgresDatabase', 'CacheCluster', 'DataGrid', 'ConfigMapSync', 'Memcached']),
+      new Set(['DirectoryService', 'DirectoryBackup', 'DirectoryRestore', 'PostgresInstance', 'PostgresDatabase', 'CacheCluster', 'DataGrid', 'ConfigMapSync', 'Memcached', 'EtcdCluster']),
     );
   });
 
@@ -182,6 +182,22 @@ describe('other charts', () => {
     expect(container.resources.limits.memory).toBe('288Mi');
     expect(deployment.spec.template.metadata.labels).toMatchObject({ 'app.kubernetes.io/name': 'memcached', 'app.kubernetes.io/instance': 'session-memcached' });
     expect(objs.find((o) => o.kind === 'Service').spec.ports[0]).toMatchObject({ port: 11211, targetPort: 11211 });
+  });
+  it('EtcdCluster: no replicas (the agent scales), membership from the agent ConfigMap, TLS flags, one-member budget', () => {
+    const objs = byKind('EtcdCluster') as any[]; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const sts = objs.find((o) => o.kind === 'StatefulSet');
+    expect(sts.spec).not.toHaveProperty('replicas');
+    expect(sts.spec.persistentVolumeClaimRetentionPolicy).toEqual({ whenDeleted: 'Retain', whenScaled: 'Delete' });
+    const c = sts.spec.template.spec.containers[0];
+    expect(c.envFrom).toEqual([{ configMapRef: { name: 'config-store-members' } }]);
+    expect(c.args.some((a: string) => a.startsWith('--initial-cluster=') || a.startsWith('--initial-cluster-state='))).toBe(false);
+    expect(c.args).toContain('--initial-advertise-peer-urls=https://$(POD_NAME).config-store.platform.svc:2380');
+    expect(c.args).toContain('--client-cert-auth');
+    expect(c.args).toContain('--peer-client-cert-auth');
+    expect(c.image).toBe('gcr.io/etcd-development/etcd:v3.6.4');
+    expect(objs.find((o) => o.kind === 'Service' && o.metadata.name === 'config-store').spec.publishNotReadyAddresses).toBe(true);
+    expect(objs.find((o) => o.kind === 'Service' && o.metadata.name === 'config-store-client').spec.ports).toEqual([{ name: 'client', port: 2379, targetPort: 2379, protocol: 'TCP' }]);
+    expect(objs.find((o) => o.kind === 'PodDisruptionBudget').spec.maxUnavailable).toBe(1);
   });
   it('PostgresDatabase renders nothing (the agent carries it out)', () => {
     expect(byKind('PostgresDatabase')).toEqual([]);

@@ -41,6 +41,7 @@ describe('kiln synth', () => {
       'identity/directoryrestore/idrepo-restore.k8s.yaml',
       'identity/directoryservice/ds-idrepo.k8s.yaml',
       'platform/configmapsync/ca-bundle.k8s.yaml',
+      'platform/etcdcluster/config-store.k8s.yaml',
       'quickstart/configmapsync/app-settings.k8s.yaml',
       'quickstart/postgresdatabase/app.k8s.yaml',
       'quickstart/postgresinstance/app-db.k8s.yaml',
