@@ -172,9 +172,20 @@ async function targetsFromCluster(client: KubeClient, namespaces: string[]): Pro
   found.sort((a, b) => (a.metadata.namespace ?? '').localeCompare(b.metadata.namespace ?? '') || a.kind.localeCompare(b.kind) || a.metadata.name.localeCompare(b.metadata.name));
   const targets: DiffTarget[] = [];
   const invalid: ResourceDiff[] = [];
+  const { kindDefinition } = await import('../kinds/registry.js');
   for (const live of found) {
     const v = validate({ apiVersion: live.apiVersion, kind: live.kind, metadata: live.metadata, spec: live.spec });
-    if (v.ok) targets.push({ resource: v.resource, live });
+    // What its render reads of other kiln resources of its namespace (a CacheCluster, its DataGrids), as the controller passes it.
+    const definition = kindDefinition(live.kind);
+    const reads = definition?.reads;
+    const context =
+      reads && definition.inputs
+        ? definition.inputs(
+            live,
+            found.filter((o) => reads.includes(o.kind) && o.metadata.namespace === live.metadata.namespace),
+          )
+        : undefined;
+    if (v.ok) targets.push({ resource: v.resource, live, ...(context ? { context } : {}) });
     else invalid.push({ resource: resourceLabel(live), changes: [], notes: [], errors: [`invalid, so the controller applies and prunes nothing for it: ${formatErrors(v.errors)}`] });
   }
   return { targets, invalid };

@@ -11,6 +11,8 @@ import { NOT_SERVER_SIDE_APPLIED, NOT_SUPPORTED_CONFIGMAPSYNC } from './config-m
 import { inputsFromObjects, sourceNotInInputs } from './config-map-sync/render-inputs.js';
 import { DataGridChart, type DataGridResource } from './data-grid/chart.js';
 import { checkDataGrid } from './data-grid/checks.js';
+import { cacheClusterInputs, dataGridInputs } from './data-grid/render-inputs.js';
+import { GridTemplateChart } from './grid-template/chart.js';
 import { DirectoryBackupChart, type DirectoryBackupResource } from './directory-backup/chart.js';
 import { checkDataClaimOf } from './directory-backup/claim-check.js';
 import { DirectoryRestoreChart, type DirectoryRestoreResource } from './directory-restore/chart.js';
@@ -60,14 +62,26 @@ const DEFINITIONS: KindDefinition[] = [
   },
   {
     kind: 'CacheCluster',
-    chart: (s, id, r) => new CacheClusterChart(s, id, r as CacheClusterResource),
+    chart: (s, id, r, c) => new CacheClusterChart(s, id, r as CacheClusterResource, c),
     ready: 'members',
     checks: checkCacheCluster,
+    // Its members mount the DataGrids that name it, resolved with their GridTemplates.
+    inputs: cacheClusterInputs,
+    reads: ['DataGrid', 'GridTemplate'],
   },
   {
     kind: 'DataGrid',
-    chart: (s, id, r) => new DataGridChart(s, id, r as unknown as DataGridResource),
+    chart: (s, id, r, c) => new DataGridChart(s, id, r as unknown as DataGridResource, c),
     checks: checkDataGrid,
+    inputs: dataGridInputs,
+    reads: ['GridTemplate'],
+  },
+  {
+    // Read by the DataGrids that name it; renders nothing itself, so it is Ready once valid.
+    kind: 'GridTemplate',
+    chart: (s, id, r) => new GridTemplateChart(s, id, r),
+    checks: checkDataGrid,
+    offlineNote: () => 'renders nothing of its own: the DataGrids that name it in spec.template carry its settings',
   },
   {
     kind: 'ConfigMapSync',

@@ -6,14 +6,17 @@ import type { PlainObject } from '../../lib/context.js';
 export const examplesDir = new URL('../../examples/', import.meta.url).pathname;
 /** The README's quick start: applied whole by test/integration/quickstart.test.ts. */
 export const quickstartDir = new URL('../../examples/quickstart/', import.meta.url).pathname;
+/** A CacheCluster with a GridTemplate and the DataGrids that use it: self-contained (its grids need their template), tested in test/unit/grids.test.ts. */
+export const gridsDir = new URL('../../examples/grids/', import.meta.url).pathname;
 
 /**
  * The per-kind samples under examples/ (not the quick start, whose fixed
  * namespaces the tests that copy every example into their own namespace
- * do not need).
+ * do not need, nor the grids set, whose DataGrids wait for a template those
+ * tests do not copy).
  */
 export function exampleDocuments() {
-  return readInputs([examplesDir]).filter((d) => !d.file.startsWith(quickstartDir));
+  return readInputs([examplesDir]).filter((d) => !d.file.startsWith(quickstartDir) && !d.file.startsWith(gridsDir));
 }
 
 /** Every document of examples/quickstart/: Namespaces, RBAC, the source ConfigMap and the kiln resources. */
