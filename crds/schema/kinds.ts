@@ -393,7 +393,9 @@ export const dataGrid: KindDef = {
     'The grid configuration.',
     {
       cache: objectName('Name of the CacheCluster (same namespace). Immutable.'),
-      template: objectName('Name of a GridTemplate (same namespace) to start from: every setting this DataGrid does not give is taken from it. Until it exists the DataGrid is not Ready and its members do not mount it.'),
+      template: objectName(
+        'Name of a GridTemplate (same namespace) to start from: every setting this DataGrid does not give is taken from it. Until it exists the DataGrid is not Ready and its members do not mount it.',
+      ),
       ...gridSettings(),
     },
     { required: ['cache'], 'x-kubernetes-validations': [{ rule: 'self.cache == oldSelf.cache', message: 'cache is immutable' }, replicaSum] },
@@ -424,12 +426,7 @@ export const gridTemplate: KindDef = {
     'A reusable data grid definition: DataGrids of this namespace that name it in spec.template take every setting they do not give themselves from it. It renders nothing of its own; a change to it re-renders the DataGrids that use it and rolls the members of their CacheClusters.',
   spec: obj('Grid settings, every one optional, with the defaults of a DataGrid.', gridSettings(), { 'x-kubernetes-validations': [replicaSum] }),
   status: status(),
-  columns: [
-    { name: 'Type', type: 'string', jsonPath: '.spec.gridType' },
-    { name: 'Partitions', type: 'integer', jsonPath: '.spec.partitions' },
-    ...readyColumns,
-    ageColumn,
-  ],
+  columns: [{ name: 'Type', type: 'string', jsonPath: '.spec.gridType' }, { name: 'Partitions', type: 'integer', jsonPath: '.spec.partitions' }, ...readyColumns, ageColumn],
 };
 
 export const configMapSync: KindDef = {
