@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 
 
 /**
- * An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed.
+ * An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed. Every DataGrid naming it is mounted into the members at /opt/kiln/grids/<grid>.json; a change to one rolls them.
  *
  * @schema CacheCluster
  */
@@ -58,7 +58,7 @@ export class CacheCluster extends ApiObject {
 }
 
 /**
- * An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed.
+ * An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed. Every DataGrid naming it is mounted into the members at /opt/kiln/grids/<grid>.json; a change to one rolls them.
  *
  * @schema CacheCluster
  */

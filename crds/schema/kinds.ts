@@ -318,7 +318,7 @@ export const cacheCluster: KindDef = {
   plural: 'cacheclusters',
   shortNames: ['cache'],
   description:
-    'An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed.',
+    'An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed. Every DataGrid naming it is mounted into the members at /opt/kiln/grids/<grid>.json; a change to one rolls them.',
   spec: obj(
     'Desired state of the cache.',
     {
