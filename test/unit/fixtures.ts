@@ -114,6 +114,16 @@ export const INVALID: { name: string; field: string; doc: Record<string, unknown
     field: 'spec.init',
     doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'bad-init', namespace: 'default' }, spec: { image: 'ds:7', init: { ldifConfigMap: 'a', fromBackup: 'b' } } },
   },
+  {
+    name: 'GridTemplate with more than 9 replicas per partition',
+    field: 'spec',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'GridTemplate', metadata: { name: 'bad-template', namespace: 'default' }, spec: { syncReplicas: 5, asyncReplicas: 5 } },
+  },
+  {
+    name: 'DataGrid template that is not an object name',
+    field: 'spec.template',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'bad-template-ref', namespace: 'default' }, spec: { cache: 'c', template: 'Std_Grid' } },
+  },
 ];
 
 /** Invalid only by kiln's own checks (the API server accepts them; the controller reports them as Stalled). */
@@ -127,6 +137,11 @@ export const INVALID_BY_KILN: { name: string; field: string; doc: Record<string,
     name: 'partitions not prime',
     field: 'spec.partitions',
     doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'bad-grid', namespace: 'default' }, spec: { cache: 'c', partitions: 12 } },
+  },
+  {
+    name: 'GridTemplate partitions not prime',
+    field: 'spec.partitions',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'GridTemplate', metadata: { name: 'bad-template-partitions', namespace: 'default' }, spec: { partitions: 12 } },
   },
   {
     name: 'parameter kiln owns',
