@@ -10,7 +10,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { diffResource } from '../../controller/apply/diff.js';
 import { GRIDS_ANNOTATION, GRIDS_DIGEST_ANNOTATION } from '../../kinds/cache-cluster/chart.js';
+import type { KubeClient } from '../../kube/client.js';
 import { kindDefinition } from '../../kinds/registry.js';
 import { MissingInputError, render } from '../../kinds/render.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
@@ -93,6 +95,12 @@ describe('DataGrid with a GridTemplate', () => {
     expect(errors(grid('g'.repeat(200), { cache: 'c'.repeat(48) }))).toEqual(['']);
     const v = validate(template('t', {}));
     expect(v.ok && v.resource.spec).toEqual({});
+  });
+
+  it('kiln diff: a DataGrid waiting for its template is a note, not an error (nothing is read from the cluster for it)', async () => {
+    const g = { ...grid('g', { template: 'std' }), metadata: { name: 'g', namespace: ns, uid: 'u-1' } };
+    const d = await diffResource(undefined as unknown as KubeClient, { resource: g, live: g, context: { dataGrid: {} } });
+    expect(d).toMatchObject({ errors: [], changes: [], notes: [`waits: spec.template: GridTemplate ${ns}/std not found (or not valid); the controller applies nothing for it until then`] });
   });
 
   it('a GridTemplate renders nothing; offline it is a note', () => {
