@@ -16,6 +16,8 @@ interface InstallFlags {
   agent: boolean;
   agentNamespace: string[];
   tokenNamespace: string[];
+  namespaced: boolean;
+  watchNamespace: string[];
   crds: NonNullable<InstallOptions['crds']>;
   logLevel: NonNullable<InstallOptions['logLevel']>;
   repo?: string;
@@ -42,7 +44,18 @@ export function registerInstall(program: Command, version: string): void {
       "Print the manifests that install kiln (CRDs, namespace, ServiceAccounts, least-privilege RBAC, controller and agent Deployments), rendered by kiln's own cdk8s constructs. Apply them with `kubectl apply --server-side -f`. No Secret is rendered: git mode mounts one you create.",
     )
     .addOption(new Option('--mode <mode>', "the controller's mode: apply (server-side apply into the cluster) or git (commit to a repository)").choices(['apply', 'git']).default('apply'))
-    .option('--namespace <ns>', 'namespace kiln runs in (its Deployments, ServiceAccounts and Leases)', 'kiln-system')
+    .option('--namespace <ns>', 'namespace kiln runs in (its Deployments, ServiceAccounts and Leases; with --namespaced: the first -n unless given)', 'kiln-system')
+    .option(
+      '--namespaced',
+      'a namespace-scoped install: the controller and the agent watch only the -n namespaces, and every right is a Role and RoleBinding in the namespace it is used in; nothing cluster-scoped is printed (no ClusterRole, no CRDs: a cluster admin applies `kiln install --crds only`; no Namespace: --namespace must exist)',
+      false,
+    )
+    .option(
+      '-n, --watch-namespace <ns>',
+      'with --namespaced: a namespace the controller and the agent watch (their -n) and hold Roles in (repeatable, or comma-separated)',
+      (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)],
+      [] as string[],
+    )
     .option('--name <name>', 'name of the installation: the components are <name>-controller and <name>-agent', 'kiln')
     .option('--image <image>', 'container image of the controller and the agent (default: kiln:<version>)')
     .addOption(new Option('--image-pull-policy <policy>', 'when the kubelet pulls the image').choices(['Always', 'IfNotPresent', 'Never']).default('IfNotPresent'))
@@ -84,7 +97,7 @@ export function registerInstall(program: Command, version: string): void {
     .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>"')
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>"')
     .option('-o, --output <file>', 'write to this file instead of standard output')
-    .action(async (opts: InstallFlags) => {
+    .action(async (opts: InstallFlags, cmd: Command) => {
       const { installObjects } = await import('../install/install.js');
       const { toYamlStream } = await import('../lib/yaml.js');
       const fail = (message: string): never => {
@@ -103,11 +116,21 @@ export function registerInstall(program: Command, version: string): void {
       for (const flag of ['replicas', 'agentReplicas'] as const) {
         if (!Number.isInteger(opts[flag]) || opts[flag] < 0) fail(`--${flag === 'replicas' ? 'replicas' : 'agent-replicas'} must be a whole number`);
       }
+      if (opts.namespaced && opts.watchNamespace.length === 0) fail('--namespaced needs the namespaces to watch: -n <ns> (repeatable)');
+      if (!opts.namespaced && opts.watchNamespace.length > 0) fail('-n (--watch-namespace) is for a namespace-scoped install: add --namespaced');
+      if (opts.namespaced && cmd.getOptionValueSource('crds') === 'cli' && opts.crds === 'include') {
+        fail('--namespaced prints no CRDs (they are cluster-scoped): a cluster admin applies `kiln install --crds only` first');
+      }
+      if (opts.namespaced && opts.agentNamespace.length > 0) fail('--namespaced: the agent serves the -n namespaces; --agent-namespace is for the cluster-wide install');
+      const unwatched = opts.namespaced ? opts.tokenNamespace.filter((ns) => !opts.watchNamespace.includes(ns)) : [];
+      if (unwatched.length > 0) fail(`--token-namespace ${unwatched.join(',')}: not among the -n namespaces, so a ConfigMapSync there would never be reconciled`);
       if (opts.repo && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(opts.repo)) fail('--repo must not carry a credential; put the token in the Secret named by --git-token-secret');
       const objects = installObjects({
         mode: opts.mode,
         version,
-        namespace: opts.namespace,
+        // A namespace-scoped install runs in the first namespace it watches unless told otherwise.
+        namespace: opts.namespaced && cmd.getOptionValueSource('namespace') !== 'cli' ? opts.watchNamespace[0] : opts.namespace,
+        watchNamespaces: opts.namespaced ? opts.watchNamespace : undefined,
         name: opts.name,
         image: opts.image,
         imagePullPolicy: opts.imagePullPolicy,
@@ -116,7 +139,8 @@ export function registerInstall(program: Command, version: string): void {
         agentReplicas: opts.agentReplicas,
         tokenNamespaces: opts.tokenNamespace,
         agentNamespaces: opts.agentNamespace,
-        crds: opts.crds,
+        // --namespaced without --crds: none (the default 'include' is the cluster-wide install's).
+        crds: opts.namespaced && cmd.getOptionValueSource('crds') !== 'cli' ? undefined : opts.crds,
         logLevel: opts.logLevel,
         git:
           opts.mode === 'git'
@@ -139,7 +163,16 @@ export function registerInstall(program: Command, version: string): void {
               }
             : undefined,
       });
-      const text = toYamlStream(objects);
+      const watched = [...new Set(opts.watchNamespace)].sort();
+      const where = objects.find((o) => o.kind === 'Deployment')?.metadata.namespace;
+      // What a namespace-scoped install leaves to a cluster admin, where whoever applies it reads it.
+      const header =
+        opts.namespaced && opts.crds !== 'only'
+          ? `# kiln, namespace-scoped (--namespaced): watches ${watched.join(', ')}; runs in ${where ?? opts.namespace}, which must exist.\n` +
+            '# Every right is a Role bound in the namespace it is used in. Not printed, as they are cluster-scoped:\n' +
+            '# the CRDs (a cluster admin applies `kiln install --crds only` first) and the Namespace.\n'
+          : '';
+      const text = header + toYamlStream(objects);
       if (opts.output) {
         mkdirSync(dirname(opts.output), { recursive: true });
         writeFileSync(opts.output, text);

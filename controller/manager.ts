@@ -21,12 +21,12 @@ import { GitSink, type GitSinkOptions } from './git/sink.js';
 import { FluxFollower } from './git/flux.js';
 import type { FlushReport } from '../gitops/batcher.js';
 import { CHILD_KINDS, GROUP, KILN_KINDS } from '../kinds/api.js';
-import { carriedOutBy, childKindsWrittenAcrossNamespaces, readersOf } from '../kinds/registry.js';
+import { carriedOutBy, childKindsWrittenAcrossNamespaces, podApps, readersOf } from '../kinds/registry.js';
 import { childCodec, FIELD_MANAGER, Interner, OwnWrites, PART_OF, projectChild } from './apply/applyset.js';
 import { fitStatus } from './status-bounds.js';
 import { StatusWriter } from '../kube/status.js';
 import type { Reconciler as ReconcilerContract } from '../kube/reconcile.js';
-import { OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../kinds/shared/labels.js';
+import { APP_LABEL, INSTANCE_LABEL, OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../kinds/shared/labels.js';
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 import { controllerOf, inputsChanged } from '../kube/predicates.js';
 
@@ -71,9 +71,11 @@ export interface ManagerOptions {
 const CACHE_CODEC = packedJson(packer(packDictionary));
 /** Kinds the agent carries out are not the controller's to watch. */
 const RECONCILED_KINDS = KILN_KINDS.filter((k) => carriedOutBy(k.kind).by !== 'agent');
-/** Child kinds some kind writes in other namespaces than its own: watched in all. */
+/** Child kinds some kind writes in other namespaces than its own (with -n, watched only in those given). */
 const WRITTEN_ACROSS_NAMESPACES = childKindsWrittenAcrossNamespaces();
 const MANAGED_BY_KILN = 'app.kubernetes.io/managed-by=kiln';
+/** Pods' app label -> the kind whose status lists them. */
+const POD_APPS = podApps();
 /** Every other object: `!=` also selects objects without the label. */
 const NOT_MANAGED_BY_KILN = 'app.kubernetes.io/managed-by!=kiln';
 
@@ -91,6 +93,8 @@ export class Manager {
   readonly children = new Map<string, Informer>();
   /** Names held by objects of the kinds kiln renders that are not labelled as kiln's (see foreignNames). */
   readonly foreign = new Map<string, Informer>();
+  /** The pod cache (one informer, or one per watched namespace), under 'Pod'. */
+  private readonly podCaches = new Map<string, Informer>();
   private readonly reconciler: ReconcilerContract<string, ReconcileResult>;
   /** Git mode's writer and batcher. */
   readonly git: GitSink | undefined;
@@ -132,7 +136,9 @@ export class Manager {
     if (opts.sink === 'git' && !opts.git) throw new Error('git mode needs the repository options (git)');
     // Git mode applies nothing, so it watches none of the objects kiln renders.
     for (const k of opts.sink === 'git' ? [] : CHILD_KINDS) {
-      for (const ns of WRITTEN_ACROSS_NAMESPACES.has(`${k.apiVersion}/${k.kind}`) && opts.namespaces.length > 0 ? [undefined] : namespaces) {
+      // Only the watched namespaces, even for a kind some kind writes elsewhere: with -n the controller
+      // makes no request outside them, so Roles there are all it needs (a namespace-scoped install).
+      for (const ns of namespaces) {
         const inf = this.host.informer({
           ...k,
           namespace: ns,
@@ -149,6 +155,32 @@ export class Manager {
         this.shared(this.children, `${k.apiVersion}/${k.kind}`, inf);
         this.shared(this.foreign, `${k.apiVersion}/${k.kind}`, this.host.informer(foreignNames({ ...k, namespace: ns, watchdogSeconds, log: opts.log })));
       }
+    }
+    // Pods of the kinds whose status lists them (names, labels, annotations: metadata only on the wire).
+    if (opts.sink !== 'git' && POD_APPS.size > 0) {
+      for (const ns of namespaces) {
+        const inf = this.host.informer({
+          apiVersion: 'v1',
+          kind: 'Pod',
+          namespace: ns,
+          labelSelector: `${MANAGED_BY_KILN},${APP_LABEL} in (${[...POD_APPS.keys()].sort().join(',')})`,
+          metadataOnly: true,
+          resyncSeconds: 0,
+          watchdogSeconds,
+          log: opts.log,
+          transform: podMetadata,
+          pageSize: LIST_PAGE_SIZE,
+        });
+        inf.on((event, obj, old) => this.onPod(event, obj, old));
+        this.shared(this.podCaches, 'Pod', inf);
+      }
+    }
+    if (opts.sink !== 'git' && opts.namespaces.length > 0 && WRITTEN_ACROSS_NAMESPACES.size > 0) {
+      opts.log('info', 'watching only the given namespaces: objects written outside them are not watched, so a change there is repaired at the next resync', {
+        namespaces: opts.namespaces,
+        kinds: [...WRITTEN_ACROSS_NAMESPACES].sort(),
+        resyncSeconds: opts.resyncSeconds,
+      });
     }
     const events = new EventRecorder(this.client.withOwnRateLimit(), 'kiln-controller', this.identity, opts.log);
     // --flux: after a push to the branch Flux reads, ask it to fetch; its verdict feeds each resource's Ready.
@@ -174,6 +206,7 @@ export class Manager {
           resources: this.resources,
           children: this.children,
           foreign: this.foreign,
+          pods: this.podCaches.get('Pod'),
           events,
           custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log, requeue: (key) => this.queue.add(key) },
           ownWrites: this.ownWrites,
@@ -260,6 +293,15 @@ export class Manager {
     }
   }
 
+  /** A pod came, went or changed its labels or annotations: its resource's status may list it. */
+  private onPod(event: string, obj: KubeObject, old?: KubeObject): void {
+    if (event === 'updated' && old && sameLabelsAndAnnotations(old, obj) && !old.metadata.deletionTimestamp === !obj.metadata.deletionTimestamp) return;
+    const labels = obj.metadata.labels ?? {};
+    const kind = POD_APPS.get(labels[APP_LABEL] ?? '');
+    const instance = labels[INSTANCE_LABEL];
+    if (kind && instance) this.queue.add(`${kind}/${obj.metadata.namespace}/${instance}`);
+  }
+
   private onChild(event: string, obj: KubeObject): void {
     if (event === 'deleted') this.ownWrites.forget(obj);
     const owner = controllerOf(obj, GROUP);
@@ -300,6 +342,15 @@ export class Manager {
     await this.host.stop(this.queue, this.lifecycle, opts);
   }
 }
+
+/** What the pod cache keeps: names, labels, annotations and whether it is going. */
+function podMetadata(obj: KubeObject): KubeObject {
+  const { name, namespace, resourceVersion, labels, annotations, deletionTimestamp } = obj.metadata;
+  return { apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace, resourceVersion, labels, annotations, deletionTimestamp } };
+}
+
+const sameLabelsAndAnnotations = (a: KubeObject, b: KubeObject) =>
+  JSON.stringify([a.metadata.labels ?? {}, a.metadata.annotations ?? {}]) === JSON.stringify([b.metadata.labels ?? {}, b.metadata.annotations ?? {}]);
 
 /** What the cache keeps of a kiln resource: all but its managedFields (who wrote what; kiln reads none of it). */
 function slimResource(obj: KubeObject): KubeObject {

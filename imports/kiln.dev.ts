@@ -2879,6 +2879,407 @@ export function toJson_GridTemplateSpec(obj: GridTemplateSpec | undefined): Reco
 
 
 /**
+ * A memcached pool (the operator-sdk tutorial kind): a Deployment of spec.size memcached pods and a Service <name> on port 11211. Stateless: a pod replaced is an empty cache. status.nodes lists the pods.
+ *
+ * @schema Memcached
+ */
+export class Memcached extends ApiObject {
+  /**
+   * Returns the apiVersion and kind for "Memcached"
+   */
+  public static readonly GVK: GroupVersionKind = {
+    apiVersion: 'kiln.dev/v1alpha1',
+    kind: 'Memcached',
+  }
+
+  /**
+   * Renders a Kubernetes manifest for "Memcached".
+   *
+   * This can be used to inline resource manifests inside other objects (e.g. as templates).
+   *
+   * @param props initialization props
+   */
+  public static manifest(props: MemcachedProps): any {
+    return {
+      ...Memcached.GVK,
+      ...toJson_MemcachedProps(props),
+    };
+  }
+
+  /**
+   * Defines a "Memcached" API object
+   * @param scope the scope in which to define this object
+   * @param id a scope-local name for the object
+   * @param props initialization props
+   */
+  public constructor(scope: Construct, id: string, props: MemcachedProps) {
+    super(scope, id, {
+      ...Memcached.GVK,
+      ...props,
+    });
+  }
+
+  /**
+   * Renders the object to Kubernetes JSON.
+   */
+  public override toJson(): any {
+    const resolved = super.toJson();
+
+    return {
+      ...Memcached.GVK,
+      ...toJson_MemcachedProps(resolved),
+    };
+  }
+}
+
+/**
+ * A memcached pool (the operator-sdk tutorial kind): a Deployment of spec.size memcached pods and a Service <name> on port 11211. Stateless: a pod replaced is an empty cache. status.nodes lists the pods.
+ *
+ * @schema Memcached
+ */
+export interface MemcachedProps {
+  /**
+   * @schema Memcached#metadata
+   */
+  readonly metadata?: ApiObjectMetadata;
+
+  /**
+   * Desired state of the pool.
+   *
+   * @schema Memcached#spec
+   */
+  readonly spec: MemcachedSpec;
+}
+
+/**
+ * Converts an object of type 'MemcachedProps' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_MemcachedProps(obj: MemcachedProps | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'metadata': obj.metadata,
+    'spec': toJson_MemcachedSpec(obj.spec),
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Desired state of the pool.
+ *
+ * @schema MemcachedSpec
+ */
+export interface MemcachedSpec {
+  /**
+   * Number of memcached pods. Default 1.
+   *
+   * @schema MemcachedSpec#size
+   */
+  readonly size?: number;
+
+  /**
+   * Container image of memcached. Default docker.io/library/memcached:1.6.38-alpine.
+   *
+   * @schema MemcachedSpec#image
+   */
+  readonly image?: string;
+
+  /**
+   * When the kubelet pulls the image (Always, IfNotPresent, Never). Default IfNotPresent.
+   *
+   * @schema MemcachedSpec#imagePullPolicy
+   */
+  readonly imagePullPolicy?: MemcachedSpecImagePullPolicy;
+
+  /**
+   * Item memory of each pod in megabytes (memcached -m). Default 64.
+   *
+   * @schema MemcachedSpec#memoryMegabytes
+   */
+  readonly memoryMegabytes?: number;
+
+  /**
+   * Simultaneous connections each pod accepts (memcached -c). Default 1024.
+   *
+   * @schema MemcachedSpec#maxConnections
+   */
+  readonly maxConnections?: number;
+
+  /**
+   * Compute resources of the main container. When omitted kiln sets requests cpu 100m and memory memoryMegabytes + 32Mi, limit memory memoryMegabytes + 32Mi; kiln never leaves them unset.
+   *
+   * @schema MemcachedSpec#resources
+   */
+  readonly resources?: MemcachedSpecResources;
+
+  /**
+   * Where the members run.
+   *
+   * @schema MemcachedSpec#scheduling
+   */
+  readonly scheduling?: MemcachedSpecScheduling;
+
+  /**
+   * Seconds a rollout may go without progress (a member becoming ready or updated) before the resource is reported Stalled with reason ProgressDeadlineExceeded; the rollout itself goes on. Default 600, as a Deployment's.
+   *
+   * @schema MemcachedSpec#progressDeadlineSeconds
+   */
+  readonly progressDeadlineSeconds?: number;
+}
+
+/**
+ * Converts an object of type 'MemcachedSpec' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_MemcachedSpec(obj: MemcachedSpec | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'size': obj.size,
+    'image': obj.image,
+    'imagePullPolicy': obj.imagePullPolicy,
+    'memoryMegabytes': obj.memoryMegabytes,
+    'maxConnections': obj.maxConnections,
+    'resources': toJson_MemcachedSpecResources(obj.resources),
+    'scheduling': toJson_MemcachedSpecScheduling(obj.scheduling),
+    'progressDeadlineSeconds': obj.progressDeadlineSeconds,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * When the kubelet pulls the image (Always, IfNotPresent, Never). Default IfNotPresent.
+ *
+ * @schema MemcachedSpecImagePullPolicy
+ */
+export enum MemcachedSpecImagePullPolicy {
+  /** Always */
+  ALWAYS = "Always",
+  /** IfNotPresent */
+  IF_NOT_PRESENT = "IfNotPresent",
+  /** Never */
+  NEVER = "Never",
+}
+
+/**
+ * Compute resources of the main container. When omitted kiln sets requests cpu 100m and memory memoryMegabytes + 32Mi, limit memory memoryMegabytes + 32Mi; kiln never leaves them unset.
+ *
+ * @schema MemcachedSpecResources
+ */
+export interface MemcachedSpecResources {
+  /**
+   * Minimum resources the scheduler reserves, keyed by resource name (cpu, memory, ephemeral-storage, ...).
+   *
+   * @schema MemcachedSpecResources#requests
+   */
+  readonly requests?: { [key: string]: MemcachedSpecResourcesRequests };
+
+  /**
+   * Maximum resources the container may use, keyed by resource name (cpu, memory, ephemeral-storage, ...).
+   *
+   * @schema MemcachedSpecResources#limits
+   */
+  readonly limits?: { [key: string]: MemcachedSpecResourcesLimits };
+}
+
+/**
+ * Converts an object of type 'MemcachedSpecResources' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_MemcachedSpecResources(obj: MemcachedSpecResources | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'requests': ((obj.requests) === undefined) ? undefined : (Object.entries(obj.requests).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1]?.value }), {})),
+    'limits': ((obj.limits) === undefined) ? undefined : (Object.entries(obj.limits).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1]?.value }), {})),
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Where the members run.
+ *
+ * @schema MemcachedSpecScheduling
+ */
+export interface MemcachedSpecScheduling {
+  /**
+   * Tolerate nodes tainted kiln.dev/dedicated=memcached:NoSchedule (kubectl taint nodes <node> kiln.dev/dedicated=memcached:NoSchedule), so the members can use nodes set aside for them. Default true.
+   *
+   * @schema MemcachedSpecScheduling#tolerateDedicatedNodes
+   */
+  readonly tolerateDedicatedNodes?: boolean;
+
+  /**
+   * Spread members over nodes: Soft (preferred), Hard (required; members stay Pending when there are fewer nodes than members) or None. Default Soft. The former lower-case spellings are refused.
+   *
+   * @schema MemcachedSpecScheduling#antiAffinity
+   */
+  readonly antiAffinity?: string;
+
+  /**
+   * Labels a node must carry to run a member.
+   *
+   * @schema MemcachedSpecScheduling#nodeSelector
+   */
+  readonly nodeSelector?: { [key: string]: string };
+
+  /**
+   * Extra tolerations.
+   *
+   * @schema MemcachedSpecScheduling#tolerations
+   */
+  readonly tolerations?: MemcachedSpecSchedulingTolerations[];
+
+  /**
+   * PriorityClass of the pods.
+   *
+   * @schema MemcachedSpecScheduling#priorityClassName
+   */
+  readonly priorityClassName?: string;
+}
+
+/**
+ * Converts an object of type 'MemcachedSpecScheduling' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_MemcachedSpecScheduling(obj: MemcachedSpecScheduling | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'tolerateDedicatedNodes': obj.tolerateDedicatedNodes,
+    'antiAffinity': obj.antiAffinity,
+    'nodeSelector': ((obj.nodeSelector) === undefined) ? undefined : (Object.entries(obj.nodeSelector).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {})),
+    'tolerations': obj.tolerations?.map(y => toJson_MemcachedSpecSchedulingTolerations(y)),
+    'priorityClassName': obj.priorityClassName,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * A resource quantity, e.g. 500m or 2Gi.
+ *
+ * @schema MemcachedSpecResourcesRequests
+ */
+export class MemcachedSpecResourcesRequests {
+  public static fromNumber(value: number): MemcachedSpecResourcesRequests {
+    return new MemcachedSpecResourcesRequests(value);
+  }
+  public static fromString(value: string): MemcachedSpecResourcesRequests {
+    return new MemcachedSpecResourcesRequests(value);
+  }
+  private constructor(public readonly value: number | string) {
+  }
+}
+
+/**
+ * A resource quantity, e.g. 500m or 2Gi.
+ *
+ * @schema MemcachedSpecResourcesLimits
+ */
+export class MemcachedSpecResourcesLimits {
+  public static fromNumber(value: number): MemcachedSpecResourcesLimits {
+    return new MemcachedSpecResourcesLimits(value);
+  }
+  public static fromString(value: string): MemcachedSpecResourcesLimits {
+    return new MemcachedSpecResourcesLimits(value);
+  }
+  private constructor(public readonly value: number | string) {
+  }
+}
+
+/**
+ * A toleration, as in a Pod spec.
+ *
+ * @schema MemcachedSpecSchedulingTolerations
+ */
+export interface MemcachedSpecSchedulingTolerations {
+  /**
+   * Taint key to tolerate; empty with Exists tolerates everything.
+   *
+   * @schema MemcachedSpecSchedulingTolerations#key
+   */
+  readonly key?: string;
+
+  /**
+   * Exists or Equal (default Equal).
+   *
+   * @schema MemcachedSpecSchedulingTolerations#operator
+   */
+  readonly operator?: MemcachedSpecSchedulingTolerationsOperator;
+
+  /**
+   * Taint value for Equal.
+   *
+   * @schema MemcachedSpecSchedulingTolerations#value
+   */
+  readonly value?: string;
+
+  /**
+   * Taint effect to match; empty matches all.
+   *
+   * @schema MemcachedSpecSchedulingTolerations#effect
+   */
+  readonly effect?: MemcachedSpecSchedulingTolerationsEffect;
+
+  /**
+   * For NoExecute: how long the pod stays bound after the taint appears.
+   *
+   * @schema MemcachedSpecSchedulingTolerations#tolerationSeconds
+   */
+  readonly tolerationSeconds?: number;
+}
+
+/**
+ * Converts an object of type 'MemcachedSpecSchedulingTolerations' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_MemcachedSpecSchedulingTolerations(obj: MemcachedSpecSchedulingTolerations | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'key': obj.key,
+    'operator': obj.operator,
+    'value': obj.value,
+    'effect': obj.effect,
+    'tolerationSeconds': obj.tolerationSeconds,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Exists or Equal (default Equal).
+ *
+ * @schema MemcachedSpecSchedulingTolerationsOperator
+ */
+export enum MemcachedSpecSchedulingTolerationsOperator {
+  /** Exists */
+  EXISTS = "Exists",
+  /** Equal */
+  EQUAL = "Equal",
+}
+
+/**
+ * Taint effect to match; empty matches all.
+ *
+ * @schema MemcachedSpecSchedulingTolerationsEffect
+ */
+export enum MemcachedSpecSchedulingTolerationsEffect {
+  /** NoSchedule */
+  NO_SCHEDULE = "NoSchedule",
+  /** PreferNoSchedule */
+  PREFER_NO_SCHEDULE = "PreferNoSchedule",
+  /** NoExecute */
+  NO_EXECUTE = "NoExecute",
+}
+
+
+/**
  * A database inside a PostgresInstance, with an owner role and a connection Secret <name>-connection (username, password, host, port, dbname, uri). The kiln agent does the work; nothing is rendered.
  *
  * @schema PostgresDatabase

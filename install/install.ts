@@ -18,7 +18,7 @@ import { fromYaml } from '../lib/yaml.js';
 import { compareObjects } from '../kinds/object-order.js';
 import type { K8sObject } from '../kinds/types.js';
 import { parseFluxRef } from '../gitops/flux.js';
-import { AGENT_RULES, clusterRules, FLUX_RULES, leaseRules, TOKEN_RULES, type Component, type NamedRule, type PolicyRule } from './rbac.js';
+import { grants, type Component, type GrantScope, type NamedRule, type PolicyRule } from './rbac.js';
 
 export interface GitInstallOptions {
   repo: string;
@@ -82,6 +82,17 @@ export interface InstallOptions {
    * other teams'). Default: every namespace, with cluster-wide Secret rights.
    */
   agentNamespaces?: string[];
+  /**
+   * A namespace-scoped install: the controller and the agent watch only these
+   * namespaces (their `-n`), and every right is a Role bound in the namespace it
+   * is used in: the kiln rules in each of these, the Lease in `namespace`,
+   * TokenRequest in each tokenNamespaces (a subset of these), Flux's in the
+   * Kustomization's namespace, git mode's cluster identity in kube-system.
+   * Nothing cluster-scoped is rendered: no ClusterRole or ClusterRoleBinding,
+   * no Namespace (`namespace` must exist), no CRDs (a cluster admin applies
+   * them: `crds: 'only'`).
+   */
+  watchNamespaces?: string[];
   /**
    * Rules to leave out, to show what breaks without them: `component:rule-id`
    * drops a rule, `component:rule-id:verb` one verb of it (e.g.
@@ -152,8 +163,8 @@ interface ComponentProps {
   volumeMounts?: k8s.VolumeMount[];
   resources: { cpu: string; memory: string; memoryLimit: string };
   omitRules: string[];
-  /** Rules granted per namespace only: a ClusterRole <name>-<id> with a RoleBinding in each namespace, no ClusterRoleBinding. */
-  namespaced?: { id: string; rules: NamedRule[]; namespaces: string[] };
+  /** Where its rules are granted (install/rbac.ts grants()); name and installNamespace come from the props above. */
+  scope: Omit<GrantScope, 'name' | 'installNamespace'>;
 }
 
 /** One kiln process: its identity, its rights, its Deployment and its metrics Service. */
@@ -163,32 +174,19 @@ export class KilnComponent extends Construct {
     const meta = (name: string, namespaced = true) => ({ name, ...(namespaced ? { namespace: p.namespace } : {}), labels: labels(p.instance, p.component, p.version) });
     const keep = (rules: NamedRule[]) => keepRules(p.rules, rules, p.omitRules);
     new k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata: meta(p.name), automountServiceAccountToken: true });
-    // A rule granted per namespace is not also granted cluster-wide.
-    const clusterWide = clusterRules(p.rules).filter((r) => !p.namespaced?.rules.some((n) => n.id === r.id));
-    new k8s.KubeClusterRole(this, 'ClusterRole', { metadata: meta(p.name, false), rules: keep(clusterWide) });
-    new k8s.KubeClusterRoleBinding(this, 'ClusterRoleBinding', {
-      metadata: meta(p.name, false),
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: p.name },
-      subjects: [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }],
-    });
-    if (p.namespaced) {
-      const n = `${p.name}-${p.namespaced.id}`;
-      new k8s.KubeClusterRole(this, 'NamespacedClusterRole', { metadata: meta(n, false), rules: keep(p.namespaced.rules) });
-      for (const ns of [...new Set(p.namespaced.namespaces)].sort()) {
-        new k8s.KubeRoleBinding(this, `NamespacedRoleBinding-${ns}`, {
-          metadata: { ...meta(n), namespace: ns },
-          roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: n },
-          subjects: [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }],
-        });
+    const subjects = [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }];
+    for (const g of grants(p.rules, { ...p.scope, name: p.name, installNamespace: p.namespace })) {
+      const roleRef = { apiGroup: 'rbac.authorization.k8s.io', kind: g.kind, name: g.name };
+      if (g.kind === 'ClusterRole') new k8s.KubeClusterRole(this, `ClusterRole-${g.name}`, { metadata: meta(g.name, false), rules: keep(g.rules) });
+      if (g.boundIn === 'cluster') {
+        new k8s.KubeClusterRoleBinding(this, `ClusterRoleBinding-${g.name}`, { metadata: meta(g.name, false), roleRef, subjects });
+        continue;
+      }
+      for (const ns of g.boundIn) {
+        if (g.kind === 'Role') new k8s.KubeRole(this, `Role-${g.name}-${ns}`, { metadata: { ...meta(g.name), namespace: ns }, rules: keep(g.rules) });
+        new k8s.KubeRoleBinding(this, `RoleBinding-${g.name}-${ns}`, { metadata: { ...meta(g.name), namespace: ns }, roleRef, subjects });
       }
     }
-    const leaderElection = `${p.name}-leader-election`;
-    new k8s.KubeRole(this, 'LeaderElectionRole', { metadata: meta(leaderElection), rules: keep(leaseRules(p.name)) });
-    new k8s.KubeRoleBinding(this, 'LeaderElectionRoleBinding', {
-      metadata: meta(leaderElection),
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: leaderElection },
-      subjects: [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }],
-    });
     new k8s.KubeService(this, 'MetricsService', {
       metadata: meta(`${p.name}-metrics`),
       spec: {
@@ -272,7 +270,10 @@ export class KilnComponent extends Construct {
 export class KilnInstallChart extends Chart {
   constructor(scope: Construct, id: string, o: InstallOptions) {
     super(scope, id, { disableResourceNameHashes: true });
-    const crds = o.crds ?? 'include';
+    const watched = o.watchNamespaces?.length ? [...new Set(o.watchNamespaces)].sort() : undefined;
+    if (watched) namespacedProblems(o, watched);
+    // CRDs are cluster-scoped: a namespace-scoped install leaves them to a cluster admin (crds: 'only').
+    const crds = o.crds ?? (watched ? 'skip' : 'include');
     if (crds !== 'skip') new KilnCrds(this, 'Crds');
     if (crds === 'only') return;
     const namespace = o.namespace ?? 'kiln-system';
@@ -283,17 +284,21 @@ export class KilnInstallChart extends Chart {
     const instance = o.name ?? 'kiln';
     const CONTROLLER = `${instance}-controller`;
     const AGENT = `${instance}-agent`;
-    new k8s.KubeNamespace(this, 'Namespace', {
-      metadata: {
-        name: namespace,
-        labels: {
-          ...labels(instance, 'namespace', o.version),
-          // Everything kiln runs passes the restricted Pod Security Standard.
-          'pod-security.kubernetes.io/enforce': 'restricted',
-          'pod-security.kubernetes.io/enforce-version': 'latest',
+    // A Namespace is cluster-scoped: a namespace-scoped install runs in one that exists.
+    if (!watched) {
+      new k8s.KubeNamespace(this, 'Namespace', {
+        metadata: {
+          name: namespace,
+          labels: {
+            ...labels(instance, 'namespace', o.version),
+            // Everything kiln runs passes the restricted Pod Security Standard.
+            'pod-security.kubernetes.io/enforce': 'restricted',
+            'pod-security.kubernetes.io/enforce-version': 'latest',
+          },
         },
-      },
-    });
+      });
+    }
+    const watchArgs = watched ? ['--namespace', watched.join(',')] : [];
     // Replicas stand by on the Lease (leader election is off unless asked for, as in kubebuilder).
     const common = [
       '--leader-elect',
@@ -324,6 +329,7 @@ export class KilnInstallChart extends Chart {
         g.basePath ?? 'clusters',
         '--cluster',
         g.cluster,
+        ...watchArgs,
       ];
       if (g.allowInsecureHttp) args.push('--allow-insecure-http');
       if (g.tokenSecret) args.push('--git-token-file', `${GIT_TOKEN_DIR}/token`);
@@ -356,7 +362,7 @@ export class KilnInstallChart extends Chart {
         volumes: g.tokenSecret ? [{ name: 'git-token', secret: { secretName: g.tokenSecret, defaultMode: 0o440, items: [{ key: 'token', path: 'token' }] } }] : [],
         volumeMounts: g.tokenSecret ? [{ name: 'git-token', mountPath: GIT_TOKEN_DIR, readOnly: true }] : [],
         resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
-        ...(flux ? { namespaced: { id: 'flux', rules: FLUX_RULES, namespaces: [flux.namespace] } } : {}),
+        scope: { watched, fluxNamespace: flux?.namespace },
       });
     } else {
       new KilnComponent(this, 'Controller', {
@@ -369,10 +375,10 @@ export class KilnInstallChart extends Chart {
         image,
         imagePullPolicy,
         replicas: o.replicas ?? 1,
-        args: ['controller', '--mode', 'apply', '--leader-election-id', CONTROLLER, ...common],
+        args: ['controller', '--mode', 'apply', '--leader-election-id', CONTROLLER, ...common, ...watchArgs],
         omitRules,
         resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
-        namespaced: { id: 'serviceaccount-tokens', rules: TOKEN_RULES, namespaces: o.tokenNamespaces ?? [] },
+        scope: { watched, tokenNamespaces: o.tokenNamespaces ?? [] },
       });
     }
     const agentNamespaces = [...new Set(o.agentNamespaces ?? [])].sort();
@@ -388,13 +394,23 @@ export class KilnInstallChart extends Chart {
         imagePullPolicy,
         replicas: o.agentReplicas ?? 1,
         omitRules,
-        args: ['agent', '--leader-election-id', AGENT, ...common, ...(agentNamespaces.length ? ['--namespace', agentNamespaces.join(',')] : [])],
+        args: ['agent', '--leader-election-id', AGENT, ...common, ...(watched ? watchArgs : agentNamespaces.length ? ['--namespace', agentNamespaces.join(',')] : [])],
         // Namespaces given: the agent watches only them, and may read and write Secrets only there.
-        namespaced: agentNamespaces.length ? { id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets'), namespaces: agentNamespaces } : undefined,
+        scope: { watched, agentNamespaces },
         resources: { cpu: '100m', memory: '128Mi', memoryLimit: '512Mi' },
       });
     }
   }
+}
+
+/** Why a namespace-scoped install cannot be rendered as asked; throws the message. */
+function namespacedProblems(o: InstallOptions, watched: string[]): void {
+  if (o.crds === 'include') {
+    throw new Error('a namespace-scoped install renders no CRDs (cluster-scoped objects): a cluster admin applies them first, kiln install --crds only');
+  }
+  if (o.agentNamespaces?.length) throw new Error('a namespace-scoped install: the agent serves the watched namespaces (-n); --agent-namespace is for the cluster-wide install');
+  const unwatched = (o.tokenNamespaces ?? []).filter((ns) => !watched.includes(ns));
+  if (unwatched.length) throw new Error(`--token-namespace ${unwatched.join(',')}: not watched; a ConfigMapSync there would never be reconciled (add it with -n)`);
 }
 
 /** Cluster-scoped and referenced objects first, workloads last (the order `kubectl apply -f` needs). */

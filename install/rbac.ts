@@ -28,6 +28,11 @@
  *   PostgresDatabase finalizers.
  *
  * No wildcard verb, resource or group anywhere; Secrets only for the agent.
+ *
+ * The same lists serve both forms of the install (grants() below): the default
+ * binds them cluster-wide, a namespace-scoped install (`kiln install
+ * --namespaced -n <ns>`) grants each in a Role in every watched namespace, so a
+ * rule added here lands in both.
  */
 import { KINDS } from '../crds/schema/kinds.js';
 import { GROUP } from '../kinds/api.js';
@@ -45,6 +50,12 @@ export interface NamedRule {
   /** What the component does with it. */
   why: string;
   rule: PolicyRule;
+  /**
+   * Namespace-scoped install: the one namespace this rule is granted in, when it
+   * is not the watched namespaces (a request on a Namespace object is authorized
+   * in that namespace, so a Role there grants it).
+   */
+  namespacedIn?: string;
 }
 
 export type Component = 'controller-apply' | 'controller-git' | 'agent';
@@ -96,6 +107,16 @@ export const CONTROLLER_APPLY_RULES: NamedRule[] = [
     rule: { apiGroups: ['apps'], resources: ['statefulsets'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },
   },
   {
+    id: 'deployments',
+    why: 'watch, get (to compare), server-side apply and prune the Deployments of Memcached (their status feeds status.readyReplicas)',
+    rule: { apiGroups: ['apps'], resources: ['deployments'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },
+  },
+  {
+    id: 'pods',
+    why: "list and watch the metadata of the pods of kiln's workloads whose kind lists them in status (Memcached status.nodes)",
+    rule: { apiGroups: [''], resources: ['pods'], verbs: ['list', 'watch'] },
+  },
+  {
     id: 'jobs',
     why: 'watch, get (to compare), server-side apply and prune the Jobs of DirectoryBackup and DirectoryRestore',
     rule: { apiGroups: ['batch'], resources: ['jobs'], verbs: ['create', 'delete', 'get', 'list', 'patch', 'watch'] },
@@ -143,6 +164,7 @@ export const CONTROLLER_GIT_RULES: NamedRule[] = [
     id: 'cluster-identity',
     why: "read the kube-system namespace's UID, the cluster's identity kept in <base-path>/<cluster>/.kiln-cluster: a controller of another cluster (or a wrong kube context) with the same --cluster is refused",
     rule: { apiGroups: [''], resources: ['namespaces'], resourceNames: ['kube-system'], verbs: ['get'] },
+    namespacedIn: 'kube-system',
   },
 ];
 
@@ -210,4 +232,66 @@ export function leaseRules(leaseName: string): NamedRule[] {
 
 export function clusterRules(component: Component): NamedRule[] {
   return component === 'controller-apply' ? CONTROLLER_APPLY_RULES : component === 'controller-git' ? CONTROLLER_GIT_RULES : AGENT_RULES;
+}
+
+/** One role of a component and where it is bound. */
+export interface Grant {
+  /** ClusterRole in the default install, Role (one per namespace) in a namespace-scoped one. */
+  kind: 'ClusterRole' | 'Role';
+  /** The role's (and its bindings') name. */
+  name: string;
+  rules: NamedRule[];
+  /** 'cluster': a ClusterRoleBinding; else a RoleBinding in each namespace (for a Role: the Role too). */
+  boundIn: 'cluster' | string[];
+}
+
+export interface GrantScope {
+  /** The component's name (<install>-controller, <install>-agent): ServiceAccount, roles, Lease. */
+  name: string;
+  /** Where kiln runs: the Lease's namespace. */
+  installNamespace: string;
+  /** Namespace-scoped install: the namespaces it watches. Undefined: every namespace, cluster-wide rules. */
+  watched?: string[];
+  /** controller-apply: where ConfigMapSync may act as a ServiceAccount. */
+  tokenNamespaces?: string[];
+  /** controller-git with --flux: the Kustomization's namespace. */
+  fluxNamespace?: string;
+  /** agent, default install: the namespaces its Secret rights are bound in (none: cluster-wide). */
+  agentNamespaces?: string[];
+}
+
+const uniqueSorted = (xs: string[]) => [...new Set(xs)].sort();
+
+/**
+ * The roles of one component, from the rule lists above. The default install:
+ * one ClusterRole bound cluster-wide, plus rules bound per namespace only
+ * (tokens, Flux, the agent's Secrets with --agent-namespace) as a ClusterRole
+ * with a RoleBinding in each. Namespace-scoped: the same rules as Roles, the
+ * main one in every watched namespace; nothing cluster-scoped at all.
+ */
+export function grants(component: Component, s: GrantScope): Grant[] {
+  const perNamespace: { id: string; rules: NamedRule[]; namespaces: string[] }[] = [];
+  if (component === 'controller-apply') perNamespace.push({ id: 'serviceaccount-tokens', rules: TOKEN_RULES, namespaces: s.tokenNamespaces ?? [] });
+  if (component === 'controller-git' && s.fluxNamespace !== undefined) perNamespace.push({ id: 'flux', rules: FLUX_RULES, namespaces: [s.fluxNamespace] });
+  const agentNamespaces = uniqueSorted(s.agentNamespaces ?? []);
+  if (component === 'agent' && s.watched === undefined && agentNamespaces.length) {
+    perNamespace.push({ id: 'secrets', rules: AGENT_RULES.filter((r) => r.id === 'secrets'), namespaces: agentNamespaces });
+  }
+  // A rule granted per namespace is not also granted with the main role.
+  const main = clusterRules(component).filter((r) => !perNamespace.some((p) => p.rules.some((n) => n.id === r.id)));
+  const lease: Grant = { kind: 'Role', name: `${s.name}-leader-election`, rules: leaseRules(s.name), boundIn: [s.installNamespace] };
+  if (s.watched === undefined) {
+    return [
+      { kind: 'ClusterRole', name: s.name, rules: main, boundIn: 'cluster' },
+      ...perNamespace.map((p): Grant => ({ kind: 'ClusterRole', name: `${s.name}-${p.id}`, rules: p.rules, boundIn: uniqueSorted(p.namespaces) })),
+      lease,
+    ];
+  }
+  const elsewhere = main.filter((r) => r.namespacedIn !== undefined);
+  return [
+    { kind: 'Role', name: s.name, rules: main.filter((r) => r.namespacedIn === undefined), boundIn: uniqueSorted(s.watched) },
+    ...elsewhere.map((r): Grant => ({ kind: 'Role', name: `${s.name}-${r.id}`, rules: [r], boundIn: [r.namespacedIn!] })),
+    ...perNamespace.map((p): Grant => ({ kind: 'Role', name: `${s.name}-${p.id}`, rules: p.rules, boundIn: uniqueSorted(p.namespaces) })),
+    lease,
+  ];
 }

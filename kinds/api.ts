@@ -21,6 +21,7 @@ export const CHILD_KINDS: { apiVersion: string; kind: string }[] = [
   { apiVersion: 'v1', kind: 'Service' },
   { apiVersion: 'v1', kind: 'PersistentVolumeClaim' },
   { apiVersion: 'apps/v1', kind: 'StatefulSet' },
+  { apiVersion: 'apps/v1', kind: 'Deployment' },
   { apiVersion: 'batch/v1', kind: 'Job' },
   { apiVersion: 'policy/v1', kind: 'PodDisruptionBudget' },
   { apiVersion: 'snapshot.storage.k8s.io/v1', kind: 'VolumeSnapshot' },

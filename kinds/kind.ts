@@ -68,7 +68,7 @@ export type CarriedOutBy =
 /**
  * When a rendered resource is Ready, and what its status carries beyond conditions.
  * - applied: once every object is applied and in sync;
- * - members: its StatefulSet's rollout (replicas, readyReplicas and selector for the scale
+ * - members: its StatefulSet's or Deployment's rollout (replicas, readyReplicas and selector for the scale
  *   subresource, an Available condition, spec.progressDeadlineSeconds);
  * - job: its Job's outcome (result, startTime, completionTime).
  */
@@ -95,6 +95,12 @@ export interface KindDefinition {
   readonly carriedOutBy?: CarriedOutBy;
   /** Default: 'applied'. */
   readonly ready?: ReadyWhen;
+  /**
+   * With `ready: 'members'`: status fields drawn from the pods its workload selects, in apply mode
+   * (the controller caches the metadata of pods whose `app.kubernetes.io/name` is `app`: names,
+   * labels, annotations). A pod's change reconciles its resource again. Default: none.
+   */
+  readonly pods?: { app: string; status(pods: KubeObject[]): Record<string, unknown> };
   /** kiln's own checks, after the schema and CEL: what they cannot say. Default: none. */
   readonly checks?: (spec: Spec, out: FieldError[]) => void;
   /**
@@ -120,8 +126,10 @@ export interface KindDefinition {
   /** Why git mode cannot carry it out (the resource is Stalled, reason NotSupportedInGitMode). Default: git mode commits its render. */
   readonly notInGitMode?: string;
   /**
-   * Child kinds it writes outside its own namespace: apply mode watches these in every
-   * namespace, even when it watches only some. Default: none.
+   * Child kinds it writes outside its own namespace. With -n the controller watches them
+   * only in the watched namespaces (it makes no request elsewhere: a namespace-scoped
+   * install holds Roles only there) and says so at start: a change to one written
+   * outside them is repaired at the next resync. Default: none.
    */
   readonly writesOutsideNamespace?: readonly { apiVersion: string; kind: string }[];
 }

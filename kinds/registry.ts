@@ -19,6 +19,7 @@ import { DirectoryRestoreChart, type DirectoryRestoreResource } from './director
 import { checkBackupClaimOf } from './directory-restore/claim-check.js';
 import { DirectoryServiceChart, type DirectoryServiceResource } from './directory-service/chart.js';
 import { checkDirectoryService } from './directory-service/checks.js';
+import { MEMCACHED_APP, MemcachedChart } from './memcached/chart.js';
 import { PostgresDatabaseChart, type PostgresDatabaseResource } from './postgres-database/chart.js';
 import { PostgresInstanceChart } from './postgres-instance/chart.js';
 import { checkPostgresInstance } from './postgres-instance/checks.js';
@@ -97,6 +98,21 @@ const DEFINITIONS: KindDefinition[] = [
     // Copies go to tenant namespaces.
     writesOutsideNamespace: [{ apiVersion: 'v1', kind: 'ConfigMap' }],
   },
+  {
+    kind: 'Memcached',
+    chart: (s, id, r) => new MemcachedChart(s, id, r),
+    ready: 'members',
+    // The operator-sdk tutorial's status: the pods' names (those not terminating).
+    pods: {
+      app: MEMCACHED_APP,
+      status: (pods) => ({
+        nodes: pods
+          .filter((p) => !p.metadata.deletionTimestamp)
+          .map((p) => p.metadata.name)
+          .sort(),
+      }),
+    },
+  },
 ];
 
 const BY_KIND = new Map(DEFINITIONS.map((d) => [d.kind, d]));
@@ -118,6 +134,11 @@ export function carriedOutBy(kind: string): CarriedOutBy {
 /** The kinds whose render reads resources of `kind` in their namespace (kinds/kind.ts `reads`). */
 export function readersOf(kind: string): string[] {
   return DEFINITIONS.filter((d) => d.reads?.includes(kind)).map((d) => d.kind);
+}
+
+/** `app.kubernetes.io/name` of pods -> the kind whose status lists them (kinds/kind.ts `pods`). */
+export function podApps(): Map<string, string> {
+  return new Map(DEFINITIONS.flatMap((d) => (d.pods ? [[d.pods.app, d.kind] as const] : [])));
 }
 
 /** Kiln kinds some kind's render reads: offline, their resources are also render inputs. */

@@ -47,6 +47,38 @@ export function statefulSetRollout(sts: KubeObject | undefined, want: number, ap
   return { complete, members: parts.join(', '), ready };
 }
 
+interface DeploymentStatus {
+  replicas?: number;
+  readyReplicas?: number;
+  availableReplicas?: number;
+  updatedReplicas?: number;
+  observedGeneration?: number;
+  conditions?: { type: string; status: string; reason?: string; message?: string }[];
+}
+
+/**
+ * A Deployment's rollout (kstatus's rules for a Deployment): complete when its
+ * controller has seen the current spec, every wanted pod runs the new template
+ * and is available, and no pod of an older one is left. `failed`: the
+ * Deployment's own progress deadline passed (its Progressing condition says
+ * ProgressDeadlineExceeded).
+ */
+export function deploymentRollout(deployment: KubeObject | undefined, want: number, appliedNow: boolean): Rollout & { failed?: string } {
+  const s = (deployment?.status as DeploymentStatus | undefined) ?? {};
+  const available = s.availableReplicas ?? 0;
+  const updated = s.updatedReplicas ?? 0;
+  const replicas = s.replicas ?? 0;
+  const parts = [`${available}/${want} pods available`];
+  if (updated < want) parts.push(`${updated}/${want} updated`);
+  if (replicas > updated) parts.push(`${replicas - updated} old pods leaving`);
+  const observed = !!deployment && !appliedNow && (s.observedGeneration ?? 0) >= (deployment.metadata.generation ?? 0);
+  if (!observed) parts.push('Deployment change not yet observed');
+  const complete = observed && updated === want && replicas === want && available === want;
+  const progressing = s.conditions?.find((c) => c.type === 'Progressing');
+  const failed = observed && !complete && progressing?.status === 'False' && progressing.reason === 'ProgressDeadlineExceeded' ? (progressing.message ?? 'ProgressDeadlineExceeded') : undefined;
+  return { complete, members: parts.join(', '), ready: s.readyReplicas ?? 0, ...(failed ? { failed } : {}) };
+}
+
 const MAX_RECHECK_MS = 3_600_000;
 
 export interface RolloutProgress {

@@ -53,8 +53,8 @@ const NONE = Object.freeze([]) as unknown as { manager: string; operation: strin
  * fields, the rest of the status, the owned values themselves) is dropped:
  * with 10,000 resources the full objects would not fit the memory target.
  */
-/** Status fields the reconciler reads: members and rollout (StatefulSet), result (Job). */
-const STATUS_KEPT = ['replicas', 'readyReplicas', 'updatedReplicas', 'currentReplicas', 'observedGeneration', 'startTime', 'completionTime', 'succeeded', 'failed'];
+/** Status fields the reconciler reads: members and rollout (StatefulSet, Deployment), result (Job). */
+const STATUS_KEPT = ['replicas', 'readyReplicas', 'availableReplicas', 'updatedReplicas', 'currentReplicas', 'observedGeneration', 'startTime', 'completionTime', 'succeeded', 'failed'];
 
 export function projectChild<T extends KubeObject>(obj: T, ownWrites?: OwnWrites, names?: Interner): T {
   const m = obj.metadata;
@@ -91,10 +91,15 @@ export function projectChild<T extends KubeObject>(obj: T, ownWrites?: OwnWrites
     [OWNED_DIGEST]: owned,
   };
   if (status) {
-    // A Job's failure message is shown on the resource; other messages are not read.
+    // A Job's failure message and a Deployment's missed progress deadline are shown on the resource;
+    // other messages are not read.
     const conditions = Array.isArray(status['conditions'])
-      ? (status['conditions'] as { type: string; status: string; message?: string }[]).map((c) =>
-          c.type === 'Failed' && c.status === 'True' && c.message ? { type: c.type, status: c.status, message: c.message } : { type: c.type, status: c.status },
+      ? (status['conditions'] as { type: string; status: string; reason?: string; message?: string }[]).map((c) =>
+          c.type === 'Failed' && c.status === 'True' && c.message
+            ? { type: c.type, status: c.status, message: c.message }
+            : c.type === 'Progressing' && c.status === 'False' && c.reason === 'ProgressDeadlineExceeded'
+              ? { type: c.type, status: c.status, reason: c.reason, ...(c.message ? { message: c.message } : {}) }
+              : { type: c.type, status: c.status },
         )
       : undefined;
     const kept: Record<string, unknown> = {};

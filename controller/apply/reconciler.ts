@@ -12,6 +12,7 @@ import type { CustomEnv, CustomReconciler } from '../../kinds/kind.js';
 import { carriedOutBy, kindDefinition, KILN_API_VERSION } from '../../kinds/registry.js';
 import { validate, formatErrors } from '../../validate/index.js';
 import { applySetId, parentMetadata } from './applyset-labels.js';
+import { APP_LABEL, INSTANCE_LABEL } from '../../kinds/shared/labels.js';
 import {
   belongsTo,
   childKey,
@@ -34,7 +35,7 @@ import { parseKey, type Reconciler as ReconcilerContract, type Result } from '..
 import type { EventRecorder } from '../../kube/events.js';
 import type { Informer, KubeObject } from '../../kube/informer.js';
 import { groupKind } from '../../kube/resources.js';
-import { jobHealth, progressDeadline, statefulSetRollout, type Health, type RolloutProgress } from '../../kube/rollout.js';
+import { deploymentRollout, jobHealth, progressDeadline, statefulSetRollout, type Health, type Rollout, type RolloutProgress } from '../../kube/rollout.js';
 import { fitStatus } from '../status-bounds.js';
 import { readyConditions, syncedCondition, StatusWriter, type Condition, type Status } from '../../kube/status.js';
 
@@ -50,6 +51,8 @@ export interface ReconcilerDeps {
    * `children` is read first.
    */
   foreign?: Map<string, Informer>;
+  /** Metadata of the pods of kiln's workloads (names and labels), for kinds whose status lists their pods (kinds/kind.ts `pods`). */
+  pods?: Informer;
   events: EventRecorder;
   /** What a kind's custom reconciler is started with (kinds/kind.ts). */
   custom: CustomEnv;
@@ -171,7 +174,8 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     // What the render reads of other kiln resources (a CacheCluster, its DataGrids): a change there
     // is a change of this reconcile's inputs.
     const context = contextFromCaches(live, this.deps.resources);
-    const related = digest(context);
+    // A kind whose status lists its pods has what it lists among its inputs too.
+    const related = digest([context, this.podStatus(live) ?? null]);
     const memo = this.done.get(key);
     if (memo !== undefined) {
       if (memo.includes(this.fingerprint(live.metadata.resourceVersion, related, members))) return result;
@@ -405,8 +409,8 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
   private health(live: KilnResource, desired: K8sObject[], appliedNow: Set<string>): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
     const ready = kindDefinition(live.kind)?.ready ?? 'applied';
     if (ready === 'members') {
-      const sts = desired.find((o) => o.kind === 'StatefulSet');
-      if (sts) return this.rolloutHealth(live, sts, appliedNow.has(childKey(sts)));
+      const workload = desired.find((o) => o.kind === 'StatefulSet' || o.kind === 'Deployment');
+      if (workload) return this.rolloutHealth(live, workload, appliedNow.has(childKey(workload)));
     }
     if (ready === 'job') {
       const job = desired.find((o) => o.kind === 'Job');
@@ -420,11 +424,12 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     return { health: { state: 'ready', reason: 'Applied', message: `${desired.length} objects applied and in sync` }, status: {} };
   }
 
-  private rolloutHealth(live: KilnResource, sts: K8sObject, appliedNow: boolean): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
-    const current = this.child<KubeObject & { status?: { replicas?: number; readyReplicas?: number } }>('apps/v1', 'StatefulSet', sts.metadata.namespace, sts.metadata.name);
-    const want = (sts as { spec?: { replicas?: number } }).spec?.replicas ?? 1;
-    const rollout = statefulSetRollout(current, want, appliedNow);
-    const selector = (sts as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};
+  /** The rollout of its StatefulSet or Deployment `workload`. */
+  private rolloutHealth(live: KilnResource, workload: K8sObject, appliedNow: boolean): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
+    const current = this.child<KubeObject & { status?: { replicas?: number; readyReplicas?: number } }>('apps/v1', workload.kind, workload.metadata.namespace, workload.metadata.name);
+    const want = (workload as { spec?: { replicas?: number } }).spec?.replicas ?? 1;
+    const rollout: Rollout & { failed?: string } = workload.kind === 'Deployment' ? deploymentRollout(current, want, appliedNow) : statefulSetRollout(current, want, appliedNow);
+    const selector = (workload as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};
     const generation = live.metadata.generation;
     const available: Condition = {
       type: 'Available',
@@ -442,7 +447,10 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
         .join(','),
       extraConditions: [available],
     };
+    const pods = this.podStatus(live);
+    if (pods) Object.assign(status, pods);
     if (rollout.complete) return { health: { state: 'ready', reason: 'RolloutComplete', message: rollout.members }, status };
+    if (rollout.failed) return { health: { state: 'failed', reason: 'ProgressDeadlineExceeded', message: `${rollout.failed}: ${rollout.members}` }, status };
     const deadline = (live.spec as { progressDeadlineSeconds?: number }).progressDeadlineSeconds ?? DEFAULT_PROGRESS_DEADLINE_SECONDS;
     const previous = (this.status.current(live) as { rollout?: RolloutProgress } | undefined)?.rollout;
     const p = progressDeadline(previous, rollout.members, new Date(), deadline);
@@ -452,6 +460,19 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     }
     // Look again just after the deadline: a stuck rollout sends no more events.
     return { health: { state: 'progressing', reason: 'Progressing', message: rollout.members }, status, recheckMs: p.recheckMs };
+  }
+
+  /** What the kind puts in its status from its pods (kinds/kind.ts `pods`). */
+  private podStatus(live: KilnResource): Record<string, unknown> | undefined {
+    const definition = kindDefinition(live.kind)?.pods;
+    return definition && this.deps.pods ? definition.status(this.podsOf(live)) : undefined;
+  }
+
+  /** Its pods in the cache: those its workload's selector (app and instance labels, kinds/shared/labels.ts) selects. */
+  private podsOf(live: KilnResource): KubeObject[] {
+    const app = kindDefinition(live.kind)?.pods?.app;
+    if (!app || !this.deps.pods) return [];
+    return this.deps.pods.list(live.metadata.namespace).filter((p) => p.metadata.labels?.[APP_LABEL] === app && p.metadata.labels?.[INSTANCE_LABEL] === live.metadata.name);
   }
 
   /** The parent carries the ApplySet id and the group-kinds it may contain; written only when they change. */

@@ -498,6 +498,39 @@ export const configMapSync: KindDef = {
   columns: [{ name: 'Source', type: 'string', jsonPath: '.spec.source.name' }, ...readyColumns, ageColumn],
 };
 
-export const KINDS: KindDef[] = [directoryService, directoryBackup, directoryRestore, postgresInstance, postgresDatabase, cacheCluster, dataGrid, gridTemplate, configMapSync];
+/** The memcached image when spec.image is unset (the operator-sdk tutorial's choice of the official image). */
+export const DEFAULT_MEMCACHED_IMAGE = 'docker.io/library/memcached:1.6.38-alpine';
+
+export const memcached: KindDef = {
+  kind: 'Memcached',
+  plural: 'memcacheds',
+  shortNames: ['mc'],
+  description:
+    'A memcached pool (the operator-sdk tutorial kind): a Deployment of spec.size memcached pods and a Service <name> on port 11211. Stateless: a pod replaced is an empty cache. status.nodes lists the pods.',
+  spec: obj('Desired state of the pool.', {
+    size: replicas('Number of memcached pods. Default 1.', 1, 100),
+    image: str(`Container image of memcached. Default ${DEFAULT_MEMCACHED_IMAGE}.`, { minLength: 1, maxLength: 512, default: DEFAULT_MEMCACHED_IMAGE }),
+    imagePullPolicy: imagePullPolicy(),
+    memoryMegabytes: int('Item memory of each pod in megabytes (memcached -m). Default 64.', { minimum: 1, maximum: 65536, default: 64 }),
+    maxConnections: int('Simultaneous connections each pod accepts (memcached -c). Default 1024.', { minimum: 1, maximum: 65536, default: 1024 }),
+    resources: resources('requests cpu 100m and memory memoryMegabytes + 32Mi, limit memory memoryMegabytes + 32Mi'),
+    scheduling: scheduling('memcached'),
+    progressDeadlineSeconds: progressDeadlineSeconds(),
+  }),
+  status: status({
+    ...replicaStatus(),
+    nodes: list('Names of the pods the Deployment runs now, sorted (the operator-sdk tutorial status).', objectName('A pod name.'), { maxItems: 256, 'x-kubernetes-list-type': 'atomic' }),
+  }),
+  rules: [
+    {
+      rule: "self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+      message: 'metadata.name must be a DNS label starting with a letter (it names a Deployment and a Service)',
+    },
+  ],
+  columns: [{ name: 'Size', type: 'integer', jsonPath: '.spec.size' }, { name: 'Ready-Pods', type: 'integer', jsonPath: '.status.readyReplicas' }, ...renderedColumns, ageColumn],
+  scale: { specReplicasPath: '.spec.size' },
+};
+
+export const KINDS: KindDef[] = [directoryService, directoryBackup, directoryRestore, postgresInstance, postgresDatabase, cacheCluster, dataGrid, gridTemplate, configMapSync, memcached];
 
 export { DNS_LABEL };

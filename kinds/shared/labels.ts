@@ -1,6 +1,9 @@
 import type { KilnResource } from '../types.js';
 
 export const MANAGED_BY = 'kiln';
+/** The labels that select a resource's pods (selectorLabels). */
+export const APP_LABEL = 'app.kubernetes.io/name';
+export const INSTANCE_LABEL = 'app.kubernetes.io/instance';
 export const OWNER_KIND_LABEL = 'kiln.dev/owner-kind';
 export const OWNER_NAME_LABEL = 'kiln.dev/owner-name';
 export const OWNER_NAMESPACE_LABEL = 'kiln.dev/owner-namespace';
@@ -12,8 +15,8 @@ export const OWNER_NAMESPACE_LABEL = 'kiln.dev/owner-namespace';
  */
 export function selectorLabels(app: string, resource: KilnResource): Record<string, string> {
   return {
-    'app.kubernetes.io/name': app,
-    'app.kubernetes.io/instance': resource.metadata.name,
+    [APP_LABEL]: app,
+    [INSTANCE_LABEL]: resource.metadata.name,
   };
 }
 

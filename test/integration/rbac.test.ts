@@ -57,16 +57,16 @@ let kubeconfig = '';
 let gitKubeconfig = '';
 const running: KilnProcess[] = [];
 
-const KINDS = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid', 'DirectoryBackup', 'DirectoryRestore'];
+const KINDS = ['DirectoryService', 'PostgresInstance', 'CacheCluster', 'DataGrid', 'DirectoryBackup', 'DirectoryRestore', 'Memcached'];
 const examples = exampleResources()
   .map((e) => e.resource)
   .filter((r) => KINDS.includes(r.kind))
   .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: work } }));
-const sync = (n: string): KilnResource => ({
+const sync = (n: string, ns = work, source = 'ca-bundle'): KilnResource => ({
   apiVersion: 'kiln.dev/v1alpha1',
   kind: 'ConfigMapSync',
-  metadata: { name: n, namespace: work },
-  spec: { source: { name: 'ca-bundle' }, targets: { namespaces: [tenant] }, serviceAccountName: 'tenant-sync' },
+  metadata: { name: n, namespace: ns },
+  spec: { source: { name: source }, targets: { namespaces: [tenant] }, serviceAccountName: 'tenant-sync' },
 });
 const plural: Record<string, string> = {
   DirectoryService: 'directoryservices',
@@ -76,6 +76,7 @@ const plural: Record<string, string> = {
   DirectoryBackup: 'directorybackups',
   DirectoryRestore: 'directoryrestores',
   ConfigMapSync: 'configmapsyncs',
+  Memcached: 'memcacheds',
 };
 /** The agent's own kind (the controller's informers never list it). */
 const AGENT_ONLY_PLURAL: Record<string, string> = { PostgresDatabase: 'postgresdatabases' };
@@ -87,8 +88,8 @@ async function getJson(args: string[]): Promise<any> {
 }
 
 /** Every kiln resource's conditions in the work namespace, for failure messages. */
-async function conditions(): Promise<string> {
-  return (await cp.kubectl(['get', 'kiln', '-n', work, '-o', 'jsonpath={range .items[*]}{.kind}/{.metadata.name}: {.status.conditions}{"\\n"}{end}'])).stdout;
+async function conditions(ns = work): Promise<string> {
+  return (await cp.kubectl(['get', 'kiln', '-n', ns, '-o', 'jsonpath={range .items[*]}{.kind}/{.metadata.name}: {.status.conditions}{"\\n"}{end}'])).stdout;
 }
 
 async function condition(kind: string, n: string, type: string, ns = work): Promise<{ status: string; reason: string; message: string } | undefined> {
@@ -100,24 +101,27 @@ async function condition(kind: string, n: string, type: string, ns = work): Prom
 
 const create = (r: KilnResource) => cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(r) });
 /** A fresh copy of the example of `kind`, named `n`. */
-function example(kind: string, n: string): KilnResource {
+function example(kind: string, n: string, ns = work): KilnResource {
   const e = examples.find((r) => r.kind === kind)!;
-  return { ...e, metadata: { name: n, namespace: work } };
+  return { ...e, metadata: { name: n, namespace: ns } };
 }
 
-/** `kiln` with the args of the installation's controller Deployment, plus its credentials, namespace and free ports. */
-async function startController(install: InstallOptions = base, extra: string[] = []): Promise<KilnProcess> {
+/**
+ * `kiln` with the args of the installation's controller Deployment, plus its credentials, namespace (unless the
+ * Deployment names its own: a namespace-scoped install) and free ports.
+ */
+async function startController(install: InstallOptions = base, extra: string[] = [], kubeconfigFile?: string): Promise<KilnProcess> {
   const port = await freePort();
   const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name.endsWith('-controller')) as unknown as {
     spec: { template: { spec: { containers: { args: string[] }[] } } };
   };
   const git = install.mode === 'git';
+  const args = deployment.spec.template.spec.containers[0]!.args;
   const p = startKiln([
-    ...deployment.spec.template.spec.containers[0]!.args,
+    ...args,
     '--kubeconfig',
-    git ? gitKubeconfig : kubeconfig,
-    '-n',
-    git ? gitWork : work,
+    kubeconfigFile ?? (git ? gitKubeconfig : kubeconfig),
+    ...(args.includes('--namespace') ? [] : ['-n', git ? gitWork : work]),
     '--metrics-bind-address',
     `127.0.0.1:${port}`,
     '--health-probe-bind-address',
@@ -145,15 +149,19 @@ async function canI(sa: string, rule: NamedRule, verb: string, namespace: string
   return out.stdout.trim() === 'yes';
 }
 
-/** Applies the ClusterRole and the leader-election Role without `omit` and waits until the API server enforces it. */
-async function setRules(omit: string[], component: Component = 'controller-apply', sa = controllerSa, install: InstallOptions = base): Promise<void> {
+/**
+ * Applies the ClusterRoles and Roles (the leader-election Role; every Role of a namespace-scoped install) without
+ * `omit` and waits until the API server enforces it, as `kubectl auth can-i` in `served` shows.
+ */
+async function setRules(omit: string[], component: Component = 'controller-apply', sa = controllerSa, install: InstallOptions = base, served?: string): Promise<void> {
   const objs = installObjects({ ...install, omitRules: omit.map((o) => `${component}:${o}`) }).filter((o) => (o.kind === 'ClusterRole' || o.kind === 'Role') && o.metadata.name.startsWith(sa));
   expect((await applyObjects(cp, objs)).code).toBe(0);
   const rules = [...clusterRules(component), ...(component === 'controller-apply' ? TOKEN_RULES : []), ...leaseRules(sa)];
   for (const o of omit.length ? omit : rules.map((r) => r.id)) {
     const [ruleId, verb] = o.split(':');
     for (const rule of rules.filter((r) => r.id === ruleId)) {
-      const ns = rule.id.startsWith('lease') ? installNs : install.mode === 'git' ? gitWork : work;
+      // A rule on a Namespace object (namespacedIn) is authorized in that namespace, whatever the install.
+      const ns = rule.id.startsWith('lease') ? installNs : (rule.namespacedIn ?? served ?? (install.mode === 'git' ? gitWork : work));
       const want = !omit.length;
       await waitFor(`${o} ${want ? 'granted' : 'revoked'}`, async () => (await canI(sa, rule, verb ?? rule.rule.verbs[0]!, ns)) === want, 10_000);
     }
@@ -164,6 +172,8 @@ interface Ctx {
   n: string;
   /** The namespace the controller serves. */
   ns: string;
+  /** Its ServiceAccount (and Lease) name. */
+  sa: string;
   controller?: KilnProcess;
 }
 
@@ -195,7 +205,7 @@ const exitsWith2NeverLeading = async (c: Ctx) => {
   expect(c.controller!.lines.some((l) => l.includes('leading; starting workers'))).toBe(false);
   expect(c.controller!.lines.filter((l) => l.includes('may not use the Lease'))).toHaveLength(1);
 };
-const patchSpec = (kind: string, n: string, spec: unknown) => cp.kubectlOk(['patch', '-n', work, kind, n, '--type=merge', '-p', JSON.stringify({ spec })]);
+const patchSpec = (kind: string, n: string, spec: unknown, ns = work) => cp.kubectlOk(['patch', '-n', ns, kind, n, '--type=merge', '-p', JSON.stringify({ spec })]);
 
 /** One row per rule, and per verb where the verbs do different things. */
 const CONTROLLER_RULE_ROWS: Row[] = [
@@ -204,13 +214,13 @@ const CONTROLLER_RULE_ROWS: Row[] = [
   {
     omit: 'kiln-patch',
     breaks: 'a new resource cannot be marked as its ApplySet parent: the reconcile fails and is retried',
-    act: (c) => create(example('DataGrid', c.n)),
+    act: (c) => create(example('DataGrid', c.n, c.ns)),
     log: { msg: 'reconcile failed', text: refused('patch', 'datagrids') },
   },
   {
     omit: 'kiln-status',
     breaks: 'status cannot be written: the resource never becomes Ready',
-    act: (c) => create(example('DataGrid', c.n)),
+    act: (c) => create(example('DataGrid', c.n, c.ns)),
     log: { msg: 'reconcile failed', text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
     check: async (c) => expect(await condition('DataGrid', c.n, 'Ready')).toBeUndefined(),
   },
@@ -218,52 +228,60 @@ const CONTROLLER_RULE_ROWS: Row[] = [
   {
     omit: 'core-children:create',
     breaks: "a new DataGrid's ConfigMap cannot be created (a server-side apply of a new object is a create)",
-    act: (c) => create(example('DataGrid', c.n)),
+    act: (c) => create(example('DataGrid', c.n, c.ns)),
     stalled: { kind: 'DataGrid', message: refused('create', 'configmaps') },
   },
   {
     omit: 'core-children:patch',
     breaks: "a changed DataGrid's ConfigMap cannot be updated",
-    act: () => patchSpec('datagrid', 'sessions', { partitions: 37 }),
+    act: (c) => patchSpec('datagrid', 'sessions', { partitions: 37 }, c.ns),
     stalled: { kind: 'DataGrid', name: 'sessions', message: refused('patch', 'configmaps') },
   },
   {
     omit: 'core-children:get',
     breaks: 'a Service edited by hand cannot be read to compare, so it is not repaired',
-    act: () => cp.kubectlOk(['label', '--overwrite', '-n', work, 'service', 'ds-idrepo', 'app.kubernetes.io/component=edited']),
+    act: (c) => cp.kubectlOk(['label', '--overwrite', '-n', c.ns, 'service', 'ds-idrepo', 'app.kubernetes.io/component=edited']),
     log: { msg: 'reconcile failed', text: refused('get', 'services') },
   },
   {
     omit: 'core-children:delete',
     breaks: 'a Service no longer rendered cannot be pruned',
-    act: () => patchSpec('directoryservice', 'ds-idrepo', { service: { type: 'None' } }),
+    act: (c) => patchSpec('directoryservice', 'ds-idrepo', { service: { type: 'None' } }, c.ns),
     log: { msg: 'reconcile failed', text: refused('delete', 'services') },
-    check: async () => expect(await getJson(['-n', work, 'service', 'ds-idrepo-client'])).toBeDefined(),
+    check: async (c) => expect(await getJson(['-n', c.ns, 'service', 'ds-idrepo-client'])).toBeDefined(),
   },
   { omit: 'claims:list', breaks: 'the controller cannot watch PersistentVolumeClaims and exits', log: { text: refused('list', 'persistentvolumeclaims') }, check: exits },
   {
     omit: 'claims:create',
     breaks: "a DirectoryBackup's claims cannot be created",
-    act: (c) => create(example('DirectoryBackup', c.n)),
+    act: (c) => create(example('DirectoryBackup', c.n, c.ns)),
     stalled: { kind: 'DirectoryBackup', message: refused('create', 'persistentvolumeclaims') },
   },
   { omit: 'statefulsets:list', breaks: 'the controller cannot watch StatefulSets and exits', log: { text: refused('list', 'statefulsets') }, check: exits },
   {
     omit: 'statefulsets:create',
     breaks: "a CacheCluster's StatefulSet cannot be created",
-    act: (c) => create(example('CacheCluster', c.n)),
+    act: (c) => create(example('CacheCluster', c.n, c.ns)),
     stalled: { kind: 'CacheCluster', message: refused('create', 'statefulsets') },
   },
   {
     omit: 'statefulsets:patch',
     breaks: "a scaled CacheCluster's StatefulSet cannot be updated",
-    act: () => patchSpec('cachecluster', 'session-cache', { size: 6 }),
+    act: (c) => patchSpec('cachecluster', 'session-cache', { size: 6 }, c.ns),
     stalled: { kind: 'CacheCluster', name: 'session-cache', message: refused('patch', 'statefulsets') },
   },
+  { omit: 'deployments:list', breaks: 'the controller cannot watch Deployments and exits', log: { text: refused('list', 'deployments') }, check: exits },
+  {
+    omit: 'deployments:create',
+    breaks: "a Memcached's Deployment cannot be created",
+    act: (c) => create(example('Memcached', c.n, c.ns)),
+    stalled: { kind: 'Memcached', message: refused('create', 'deployments') },
+  },
+  { omit: 'pods:list', breaks: 'the controller cannot watch the pods whose names a Memcached lists, and exits', log: { text: refused('list', 'pods') }, check: exits },
   {
     omit: 'jobs:create',
     breaks: "a DirectoryBackup's Job cannot be created",
-    act: (c) => create(example('DirectoryBackup', c.n)),
+    act: (c) => create(example('DirectoryBackup', c.n, c.ns)),
     stalled: { kind: 'DirectoryBackup', message: refused('create', 'jobs') },
   },
   { omit: 'jobs:watch', breaks: "Job changes (a restore's completion) are not seen", log: { msg: 'watch failed, retrying', text: refused('watch', 'jobs') } },
@@ -271,28 +289,28 @@ const CONTROLLER_RULE_ROWS: Row[] = [
   {
     omit: 'poddisruptionbudgets:create',
     breaks: "a DirectoryService's PodDisruptionBudget cannot be created",
-    act: (c) => create(example('DirectoryService', c.n)),
+    act: (c) => create(example('DirectoryService', c.n, c.ns)),
     stalled: { kind: 'DirectoryService', message: refused('create', 'poddisruptionbudgets') },
   },
   { omit: 'volumesnapshots:list', breaks: 'the controller cannot watch VolumeSnapshots and exits', log: { text: refused('list', 'volumesnapshots') }, check: exits },
   {
     omit: 'volumesnapshots:create',
     breaks: "a DirectoryBackup's VolumeSnapshot cannot be created",
-    act: (c) => create(example('DirectoryBackup', c.n)),
+    act: (c) => create(example('DirectoryBackup', c.n, c.ns)),
     stalled: { kind: 'DirectoryBackup', message: refused('create', 'volumesnapshots') },
   },
-  { omit: 'events', breaks: 'no Event is recorded (reconciles go on)', act: (c) => create(example('DataGrid', c.n)), log: { msg: 'could not record event', text: refused('create', 'events') } },
+  { omit: 'events', breaks: 'no Event is recorded (reconciles go on)', act: (c) => create(example('DataGrid', c.n, c.ns)), log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
     omit: 'serviceaccount-tokens',
     breaks: 'a ConfigMapSync cannot act as its ServiceAccount: Stalled, nothing copied',
-    act: (c) => create(sync(c.n)),
+    act: (c) => create(sync(c.n, c.ns)),
     log: { msg: 'cannot obtain a ServiceAccount token', text: /403/ },
     stalled: { kind: 'ConfigMapSync', message: /TokenRequest|token/i },
   },
   {
     omit: 'lease-create',
     breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
-    act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, controllerSa, '--ignore-not-found']),
+    act: (c) => cp.kubectlOk(['delete', 'lease', '-n', installNs, c.sa, '--ignore-not-found']),
     log: { text: leaseRefused('controller', 'create') },
     check: exitsWith2NeverLeading,
   },
@@ -309,7 +327,16 @@ const CONTROLLER_RULE_ROWS: Row[] = [
  * Role has a row, then one test per row that applies the rules without that
  * one, starts the component and waits until the row's failure shows.
  */
-function ruleTable(t: { covers: string; rows: Row[]; rules: { id: string }[]; rowName: string; ns: string; setRules: (omit: string[]) => Promise<void>; start: () => Promise<KilnProcess> }): void {
+function ruleTable(t: {
+  covers: string;
+  rows: Row[];
+  rules: { id: string }[];
+  rowName: string;
+  ns: string;
+  sa: string;
+  setRules: (omit: string[]) => Promise<void>;
+  start: () => Promise<KilnProcess>;
+}): void {
   it(t.covers, () => {
     const covered = new Set(t.rows.map((r) => r.omit.split(':')[0]));
     expect(t.rules.map((r) => r.id).filter((ruleId) => !covered.has(ruleId))).toEqual([]);
@@ -318,7 +345,7 @@ function ruleTable(t: { covers: string; rows: Row[]; rules: { id: string }[]; ro
   describe('without one rule, this breaks', () => {
     t.rows.forEach((row, i) => {
       it(`${row.omit}: ${row.breaks}`, async () => {
-        const ctx: Ctx = { n: `${t.rowName}-${i}`, ns: t.ns };
+        const ctx: Ctx = { n: `${t.rowName}-${i}`, ns: t.ns, sa: t.sa };
         await t.setRules([row.omit]);
         try {
           await row.act?.(ctx);
@@ -506,12 +533,118 @@ describe('the controller with exactly the generated RBAC', () => {
     rules: [...CONTROLLER_APPLY_RULES, ...TOKEN_RULES, ...leaseRules(controllerSa)],
     rowName: 'row',
     ns: work,
+    sa: controllerSa,
     setRules: (omit) => setRules(omit),
     start: () => startController(),
   });
 });
 
-const gitGrid = (n: string): KilnResource => ({ ...example('DataGrid', n), metadata: { name: n, namespace: gitWork } });
+/**
+ * The namespace-scoped install (`kiln install --namespaced -n <ns>`): the same rule lists as Roles in the
+ * watched namespace, the Lease's in the install namespace, nothing cluster-scoped. Its controller serves a
+ * namespace of its own (nsWork) and copies a ConfigMap into `tenant`, which it does not watch.
+ */
+const nsName = `krn-${id}`;
+const nsSa = `${nsName}-controller`;
+const nsWork = `kiln-rbac-nsw-${id}`;
+const namespacedBase: InstallOptions = { mode: 'apply', version: 'test', namespace: installNs, name: nsName, agent: false, watchNamespaces: [nsWork], tokenNamespaces: [nsWork] };
+let nsKubeconfig = '';
+const CLUSTER_SCOPED = ['CustomResourceDefinition', 'Namespace', 'ClusterRole', 'ClusterRoleBinding'];
+/** `kubectl auth can-i` as a ServiceAccount of the install namespace. */
+const canAs = async (sa: string, ...args: string[]) => (await cp.kubectl(['auth', 'can-i', ...args, '--as', `system:serviceaccount:${installNs}:${sa}`])).stdout.trim();
+
+describe('the namespace-scoped install (--namespaced): the controller with Roles only', () => {
+  beforeAll(async () => {
+    await cp.kubectlOk(['create', 'namespace', nsWork]);
+    const objs = installObjects(namespacedBase);
+    expect(objs.filter((o) => CLUSTER_SCOPED.includes(o.kind))).toEqual([]);
+    installed.push(...objs);
+    const tenantSide = [
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'tenant-sync', namespace: nsWork } },
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'ns-ca-bundle', namespace: nsWork }, data: { 'ca.crt': 'not a real certificate' } },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'Role',
+        metadata: { name: 'read-source', namespace: nsWork },
+        rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] }],
+      },
+      ...[
+        { namespace: nsWork, role: 'read-source' },
+        { namespace: tenant, role: 'write-copies' },
+      ].map((b) => ({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: { name: `${b.role}-${nsName}`, namespace: b.namespace },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: b.role },
+        subjects: [{ kind: 'ServiceAccount', name: 'tenant-sync', namespace: nsWork }],
+      })),
+    ];
+    const r = await applyObjects(cp, [...objs, ...tenantSide]);
+    if (r.code !== 0) throw new Error(r.stderr);
+    nsKubeconfig = await serviceAccountKubeconfig(cp, installNs, nsSa);
+  }, 120_000);
+
+  afterAll(async () => {
+    await stopAll();
+    await cp?.kubectl(['delete', 'namespace', nsWork, '--wait=false']);
+  });
+
+  it('holds nothing cluster-wide: its rights are in the watched namespace (and the Lease in its own)', async () => {
+    await waitFor('the Roles enforced', async () => (await canAs(nsSa, 'list', 'configmaps', '-n', nsWork)) === 'yes', 10_000);
+    for (const what of ['configmaps', 'statefulsets.apps', 'directoryservices.kiln.dev', 'configmapsyncs.kiln.dev', 'events']) {
+      for (const verb of ['list', 'watch', 'create']) expect(await canAs(nsSa, verb, what, '--all-namespaces'), `${verb} ${what} -A`).toBe('no');
+      expect(await canAs(nsSa, 'list', what, '-n', tenant), `list ${what} -n ${tenant}`).toBe('no');
+    }
+    expect(await canAs(nsSa, 'list', 'namespaces')).toBe('no');
+    expect(await canAs(nsSa, 'create', 'serviceaccounts', '--subresource', 'token', '-n', tenant)).toBe('no');
+    expect(await canAs(nsSa, 'create', 'serviceaccounts', '--subresource', 'token', '-n', nsWork)).toBe('yes');
+    expect(await canAs(nsSa, 'get', 'secrets', '-n', nsWork)).toBe('no');
+    expect(await canAs(nsSa, 'update', `leases.coordination.k8s.io/${nsSa}`, '-n', installNs)).toBe('yes');
+    expect(await canAs(nsSa, 'update', `leases.coordination.k8s.io/${nsSa}`, '-n', nsWork)).toBe('no');
+  });
+
+  it('converges every example and a ConfigMapSync into an unwatched namespace, and no request is refused', async () => {
+    const c = await startController(namespacedBase, [], nsKubeconfig);
+    const mine = examples.map((r) => ({ ...r, metadata: { ...r.metadata, namespace: nsWork } }));
+    for (const r of mine) await create(r);
+    await create(sync('ns-ca-bundle', nsWork, 'ns-ca-bundle'));
+    const logs = () => c.lines.slice(-20).join('\n');
+    for (const r of mine) {
+      if (r.kind === 'DirectoryRestore') continue; // waits for its Job, which nothing runs here
+      await waitFor(`${r.kind}/${r.metadata.name} Ready`, async () => (await condition(r.kind, r.metadata.name, 'Ready', nsWork))?.status === 'True', 60_000, logs).catch(async (err: Error) => {
+        throw new Error(`${err.message}\n${await conditions(nsWork)}`);
+      });
+    }
+    await waitFor(
+      "the restore's claim and Job",
+      async () => (await getJson(['-n', nsWork, 'pvc', 'idrepo-restore-restore'])) && (await getJson(['-n', nsWork, 'job', 'idrepo-restore-restore'])),
+      30_000,
+      logs,
+    );
+    await waitFor('ConfigMapSync Ready', async () => (await condition('ConfigMapSync', 'ns-ca-bundle', 'Ready', nsWork))?.status === 'True', 30_000, logs);
+    expect((await getJson(['-n', tenant, 'configmap', 'ns-ca-bundle']))?.data).toEqual({ 'ca.crt': 'not a real certificate' });
+    // A drifted copy in the unwatched namespace is not seen at once; the controller said so at start.
+    expect(c.lines.some((l) => l.includes('watching only the given namespaces') && l.includes('v1/ConfigMap'))).toBe(true);
+    // The Lease in the install namespace, Events in the watched one.
+    expect(await getJson(['-n', installNs, 'lease', nsSa])).toBeDefined();
+    expect((await cp.kubectlOk(['get', 'events', '-n', nsWork, '--field-selector', 'reason=Applied', '-o', 'name'])).trim()).not.toBe('');
+    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    await stopAll();
+  }, 180_000);
+
+  ruleTable({
+    covers: 'every rule of its Roles has a row below (the same rows as the cluster-wide install)',
+    rows: CONTROLLER_RULE_ROWS,
+    rules: [...CONTROLLER_APPLY_RULES, ...TOKEN_RULES, ...leaseRules(nsSa)],
+    rowName: 'ns-row',
+    ns: nsWork,
+    sa: nsSa,
+    setRules: (omit) => setRules(omit, 'controller-apply', nsSa, namespacedBase, nsWork),
+    start: () => startController(namespacedBase, [], nsKubeconfig),
+  });
+});
+
+const gitGrid = (n: string, ns = gitWork): KilnResource => ({ ...example('DataGrid', n), metadata: { name: n, namespace: ns } });
 
 /** Git mode reads resources, writes status and Events; Git gets the rest. */
 const GIT_RULE_ROWS: Row[] = [
@@ -520,15 +653,15 @@ const GIT_RULE_ROWS: Row[] = [
   {
     omit: 'kiln-status',
     breaks: 'a committed resource cannot say so: it never becomes Ready',
-    act: (c) => create(gitGrid(c.n)),
+    act: (c) => create(gitGrid(c.n, c.ns)),
     log: { text: (c) => new RegExp(`datagrids/${c.n}/status: 403`) },
-    check: async (c) => expect(await condition('DataGrid', c.n, 'Ready', gitWork)).toBeUndefined(),
+    check: async (c) => expect(await condition('DataGrid', c.n, 'Ready', c.ns)).toBeUndefined(),
   },
-  { omit: 'events', breaks: 'no Event is recorded (commits go on)', act: (c) => create(gitGrid(c.n)), log: { msg: 'could not record event', text: refused('create', 'events') } },
+  { omit: 'events', breaks: 'no Event is recorded (commits go on)', act: (c) => create(gitGrid(c.n, c.ns)), log: { msg: 'could not record event', text: refused('create', 'events') } },
   {
     omit: 'lease-create',
     breaks: 'without its Lease the controller cannot create one: it exits 2 saying so, instead of never leading',
-    act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, gitSa, '--ignore-not-found']),
+    act: (c) => cp.kubectlOk(['delete', 'lease', '-n', installNs, c.sa, '--ignore-not-found']),
     log: { text: leaseRefused('controller', 'create') },
     check: exitsWith2NeverLeading,
   },
@@ -570,8 +703,65 @@ describe('the git-mode controller with exactly the generated RBAC', () => {
     rules: [...CONTROLLER_GIT_RULES, ...leaseRules(gitSa)],
     rowName: 'git-row',
     ns: gitWork,
+    sa: gitSa,
     setRules: (omit) => setRules(omit, 'controller-git', gitSa, gitBase),
     start: () => startController(gitBase),
+  });
+});
+
+describe('the namespace-scoped install (--namespaced): the git-mode controller with Roles only', () => {
+  const ngName = `krng-${id}`;
+  const ngSa = `${ngName}-controller`;
+  const ngWork = `kiln-rbac-nsg-${id}`;
+  const ngBase: InstallOptions = { ...gitBase, name: ngName, watchNamespaces: [ngWork], git: { ...gitBase.git!, cluster: 'rbac-ns' } };
+  let ngKubeconfig = '';
+  beforeAll(async () => {
+    await cp.kubectlOk(['create', 'namespace', ngWork]);
+    const objs = installObjects(ngBase);
+    expect(objs.filter((o) => CLUSTER_SCOPED.includes(o.kind))).toEqual([]);
+    installed.push(...objs);
+    const r = await applyObjects(cp, objs);
+    if (r.code !== 0) throw new Error(r.stderr);
+    ngKubeconfig = await serviceAccountKubeconfig(cp, installNs, ngSa);
+  }, 60_000);
+
+  afterAll(async () => {
+    await stopAll();
+    await cp?.kubectl(['delete', 'namespace', ngWork, '--wait=false']);
+    // Its one object outside the namespaces this file deletes.
+    for (const k of ['rolebinding', 'role']) await cp?.kubectl(['delete', k, '-n', 'kube-system', `${ngSa}-cluster-identity`, '--ignore-not-found']);
+  });
+
+  it('commits and reports with Roles only; it reads the cluster identity through a Role in kube-system', async () => {
+    await waitFor('the Roles enforced', async () => (await canAs(ngSa, 'list', 'datagrids.kiln.dev', '-n', ngWork)) === 'yes', 10_000);
+    expect(await canAs(ngSa, 'get', 'namespaces/kube-system', '-n', 'kube-system')).toBe('yes');
+    expect(await canAs(ngSa, 'get', 'namespaces/default', '-n', 'default')).toBe('no');
+    expect(await canAs(ngSa, 'list', 'namespaces')).toBe('no');
+    for (const verb of ['list', 'watch']) expect(await canAs(ngSa, verb, 'datagrids.kiln.dev', '--all-namespaces')).toBe('no');
+    const c = await startController(ngBase, [], ngKubeconfig);
+    await create(gitGrid('ns-grid', ngWork));
+    await waitFor(
+      'DataGrid/ns-grid Ready',
+      async () => (await condition('DataGrid', 'ns-grid', 'Ready', ngWork))?.status === 'True',
+      60_000,
+      () => c.lines.slice(-10).join('\n'),
+    );
+    expect(plainGit(scratch, ['--git-dir', bare, 'ls-tree', '-r', '--name-only', 'main'])).toContain(`clusters/rbac-ns/${ngWork}/`);
+    // The marker was checked against the cluster's identity, not skipped for want of rights.
+    expect(c.lines.some((l) => /cannot read the kube-system namespace/.test(l))).toBe(false);
+    expect(c.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+    await stopAll();
+  }, 180_000);
+
+  ruleTable({
+    covers: 'every rule of its Roles has a row below (the same rows as the cluster-wide install)',
+    rows: GIT_RULE_ROWS,
+    rules: [...CONTROLLER_GIT_RULES, ...leaseRules(ngSa)],
+    rowName: 'git-ns-row',
+    ns: ngWork,
+    sa: ngSa,
+    setRules: (omit) => setRules(omit, 'controller-git', ngSa, ngBase, ngWork),
+    start: () => startController(ngBase, [], ngKubeconfig),
   });
 });
 
@@ -590,12 +780,12 @@ const freshInstance = (c: Ctx) => applyIn(kiln('PostgresInstance', c.n, {}));
 async function startAgent(install: InstallOptions = base, sa = agentSa, kubeconfigFile = agentKubeconfig): Promise<KilnProcess> {
   const port = await freePort();
   const deployment = installObjects(install).find((o) => o.kind === 'Deployment' && o.metadata.name === sa) as unknown as { spec: { template: { spec: { containers: { args: string[] }[] } } } };
+  const args = deployment.spec.template.spec.containers[0]!.args;
   const p = startKiln([
-    ...deployment.spec.template.spec.containers[0]!.args,
+    ...args,
     '--kubeconfig',
     kubeconfigFile,
-    '-n',
-    agentWork,
+    ...(args.includes('--namespace') ? [] : ['-n', agentWork]),
     '--metrics-bind-address',
     `127.0.0.1:${port}`,
     '--health-probe-bind-address',
@@ -648,7 +838,7 @@ const AGENT_RULE_ROWS: Row[] = [
   {
     omit: 'lease-create',
     breaks: 'without its Lease the agent cannot create one: it exits 2 saying so, instead of never leading',
-    act: () => cp.kubectlOk(['delete', 'lease', '-n', installNs, agentSa, '--ignore-not-found']),
+    act: (c) => cp.kubectlOk(['delete', 'lease', '-n', installNs, c.sa, '--ignore-not-found']),
     log: { text: leaseRefused('agent', 'create') },
     check: exitsWith2NeverLeading,
   },
@@ -745,7 +935,71 @@ describe('the runtime agent with exactly the generated RBAC', () => {
     rules: [...AGENT_RULES, ...leaseRules(agentSa)],
     rowName: 'agent-row',
     ns: agentWork,
+    sa: agentSa,
     setRules: (omit) => setRules(omit, 'agent', agentSa),
     start: () => startAgent(),
+  });
+
+  describe('the namespace-scoped install (--namespaced): the agent with Roles only', () => {
+    const naName = `krna-${id}`;
+    const naSa = `${naName}-agent`;
+    const agentNamespaced: InstallOptions = { mode: 'apply', version: 'test', namespace: installNs, name: naName, watchNamespaces: [agentWork] };
+    let naKubeconfig = '';
+    beforeAll(async () => {
+      const objs = installObjects(agentNamespaced);
+      expect(objs.filter((o) => CLUSTER_SCOPED.includes(o.kind))).toEqual([]);
+      installed.push(...objs);
+      const r = await applyObjects(cp, objs);
+      if (r.code !== 0) throw new Error(r.stderr);
+      naKubeconfig = await serviceAccountKubeconfig(cp, installNs, naSa);
+    }, 60_000);
+
+    it('holds nothing cluster-wide, and keeps a database, a generated superuser Secret and directory passwords in step', async () => {
+      await waitFor('the Roles enforced', async () => (await canAs(naSa, 'list', 'secrets', '-n', agentWork)) === 'yes', 10_000);
+      for (const what of ['secrets', 'postgresinstances.kiln.dev', 'postgresdatabases.kiln.dev', 'directoryservices.kiln.dev', 'events']) {
+        for (const verb of ['list', 'watch', 'create']) expect(await canAs(naSa, verb, what, '--all-namespaces'), `${verb} ${what} -A`).toBe('no');
+        for (const ns of ['kube-system', work]) expect(await canAs(naSa, 'list', what, '-n', ns), `list ${what} -n ${ns}`).toBe('no');
+      }
+      await applyIn(kiln('PostgresInstance', 'ns-fresh', {}));
+      await applyIn(
+        kiln('DirectoryService', 'ds', { image: 'ds:7', passwords: { [`uid=admin,${SUFFIX}`]: { secretName: 'ds-admin' }, [`uid=svc,ou=admins,${SUFFIX}`]: { secretName: 'svc-password' } } }),
+      );
+      // A rotated password: only an agent that reads the Secret and binds to the directory carries it out.
+      await cp.kubectlOk(['-n', agentWork, 'patch', 'secret', 'svc-password', '--type=merge', '-p', JSON.stringify({ stringData: { password: 'rotated-by-namespaced' } })]);
+      await applyIn(kiln('PostgresDatabase', 'ns-orders', { instance: 'pg', name: 'ns_orders', reclaimPolicy: 'Delete' }));
+      const a = await startAgent(agentNamespaced, naSa, naKubeconfig);
+      const ready = async (kind: string, n: string, type: string) =>
+        waitFor(
+          `${kind}/${n} ${type}`,
+          async () => (await condition(kind, n, type, agentWork))?.status === 'True',
+          60_000,
+          () => a.lines.slice(-10).join('\n'),
+        );
+      await ready('PostgresDatabase', 'ns-orders', 'DatabaseReady');
+      await ready('PostgresInstance', 'ns-fresh', 'SuperuserSecretReady');
+      await waitFor(
+        'the rotated password in the directory',
+        async () => ldap!.canBind(`uid=svc,ou=admins,${SUFFIX}`, 'rotated-by-namespaced'),
+        60_000,
+        () => a.lines.slice(-10).join('\n'),
+      );
+      await ready('DirectoryService', 'ds', 'PasswordsSynced');
+      expect((await pgServer!.sql("SELECT count(*) FROM pg_database WHERE datname = 'ns_orders'")).trim()).toBe('1');
+      await cp.kubectlOk(['-n', agentWork, 'delete', 'postgresdatabase', 'ns-orders', '--timeout=60s']);
+      expect((await pgServer!.sql("SELECT count(*) FROM pg_database WHERE datname = 'ns_orders'")).trim()).toBe('0');
+      expect(a.lines.filter((l) => /\b403\b|forbidden/i.test(l))).toEqual([]);
+      await stopAll();
+    }, 180_000);
+
+    ruleTable({
+      covers: 'every rule of its Roles has a row below (the same rows as the cluster-wide install)',
+      rows: AGENT_RULE_ROWS,
+      rules: [...AGENT_RULES, ...leaseRules(naSa)],
+      rowName: 'agent-ns-row',
+      ns: agentWork,
+      sa: naSa,
+      setRules: (omit) => setRules(omit, 'agent', naSa, agentNamespaced, agentWork),
+      start: () => startAgent(agentNamespaced, naSa, naKubeconfig),
+    });
   });
 });

@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { installObjects, type InstallOptions } from '../../install/install.js';
-import { AGENT_RULES, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, TOKEN_RULES } from '../../install/rbac.js';
+import { AGENT_RULES, clusterRules, CONTROLLER_APPLY_RULES, CONTROLLER_GIT_RULES, FLUX_RULES, leaseRules, TOKEN_RULES } from '../../install/rbac.js';
 import type { K8sObject } from '../../kinds/types.js';
 import { fromYaml, parseYamlStream } from '../../lib/yaml.js';
 
@@ -229,5 +229,105 @@ describe('install manifests', () => {
     expect(find(named, 'Deployment', 'k2-controller').spec.template.spec.containers[0].args).toEqual(
       expect.arrayContaining(['--leader-election-id', 'k2-controller', '--leader-election-namespace', 'other']),
     );
+  });
+
+  describe('namespace-scoped (watchNamespaces, kiln install --namespaced -n)', () => {
+    const CLUSTER_SCOPED = ['CustomResourceDefinition', 'Namespace', 'ClusterRole', 'ClusterRoleBinding'];
+    const rulesOf = (o: K8sObject) => (o as unknown as { rules: unknown[] }).rules;
+    const argsOf = (objs: K8sObject[], name: string) => find(objs, 'Deployment', name).spec.template.spec.containers[0].args as string[];
+
+    it('apply mode: a Role and RoleBinding per watched namespace from the same rule lists, the Lease in the install namespace, nothing cluster-scoped', () => {
+      const objs = apply({ namespace: 'kiln-ops', watchNamespaces: ['team-b', 'team-a', 'team-b'], tokenNamespaces: ['team-a'] });
+      expect(objs.filter((o) => CLUSTER_SCOPED.includes(o.kind))).toEqual([]);
+      expect(objs.map((o) => `${o.kind}/${o.metadata.namespace}/${o.metadata.name}`)).toEqual([
+        'ServiceAccount/kiln-ops/kiln-agent',
+        'ServiceAccount/kiln-ops/kiln-controller',
+        'Role/kiln-ops/kiln-agent-leader-election',
+        'Role/kiln-ops/kiln-controller-leader-election',
+        'Role/team-a/kiln-agent',
+        'Role/team-a/kiln-controller',
+        'Role/team-a/kiln-controller-serviceaccount-tokens',
+        'Role/team-b/kiln-agent',
+        'Role/team-b/kiln-controller',
+        'RoleBinding/kiln-ops/kiln-agent-leader-election',
+        'RoleBinding/kiln-ops/kiln-controller-leader-election',
+        'RoleBinding/team-a/kiln-agent',
+        'RoleBinding/team-a/kiln-controller',
+        'RoleBinding/team-a/kiln-controller-serviceaccount-tokens',
+        'RoleBinding/team-b/kiln-agent',
+        'RoleBinding/team-b/kiln-controller',
+        'Service/kiln-ops/kiln-agent-metrics',
+        'Service/kiln-ops/kiln-controller-metrics',
+        'Deployment/kiln-ops/kiln-agent',
+        'Deployment/kiln-ops/kiln-controller',
+      ]);
+      // The very lists the cluster-wide install binds: a rule added there is granted here too.
+      for (const ns of ['team-a', 'team-b']) {
+        const role = (n: string) => objs.find((o) => o.kind === 'Role' && o.metadata.namespace === ns && o.metadata.name === n)!;
+        expect(rulesOf(role('kiln-controller'))).toEqual(CONTROLLER_APPLY_RULES.map((r) => r.rule));
+        expect(rulesOf(role('kiln-agent'))).toEqual(AGENT_RULES.map((r) => r.rule));
+      }
+      expect(rulesOf(objs.find((o) => o.kind === 'Role' && o.metadata.name === 'kiln-controller-serviceaccount-tokens')!)).toEqual(TOKEN_RULES.map((r) => r.rule));
+      expect(rulesOf(objs.find((o) => o.kind === 'Role' && o.metadata.name === 'kiln-controller-leader-election')!)).toEqual(leaseRules('kiln-controller').map((r) => r.rule));
+      const bindings = objs.filter((o) => o.kind === 'RoleBinding') as unknown as { metadata: { name: string }; roleRef: unknown; subjects: unknown }[];
+      for (const b of bindings) {
+        expect(b.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: b.metadata.name });
+        expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: b.metadata.name.startsWith('kiln-agent') ? 'kiln-agent' : 'kiln-controller', namespace: 'kiln-ops' }]);
+      }
+      for (const name of ['kiln-controller', 'kiln-agent']) expect(argsOf(objs, name)).toEqual(expect.arrayContaining(['--namespace', 'team-a,team-b', '--leader-election-namespace', 'kiln-ops']));
+      // omitRules works on the Roles as on the ClusterRoles.
+      const without = apply({ watchNamespaces: ['team-a'], omitRules: ['controller-apply:jobs'] });
+      expect(JSON.stringify(rulesOf(without.find((o) => o.kind === 'Role' && o.metadata.name === 'kiln-controller')!))).not.toContain('"jobs"');
+    });
+
+    it('git mode: the cluster identity in a Role in kube-system (a GET of a Namespace is authorized in it), Flux in its namespace', () => {
+      const objs = installObjects({ mode: 'git', version: '1', agent: false, git: { ...git, flux: 'flux-system/kiln' }, watchNamespaces: ['team-a'] });
+      expect(objs.filter((o) => CLUSTER_SCOPED.includes(o.kind))).toEqual([]);
+      const role = (ns: string, n: string) => rulesOf(objs.find((o) => o.kind === 'Role' && o.metadata.namespace === ns && o.metadata.name === n)!);
+      const identity = CONTROLLER_GIT_RULES.filter((r) => r.id === 'cluster-identity');
+      expect(role('team-a', 'kiln-controller')).toEqual(CONTROLLER_GIT_RULES.filter((r) => r.id !== 'cluster-identity').map((r) => r.rule));
+      expect(role('kube-system', 'kiln-controller-cluster-identity')).toEqual(identity.map((r) => r.rule));
+      expect(role('flux-system', 'kiln-controller-flux')).toEqual(FLUX_RULES.map((r) => r.rule));
+      expect(argsOf(objs, 'kiln-controller')).toEqual(expect.arrayContaining(['--namespace', 'team-a']));
+      // Every rule of the cluster-wide form is granted somewhere.
+      const granted = objs.filter((o) => o.kind === 'Role').flatMap((o) => rulesOf(o));
+      for (const r of clusterRules('controller-git')) expect(granted).toContainEqual(r.rule);
+    });
+
+    it('refuses what it cannot render: CRDs, --agent-namespace, a token namespace it does not watch', () => {
+      expect(() => apply({ watchNamespaces: ['a'], crds: 'include' })).toThrow(/no CRDs.*--crds only/);
+      expect(apply({ watchNamespaces: ['a'], crds: 'only' }).every((o) => o.kind === 'CustomResourceDefinition')).toBe(true);
+      expect(() => apply({ watchNamespaces: ['a'], agentNamespaces: ['a'] })).toThrow(/--agent-namespace/);
+      expect(() => apply({ watchNamespaces: ['a'], tokenNamespaces: ['b'] })).toThrow(/--token-namespace b: not watched/);
+    });
+
+    it('kiln install --namespaced -n: runs in the first -n unless --namespace, says what it leaves out; -n alone and --crds include are refused', () => {
+      const kiln = (...args: string[]) => execFileSync(process.execPath, [join(root, 'bin/kiln.js'), 'install', ...args], { encoding: 'utf8' });
+      const text = kiln('--namespaced', '-n', 'team-a', '-n', 'team-b');
+      expect(text).toMatch(/^# kiln, namespace-scoped.*watches team-a, team-b; runs in team-a/);
+      expect(text).toContain('kiln install --crds only');
+      const objs = parseYamlStream(text).map((d) => d.value as K8sObject);
+      expect(objs.filter((o) => CLUSTER_SCOPED.includes(o.kind))).toEqual([]);
+      expect(find(objs, 'Deployment', 'kiln-controller').metadata.namespace).toBe('team-a');
+      expect(
+        find(
+          parseYamlStream(kiln('--namespaced', '-n', 'team-a', '--namespace', 'ops')).map((d) => d.value as K8sObject),
+          'Deployment',
+          'kiln-agent',
+        ).metadata.namespace,
+      ).toBe('ops');
+      const fails = (...args: string[]) => {
+        try {
+          kiln(...args);
+        } catch (err) {
+          return (err as { status: number; stderr: string }).stderr;
+        }
+        throw new Error(`kiln install ${args.join(' ')} succeeded`);
+      };
+      expect(fails('-n', 'team-a')).toMatch(/add --namespaced/);
+      expect(fails('--namespaced')).toMatch(/needs the namespaces to watch/);
+      expect(fails('--namespaced', '-n', 'a', '--crds', 'include')).toMatch(/no CRDs/);
+      expect(fails('--namespaced', '-n', 'a', '--token-namespace', 'b')).toMatch(/--token-namespace b/);
+    });
   });
 });

@@ -22,7 +22,7 @@ function renderExample(resource: (typeof examples)[number]['resource']): K8sObje
 describe('examples', () => {
   it('cover every kind', () => {
     expect(new Set(examples.map((e) => e.resource.kind))).toEqual(
-      new Set(['DirectoryService', 'DirectoryBackup', 'DirectoryRestore', 'PostgresInstance', 'PostgresDatabase', 'CacheCluster', 'DataGrid', 'ConfigMapSync']),
+      new Set(['DirectoryService', 'DirectoryBackup', 'DirectoryRestore', 'PostgresInstance', 'PostgresDatabase', 'CacheCluster', 'DataGrid', 'ConfigMapSync', 'Memcached']),
     );
   });
 
@@ -171,6 +171,19 @@ describe('other charts', () => {
     expect(conf).toContain("listen_addresses = '*'");
     const env = objs.find((o) => o.kind === 'StatefulSet').spec.template.spec.containers[0].env;
     expect(env.find((e: { name: string }) => e.name === 'POSTGRES_PASSWORD').valueFrom.secretKeyRef).toEqual({ name: 'orders-db-superuser', key: 'password' });
+  });
+  it('Memcached: a Deployment of spec.size pods that stay available through a rollout, and a Service on 11211', () => {
+    const objs = byKind('Memcached') as any[]; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(objs.map((o) => `${o.kind}/${o.metadata.name}`)).toEqual(['Service/session-memcached', 'Deployment/session-memcached']);
+    const deployment = objs.find((o) => o.kind === 'Deployment');
+    expect(deployment.spec.replicas).toBe(3);
+    expect(deployment.spec.strategy.rollingUpdate).toEqual({ maxUnavailable: 0, maxSurge: 1 });
+    const container = deployment.spec.template.spec.containers[0];
+    expect(container.image).toBe('docker.io/library/memcached:1.6.38-alpine');
+    expect(container.command).toEqual(['memcached', '-p', '11211', '-m', '256', '-c', '1024', '-o', 'modern']);
+    expect(container.resources.limits.memory).toBe('288Mi');
+    expect(deployment.spec.template.metadata.labels).toMatchObject({ 'app.kubernetes.io/name': 'memcached', 'app.kubernetes.io/instance': 'session-memcached' });
+    expect(objs.find((o) => o.kind === 'Service').spec.ports[0]).toMatchObject({ port: 11211, targetPort: 11211 });
   });
   it('PostgresDatabase renders nothing (the agent carries it out)', () => {
     expect(byKind('PostgresDatabase')).toEqual([]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from '../../kube/informer.js';
-import { jobHealth, progressDeadline, statefulSetRollout } from '../../kube/rollout.js';
+import { deploymentRollout, jobHealth, progressDeadline, statefulSetRollout } from '../../kube/rollout.js';
 
 const sts = (generation: number, status: Record<string, unknown>): KubeObject => ({ apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: { name: 'ds', namespace: 'n', generation }, status });
 
@@ -27,6 +27,35 @@ describe('StatefulSet rollout (kstatus rules)', () => {
     expect(statefulSetRollout(undefined, 1, false).complete).toBe(false);
     // Stopped (0 replicas) is a complete rollout.
     expect(statefulSetRollout(sts(1, { observedGeneration: 1, replicas: 0 }), 0, false).complete).toBe(true);
+  });
+});
+
+describe('Deployment rollout (kstatus rules)', () => {
+  const deployment = (generation: number, status: Record<string, unknown>): KubeObject => ({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'mc', namespace: 'n', generation }, status });
+  it('is complete only when every wanted pod is updated and available, no old pod is left and the controller saw the spec', () => {
+    const done = { observedGeneration: 2, replicas: 3, readyReplicas: 3, availableReplicas: 3, updatedReplicas: 3 };
+    expect(deploymentRollout(deployment(2, done), 3, false)).toEqual({ complete: true, members: '3/3 pods available', ready: 3 });
+    // An old pod still running beside the new ones (maxSurge).
+    expect(deploymentRollout(deployment(2, { ...done, replicas: 4 }), 3, false)).toMatchObject({ complete: false, members: '3/3 pods available, 1 old pods leaving' });
+    // Not every pod runs the new template yet.
+    expect(deploymentRollout(deployment(2, { ...done, updatedReplicas: 2 }), 3, false)).toMatchObject({ complete: false, members: '3/3 pods available, 2/3 updated, 1 old pods leaving' });
+    // Ready but not yet available.
+    expect(deploymentRollout(deployment(2, { ...done, availableReplicas: 2 }), 3, false).complete).toBe(false);
+    // The controller has not seen the spec, or kiln has just written it.
+    expect(deploymentRollout(deployment(3, done), 3, false).complete).toBe(false);
+    expect(deploymentRollout(deployment(2, done), 3, true).complete).toBe(false);
+    expect(deploymentRollout(undefined, 1, false).complete).toBe(false);
+  });
+  it("fails when the Deployment's own progress deadline passed", () => {
+    const stuck = {
+      observedGeneration: 2,
+      replicas: 4,
+      updatedReplicas: 1,
+      availableReplicas: 3,
+      conditions: [{ type: 'Progressing', status: 'False', reason: 'ProgressDeadlineExceeded', message: 'ReplicaSet "mc-1" has timed out progressing.' }],
+    };
+    expect(deploymentRollout(deployment(2, stuck), 3, false)).toMatchObject({ complete: false, failed: 'ReplicaSet "mc-1" has timed out progressing.' });
+    expect(deploymentRollout(deployment(2, { ...stuck, conditions: [{ type: 'Progressing', status: 'True', reason: 'ReplicaSetUpdated' }] }), 3, false).failed).toBeUndefined();
   });
 });
 

@@ -53,6 +53,7 @@ describe('kiln synth', () => {
       'shop/postgresinstance/orders-db.k8s.yaml',
       'web/cachecluster/session-cache.k8s.yaml',
       'web/datagrid/sessions.k8s.yaml',
+      'web/memcached/session-memcached.k8s.yaml',
     ]);
   });
 
