@@ -4,7 +4,8 @@
  * loads every chart and cdk8s); what the agent needs is in kinds/api.ts and
  * the kinds' names.ts.
  */
-import { CacheClusterChart, type CacheClusterResource } from './cache-cluster/chart.js';
+import { CACHE_APP, CacheClusterChart, type CacheClusterResource } from './cache-cluster/chart.js';
+import { cacheMembers } from './cache-cluster/members.js';
 import { checkCacheCluster } from './cache-cluster/checks.js';
 import { ConfigMapSyncChart, type ConfigMapSyncResource } from './config-map-sync/chart.js';
 import { NOT_SERVER_SIDE_APPLIED, NOT_SUPPORTED_CONFIGMAPSYNC } from './config-map-sync/delivery.js';
@@ -68,6 +69,8 @@ const DEFINITIONS: KindDefinition[] = [
     checks: checkCacheCluster,
     // Its members mount the DataGrids that name it, resolved with their GridTemplates.
     inputs: cacheClusterInputs,
+    // status.members: the grids each member serves, from its pod (apply mode).
+    pods: { app: CACHE_APP, status: cacheMembers },
     reads: ['DataGrid', 'GridTemplate'],
   },
   {

@@ -344,7 +344,18 @@ export const cacheCluster: KindDef = {
       'x-kubernetes-validations': [{ rule: 'self.catalogServers <= self.size || self.size == 0', message: 'catalogServers must not exceed size', fieldPath: '.catalogServers' }],
     },
   ),
-  status: status({ ...replicaStatus(), catalogServers: list('DNS names of the catalog servers.', str('DNS name.'), { 'x-kubernetes-list-type': 'atomic' }) }),
+  status: status({
+    ...replicaStatus(),
+    catalogServers: list('DNS names of the catalog servers.', str('DNS name.'), { 'x-kubernetes-list-type': 'atomic' }),
+    members: list(
+      'Each member pod (apply mode) and the DataGrids it serves, from its own pod: during a rollout a member still on the previous revision lists the grids of that revision.',
+      obj('A member.', {
+        name: objectName('The pod.'),
+        grids: list('The DataGrids it mounts, by name.', objectName('A DataGrid.'), { maxItems: 256, 'x-kubernetes-list-type': 'atomic' }),
+      }),
+      { maxItems: 256, 'x-kubernetes-list-type': 'atomic' },
+    ),
+  }),
   rules: statefulName(),
   columns: [
     { name: 'Members', type: 'integer', jsonPath: '.spec.size' },

@@ -25,7 +25,9 @@ import type { KilnResource, RenderContext, ResourceRequirements } from '../types
 
 export type CacheClusterResource = KilnResource<Omit<CacheClusterSpec, 'resources' | 'scheduling' | 'env'> & { resources?: ResourceRequirements; scheduling?: SchedulingSpec; env?: k8s.EnvVar[] }>;
 
-const APP = 'cache';
+/** app.kubernetes.io/name of everything a CacheCluster renders (its members' pods are found by it). */
+export const CACHE_APP = 'cache';
+const APP = CACHE_APP;
 const CACHE_UID = 1001;
 const PORTS: ServicePort[] = [
   { name: 'catalog', port: 2809 },

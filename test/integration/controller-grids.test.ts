@@ -18,6 +18,7 @@ import { Manager } from '../../controller/manager.js';
 import { parseYamlStream } from '../../lib/yaml.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
 import { initBareRepo, plainGit } from '../harness/git.js';
+import { MANUAL_LABEL, setPodReady } from '../harness/stand-in-kubelet.js';
 import { waitFor as waitUntil } from '../harness/wait.js';
 
 let cp: ControlPlaneClient;
@@ -25,6 +26,8 @@ let manager: Manager;
 const id = randomBytes(3).toString('hex');
 const ns = `kiln-grids-${id}`;
 const gitNs = `kiln-grids-git-${id}`;
+/** Pods here are made ready by the test alone (a rollout stops at the first member it replaces). */
+const manualNs = `kiln-grids-manual-${id}`;
 const tmp = mkdtempSync(join(tmpdir(), 'kiln-controller-grids-'));
 const logs: string[] = [];
 const log = (level: string, msg: string, fields?: Record<string, unknown>) => logs.push(`${level} ${msg} ${JSON.stringify(fields ?? {})}`);
@@ -51,6 +54,8 @@ interface PodTemplate {
 const podTemplate = async (): Promise<PodTemplate | undefined> => (await getJson(ns, 'statefulset', 'c'))?.spec.template;
 /** The ConfigMaps the members' grids volume projects, and the file each becomes. */
 const mounted = (t: PodTemplate | undefined) => t?.spec.volumes.find((v) => v.name === 'grids')?.projected?.sources.map((s) => `${s.configMap.name}:${s.configMap.items[0]!.path}`) ?? [];
+/** status.members, with each member's fields in one order. */
+const membersOf = (o: { status?: { members?: { name: string; grids: string[] }[] } } | undefined) => o?.status?.members?.map((m) => ({ name: m.name, grids: m.grids }));
 const gridFile = async (namespace: string, name: string) => {
   const cm = await getJson(namespace, 'configmap', `c-grid-${name}`);
   return cm ? (JSON.parse(cm.data['grid.json']) as Record<string, unknown>) : undefined;
@@ -63,16 +68,17 @@ async function conditionOf(namespace: string, kind: string, name: string, type: 
 
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
-  for (const n of [ns, gitNs]) await cp.kubectlOk(['create', 'namespace', n]);
+  for (const n of [ns, gitNs, manualNs]) await cp.kubectlOk(['create', 'namespace', n]);
+  await cp.kubectlOk(['label', 'namespace', manualNs, `${MANUAL_LABEL}=manual`]);
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
-  manager = new Manager({ kc, namespaces: [ns], concurrency: 2, qps: 0, burst: 0, resyncSeconds: 0, version: 'test', log });
+  manager = new Manager({ kc, namespaces: [ns, manualNs], concurrency: 2, qps: 0, burst: 0, resyncSeconds: 0, version: 'test', log });
   await manager.start();
 }, 120_000);
 
 afterAll(async () => {
   await manager?.stop();
-  for (const n of [ns, gitNs]) await cp?.kubectl(['delete', 'namespace', n, '--wait=false']);
+  for (const n of [ns, gitNs, manualNs]) await cp?.kubectl(['delete', 'namespace', n, '--wait=false']);
   rmSync(tmp, { recursive: true, force: true });
   console.log(`controller-grids figures: ${JSON.stringify(figures)}`);
 });
@@ -97,6 +103,26 @@ describe('apply mode', () => {
     });
     expect(ready.message).toBe('0 objects applied and in sync');
     expect((await getJson(ns, 'configmaps', '-l', 'app.kubernetes.io/managed-by=kiln')).items.map((o: { metadata: { name: string } }) => o.metadata.name).sort()).toEqual(['c-grid-g', 'c-members']);
+  });
+
+  it('status.members lists each member with the grids its pod serves, once the members roll', async () => {
+    const started = Date.now();
+    const members = await waitFor(
+      'status.members with g on both members',
+      async () => {
+        const m = membersOf(await getJson(ns, 'cachecluster.kiln.dev', 'c'));
+        return JSON.stringify(m) ===
+          JSON.stringify([
+            { name: 'c-0', grids: ['g'] },
+            { name: 'c-1', grids: ['g'] },
+          ])
+          ? m
+          : undefined;
+      },
+      30_000,
+    );
+    figures['members roll -> status.members (ms)'] = Date.now() - started;
+    expect(members).toHaveLength(2);
   });
 
   it('a template edit re-renders the grid ConfigMap and changes the members digest within seconds', async () => {
@@ -238,5 +264,50 @@ describe('git mode', () => {
     } finally {
       await gitManager.stop();
     }
+  });
+});
+
+describe('status.members during a rollout', () => {
+  it('a member still on the previous revision reports the grids it serves, the replaced one the new set', async () => {
+    const members = async () => membersOf(await getJson(manualNs, 'cachecluster.kiln.dev', 'c'));
+    const podAnnotation = async (name: string) => (await getJson(manualNs, 'pod', name))?.metadata.annotations?.[GRIDS_ANNOTATION] as string | undefined;
+    await apply(cache(manualNs));
+    await apply(grid(manualNs, 'a', {}));
+    // The test is the members' kubelet: it makes every pod ready until both run the revision with grid a
+    // (the cache may have been applied before the grid reached its render: then a first revision without it rolls).
+    await waitFor(
+      'both pods carry grid a, ready',
+      async () => {
+        for (const p of ['c-0', 'c-1']) if ((await getJson(manualNs, 'pod', p))?.metadata) await setPodReady(inject('controlPlane'), manualNs, p).catch(() => undefined);
+        return (await podAnnotation('c-0')) === 'a' && (await podAnnotation('c-1')) === 'a';
+      },
+      30_000,
+    );
+    await waitFor(
+      'both members serve a',
+      async () =>
+        JSON.stringify(await members()) ===
+        JSON.stringify([
+          { name: 'c-0', grids: ['a'] },
+          { name: 'c-1', grids: ['a'] },
+        ]),
+      30_000,
+    );
+
+    // A second grid: the StatefulSet replaces c-1 first and waits for it to be ready, which it never is here.
+    await apply(grid(manualNs, 'b', {}));
+    await waitFor('c-1 replaced with grids a,b', async () => (await podAnnotation('c-1')) === 'a,b', 30_000);
+    const during = await waitFor('status.members shows the rollout half done', async () => {
+      const m = await members();
+      return JSON.stringify(m) ===
+        JSON.stringify([
+          { name: 'c-0', grids: ['a'] },
+          { name: 'c-1', grids: ['a', 'b'] },
+        ])
+        ? m
+        : undefined;
+    });
+    expect(during).toHaveLength(2);
+    expect(await conditionOf(manualNs, 'cachecluster', 'c', 'Ready')).toMatchObject({ status: 'False' });
   });
 });

@@ -12,7 +12,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { diffResource } from '../../controller/apply/diff.js';
 import { GRIDS_ANNOTATION, GRIDS_DIGEST_ANNOTATION } from '../../kinds/cache-cluster/chart.js';
+import { cacheMembers } from '../../kinds/cache-cluster/members.js';
 import type { KubeClient } from '../../kube/client.js';
+import type { KubeObject } from '../../kube/informer.js';
 import { kindDefinition } from '../../kinds/registry.js';
 import { MissingInputError, render } from '../../kinds/render.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
@@ -158,6 +160,29 @@ describe('CacheCluster members mount their grids', () => {
   it('the kinds declare what they read, so the controller re-renders them when it changes', () => {
     expect(kindDefinition('CacheCluster')?.reads).toEqual(['DataGrid', 'GridTemplate']);
     expect(kindDefinition('DataGrid')?.reads).toEqual(['GridTemplate']);
+  });
+});
+
+describe('CacheCluster status.members', () => {
+  const pod = (name: string, grids?: string, deletionTimestamp?: string) =>
+    ({ metadata: { name, namespace: ns, ...(grids === undefined ? {} : { annotations: { [GRIDS_ANNOTATION]: grids } }), ...(deletionTimestamp ? { deletionTimestamp } : {}) } }) as KubeObject;
+
+  it('each member by ordinal with the grids its own pod says; none for a pod without the annotation; a leaving pod is not listed', () => {
+    expect(cacheMembers([pod('c-10', 'a'), pod('c-2', 'a,b'), pod('c-0'), pod('c-1', 'a', '2026-01-01T00:00:00Z')])).toEqual({
+      members: [
+        { name: 'c-0', grids: [] },
+        { name: 'c-2', grids: ['a', 'b'] },
+        { name: 'c-10', grids: ['a'] },
+      ],
+    });
+  });
+
+  it('takes only grid names from the annotation (anyone with pod rights may write it)', () => {
+    expect(cacheMembers([pod('c-0', 'a,,B,x y,../etc,ok.grid')])).toEqual({ members: [{ name: 'c-0', grids: ['a', 'ok.grid'] }] });
+  });
+
+  it('the CacheCluster declares it: its members are the pods named cache', () => {
+    expect(kindDefinition('CacheCluster')?.pods?.app).toBe('cache');
   });
 });
 
