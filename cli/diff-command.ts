@@ -158,7 +158,6 @@ async function targetsFromCluster(client: KubeClient, namespaces: string[]): Pro
   const { KILN_KINDS } = await import('../kinds/api.js');
   const { resourceLabel } = await import('../controller/apply/diff.js');
   const { validate, formatErrors } = await import('../validate/index.js');
-  const { contextFromObjects } = await import('../lib/context.js');
   const { kindDefinition } = await import('../kinds/registry.js');
   const found: (KubeObject & KilnResource)[] = [];
   for (const k of KILN_KINDS) {
@@ -176,21 +175,17 @@ async function targetsFromCluster(client: KubeClient, namespaces: string[]): Pro
   const invalid: ResourceDiff[] = [];
   for (const live of found) {
     const v = validate({ apiVersion: live.apiVersion, kind: live.kind, metadata: live.metadata, spec: live.spec });
-    // What the render reads of other kiln resources (a DirectoryBackup, its DirectoryService), as the controller reads its caches.
-    const reads = v.ok ? kindDefinition(live.kind)?.reads : undefined;
-    if (v.ok)
-      targets.push({
-        resource: v.resource,
-        live,
-        ...(reads
-          ? {
-              context: contextFromObjects(
-                v.resource,
-                found.filter((o) => reads.includes(o.kind)),
-              ),
-            }
-          : {}),
-      });
+    // What its render reads of other kiln resources of its namespace (a CacheCluster, its DataGrids), as the controller passes it.
+    const definition = kindDefinition(live.kind);
+    const reads = definition?.reads;
+    const context =
+      reads && definition.inputs
+        ? definition.inputs(
+            live,
+            found.filter((o) => reads.includes(o.kind) && o.metadata.namespace === live.metadata.namespace),
+          )
+        : undefined;
+    if (v.ok) targets.push({ resource: v.resource, live, ...(context ? { context } : {}) });
     else invalid.push({ resource: resourceLabel(live), changes: [], notes: [], errors: [`invalid, so the controller applies and prunes nothing for it: ${formatErrors(v.errors)}`] });
   }
   return { targets, invalid };

@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 
 
 /**
- * An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed.
+ * An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed. Every DataGrid naming it is mounted into the members at /opt/kiln/grids/<grid>.json; a change to one rolls them.
  *
  * @schema CacheCluster
  */
@@ -58,7 +58,7 @@ export class CacheCluster extends ApiObject {
 }
 
 /**
- * An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed.
+ * An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed. Every DataGrid naming it is mounted into the members at /opt/kiln/grids/<grid>.json; a change to one rolls them.
  *
  * @schema CacheCluster
  */
@@ -978,7 +978,7 @@ export enum ConfigMapSyncSpecTargetsNamespaceSelectorMatchExpressionsOperator {
 
 
 /**
- * A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache>, which the members load.
+ * A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache> (grid.json), which the CacheCluster mounts into its members as /opt/kiln/grids/<name>.json. Settings not given here come from spec.template, then from the defaults.
  *
  * @schema DataGrid
  */
@@ -1032,7 +1032,7 @@ export class DataGrid extends ApiObject {
 }
 
 /**
- * A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache>, which the members load.
+ * A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache> (grid.json), which the CacheCluster mounts into its members as /opt/kiln/grids/<name>.json. Settings not given here come from spec.template, then from the defaults.
  *
  * @schema DataGrid
  */
@@ -1079,6 +1079,13 @@ export interface DataGridSpec {
   readonly cache: string;
 
   /**
+   * Name of a GridTemplate (same namespace) to start from: every setting this DataGrid does not give is taken from it. Until it exists the DataGrid is not Ready and its members do not mount it.
+   *
+   * @schema DataGridSpec#template
+   */
+  readonly template?: string;
+
+  /**
    * Simple (key/value), Session (HTTP session store) or Dynamic (maps created on demand). Default Simple. The former lower-case spellings are refused.
    *
    * @schema DataGridSpec#gridType
@@ -1086,7 +1093,7 @@ export interface DataGridSpec {
   readonly gridType?: string;
 
   /**
-   * Number of partitions; a prime number spreads keys best. Default 13.
+   * Number of partitions; must be a prime number (keys spread evenly only over a prime count). Default 13.
    *
    * @schema DataGridSpec#partitions
    */
@@ -1143,6 +1150,7 @@ export function toJson_DataGridSpec(obj: DataGridSpec | undefined): Record<strin
   if (obj === undefined) { return undefined; }
   const result = {
     'cache': obj.cache,
+    'template': obj.template,
     'gridType': obj.gridType,
     'partitions': obj.partitions,
     'syncReplicas': obj.syncReplicas,
@@ -3176,6 +3184,179 @@ export enum EtcdClusterSpecSchedulingTolerationsEffect {
   /** NoExecute */
   NO_EXECUTE = "NoExecute",
 }
+
+
+/**
+ * A reusable data grid definition: DataGrids of this namespace that name it in spec.template take every setting they do not give themselves from it. It renders nothing of its own; a change to it re-renders the DataGrids that use it and rolls the members of their CacheClusters.
+ *
+ * @schema GridTemplate
+ */
+export class GridTemplate extends ApiObject {
+  /**
+   * Returns the apiVersion and kind for "GridTemplate"
+   */
+  public static readonly GVK: GroupVersionKind = {
+    apiVersion: 'kiln.dev/v1alpha1',
+    kind: 'GridTemplate',
+  }
+
+  /**
+   * Renders a Kubernetes manifest for "GridTemplate".
+   *
+   * This can be used to inline resource manifests inside other objects (e.g. as templates).
+   *
+   * @param props initialization props
+   */
+  public static manifest(props: GridTemplateProps): any {
+    return {
+      ...GridTemplate.GVK,
+      ...toJson_GridTemplateProps(props),
+    };
+  }
+
+  /**
+   * Defines a "GridTemplate" API object
+   * @param scope the scope in which to define this object
+   * @param id a scope-local name for the object
+   * @param props initialization props
+   */
+  public constructor(scope: Construct, id: string, props: GridTemplateProps) {
+    super(scope, id, {
+      ...GridTemplate.GVK,
+      ...props,
+    });
+  }
+
+  /**
+   * Renders the object to Kubernetes JSON.
+   */
+  public override toJson(): any {
+    const resolved = super.toJson();
+
+    return {
+      ...GridTemplate.GVK,
+      ...toJson_GridTemplateProps(resolved),
+    };
+  }
+}
+
+/**
+ * A reusable data grid definition: DataGrids of this namespace that name it in spec.template take every setting they do not give themselves from it. It renders nothing of its own; a change to it re-renders the DataGrids that use it and rolls the members of their CacheClusters.
+ *
+ * @schema GridTemplate
+ */
+export interface GridTemplateProps {
+  /**
+   * @schema GridTemplate#metadata
+   */
+  readonly metadata?: ApiObjectMetadata;
+
+  /**
+   * Grid settings, every one optional, with the defaults of a DataGrid.
+   *
+   * @schema GridTemplate#spec
+   */
+  readonly spec: GridTemplateSpec;
+}
+
+/**
+ * Converts an object of type 'GridTemplateProps' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_GridTemplateProps(obj: GridTemplateProps | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'metadata': obj.metadata,
+    'spec': toJson_GridTemplateSpec(obj.spec),
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+
+/**
+ * Grid settings, every one optional, with the defaults of a DataGrid.
+ *
+ * @schema GridTemplateSpec
+ */
+export interface GridTemplateSpec {
+  /**
+   * Simple (key/value), Session (HTTP session store) or Dynamic (maps created on demand). Default Simple. The former lower-case spellings are refused.
+   *
+   * @schema GridTemplateSpec#gridType
+   */
+  readonly gridType?: string;
+
+  /**
+   * Number of partitions; must be a prime number (keys spread evenly only over a prime count). Default 13.
+   *
+   * @schema GridTemplateSpec#partitions
+   */
+  readonly partitions?: number;
+
+  /**
+   * Synchronous replicas of each partition. Default 0.
+   *
+   * @schema GridTemplateSpec#syncReplicas
+   */
+  readonly syncReplicas?: number;
+
+  /**
+   * Asynchronous replicas of each partition. Default 1.
+   *
+   * @schema GridTemplateSpec#asyncReplicas
+   */
+  readonly asyncReplicas?: number;
+
+  /**
+   * Memory the grid may use across the cluster, e.g. 2Gi.
+   *
+   * @schema GridTemplateSpec#capacity
+   */
+  readonly capacity?: string;
+
+  /**
+   * Entries expire this many seconds after their last update; 0 keeps them. Default 0.
+   *
+   * @schema GridTemplateSpec#timeToLiveSeconds
+   */
+  readonly timeToLiveSeconds?: number;
+
+  /**
+   * How long a transaction waits for a lock. Default 15.
+   *
+   * @schema GridTemplateSpec#lockTimeoutSeconds
+   */
+  readonly lockTimeoutSeconds?: number;
+
+  /**
+   * How long a transaction may run. Default 30.
+   *
+   * @schema GridTemplateSpec#transactionTimeoutSeconds
+   */
+  readonly transactionTimeoutSeconds?: number;
+}
+
+/**
+ * Converts an object of type 'GridTemplateSpec' to JSON representation.
+ */
+/* eslint-disable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
+export function toJson_GridTemplateSpec(obj: GridTemplateSpec | undefined): Record<string, any> | undefined {
+  if (obj === undefined) { return undefined; }
+  const result = {
+    'gridType': obj.gridType,
+    'partitions': obj.partitions,
+    'syncReplicas': obj.syncReplicas,
+    'asyncReplicas': obj.asyncReplicas,
+    'capacity': obj.capacity,
+    'timeToLiveSeconds': obj.timeToLiveSeconds,
+    'lockTimeoutSeconds': obj.lockTimeoutSeconds,
+    'transactionTimeoutSeconds': obj.transactionTimeoutSeconds,
+  };
+  // filter undefined values
+  return Object.entries(result).reduce((r, i) => (i[1] === undefined) ? r : ({ ...r, [i[0]]: i[1] }), {});
+}
+/* eslint-enable max-len, @stylistic/max-len, quote-props, @stylistic/quote-props */
 
 
 /**

@@ -4,13 +4,16 @@
  * loads every chart and cdk8s); what the agent needs is in kinds/api.ts and
  * the kinds' names.ts.
  */
-import { CacheClusterChart, type CacheClusterResource } from './cache-cluster/chart.js';
+import { CACHE_APP, CacheClusterChart, type CacheClusterResource } from './cache-cluster/chart.js';
+import { cacheMembers } from './cache-cluster/members.js';
 import { checkCacheCluster } from './cache-cluster/checks.js';
 import { ConfigMapSyncChart, type ConfigMapSyncResource } from './config-map-sync/chart.js';
 import { NOT_SERVER_SIDE_APPLIED, NOT_SUPPORTED_CONFIGMAPSYNC } from './config-map-sync/delivery.js';
 import { inputsFromObjects, sourceNotInInputs } from './config-map-sync/render-inputs.js';
 import { DataGridChart, type DataGridResource } from './data-grid/chart.js';
 import { checkDataGrid } from './data-grid/checks.js';
+import { cacheClusterInputs, dataGridInputs } from './data-grid/render-inputs.js';
+import { GridTemplateChart } from './grid-template/chart.js';
 import { DirectoryBackupChart, type DirectoryBackupResource } from './directory-backup/chart.js';
 import { checkDataClaimOf } from './directory-backup/claim-check.js';
 import { directoryServiceInputs } from './directory-backup/inputs.js';
@@ -68,14 +71,28 @@ const DEFINITIONS: KindDefinition[] = [
   },
   {
     kind: 'CacheCluster',
-    chart: (s, id, r) => new CacheClusterChart(s, id, r as CacheClusterResource),
+    chart: (s, id, r, c) => new CacheClusterChart(s, id, r as CacheClusterResource, c),
     ready: 'members',
     checks: checkCacheCluster,
+    // Its members mount the DataGrids that name it, resolved with their GridTemplates.
+    inputs: cacheClusterInputs,
+    // status.members: the grids each member serves, from its pod (apply mode).
+    pods: { app: CACHE_APP, status: cacheMembers },
+    reads: ['DataGrid', 'GridTemplate'],
   },
   {
     kind: 'DataGrid',
-    chart: (s, id, r) => new DataGridChart(s, id, r as unknown as DataGridResource),
+    chart: (s, id, r, c) => new DataGridChart(s, id, r as unknown as DataGridResource, c),
     checks: checkDataGrid,
+    inputs: dataGridInputs,
+    reads: ['GridTemplate'],
+  },
+  {
+    // Read by the DataGrids that name it; renders nothing itself, so it is Ready once valid.
+    kind: 'GridTemplate',
+    chart: (s, id, r) => new GridTemplateChart(s, id, r),
+    checks: checkDataGrid,
+    offlineNote: () => 'renders nothing of its own: the DataGrids that name it in spec.template carry its settings',
   },
   {
     kind: 'EtcdCluster',

@@ -5,6 +5,7 @@
  * toJson) and makes each resource's output independent of the others.
  */
 import { App } from 'cdk8s';
+import { MissingInput } from './missing-input.js';
 import { chartFactory } from './registry.js';
 import { chartObjects } from './serialize.js';
 import { compareObjects } from './object-order.js';
@@ -27,6 +28,18 @@ export class SecretInRenderError extends RenderError {
   constructor(resource: string, secret: string) {
     super(resource, `rendered Secret ${secret} carries data; kiln never renders secret values`);
     this.name = 'SecretInRenderError';
+  }
+}
+
+/** A render input the resource names is missing (kinds/missing-input.ts): the sinks report Reconciling, reason Waiting, and render again when it comes. */
+export class MissingInputError extends RenderError {
+  constructor(
+    resource: string,
+    /** The message without the resource's name: the field and what is missing. */
+    readonly detail: string,
+  ) {
+    super(resource, detail);
+    this.name = 'MissingInputError';
   }
 }
 
@@ -53,6 +66,7 @@ export function render(resource: KilnResource, context: RenderContext = {}): K8s
     objects = chartObjects(factory(app, resource.kind.toLowerCase(), normalized, context));
   } catch (err) {
     if (err instanceof RenderError) throw err;
+    if (err instanceof MissingInput) throw new MissingInputError(who, err.message);
     throw new RenderError(who, err instanceof Error ? err.message : String(err));
   }
   assertNoSecretData(objects, who);

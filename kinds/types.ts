@@ -1,3 +1,5 @@
+import type { GridSettings } from './data-grid/resolve.js';
+
 /** The shape of a kiln custom resource as it arrives from YAML or the API. */
 export interface ObjectMeta {
   name: string;
@@ -51,4 +53,8 @@ export interface RenderContext {
   };
   /** DirectoryBackup: the DirectoryService it backs up, when found (its snapshot class is the backup's default). */
   directoryService?: { volumeSnapshotClassName?: string };
+  /** DataGrid with spec.template: that GridTemplate's spec, when it exists (kinds/data-grid/render-inputs.ts). */
+  dataGrid?: { template?: GridSettings };
+  /** CacheCluster: the grids its members mount, by name, each with the grid.json its DataGrid's ConfigMap carries. */
+  cacheCluster?: { grids: { name: string; configuration: string }[] };
 }

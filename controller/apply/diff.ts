@@ -16,7 +16,7 @@
  * here writes: every PATCH is a dry run, everything else is a GET or a LIST.
  */
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from 'diff';
-import { render } from '../../kinds/render.js';
+import { MissingInputError, render } from '../../kinds/render.js';
 import type { K8sObject, KilnResource, RenderContext } from '../../kinds/types.js';
 import { toYaml } from '../../lib/yaml.js';
 import { applySetId, decorate, FIELD_MANAGER, PART_OF, prunable } from './applyset.js';
@@ -176,6 +176,11 @@ export async function diffResource(client: KubeClient, target: DiffTarget): Prom
     if (!live) out.notes.push('not in the cluster yet: its objects are shown without the ownerReference the controller adds once the resource exists');
     desired = desiredObjects(r, live?.metadata.uid, target.context);
   } catch (err) {
+    // Not an error of the resource: the controller waits for what it names (Reconciling) and changes nothing meanwhile.
+    if (err instanceof MissingInputError) {
+      out.notes.push(`waits: ${err.detail}; the controller applies nothing for it until then`);
+      return out;
+    }
     out.errors.push(message(err));
     return out;
   }

@@ -4,7 +4,7 @@
  * longer rendered -> status. Reads come from the informers' caches; the API
  * sees a write only when something has to change.
  */
-import { render } from '../../kinds/render.js';
+import { MissingInputError, render } from '../../kinds/render.js';
 import { contextFromCaches } from '../related-inputs.js';
 import { conditionHolds, parseApplyAfter } from '../apply-after.js';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
@@ -73,6 +73,7 @@ export interface ReconcileResult extends Result {
 
 const DEFAULT_PROGRESS_DEADLINE_SECONDS = 600;
 const CONFLICT_RECHECK_MS = 60_000;
+const MISSING_INPUT_RECHECK_MS = 60_000;
 
 /** `obj` with a UID precondition: the server applies it only to the object with that UID. */
 const withUid = (obj: K8sObject, uid: string | undefined): K8sObject => (uid ? { ...obj, metadata: { ...obj.metadata, uid } } : obj);
@@ -195,6 +196,12 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     try {
       rendered = render(v.resource, context);
     } catch (err) {
+      if (err instanceof MissingInputError) {
+        // What it names may come later (a DataGrid's template): the kind's `reads` queue it again
+        // when it does; the recheck is only a backstop. What exists stays.
+        await this.writeStatus(live, { conditions: waitingFor(err.detail, generation) }, result);
+        return { ...result, requeueAfterMs: MISSING_INPUT_RECHECK_MS };
+      }
       const message = err instanceof Error ? err.message : String(err);
       await this.writeStatus(live, { conditions: stalled('RenderFailed', message, generation) }, result);
       if (result.statusWritten) this.deps.events.warning(live, 'RenderFailed', message);
@@ -216,13 +223,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
         if (result.statusWritten) this.deps.events.warning(live, 'ForeignClaim', check.foreign);
         return { ...result, requeueAfterMs: CONFLICT_RECHECK_MS };
       }
-      await this.writeStatus(
-        live,
-        {
-          conditions: [...readyConditions({ kind: 'reconciling', reason: 'Waiting', message: check.waiting }, generation), syncedCondition(false, 'Waiting', check.waiting, generation)],
-        },
-        result,
-      );
+      await this.writeStatus(live, { conditions: waitingFor(check.waiting, generation) }, result);
       return { ...result, requeueAfterMs: 5_000 };
     }
 
@@ -533,6 +534,11 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     });
     return result;
   }
+}
+
+/** Waiting for something it needs before anything is applied: reconciling, not in sync. */
+function waitingFor(message: string, generation: number | undefined): Condition[] {
+  return [...readyConditions({ kind: 'reconciling', reason: 'Waiting', message }, generation), syncedCondition(false, 'Waiting', message, generation)];
 }
 
 /** Stalled before anything could be applied: neither ready nor in sync. */

@@ -40,7 +40,7 @@
  * names is kept. A deleted resource (or one being deleted) is removed from the
  * tree.
  */
-import { render as renderChart, SecretInRenderError } from '../../kinds/render.js';
+import { MissingInputError, render as renderChart, SecretInRenderError } from '../../kinds/render.js';
 import type { K8sObject, KilnResource, RenderContext } from '../../kinds/types.js';
 import { contextFromCaches } from '../related-inputs.js';
 import { APPLY_AFTER_ANNOTATION } from '../../kinds/api.js';
@@ -163,6 +163,12 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
     try {
       objects = this.render(v.resource, contextFromCaches(v.resource, this.deps.resources));
     } catch (err) {
+      if (err instanceof MissingInputError) {
+        // As in apply mode: what it names may come later, and its `reads` queue it then; nothing is
+        // committed meanwhile (what the repository holds stays).
+        await this.writeStatus(live, { ...carried, conditions: readyConditions({ kind: 'reconciling', reason: 'Waiting', message: err.detail }, generation) }, result);
+        return { ...result, requeueAfterMs: 60_000 };
+      }
       const message = err instanceof Error ? err.message : String(err);
       return this.stalled(live, carried, err instanceof SecretInRenderError ? 'SecretInRender' : 'RenderFailed', message, result);
     }

@@ -320,7 +320,7 @@ export const cacheCluster: KindDef = {
   plural: 'cacheclusters',
   shortNames: ['cache'],
   description:
-    'An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed.',
+    'An in-memory data grid cluster: a StatefulSet of members whose first catalogServers members are catalog servers, a headless Service that publishes not-ready addresses (members need DNS before they are ready), and a ConfigMap listing the catalog servers. Volumes are deleted when members are removed. Every DataGrid naming it is mounted into the members at /opt/kiln/grids/<grid>.json; a change to one rolls them.',
   spec: obj(
     'Desired state of the cache.',
     {
@@ -346,7 +346,18 @@ export const cacheCluster: KindDef = {
       'x-kubernetes-validations': [{ rule: 'self.catalogServers <= self.size || self.size == 0', message: 'catalogServers must not exceed size', fieldPath: '.catalogServers' }],
     },
   ),
-  status: status({ ...replicaStatus(), catalogServers: list('DNS names of the catalog servers.', str('DNS name.'), { 'x-kubernetes-list-type': 'atomic' }) }),
+  status: status({
+    ...replicaStatus(),
+    catalogServers: list('DNS names of the catalog servers.', str('DNS name.'), { 'x-kubernetes-list-type': 'atomic' }),
+    members: list(
+      'Each member pod (apply mode) and the DataGrids it serves, from its own pod: during a rollout a member still on the previous revision lists the grids of that revision.',
+      obj('A member.', {
+        name: objectName('The pod.'),
+        grids: list('The DataGrids it mounts, by name.', objectName('A DataGrid.'), { maxItems: 256, 'x-kubernetes-list-type': 'atomic' }),
+      }),
+      { maxItems: 256, 'x-kubernetes-list-type': 'atomic' },
+    ),
+  }),
   rules: statefulName(),
   columns: [
     { name: 'Members', type: 'integer', jsonPath: '.spec.size' },
@@ -358,46 +369,77 @@ export const cacheCluster: KindDef = {
   scale: { specReplicasPath: '.spec.size' },
 };
 
+/**
+ * The grid settings a DataGrid and a GridTemplate share. No schema defaults: a DataGrid's own
+ * setting overrides its template's field by field, so a value admission filled in could not be
+ * told from one the user set. The defaults are applied where the configuration is resolved
+ * (kinds/data-grid/resolve.ts) and listed in each description.
+ */
+const gridSettings = (): Record<string, Schema> => ({
+  gridType: camelEnum(
+    'gridType',
+    'Simple (key/value), Session (HTTP session store) or Dynamic (maps created on demand). Default Simple. The former lower-case spellings are refused.',
+    ['Simple', 'Session', 'Dynamic'],
+    { simple: 'Simple', session: 'Session', dynamic: 'Dynamic' },
+  ),
+  partitions: int('Number of partitions; must be a prime number (keys spread evenly only over a prime count). Default 13.', { minimum: 1, maximum: 10007 }),
+  syncReplicas: int('Synchronous replicas of each partition. Default 0.', { minimum: 0, maximum: 9 }),
+  asyncReplicas: int('Asynchronous replicas of each partition. Default 1.', { minimum: 0, maximum: 9 }),
+  capacity: quantity('Memory the grid may use across the cluster, e.g. 2Gi.'),
+  timeToLiveSeconds: int('Entries expire this many seconds after their last update; 0 keeps them. Default 0.', { minimum: 0 }),
+  lockTimeoutSeconds: int('How long a transaction waits for a lock. Default 15.', { minimum: 1 }),
+  transactionTimeoutSeconds: int('How long a transaction may run. Default 30.', { minimum: 1 }),
+});
+/** Checked where both are set; a sum that only a template and its DataGrid make together is checked when the DataGrid is rendered. */
+const replicaSum: CelRule = {
+  rule: '!has(self.syncReplicas) || !has(self.asyncReplicas) || self.syncReplicas + self.asyncReplicas <= 9',
+  message: 'syncReplicas + asyncReplicas must be at most 9',
+};
+
 export const dataGrid: KindDef = {
   kind: 'DataGrid',
   plural: 'datagrids',
   shortNames: ['grid'],
-  description: 'A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache>, which the members load.',
+  description:
+    'A data grid hosted by a CacheCluster: rendered to a ConfigMap <cache>-grid-<name> labelled kiln.dev/cache=<cache> (grid.json), which the CacheCluster mounts into its members as /opt/kiln/grids/<name>.json. Settings not given here come from spec.template, then from the defaults.',
   spec: obj(
     'The grid configuration.',
     {
       cache: objectName('Name of the CacheCluster (same namespace). Immutable.'),
-      gridType: camelEnum(
-        'gridType',
-        'Simple (key/value), Session (HTTP session store) or Dynamic (maps created on demand). Default Simple. The former lower-case spellings are refused.',
-        ['Simple', 'Session', 'Dynamic'],
-        { simple: 'Simple', session: 'Session', dynamic: 'Dynamic' },
-        'Simple',
+      template: objectName(
+        'Name of a GridTemplate (same namespace) to start from: every setting this DataGrid does not give is taken from it. Until it exists the DataGrid is not Ready and its members do not mount it.',
       ),
-      partitions: int('Number of partitions; a prime number spreads keys best. Default 13.', { minimum: 1, maximum: 10007, default: 13 }),
-      syncReplicas: int('Synchronous replicas of each partition. Default 0.', { minimum: 0, maximum: 9, default: 0 }),
-      asyncReplicas: int('Asynchronous replicas of each partition. Default 1.', { minimum: 0, maximum: 9, default: 1 }),
-      capacity: quantity('Memory the grid may use across the cluster, e.g. 2Gi.'),
-      timeToLiveSeconds: int('Entries expire this many seconds after their last update; 0 keeps them. Default 0.', { minimum: 0, default: 0 }),
-      lockTimeoutSeconds: int('How long a transaction waits for a lock. Default 15.', { minimum: 1, default: 15 }),
-      transactionTimeoutSeconds: int('How long a transaction may run. Default 30.', { minimum: 1, default: 30 }),
+      ...gridSettings(),
     },
-    {
-      required: ['cache'],
-      'x-kubernetes-validations': [
-        { rule: 'self.cache == oldSelf.cache', message: 'cache is immutable' },
-        { rule: 'self.syncReplicas + self.asyncReplicas <= 9', message: 'syncReplicas + asyncReplicas must be at most 9' },
-      ],
-    },
+    { required: ['cache'], 'x-kubernetes-validations': [{ rule: 'self.cache == oldSelf.cache', message: 'cache is immutable' }, replicaSum] },
   ),
   status: status(),
+  rules: [
+    {
+      // <cache>-grid-<name> must be an object name (253), and <name>.json a file name (255).
+      rule: 'self.metadata.name.size() + self.spec.cache.size() <= 247',
+      message: 'metadata.name and spec.cache together may have at most 247 characters (they name the ConfigMap <cache>-grid-<name>)',
+    },
+  ],
   columns: [
     { name: 'Cache', type: 'string', jsonPath: '.spec.cache' },
-    { name: 'Type', type: 'string', jsonPath: '.spec.gridType' },
+    { name: 'Template', type: 'string', jsonPath: '.spec.template' },
+    { name: 'Type', type: 'string', jsonPath: '.spec.gridType', priority: 1 },
     { name: 'Partitions', type: 'integer', jsonPath: '.spec.partitions', priority: 1 },
     ...renderedColumns,
     ageColumn,
   ],
+};
+
+export const gridTemplate: KindDef = {
+  kind: 'GridTemplate',
+  plural: 'gridtemplates',
+  shortNames: ['gridtmpl'],
+  description:
+    'A reusable data grid definition: DataGrids of this namespace that name it in spec.template take every setting they do not give themselves from it. It renders nothing of its own; a change to it re-renders the DataGrids that use it and rolls the members of their CacheClusters.',
+  spec: obj('Grid settings, every one optional, with the defaults of a DataGrid.', gridSettings(), { 'x-kubernetes-validations': [replicaSum] }),
+  status: status(),
+  columns: [{ name: 'Type', type: 'string', jsonPath: '.spec.gridType' }, { name: 'Partitions', type: 'integer', jsonPath: '.spec.partitions' }, ...readyColumns, ageColumn],
 };
 
 export const configMapSync: KindDef = {
@@ -591,6 +633,6 @@ export const etcdCluster: KindDef = {
   scale: { specReplicasPath: '.spec.size' },
 };
 
-export const KINDS: KindDef[] = [directoryService, directoryBackup, directoryRestore, postgresInstance, postgresDatabase, cacheCluster, dataGrid, configMapSync, memcached, etcdCluster];
+export const KINDS: KindDef[] = [directoryService, directoryBackup, directoryRestore, postgresInstance, postgresDatabase, cacheCluster, dataGrid, gridTemplate, configMapSync, memcached, etcdCluster];
 
 export { DNS_LABEL };

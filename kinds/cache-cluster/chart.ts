@@ -3,8 +3,14 @@
  * first catalogServers members), headless Service publishing not-ready
  * addresses, client Service, StatefulSet (Parallel: members need each other's
  * DNS names before any is ready) whose claims are deleted on scale-down and
- * with the resource, PodDisruptionBudget.
+ * with the resource, PodDisruptionBudget. Each DataGrid that names it (and
+ * renders: kinds/data-grid/render-inputs.ts) is mounted into every member at
+ * /opt/kiln/grids/<grid>.json, one projected volume of their ConfigMaps; the
+ * pod template carries the grid names and a digest of their configuration, so
+ * adding, removing or changing a grid rolls the members (they read their grids
+ * when they start).
  */
+import { createHash } from 'node:crypto';
 import { Chart } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
@@ -14,17 +20,27 @@ import { containerSecurity, mergeEnv, podDefaults } from '../shared/pod.js';
 import { bytesToQuantity, containerResources, quantityToNumber } from '../shared/quantity.js';
 import { podScheduling, type SchedulingSpec } from '../shared/scheduling.js';
 import { claimTemplate, ROLLING_UPDATE, ClientService, HeadlessService, MemberDisruptionBudget, type ServicePort } from '../shared/workload.js';
-import type { KilnResource, ResourceRequirements } from '../types.js';
+import { GRID_KEY, gridConfigMapName } from '../data-grid/chart.js';
+import type { KilnResource, RenderContext, ResourceRequirements } from '../types.js';
 
 export type CacheClusterResource = KilnResource<Omit<CacheClusterSpec, 'resources' | 'scheduling' | 'env'> & { resources?: ResourceRequirements; scheduling?: SchedulingSpec; env?: k8s.EnvVar[] }>;
 
-const APP = 'cache';
+/** app.kubernetes.io/name of everything a CacheCluster renders (its members' pods are found by it). */
+export const CACHE_APP = 'cache';
+const APP = CACHE_APP;
 const CACHE_UID = 1001;
 const PORTS: ServicePort[] = [
   { name: 'catalog', port: 2809 },
   { name: 'client', port: 4809 },
   { name: 'rest', port: 9443 },
 ];
+/** Where the members find their grids, one `<grid>.json` each. */
+export const GRIDS_DIR = '/opt/kiln/grids';
+/** On the members' pod template: the grids they mount, comma-separated by name (what status.members reports per pod). */
+export const GRIDS_ANNOTATION = 'kiln.dev/grids';
+/** On the members' pod template: sha256 of the grids' configuration; a change rolls the members. */
+export const GRIDS_DIGEST_ANNOTATION = 'kiln.dev/grids-sha256';
+
 export const CACHE_RESERVED_ENV = ['POD_NAME', 'POD_NAMESPACE', 'CACHE_NAME', 'CATALOG_SERVERS', 'CATALOG_SERVER_COUNT', 'MEMBER_CAPACITY'];
 
 /** DNS names of the catalog servers: the first `catalogServers` members. */
@@ -36,7 +52,7 @@ export function catalogServerAddresses(resource: CacheClusterResource): string[]
 }
 
 export class CacheClusterChart extends Chart {
-  constructor(scope: Construct, id: string, resource: CacheClusterResource) {
+  constructor(scope: Construct, id: string, resource: CacheClusterResource, context: RenderContext = {}) {
     super(scope, id, { namespace: resource.metadata.namespace, disableResourceNameHashes: true });
     const { name } = resource.metadata;
     const spec = resource.spec;
@@ -65,6 +81,22 @@ export class CacheClusterChart extends Chart {
       mounts.push({ name: 'entrypoint', mountPath: '/opt/kiln/entrypoint', readOnly: true });
       command = ['/opt/kiln/entrypoint/entrypoint.sh'];
     }
+    // No grid, no volume and no annotations: a cache without grids renders as it did before them.
+    const grids = context.cacheCluster?.grids ?? [];
+    let podAnnotations: Record<string, string> | undefined;
+    if (grids.length > 0) {
+      volumes.push({
+        name: 'grids',
+        projected: {
+          defaultMode: 0o444,
+          // DataGrid names are unique in the namespace, so the file names are too.
+          sources: grids.map((g) => ({ configMap: { name: gridConfigMapName(name, g.name), items: [{ key: GRID_KEY, path: `${g.name}.json` }] } })),
+        },
+      });
+      mounts.push({ name: 'grids', mountPath: GRIDS_DIR, readOnly: true });
+      const digest = createHash('sha256').update(JSON.stringify(grids)).digest('hex');
+      podAnnotations = { [GRIDS_ANNOTATION]: grids.map((g) => g.name).join(','), [GRIDS_DIGEST_ANNOTATION]: digest };
+    }
     const fromMembers = (key: string) => ({ configMapKeyRef: { name: `${name}-members`, key } });
     const labels = standardLabels(APP, 'member', resource);
     const tcp = { tcpSocket: { port: k8s.IntOrString.fromNumber(4809) } };
@@ -80,7 +112,7 @@ export class CacheClusterChart extends Chart {
         selector: { matchLabels: selector },
         persistentVolumeClaimRetentionPolicy: { whenDeleted: 'Delete', whenScaled: 'Delete' },
         template: {
-          metadata: { labels },
+          metadata: { labels, annotations: podAnnotations },
           spec: {
             ...podDefaults({ fsGroup: CACHE_UID, runAsUser: CACHE_UID, runAsGroup: CACHE_UID, terminationGracePeriodSeconds: 60 }),
             ...podScheduling(spec.scheduling, 'cache', selector),

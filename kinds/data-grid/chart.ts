@@ -1,44 +1,44 @@
 /**
  * DataGrid -> ConfigMap `<cache>-grid-<name>`, labelled kiln.dev/cache=<cache>:
- * the grid configuration (grid.json, keys sorted) that the members of that
- * CacheCluster load.
+ * the grid configuration (grid.json, keys sorted; its own settings over its
+ * GridTemplate's over the defaults, kinds/data-grid/resolve.ts) that the
+ * CacheCluster's members mount (kinds/cache-cluster/chart.ts).
  */
 import { Chart } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import type { DataGridSpec } from '../../imports/kiln.dev.js';
+import { MissingInput } from '../missing-input.js';
 import { standardLabels } from '../shared/labels.js';
-import type { KilnResource } from '../types.js';
+import type { KilnResource, RenderContext } from '../types.js';
+import { checkGridSettings, gridJson, resolveSettings } from './resolve.js';
 
 export type DataGridResource = KilnResource<DataGridSpec>;
 export const CACHE_LABEL = 'kiln.dev/cache';
 
-export function gridConfiguration(resource: DataGridResource): Record<string, unknown> {
-  const s = resource.spec;
-  return {
-    asyncReplicas: s.asyncReplicas ?? 1,
-    capacity: s.capacity ?? null,
-    // The members' file keeps its lower-case spelling (what their entrypoints compare against);
-    // only the API's spelling follows the Kubernetes conventions (Simple, Session, Dynamic).
-    gridType: (s.gridType ?? 'Simple').toLowerCase(),
-    lockTimeoutSeconds: s.lockTimeoutSeconds ?? 15,
-    name: resource.metadata.name,
-    partitions: s.partitions ?? 13,
-    syncReplicas: s.syncReplicas ?? 0,
-    timeToLiveSeconds: s.timeToLiveSeconds ?? 0,
-    transactionTimeoutSeconds: s.transactionTimeoutSeconds ?? 30,
-  };
-}
+/** The ConfigMap a DataGrid renders, which its CacheCluster's members mount. */
+export const gridConfigMapName = (cache: string, grid: string) => `${cache}-grid-${grid}`;
+/** The key of grid.json in that ConfigMap. */
+export const GRID_KEY = 'grid.json';
 
 export class DataGridChart extends Chart {
-  constructor(scope: Construct, id: string, resource: DataGridResource) {
+  constructor(scope: Construct, id: string, resource: DataGridResource, context: RenderContext = {}) {
     super(scope, id, { namespace: resource.metadata.namespace, disableResourceNameHashes: true });
+    const { template } = resource.spec;
+    const found = context.dataGrid?.template;
+    if (template !== undefined && !found) {
+      throw new MissingInput(`spec.template: GridTemplate ${resource.metadata.namespace ?? 'default'}/${template} not found (or not valid)`);
+    }
+    const settings = resolveSettings(resource.spec, found);
+    const problems: { path: string; message: string }[] = [];
+    checkGridSettings(settings, problems, true);
+    if (problems.length > 0) throw new Error(problems.map((p) => `${p.path}: ${p.message}`).join('; '));
     new k8s.KubeConfigMap(this, 'Grid', {
       metadata: {
-        name: `${resource.spec.cache}-grid-${resource.metadata.name}`,
+        name: gridConfigMapName(resource.spec.cache, resource.metadata.name),
         labels: { ...standardLabels('cache', 'grid', resource), [CACHE_LABEL]: resource.spec.cache },
       },
-      data: { 'grid.json': `${JSON.stringify(gridConfiguration(resource), null, 2)}\n` },
+      data: { [GRID_KEY]: gridJson(resource.metadata.name, settings) },
     });
   }
 }

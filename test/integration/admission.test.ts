@@ -55,6 +55,7 @@ describe('kiln CRDs', () => {
       'directoryrestores.kiln.dev=True',
       'directoryservices.kiln.dev=True',
       'etcdclusters.kiln.dev=True',
+      'gridtemplates.kiln.dev=True',
       'postgresdatabases.kiln.dev=True',
       'postgresinstances.kiln.dev=True',
     ]);
@@ -64,7 +65,7 @@ describe('kiln CRDs', () => {
     expect(out).toContain('Spread members over nodes');
   });
   it('answer to their short names and the kiln category', async () => {
-    await cp.kubectlOk(['get', 'dirsvc,pgi,pgdb,cache,grid,cms,dsbackup,dsrestore', '-A']);
+    await cp.kubectlOk(['get', 'dirsvc,pgi,pgdb,cache,grid,gridtmpl,cms,dsbackup,dsrestore', '-A']);
     await cp.kubectlOk(['get', 'kiln', '-A']);
   });
 });

@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { render } from '../../kinds/render.js';
 import type { KilnResource } from '../../kinds/types.js';
 import { validate } from '../../validate/index.js';
+import { contextFromObjects, type PlainObject } from '../../lib/context.js';
 import { renderDocument } from '../../lib/render-document.js';
 import { parseYamlStream } from '../../lib/yaml.js';
 import { GitBatcher, type FlushReport } from '../../gitops/batcher.js';
@@ -530,6 +531,10 @@ describe('kiln synth --git', () => {
       .map((d) => join(d.parentPath, d.name).slice(tree.length + 1))
       .sort();
     expect(files.filter((f) => f.endsWith('manifest.yaml'))).toEqual([
+      // examples/grids: its GridTemplate renders nothing, so has no directory.
+      'clusters/default/catalog/cachecluster/catalog-cache/manifest.yaml',
+      'clusters/default/catalog/datagrid/prices/manifest.yaml',
+      'clusters/default/catalog/datagrid/products/manifest.yaml',
       'clusters/default/identity/directorybackup/idrepo-nightly/manifest.yaml',
       'clusters/default/identity/directoryrestore/idrepo-restore/manifest.yaml',
       'clusters/default/identity/directoryservice/ds-idrepo/manifest.yaml',
@@ -543,16 +548,19 @@ describe('kiln synth --git', () => {
     expect(files).toContain('README.md');
     expect(readFileSync(join(tree, 'README.md'), 'utf8')).toBe('mine\n');
     expect(files.some((f) => f.includes('/old/'))).toBe(false);
-    expect(files.filter((f) => f.endsWith('kustomization.yaml'))).toHaveLength(files.filter((f) => f.startsWith('clusters/')).length - 9);
-    expect(kustomizationResources(readFileSync(join(tree, 'clusters/default/kustomization.yaml'), 'utf8'))).toEqual(['identity', 'platform', 'quickstart', 'shop', 'web']);
+    expect(files.filter((f) => f.endsWith('kustomization.yaml'))).toHaveLength(files.filter((f) => f.startsWith('clusters/')).length - 12);
+    expect(kustomizationResources(readFileSync(join(tree, 'clusters/default/kustomization.yaml'), 'utf8'))).toEqual(['catalog', 'identity', 'platform', 'quickstart', 'shop', 'web']);
 
     // The manifests are byte-for-byte what plain `kiln synth` writes, and what the batcher commits.
     const doc = parseYamlStream(readFileSync(join(root, 'examples/cache/cache.yaml'), 'utf8'))[0]!.value;
-    const synthOutcome = renderDocument(doc, {});
+    // Its members mount the DataGrid that names it (kinds/kind.ts reads): synth passes it as an input.
+    const grid = parseYamlStream(readFileSync(join(root, 'examples/cache/grid.yaml'), 'utf8'))[0]!.value as PlainObject;
+    const context = contextFromObjects(validated(doc), [grid]);
+    const synthOutcome = renderDocument(doc, context);
     if (!('yaml' in synthOutcome)) throw new Error('example does not render');
     const previewed = readFileSync(join(tree, 'clusters/default/web/cachecluster/session-cache/manifest.yaml'), 'utf8');
     expect(previewed).toBe(synthOutcome.yaml);
-    const committed = layoutTree([{ kind: 'CacheCluster', namespace: 'web', name: 'session-cache', objects: render(validated(doc)) }], { basePath: 'clusters', cluster: 'default' });
+    const committed = layoutTree([{ kind: 'CacheCluster', namespace: 'web', name: 'session-cache', objects: render(validated(doc), context) }], { basePath: 'clusters', cluster: 'default' });
     expect(committed.files.get('clusters/default/web/cachecluster/session-cache/manifest.yaml')).toBe(previewed);
 
     // --cluster and --base-path.

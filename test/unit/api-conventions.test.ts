@@ -49,8 +49,11 @@ describe('CamelCase enum values', () => {
   it('defaults are CamelCase: antiAffinity Soft, gridType Simple', () => {
     const ds = validate({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DirectoryService', metadata: { name: 'd', namespace: 'default' }, spec: { image: 'ds:7' } });
     expect(ds.ok && (ds.resource.spec as { scheduling: unknown }).scheduling).toEqual({ antiAffinity: 'Soft', tolerateDedicatedNodes: true });
+    // A DataGrid's settings have no schema default (its GridTemplate's would lose to it): the render applies Simple.
     const grid = validate({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g', namespace: 'default' }, spec: { cache: 'c' } });
-    expect(grid.ok && (grid.resource.spec as { gridType: string }).gridType).toBe('Simple');
+    expect(grid.ok && (grid.resource.spec as { gridType?: string }).gridType).toBeUndefined();
+    const [cm] = rendered({ apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'g', namespace: 'default' }, spec: { cache: 'c' } }) as unknown as { data: Record<string, string> }[];
+    expect(JSON.parse(cm!.data['grid.json']!).gridType).toBe('simple');
   });
 
   it('Hard, Soft and None render required, preferred and no anti-affinity', () => {

@@ -6,14 +6,17 @@ import type { PlainObject } from '../../lib/context.js';
 export const examplesDir = new URL('../../examples/', import.meta.url).pathname;
 /** The README's quick start: applied whole by test/integration/quickstart.test.ts. */
 export const quickstartDir = new URL('../../examples/quickstart/', import.meta.url).pathname;
+/** A CacheCluster with a GridTemplate and the DataGrids that use it: self-contained (its grids need their template), tested in test/unit/grids.test.ts. */
+export const gridsDir = new URL('../../examples/grids/', import.meta.url).pathname;
 
 /**
  * The per-kind samples under examples/ (not the quick start, whose fixed
  * namespaces the tests that copy every example into their own namespace
- * do not need).
+ * do not need, nor the grids set, whose DataGrids wait for a template those
+ * tests do not copy).
  */
 export function exampleDocuments() {
-  return readInputs([examplesDir]).filter((d) => !d.file.startsWith(quickstartDir));
+  return readInputs([examplesDir]).filter((d) => !d.file.startsWith(quickstartDir) && !d.file.startsWith(gridsDir));
 }
 
 /** Every document of examples/quickstart/: Namespaces, RBAC, the source ConfigMap and the kiln resources. */
@@ -121,6 +124,16 @@ export const INVALID: { name: string; field: string; doc: Record<string, unknown
     field: 'spec.size',
     doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'EtcdCluster', metadata: { name: 'bad-size', namespace: 'default' }, spec: { size: 10 } },
   },
+  {
+    name: 'GridTemplate with more than 9 replicas per partition',
+    field: 'spec',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'GridTemplate', metadata: { name: 'bad-template', namespace: 'default' }, spec: { syncReplicas: 5, asyncReplicas: 5 } },
+  },
+  {
+    name: 'DataGrid template that is not an object name',
+    field: 'spec.template',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'bad-template-ref', namespace: 'default' }, spec: { cache: 'c', template: 'Std_Grid' } },
+  },
 ];
 
 /** Invalid only by kiln's own checks (the API server accepts them; the controller reports them as Stalled). */
@@ -134,6 +147,11 @@ export const INVALID_BY_KILN: { name: string; field: string; doc: Record<string,
     name: 'partitions not prime',
     field: 'spec.partitions',
     doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'DataGrid', metadata: { name: 'bad-grid', namespace: 'default' }, spec: { cache: 'c', partitions: 12 } },
+  },
+  {
+    name: 'GridTemplate partitions not prime',
+    field: 'spec.partitions',
+    doc: { apiVersion: 'kiln.dev/v1alpha1', kind: 'GridTemplate', metadata: { name: 'bad-template-partitions', namespace: 'default' }, spec: { partitions: 12 } },
   },
   {
     name: 'parameter kiln owns',

@@ -4,12 +4,14 @@ import { render } from '../../kinds/render.js';
 import type { K8sObject } from '../../kinds/types.js';
 import { contextFromObjects, type PlainObject } from '../../lib/context.js';
 import { renderDocument } from '../../lib/render-document.js';
+import { readByOthers } from '../../lib/render-files.js';
 import { toYamlStream } from '../../lib/yaml.js';
 import { validate } from '../../validate/index.js';
 import { examplePlainObjects, exampleResources, quickstartDocuments, quickstartResources } from './fixtures.js';
 
 const examples = exampleResources();
-const plain = examplePlainObjects();
+// As synth passes them: the other documents, and the kiln resources other kinds read (a CacheCluster, its DataGrids).
+const plain = [...examplePlainObjects(), ...examples.map((e) => e.resource as unknown as PlainObject).filter(readByOthers)];
 
 function renderExample(resource: (typeof examples)[number]['resource']): K8sObject[] {
   const v = validate(resource);
