@@ -18,6 +18,8 @@
  *   so the StatefulSet recreates them and the member starts empty.
  * It changes membership only while every member answers, and never removes a
  * member that would leave fewer than a quorum of the others healthy.
+ * - rolls a template change (OnDelete): one pod at a time, followers first
+ *   and the leader last, each only once every member is healthy again.
  * Status: members (id, name, leader, version, healthy, dbSize) and the
  * condition MembersHealthy; Ready stays the controller's (StatefulSet rollout
  * at spec.size members).
@@ -79,7 +81,10 @@ interface MemberView {
   error?: string;
 }
 
-type StatefulSet = KubeObject & { spec?: { replicas?: number }; metadata: KubeObject['metadata'] & { labels?: Record<string, string> } };
+type StatefulSet = KubeObject & { spec?: { replicas?: number }; status?: { updateRevision?: string }; metadata: KubeObject['metadata'] & { labels?: Record<string, string> } };
+type Pod = KubeObject & { metadata: KubeObject['metadata'] & { labels?: Record<string, string> } };
+/** The StatefulSet controller's label on each pod: the revision of the template it was made from. */
+const REVISION_LABEL = 'controller-revision-hash';
 type ConfigMap = KubeObject & { data?: Record<string, string>; metadata: KubeObject['metadata'] & { ownerReferences?: { uid: string }[] } };
 
 const quorum = (n: number) => Math.floor(n / 2) + 1;
@@ -286,8 +291,46 @@ export class EtcdReconciler implements Reconciler<NamespacedName> {
       await report(false, 'NoLeader', `${n}/${size} members answer, but ${leaders} report being the leader`, views);
       return { requeueAfterMs: opts.stepMs };
     }
+    const rolling = await this.roll(ec, sts, views, (reason, message) => report(false, reason, message, views));
+    if (rolling) return rolling;
     await report(true, 'MembersHealthy', `${n}/${size} members healthy`, views);
     return { requeueAfterMs: opts.steadyMs };
+  }
+
+  /**
+   * A changed pod template (a version, resources): the chart's OnDelete strategy leaves the pods to the agent,
+   * which restarts them one at a time, only while every member is healthy (the caller checked) and no pod is
+   * missing or going, followers first and the leader last (one election, not one per member). Returns the next
+   * look while a roll is under way, undefined when every pod runs the StatefulSet's update revision.
+   */
+  private async roll(ec: EtcdCluster, sts: StatefulSet, views: MemberView[], report: (reason: string, message: string) => Promise<void>): Promise<Result | undefined> {
+    const { namespace, name } = ec.metadata as { namespace: string; name: string };
+    const updateRevision = sts.status?.updateRevision;
+    if (!updateRevision) return undefined;
+    const pods = await Promise.all(views.map((v) => this.get<Pod>('v1', 'Pod', namespace, etcdMemberName(name, v.ordinal!))));
+    const waiting = views.find((_v, i) => !pods[i] || pods[i].metadata.deletionTimestamp);
+    if (waiting) {
+      await report('Rolling', `waiting for ${etcdMemberName(name, waiting.ordinal!)}'s pod to come back before the next member restarts`);
+      return { requeueAfterMs: this.opts.stepMs };
+    }
+    const old = views.filter((_v, i) => pods[i]!.metadata.labels?.[REVISION_LABEL] !== updateRevision);
+    if (old.length === 0) return undefined;
+    // A second fence behind the admission rule: etcd moves one minor version at a time and never back.
+    const running = lowestVersion(views.map((v) => v.version));
+    const refused = running && ec.spec.version ? versionChangeRefused(running, ec.spec.version) : undefined;
+    if (refused) {
+      await report('VersionRefused', `spec.version: ${refused}; no member is restarted`);
+      return { requeueAfterMs: this.opts.steadyMs };
+    }
+    const next = [...old].reverse().find((v) => !v.leader) ?? old[0]!;
+    const pod = etcdMemberName(name, next.ordinal!);
+    this.ctx.log('info', 'etcd member restart', { cluster: `${namespace}/${name}`, member: pod, revision: updateRevision, leader: next.leader });
+    await this.deleteIfThere('v1', 'Pod', namespace, pod);
+    const done = views.length - old.length;
+    this.ctx.events.normal(ec, 'MemberRestarted', `${pod} restarted with the new pod template (${done + 1}/${views.length}); the next waits until every member is healthy`);
+    this.ctx.task('EtcdCluster', 'restart', 'success');
+    await report('Rolling', `restarting ${pod} with the new pod template: ${done}/${views.length} members updated`);
+    return { requeueAfterMs: this.opts.stepMs };
   }
 
   private async replace(
@@ -409,6 +452,17 @@ export function lowestVersion(versions: string[]): string | undefined {
   const parsed = versions.map((v) => ({ v, n: /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(v) })).filter((x) => x.n);
   parsed.sort((a, b) => Number(a.n![1]) - Number(b.n![1]) || Number(a.n![2]) - Number(b.n![2]) || Number(a.n![3]) - Number(b.n![3]));
   return parsed[0]?.v;
+}
+
+/** Why etcd would not take the change from `running` to `wanted` (a minor downgrade, or more than one minor up), or undefined. */
+export function versionChangeRefused(running: string, wanted: string): string | undefined {
+  const minor = (v: string) => /^3\.(\d{1,3})\.\d{1,3}$/.exec(v)?.[1];
+  const from = minor(running);
+  const to = minor(wanted);
+  if (from === undefined || to === undefined) return `cannot compare ${running} and ${wanted}`;
+  if (Number(to) < Number(from)) return `the members run ${running}: etcd cannot go back to ${wanted}'s minor version`;
+  if (Number(to) > Number(from) + 1) return `the members run ${running}: etcd upgrades one minor version at a time, not to ${wanted}`;
+  return undefined;
 }
 
 function statusMember(v: MemberView) {

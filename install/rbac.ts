@@ -219,7 +219,7 @@ export const AGENT_RULES: NamedRule[] = [
     why: 'notice changes to Secrets (list, watch: metadata only), read by name the Secrets resources name (passwords, superuser, truststore, TLS CA), generate missing ones and write connection Secrets',
     rule: { apiGroups: [''], resources: ['secrets'], verbs: ['create', 'get', 'list', 'patch', 'watch'] },
   },
-  // EtcdCluster membership (agent/etcd-reconciler.ts). Four rules, because one rule grants each of its verbs on
+  // EtcdCluster membership (agent/etcd-reconciler.ts). Five rules, because one rule grants each of its verbs on
   // each of its resources: the agent may scale a StatefulSet but not patch its spec.
   {
     id: 'etcd-statefulsets',
@@ -237,9 +237,14 @@ export const AGENT_RULES: NamedRule[] = [
     rule: { apiGroups: [''], resources: ['configmaps'], verbs: ['create', 'get', 'patch'] },
   },
   {
-    id: 'etcd-replace',
-    why: 'start a replaced etcd member on an empty volume: delete its pod and its claim (the StatefulSet recreates both)',
-    rule: { apiGroups: [''], resources: ['persistentvolumeclaims', 'pods'], verbs: ['delete'] },
+    id: 'etcd-claims',
+    why: 'start a replaced etcd member on an empty volume: delete its claim (the StatefulSet makes a new one)',
+    rule: { apiGroups: [''], resources: ['persistentvolumeclaims'], verbs: ['delete'] },
+  },
+  {
+    id: 'etcd-pods',
+    why: "restart etcd members one at a time after a template change (read each pod's revision, delete the next one), and restart a replaced member",
+    rule: { apiGroups: [''], resources: ['pods'], verbs: ['delete', 'get'] },
   },
   eventsCreate,
 ];

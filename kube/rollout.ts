@@ -31,7 +31,7 @@ export interface Rollout {
  * updatedReplicas, currentRevision = updateRevision). `appliedNow`: kiln has
  * just written the StatefulSet, so the cached copy predates the change.
  */
-export function statefulSetRollout(sts: KubeObject | undefined, want: number, appliedNow: boolean): Rollout {
+export function statefulSetRollout(sts: KubeObject | undefined, want: number, appliedNow: boolean, o: { onDelete?: boolean } = {}): Rollout {
   const s = (sts?.status as StatefulSetStatus | undefined) ?? {};
   const ready = s.readyReplicas ?? 0;
   const updated = s.updatedReplicas ?? 0;
@@ -39,11 +39,14 @@ export function statefulSetRollout(sts: KubeObject | undefined, want: number, ap
   const parts = [`${ready}/${want} members ready`];
   // Members on an older revision: only while the revisions differ (a new StatefulSet's missing
   // members are counted as not ready already).
-  if (s.currentRevision !== s.updateRevision) parts.push(`${updated}/${want} updated`);
+  // With updateStrategy OnDelete the StatefulSet controller never moves currentRevision (whoever deletes the
+  // pods rolls them): every member on the update revision is the whole rollout.
+  const revisionsAgree = o.onDelete ? updated >= want : s.currentRevision === s.updateRevision;
+  if (!revisionsAgree || (!o.onDelete && s.currentRevision !== s.updateRevision)) parts.push(`${updated}/${want} updated`);
   if (replicas > want) parts.push(`${replicas - want} leaving`);
   const observed = !!sts && !appliedNow && (s.observedGeneration ?? 0) >= (sts.metadata.generation ?? 0);
   if (!observed) parts.push('StatefulSet change not yet observed');
-  const complete = observed && replicas === want && ready === want && updated === want && s.currentRevision === s.updateRevision;
+  const complete = observed && replicas === want && ready === want && updated === want && revisionsAgree;
   return { complete, members: parts.join(', '), ready };
 }
 

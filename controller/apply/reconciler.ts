@@ -427,7 +427,10 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
   private rolloutHealth(live: KilnResource, workload: K8sObject, appliedNow: boolean): { health: Health; status: Record<string, unknown>; recheckMs?: number } {
     const current = this.child<KubeObject & { status?: { replicas?: number; readyReplicas?: number } }>('apps/v1', workload.kind, workload.metadata.namespace, workload.metadata.name);
     const want = kindDefinition(live.kind)?.members?.(live.spec) ?? (workload as { spec?: { replicas?: number } }).spec?.replicas ?? 1;
-    const rollout: Rollout & { failed?: string } = workload.kind === 'Deployment' ? deploymentRollout(current, want, appliedNow) : statefulSetRollout(current, want, appliedNow);
+    const rollout: Rollout & { failed?: string } =
+      workload.kind === 'Deployment'
+        ? deploymentRollout(current, want, appliedNow)
+        : statefulSetRollout(current, want, appliedNow, { onDelete: (workload as { spec?: { updateStrategy?: { type?: string } } }).spec?.updateStrategy?.type === 'OnDelete' });
     const selector = (workload as { spec?: { selector?: { matchLabels?: Record<string, string> } } }).spec?.selector?.matchLabels ?? {};
     const generation = live.metadata.generation;
     const available: Condition = {

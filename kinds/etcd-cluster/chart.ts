@@ -21,7 +21,7 @@ import { selectorLabels, standardLabels } from '../shared/labels.js';
 import { containerSecurity, podDefaults } from '../shared/pod.js';
 import { containerResources } from '../shared/quantity.js';
 import { podScheduling, type SchedulingSpec } from '../shared/scheduling.js';
-import { claimTemplate, ClientService, HeadlessService, MemberDisruptionBudget, ROLLING_UPDATE } from '../shared/workload.js';
+import { claimTemplate, ClientService, HeadlessService, MemberDisruptionBudget } from '../shared/workload.js';
 import { headlessServiceName } from '../names.js';
 import type { KilnResource, ResourceRequirements } from '../types.js';
 import { ETCD_CLIENT_PORT, ETCD_METRICS_PORT, ETCD_PEER_PORT, membersConfigMapName } from './names.js';
@@ -98,7 +98,9 @@ export class EtcdClusterChart extends Chart {
         serviceName: headlessServiceName(name),
         // The agent adds one member at a time and waits for it; Parallel lets a member start while another is down.
         podManagementPolicy: 'Parallel',
-        updateStrategy: ROLLING_UPDATE,
+        // The agent restarts the members one at a time, each once every member is healthy again, the leader last
+        // (agent/etcd-reconciler.ts roll): the StatefulSet controller itself restarts none.
+        updateStrategy: { type: 'OnDelete' },
         revisionHistoryLimit: 10,
         selector: { matchLabels: selector },
         // A removed member's data must not come back: its member ID is gone from the cluster.

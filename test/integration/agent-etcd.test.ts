@@ -8,11 +8,12 @@
  * `kv-<i>` runs while the StatefulSet has more than i replicas, with
  * `--initial-cluster` and `--initial-cluster-state` taken from the agent's
  * ConfigMap `kv-members` (what the pods read through envFrom), restarted a
- * second after it exits (a crash loop), and its data directory is emptied
- * when its pod is replaced or scaled away (the claim goes with it: the chart's
- * whenScaled: Delete, the agent's deletion on replace; in this test only the
- * agent deletes pods). The agent reaches the members through its per-member
- * endpoint override.
+ * second after it exits (a crash loop), stopped while its pod is gone and
+ * started again when the StatefulSet makes it anew (a roll: the data stays),
+ * and its data directory is emptied when its claim is replaced or its pod
+ * scaled away (the chart's whenScaled: Delete, the agent's deletion on
+ * replace; in this test only the agent deletes pods). The agent reaches the
+ * members through its per-member endpoint override.
  *
  * A writer puts a key every 25 ms through any member that takes it, from the
  * first healthy cluster to the end; a write no member accepts within 2 s
@@ -65,6 +66,7 @@ interface Member {
   peer: number;
   server?: Server;
   podUid?: string;
+  claimUid?: string;
   restarts: number;
   nextStart: number;
 }
@@ -133,9 +135,16 @@ async function superviseOnce(): Promise<void> {
       continue;
     }
     const pod = pods.items.find((p: Any) => p.metadata.name === `kv-${m.ordinal}` && !p.metadata.deletionTimestamp);
-    if (!pod) continue;
-    if (m.podUid && m.podUid !== pod.metadata.uid) await stopMember(m, true); // a new pod: a new, empty claim
+    if (!pod) {
+      // A pod deleted (a roll, a replace): its member stops, as the kubelet would stop its container.
+      if (m.podUid && m.server) await stopMember(m, false);
+      continue;
+    }
+    const claim = claims.items.find((c: Any) => c.metadata.name === `data-kv-${m.ordinal}` && !c.metadata.deletionTimestamp);
+    // A new pod restarts the member; on a new claim (a replace) it starts empty.
+    if (m.podUid && m.podUid !== pod.metadata.uid) await stopMember(m, m.claimUid !== claim?.metadata.uid);
     m.podUid = pod.metadata.uid;
+    m.claimUid = claim?.metadata.uid;
     if (m.server && m.server.exitCode !== undefined) {
       m.server = undefined;
       m.nextStart = Date.now() + 1_000;
@@ -362,6 +371,49 @@ describe('EtcdCluster membership (agent, real etcd)', () => {
     await new Promise((r) => setTimeout(r, 3_000));
     expect((await get('kiln.dev/v1alpha1', 'EtcdCluster', name)).status.lastSnapshot).toEqual(snap);
     expect((await readdir(path.join(dir, 'snapshots'))).filter((f) => !f.startsWith('.'))).toEqual([snap.name]);
+  });
+
+  it('rolls a pod template change one member at a time, each once every member is healthy again, the leader last', async () => {
+    // The version change of the test before rolled the members (OnDelete: only the agent restarts them): let it end.
+    await membersHealthy(3);
+    await controllerReady(3);
+    const podUids = async () =>
+      Object.fromEntries(
+        (await agent.client.list<Any>({ apiVersion: 'v1', kind: 'Pod', namespace: ns })).items.filter((p: Any) => !p.metadata.deletionTimestamp).map((p: Any) => [p.metadata.name, p.metadata.uid]),
+      );
+    const before = await podUids();
+    expect(Object.keys(before).sort()).toEqual(['kv-0', 'kv-1', 'kv-2']);
+    const restartsLogged = logs.filter((l) => l.includes('etcd member restart')).length;
+    // Members down at once, as the processes standing in for the pods show it.
+    let maxDown = 0;
+    let watching = true;
+    const watch = (async () => {
+      while (watching) {
+        maxDown = Math.max(maxDown, members.slice(0, 3).filter((m) => !m.server || m.server.exitCode !== undefined).length);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+    await scenario('roll 3 members', async () => {
+      await apply(cluster({ size: 3, version: '3.6.5', resources: { requests: { cpu: '200m', memory: '256Mi' }, limits: { memory: '256Mi' } } }));
+      await waitFor(
+        'every pod replaced',
+        async () => {
+          const now = await podUids();
+          return ['kv-0', 'kv-1', 'kv-2'].every((p) => now[p] && now[p] !== before[p]) || undefined;
+        },
+        180_000,
+      );
+      await membersHealthy(3);
+      await controllerReady(3);
+    });
+    watching = false;
+    await watch;
+    expect(maxDown).toBe(1);
+    const restarts = logs.filter((l) => l.includes('etcd member restart')).slice(restartsLogged);
+    expect(restarts).toHaveLength(3);
+    // Followers first; only the last restart may be the leader's.
+    expect(restarts.slice(0, 2).every((l) => l.includes('"leader":false'))).toBe(true);
+    expect(figures['roll 3 members']!.failedWrites).toBe(0);
   });
 
   it('refuses a minor-version downgrade or skip at admission', async () => {

@@ -823,10 +823,11 @@ async function etcdCluster(c: Ctx, size: number, replicas?: number): Promise<voi
 const etcdServers: Server[] = [];
 const etcdEndpoints: string[] = [];
 /**
- * A running one-member etcd cluster `<n>-0` and an EtcdCluster of 2 whose StatefulSet already has 2 pods and whose
- * members ConfigMap exists: the agent adds `<n>-1` and, its pod being there, deletes that pod's claim and pod.
+ * A running one-member etcd cluster `<n>-0` and an EtcdCluster of `size` whose StatefulSet already has that many pods
+ * and whose members ConfigMap exists. Of 2: the agent adds `<n>-1` and, its pod being there, deletes that pod's claim
+ * and pod. Of 1: the cluster is whole and healthy, and the agent reads the pods' revisions.
  */
-async function etcdToGrow(c: Ctx): Promise<void> {
+async function etcdRunning(c: Ctx, size: number): Promise<void> {
   const [client, peer, client1, peer1] = await freePorts(4);
   const url = (p: number) => `http://127.0.0.1:${p}`;
   const dir = mkdtempSync(join(tmpdir(), 'kiln-rbac-etcd-'));
@@ -847,7 +848,7 @@ async function etcdToGrow(c: Ctx): Promise<void> {
   );
   etcdServers.push(server);
   etcdEndpoints.push('--endpoint', `EtcdCluster/${agentWork}/${c.n}-0=${url(client!)},${url(peer!)}`, '--endpoint', `EtcdCluster/${agentWork}/${c.n}-1=${url(client1!)},${url(peer1!)}`);
-  await etcdCluster(c, 2, 2);
+  await etcdCluster(c, size, size);
   const uid = (await getJson(['-n', agentWork, 'etcdclusters.kiln.dev', c.n])).metadata.uid as string;
   await applyIn({
     apiVersion: 'v1',
@@ -917,10 +918,22 @@ const AGENT_RULE_ROWS: Row[] = [
     log: { msg: 'agent task failed', text: refused('patch', 'statefulsets/scale') },
   },
   {
-    omit: 'etcd-replace',
+    omit: 'etcd-claims',
     breaks: "a member added again cannot get an empty volume: its pod's claim and pod stay",
-    act: etcdToGrow,
+    act: (c) => etcdRunning(c, 2),
     log: { msg: 'agent task failed', text: refused('delete', 'persistentvolumeclaims') },
+  },
+  {
+    omit: 'etcd-pods:delete',
+    breaks: 'a member added again keeps its old pod (its claim goes, the pod is not restarted)',
+    act: (c) => etcdRunning(c, 2),
+    log: { msg: 'agent task failed', text: refused('delete', 'pods') },
+  },
+  {
+    omit: 'etcd-pods:get',
+    breaks: "a healthy cluster's pods cannot be checked against the StatefulSet's revision: no template change is ever rolled",
+    act: (c) => etcdRunning(c, 1),
+    log: { msg: 'agent task failed', text: refused('get', 'pods') },
   },
   { omit: 'events', breaks: 'no Event is recorded (the work goes on)', act: freshInstance, log: { msg: 'could not record event', text: refused('create', 'events') } },
   {

@@ -108,3 +108,15 @@ describe('etcd endpoints and versions', () => {
     expect(lowestVersion([])).toBeUndefined();
   });
 });
+
+describe('the version change the agent rolls', () => {
+  it('refuses a minor downgrade and a skipped minor, as etcd does; a patch either way and the next minor pass', async () => {
+    const { versionChangeRefused } = await import('../../agent/etcd-reconciler.js');
+    expect(versionChangeRefused('3.6.4', '3.6.5')).toBeUndefined();
+    expect(versionChangeRefused('3.6.4', '3.6.1')).toBeUndefined();
+    expect(versionChangeRefused('3.5.21', '3.6.0')).toBeUndefined();
+    expect(versionChangeRefused('3.6.4', '3.5.21')).toMatch(/cannot go back/);
+    expect(versionChangeRefused('3.4.30', '3.6.0')).toMatch(/one minor version at a time/);
+    expect(versionChangeRefused('3.6.4', 'v3.6.4')).toMatch(/cannot compare/);
+  });
+});

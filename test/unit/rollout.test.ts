@@ -25,6 +25,10 @@ describe('StatefulSet rollout (kstatus rules)', () => {
     });
     // No StatefulSet yet.
     expect(statefulSetRollout(undefined, 1, false).complete).toBe(false);
+    // OnDelete: the controller never moves currentRevision; every member updated and ready is the whole rollout.
+    const onDelete = { observedGeneration: 2, replicas: 3, readyReplicas: 3, currentRevision: 'a', updateRevision: 'b' };
+    expect(statefulSetRollout(sts(2, { ...onDelete, updatedReplicas: 3 }), 3, false, { onDelete: true })).toEqual({ complete: true, members: '3/3 members ready', ready: 3 });
+    expect(statefulSetRollout(sts(2, { ...onDelete, updatedReplicas: 2 }), 3, false, { onDelete: true })).toMatchObject({ complete: false, members: '3/3 members ready, 2/3 updated' });
     // Stopped (0 replicas) is a complete rollout.
     expect(statefulSetRollout(sts(1, { observedGeneration: 1, replicas: 0 }), 0, false).complete).toBe(true);
   });
