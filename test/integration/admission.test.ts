@@ -56,6 +56,7 @@ describe('kiln CRDs', () => {
       'directoryservices.kiln.dev=True',
       'etcdclusters.kiln.dev=True',
       'gridtemplates.kiln.dev=True',
+      'memcacheds.kiln.dev=True',
       'postgresdatabases.kiln.dev=True',
       'postgresinstances.kiln.dev=True',
     ]);

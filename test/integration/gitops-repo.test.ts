@@ -539,16 +539,18 @@ describe('kiln synth --git', () => {
       'clusters/default/identity/directoryrestore/idrepo-restore/manifest.yaml',
       'clusters/default/identity/directoryservice/ds-idrepo/manifest.yaml',
       'clusters/default/platform/configmapsync/ca-bundle/manifest.yaml',
+      'clusters/default/platform/etcdcluster/config-store/manifest.yaml',
       'clusters/default/quickstart/configmapsync/app-settings/manifest.yaml',
       'clusters/default/quickstart/postgresinstance/app-db/manifest.yaml',
       'clusters/default/shop/postgresinstance/orders-db/manifest.yaml',
       'clusters/default/web/cachecluster/session-cache/manifest.yaml',
       'clusters/default/web/datagrid/sessions/manifest.yaml',
+      'clusters/default/web/memcached/session-memcached/manifest.yaml',
     ]);
     expect(files).toContain('README.md');
     expect(readFileSync(join(tree, 'README.md'), 'utf8')).toBe('mine\n');
     expect(files.some((f) => f.includes('/old/'))).toBe(false);
-    expect(files.filter((f) => f.endsWith('kustomization.yaml'))).toHaveLength(files.filter((f) => f.startsWith('clusters/')).length - 12);
+    expect(files.filter((f) => f.endsWith('kustomization.yaml'))).toHaveLength(files.filter((f) => f.startsWith('clusters/')).length - 14);
     expect(kustomizationResources(readFileSync(join(tree, 'clusters/default/kustomization.yaml'), 'utf8'))).toEqual(['catalog', 'identity', 'platform', 'quickstart', 'shop', 'web']);
 
     // The manifests are byte-for-byte what plain `kiln synth` writes, and what the batcher commits.
