@@ -12,6 +12,8 @@
  */
 import { parseAllDocuments } from 'yaml';
 import { render } from '../../kinds/render.js';
+import { kindDefinition } from '../../kinds/registry.js';
+import { contextFromObjects } from '../../lib/context.js';
 import { digest } from '../../controller/apply/applyset.js';
 import { plainGit } from '../harness/git.js';
 import type { K8sObject } from '../../kinds/types.js';
@@ -173,7 +175,12 @@ export async function checkConsistency(deps: { client: KubeClient; layout: SoakL
           findings.push(`${id}: the live resource does not validate: ${JSON.stringify(v.errors)}`);
           continue;
         }
-        const want = render(v.resource);
+        // With what its render reads of the namespace's other kiln resources (a CacheCluster, its DataGrids), as the controller renders it.
+        const reads = kindDefinition(kind)?.reads ?? [];
+        const related: Any[] = [];
+        for (const k of reads)
+          related.push(...(await listAll(client, `/apis/kiln.dev/v1alpha1/namespaces/${ns}/${k.toLowerCase()}s`)).map((x: Any) => ({ ...x, apiVersion: 'kiln.dev/v1alpha1', kind: k })));
+        const want = render(v.resource, contextFromObjects(v.resource, related));
         rendered.set(o.metadata.uid, new Set(want.map((c) => `${c.kind}/${c.metadata.name}`)));
         // A Stalled resource's children are what kiln could apply before it stopped: only a Ready one must equal its render.
         if (r?.status !== 'True') continue;
@@ -323,7 +330,7 @@ function checkRepository(bare: string, ns: string, live: Any[]): string[] {
     if (cond(o, 'Ready')?.status !== 'True') continue; // reported above, unless Stalled with a reason
     const v = validate(o);
     if (!v.ok) continue;
-    const want = render(v.resource);
+    const want = render(v.resource, contextFromObjects(v.resource, live));
     const revision = `sha256:${digest(want)}`;
     if (o.status?.revision !== revision) findings.push(`${id}: status.revision ${o.status?.revision} is not its render's ${revision}`);
     const commit = o.status?.commit as string | undefined;
