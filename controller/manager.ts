@@ -31,6 +31,7 @@ import type { Reconciler as ReconcilerContract } from '../kube/reconcile.js';
 import { APP_LABEL, INSTANCE_LABEL, OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL } from '../kinds/shared/labels.js';
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 import { controllerOf, inputsChanged } from '../kube/predicates.js';
+import { andSelectors, selectorKeys } from '../kube/label-selector.js';
 
 /** Both after-push steps, in order. */
 function chainPushed(a: GitSinkOptions['onPushed'], b: GitSinkOptions['onPushed']): GitSinkOptions['onPushed'] {
@@ -67,6 +68,12 @@ export interface ManagerOptions {
   /** apply (default): server-side apply into the cluster; git: commit to a repository (`git` says where). */
   sink?: 'apply' | 'git';
   git?: GitSinkOptions;
+  /**
+   * Static sharding (Flux's --watch-label-selector): only kiln resources this selects are watched and
+   * reconciled. The labels it names are copied onto every object rendered for a resource, and the
+   * caches of those objects are selected by it too, so each shard holds its own resources and members.
+   */
+  watchLabelSelector?: string;
 }
 
 /** The resource caches' codec: deflate with a dictionary of what kiln's charts render. */
@@ -130,9 +137,13 @@ export class Manager {
     this.status = new StatusWriter(this.client, FIELD_MANAGER, { fit: fitStatus });
     const watchdogSeconds = opts.timeouts?.watchSilentSeconds;
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
+    // Checked here too (the command checks first): a wrong selector fails at construction, naming itself.
+    const shardKeys = opts.watchLabelSelector ? selectorKeys(opts.watchLabelSelector) : [];
+    const shard = opts.watchLabelSelector?.trim() ? opts.watchLabelSelector : undefined;
+    const childSelector = andSelectors(MANAGED_BY_KILN, shard)!;
     for (const k of RECONCILED_KINDS) {
       for (const ns of namespaces) {
-        const inf = this.host.informer({ ...k, namespace: ns, resyncSeconds: opts.resyncSeconds, watchdogSeconds, log: opts.log, codec: CACHE_CODEC, transform: slimResource });
+        const inf = this.host.informer({ ...k, namespace: ns, labelSelector: shard, resyncSeconds: opts.resyncSeconds, watchdogSeconds, log: opts.log, codec: CACHE_CODEC, transform: slimResource });
         inf.on((event, obj, old) => this.onResource(event, obj, old));
         this.shared(this.resources, k.kind, inf);
       }
@@ -146,7 +157,7 @@ export class Manager {
         const inf = this.host.informer({
           ...k,
           namespace: ns,
-          labelSelector: MANAGED_BY_KILN,
+          labelSelector: childSelector,
           resyncSeconds: 0,
           watchdogSeconds,
           log: opts.log,
@@ -191,7 +202,7 @@ export class Manager {
     // kiln's only, and only their conditions kept.
     for (const k of opts.sink === 'git' ? childKindsWaitedFor() : []) {
       for (const ns of namespaces) {
-        const inf = this.host.informer({ ...k, namespace: ns, labelSelector: MANAGED_BY_KILN, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: conditionsOnly, pageSize: LIST_PAGE_SIZE });
+        const inf = this.host.informer({ ...k, namespace: ns, labelSelector: childSelector, resyncSeconds: 0, watchdogSeconds, log: opts.log, transform: conditionsOnly, pageSize: LIST_PAGE_SIZE });
         inf.on((_event, obj) => {
           if (this.reconciler instanceof GitReconciler) this.reconciler.waitedChanged(obj);
         });
@@ -228,6 +239,8 @@ export class Manager {
           custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log, requeue: (key) => this.queue.add(key) },
           ownWrites: this.ownWrites,
           status: this.status,
+          copyLabels: shardKeys,
+          sharded: shard !== undefined,
           version: opts.version,
           log: opts.log,
         });

@@ -22,8 +22,12 @@ export { belongsTo, describeForeign, prunable } from './prune-policy.js';
 export { childCodec, childKey, Interner, projectChild, projectedOwnedDigest } from './child-cache.js';
 export { OwnWrites } from './own-writes.js';
 
-/** What the controller adds to each rendered object: membership, ownership, the digest of the rest. */
-export function decorate(obj: K8sObject, parent: KilnResource & { metadata: { uid?: string } }, id: string): K8sObject {
+/**
+ * What the controller adds to each rendered object: membership, ownership, the digest of the rest.
+ * `copied`: labels of the parent every member carries too (a shard's: the selector that picks the
+ * resource then picks its members).
+ */
+export function decorate(obj: K8sObject, parent: KilnResource & { metadata: { uid?: string } }, id: string, copied: Record<string, string> = {}): K8sObject {
   const sameNamespace = (obj.metadata.namespace ?? parent.metadata.namespace) === parent.metadata.namespace;
   const ownerReferences =
     sameNamespace && parent.metadata.uid
@@ -33,7 +37,7 @@ export function decorate(obj: K8sObject, parent: KilnResource & { metadata: { ui
     ...obj,
     metadata: {
       ...obj.metadata,
-      labels: { ...obj.metadata.labels, [PART_OF]: id },
+      labels: { ...obj.metadata.labels, ...copied, [PART_OF]: id },
       ...(ownerReferences ? { ownerReferences } : {}),
     },
   };

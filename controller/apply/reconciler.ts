@@ -59,6 +59,17 @@ export interface ReconcilerDeps {
   custom: CustomEnv;
   /** What kiln's own applies wrote, shared with the child informers' transform (projectChild). */
   ownWrites: OwnWrites;
+  /**
+   * Labels of a resource its members carry too (the keys a --watch-label-selector names, or the
+   * dynamic shard's): the child caches are selected by them, so a member is seen by the replica
+   * whose resource it is.
+   */
+  copyLabels?: readonly string[];
+  /**
+   * The child caches hold only this shard's members: a name missing from them may be another
+   * shard's object, so it is read before anything is applied to it (never taken for free).
+   */
+  sharded?: boolean;
   /** The manager's status writer; default: one of this reconciler's own (field manager kiln, cut to the CRDs' bounds). */
   status?: StatusWriter;
   version: string;
@@ -142,6 +153,7 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
    * the apply it decides, wider by the watch's lag (milliseconds when the API server keeps up).
    */
   private isFree(obj: K8sObject): boolean {
+    if (this.deps.sharded) return false;
     const others = this.deps.foreign?.get(`${obj.apiVersion}/${obj.kind}`);
     if (!others?.hasSynced() || others.get(obj.metadata.namespace, obj.metadata.name)) return false;
     return !this.deps.ownWrites.has(childKey(obj));
@@ -212,7 +224,9 @@ export class Reconciler implements ReconcilerContract<string, ReconcileResult> {
     // them: kiln finds its members by label, and a failed patch fails (and retries) the reconcile.
     const parentPatch = this.ensureParentMetadata(live, id, rendered);
     parentPatch.catch(() => undefined);
-    const desired = rendered.map((o) => decorate(o, live, id));
+    const copied: Record<string, string> = {};
+    for (const k of this.deps.copyLabels ?? []) if (live.metadata.labels?.[k] !== undefined) copied[k] = live.metadata.labels[k];
+    const desired = rendered.map((o) => decorate(o, live, id, copied));
 
     // The kind's check of what its render reads (a backup copies only a claim that belongs to what it
     // names): nothing is applied before it passes.

@@ -44,6 +44,18 @@ async function pods(): Promise<string[]> {
     .sort();
 }
 let last = '';
+/** What the cluster held when a wait ends: the Deployment's status and each pod's phase and Ready condition (which side stalled). */
+let cluster = '';
+async function clusterState(): Promise<string> {
+  const d = JSON.parse((await cp.kubectl(['get', '-n', ns, 'deployment', 'pool', '-o', 'json'])).stdout || '{}') as { status?: unknown };
+  const p = JSON.parse((await cp.kubectl(['get', 'pods', '-n', ns, '-o', 'json'])).stdout || '{"items":[]}') as {
+    items: { metadata: { name: string; deletionTimestamp?: string }; status?: { phase?: string; conditions?: { type: string; status: string }[] } }[];
+  };
+  const pods = p.items.map(
+    (i) => `${i.metadata.name} ${i.status?.phase ?? '-'} ready=${i.status?.conditions?.find((c) => c.type === 'Ready')?.status ?? '-'}${i.metadata.deletionTimestamp ? ' terminating' : ''}`,
+  );
+  return `deployment status: ${JSON.stringify(d.status)}\npods: ${pods.join('; ')}`;
+}
 /** The resource once Ready=True for its current generation with `size` nodes listed, and the pods then. */
 const readyWith = (size: number) =>
   waitFor(
@@ -52,12 +64,15 @@ const readyWith = (size: number) =>
       const mc = await get();
       last = JSON.stringify(mc.status);
       const ready = mc.status?.conditions?.find((c) => c.type === 'Ready');
-      if (mc.status?.observedGeneration !== mc.metadata.generation || ready?.status !== 'True' || mc.status.nodes?.length !== size) return undefined;
+      if (mc.status?.observedGeneration !== mc.metadata.generation || ready?.status !== 'True' || mc.status.nodes?.length !== size) {
+        cluster = await clusterState();
+        return undefined;
+      }
       const now = await pods();
       return JSON.stringify(now) === JSON.stringify(mc.status.nodes) ? { mc, pods: now } : undefined;
     },
     60_000,
-    () => `${last}\n${logs.slice(-10).join('\n')}`,
+    () => `${last}\n${cluster}\n${logs.slice(-10).join('\n')}`,
   );
 
 beforeAll(async () => {
