@@ -32,6 +32,11 @@ import { APP_LABEL, INSTANCE_LABEL, OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NA
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 import { controllerOf, inputsChanged } from '../kube/predicates.js';
 import { andSelectors, selectorKeys } from '../kube/label-selector.js';
+import { hostname } from 'node:os';
+import { replicaIdentity } from '../kube/host.js';
+import { acknowledgeDrain, memberLease, SharderRole, SHARD_LABELS, type RingSettings } from '../kube/sharding/membership.js';
+import { pathFor } from '../kube/resources.js';
+import { shardKeyOf, SHARD_KEY_READS_SPEC } from '../kinds/registry.js';
 
 /** Both after-push steps, in order. */
 function chainPushed(a: GitSinkOptions['onPushed'], b: GitSinkOptions['onPushed']): GitSinkOptions['onPushed'] {
@@ -74,6 +79,11 @@ export interface ManagerOptions {
    * caches of those objects are selected by it too, so each shard holds its own resources and members.
    */
   watchLabelSelector?: string;
+  /**
+   * Dynamic sharding (apply mode): every replica works, each on the resources the ring's assigner
+   * labels with its identity (kube/sharding/). Replaces leader election.
+   */
+  sharding?: RingSettings;
 }
 
 /** The resource caches' codec: deflate with a dictionary of what kiln's charts render. */
@@ -121,14 +131,24 @@ export class Manager {
   /** Status writes to kiln's resources, and what was written until the caches see it. */
   readonly status: StatusWriter;
 
+  /** Dynamic sharding: this member's campaign for the assigner's role. */
+  readonly sharder: SharderRole | undefined;
+
   constructor(private readonly opts: ManagerOptions) {
+    const ring = opts.sharding;
+    if (ring && opts.sink === 'git') throw new Error('dynamic sharding is for apply mode: git mode has one writer per branch (shard it with --watch-label-selector, one directory per shard)');
+    if (ring && opts.leaderElection) throw new Error('dynamic sharding replaces leader election: every replica works (give one, not both)');
+    const identity = replicaIdentity(hostname());
     this.host = new Host({
+      identity,
+      userAgent: `kiln-controller/${opts.version} (${identity})`,
       kc: opts.kc,
       qps: opts.qps,
       burst: opts.burst,
       requestTimeoutMs: opts.timeouts?.requestMs,
       startupTimeoutSeconds: opts.startupTimeoutSeconds,
-      leaderElection: opts.leaderElection,
+      // A member holds a Lease of its own; losing it (no renewal within the deadline) stops it as losing leadership does.
+      leaderElection: ring ? memberLease(ring, identity) : opts.leaderElection,
       onLostLeadership: opts.onLostLeadership,
       log: opts.log,
     });
@@ -138,8 +158,8 @@ export class Manager {
     const watchdogSeconds = opts.timeouts?.watchSilentSeconds;
     const namespaces = opts.namespaces.length > 0 ? opts.namespaces : [undefined];
     // Checked here too (the command checks first): a wrong selector fails at construction, naming itself.
-    const shardKeys = opts.watchLabelSelector ? selectorKeys(opts.watchLabelSelector) : [];
-    const shard = opts.watchLabelSelector?.trim() ? opts.watchLabelSelector : undefined;
+    const shardKeys = [...(opts.watchLabelSelector ? selectorKeys(opts.watchLabelSelector) : []), ...(ring ? [SHARD_LABELS.shard] : [])];
+    const shard = andSelectors(opts.watchLabelSelector, ring ? `${SHARD_LABELS.shard}=${identity}` : undefined);
     const childSelector = andSelectors(MANAGED_BY_KILN, shard)!;
     for (const k of RECONCILED_KINDS) {
       for (const ns of namespaces) {
@@ -249,6 +269,9 @@ export class Manager {
       (key) =>
         withLogFields(reconcileFields(key), async () => {
           const started = performance.now();
+          // Asked to let go (dynamic sharding): this worker is the key's only one, so nothing of this
+          // replica touches it once the acknowledgement is written.
+          if (ring && (await this.drained(key))) return undefined;
           const r = await this.reconciler.reconcile(key);
           this.reconciles++;
           if (r.applied || r.pruned || r.statusWritten) {
@@ -262,6 +285,15 @@ export class Manager {
     this.queue.onTerminal = (key, err) =>
       opts.log('error', 'reconcile failed; not retried until the resource changes', { ...logFieldsOf(err), key, error: err instanceof Error ? err.message : String(err) });
     const git = this.git;
+    this.sharder = ring
+      ? new SharderRole(opts.kc, ring, identity, {
+          kinds: RECONCILED_KINDS,
+          namespaces,
+          placement: (o, lookup) => shardKeyOf(o as never, (kind, name) => lookup(kind, o.metadata.namespace, name)),
+          placementReadsSpec: SHARD_KEY_READS_SPEC,
+          log: opts.log,
+        })
+      : undefined;
     this.lifecycle = {
       // Git mode: the clone is synced, and what the repository holds for deleted resources found, before the first reconcile.
       leading: git
@@ -271,14 +303,20 @@ export class Manager {
             opts.log('info', 'git mode: clone synced', git.describe());
             flux?.start();
           }
-        : undefined,
+        : // A member that works may also assign: it campaigns for the ring's sharder Lease.
+          () => this.sharder?.start(),
       lost: () => {
+        // A member that could not renew fences itself: its writes in flight end with their connections,
+        // before its Lease expires and its resources go to others.
+        if (ring) void this.client.close();
+        void this.sharder?.stop(false);
         flux?.stop();
         git?.abandon();
         this.stopCustom();
       },
       // Pending changes are pushed while this replica still leads; a replica that lost the lease leaves them.
       stopping: async (release) => {
+        await this.sharder?.stop(release);
         flux?.stop();
         this.stopCustom();
         if (!git) return;
@@ -286,6 +324,17 @@ export class Manager {
         else git.abandon();
       },
     };
+  }
+
+  /** Acknowledges a drain of `key`'s resource, if one is asked; true when it was (nothing more to do). */
+  private async drained(key: string): Promise<boolean> {
+    const [kind, namespace, name] = key.split('/') as [string, string, string];
+    const live = this.resources.get(kind)?.get(namespace, name);
+    const drain = live?.metadata.labels?.[SHARD_LABELS.drain];
+    if (!live || drain === undefined) return false;
+    const acknowledged = await acknowledgeDrain(this.client, { path: pathFor({ apiVersion: live.apiVersion!, kind, namespace, name }) }, SHARD_LABELS, this.identity, drain);
+    this.opts.log('info', acknowledged ? 'shard: released' : 'shard: release not needed (moved or withdrawn)', { key });
+    return true;
   }
 
   /** Custom reconcilers' own watches (ConfigMapSync's) end with leadership or the process. */

@@ -87,6 +87,13 @@ export interface PreApplyDeps {
 // Specs are checked after admission: their shape is the schema's, read loosely here.
 export type Spec = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
+/** What a shard key is computed from: identity and spec (the assigner's cache keeps no more). */
+export interface ShardKeyInput {
+  kind?: string;
+  metadata: { namespace?: string; name: string };
+  spec?: unknown;
+}
+
 export interface KindDefinition {
   readonly kind: string;
   /** Renders one resource (in a fresh App: kinds/render.ts). */
@@ -121,6 +128,13 @@ export interface KindDefinition {
    * resource of this kind in its namespace again. Default: none.
    */
   readonly reads?: readonly string[];
+  /**
+   * Dynamic sharding: the ring key of a resource (kube/sharding/). Resources whose reconciles read
+   * each other (through `reads`, or one's objects through `preApply`) return one key, so one replica
+   * holds them all in its caches. `lookup` finds another kiln resource of the namespace (its spec
+   * included when its kind sets `shardKey` too). Default: `Kind/namespace/name`.
+   */
+  readonly shardKey?: (resource: ShardKeyInput, lookup: (kind: string, name: string) => ShardKeyInput | undefined) => string;
   /** Why a valid resource renders nothing offline with `context` (synth notes it; not an error). Default: it renders. */
   readonly offlineNote?: (resource: KilnResource, context: RenderContext) => string | undefined;
   /**

@@ -26,13 +26,18 @@ import { MEMCACHED_APP, MemcachedChart } from './memcached/chart.js';
 import { PostgresDatabaseChart, type PostgresDatabaseResource } from './postgres-database/chart.js';
 import { PostgresInstanceChart } from './postgres-instance/chart.js';
 import { checkPostgresInstance } from './postgres-instance/checks.js';
-import type { CarriedOutBy, ChartFactory, KindDefinition } from './kind.js';
+import type { CarriedOutBy, ChartFactory, KindDefinition, ShardKeyInput } from './kind.js';
 import type { KilnResource } from './types.js';
 
 import { KILN_API_VERSION } from './api.js';
 
 export { KILN_API_VERSION };
 export type { ChartFactory, KindDefinition };
+
+/** A DirectoryService's own shard key (the default form), shared by its backups and their restores. */
+const directoryKey = (namespace: string | undefined, name: string) => `DirectoryService/${namespace ?? ''}/${name}`;
+/** CacheClusters, DataGrids and GridTemplates read each other across a namespace (a template serves many grids): one key per namespace. */
+const gridsKey = (r: ShardKeyInput) => `grids/${r.metadata.namespace ?? ''}`;
 
 const DEFINITIONS: KindDefinition[] = [
   {
@@ -48,6 +53,8 @@ const DEFINITIONS: KindDefinition[] = [
     preApply: checkDataClaimOf,
     // The snapshot class of a backup that names none is its DirectoryService's.
     reads: ['DirectoryService'],
+    // It reads its DirectoryService and that one's StatefulSet: one replica holds all three.
+    shardKey: (r) => directoryKey(r.metadata.namespace, (r.spec as { directoryService?: string } | undefined)?.directoryService ?? r.metadata.name),
     inputs: directoryServiceInputs,
   },
   {
@@ -55,6 +62,13 @@ const DEFINITIONS: KindDefinition[] = [
     chart: (s, id, r) => new DirectoryRestoreChart(s, id, r as DirectoryRestoreResource),
     ready: 'job',
     preApply: checkBackupClaimOf,
+    // It reads its DirectoryBackup and that one's claim: placed where the backup is.
+    shardKey: (r, lookup) => {
+      const backup = (r.spec as { backup?: string } | undefined)?.backup ?? '';
+      const b = lookup('DirectoryBackup', backup);
+      const directory = (b?.spec as { directoryService?: string } | undefined)?.directoryService;
+      return directory ? directoryKey(r.metadata.namespace, directory) : `DirectoryBackup/${r.metadata.namespace ?? ''}/${backup}`;
+    },
     // Its VolumeSnapshot waits for its Job to complete.
     waitsFor: [{ apiVersion: 'batch/v1', kind: 'Job' }],
   },
@@ -79,6 +93,7 @@ const DEFINITIONS: KindDefinition[] = [
     // status.members: the grids each member serves, from its pod (apply mode).
     pods: { app: CACHE_APP, status: cacheMembers },
     reads: ['DataGrid', 'GridTemplate'],
+    shardKey: gridsKey,
   },
   {
     kind: 'DataGrid',
@@ -86,11 +101,13 @@ const DEFINITIONS: KindDefinition[] = [
     checks: checkDataGrid,
     inputs: dataGridInputs,
     reads: ['GridTemplate'],
+    shardKey: gridsKey,
   },
   {
     // Read by the DataGrids that name it; renders nothing itself, so it is Ready once valid.
     kind: 'GridTemplate',
     chart: (s, id, r) => new GridTemplateChart(s, id, r),
+    shardKey: gridsKey,
     checks: checkDataGrid,
     offlineNote: () => 'renders nothing of its own: the DataGrids that name it in spec.template carry its settings',
   },
@@ -157,6 +174,18 @@ export function readersOf(kind: string): string[] {
 export function podApps(): Map<string, string> {
   return new Map(DEFINITIONS.flatMap((d) => (d.pods ? [[d.pods.app, d.kind] as const] : [])));
 }
+
+/**
+ * Dynamic sharding's ring key of a resource (kinds/kind.ts `shardKey`): resources that read each
+ * other share one. `lookup` finds another resource of its namespace.
+ */
+export function shardKeyOf(resource: ShardKeyInput & { kind: string }, lookup: (kind: string, name: string) => ShardKeyInput | undefined): string {
+  const own = BY_KIND.get(resource.kind)?.shardKey;
+  return own ? own(resource, lookup) : `${resource.kind}/${resource.metadata.namespace ?? ''}/${resource.metadata.name}`;
+}
+
+/** Kinds whose shard key reads a spec (theirs or, through lookup, another of these kinds'). */
+export const SHARD_KEY_READS_SPEC: ReadonlySet<string> = new Set(DEFINITIONS.filter((d) => d.shardKey).map((d) => d.kind));
 
 /** Kiln kinds some kind's render reads: offline, their resources are also render inputs. */
 export const READ_KINDS: ReadonlySet<string> = new Set(DEFINITIONS.flatMap((d) => d.reads ?? []));

@@ -155,8 +155,12 @@ export class KubeClient implements KubeApi {
   /** How long a request (not a watch) may take, answer included, before it is abandoned and its connection closed. */
   readonly requestTimeoutMs: number;
 
-  constructor(config: ClusterConfigInput, opts: { qps?: number; burst?: number; requestTimeoutMs?: number } = {}) {
+  /** Sent as User-Agent (client-go sends `<binary>/<version> (<os>/<arch>) kubernetes/<commit>`): who sent a request, in the audit log. */
+  private readonly userAgent: string | undefined;
+
+  constructor(config: ClusterConfigInput, opts: { qps?: number; burst?: number; requestTimeoutMs?: number; userAgent?: string } = {}) {
     this.config = toClusterConfig(config);
+    this.userAgent = opts.userAgent;
     // The API server's own --request-timeout is 60 s: an answer later than that is not coming.
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 60_000;
     this.server = this.config.server.replace(/\/$/, '');
@@ -232,7 +236,7 @@ export class KubeClient implements KubeApi {
 
   /** Headers for one request, with the credentials it uses (to hand back after a 401). */
   private async prepare(contentType?: string, accept = 'application/json'): Promise<{ headers: Record<string, string | string[]>; auth: Auth; agent: http.Agent }> {
-    const headers: Record<string, string | string[]> = { accept };
+    const headers: Record<string, string | string[]> = { accept, ...(this.userAgent ? { 'user-agent': this.userAgent } : {}) };
     const auth = await this.credentials.get();
     if (auth.authorization) headers['authorization'] = auth.authorization;
     const imp = this.config.impersonate;

@@ -22,6 +22,8 @@ export interface LeaderElectionSettings {
   leaseDurationSeconds: number;
   renewDeadlineSeconds: number;
   retryPeriodSeconds: number;
+  /** Labels the Lease is created with (a ring member's: kube/sharding/membership.ts). */
+  labels?: Record<string, string>;
 }
 
 export interface HostOptions {
@@ -36,6 +38,10 @@ export interface HostOptions {
   leaderElection?: LeaderElectionSettings;
   /** Called once leadership is lost, after the workers stopped (the process usually exits). */
   onLostLeadership?: () => void;
+  /** This replica's name in Leases and logs (default: replicaIdentity of the host name). */
+  identity?: string;
+  /** The client's User-Agent (the audit log tells replicas sharing a ServiceAccount apart by it). */
+  userAgent?: string;
   log: LogFn;
 }
 
@@ -49,15 +55,32 @@ export interface Lifecycle {
   stopping?: (release: boolean) => Promise<void> | void;
 }
 
+/** How long stop() waits for running reconciles before it releases the Lease. */
+const STOP_SETTLE_MS = 10_000;
+
+export function replicaIdentity(host: string): string {
+  const base = host
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, '-')
+    .slice(0, 56)
+    .replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '');
+  return `${base || 'replica'}-${randomBytes(3).toString('hex')}`;
+}
+
 export class Host {
   readonly client: KubeClient;
-  readonly identity = `${hostname()}-${randomBytes(3).toString('hex')}`;
+  /**
+   * The host name (a pod's name) and a random suffix: unique among replicas, and a valid label value
+   * and Lease name (at most 63 characters, lower case), since dynamic sharding writes it into both.
+   */
+  readonly identity: string;
   private readonly informers: Informer[] = [];
   private elector: LeaderElector | undefined;
   private leading = false;
 
   constructor(private readonly opts: HostOptions) {
-    this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst, requestTimeoutMs: opts.requestTimeoutMs });
+    this.identity = opts.identity ?? replicaIdentity(hostname());
+    this.client = new KubeClient(opts.kc, { qps: opts.qps, burst: opts.burst, requestTimeoutMs: opts.requestTimeoutMs, userAgent: opts.userAgent });
   }
 
   /** A cache the host starts before leading and stops on stop(). */
@@ -107,8 +130,13 @@ export class Host {
 
   /** Stops the workers and caches; `release: false` leaves the Lease to expire, as a crashed replica would. */
   async stop(queue: WorkQueue, lifecycle: Lifecycle = {}, opts: { release?: boolean } = {}): Promise<void> {
-    const release = opts.release ?? true;
+    let release = opts.release ?? true;
     queue.stop();
+    // A released Lease lets another replica take over at once: only once nothing of this one still writes.
+    if (release && !(await queue.settled(STOP_SETTLE_MS))) {
+      release = false;
+      this.opts.log('warn', 'reconciles still running at stop: the Lease is left to expire rather than released', { waitedMs: STOP_SETTLE_MS });
+    }
     for (const i of this.informers) i.stop();
     await lifecycle.stopping?.(release);
     await this.elector?.stop({ release });

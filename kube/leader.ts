@@ -77,6 +77,8 @@ export interface LeaderElectionOptions {
   /** default 2: interval between attempts to acquire or renew (must be < renewDeadlineSeconds) */
   retryPeriodSeconds?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** Labels the Lease is created with (a membership group's, so its members can be listed by label). */
+  labels?: Record<string, string>;
 }
 
 export interface StopOptions {
@@ -131,6 +133,7 @@ export class LeaderElector {
   private readonly retryPeriodMs: number;
   private readonly requestTimeoutMs: number;
   private readonly log: NonNullable<LeaderElectionOptions['log']>;
+  private readonly labels: Record<string, string> | undefined;
 
   private state: State = 'idle';
   /** Incremented whenever a campaign starts or ends; a loop or step of an older epoch changes nothing. */
@@ -177,6 +180,7 @@ export class LeaderElector {
     // Leaves room for at least one more attempt within the renew deadline.
     this.requestTimeoutMs = Math.max(500, Math.min(this.renewDeadlineMs / 2, 10_000));
     this.log = opts.log ?? (() => {});
+    this.labels = opts.labels;
   }
 
   /**
@@ -329,7 +333,7 @@ export class LeaderElector {
       const created = await this.write('create', {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
-        metadata: { name: this.name, namespace: this.namespace },
+        metadata: { name: this.name, namespace: this.namespace, ...(this.labels ? { labels: this.labels } : {}) },
         spec: {
           holderIdentity: this.identity,
           leaseDurationSeconds: this.leaseDurationMs / 1000,

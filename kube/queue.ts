@@ -122,6 +122,16 @@ export class WorkQueue {
     this.delayed.clear();
   }
 
+  /** Whether the running work finished within `timeoutMs` (after stop(), nothing new starts). */
+  async settled(timeoutMs: number): Promise<boolean> {
+    const deadline = performance.now() + timeoutMs;
+    while (this.running > 0) {
+      if (performance.now() >= deadline) return false;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return true;
+  }
+
   /** Resolves when nothing is waiting or running (delayed retries do not count). */
   idle(): Promise<void> {
     if (this.waiting.length === 0 && this.running === 0) return Promise.resolve();
