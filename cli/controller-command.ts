@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { LogFormat, LogLevel } from '../lib/log.js';
 import type { GitSinkOptions } from '../controller/git/sink.js';
+import type { RingSettings } from '../kube/sharding/membership.js';
 import { addKubeAccessOptions, clusterConfig, failer, serve, type KubeAccessFlags } from './process-shell.js';
 import { addRuntimeOptions, logFormatOption, logLevelOption, runtimeSettings, wholeNumber } from './runtime-options.js';
 
@@ -21,7 +22,14 @@ export function registerController(program: Command, version: string): void {
       qps: { default: 0, help: "client-side limit, average API requests per second (0, the default: none, the API server's Priority and Fairness governs)" },
       burst: 'API request burst when --qps is set',
     },
-  ).option('--resync <seconds>', 'reconcile every resource again this often (0: never)', wholeNumber(0), 300);
+  )
+    .option('--resync <seconds>', 'reconcile every resource again this often (0: never)', wholeNumber(0), 300)
+    .option(
+      '--sharding <mode>',
+      'none: one replica works (with --leader-elect the others stand by); dynamic (apply mode): every replica works, each on the resources a consistent-hash ring of the live replicas gives it, moved with a drain handshake when replicas come and go (README "Scaling out"); uses --leader-election-namespace and the lease timings',
+      'none',
+    )
+    .option('--sharding-ring <name>', 'with --sharding dynamic: the ring; its Leases are <ring>-<replica> and <ring>-sharder', 'kiln-controller');
   addRuntimeOptions(command, { leaseName: 'kiln-controller', bindAddressAlias: true })
     .addOption(logLevelOption())
     .addOption(logFormatOption())
@@ -67,6 +75,7 @@ export function registerController(program: Command, version: string): void {
       const log = newLogger(opts.logLevel, 'kiln-controller', opts.logFormat);
       const fail: (message: string) => never = failer('controller');
       if (opts.mode !== 'apply' && opts.mode !== 'git') fail(`--mode must be apply or git (got ${JSON.stringify(opts.mode)})`);
+      const sharding = dynamicSharding(opts, cmd, fail);
       let git: GitSinkOptions | undefined;
       if (opts.mode === 'git') {
         try {
@@ -92,6 +101,7 @@ export function registerController(program: Command, version: string): void {
           burst: opts.burst,
           resyncSeconds: opts.resync,
           leaderElection: runtime.leaderElection,
+          sharding,
           startupTimeoutSeconds: runtime.startupTimeoutSeconds,
           version,
           log,
@@ -127,8 +137,30 @@ export function registerController(program: Command, version: string): void {
     });
 }
 
+/** --sharding dynamic's ring settings, checked; undefined for --sharding none. */
+function dynamicSharding(opts: ControllerFlags, cmd: Command, fail: (message: string) => never): RingSettings | undefined {
+  if (opts.sharding === 'none') return undefined;
+  if (opts.sharding !== 'dynamic') fail(`--sharding must be none or dynamic (got ${JSON.stringify(opts.sharding)})`);
+  if (opts.mode !== 'apply') fail('--sharding dynamic is for apply mode: in git mode one writer owns a branch (shard with --watch-label-selector, one directory per shard)');
+  const f = cmd.opts<{ leaderElect: boolean; leaderElectionNamespace: string; leaseDuration: number; renewDeadline: number; retryPeriod: number }>();
+  if (f.leaderElect) fail('--sharding dynamic replaces --leader-elect: every replica works, each holding a Lease of its own');
+  if (!/^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$/.test(opts.shardingRing)) fail(`--sharding-ring must be a DNS label of at most 40 characters (got ${JSON.stringify(opts.shardingRing)})`);
+  // The same rules as leader election's (client-go's): a member must renew well within its lease.
+  if (f.renewDeadline >= f.leaseDuration) fail(`--lease-duration (${f.leaseDuration}) must be greater than --renew-deadline (${f.renewDeadline})`);
+  if (f.renewDeadline <= 1.2 * f.retryPeriod) fail(`--renew-deadline (${f.renewDeadline}) must be greater than 1.2 x --retry-period (${f.retryPeriod})`);
+  return {
+    ring: opts.shardingRing,
+    leaseNamespace: f.leaderElectionNamespace,
+    leaseDurationSeconds: f.leaseDuration,
+    renewDeadlineSeconds: f.renewDeadline,
+    retryPeriodSeconds: f.retryPeriod,
+  };
+}
+
 /** The values commander parses from `kiln controller`'s own flags (defaults applied); runtimeSettings reads the shared ones. */
 interface ControllerFlags extends GitFlags, KubeAccessFlags {
+  sharding: string;
+  shardingRing: string;
   /** Checked at run time: apply or git. */
   mode: string;
   resync: number;

@@ -79,6 +79,8 @@ export interface SharderOptions {
 }
 
 interface Member {
+  name: string;
+  resourceVersion?: string;
   holder: string;
   renewTime: string;
   durationMs: number;
@@ -94,6 +96,9 @@ export interface SharderStats {
   /** Label patches written (assign, drain, reassign), since start. */
   writes: number;
 }
+
+/** A member Lease silent this long (and ten lease durations) is deleted. */
+const GONE_AFTER_MS = 10 * 60_000;
 
 const escapePointer = (key: string) => key.replace(/~/g, '~0').replace(/\//g, '~1');
 
@@ -197,8 +202,11 @@ export class Sharder {
     const holder = spec.holderIdentity ?? '';
     const renewTime = spec.renewTime ?? '';
     const had = this.members.get(name);
-    if (had && had.holder === holder && had.renewTime === renewTime) return;
-    this.members.set(name, { holder, renewTime, durationMs: (spec.leaseDurationSeconds ?? 15) * 1000, observedAt: performance.now() });
+    if (had && had.holder === holder && had.renewTime === renewTime) {
+      had.resourceVersion = lease.metadata.resourceVersion;
+      return;
+    }
+    this.members.set(name, { name, resourceVersion: lease.metadata.resourceVersion, holder, renewTime, durationMs: (spec.leaseDurationSeconds ?? 15) * 1000, observedAt: performance.now() });
   }
 
   private schedule(): void {
@@ -222,9 +230,34 @@ export class Sharder {
     return this.opts.placement ? this.opts.placement(o, this.lookup) : `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
   }
 
+  /**
+   * A replica that restarts joins under a new identity: the Lease of the one before stays behind.
+   * Those silent for long (GONE_AFTER_MS, and ten lease durations) are deleted, pinned to the version
+   * seen, so a member that came back meanwhile keeps its Lease.
+   */
+  private collectGone(now: number): void {
+    for (const m of this.members.values()) {
+      if (now - m.observedAt < Math.max(GONE_AFTER_MS, 10 * m.durationMs) || this.inFlight.has(`Lease/${m.name}`)) continue;
+      this.inFlight.add(`Lease/${m.name}`);
+      const ref = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: this.opts.leaseNamespace, name: m.name };
+      this.pending.push(async () => {
+        try {
+          await this.opts.client.request('DELETE', pathFor(ref), { body: { apiVersion: 'v1', kind: 'DeleteOptions', preconditions: { resourceVersion: m.resourceVersion } } });
+          this.opts.log('info', 'sharder: removed the Lease of a member gone', { lease: m.name, holder: m.holder });
+        } catch (err) {
+          this.failed(`Lease/${m.name}`, 'collect', err);
+        } finally {
+          this.inFlight.delete(`Lease/${m.name}`);
+        }
+      });
+      this.pump();
+    }
+  }
+
   /** One look at every object: what each needs (assign, drain, reassign), written with bounded concurrency. */
   private pass(): void {
     if (this.stopped) return;
+    this.collectGone(performance.now());
     const live = this.liveMembers();
     if (live.join(',') !== this.ring.members.join(',')) {
       this.ring = new HashRing(live);
