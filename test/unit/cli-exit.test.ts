@@ -174,6 +174,20 @@ describe('every numeric flag is checked: a clear message naming it, exit 2', () 
     }
   });
 
+  it('--sharding: dynamic only, in apply mode, without --leader-elect, with a ring name that makes Lease names', async () => {
+    for (const [args, message] of [
+      [['--sharding', 'static'], /--sharding must be none or dynamic \(got "static"\)/],
+      [['--sharding', 'dynamic', '--mode', 'git'], /--sharding dynamic is for apply mode/],
+      [['--sharding', 'dynamic', '--leader-elect'], /--sharding dynamic replaces --leader-elect/],
+      [['--sharding', 'dynamic', '--sharding-ring', 'Not_A_Label'], /--sharding-ring must be a DNS label/],
+      [['--sharding', 'dynamic', '--lease-duration', '5', '--renew-deadline', '5'], /--lease-duration \(5\) must be greater than --renew-deadline \(5\)/],
+    ] as const) {
+      const r = await kiln(['controller', ...args]);
+      expect(r.stderr, args.join(' ')).toMatch(message);
+      expect(r.status, args.join(' ')).toBe(2);
+    }
+  });
+
   it('leader-election timings that cannot work together, as client-go refuses them', async () => {
     const r = await kiln(['controller', '--leader-elect', '--lease-duration', '10', '--renew-deadline', '10']);
     expect(r.stderr).toMatch(/^error: --lease-duration \(10\) must be greater than --renew-deadline \(10\)/);
