@@ -32,7 +32,7 @@ import { APP_LABEL, INSTANCE_LABEL, OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NA
 import { logFieldsOf, reconcileFields, withLogFields } from '../lib/log.js';
 import { controllerOf, inputsChanged } from '../kube/predicates.js';
 import { andSelectors, selectorKeys } from '../kube/label-selector.js';
-import { shardName } from '../lib/shard.js';
+import { shardDirectorySuffix } from '../lib/shard.js';
 
 /** Both after-push steps, in order. */
 function chainPushed(a: GitSinkOptions['onPushed'], b: GitSinkOptions['onPushed']): GitSinkOptions['onPushed'] {
@@ -215,7 +215,10 @@ export class Manager {
     const fluxRef = opts.sink === 'git' ? opts.git?.flux : undefined;
     const flux = fluxRef ? new FluxFollower(this.client, fluxRef, opts.log, () => this.requeueAll()) : undefined;
     const onPushed = flux && !opts.git!.reviewBranch ? async () => flux.requestFetch() : undefined;
-    this.git = opts.sink === 'git' ? new GitSink({ ...opts.git!, shard: opts.git!.shard ?? (shard && shardName(shard)), onPushed: chainPushed(opts.git!.onPushed, onPushed) }, opts.log) : undefined;
+    this.git =
+      opts.sink === 'git'
+        ? new GitSink({ ...opts.git!, shard: opts.git!.shard ?? (shard ? shardDirectorySuffix(shard) : undefined), onPushed: chainPushed(opts.git!.onPushed, onPushed) }, opts.log)
+        : undefined;
     this.reconciler = this.git
       ? new GitReconciler({
           client: this.client,

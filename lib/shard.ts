@@ -51,3 +51,14 @@ export function shardName(selector: string): string {
   if (only?.operator === 'notexists') return 'unsharded';
   return createHash('sha256').update(selector.trim()).digest('hex').slice(0, 10);
 }
+
+/**
+ * Git mode: the suffix of a shard's base path (`<base-path>-<suffix>`), or undefined for the
+ * unsharded rest (`!key`), which keeps the base path: a writer owns everything under its base path
+ * (start-up prunes it, a rebase writes its tree back), so each shard needs a directory of its own,
+ * and adding shards to an installation leaves the files of the resources that stay put where they are.
+ */
+export function shardDirectorySuffix(selector: string): string | undefined {
+  const name = shardName(selector);
+  return name === 'unsharded' ? undefined : name;
+}

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { GitBatcher, type FlushReport, type ResourceResult } from '../../gitops/batcher.js';
-import { checkLayoutOptions, type LayoutOptions, type RenderedResource, type ResourceRef } from '../../gitops/layout.js';
+import { checkLayoutOptions, normalizeBasePath, type LayoutOptions, type RenderedResource, type ResourceRef } from '../../gitops/layout.js';
 import { authFromEnv, displayUrl, GitRepoWriter, type GitAuth, type GitIdentity } from '../../gitops/repo.js';
 import type { Log } from '../../lib/log.js';
 import { parseYamlStream } from '../../lib/yaml.js';
@@ -37,10 +37,10 @@ export interface GitSinkOptions {
   /** Directory of this cluster under the base path (default `default`). */
   cluster?: string;
   /**
-   * A shard's name (lib/shard.ts shardName of --watch-label-selector): the shard writes under
-   * `<basePath>/<shard>` and owns that directory alone. Each writer owns everything under its base
-   * path (start-up prunes it, a rebase writes its tree back), so shards sharing one would delete
-   * each other's files.
+   * A shard's name (lib/shard.ts shardDirectorySuffix of --watch-label-selector): the shard writes
+   * under `<basePath>-<shard>` and owns that directory alone. Each writer owns everything under its
+   * base path (start-up prunes it, a rebase writes its tree back), so shards sharing one would
+   * delete each other's files.
    */
   shard?: string;
   /** The local clone (default: a directory under the system's temporary directory, one per repository and branch). */
@@ -173,7 +173,7 @@ export class GitSink {
     private readonly log: Log,
   ) {
     const basePath = options.basePath ?? 'clusters';
-    this.layout = checkLayoutOptions({ basePath: options.shard ? `${basePath}/${options.shard}` : basePath, cluster: options.cluster ?? 'default' });
+    this.layout = checkLayoutOptions({ basePath: options.shard ? `${normalizeBasePath(basePath)}-${options.shard}` : basePath, cluster: options.cluster ?? 'default' });
     this.pushBranch = options.reviewBranch ?? options.branch;
     this.writer = new GitRepoWriter({
       url: options.repo,
