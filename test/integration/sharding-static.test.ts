@@ -75,7 +75,7 @@ function newManager(selector: string, logs: string[], extra: Partial<Constructor
 }
 
 /** The keys a shard's log says it reconciled (applied, pruned or wrote status for). */
-const reconciled = (s: Shard, name: string) => s.logs.filter((l) => l.startsWith('info reconciled ') && l.includes(`"key":"Memcached/${ns}/${name}"`)).length;
+const reconciled = (s: Shard, name: string, kind = 'Memcached') => s.logs.filter((l) => l.startsWith('info reconciled ') && l.includes(`"key":"${kind}/${ns}/${name}"`)).length;
 const cached = (s: Shard) =>
   s.manager.resources
     .get('Memcached')!
@@ -171,6 +171,53 @@ describe('apply mode: three shards in one namespace', () => {
     await waitFor('b no longer caches mc-b', () => JSON.stringify(cached(shards.b)) === JSON.stringify(['mc-a']), 10_000, context);
     for (const s of Object.values(shards)) expect(s.logs.filter((l) => l.startsWith('error') || refusedLine(l))).toEqual([]);
   }, 60_000);
+
+  it("ConfigMapSync: its copies carry its shard label and follow a move; only its shard's watches carry a source edit", async () => {
+    const target = `${ns}-t`;
+    await cp.kubectlOk(['create', 'namespace', target]);
+    stops.push(() => cp.kubectl(['delete', 'namespace', target, '--wait=false']));
+    await cp.kubectlOk(['create', 'serviceaccount', 'tenant', '-n', ns]);
+    const role = (namespace: string, verbs: string[]) => [
+      { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name: 'tenant-sync', namespace }, rules: [{ apiGroups: [''], resources: ['configmaps'], verbs }] },
+      {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: { name: 'tenant-sync', namespace },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'tenant-sync' },
+        subjects: [{ kind: 'ServiceAccount', name: 'tenant', namespace: ns }],
+      },
+    ];
+    for (const o of [...role(ns, ['get', 'list', 'watch']), ...role(target, ['get', 'list', 'create', 'patch', 'delete'])]) await apply(o);
+    await apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'settings', namespace: ns }, data: { colour: 'blue' } });
+    await apply({
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'ConfigMapSync',
+      metadata: { name: 'sync', namespace: ns, labels: { 'kiln.dev/shard': 'a' } },
+      spec: { source: { name: 'settings' }, targets: { namespaces: [target] }, serviceAccountName: 'tenant' },
+    });
+    const copy = () => getJson(['configmap', 'settings', '-n', target]);
+    const copyIs = (colour: string, shard: string | null) => async () => {
+      const c = await copy();
+      return c?.data?.colour === colour && (c.metadata.labels?.['kiln.dev/shard'] ?? null) === shard;
+    };
+    await waitFor('the copy, labelled a', copyIs('blue', 'a'), 30_000, context);
+    expect([reconciled(shards.a, 'sync', 'ConfigMapSync') > 0, reconciled(shards.b, 'sync', 'ConfigMapSync'), reconciled(shards.rest, 'sync', 'ConfigMapSync')]).toEqual([true, 0, 0]);
+    // A source edit, with resync off: carried by a's watch of the source.
+    await cp.kubectlOk(['-n', ns, 'patch', 'configmap', 'settings', '--type=merge', '-p', '{"data":{"colour":"green"}}']);
+    await waitFor('the copy updated by a', copyIs('green', 'a'), 10_000, context);
+
+    await cp.kubectlOk(['label', '-n', ns, 'configmapsync', 'sync', 'kiln.dev/shard=b', '--overwrite']);
+    await waitFor('the copy relabelled b', copyIs('green', 'b'), 30_000, context);
+    const aAfterMove = reconciled(shards.a, 'sync', 'ConfigMapSync');
+    await cp.kubectlOk(['-n', ns, 'patch', 'configmap', 'settings', '--type=merge', '-p', '{"data":{"colour":"red"}}']);
+    await waitFor('the copy updated by b', copyIs('red', 'b'), 10_000, context);
+    expect(reconciled(shards.a, 'sync', 'ConfigMapSync')).toBe(aAfterMove);
+
+    // To the unlabelled rest: the copy loses the label (kiln's apply releases it).
+    await cp.kubectlOk(['label', '-n', ns, 'configmapsync', 'sync', 'kiln.dev/shard-']);
+    await waitFor('the copy without a shard label', copyIs('red', null), 30_000, context);
+    for (const s of Object.values(shards)) expect(s.logs.filter((l) => l.startsWith('error') || refusedLine(l))).toEqual([]);
+  }, 90_000);
 });
 
 describe('git mode: two shards on one repository', () => {
@@ -323,7 +370,12 @@ describe('kiln agent --watch-label-selector', () => {
     server = await startPostgres();
     stops.push(() => server.destroy());
     await cp.kubectlOk(['-n', ns, 'create', 'secret', 'generic', 'pg-superuser', `--from-literal=password=${server.password}`]);
-    await apply({ apiVersion: 'kiln.dev/v1alpha1', kind: 'PostgresInstance', metadata: { name: 'pg', namespace: ns, labels: { 'kiln.dev/shard': 'p' } }, spec: { superuserSecret: { name: 'pg-superuser' } } });
+    await apply({
+      apiVersion: 'kiln.dev/v1alpha1',
+      kind: 'PostgresInstance',
+      metadata: { name: 'pg', namespace: ns, labels: { 'kiln.dev/shard': 'p' } },
+      spec: { superuserSecret: { name: 'pg-superuser' } },
+    });
     agent = new Agent({
       kc: loadKubeConfig({ kubeconfig: cp.kubeconfig }),
       namespaces: [ns],
@@ -340,7 +392,7 @@ describe('kiln agent --watch-label-selector', () => {
     await agent.start();
   }, 120_000);
 
-  it("a resource outside the selector is not touched: no database, no Secret, no finalizer, no agent condition", async () => {
+  it('a resource outside the selector is not touched: no database, no Secret, no finalizer, no agent condition', async () => {
     await apply(database('inside', 'p'));
     await apply(database('outside', 'q'));
     await waitFor(
