@@ -20,6 +20,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { Agent } from '../../agent/agent.js';
 import { Manager } from '../../controller/manager.js';
+import { installObjects } from '../../install/install.js';
 import { isNotFound } from '../../kube/client.js';
 import { loadKubeConfig } from '../../kube/kubeconfig.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
@@ -345,6 +346,25 @@ describe('kiln controller --watch-label-selector, as a process', () => {
     expect(lx).not.toBe(ly);
     expect(await getJson(['lease', 'kiln-controller'])).toBeUndefined();
   }, 60_000);
+});
+
+describe('kiln install --shards: RBAC', () => {
+  it("the install's Lease Role lets each shard use its own Lease, and no other", async () => {
+    const objs = installObjects({ mode: 'apply', version: 'test', namespace: ns, shards: ['x', 'y'], crds: 'skip' });
+    const leaseRbac = objs.filter((o) => (o.kind === 'Role' || o.kind === 'RoleBinding') && o.metadata.name.endsWith('-leader-election'));
+    expect(leaseRbac).toHaveLength(4);
+    await cp.kubectlOk(['create', 'serviceaccount', 'kiln-controller', '-n', ns]);
+    for (const o of leaseRbac) await apply(o);
+    const can = async (verb: string, lease: string) =>
+      (await cp.kubectl(['auth', 'can-i', verb, `leases.coordination.k8s.io/${lease}`, '-n', ns, '--as', `system:serviceaccount:${ns}:kiln-controller`])).stdout.trim();
+    await waitFor('the Role in force', async () => (await can('update', 'kiln-controller')) === 'yes', 10_000);
+    for (const lease of ['kiln-controller', 'kiln-controller-x', 'kiln-controller-y']) {
+      expect(await can('update', lease), lease).toBe('yes');
+      expect(await can('get', lease), lease).toBe('yes');
+    }
+    expect(await can('update', 'kiln-controller-z')).toBe('no');
+    expect(await can('update', 'kiln-agent-x')).toBe('no');
+  }, 30_000);
 });
 
 describe('kiln agent --watch-label-selector', () => {
