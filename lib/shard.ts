@@ -41,13 +41,14 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /**
  * The name of the shard a selector picks: `<value>` for `key=value`, `unsharded` for `!key`,
- * otherwise the first 10 hex digits of the selector's SHA-256 (any other selector, or a value that
- * cannot be part of a Lease name). The Lease is `kiln-controller-<name>` (`kiln-agent-<name>`).
+ * otherwise (any other selector, `key=unsharded`, or a value that cannot be part of a Lease name)
+ * the first 10 hex digits of the selector's SHA-256. The Lease is `kiln-controller-<name>` (`kiln-agent-<name>`).
  */
 export function shardName(selector: string): string {
   const requirements = parseSelector(selector);
   const only = requirements.length === 1 ? requirements[0]! : undefined;
-  if (only?.operator === '=' && DNS_LABEL.test(only.values[0]!)) return only.values[0]!;
+  // `key=unsharded` must not share the Lease of `!key`: it goes by its hash.
+  if (only?.operator === '=' && DNS_LABEL.test(only.values[0]!) && only.values[0] !== 'unsharded') return only.values[0]!;
   if (only?.operator === 'notexists') return 'unsharded';
   return createHash('sha256').update(selector.trim()).digest('hex').slice(0, 10);
 }

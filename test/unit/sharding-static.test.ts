@@ -50,6 +50,7 @@ describe('--watch-label-selector', () => {
     expect(other).toMatch(/^kiln-controller-[0-9a-f]{10}$/);
     expect(parse(['--leader-elect', '--watch-label-selector', 'kiln.dev/shard in (a,b)']).leaderElection?.name).toBe(other);
     expect(parse(['--leader-elect', '--watch-label-selector', 'kiln.dev/shard=Upper_Case']).leaderElection?.name).toMatch(/^kiln-controller-[0-9a-f]{10}$/);
+    expect(parse(['--leader-elect', '--watch-label-selector', 'kiln.dev/shard=unsharded']).leaderElection?.name).toMatch(/^kiln-controller-[0-9a-f]{10}$/);
     expect(parse(['--leader-elect', '--watch-label-selector', 'kiln.dev/shard=a', '--leader-election-id', 'mine']).leaderElection?.name).toBe('mine');
     expect(parse(['--watch-label-selector', 'kiln.dev/shard=a']).watchLabelSelector).toBe('kiln.dev/shard=a');
     expect(parse([]).watchLabelSelector).toBeUndefined();
@@ -108,6 +109,15 @@ describe('kiln install --shards', () => {
     expect(objs.filter((o) => o.kind === 'Deployment').map((o) => o.metadata.name)).toEqual(['kiln-agent', 'kiln-controller']);
     for (const d of objs.filter((o) => o.kind === 'Deployment')) expect(argsOf(d)).not.toContain('--watch-label-selector');
     expect(installObjects({ mode: 'apply', version: '1.2.3', crds: 'skip', shards: [] })).toEqual(objs);
+  });
+
+  it('a namespace-scoped install: the shards run there too, and the Lease Role there names theirs', () => {
+    const objs = installObjects({ mode: 'apply', version: '1', namespace: 'team', watchNamespaces: ['team'], shards: ['s'] });
+    const args = argsOf(find(objs, 'Deployment', 'kiln-controller-s'));
+    expect(flag(args, '--namespace')).toBe('team');
+    expect(flag(args, '--watch-label-selector')).toBe('kiln.dev/shard=s');
+    expect(find(objs, 'Role', 'kiln-controller-leader-election').rules[1].resourceNames).toEqual(['kiln-controller', 'kiln-controller-s']);
+    expect(objs.filter((o) => o.kind.startsWith('Cluster'))).toEqual([]);
   });
 
   it('git mode and --no-agent: the git controller is sharded, and no agent is rendered', () => {
