@@ -43,6 +43,11 @@ export interface AgentOptions {
   /** `Kind/namespace/name` -> address, for servers outside the cluster's DNS. */
   endpoints?: Record<string, string>;
   leaderElection?: { namespace: string; name: string; leaseDurationSeconds: number; renewDeadlineSeconds: number; retryPeriodSeconds: number };
+  /**
+   * Static sharding (--watch-label-selector): only the kiln resources this selects are watched and
+   * worked on. A resource and those it names (a database's instance) must be in one shard.
+   */
+  watchLabelSelector?: string;
   /** start() first waits this long for the API server to answer, then rejects with StartupTimeoutError. Default: no wait. */
   startupTimeoutSeconds?: number;
   log: Log;
@@ -113,7 +118,13 @@ export class Agent {
       // Secrets: metadata only on the wire, names and resourceVersions only in the cache (see ReferencedSecrets);
       // contents are read by name when a resource names them.
       const secret = k.kind === 'Secret';
-      const list = namespaces.map((ns) => this.host.informer({ ...k, namespace: ns, resyncSeconds: 0, log: opts.log, transform: secret ? secretMetadata : undefined, metadataOnly: secret }));
+      // The shard's selector picks kiln resources only. Secrets stay unfiltered: those a resource names
+      // are mostly the user's (brought, not labelled by shard), and the ones the agent makes are found
+      // by name, never by label; the cache keeps names and resourceVersions only.
+      const labelSelector = secret ? undefined : opts.watchLabelSelector;
+      const list = namespaces.map((ns) =>
+        this.host.informer({ ...k, namespace: ns, labelSelector, resyncSeconds: 0, log: opts.log, transform: secret ? secretMetadata : undefined, metadataOnly: secret }),
+      );
       for (const inf of list) inf.on((event, obj, old) => this.onEvent(k.kind, event, obj, old));
       this.informers.set(k.kind, new MultiInformer(list));
     }

@@ -107,6 +107,7 @@ export function registerAgent(program: Command, version: string): void {
         databaseCheckSeconds: opts.databaseCheckInterval,
         endpoints,
         leaderElection: runtime.leaderElection,
+        watchLabelSelector: runtime.watchLabelSelector,
         startupTimeoutSeconds: runtime.startupTimeoutSeconds,
         log,
         onTask: recordAgentTask,
@@ -122,7 +123,13 @@ export function registerAgent(program: Command, version: string): void {
         log,
         process: agent,
         fail,
-        starting: { server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, endpoints: Object.keys(endpoints) },
+        starting: {
+          server: kc.server,
+          namespaces: opts.namespace.length ? opts.namespace : 'all',
+          ...(runtime.watchLabelSelector ? { watchLabelSelector: runtime.watchLabelSelector } : {}),
+          version,
+          endpoints: Object.keys(endpoints),
+        },
       });
     });
 }

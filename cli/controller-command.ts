@@ -107,6 +107,7 @@ export function registerController(program: Command, version: string): void {
           log,
           sink: opts.mode,
           git,
+          watchLabelSelector: runtime.watchLabelSelector,
           // A replica that lost its lease exits (within the renew deadline, whatever is in flight); its Deployment restarts it as a standby.
           onLostLeadership: exitOnLostLeadership({ component: 'controller', log, stop: () => manager.stop({ release: false }), graceMs: lostLeadershipGraceMs(runtime.leaderElection) }),
         });
@@ -124,7 +125,14 @@ export function registerController(program: Command, version: string): void {
         log,
         process: manager,
         fail,
-        starting: { mode: opts.mode, server: kc.server, namespaces: opts.namespace.length ? opts.namespace : 'all', version, ...sink?.describe() },
+        starting: {
+          mode: opts.mode,
+          server: kc.server,
+          namespaces: opts.namespace.length ? opts.namespace : 'all',
+          ...(runtime.watchLabelSelector ? { watchLabelSelector: runtime.watchLabelSelector } : {}),
+          version,
+          ...sink?.describe(),
+        },
         // A clone that cannot be made (URL, credentials) ends here; the writer's messages hold no credential.
         onStartError: sink
           ? async (err) => {

@@ -34,6 +34,7 @@ interface InstallFlags {
   author?: string;
   committer?: string;
   flux?: string;
+  shards: string[];
   output?: string;
 }
 
@@ -96,9 +97,15 @@ export function registerInstall(program: Command, version: string): void {
     .option('--flux <namespace/name>', 'git mode: the Flux Kustomization the controller follows (--flux); read and fetch rights in its namespace only')
     .option('--author <identity>', 'git mode: author of kiln\'s commits, "Name <email>"')
     .option('--committer <identity>', 'git mode: committer of kiln\'s commits, "Name <email>"')
+    .option(
+      '--shards <names>',
+      "static sharding, as Flux's: one more controller (and agent) Deployment per shard, <name>-controller-<shard> with --watch-label-selector kiln.dev/shard=<shard> on a Lease of its own; the main Deployments take the resources without the label (!kiln.dev/shard). Label a resource kiln.dev/shard=<shard> to hand it to a shard (repeatable, or comma-separated)",
+      (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)],
+      [] as string[],
+    )
     .option('-o, --output <file>', 'write to this file instead of standard output')
     .action(async (opts: InstallFlags, cmd: Command) => {
-      const { installObjects } = await import('../install/install.js');
+      const { installObjects, shardsProblem } = await import('../install/install.js');
       const { toYamlStream } = await import('../lib/yaml.js');
       const fail = (message: string): never => {
         process.stderr.write(`kiln install: ${message}\n`);
@@ -124,6 +131,8 @@ export function registerInstall(program: Command, version: string): void {
       if (opts.namespaced && opts.agentNamespace.length > 0) fail('--namespaced: the agent serves the -n namespaces; --agent-namespace is for the cluster-wide install');
       const unwatched = opts.namespaced ? opts.tokenNamespace.filter((ns) => !opts.watchNamespace.includes(ns)) : [];
       if (unwatched.length > 0) fail(`--token-namespace ${unwatched.join(',')}: not among the -n namespaces, so a ConfigMapSync there would never be reconciled`);
+      const shardProblem = shardsProblem(opts.shards, opts.name);
+      if (shardProblem) fail(shardProblem);
       if (opts.repo && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(opts.repo)) fail('--repo must not carry a credential; put the token in the Secret named by --git-token-secret');
       const objects = installObjects({
         mode: opts.mode,
@@ -142,6 +151,7 @@ export function registerInstall(program: Command, version: string): void {
         // --namespaced without --crds: none (the default 'include' is the cluster-wide install's).
         crds: opts.namespaced && cmd.getOptionValueSource('crds') !== 'cli' ? undefined : opts.crds,
         logLevel: opts.logLevel,
+        shards: opts.shards,
         git:
           opts.mode === 'git'
             ? {

@@ -14,6 +14,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { BindAddress } from '../lib/http-server.js';
+import { checkWatchSelector, shardName } from '../lib/shard.js';
 
 /**
  * Parsers for numeric flags: each refuses what is not the number it asks for
@@ -56,6 +57,8 @@ export interface RuntimeSettings {
   /** undefined: off. */
   health?: BindAddress;
   startupTimeoutSeconds: number;
+  /** --watch-label-selector, checked: only the kiln resources it selects are watched (static sharding). */
+  watchLabelSelector?: string;
   /** One line per deprecated flag that was used, saying what to use instead. */
   warnings: string[];
 }
@@ -123,7 +126,17 @@ export function addRuntimeOptions(cmd: Command, o: { leaseName: string; bindAddr
         .default(false),
     )
     .option('--leader-election-namespace <ns>', 'namespace of the Lease (with --leader-elect); it must exist', process.env['POD_NAMESPACE'] ?? 'kiln-system')
-    .option('--leader-election-id <name>', 'name of the Lease (with --leader-elect)', o.leaseName)
+    .option(
+      '--leader-election-id <name>',
+      `name of the Lease (with --leader-elect); default ${o.leaseName}, and with --watch-label-selector one Lease per shard: ${o.leaseName}-<value> for key=value, ${o.leaseName}-unsharded for !key, otherwise ${o.leaseName}-<first 10 hex digits of the selector's SHA-256>`,
+      o.leaseName,
+    )
+    .addOption(
+      new Option(
+        '--watch-label-selector <selector>',
+        "static sharding (as Flux's): watch and work on only the kiln resources this label selector picks, e.g. kiln.dev/shard=shard1 for a shard and !kiln.dev/shard for the rest; the labels it names are copied onto every object made for a resource (app.kubernetes.io/*, applyset.kubernetes.io/* and kiln.dev/owner-* are kiln's own and refused)",
+      ).argParser(checkedSelector),
+    )
     .option('--lease-duration <seconds>', 'how long a lease is valid without renewal (whole seconds, more than --renew-deadline)', seconds, 15)
     .option('--renew-deadline <seconds>', 'a leader that cannot renew for this long stops (whole seconds, more than --retry-period)', seconds, 10)
     .option('--retry-period <seconds>', 'how often to try to acquire or renew (whole seconds)', seconds, 2)
@@ -158,6 +171,15 @@ export function addRuntimeOptions(cmd: Command, o: { leaseName: string; bindAddr
   return cmd;
 }
 
+/** A wrong selector stops the command at parse time (exit 2), naming the selector and the reason. */
+function checkedSelector(value: string): string {
+  try {
+    return checkWatchSelector(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
 /** Validates at parse time (commander reports the flag); the value stays text until runtimeSettings. */
 function checked(value: string): string {
   parseBindAddress(value);
@@ -174,6 +196,7 @@ interface RuntimeFlags {
   metricsBindAddress: string;
   healthProbeBindAddress: string;
   startupTimeout: number;
+  watchLabelSelector?: string;
   metricsPort?: number;
   healthPort?: number;
   bindAddress?: string;
@@ -203,13 +226,17 @@ export function runtimeSettings(cmd: Command): RuntimeSettings {
     if (f.renewDeadline <= 1.2 * f.retryPeriod)
       cmd.error(`error: --renew-deadline (${f.renewDeadline}) must be greater than 1.2 x --retry-period (${f.retryPeriod})`, { exitCode: 2, code: 'kiln.invalidArgument' });
   }
+  // One Lease per shard unless named: shards elect their leaders apart, replicas of one shard share one.
+  const selector = f.watchLabelSelector;
+  const leaseName = selector && !fromCli('leaderElectionId') ? `${f.leaderElectionId}-${shardName(selector)}` : f.leaderElectionId;
   return {
     leaderElection: f.leaderElect
-      ? { namespace: f.leaderElectionNamespace, name: f.leaderElectionId, leaseDurationSeconds: f.leaseDuration, renewDeadlineSeconds: f.renewDeadline, retryPeriodSeconds: f.retryPeriod }
+      ? { namespace: f.leaderElectionNamespace, name: leaseName, leaseDurationSeconds: f.leaseDuration, renewDeadlineSeconds: f.renewDeadline, retryPeriodSeconds: f.retryPeriod }
       : undefined,
     metrics: resolve(f.metricsBindAddress, f.metricsPort),
     health: resolve(f.healthProbeBindAddress, f.healthPort),
     startupTimeoutSeconds: f.startupTimeout,
+    ...(selector ? { watchLabelSelector: selector } : {}),
     warnings,
   };
 }

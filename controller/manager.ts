@@ -37,6 +37,7 @@ import { replicaIdentity } from '../kube/host.js';
 import { acknowledgeDrain, memberLease, SharderRole, SHARD_LABELS, type RingSettings } from '../kube/sharding/membership.js';
 import { pathFor } from '../kube/resources.js';
 import { shardKeyOf, SHARD_KEY_READS_SPEC } from '../kinds/registry.js';
+import { shardDirectorySuffix } from '../lib/shard.js';
 
 /** Both after-push steps, in order. */
 function chainPushed(a: GitSinkOptions['onPushed'], b: GitSinkOptions['onPushed']): GitSinkOptions['onPushed'] {
@@ -234,7 +235,10 @@ export class Manager {
     const fluxRef = opts.sink === 'git' ? opts.git?.flux : undefined;
     const flux = fluxRef ? new FluxFollower(this.client, fluxRef, opts.log, () => this.requeueAll()) : undefined;
     const onPushed = flux && !opts.git!.reviewBranch ? async () => flux.requestFetch() : undefined;
-    this.git = opts.sink === 'git' ? new GitSink({ ...opts.git!, onPushed: chainPushed(opts.git!.onPushed, onPushed) }, opts.log) : undefined;
+    this.git =
+      opts.sink === 'git'
+        ? new GitSink({ ...opts.git!, shard: opts.git!.shard ?? (shard ? shardDirectorySuffix(shard) : undefined), onPushed: chainPushed(opts.git!.onPushed, onPushed) }, opts.log)
+        : undefined;
     this.reconciler = this.git
       ? new GitReconciler({
           client: this.client,
@@ -248,6 +252,7 @@ export class Manager {
           status: this.status,
           flux,
           waited: this.waited,
+          copyLabels: shardKeys,
         })
       : new Reconciler({
           client: this.client,
@@ -256,7 +261,7 @@ export class Manager {
           foreign: this.foreign,
           pods: this.podCaches.get('Pod'),
           events,
-          custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log, requeue: (key) => this.queue.add(key) },
+          custom: { kc: opts.kc, fieldManager: FIELD_MANAGER, log: opts.log, requeue: (key) => this.queue.add(key), copyLabels: shardKeys },
           ownWrites: this.ownWrites,
           status: this.status,
           copyLabels: shardKeys,

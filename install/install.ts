@@ -18,6 +18,7 @@ import { fromYaml } from '../lib/yaml.js';
 import { compareObjects } from '../kinds/object-order.js';
 import type { K8sObject } from '../kinds/types.js';
 import { parseFluxRef } from '../gitops/flux.js';
+import { SHARD_LABEL } from '../lib/shard.js';
 import { grants, type Component, type GrantScope, type NamedRule, type PolicyRule } from './rbac.js';
 
 export interface GitInstallOptions {
@@ -99,6 +100,33 @@ export interface InstallOptions {
    * `controller-apply:jobs:patch`). Components: controller-apply, controller-git, agent.
    */
   omitRules?: string[];
+  /**
+   * Static shards (`kiln install --shards shard1,shard2`), as Flux's: the controller (and the agent)
+   * gets one more Deployment per shard, `<name>-controller-<shard>` with
+   * `--watch-label-selector kiln.dev/shard=<shard>` on the Lease of the same name, and the main one
+   * takes `!kiln.dev/shard` (every resource without the label). They share the component's
+   * ServiceAccount and rights; the Lease Role names every shard's Lease.
+   */
+  shards?: string[];
+}
+
+/** A shard name is a label value and a part of Deployment, Lease and Service names. */
+const SHARD_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Why `shards` cannot be rendered for an install named `instance`, if they cannot; the checks the command runs too. */
+export function shardsProblem(shards: readonly string[], instance: string): string | undefined {
+  const seen = new Set<string>();
+  for (const shard of shards) {
+    if (!SHARD_NAME.test(shard)) return `--shards: ${JSON.stringify(shard)} is not a shard name (lower-case letters, digits and '-', starting and ending with a letter or digit)`;
+    // `!kiln.dev/shard` goes by "unsharded" (its Lease with the default --leader-election-id): no shard may take it.
+    if (shard === 'unsharded') return '--shards: "unsharded" is the name of the resources without the kiln.dev/shard label; choose another';
+    if (seen.has(shard)) return `--shards: ${JSON.stringify(shard)} is given twice`;
+    seen.add(shard);
+    // The longest name made from it: the controller shard's metrics Service (a DNS-1035 label, at most 63 characters).
+    const longest = `${instance}-controller-${shard}-metrics`;
+    if (longest.length > 63) return `--shards: ${JSON.stringify(shard)} is too long: ${longest} would be ${longest.length} characters (at most 63)`;
+  }
+  return undefined;
 }
 
 export const METRICS_PORT = 8080;
@@ -164,7 +192,20 @@ interface ComponentProps {
   resources: { cpu: string; memory: string; memoryLimit: string };
   omitRules: string[];
   /** Where its rules are granted (install/rbac.ts grants()); name and installNamespace come from the props above. */
-  scope: Omit<GrantScope, 'name' | 'installNamespace'>;
+  scope: Omit<GrantScope, 'name' | 'installNamespace' | 'shards'>;
+  /** Static shards: one Deployment (and metrics Service) more per shard; the main one takes the unlabelled rest. */
+  shards?: string[];
+}
+
+/**
+ * The arguments of a shard's process: the component's own, on the shard's Lease, with the shard's
+ * selector. `shard` undefined: the main process, which takes every resource without the label.
+ */
+function shardArgs(args: string[], name: string, shard: string | undefined): string[] {
+  const out = [...args];
+  const id = out.indexOf('--leader-election-id');
+  if (shard !== undefined && id >= 0) out[id + 1] = `${name}-${shard}`;
+  return [...out, '--watch-label-selector', shard === undefined ? `!${SHARD_LABEL}` : `${SHARD_LABEL}=${shard}`];
 }
 
 /** One kiln process: its identity, its rights, its Deployment and its metrics Service. */
@@ -175,7 +216,7 @@ export class KilnComponent extends Construct {
     const keep = (rules: NamedRule[]) => keepRules(p.rules, rules, p.omitRules);
     new k8s.KubeServiceAccount(this, 'ServiceAccount', { metadata: meta(p.name), automountServiceAccountToken: true });
     const subjects = [{ kind: 'ServiceAccount', name: p.name, namespace: p.namespace }];
-    for (const g of grants(p.rules, { ...p.scope, name: p.name, installNamespace: p.namespace })) {
+    for (const g of grants(p.rules, { ...p.scope, name: p.name, installNamespace: p.namespace, shards: p.shards })) {
       const roleRef = { apiGroup: 'rbac.authorization.k8s.io', kind: g.kind, name: g.name };
       if (g.kind === 'ClusterRole') new k8s.KubeClusterRole(this, `ClusterRole-${g.name}`, { metadata: meta(g.name, false), rules: keep(g.rules) });
       if (g.boundIn === 'cluster') {
@@ -187,11 +228,25 @@ export class KilnComponent extends Construct {
         new k8s.KubeRoleBinding(this, `RoleBinding-${g.name}-${ns}`, { metadata: { ...meta(g.name), namespace: ns }, roleRef, subjects });
       }
     }
-    new k8s.KubeService(this, 'MetricsService', {
-      metadata: meta(`${p.name}-metrics`),
+    const shards = p.shards ?? [];
+    for (const shard of [undefined, ...shards]) this.process(p, shard, shards.length > 0);
+  }
+
+  /**
+   * The metrics Service and the Deployment of the component, or of one of its shards: a shard's pods
+   * carry the component label `<component>-<shard>`, so that no two Deployments select the same pods.
+   */
+  private process(p: ComponentProps, shard: string | undefined, sharded: boolean): void {
+    const name = shard === undefined ? p.name : `${p.name}-${shard}`;
+    const component = shard === undefined ? p.component : `${p.component}-${shard}`;
+    const id = (what: string) => (shard === undefined ? what : `${what}-${shard}`);
+    const meta = (n: string) => ({ name: n, namespace: p.namespace, labels: labels(p.instance, component, p.version) });
+    const args = sharded ? shardArgs(p.args, p.name, shard) : p.args;
+    new k8s.KubeService(this, id('MetricsService'), {
+      metadata: meta(`${name}-metrics`),
       spec: {
         type: 'ClusterIP',
-        selector: selector(p.instance, p.component),
+        selector: selector(p.instance, component),
         ports: [{ name: 'metrics', port: METRICS_PORT, targetPort: k8s.IntOrString.fromString('metrics'), protocol: 'TCP' }],
       },
     });
@@ -202,15 +257,15 @@ export class KilnComponent extends Construct {
       failureThreshold,
       successThreshold: 1,
     });
-    new k8s.KubeDeployment(this, 'Deployment', {
-      metadata: meta(p.name),
+    new k8s.KubeDeployment(this, id('Deployment'), {
+      metadata: meta(name),
       spec: {
         replicas: p.replicas,
         revisionHistoryLimit: 5,
-        selector: { matchLabels: selector(p.instance, p.component) },
+        selector: { matchLabels: selector(p.instance, component) },
         strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: k8s.IntOrString.fromNumber(1), maxUnavailable: k8s.IntOrString.fromNumber(0) } },
         template: {
-          metadata: { labels: labels(p.instance, p.component, p.version), annotations: { 'kubectl.kubernetes.io/default-container': p.component } },
+          metadata: { labels: labels(p.instance, component, p.version), annotations: { 'kubectl.kubernetes.io/default-container': p.component } },
           spec: {
             serviceAccountName: p.name,
             automountServiceAccountToken: true,
@@ -229,7 +284,7 @@ export class KilnComponent extends Construct {
                 image: p.image,
                 imagePullPolicy: p.imagePullPolicy,
                 command: ['node', ...NODE_FLAGS, KILN_ENTRYPOINT],
-                args: p.args,
+                args,
                 env: [
                   { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
                   ...Object.entries(NODE_ENV).map(([name, value]) => ({ name, value })),
@@ -284,6 +339,9 @@ export class KilnInstallChart extends Chart {
     const instance = o.name ?? 'kiln';
     const CONTROLLER = `${instance}-controller`;
     const AGENT = `${instance}-agent`;
+    const shards = o.shards ?? [];
+    const shardProblem = shardsProblem(shards, instance);
+    if (shardProblem) throw new Error(shardProblem);
     // A Namespace is cluster-scoped: a namespace-scoped install runs in one that exists.
     if (!watched) {
       new k8s.KubeNamespace(this, 'Namespace', {
@@ -363,6 +421,7 @@ export class KilnInstallChart extends Chart {
         volumeMounts: g.tokenSecret ? [{ name: 'git-token', mountPath: GIT_TOKEN_DIR, readOnly: true }] : [],
         resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
         scope: { watched, fluxNamespace: flux?.namespace },
+        shards,
       });
     } else {
       new KilnComponent(this, 'Controller', {
@@ -379,6 +438,7 @@ export class KilnInstallChart extends Chart {
         omitRules,
         resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
         scope: { watched, tokenNamespaces: o.tokenNamespaces ?? [] },
+        shards,
       });
     }
     const agentNamespaces = [...new Set(o.agentNamespaces ?? [])].sort();
@@ -399,6 +459,7 @@ export class KilnInstallChart extends Chart {
         // etcd members, only there.
         scope: { watched, agentNamespaces },
         resources: { cpu: '100m', memory: '128Mi', memoryLimit: '512Mi' },
+        shards,
       });
     }
   }

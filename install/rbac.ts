@@ -249,8 +249,11 @@ export const AGENT_RULES: NamedRule[] = [
   eventsCreate,
 ];
 
-/** Rules in the component's own namespace: its leader-election Lease (create cannot be limited to a name). */
-export function leaseRules(leaseName: string): NamedRule[] {
+/**
+ * Rules in the component's own namespace: its leader-election Lease (create cannot be limited to a
+ * name), and with static shards one Lease per shard (`<name>-<shard>`).
+ */
+export function leaseRules(leaseName: string, ...shardLeases: string[]): NamedRule[] {
   return [
     {
       id: 'lease-create',
@@ -259,8 +262,8 @@ export function leaseRules(leaseName: string): NamedRule[] {
     },
     {
       id: 'lease',
-      why: `read and renew the leader-election Lease ${leaseName}`,
-      rule: { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName], verbs: ['get', 'update'] },
+      why: `read and renew the leader-election Lease ${[leaseName, ...shardLeases].join(', ')}`,
+      rule: { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: [leaseName, ...shardLeases], verbs: ['get', 'update'] },
     },
   ];
 }
@@ -293,6 +296,8 @@ export interface GrantScope {
   fluxNamespace?: string;
   /** agent, default install: the namespaces its Secret rights are bound in (none: cluster-wide). */
   agentNamespaces?: string[];
+  /** Static shards (kiln install --shards): each runs a Deployment of its own on the Lease `<name>-<shard>`. */
+  shards?: string[];
 }
 
 const uniqueSorted = (xs: string[]) => [...new Set(xs)].sort();
@@ -314,7 +319,7 @@ export function grants(component: Component, s: GrantScope): Grant[] {
   }
   // A rule granted per namespace is not also granted with the main role.
   const main = clusterRules(component).filter((r) => !perNamespace.some((p) => p.rules.some((n) => n.id === r.id)));
-  const lease: Grant = { kind: 'Role', name: `${s.name}-leader-election`, rules: leaseRules(s.name), boundIn: [s.installNamespace] };
+  const lease: Grant = { kind: 'Role', name: `${s.name}-leader-election`, rules: leaseRules(s.name, ...(s.shards ?? []).map((shard) => `${s.name}-${shard}`)), boundIn: [s.installNamespace] };
   if (s.watched === undefined) {
     return [
       { kind: 'ClusterRole', name: s.name, rules: main, boundIn: 'cluster' },

@@ -30,6 +30,8 @@ export interface CustomEnv {
   log: (level: 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
   /** Queues a resource (its key, `Kind/namespace/name`) again: a watch of the reconciler's own saw a change it depends on. */
   requeue(key: string): void;
+  /** Labels of a resource every object written for it carries too (the keys --watch-label-selector names). */
+  copyLabels?: readonly string[];
 }
 
 /** How a custom reconciler reports: events, and the status the controller writes. */

@@ -85,6 +85,11 @@ export interface GitReconcilerDeps {
   waited?: Map<string, Informer>;
   /** While something waits, the resource is reconciled again after this long even without a watch event (default 10 s). */
   waitingRecheckMs?: number;
+  /**
+   * Labels of a resource every object committed for it carries too (the keys --watch-label-selector
+   * names): the shard's watch of the objects Flux applied (waited Jobs) is selected by them.
+   */
+  copyLabels?: readonly string[];
 }
 
 export interface GitReconcileResult extends ReconcileResult {
@@ -174,6 +179,8 @@ export class GitReconciler implements Reconciler<string, GitReconcileResult> {
     }
     const secret = secretProblem(objects);
     if (secret) return this.stalled(live, carried, 'SecretInRender', secret, result);
+    const copied = Object.fromEntries((this.deps.copyLabels ?? []).flatMap((k) => (live.metadata.labels?.[k] !== undefined ? [[k, live.metadata.labels[k]]] : [])));
+    if (Object.keys(copied).length > 0) objects = objects.map((o) => ({ ...o, metadata: { ...o.metadata, labels: { ...o.metadata.labels, ...copied } } }));
     const held = this.holdBack(key, live.metadata.uid, { kind, namespace, name }, objects);
     objects = held.objects;
 

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { K8sObject, KilnResource } from '../../kinds/types.js';
 import { GitBatcher, type FlushReport, type ResourceResult } from '../../gitops/batcher.js';
-import { checkLayoutOptions, type LayoutOptions, type RenderedResource, type ResourceRef } from '../../gitops/layout.js';
+import { checkLayoutOptions, normalizeBasePath, type LayoutOptions, type RenderedResource, type ResourceRef } from '../../gitops/layout.js';
 import { authFromEnv, displayUrl, GitRepoWriter, type GitAuth, type GitIdentity } from '../../gitops/repo.js';
 import type { Log } from '../../lib/log.js';
 import { parseYamlStream } from '../../lib/yaml.js';
@@ -36,6 +36,13 @@ export interface GitSinkOptions {
   basePath?: string;
   /** Directory of this cluster under the base path (default `default`). */
   cluster?: string;
+  /**
+   * A shard's name (lib/shard.ts shardDirectorySuffix of --watch-label-selector): the shard writes
+   * under `<basePath>-<shard>` and owns that directory alone. Each writer owns everything under its
+   * base path (start-up prunes it, a rebase writes its tree back), so shards sharing one would
+   * delete each other's files.
+   */
+  shard?: string;
   /** The local clone (default: a directory under the system's temporary directory, one per repository and branch). */
   workDir?: string;
   /** Author of kiln's commits (default: the committer, kiln <noreply@kiln.dev>). */
@@ -165,13 +172,15 @@ export class GitSink {
     readonly options: GitSinkOptions,
     private readonly log: Log,
   ) {
-    this.layout = checkLayoutOptions({ basePath: options.basePath ?? 'clusters', cluster: options.cluster ?? 'default' });
+    const basePath = options.basePath ?? 'clusters';
+    this.layout = checkLayoutOptions({ basePath: options.shard ? `${normalizeBasePath(basePath)}-${options.shard}` : basePath, cluster: options.cluster ?? 'default' });
     this.pushBranch = options.reviewBranch ?? options.branch;
     this.writer = new GitRepoWriter({
       url: options.repo,
       branch: this.pushBranch,
       baseBranch: options.reviewBranch ? options.branch : undefined,
-      workDir: options.workDir ?? defaultWorkDir(options.repo, this.pushBranch),
+      // Shards on one machine need clones of their own: each writes its own directory.
+      workDir: options.workDir ?? defaultWorkDir(options.repo, options.shard ? `${this.pushBranch}\n${options.shard}` : this.pushBranch),
       basePath: this.layout.basePath,
       auth: options.auth ?? authFromEnv(),
       allowInsecureHttp: options.allowInsecureHttp,

@@ -16,7 +16,10 @@ import { ConfigMapSyncWatches } from './watches.js';
 export function configMapSyncReconciler(env: CustomEnv): CustomReconciler {
   // One token cache per controller: tokens are requested per ServiceAccount and reused until they near expiry.
   const tokens = new ServiceAccountTokens(env.kc);
-  const deps: ConfigMapSyncDeps = { kc: env.kc, fieldManager: env.fieldManager, tokens, log: env.log };
+  const deps: ConfigMapSyncDeps = { kc: env.kc, fieldManager: env.fieldManager, tokens, log: env.log, copyLabels: env.copyLabels };
+  // The watches run for the ConfigMapSyncs this controller reconciles, so a shard watches for its own
+  // only (its informer is selected); what they watch (a source ConfigMap, Namespaces) is the tenant's,
+  // not labelled by shard, and is not selected.
   const watches = new ConfigMapSyncWatches(tokens, (key) => env.requeue(key), env.log);
   return {
     async reconcile(live, io) {

@@ -141,6 +141,8 @@ export async function syncCopy(ctx: Ctx, desired: K8sObject): Promise<CopyResult
     const current =
       live !== undefined &&
       hasEntries(live.metadata?.labels, desired.metadata.labels) &&
+      // A copied label the resource no longer has (it moved to the unsharded rest) must go too.
+      (ctx.deps.copyLabels ?? []).every((k) => live!.metadata?.labels?.[k] === desired.metadata.labels?.[k]) &&
       hasEntries(live.metadata?.annotations, desired.metadata.annotations) &&
       isDeepStrictEqual(live.data ?? {}, data ?? {}) &&
       isDeepStrictEqual(live.binaryData ?? {}, binaryData ?? {});

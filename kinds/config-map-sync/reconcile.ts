@@ -39,6 +39,8 @@ export interface ConfigMapSyncDeps {
   /** Shared token cache (one per deps.kc is created if absent). */
   tokens?: ServiceAccountTokens;
   log?: LogFn;
+  /** Labels of the ConfigMapSync its copies carry too (the keys --watch-label-selector names), kept equal on every sync. */
+  copyLabels?: readonly string[];
 }
 
 export interface ConfigMapSyncOutcome {

@@ -17,6 +17,12 @@ interface V1Namespace {
   status?: { phase?: string };
 }
 
+/** The ConfigMapSync's labels its copies carry too (a shard's: every object made for a resource is labelled as it is). */
+function copiedLabels(ctx: Ctx): Record<string, string> {
+  const labels = ctx.resource.metadata.labels ?? {};
+  return Object.fromEntries((ctx.deps.copyLabels ?? []).flatMap((k) => (labels[k] !== undefined ? [[k, labels[k]]] : [])));
+}
+
 export async function sync(ctx: Ctx, recorded: RecordedNamespaces): Promise<ConfigMapSyncOutcome> {
   const { cms, resource, log } = ctx;
   const source = sourceOf(cms);
@@ -45,7 +51,9 @@ export async function sync(ctx: Ctx, recorded: RecordedNamespaces): Promise<Conf
 
   const desired = render(cms, {
     configMapSync: { source: { data: src.data, binaryData: src.binaryData }, selectedNamespaces: selected },
-  }).filter((o) => o.kind === 'ConfigMap' && o.metadata.namespace);
+  })
+    .filter((o) => o.kind === 'ConfigMap' && o.metadata.namespace)
+    .map((o) => ({ ...o, metadata: { ...o.metadata, labels: { ...o.metadata.labels, ...copiedLabels(ctx) } } }));
   const targets = new Set(targetNamespaces(cms, selected));
 
   const results = await mapLimit(desired, CONCURRENCY, (d) => syncCopy(ctx, d));
