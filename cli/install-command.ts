@@ -35,6 +35,7 @@ interface InstallFlags {
   committer?: string;
   flux?: string;
   shards: string[];
+  sharding: string;
   output?: string;
 }
 
@@ -103,6 +104,11 @@ export function registerInstall(program: Command, version: string): void {
       (v: string, prev: string[]) => [...prev, ...v.split(',').filter(Boolean)],
       [] as string[],
     )
+    .option(
+      '--sharding <mode>',
+      'dynamic (apply mode): every controller replica works (--replicas of them), each on the resources a consistent-hash ring of the live replicas gives it; none: one replica leads',
+      'none',
+    )
     .option('-o, --output <file>', 'write to this file instead of standard output')
     .action(async (opts: InstallFlags, cmd: Command) => {
       const { installObjects, shardsProblem } = await import('../install/install.js');
@@ -133,6 +139,9 @@ export function registerInstall(program: Command, version: string): void {
       if (unwatched.length > 0) fail(`--token-namespace ${unwatched.join(',')}: not among the -n namespaces, so a ConfigMapSync there would never be reconciled`);
       const shardProblem = shardsProblem(opts.shards, opts.name);
       if (shardProblem) fail(shardProblem);
+      if (opts.sharding !== 'none' && opts.sharding !== 'dynamic') fail(`--sharding must be none or dynamic (got ${JSON.stringify(opts.sharding)})`);
+      if (opts.sharding === 'dynamic' && opts.mode === 'git') fail('--sharding dynamic is for apply mode: in git mode one writer owns a branch (use --shards)');
+      if (opts.sharding === 'dynamic' && opts.shards.length > 0) fail('--sharding dynamic and --shards: choose one (the dynamic ring assigns every resource itself)');
       if (opts.repo && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(opts.repo)) fail('--repo must not carry a credential; put the token in the Secret named by --git-token-secret');
       const objects = installObjects({
         mode: opts.mode,
@@ -152,6 +161,7 @@ export function registerInstall(program: Command, version: string): void {
         crds: opts.namespaced && cmd.getOptionValueSource('crds') !== 'cli' ? undefined : opts.crds,
         logLevel: opts.logLevel,
         shards: opts.shards,
+        ...(opts.sharding === 'dynamic' ? { sharding: 'dynamic' as const } : {}),
         git:
           opts.mode === 'git'
             ? {

@@ -108,6 +108,12 @@ export interface InstallOptions {
    * ServiceAccount and rights; the Lease Role names every shard's Lease.
    */
   shards?: string[];
+  /**
+   * Dynamic sharding (`kiln install --sharding dynamic`, apply mode): every controller replica works,
+   * `--sharding dynamic` instead of `--leader-elect`, each on a Lease of its own; the Lease Role then
+   * lets it list, watch and update the ring's Leases and delete those of members gone.
+   */
+  sharding?: 'dynamic';
 }
 
 /** A shard name is a label value and a part of Deployment, Lease and Service names. */
@@ -342,6 +348,11 @@ export class KilnInstallChart extends Chart {
     const shards = o.shards ?? [];
     const shardProblem = shardsProblem(shards, instance);
     if (shardProblem) throw new Error(shardProblem);
+    if (o.sharding === 'dynamic' && o.mode === 'git') throw new Error('--sharding dynamic is for apply mode: in git mode one writer owns a branch (use --shards)');
+    // The ring is named after the controller: its Leases are <ring>-<replica> (cli/controller-command.ts checks the same).
+    if (o.sharding === 'dynamic' && !/^[a-z0-9]([-a-z0-9]{0,38}[a-z0-9])?$/.test(CONTROLLER))
+      throw new Error(`--sharding dynamic: the ring is named ${CONTROLLER}, longer than 40 characters; choose a shorter --name`);
+    if (o.sharding === 'dynamic' && shards.length > 0) throw new Error('--sharding dynamic and --shards: choose one (the dynamic ring assigns every resource itself)');
     // A Namespace is cluster-scoped: a namespace-scoped install runs in one that exists.
     if (!watched) {
       new k8s.KubeNamespace(this, 'Namespace', {
@@ -434,10 +445,14 @@ export class KilnInstallChart extends Chart {
         image,
         imagePullPolicy,
         replicas: o.replicas ?? 1,
-        args: ['controller', '--mode', 'apply', '--leader-election-id', CONTROLLER, ...common, ...watchArgs],
+        args:
+          o.sharding === 'dynamic'
+            ? // Every replica works: a Lease of its own (<ring>-<replica>) instead of the leader's.
+              ['controller', '--mode', 'apply', '--sharding', 'dynamic', '--sharding-ring', CONTROLLER, ...common.filter((a) => a !== '--leader-elect'), ...watchArgs]
+            : ['controller', '--mode', 'apply', '--leader-election-id', CONTROLLER, ...common, ...watchArgs],
         omitRules,
         resources: { cpu: '200m', memory: '256Mi', memoryLimit: '1Gi' },
-        scope: { watched, tokenNamespaces: o.tokenNamespaces ?? [] },
+        scope: { watched, tokenNamespaces: o.tokenNamespaces ?? [], dynamicSharding: o.sharding === 'dynamic' },
         shards,
       });
     }

@@ -268,6 +268,22 @@ export function leaseRules(leaseName: string, ...shardLeases: string[]): NamedRu
   ];
 }
 
+/**
+ * Dynamic sharding's Leases in the component's namespace: each replica creates and renews its own
+ * (`<ring>-<replica>`: a name no rule can know in advance), the assigner watches them all and
+ * deletes those of replicas gone, and the replicas campaign for `<ring>-sharder`.
+ */
+export function ringLeaseRules(ring: string): NamedRule[] {
+  return [
+    leaseRules(ring)[0]!,
+    {
+      id: 'lease-ring',
+      why: `hold this replica's Lease ${ring}-<replica> and campaign for ${ring}-sharder; the assigner lists and watches the ring's Leases and deletes those silent for ten minutes`,
+      rule: { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['delete', 'get', 'list', 'update', 'watch'] },
+    },
+  ];
+}
+
 export function clusterRules(component: Component): NamedRule[] {
   return component === 'controller-apply' ? CONTROLLER_APPLY_RULES : component === 'controller-git' ? CONTROLLER_GIT_RULES : AGENT_RULES;
 }
@@ -298,6 +314,8 @@ export interface GrantScope {
   agentNamespaces?: string[];
   /** Static shards (kiln install --shards): each runs a Deployment of its own on the Lease `<name>-<shard>`. */
   shards?: string[];
+  /** Dynamic sharding: the replicas' ring Leases (`<name>-<replica>`, `<name>-sharder`), not one named Lease. */
+  dynamicSharding?: boolean;
 }
 
 const uniqueSorted = (xs: string[]) => [...new Set(xs)].sort();
@@ -319,7 +337,12 @@ export function grants(component: Component, s: GrantScope): Grant[] {
   }
   // A rule granted per namespace is not also granted with the main role.
   const main = clusterRules(component).filter((r) => !perNamespace.some((p) => p.rules.some((n) => n.id === r.id)));
-  const lease: Grant = { kind: 'Role', name: `${s.name}-leader-election`, rules: leaseRules(s.name, ...(s.shards ?? []).map((shard) => `${s.name}-${shard}`)), boundIn: [s.installNamespace] };
+  const lease: Grant = {
+    kind: 'Role',
+    name: `${s.name}-leader-election`,
+    rules: s.dynamicSharding ? ringLeaseRules(s.name) : leaseRules(s.name, ...(s.shards ?? []).map((shard) => `${s.name}-${shard}`)),
+    boundIn: [s.installNamespace],
+  };
   if (s.watched === undefined) {
     return [
       { kind: 'ClusterRole', name: s.name, rules: main, boundIn: 'cluster' },

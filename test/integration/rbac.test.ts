@@ -126,7 +126,7 @@ async function startController(install: InstallOptions = base, extra: string[] =
     ...args,
     '--kubeconfig',
     kubeconfigFile ?? (git ? gitKubeconfig : kubeconfig),
-    ...(args.includes('--namespace') ? [] : ['-n', git ? gitWork : work]),
+    ...(args.includes('--namespace') || extra.includes('-n') ? [] : ['-n', git ? gitWork : work]),
     '--metrics-bind-address',
     `127.0.0.1:${port}`,
     '--health-probe-bind-address',
@@ -683,6 +683,56 @@ const GIT_RULE_ROWS: Row[] = [
     log: { msg: 'watch failed, retrying', text: refused('watch', 'jobs') },
   },
 ];
+
+describe('dynamic sharding (--sharding dynamic): two replicas with exactly the generated RBAC', () => {
+  const dynName = `krd-${id}`;
+  const dynSa = `${dynName}-controller`;
+  const dynWork = `kiln-rbac-dyn-${id}`;
+  const dynBase: InstallOptions = { mode: 'apply', version: 'test', namespace: installNs, name: dynName, crds: 'skip', agent: false, replicas: 2, sharding: 'dynamic' };
+  let dynKubeconfig = '';
+
+  beforeAll(async () => {
+    await cp.kubectlOk(['create', 'namespace', dynWork]);
+    const objs = installObjects(dynBase);
+    installed.push(...objs);
+    const r = await applyObjects(cp, objs);
+    if (r.code !== 0) throw new Error(r.stderr);
+    dynKubeconfig = await serviceAccountKubeconfig(cp, installNs, dynSa);
+  }, 120_000);
+
+  afterAll(async () => {
+    await stopAll();
+    await cp?.kubectl(['delete', 'namespace', dynWork, '--wait=false']);
+  });
+
+  it("holds and watches the ring's Leases in its own namespace only", async () => {
+    await waitFor('the Role enforced', async () => (await canAs(dynSa, 'watch', 'leases.coordination.k8s.io', '-n', installNs)) === 'yes', 10_000);
+    for (const verb of ['get', 'list', 'watch', 'update', 'delete', 'create']) expect(await canAs(dynSa, verb, 'leases.coordination.k8s.io', '-n', installNs), verb).toBe('yes');
+    for (const verb of ['list', 'update']) expect(await canAs(dynSa, verb, 'leases.coordination.k8s.io', '-n', dynWork), `${verb} in ${dynWork}`).toBe('no');
+  });
+
+  it('both replicas work, the resources are assigned and converge, and no request is refused', async () => {
+    const a = await startController(dynBase, ['-n', dynWork], dynKubeconfig);
+    const b = await startController(dynBase, ['-n', dynWork], dynKubeconfig);
+    const mine = examples
+      .filter((r) => r.kind === 'DirectoryService' || r.kind === 'PostgresInstance' || r.kind === 'Memcached')
+      .map((r) => ({ ...r, metadata: { ...r.metadata, namespace: dynWork } }));
+    expect(mine.length).toBeGreaterThan(1);
+    for (const r of mine) await create(r);
+    const logs = () => [...a.lines.slice(-10), ...b.lines.slice(-10)].join('\n');
+    for (const r of mine) {
+      await waitFor(`${r.kind}/${r.metadata.name} Synced`, async () => (await condition(r.kind, r.metadata.name, 'Synced', dynWork))?.status === 'True', 60_000, logs);
+      const o = await getJson(['-n', dynWork, `${plural[r.kind]}.kiln.dev`, r.metadata.name]);
+      expect(o.metadata.labels?.['shard.kiln.dev/controller'], `${r.kind}/${r.metadata.name}`).toMatch(/./);
+    }
+    // The ring: one Lease per replica and the assigner's.
+    const leases = JSON.parse(await cp.kubectlOk(['get', 'leases', '-n', installNs, '-l', `shard.kiln.dev/ring=${dynSa}`, '-o', 'json'])) as { items: unknown[] };
+    expect(leases.items).toHaveLength(2);
+    expect(await getJson(['-n', installNs, 'lease', `${dynSa}-sharder`])).toBeDefined();
+    expect([...a.lines, ...b.lines].filter((l) => refusedLine(l))).toEqual([]);
+    await stopAll();
+  }, 180_000);
+});
 
 describe('the git-mode controller with exactly the generated RBAC', () => {
   it('commits and reports the examples with its ServiceAccount token, and may not touch what it renders', async () => {
