@@ -17,7 +17,7 @@ import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE_ENV, NODE_FLAGS } from '../install/node-runtime.js';
 import { toYamlStream } from '../lib/yaml.js';
-import { AuditLog } from '../test/harness/audit-log.js';
+import { AuditLog, auditArgs } from '../test/harness/audit-log.js';
 import { defaultCrdPaths, DEFAULT_CONTROLLERS, ensureBinaries, startControlPlane, type ControlPlane } from '../test/harness/controlplane.js';
 import { cpuSince, directoryService, freePort, getJson, serverCpu, summarize } from './apply-shared.js';
 
@@ -151,7 +151,7 @@ async function measure(o: Options, work: string, binDir: string, replicas: numbe
     crdPaths: defaultCrdPaths(),
     // No StatefulSet controller: no pods would run (no scheduler, no kubelet), as in bench/apply.
     controllers: DEFAULT_CONTROLLERS.filter((c) => c !== 'statefulset-controller'),
-    apiserverArgs: [`--audit-log-path=${auditFile}`, `--audit-policy-file=${policy}`, '--audit-log-mode=blocking', '--audit-log-maxsize=0'],
+    apiserverArgs: auditArgs(auditFile, policy),
   });
   const running: Replica[] = [];
   try {

@@ -53,7 +53,7 @@ import { applySetId, decorate, digest } from '../controller/apply/applyset.js';
 import { defaultCrdPaths, DEFAULT_CONTROLLERS, ensureBinaries, startControlPlane, type ControlPlane } from '../test/harness/controlplane.js';
 import { formatErrors, validate } from '../validate/index.js';
 import { flags } from './args.js';
-import { AuditLog } from '../test/harness/audit-log.js';
+import { AuditLog, auditArgs } from '../test/harness/audit-log.js';
 import { clockTicks, cpuSince, directoryService, freePort, getJson, percentiles, serverCpu, summarize, VERBS } from './apply-shared.js';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -737,7 +737,7 @@ try {
       binDir,
       crdPaths: defaultCrdPaths(),
       controllers: kcmControllers,
-      apiserverArgs: [`--audit-log-path=${auditFile}`, `--audit-policy-file=${policyFile}`, '--audit-log-mode=blocking', '--audit-log-maxsize=0'],
+      apiserverArgs: auditArgs(auditFile, policyFile),
     });
     const [kubectlId, peerId, controllerId] = await Promise.all([
       plane.mintIdentity(KUBECTL_USER, ['system:masters']),

@@ -3,7 +3,7 @@
  * (auditID), for the identities the policy logs. Benchmarks count requests per
  * controller with it; the sharding tests prove from it who wrote what, when.
  */
-import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { toYamlStream } from '../../lib/yaml.js';
 
 export interface AuditEvent {
@@ -30,6 +30,15 @@ export interface ApiRequest {
   latencyMs?: number;
 }
 
+/**
+ * kube-apiserver's flags for a log this class reads: every request, written before the answer
+ * (blocking), never rotated. `--audit-log-maxsize=0` is not "no limit": the logger (lumberjack)
+ * takes 0 as its default, 100 MB, and a 10,000-resource benchmark writes more than that.
+ */
+export function auditArgs(file: string, policyFile: string): string[] {
+  return [`--audit-log-path=${file}`, `--audit-policy-file=${policyFile}`, '--audit-log-mode=blocking', '--audit-log-maxsize=1000000'];
+}
+
 export class AuditLog {
   readonly requests = new Map<string, ApiRequest>();
   private offset = 0;
@@ -53,6 +62,8 @@ export class AuditLog {
   /** Reads what was appended since the last call. */
   poll(): void {
     if (!existsSync(this.file)) return;
+    // A rotated log starts again from nothing: what was read so far would be counted from the wrong place.
+    if (statSync(this.file).size < this.offset) throw new Error(`the audit log ${this.file} was rotated: start the API server with auditArgs() (no rotation)`);
     const fd = openSync(this.file, 'r');
     try {
       const buf = Buffer.alloc(1 << 20);

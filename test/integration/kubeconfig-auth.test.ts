@@ -99,7 +99,7 @@ beforeAll(async () => {
     binDir: await ensureBinaries(),
     crdPaths: defaultCrdPaths(),
     controllerManager: false,
-    apiserverArgs: [...webhook.apiserverArgs(), `--audit-log-path=${auditFile}`, `--audit-policy-file=${policy}`, '--audit-log-mode=blocking', '--audit-log-maxsize=0'],
+    apiserverArgs: [...webhook.apiserverArgs(), `--audit-log-path=${auditFile}`, `--audit-policy-file=${policy}`, '--audit-log-mode=blocking', '--audit-log-maxsize=1000000'],
   });
   await cp.kubectlOk(['create', 'namespace', ns]);
 }, 300_000);

@@ -23,7 +23,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Manager } from '../../controller/manager.js';
 import { SHARD_LABELS } from '../../kube/sharding/membership.js';
-import { AuditLog, type ApiRequest } from '../harness/audit-log.js';
+import { AuditLog, auditArgs, type ApiRequest } from '../harness/audit-log.js';
 import { defaultCrdPaths, ensureBinaries, startControlPlane, type ControlPlane } from '../harness/controlplane.js';
 import { startFaultProxy, type FaultProxy } from '../harness/fault-proxy.js';
 import { waitFor } from '../harness/wait.js';
@@ -184,7 +184,7 @@ beforeAll(async () => {
     crdPaths: defaultCrdPaths(),
     // No pods: convergence is the controller's work (Synced), the same for every replica.
     controllerManager: false,
-    apiserverArgs: [`--audit-log-path=${auditFile}`, `--audit-policy-file=${policy}`, '--audit-log-mode=blocking', '--audit-log-maxsize=0'],
+    apiserverArgs: auditArgs(auditFile, policy),
   });
   const port = Number(new URL(cp.server).port);
   proxy = await startFaultProxy({ host: '127.0.0.1', port });
@@ -320,3 +320,22 @@ it('a partitioned replica loses its keys only after its Lease expires, and write
   expect(overlaps()).toEqual([]);
   await cut.manager.stop({ release: false }).catch(() => undefined);
 }, 300_000);
+
+it('a new resource is assigned to a live replica within seconds, and reconciled by it', async () => {
+  const fresh = { ...directoryService(999), metadata: { name: 'ds-new', namespace: NAMESPACES[0]! } };
+  const created = Date.now();
+  await cp.kubectlOk(['apply', '--server-side', '-f', '-'], { input: JSON.stringify(fresh) });
+  const owner = await waitFor(
+    'ds-new labelled',
+    async () => {
+      const d = JSON.parse(await cp.kubectlOk(['get', 'directoryservice', 'ds-new', '-n', NAMESPACES[0]!, '-o', 'json'])) as Ds;
+      return d.metadata.labels?.[SHARD_LABELS.shard];
+    },
+    30_000,
+  );
+  const assignedMs = Date.now() - created;
+  expect(liveIds().has(owner)).toBe(true);
+  await waitFor('ds-new Synced', async () => synced(JSON.parse(await cp.kubectlOk(['get', 'directoryservice', 'ds-new', '-n', NAMESPACES[0]!, '-o', 'json'])) as Ds), 30_000);
+  console.log(`[sharding] a new resource: assigned after ${assignedMs} ms, Synced after ${Date.now() - created} ms`);
+  expect(assignedMs).toBeLessThan(5_000);
+}, 60_000);
