@@ -37,6 +37,7 @@ const lines = [
       ]
     : []),
   ...applyTable(),
+  ...replicasTable(),
   ...gitTable(),
   ...agentTable(),
   END,
@@ -130,6 +131,35 @@ const a = readme.indexOf(START);
 const b = readme.indexOf(END);
 writeFileSync(readmeUrl, readme.slice(0, a) + lines.join('\n') + readme.slice(b + END.length));
 console.log('README.md: benchmark table updated');
+
+/** bench/results/apply-replicas.json, when it exists. */
+function replicasTable(): string[] {
+  const f = new URL('bench/results/apply-replicas.json', root);
+  if (!existsSync(f)) return [];
+  const g = JSON.parse(readFileSync(f, 'utf8')) as {
+    date: string;
+    settings: { resources: number; replicas: number; concurrencyPerReplica: number };
+    rows: { configuration: string; replica: string; resources: number; convergeSeconds: number; requests: number; writes: number; idleRssMiB: number; peakRssMiB: number; ofSingle: number; aboveIdleMiB: number; aboveIdleOfSingle: number }[];
+    sharded: { rebalance?: { killed: string; resources: number; leaseDurationSeconds: number; firstTakeoverSeconds: number; allTakenOverSeconds: number } };
+    peakRssTarget: { ratio: number; met: boolean };
+    aboveIdle?: { ratio: number };
+  };
+  const rb = g.sharded.rebalance;
+  return [
+    '',
+    `Scaling out (\`npm run bench:apply -- --replicas ${g.settings.replicas}\`), ${g.date.slice(0, 10)}: ${g.settings.resources} DirectoryServices converged by one kiln controller and by ${g.settings.replicas} replicas with \`--sharding dynamic\`, each configuration on a fresh control plane, --concurrency ${g.settings.concurrencyPerReplica} per replica. Target: each of the ${g.settings.replicas} at most 0.5x the single replica's peak RSS: ${g.peakRssTarget.met ? 'met' : 'missed'} (${g.peakRssTarget.ratio}x). Idle = RSS with no resource yet (code and empty caches: what every process pays); above idle = what sharding divides${g.aboveIdle ? ` (${g.aboveIdle.ratio}x at most)` : ''}.`,
+    '',
+    '| configuration | replica | resources | converge (s) | requests | writes | idle RSS (MiB) | peak RSS (MiB) | x single | above idle (MiB) | x single |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...g.rows.map((x) => `| ${x.configuration} | ${x.replica} | ${x.resources} | ${x.convergeSeconds} | ${x.requests} | ${x.writes} | ${x.idleRssMiB} | ${x.peakRssMiB} | ${x.ofSingle} | ${x.aboveIdleMiB} | ${x.aboveIdleOfSingle} |`),
+    ...(rb
+      ? [
+          '',
+          `Rebalance: ${rb.killed} (not the assigner) killed with ${rb.resources} resources; the first was taken over after ${rb.firstTakeoverSeconds} s (its Lease lasts ${rb.leaseDurationSeconds} s), the last after ${rb.allTakenOverSeconds} s (each moved resource re-applies its objects, whose shard label changed).`,
+        ]
+      : []),
+  ];
+}
 
 /** bench/results/git.json, when it exists. */
 function gitTable(): string[] {

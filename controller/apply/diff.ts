@@ -24,6 +24,8 @@ import { ApiError, isNotFound, type KubeClient } from '../../kube/client.js';
 import type { KubeObject } from '../../kube/informer.js';
 import { APPLY_AFTER_ANNOTATION, CHILD_KINDS } from '../../kinds/api.js';
 import { carriedOutBy } from '../../kinds/registry.js';
+import { SHARD_LABELS } from '../../kube/sharding/membership.js';
+import { SHARD_LABEL } from '../../lib/shard.js';
 
 /** Why `kiln diff` does not cover `kind` (apply mode does not server-side apply it), or undefined when it does. */
 export function notCovered(kind: string): string | undefined {
@@ -149,11 +151,23 @@ async function applySetMembers(client: KubeClient, id: string, namespace: string
   return out;
 }
 
-/** The objects the reconciler would apply for `resource`, decorated as it decorates them. */
-export function desiredObjects(resource: KilnResource, parentUid: string | undefined, context: RenderContext = {}): K8sObject[] {
+/**
+ * Shard labels a controller copies from a resource onto its objects: the dynamic ring's, and
+ * `kiln.dev/shard` (the key `kiln install --shards` selects on). A --watch-label-selector naming
+ * other keys copies those too; kiln diff cannot know them and shows them as removed.
+ */
+const COPIED_SHARD_LABELS = [SHARD_LABELS.shard, SHARD_LABEL];
+
+/**
+ * The objects the reconciler would apply for `resource`, decorated as it decorates them. `liveLabels`:
+ * the labels the resource has in the cluster (the shard labels come from there, not from a file).
+ */
+export function desiredObjects(resource: KilnResource, parentUid: string | undefined, context: RenderContext = {}, liveLabels?: Record<string, string>): K8sObject[] {
   const parent = { ...resource, metadata: { ...resource.metadata, uid: parentUid } };
   const id = applySetId(resource);
-  return render(resource, context).map((o) => decorate(o, parent, id));
+  const labels = liveLabels ?? resource.metadata.labels ?? {};
+  const copied = Object.fromEntries(COPIED_SHARD_LABELS.filter((k) => labels[k] !== undefined).map((k) => [k, labels[k]!]));
+  return render(resource, context).map((o) => decorate(o, parent, id, copied));
 }
 
 /** Diffs one resource against the cluster. Never throws: what goes wrong is in `errors`. */
@@ -174,7 +188,7 @@ export async function diffResource(client: KubeClient, target: DiffTarget): Prom
       return out;
     }
     if (!live) out.notes.push('not in the cluster yet: its objects are shown without the ownerReference the controller adds once the resource exists');
-    desired = desiredObjects(r, live?.metadata.uid, target.context);
+    desired = desiredObjects(r, live?.metadata.uid, target.context, live?.metadata.labels);
   } catch (err) {
     // Not an error of the resource: the controller waits for what it names (Reconciling) and changes nothing meanwhile.
     if (err instanceof MissingInputError) {
