@@ -155,7 +155,7 @@ function replicasTable(): string[] {
     ...(rb
       ? [
           '',
-          `Rebalance: ${rb.killed} (not the assigner) killed with ${rb.resources} resources; the first was taken over after ${rb.firstTakeoverSeconds} s (its Lease lasts ${rb.leaseDurationSeconds} s), the last after ${rb.allTakenOverSeconds} s (each moved resource re-applies its objects, whose shard label changed).`,
+          `Rebalance: ${rb.killed} (not the assigner) killed with ${rb.resources} resources; the first was taken over ${rb.firstTakeoverSeconds} s after the kill (its Lease lasts ${rb.leaseDurationSeconds} s from its last renewal, which came up to a retry period before the kill), the last after ${rb.allTakenOverSeconds} s (each moved resource re-applies its objects, whose shard label changed).`,
         ]
       : []),
   ];
