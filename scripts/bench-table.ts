@@ -139,7 +139,19 @@ function replicasTable(): string[] {
   const g = JSON.parse(readFileSync(f, 'utf8')) as {
     date: string;
     settings: { resources: number; replicas: number; concurrencyPerReplica: number };
-    rows: { configuration: string; replica: string; resources: number; convergeSeconds: number; requests: number; writes: number; idleRssMiB: number; peakRssMiB: number; ofSingle: number; aboveIdleMiB: number; aboveIdleOfSingle: number }[];
+    rows: {
+      configuration: string;
+      replica: string;
+      resources: number;
+      convergeSeconds: number;
+      requests: number;
+      writes: number;
+      idleRssMiB: number;
+      peakRssMiB: number;
+      ofSingle: number;
+      aboveIdleMiB: number;
+      aboveIdleOfSingle: number;
+    }[];
     sharded: { rebalance?: { killed: string; resources: number; leaseDurationSeconds: number; firstTakeoverSeconds: number; allTakenOverSeconds: number } };
     peakRssTarget: { ratio: number; met: boolean };
     aboveIdle?: { ratio: number };
@@ -151,7 +163,10 @@ function replicasTable(): string[] {
     '',
     '| configuration | replica | resources | converge (s) | requests | writes | idle RSS (MiB) | peak RSS (MiB) | x single | above idle (MiB) | x single |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...g.rows.map((x) => `| ${x.configuration} | ${x.replica} | ${x.resources} | ${x.convergeSeconds} | ${x.requests} | ${x.writes} | ${x.idleRssMiB} | ${x.peakRssMiB} | ${x.ofSingle} | ${x.aboveIdleMiB} | ${x.aboveIdleOfSingle} |`),
+    ...g.rows.map(
+      (x) =>
+        `| ${x.configuration} | ${x.replica} | ${x.resources} | ${x.convergeSeconds} | ${x.requests} | ${x.writes} | ${x.idleRssMiB} | ${x.peakRssMiB} | ${x.ofSingle} | ${x.aboveIdleMiB} | ${x.aboveIdleOfSingle} |`,
+    ),
     ...(rb
       ? [
           '',
