@@ -7,12 +7,19 @@
  * write `status.currentReplicas: -1`, so the CacheCluster stayed "2/1 members
  * ready, 0/1 updated, 1 leaving" for ever (the 3-minute soak's failure in CI).
  * See ROLLING_UPDATE in kinds/shared/workload.ts.
+ *
+ * The namespace is left alone by the shared stand-in kubelet: this test runs one
+ * of its own for the namespace only while members may become Ready, so that the
+ * second rollout is held mid-way (its new member never Ready) until the
+ * scale-down has been applied. With the shared one, a loaded run could finish
+ * that rollout between two polls and never see it under way.
  */
 import { randomBytes } from 'node:crypto';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { Manager } from '../../controller/manager.js';
 import { connectControlPlane, type ControlPlaneClient } from '../harness/connect.js';
+import { MANUAL_LABEL, startStandInKubelet, type StandInKubelet } from '../harness/stand-in-kubelet.js';
 import { waitFor } from '../harness/wait.js';
 
 let cp: ControlPlaneClient;
@@ -61,6 +68,7 @@ const ready = (what: string) =>
 beforeAll(async () => {
   cp = connectControlPlane(inject('controlPlane'));
   await cp.kubectlOk(['create', 'namespace', ns]);
+  await cp.kubectlOk(['label', 'namespace', ns, `${MANUAL_LABEL}=manual`]);
   const kc = new KubeConfig();
   kc.loadFromFile(cp.kubeconfig);
   manager = new Manager({
@@ -76,22 +84,34 @@ beforeAll(async () => {
   await manager.start();
 }, 120_000);
 
+let kubelet: StandInKubelet | undefined;
+/** This namespace's members become Ready (a kubelet runs), or stay as they are. */
+const kubeletRuns = (on: boolean) => {
+  kubelet?.stop();
+  kubelet = on ? startStandInKubelet(cp.info(), (m) => logs.push(m), ns) : undefined;
+};
+
 afterAll(async () => {
+  kubelet?.stop();
   await manager?.stop();
   await cp?.kubectl(['delete', 'namespace', ns, '--wait=false']);
 });
 
 it('a scale-down with a template change, during a rolling update, completes', async () => {
+  kubeletRuns(true);
   await apply(2, 1);
   await ready('2 members on 1.1');
   // A second change while the first rollout is under way, as in the soak: the StatefulSet's
-  // status still counts a member on the old revision.
+  // status still counts a member on the old revision. No kubelet: the replaced member is never
+  // Ready, so the rollout waits here.
+  kubeletRuns(false);
   await apply(2, 2);
   await waitFor('StatefulSet observes 1.2', async () => {
     const sts = await get('statefulset', 'cache');
     return sts?.status?.observedGeneration === sts?.metadata.generation && sts?.status?.currentRevision !== sts?.status?.updateRevision;
   });
   await apply(1, 3);
+  kubeletRuns(true);
   const done = await ready('1 member on 1.3');
   expect(done.status?.conditions?.find((c) => c.type === 'Ready')?.message).toBe('1/1 members ready');
   const sts = await get('statefulset', 'cache');
