@@ -130,6 +130,21 @@ describe('apply mode: three shards in one namespace', () => {
     for (const [name, labels] of Object.entries(want)) {
       await waitFor(`${name}'s members, labelled ${JSON.stringify(labels)}`, async () => JSON.stringify(await memberShards(name)) === JSON.stringify(labels), 30_000, context);
     }
+    // Members are applied before the reconcile writes status and logs "reconciled"; once Ready, nothing more
+    // comes for them (a later count that must not grow starts from a settled one).
+    for (const name of Object.keys(want)) {
+      await waitFor(
+        `${name} Ready`,
+        async () => {
+          const m = await getJson(['memcached', name]);
+          const c = (m?.status?.conditions as { type: string; status: string }[] | undefined)?.find((x) => x.type === 'Ready');
+          return c?.status === 'True' && m.status.observedGeneration === m.metadata.generation;
+        },
+        60_000,
+        context,
+      );
+    }
+    await waitFor('each shard logged its reconcile', () => reconciled(shards.a, 'mc-a') > 0 && reconciled(shards.b, 'mc-b') > 0 && reconciled(shards.rest, 'mc-rest') > 0, 10_000, context);
     expect(cached(shards.a)).toEqual(['mc-a']);
     expect(cached(shards.b)).toEqual(['mc-b']);
     expect(cached(shards.rest)).toEqual(['mc-rest']);
@@ -202,7 +217,9 @@ describe('apply mode: three shards in one namespace', () => {
       return c?.data?.colour === colour && (c.metadata.labels?.['kiln.dev/shard'] ?? null) === shard;
     };
     await waitFor('the copy, labelled a', copyIs('blue', 'a'), 30_000, context);
-    expect([reconciled(shards.a, 'sync', 'ConfigMapSync') > 0, reconciled(shards.b, 'sync', 'ConfigMapSync'), reconciled(shards.rest, 'sync', 'ConfigMapSync')]).toEqual([true, 0, 0]);
+    // The copy is written before the reconcile ends (its status write) and logs "reconciled".
+    await waitFor('a logged the reconcile', () => reconciled(shards.a, 'sync', 'ConfigMapSync') > 0, 10_000, context);
+    expect([reconciled(shards.b, 'sync', 'ConfigMapSync'), reconciled(shards.rest, 'sync', 'ConfigMapSync')]).toEqual([0, 0]);
     // A source edit, with resync off: carried by a's watch of the source.
     await cp.kubectlOk(['-n', ns, 'patch', 'configmap', 'settings', '--type=merge', '-p', '{"data":{"colour":"green"}}']);
     await waitFor('the copy updated by a', copyIs('green', 'a'), 10_000, context);
