@@ -12,14 +12,13 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE_ENV, NODE_FLAGS } from '../install/node-runtime.js';
 import { toYamlStream } from '../lib/yaml.js';
 import { AuditLog, auditArgs } from '../test/harness/audit-log.js';
 import { defaultCrdPaths, DEFAULT_CONTROLLERS, ensureBinaries, startControlPlane, type ControlPlane } from '../test/harness/controlplane.js';
-import { cpuSince, directoryService, freePort, getJson, serverCpu, summarize } from './apply-shared.js';
+import { cpuSince, directoryService, freePort, getJson, readyzStatus, serverCpu, summarize } from './apply-shared.js';
 
 const SHARD_LABEL = 'shard.kiln.dev/controller';
 const RING = 'kiln-controller';
@@ -97,14 +96,7 @@ class Replica {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.exited) throw new Error(`${this.user} exited before it was ready; log ${this.logFile}`);
-      const status = await new Promise<number>((resolve) => {
-        const req = http.get(`http://127.0.0.1:${this.healthPort}/readyz`, { timeout: 2000 }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        req.on('timeout', () => req.destroy());
-        req.on('error', () => resolve(0));
-      });
+      const status = await readyzStatus(this.healthPort);
       if (status === 200) return;
       if (Date.now() > deadline) throw new Error(`${this.user} not ready after ${timeoutMs} ms; log ${this.logFile}`);
       await sleep(200);

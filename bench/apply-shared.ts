@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import type { ApiRequest } from '../test/harness/audit-log.js';
@@ -134,5 +135,17 @@ export function getJson<T>(cp: ControlPlane, path: string): Promise<T> {
     });
     req.on('timeout', () => req.destroy(new Error(`GET ${path}: timed out`)));
     req.on('error', reject);
+  });
+}
+
+/** The status /readyz on 127.0.0.1:`port` answers with; 0 when nothing answers within 2 s. */
+export function readyzStatus(port: number): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const req = http.get(`http://127.0.0.1:${port}/readyz`, { timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(0));
   });
 }

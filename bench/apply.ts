@@ -42,7 +42,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE_ENV, NODE_FLAGS } from '../install/node-runtime.js';
@@ -54,7 +53,7 @@ import { defaultCrdPaths, DEFAULT_CONTROLLERS, ensureBinaries, startControlPlane
 import { formatErrors, validate } from '../validate/index.js';
 import { flags } from './args.js';
 import { AuditLog, auditArgs } from '../test/harness/audit-log.js';
-import { clockTicks, cpuSince, directoryService, freePort, getJson, percentiles, serverCpu, summarize, VERBS } from './apply-shared.js';
+import { clockTicks, cpuSince, directoryService, freePort, getJson, percentiles, readyzStatus, serverCpu, summarize, VERBS } from './apply-shared.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const args = process.argv.slice(2);
@@ -260,14 +259,7 @@ class Controller {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       this.failIfExited('before it was ready');
-      const status = await new Promise<number>((resolve) => {
-        const req = http.get(`http://127.0.0.1:${this.healthPort}/readyz`, { timeout: 2000 }, (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        req.on('timeout', () => req.destroy());
-        req.on('error', () => resolve(0));
-      });
+      const status = await readyzStatus(this.healthPort);
       if (status === 200) return;
       if (Date.now() > deadline) throw new Error(`the ${this.spec.label} controller was not ready after ${timeoutMs} ms; log:\n${tailOf(this.logFile)}`);
       await sleep(100);
